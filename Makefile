@@ -1,0 +1,41 @@
+# `make test` is the one test command: CI (.ci/run) calls it on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: test install lint typecheck imports pytest crds format clean
+
+test: lint typecheck imports pytest
+
+# The venv is reused while pyproject.toml is unchanged; everything installs from the repo's own files.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check operator trainer_image tests
+	$(BIN)/ruff format --check operator trainer_image tests
+
+typecheck: install
+	$(BIN)/mypy operator/kubetune_operator trainer_image/kubetune_trainer
+
+imports: install
+	$(BIN)/lint-imports
+
+pytest: install
+	$(BIN)/python -m pytest
+
+crds: install
+	$(BIN)/kubetune crds
+
+format: install
+	$(BIN)/ruff check --fix operator trainer_image tests
+	$(BIN)/ruff format operator trainer_image tests
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

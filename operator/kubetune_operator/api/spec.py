@@ -1,0 +1,267 @@
+"""`FineTuneJob.spec`: what a user asks for, with Together's field names and defaults.
+
+Hyperparameter and LoRA fields are optional: an absent value means "the template's default,
+else the global default" (`DEFAULT_HYPERPARAMETERS`, Together's defaults), so a template can
+tune defaults per model without a user's explicit value ever being overridden.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Self
+
+from pydantic import ConfigDict, Field, JsonValue, model_validator
+
+from kubetune_trainer.contract import LrScheduler, TrainOnInputs, WireModel
+
+from .crossfield import Violation, raise_violations
+from .fields import (
+    BatchSize,
+    CheckpointRef,
+    CheckpointUri,
+    DataUri,
+    DnsSubdomain,
+    GitRevision,
+    HfRepoId,
+    HttpUrl,
+    OutputUri,
+    SecretKey,
+    Suffix,
+)
+
+AUTO_TEMPLATE = "auto"
+
+
+def _set_values(model: WireModel) -> dict[str, object]:
+    """The fields of `model` that hold a value, as attributes (nested models stay models)."""
+    return {name: value for name in type(model).model_fields if (value := getattr(model, name)) is not None}
+
+
+class SecretKeyRef(WireModel):
+    """A key in a Secret of the job's namespace. The operator never reads it; pods get it as env."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret, in the FineTuneJob's namespace.")
+    key: SecretKey = Field(description="Key within the Secret.")
+
+
+class TrainingMethod(enum.StrEnum):
+    SFT = "sft"
+
+
+class Hyperparameters(WireModel):
+    """Training hyperparameters (Together's names). Absent: the template's default, else Together's."""
+
+    n_epochs: int | None = Field(None, ge=1, le=1000, description="Passes over the training file. Default 1.")
+    learning_rate: float | None = Field(
+        None, gt=0.0, le=1.0, description="Peak learning rate, within the template's bounds. Default 1e-5."
+    )
+    batch_size: BatchSize | None = Field(
+        None,
+        description="Effective batch size in sequences per optimizer step, within the template's bounds, "
+        "or `max` for the template's largest. Default max.",
+    )
+    lr_scheduler: LrScheduler | None = Field(
+        None, description="Learning-rate schedule. Default cosine with minLrRatio 0 and numCycles 0.5."
+    )
+    warmup_ratio: float | None = Field(
+        None, ge=0.0, le=1.0, description="Fraction of steps spent warming up, 0 to 1. Default 0."
+    )
+    max_grad_norm: float | None = Field(
+        None, ge=0.0, description="Gradient clipping norm; 0 disables clipping. Default 1."
+    )
+    weight_decay: float | None = Field(None, ge=0.0, description="AdamW weight decay. Default 0.")
+    n_checkpoints: int | None = Field(
+        None, ge=1, le=1000, description="Checkpoints written over training, the last at the end. Default 1."
+    )
+    n_evals: Annotated[int | None, Field(ge=0, le=1000)] = Field(
+        None, description="Evaluations of validationFile over training; needs validationFile when above 0. Default 0."
+    )
+    train_on_inputs: TrainOnInputs | None = Field(
+        None,
+        description="Whether prompt tokens count in the loss: true, false, or auto (prompts masked for "
+        "messages and prompt/completion data, nothing masked for text). Default auto.",
+    )
+    max_seq_length: int | None = Field(
+        None,
+        ge=32,
+        le=1048576,
+        description="Longest sequence trained, in tokens; never above the model's own maximum. "
+        "Default: the template's maximum sequence length.",
+    )
+    packing: bool | None = Field(
+        None, description="Pack several examples into one sequence, without attention across them. Default true."
+    )
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed. Default 42.")
+
+    def layered_over(self, base: Hyperparameters) -> Hyperparameters:
+        """These values where set, `base`'s where not."""
+        return base.model_copy(update=_set_values(self))
+
+
+DEFAULT_HYPERPARAMETERS = Hyperparameters(
+    n_epochs=1,
+    learning_rate=1e-5,
+    batch_size="max",
+    lr_scheduler=LrScheduler(),
+    warmup_ratio=0.0,
+    max_grad_norm=1.0,
+    weight_decay=0.0,
+    n_checkpoints=1,
+    n_evals=0,
+    train_on_inputs="auto",
+    packing=True,
+    seed=42,
+)
+"""Together's defaults: what a job gets where neither it nor its template says otherwise."""
+
+
+class LoraSpec(WireModel):
+    """LoRA fine-tuning. Absent values: the template's LoRA defaults, else these defaults."""
+
+    enabled: bool | None = Field(None, description="Train a LoRA adapter instead of every weight. Default true.")
+    r: int | None = Field(None, ge=1, le=1024, description="Adapter rank. Default: the template's maximum rank.")
+    alpha: int | None = Field(None, ge=1, le=4096, description="Scaling numerator (alpha / r). Default 2 x r.")
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="Dropout on the adapter input, in [0, 1). Default 0."
+    )
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
+        None,
+        min_length=1,
+        description="Modules to adapt, from the template's list; `all-linear` for every linear layer. "
+        "Default all-linear.",
+    )
+    merge: bool | None = Field(None, description="Also save a full model with the adapter merged in. Default true.")
+
+    def layered_over(self, base: LoraSpec) -> LoraSpec:
+        return base.model_copy(update=_set_values(self))
+
+    def alpha_for(self, r: int) -> int:
+        """The alpha that runs with rank `r`: the one given, else 2 x r (Together's default)."""
+        return self.alpha if self.alpha is not None else 2 * r
+
+
+DEFAULT_LORA = LoraSpec(enabled=True, dropout=0.0, target_modules=["all-linear"], merge=True)
+"""Together trains LoRA unless told otherwise; alpha defaults to 2 x r, r to the template's max rank."""
+
+
+class WandbSpec(WireModel):
+    """Weights & Biases logging."""
+
+    api_key_secret_ref: SecretKeyRef = Field(description="Secret key holding the W&B API key.")
+    project: str | None = Field(None, min_length=1, max_length=128, description="Project. Default kubetune.")
+    entity: str | None = Field(None, min_length=1, max_length=128, description="Team or user.")
+    name: str | None = Field(None, min_length=1, max_length=128, description="Run name. Default: the job name.")
+    base_url: HttpUrl | None = Field(None, description="W&B server URL, for self-hosted installs.")
+
+
+class OutputSpec(WireModel):
+    """Where the trained model goes."""
+
+    uri: OutputUri = Field(description="pvc://claim/path, s3://bucket/prefix, hf://org/repo or a path.")
+    private: bool = Field(True, description="Create a Hugging Face output repo as private. Default true.")
+
+
+class CheckpointSpec(WireModel):
+    """Where checkpoints live, so retries and preemptions resume instead of starting over."""
+
+    uri: CheckpointUri = Field(description="pvc://claim/path (ReadWriteMany for multi-node) or s3://bucket/prefix.")
+
+
+FROM_CHECKPOINT_EXCLUSIVE = (
+    "fromCheckpoint and fromHfModel exclude each other: continue a job's checkpoint, "
+    "or start from a Hugging Face model, not both"
+)
+N_EVALS_NEEDS_VALIDATION = "nEvals above 0 needs validationFile: set validationFile, or nEvals: 0"
+
+CEL_RULES: list[JsonValue] = [
+    {
+        "rule": "!(has(self.fromCheckpoint) && has(self.fromHfModel))",
+        "message": FROM_CHECKPOINT_EXCLUSIVE,
+        "fieldPath": ".fromCheckpoint",
+        "reason": "FieldValueForbidden",
+    },
+    {
+        "rule": "!has(self.hyperparameters) || !has(self.hyperparameters.nEvals) "
+        "|| self.hyperparameters.nEvals == 0 || has(self.validationFile)",
+        "message": N_EVALS_NEEDS_VALIDATION,
+        "fieldPath": ".hyperparameters.nEvals",
+        "reason": "FieldValueRequired",
+    },
+]
+"""The cross-field rules of `cross_field_violations`, in CEL for the API server."""
+
+
+class FineTuneJobSpec(WireModel):
+    """A fine-tuning job: which template, which model, which data, which hyperparameters."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": CEL_RULES})
+
+    model: str = Field(
+        min_length=1,
+        max_length=253,
+        description="Base-model template: a BaseModelTemplate name, one of its aliases "
+        "(e.g. togethercomputer/llama-2-7b-chat), or `auto` to pick the closest for fromHfModel.",
+    )
+    from_hf_model: HfRepoId | None = Field(
+        None, description="Hugging Face repo really trained. Default: the template's own hfModel."
+    )
+    hf_model_revision: GitRevision | None = Field(
+        None, description="Commit, branch or tag of fromHfModel. Default main; the resolved sha is recorded."
+    )
+    hf_token_secret_ref: SecretKeyRef | None = Field(
+        None, description="Secret key holding a Hugging Face token, for private or gated repos and hf:// output."
+    )
+    training_file: DataUri = Field(description="Training data (JSONL or Parquet).")
+    validation_file: DataUri | None = Field(None, description="Validation data, used when nEvals is above 0.")
+    training_method: TrainingMethod = Field(
+        TrainingMethod.SFT, description="Training method: sft (supervised fine-tuning). Default sft."
+    )
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings. LoRA is on by default.")
+    suffix: Suffix | None = Field(
+        None, description="Up to 40 characters appended to the output model name: <model>-<suffix>."
+    )
+    wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
+    output: OutputSpec | None = Field(None, description="Where the trained model goes. Default: the operator's.")
+    checkpoint: CheckpointSpec | None = Field(None, description="Where checkpoints live. Default: the template's.")
+    from_checkpoint: CheckpointRef | None = Field(
+        None, description="Continue from another FineTuneJob's checkpoint: `<job>` or `<job>:<step>`."
+    )
+    suspend: bool = Field(False, description="True removes the pods and pauses the job; false resumes it.")
+    max_retries: int = Field(2, ge=0, le=20, description="Retries of retryable failures. Default 2.")
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Fail the job when it has run longer than this."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the FineTuneJob this long after it finished."
+    )
+    queue_name: DnsSubdomain | None = Field(None, description="Kueue LocalQueue that admits the job.")
+    priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of the trainer pods.")
+
+    @model_validator(mode="after")
+    def _check_cross_field_rules(self) -> Self:
+        raise_violations("FineTuneJobSpec", cross_field_violations(self))
+        return self
+
+
+def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
+    """The rules no single field can state; each violation names the field to change."""
+    found: list[Violation] = []
+    if spec.from_checkpoint is not None and spec.from_hf_model is not None:
+        found.append(
+            Violation(
+                ("fromCheckpoint",),
+                spec.from_checkpoint,
+                FROM_CHECKPOINT_EXCLUSIVE,
+            )
+        )
+    n_evals = spec.hyperparameters.n_evals
+    if n_evals and spec.validation_file is None:
+        found.append(
+            Violation(
+                ("hyperparameters", "nEvals"),
+                n_evals,
+                N_EVALS_NEEDS_VALIDATION,
+            )
+        )
+    return found

@@ -1,0 +1,121 @@
+"""`FineTuneJob.status`: what a user sees in `kubectl get` and `kubectl describe`.
+
+The operator owns every field here except `stage`, `stages` and `progress`, which rank 0 of
+the trainer patches (their models come from the contract, so both sides write one shape).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pydantic import Field
+
+from kubetune_trainer.contract import (
+    JobError,
+    KubeTime,
+    LoraConfig,
+    Progress,
+    Stage,
+    StageRecord,
+    TrainingHyperparameters,
+    WarningNote,
+    WireModel,
+)
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    VALIDATING = "Validating"
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+
+
+class ConditionType(enum.StrEnum):
+    VALIDATED = "Validated"
+    SCHEDULED = "Scheduled"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+class ConditionStatus(enum.StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(WireModel):
+    """A condition in Kubernetes' standard shape (metav1.Condition)."""
+
+    type: ConditionType = Field(description="Validated, Scheduled, Running, Succeeded, Failed or Suspended.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="CamelCase reason code.",
+    )
+    message: str = Field("", max_length=32768, description="Human-readable details.")
+    last_transition_time: KubeTime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(None, ge=0, description="The spec generation this reflects.")
+
+
+class Resolved(WireModel):
+    """What really runs, after the template and its defaults are applied."""
+
+    template: str | None = Field(None, description="BaseModelTemplate chosen.")
+    template_reasons: list[str] = Field(default_factory=list, description="Why that template, for `model: auto`.")
+    model_repo: str | None = Field(None, description="Hugging Face repo trained.")
+    revision: str | None = Field(None, description="Revision requested.")
+    revision_sha: str | None = Field(None, description="Commit sha the revision resolved to.")
+    architecture: str | None = Field(None, description="Model architecture, e.g. LlamaForCausalLM.")
+    parameters: int | None = Field(None, ge=0, description="Parameter count of the model trained.")
+    max_positions: int | None = Field(None, ge=1, description="The model's own maximum sequence length.")
+    nodes: int | None = Field(None, ge=1, description="Trainer pods.")
+    gpus_per_node: int | None = Field(None, ge=0, description="GPUs per trainer pod.")
+    image: str | None = Field(None, description="Trainer image.")
+    hyperparameters: TrainingHyperparameters | None = Field(None, description="Hyperparameters as they run.")
+    lora: LoraConfig | None = Field(None, description="LoRA as it runs; absent for full fine-tuning.")
+
+
+class CheckpointRecord(WireModel):
+    step: int = Field(ge=0, description="Optimizer step of the checkpoint.")
+    uri: str = Field(description="Where it is stored.")
+    time: KubeTime = Field(description="When it was written.")
+    type: str = Field("Intermediate", description="Intermediate or Final.")
+
+
+class OutputModel(WireModel):
+    uri: str = Field(description="Where the trained model is.")
+    name: str = Field(description="Output model name.")
+    files: int | None = Field(None, ge=0, description="Number of files.")
+    bytes: int | None = Field(None, ge=0, description="Total size in bytes.")
+
+
+class FineTuneJobStatus(WireModel):
+    """Observed state of a FineTuneJob."""
+
+    phase: Phase | None = Field(
+        None, description="Pending, Validating, Queued, Running, Succeeded, Failed or Suspended."
+    )
+    stage: Stage | None = Field(None, description="Trainer stage running now.")
+    stages: list[StageRecord] = Field(default_factory=list, description="Stages of the current attempt.")
+    progress: Progress | None = Field(None, description="Training progress.")
+    conditions: list[Condition] = Field(default_factory=list, description="Standard Kubernetes conditions.")
+    error: JobError | None = Field(None, description="Why the job failed, and what to change.")
+    warnings: list[WarningNote] = Field(default_factory=list, description="Things that did not stop the job.")
+    resolved: Resolved | None = Field(None, description="What really runs.")
+    attempt: int = Field(0, ge=0, description="Current attempt; 0 before the first.")
+    checkpoints: list[CheckpointRecord] = Field(default_factory=list, description="Checkpoints written.")
+    output_model: OutputModel | None = Field(None, description="The trained model.")
+    start_time: KubeTime | None = Field(None, description="When the first attempt started.")
+    completion_time: KubeTime | None = Field(None, description="When the job finished.")
+    gpu_seconds: float | None = Field(None, ge=0.0, description="GPU time held, summed over attempts.")
+    observed_generation: int | None = Field(None, ge=0, description="The spec generation last acted on.")

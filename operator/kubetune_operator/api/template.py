@@ -1,0 +1,186 @@
+"""`BaseModelTemplate.spec`: a base model's architecture, size, resources, defaults and limits.
+
+The limits are Together's `FineTuneModelLimits` (epochs, evaluations, learning-rate bounds,
+full and LoRA batch bounds, max LoRA rank, target modules); the rest is what a cluster needs
+to run it: GPUs, nodes, node selectors, tolerations, memory.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Self
+
+from pydantic import Field, model_validator
+
+from kubetune_trainer.contract import Precision, Strategy, WireModel
+
+from .crossfield import Violation, raise_violations
+from .fields import HfRepoId, Quantity, Version
+from .spec import Hyperparameters, LoraSpec
+
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+"""The node label (from NVIDIA GPU feature discovery) that `gpuProduct` selects on."""
+
+
+class Architecture(WireModel):
+    """Which models this template fits, as config.json names them."""
+
+    family: Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*$", max_length=32)] = Field(
+        description="Architecture family, e.g. llama, qwen, mistral, gemma, phi."
+    )
+    model_types: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
+        min_length=1, description="config.json `model_type` values of this family, e.g. [llama]."
+    )
+    architectures: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        min_length=1, description="config.json `architectures` entries, e.g. [LlamaForCausalLM]."
+    )
+
+
+class TolerationOperator(enum.StrEnum):
+    EXISTS = "Exists"
+    EQUAL = "Equal"
+
+
+class TaintEffect(enum.StrEnum):
+    NO_SCHEDULE = "NoSchedule"
+    PREFER_NO_SCHEDULE = "PreferNoSchedule"
+    NO_EXECUTE = "NoExecute"
+
+
+class Toleration(WireModel):
+    """A Kubernetes toleration, copied into trainer pods."""
+
+    key: str | None = Field(None, max_length=316, description="Taint key; empty with Exists matches every taint.")
+    operator: TolerationOperator = Field(TolerationOperator.EQUAL, description="Exists or Equal. Default Equal.")
+    value: str | None = Field(None, max_length=63, description="Taint value, for Equal.")
+    effect: TaintEffect | None = Field(None, description="NoSchedule, PreferNoSchedule or NoExecute; empty: all.")
+    toleration_seconds: int | None = Field(None, ge=0, description="How long a NoExecute taint is tolerated.")
+
+
+class Resources(WireModel):
+    """What one trainer pod (one node) gets, and how many of them run."""
+
+    nodes: int = Field(1, ge=1, le=128, description="Trainer pods (nodes) per job. Default 1.")
+    gpus_per_node: int = Field(ge=0, le=16, description="GPUs per pod, requested as nvidia.com/gpu.")
+    gpu_product: str | None = Field(
+        None,
+        max_length=128,
+        description=f"GPU model, selected through the `{GPU_PRODUCT_LABEL}` node label, e.g. NVIDIA-H100-80GB-HBM3.",
+    )
+    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=dict, description="Extra node selector labels."
+    )
+    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of trainer pods.")
+    cpu: Quantity | None = Field(None, description="CPU request and limit per pod, e.g. 16.")
+    memory: Quantity | None = Field(None, description="Memory request and limit per pod, e.g. 256Gi.")
+    shm_size: Quantity | None = Field(None, description="Size of /dev/shm (a memory emptyDir), e.g. 64Gi.")
+    ephemeral_storage: Quantity | None = Field(None, description="Ephemeral storage per pod, e.g. 200Gi.")
+
+
+class TrainingDefaults(WireModel):
+    """How the template trains, and the defaults it puts under a job's own values."""
+
+    strategy: Strategy = Field(Strategy.DDP, description="ddp, or fsdp for models too large for one GPU.")
+    precision: Precision = Field(Precision.BF16, description="bf16, fp16 or fp32 on GPU. Default bf16.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    hyperparameters: Hyperparameters = Field(
+        default_factory=Hyperparameters, description="Defaults for hyperparameters a job leaves out."
+    )
+    lora: LoraSpec = Field(default_factory=LoraSpec, description="Defaults for LoRA settings a job leaves out.")
+
+
+class BatchLimits(WireModel):
+    min_batch_size: int = Field(ge=1, description="Smallest effective batch size.")
+    max_batch_size: int = Field(ge=1, description="Largest effective batch size; what `batchSize: max` means.")
+
+
+class LoraLimits(BatchLimits):
+    max_rank: int = Field(ge=1, le=1024, description="Largest LoRA rank; the default rank.")
+    target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
+        min_length=1, description="Modules LoRA may adapt in this architecture."
+    )
+
+
+class Limits(WireModel):
+    """Together's model limits: what a job on this template may ask for."""
+
+    max_num_epochs: int = Field(ge=1, description="Most epochs a job may run.")
+    max_num_evals: int = Field(ge=0, description="Most evaluations a job may run.")
+    min_learning_rate: float = Field(gt=0.0, description="Smallest learning rate allowed.")
+    max_learning_rate: float = Field(gt=0.0, description="Largest learning rate allowed.")
+    full_training: BatchLimits | None = Field(
+        None, description="Batch bounds for full fine-tuning; absent: not offered."
+    )
+    lora_training: LoraLimits | None = Field(None, description="Batch bounds and rank for LoRA; absent: not offered.")
+
+
+class BaseModelTemplateSpec(WireModel):
+    """A base-model template: the infrastructure and defaults a FineTuneJob runs under."""
+
+    aliases: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list,
+        description="Other names a job may use in `model`, e.g. togethercomputer/llama-2-7b-chat.",
+    )
+    hf_model: HfRepoId = Field(description="Hugging Face repo trained when a job gives no fromHfModel.")
+    architecture: Architecture = Field(description="The models this template fits.")
+    parameters: int = Field(ge=1, description="Parameter count of hfModel.")
+    max_seq_length: int = Field(ge=32, description="Longest sequence this template trains, in tokens.")
+    transformers_ceiling: Version = Field(
+        description="Newest `transformers_version` a checkpoint may declare to run on this template."
+    )
+    resources: Resources = Field(description="GPUs, nodes and placement of trainer pods.")
+    training: TrainingDefaults = Field(default_factory=TrainingDefaults, description="Strategy and defaults.")
+    limits: Limits = Field(description="What a job on this template may ask for.")
+    image: str | None = Field(None, max_length=512, description="Trainer image. Default: the operator's.")
+
+    @model_validator(mode="after")
+    def _check_cross_field_rules(self) -> Self:
+        raise_violations("BaseModelTemplateSpec", template_violations(self))
+        return self
+
+
+def template_violations(spec: BaseModelTemplateSpec) -> list[Violation]:
+    found: list[Violation] = []
+    limits = spec.limits
+    if limits.min_learning_rate > limits.max_learning_rate:
+        found.append(
+            Violation(("limits", "minLearningRate"), limits.min_learning_rate, "must not exceed maxLearningRate")
+        )
+    if limits.full_training is None and limits.lora_training is None:
+        found.append(
+            Violation(("limits",), None, "set fullTraining, loraTraining or both: a template must offer a method")
+        )
+    for key, bounds in (("fullTraining", limits.full_training), ("loraTraining", limits.lora_training)):
+        if bounds is not None and bounds.min_batch_size > bounds.max_batch_size:
+            found.append(
+                Violation(("limits", key, "minBatchSize"), bounds.min_batch_size, "must not exceed maxBatchSize")
+            )
+    defaults = spec.training.hyperparameters
+    if defaults.learning_rate is not None and not (
+        limits.min_learning_rate <= defaults.learning_rate <= limits.max_learning_rate
+    ):
+        found.append(
+            Violation(
+                ("training", "hyperparameters", "learningRate"),
+                defaults.learning_rate,
+                f"must lie within limits [{limits.min_learning_rate}, {limits.max_learning_rate}]",
+            )
+        )
+    if defaults.n_epochs is not None and defaults.n_epochs > limits.max_num_epochs:
+        found.append(
+            Violation(
+                ("training", "hyperparameters", "nEpochs"),
+                defaults.n_epochs,
+                f"must not exceed limits.maxNumEpochs ({limits.max_num_epochs})",
+            )
+        )
+    lora_r = spec.training.lora.r
+    if lora_r is not None and limits.lora_training is not None and lora_r > limits.lora_training.max_rank:
+        found.append(
+            Violation(
+                ("training", "lora", "r"),
+                lora_r,
+                f"must not exceed limits.loraTraining.maxRank ({limits.lora_training.max_rank})",
+            )
+        )
+    return found

@@ -1,0 +1,31 @@
+"""`kubetune`: the command line. Each subcommand lives in its own module and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import crds, manifests, templates
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubetune",
+        description="Fine-tune LLMs on Kubernetes with FineTuneJob custom resources.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    crds.register(commands)
+    templates.register(commands)
+    manifests.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
