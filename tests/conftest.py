@@ -62,9 +62,7 @@ class CrdValidator:
         paths: set[tuple[str | int, ...]] = set()
         for error in self._validator.iter_errors(document):
             path = tuple(error.absolute_path)
-            if error.validator == "required":
-                path = (*path, error.message.split("'")[1])
-            elif error.validator == "additionalProperties":
+            if error.validator in {"required", "additionalProperties"}:
                 path = (*path, error.message.split("'")[1])
             paths.add(path)
         return paths

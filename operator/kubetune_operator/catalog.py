@@ -7,7 +7,7 @@ the same files (`catalog_files` links there) for the CLI and `kubetune run --loc
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -59,9 +59,9 @@ def parse_templates(documents: Iterable[tuple[str, object]]) -> Catalog:
     errors: list[FieldError] = []
     for source, document in documents:
         try:
-            templates.append(validate(BaseModelTemplate, document, kind="BaseModelTemplate", root=source))
+            templates.append(validate(BaseModelTemplate, document, kind="BaseModelTemplate"))
         except InvalidResourceError as invalid:
-            errors.extend(invalid.errors)
+            errors.extend(replace(e, path=f"{source}: {e.path}") for e in invalid.errors)
     if errors:
         raise InvalidResourceError("template catalog", errors)
     return Catalog(tuple(sorted(templates, key=lambda t: t.name)))

@@ -38,29 +38,30 @@ def _convert(node: Json, defs: Mapping[str, Json]) -> Json:
     node = _inline(node, defs)
     out: Json = {}
     for key, value in node.items():
-        if key in _DROPPED_KEYS:
-            continue
-        if key == "properties":
-            out[key] = {name: _convert(child, defs) for name, child in value.items()}
-        elif key in ("items", "additionalProperties") and isinstance(value, dict):
-            out[key] = _convert(value, defs)
-        elif key == "anyOf" and node.get("x-kubernetes-int-or-string"):
-            out[key] = value
-        elif key == "additionalProperties":
-            continue  # `false`: not allowed beside `properties` in a structural schema
-        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
-            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
-            out[key] = True
-        elif key == "const":
-            out["enum"] = [value]
-        elif key == "default":
-            if isinstance(value, bool | int | float | str):
-                out[key] = value
-        else:
-            out[key] = value
-    if out.get("type") == "object" and "properties" in out and not out.get("required"):
+        out.update(_keyword(key, value, defs))
+    if out.get("type") == "object" and not out.get("required"):
         out.pop("required", None)
     return _readable_order(out)
+
+
+def _keyword(key: str, value: Any, defs: Mapping[str, Json]) -> Json:
+    """One JSON-schema keyword, in its structural-schema form ({} drops it)."""
+    if key in _DROPPED_KEYS:
+        return {}
+    if key == "properties":
+        return {key: {name: _convert(child, defs) for name, child in value.items()}}
+    if key in ("items", "additionalProperties"):
+        # `additionalProperties: false` is not allowed beside `properties` in a structural schema
+        return {key: _convert(value, defs)} if isinstance(value, dict) else {}
+    if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+        return {"minimum" if key == "exclusiveMinimum" else "maximum": value, key: True}
+    if key == "const":
+        return {"enum": [value]}
+    if key == "default":
+        return {key: value} if isinstance(value, bool | int | float | str) else {}
+    if key == "x-kubernetes-validations":
+        return {key: [_rule_order(rule) for rule in value]}
+    return {key: value}
 
 
 _FIRST_KEYS = ("type", "description")
@@ -73,6 +74,14 @@ def _readable_order(node: Json) -> Json:
     last = {k: node[k] for k in _LAST_KEYS if k in node}
     middle = {k: v for k, v in node.items() if k not in first and k not in last}
     return {**first, **middle, **last}
+
+
+_RULE_KEYS = ("rule", "message", "messageExpression", "fieldPath", "reason", "optionalOldSelf")
+
+
+def _rule_order(rule: Json) -> Json:
+    """rule first, then message: pydantic sorts keys, which would put the rule last."""
+    return {**{k: rule[k] for k in _RULE_KEYS if k in rule}, **rule}
 
 
 def _inline(node: Json, defs: Mapping[str, Json]) -> Json:

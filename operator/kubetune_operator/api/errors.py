@@ -124,7 +124,7 @@ def _nested_home(model: type[BaseModel], name: str, prefix: str = "", depth: int
     if depth == 0:
         return None
     fields = {(f.alias or n): f for n, f in model.model_fields.items()}
-    for alias, field in fields.items():
+    for alias in fields:
         if _squash(alias) == _squash(name) and prefix:
             return f"{prefix}.{alias}"
     for alias, field in fields.items():

@@ -172,8 +172,18 @@ FROM_CHECKPOINT_EXCLUSIVE = (
     "or start from a Hugging Face model, not both"
 )
 N_EVALS_NEEDS_VALIDATION = "nEvals above 0 needs validationFile: set validationFile, or nEvals: 0"
+AUTO_NEEDS_HF_MODEL = (
+    "model: auto chooses a template for fromHfModel: set fromHfModel, or name a template "
+    "(e.g. togethercomputer/llama-2-7b-chat) to train its own model"
+)
 
 CEL_RULES: list[JsonValue] = [
+    {
+        "rule": "self.model != 'auto' || has(self.fromHfModel)",
+        "message": AUTO_NEEDS_HF_MODEL,
+        "fieldPath": ".model",
+        "reason": "FieldValueInvalid",
+    },
     {
         "rule": "!(has(self.fromCheckpoint) && has(self.fromHfModel))",
         "message": FROM_CHECKPOINT_EXCLUSIVE,
@@ -247,6 +257,8 @@ class FineTuneJobSpec(WireModel):
 def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
     """The rules no single field can state; each violation names the field to change."""
     found: list[Violation] = []
+    if spec.model == AUTO_TEMPLATE and spec.from_hf_model is None:
+        found.append(Violation(("model",), spec.model, AUTO_NEEDS_HF_MODEL))
     if spec.from_checkpoint is not None and spec.from_hf_model is not None:
         found.append(
             Violation(

@@ -1,0 +1,103 @@
+"""The `kubetune` command as a user runs it: templates list/recommend, validate, crds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import EXAMPLES_DIR, REPO
+
+KUBETUNE = Path(sys.executable).parent / "kubetune"
+
+
+def kubetune(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(KUBETUNE), *args], cwd=cwd, capture_output=True, text=True, check=False)
+
+
+def test_the_console_script_is_installed_and_lists_its_commands() -> None:
+    done = kubetune("--help")
+    assert done.returncode == 0
+    for command in ("crds", "templates", "validate"):
+        assert command in done.stdout
+
+
+def test_templates_list_prints_a_table_of_the_catalog() -> None:
+    done = kubetune("templates", "list")
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split()[:5] == ["NAME", "ALIASES", "FAMILY", "PARAMS", "MAX-SEQ"]
+    assert len(rows) >= 12
+    llama2 = next(row for row in rows if row.startswith("llama-2-7b-chat "))
+    assert llama2.split()[1:5] == ["togethercomputer/llama-2-7b-chat", "llama", "6.7B", "4096"]
+
+
+def test_templates_list_json() -> None:
+    done = kubetune("templates", "list", "--json")
+    templates = json.loads(done.stdout)
+    assert {t["metadata"]["name"] for t in templates} >= {"llama-2-7b-chat", "qwen3-4b", "gemma-3-4b-it"}
+
+
+def test_recommend_json_has_template_reasons_and_warnings() -> None:
+    done = kubetune(
+        "templates", "recommend", "--model-type", "llama", "--parameters", "135000000", "--max-positions", "8192",
+        "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    advice = json.loads(done.stdout)
+    assert set(advice) == {"template", "reasons", "warnings"}
+    assert advice["template"] == "llama-2-7b-chat"
+    assert advice["warnings"] == []
+    assert len(advice["reasons"]) == 3
+
+
+def test_recommend_explains_itself_in_words() -> None:
+    done = kubetune("templates", "recommend", "--model-type", "falcon", "--parameters", "7.2B")
+    assert done.returncode == 0, done.stderr
+    first, *rest = done.stdout.splitlines()
+    assert first.startswith("template: ")
+    assert any(line.strip().startswith("warning NoArchitectureMatch:") for line in rest)
+
+
+def test_recommend_refuses_a_parameter_count_it_cannot_read() -> None:
+    done = kubetune("templates", "recommend", "--model-type", "llama", "--parameters", "lots")
+    assert done.returncode == 2
+    assert "'lots' is not a parameter count such as 135000000, 135M or 6.7B" in done.stderr
+
+
+def test_a_missing_catalog_directory_is_named(tmp_path: Path) -> None:
+    done = kubetune("templates", "--catalog", str(tmp_path / "nowhere"), "list")
+    assert done.returncode == 2
+    assert "nowhere" in done.stderr
+
+
+def test_validate_accepts_the_examples() -> None:
+    done = kubetune("validate", *map(str, sorted(EXAMPLES_DIR.glob("*.yaml"))))
+    assert done.returncode == 0, done.stderr
+    assert "quickstart.yaml: valid FineTuneJob quickstart" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        (
+            "kind: FineTuneJob\napiVersion: kubetune.dev/v1alpha1\nmetadata: {name: j}\n"
+            "spec: {model: qwen3-4b, trainingFile: ftp://x, hyperparameters: {learningRate: 0}}\n",
+            [
+                "bad.yaml: spec.trainingFile: must be pvc://claim/path",
+                "(got 'ftp://x')",
+                "bad.yaml: spec.hyperparameters.learningRate: must be greater than 0 (got 0)",
+            ],
+        ),
+        ("kind: Pod\n", ["bad.yaml: kind: must be one of FineTuneJob, BaseModelTemplate (got 'Pod')"]),
+    ],
+)
+def test_validate_names_every_bad_field(tmp_path: Path, manifest: str, expected: list[str]) -> None:
+    (tmp_path / "bad.yaml").write_text(manifest)
+    done = kubetune("validate", "bad.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    for words in expected:
+        assert words in done.stderr
