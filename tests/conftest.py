@@ -50,8 +50,9 @@ class CrdValidator:
     """jsonschema over a CRD's openAPIV3Schema, as the API server would check a create.
 
     What it emulates: types, enums, bounds, patterns, required fields, unknown fields
-    rejected (strict field validation). What it cannot: CEL rules (tested with cel-python
-    elsewhere), defaulting, and int-or-string beyond the anyOf it carries.
+    rejected (strict field validation), and the API server's own "metadata.name is
+    required". What it cannot: CEL rules (tested with cel-python elsewhere), defaulting,
+    and int-or-string beyond the anyOf it carries.
     """
 
     def __init__(self, schema: dict[str, Any]) -> None:
@@ -65,6 +66,9 @@ class CrdValidator:
             if error.validator in {"required", "additionalProperties"}:
                 path = (*path, error.message.split("'")[1])
             paths.add(path)
+        metadata = document.get("metadata") if isinstance(document, dict) else None
+        if isinstance(metadata, dict) and "name" not in metadata:
+            paths.add(("metadata", "name"))  # the API server requires a name (we never use generateName)
         return paths
 
     def errors(self, document: Any) -> list[str]:

@@ -25,6 +25,12 @@ def test_the_console_script_is_installed_and_lists_its_commands() -> None:
         assert command in done.stdout
 
 
+def test_version() -> None:
+    done = kubetune("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == "kubetune 0.1.0"
+
+
 def test_templates_list_prints_a_table_of_the_catalog() -> None:
     done = kubetune("templates", "list")
     assert done.returncode == 0, done.stderr

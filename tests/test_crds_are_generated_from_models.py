@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import celpy
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -80,6 +81,8 @@ def test_schema_is_structural_and_documented(crd_file: str) -> None:
             assert node["x-kubernetes-int-or-string"] is True, path
             assert node["anyOf"] == [{"type": "integer"}, {"type": "string"}], path
         assert node.get("additionalProperties") is not False, path
+        if "default" in node:
+            assert not list(jsonschema.Draft4Validator(node).iter_errors(node["default"])), f"{path} default"
         is_field = path.count(".") >= 1 and not path.endswith("[]") and not path.endswith("{}")
         if is_field and not path.startswith(".metadata"):
             assert node.get("description"), f"{path} has no description"

@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from . import crds, manifests, templates
 
 
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kubetune",
         description="Fine-tune LLMs on Kubernetes with FineTuneJob custom resources.",
     )
+    parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     crds.register(commands)
     templates.register(commands)
