@@ -40,7 +40,7 @@ class InvalidResourceError(ValueError):
         super().__init__(f"invalid {kind}:\n{lines}")
 
 
-def field_errors(error: ValidationError, *, model: type[BaseModel] | None = None, root: str = "") -> list[FieldError]:
+def field_errors(error: ValidationError, *, model: type[BaseModel] | None = None) -> list[FieldError]:
     """One FieldError per bad field; `model` lets unknown-field errors list the known ones.
 
     A value that fails every branch of a union (`batchSize: huge`) gets one error, not one
@@ -49,7 +49,7 @@ def field_errors(error: ValidationError, *, model: type[BaseModel] | None = None
     """
     merged: dict[tuple[str | int, ...], list[tuple[ErrorDetails, FieldError]]] = {}
     for detail in error.errors(include_url=False):
-        found = _field_error(detail, model=model, root=root)
+        found = _field_error(detail, model=model)
         merged.setdefault(found.loc, []).append((detail, found))
     return [_merge_branches(group) for group in merged.values()]
 
@@ -65,9 +65,9 @@ def _merge_branches(group: list[tuple[ErrorDetails, FieldError]]) -> FieldError:
     return replace(first, message="must be " + " or ".join(dict.fromkeys(words)))
 
 
-def _field_error(detail: ErrorDetails, *, model: type[BaseModel] | None, root: str) -> FieldError:
+def _field_error(detail: ErrorDetails, *, model: type[BaseModel] | None) -> FieldError:
     loc = _user_loc(tuple(detail["loc"]))
-    path = _path(root, loc)
+    path = _path(loc)
     return replace(_describe(detail, loc=loc, path=path, model=model), loc=loc)
 
 
@@ -136,8 +136,9 @@ def _nested_home(model: type[BaseModel], name: str, prefix: str = "", depth: int
     return None
 
 
-def _path(root: str, loc: tuple[str | int, ...]) -> str:
-    parts = [root] if root else []
+def _path(loc: tuple[str | int, ...]) -> str:
+    """("spec", "lora", "targetModules", 0) -> spec.lora.targetModules[0]"""
+    parts: list[str] = []
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
@@ -187,9 +188,9 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
-def validate(model: type[M], data: Any, *, kind: str, root: str = "") -> M:
+def validate(model: type[M], data: Any, *, kind: str) -> M:
     """Parse JSON-shaped `data` into `model` or raise InvalidResourceError naming every bad field."""
     try:
         return model.parse(data)
     except ValidationError as error:
-        raise InvalidResourceError(kind, field_errors(error, model=model, root=root)) from None
+        raise InvalidResourceError(kind, field_errors(error, model=model)) from None

@@ -73,8 +73,11 @@ class Hyperparameters(WireModel):
     n_checkpoints: int | None = Field(
         None, ge=1, le=1000, description="Checkpoints written over training, the last at the end. Default 1."
     )
-    n_evals: Annotated[int | None, Field(ge=0, le=1000)] = Field(
-        None, description="Evaluations of validationFile over training; needs validationFile when above 0. Default 0."
+    n_evals: int | None = Field(
+        None,
+        ge=0,
+        le=1000,
+        description="Evaluations of validationFile over training; needs validationFile when above 0. Default 0.",
     )
     train_on_inputs: TrainOnInputs | None = Field(
         None,
