@@ -207,3 +207,18 @@ def test_generation_is_deterministic() -> None:
     assert crdgen.rendered_files() == crdgen.rendered_files()
     for name, text in crdgen.rendered_files().items():
         assert yaml.safe_load(text) == load_yaml(CRD_DIR / name)
+
+
+def test_spec_values_are_bounded_so_cel_cost_is_bounded() -> None:
+    """The API server estimates a CEL rule's cost from maxLength/maxItems; unbounded strings or
+    lists in the spec would make the immutability rule's comparisons too expensive to admit."""
+    unbounded = []
+    spec = crd_schema("finetunejobs.yaml")["properties"]["spec"]
+    for path, node in schema_nodes(spec):
+        if node.get("type") == "string" and "maxLength" not in node and "enum" not in node:
+            unbounded.append(path)
+        if node.get("type") == "array" and "maxItems" not in node:
+            unbounded.append(path)
+        if node.get("x-kubernetes-int-or-string") and "maxLength" not in node:
+            unbounded.append(path)
+    assert unbounded == []

@@ -20,7 +20,7 @@ Path = tuple[str | int, ...]
 
 # (case id, field path, bad value or DELETE, words the message must hold)
 CASES: list[tuple[str, Path, Any, str]] = [
-    ("empty-model", ("spec", "model"), "", "at least 1 character"),
+    ("empty-model", ("spec", "model"), "", "must have at least 1 character"),
     ("missing-model", ("spec", "model"), DELETE, "required"),
     ("missing-training-file", ("spec", "trainingFile"), DELETE, "required"),
     ("ftp-training-file", ("spec", "trainingFile"), "ftp://host/train.jsonl", "pvc://claim/path"),
@@ -53,9 +53,9 @@ CASES: list[tuple[str, Path, Any, str]] = [
     ("zero-lora-rank", ("spec", "lora", "r"), 0, "greater than or equal to 1"),
     ("zero-lora-alpha", ("spec", "lora", "alpha"), 0, "greater than or equal to 1"),
     ("lora-dropout-one", ("spec", "lora", "dropout"), 1.0, "less than 1"),
-    ("no-target-modules", ("spec", "lora", "targetModules"), [], "at least 1 item"),
+    ("no-target-modules", ("spec", "lora", "targetModules"), [], "must have at least 1 item"),
     ("lora-enabled-string", ("spec", "lora", "enabled"), "true", "boolean"),
-    ("suffix-41-chars", ("spec", "suffix"), "s" * 41, "at most 40 characters"),
+    ("suffix-41-chars", ("spec", "suffix"), "s" * 41, "must have at most 40 characters"),
     ("suffix-with-space", ("spec", "suffix"), "my bot", "letters, digits"),
     ("wandb-without-key", ("spec", "wandb", "apiKeySecretRef"), DELETE, "required"),
     ("wandb-ftp-url", ("spec", "wandb", "baseUrl"), "ftp://wandb.example.com", "http(s) URL"),

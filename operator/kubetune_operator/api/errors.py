@@ -155,7 +155,15 @@ def _show(value: Any) -> str:
 
 
 def _reword(message: str) -> str:
-    for prefix, replacement in (("Input should be", "must be"), ("Value error, ", ""), ("Input ", "value ")):
+    rewordings = (
+        ("Input should be", "must be"),
+        ("String should ", "must "),
+        ("List should ", "must "),
+        ("Dictionary should ", "must "),
+        ("Value error, ", ""),
+        ("Input ", "value "),
+    )
+    for prefix, replacement in rewordings:
         if message.startswith(prefix):
             return replacement + message[len(prefix) :]
     return message

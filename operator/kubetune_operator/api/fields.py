@@ -85,12 +85,12 @@ def _int_or_string(extra: dict[str, Any]) -> WithJsonSchema:
 
 Quantity = Annotated[
     Annotated[int, Field(ge=0)] | Annotated[str, Field(pattern=QUANTITY, max_length=64)],
-    _int_or_string({"pattern": QUANTITY, "minimum": 0}),
+    _int_or_string({"pattern": QUANTITY, "minimum": 0, "maxLength": 64}),
 ]
 """A Kubernetes resource quantity: an integer or a string such as `64Gi`."""
 
 BatchSize = Annotated[
     Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=MAX_OR_POSITIVE)],
-    _int_or_string({"pattern": MAX_OR_POSITIVE, "minimum": 1}),
+    _int_or_string({"pattern": MAX_OR_POSITIVE, "minimum": 1, "maxLength": 3}),
 ]
 """A positive integer, or `max` for the template's largest batch."""

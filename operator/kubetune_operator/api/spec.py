@@ -130,6 +130,7 @@ class LoraSpec(WireModel):
     target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] | None = Field(
         None,
         min_length=1,
+        max_length=64,
         description="Modules to adapt, from the template's list; `all-linear` for every linear layer. "
         "Default all-linear.",
     )

@@ -29,10 +29,10 @@ class Architecture(WireModel):
         description="Architecture family, e.g. llama, qwen, mistral, gemma, phi."
     )
     model_types: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
-        min_length=1, description="config.json `model_type` values of this family, e.g. [llama]."
+        min_length=1, max_length=16, description="config.json `model_type` values of this family, e.g. [llama]."
     )
     architectures: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
-        min_length=1, description="config.json `architectures` entries, e.g. [LlamaForCausalLM]."
+        min_length=1, max_length=16, description="config.json `architectures` entries, e.g. [LlamaForCausalLM]."
     )
 
 
@@ -70,7 +70,9 @@ class Resources(WireModel):
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict, description="Extra node selector labels."
     )
-    tolerations: list[Toleration] = Field(default_factory=list, description="Tolerations of trainer pods.")
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Tolerations of trainer pods."
+    )
     cpu: Quantity | None = Field(None, description="CPU request and limit per pod, e.g. 16.")
     memory: Quantity | None = Field(None, description="Memory request and limit per pod, e.g. 256Gi.")
     shm_size: Quantity | None = Field(None, description="Size of /dev/shm (a memory emptyDir), e.g. 64Gi.")
@@ -96,8 +98,8 @@ class BatchLimits(WireModel):
 
 class LoraLimits(BatchLimits):
     max_rank: int = Field(ge=1, le=1024, description="Largest LoRA rank; the default rank.")
-    target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
-        min_length=1, description="Modules LoRA may adapt in this architecture."
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        min_length=1, max_length=64, description="Modules LoRA may adapt in this architecture."
     )
 
 
@@ -119,6 +121,7 @@ class BaseModelTemplateSpec(WireModel):
 
     aliases: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list,
+        max_length=32,
         description="Other names a job may use in `model`, e.g. togethercomputer/llama-2-7b-chat.",
     )
     hf_model: HfRepoId = Field(description="Hugging Face repo trained when a job gives no fromHfModel.")
