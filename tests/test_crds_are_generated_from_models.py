@@ -89,6 +89,17 @@ def test_schema_is_structural_and_documented(crd_file: str) -> None:
 
 
 @pytest.mark.parametrize("crd_file", ["finetunejobs.yaml", "basemodeltemplates.yaml"])
+def test_metadata_is_restricted_only_in_the_ways_the_api_server_allows(crd_file: str) -> None:
+    root = crd_schema(crd_file)
+    metadata = root["properties"]["metadata"]
+    assert metadata["type"] == "object"
+    assert set(metadata.get("properties", {})) <= {"name", "generateName"}
+    assert set(metadata) <= {"type", "properties"}
+    for path, node in schema_nodes(root["properties"]["spec"]):
+        assert "metadata" not in node.get("properties", {}), path
+
+
+@pytest.mark.parametrize("crd_file", ["finetunejobs.yaml", "basemodeltemplates.yaml"])
 @pytest.mark.parametrize("kube_version", ["1.30.0", "1.33.0"])
 def test_crds_are_valid_kubernetes_objects(crd_file: str, kube_version: str) -> None:
     kubernetes_validate.validate(load_yaml(CRD_DIR / crd_file), kube_version, strict=True)
