@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from hypothesis import settings
 
 from kubetune_operator.catalog import Catalog, load_catalog
+
+# CI replays the same examples every run (no flaky red); local runs keep exploring.
+# HYPOTHESIS_PROFILE=soak runs the schema/model agreement property far longer.
+settings.register_profile("dev", max_examples=300)
+settings.register_profile("ci", max_examples=300, derandomize=True, print_blob=True)
+settings.register_profile("soak", max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "crds"

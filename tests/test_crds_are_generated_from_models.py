@@ -26,7 +26,7 @@ from .conftest import CRD_DIR, VALID_JOB, crd_schema, load_yaml
 
 def kubetune(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "kubetune_operator", *args], cwd=cwd, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "kubetune_operator.cli", *args], cwd=cwd, capture_output=True, text=True, check=False
     )
 
 
