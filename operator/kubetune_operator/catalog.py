@@ -34,7 +34,7 @@ class Catalog:
                 owner = owners.setdefault(reference, template.name)
                 if owner != template.name:
                     clashes.append(
-                        FieldError(f"{template.name}.spec.aliases", reference, f"already names template {owner}")
+                        FieldError(f"{template.name}: spec.aliases", reference, f"already names template {owner}")
                     )
         if clashes:
             raise InvalidResourceError("template catalog", clashes)

@@ -99,9 +99,7 @@ def _inline(node: Json, defs: Mapping[str, Json]) -> Json:
             if len(branches) != 1:
                 raise ValueError(f"cannot express this union in a structural schema: {node['anyOf']}")
             siblings = {k: v for k, v in node.items() if k != "anyOf"}
-            if siblings.get("default", 0) is None:
-                siblings.pop("default")
-            node = {**branches[0], **siblings}
+            node = {**branches[0], **siblings}  # a `default: null` left here is dropped by _keyword
         else:
             return node
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
 from kubetune_trainer.contract import WireModel
@@ -123,7 +124,7 @@ def _nested_home(model: type[BaseModel], name: str, prefix: str = "", depth: int
     """Where a field of this name lives deeper in the model, e.g. learningRate -> spec.hyperparameters."""
     if depth == 0:
         return None
-    fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+    fields = _fields_by_alias(model)
     for alias in fields:
         if _squash(alias) == _squash(name) and prefix:
             return f"{prefix}.{alias}"
@@ -176,13 +177,18 @@ def _known_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
             continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
-        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == item), None)
+        field = _fields_by_alias(current).get(item)
         if field is None:
             return []
         current = _model_in(field.annotation)
     if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
+        return list(_fields_by_alias(current))
     return []
+
+
+def _fields_by_alias(model: type[BaseModel]) -> dict[str, FieldInfo]:
+    """A model's fields under the names users write (the camelCase aliases)."""
+    return {(f.alias or n): f for n, f in model.model_fields.items()}
 
 
 def _model_in(annotation: Any) -> Any:
