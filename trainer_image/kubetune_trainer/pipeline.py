@@ -1,0 +1,103 @@
+"""The trainer's stages, run top to bottom, and the `Result` a run ends with.
+
+    DataDownload -> Initialization -> Training -> Saving -> Upload
+
+Each stage is a function `run(ctx: RunContext) -> None` in `stages/`; `STAGES` lists them in
+order and nothing else decides what runs. `run_pipeline` records each stage's start, end and
+outcome, announces every transition to the reporter, turns the first failure into the error of
+the `Result`, and writes that Result to the termination log, where the operator reads it even
+when the trainer could not reach the Kubernetes API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from .classify import classify, exit_code_for
+from .context import Clock, DistInfo, RunContext, WorkPaths
+from .contract import JobError, Outcome, Result, Stage, StageRecord, StageState, TrainerConfig
+from .report import Reporter
+from .stages import download, initialize, save, train, upload
+
+log = logging.getLogger(__name__)
+
+StageFn = Callable[[RunContext], None]
+
+STAGES: tuple[tuple[Stage, StageFn], ...] = (
+    (Stage.DATA_DOWNLOAD, download.run),
+    (Stage.INITIALIZATION, initialize.run),
+    (Stage.TRAINING, train.run),
+    (Stage.SAVING, save.run),
+    (Stage.UPLOAD, upload.run),
+)
+
+
+def run_pipeline(
+    config: TrainerConfig,
+    *,
+    environ: Mapping[str, str],
+    clock: Clock,
+    reporter: Reporter,
+    dist: DistInfo | None = None,
+    stages: Sequence[tuple[Stage, StageFn]] = STAGES,
+) -> Result:
+    """Run every stage in order; stop at the first failure; return (and write) the Result."""
+    ctx = RunContext(
+        config=config,
+        environ=environ,
+        clock=clock,
+        reporter=reporter,
+        dist=dist or DistInfo.from_env(environ),
+        paths=WorkPaths(Path(config.runtime.work_dir)),
+    )
+    records: list[StageRecord] = []
+    error: JobError | None = None
+    for stage, run in stages:
+        records.append(StageRecord(name=stage, state=StageState.RUNNING, start_time=clock()))
+        reporter.stage_changed(stage, records)
+        try:
+            run(ctx)
+        except Exception as exc:
+            error = classify(exc, stage=stage, job_uid=config.job.uid)
+            log.error("stage %s failed: %s: %s", stage.value, error.error_class.value, error.message, exc_info=exc)
+            records[-1] = _ended(records[-1], StageState.FAILED, clock=clock, message=error.message)
+            reporter.stage_changed(stage, records)
+            break
+        records[-1] = _ended(records[-1], StageState.SUCCEEDED, clock=clock, message=None)
+        reporter.stage_changed(stage, records)
+
+    result = Result(
+        outcome=Outcome.FAILED if error else Outcome.SUCCEEDED,
+        exit_code=exit_code_for(error),
+        error=error,
+        warnings=list(ctx.warnings),
+        model=ctx.model_facts,
+        output=ctx.output,
+        checkpoint_step=ctx.checkpoint_step,
+    )
+    # Every rank of a pod shares one termination log: rank 0 has the last word, and another
+    # rank writes only when it failed itself (its own error may be the real cause).
+    if ctx.dist.is_main or error is not None:
+        write_termination_message(result, Path(config.termination_log_path))
+    reporter.finished(result)
+    return result
+
+
+def write_termination_message(result: Result, path: Path) -> None:
+    """Write the Result where the operator reads it; a missing directory is not worth failing for."""
+    try:
+        path.write_text(result.to_termination_message(), encoding="utf-8")
+    except OSError as exc:
+        log.warning("could not write the termination message to %s: %s", path, exc)
+
+
+def _ended(record: StageRecord, state: StageState, *, clock: Clock, message: str | None) -> StageRecord:
+    return record.model_copy(update={"state": state, "end_time": clock(), "message": _short(message)})
+
+
+def _short(message: str | None, limit: int = 1024) -> str | None:
+    if message is None or len(message) <= limit:
+        return message
+    return message[: limit - 1] + "…"
