@@ -1,0 +1,90 @@
+"""The operator's own settings: one model, read from the environment in one place (`from_env`).
+
+Everything the pure core needs to know about the installation (the trainer image, backoff,
+grace periods, default output and checkpoint locations) arrives as an `OperatorSettings`
+argument, so tests and `kubetune run --local` pass their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "KUBETUNE_"
+
+
+class OperatorSettings(BaseModel):
+    """How this installation runs jobs. Environment: `KUBETUNE_<FIELD_IN_UPPER_SNAKE_CASE>`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trainer_image: str = Field(
+        "ghcr.io/kubetune/trainer:0.1.0",
+        min_length=1,
+        description="Trainer image for templates that name none.",
+    )
+    namespaces: tuple[str, ...] = Field(
+        (), description="Namespaces watched; empty: every namespace (comma-separated in the environment)."
+    )
+    preflight: bool = Field(
+        True,
+        description="Run the CPU-only preflight before GPUs are held, unless a template turns it off.",
+    )
+    retry_backoff_seconds: float = Field(30.0, gt=0, description="Wait before the first retry; doubles per retry.")
+    retry_backoff_cap_seconds: float = Field(600.0, gt=0, description="Longest wait between two attempts.")
+    template_retry_seconds: float = Field(30.0, gt=0, description="How often a job waiting for its template looks.")
+    image_pull_grace_seconds: float = Field(
+        300.0, ge=0, description="How long an image pull may fail before the job fails (ImagePullFailed)."
+    )
+    heartbeat_stale_seconds: float = Field(
+        900.0, gt=0, description="A training heartbeat older than this fails the attempt as Stalled (retried)."
+    )
+    checkpoint_grace_seconds: int = Field(
+        120, ge=0, description="Time the trainer needs to write a checkpoint after SIGTERM."
+    )
+    termination_margin_seconds: int = Field(
+        30, ge=0, description="Added to checkpointGraceSeconds for the pods' terminationGracePeriodSeconds."
+    )
+    default_output_uri: str = Field(
+        "pvc://kubetune-models",
+        min_length=1,
+        description="Where models go when a job names no output: <uri>/<namespace>/<job>.",
+    )
+    default_checkpoint_uri: str | None = Field(
+        None, description="Where checkpoints go when a job names none: <uri>/<namespace>/<job>; unset: none."
+    )
+    pvc_mount_root: str = Field("/mnt/pvc", description="Where pvc:// claims are mounted in trainer pods.")
+    cache_claim: str | None = Field(
+        None, description="PersistentVolumeClaim for the Hugging Face cache; unset: an emptyDir per pod."
+    )
+    report_interval_seconds: float = Field(5.0, ge=0, description="Least time between two progress patches.")
+    trainer_metrics_port: int = Field(9400, ge=0, le=65535, description="Trainer metrics port on rank 0; 0: off.")
+    preflight_cpu: str = Field("1", description="CPU request and limit of the preflight pod.")
+    preflight_memory: str = Field("4Gi", description="Memory request and limit of the preflight pod.")
+    run_as_user: int = Field(1000, ge=1, description="Non-root UID trainer pods run as.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> OperatorSettings:
+        """Settings from `KUBETUNE_<FIELD>` variables; a bad value names its variable."""
+        values: dict[str, Any] = {}
+        known = {name.upper(): name for name in cls.model_fields}
+        for key, raw in environ.items():
+            if not key.startswith(ENV_PREFIX):
+                continue
+            suffix = key.removeprefix(ENV_PREFIX)
+            if suffix not in known:
+                continue  # other KUBETUNE_* variables (e.g. the CLI's) are not settings
+            name = known[suffix]
+            values[name] = tuple(n for n in raw.split(",") if n) if name == "namespaces" else raw
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            fields = ", ".join(f"{ENV_PREFIX}{'_'.join(map(str, e['loc'])).upper()}" for e in error.errors())
+            raise ValueError(f"invalid operator settings in {fields}: {error}") from None
+
+    @property
+    def termination_grace_seconds(self) -> int:
+        """Longer than the trainer's checkpoint budget, so a SIGTERM never cuts a checkpoint short."""
+        return self.checkpoint_grace_seconds + self.termination_margin_seconds
