@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import __version__
-from . import crds, manifests, templates
+from . import crds, data, manifests, templates
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     crds.register(commands)
     templates.register(commands)
     manifests.register(commands)
+    data.register(commands)
     return parser
 
 
