@@ -1,0 +1,116 @@
+"""Condition reasons and Events: the CamelCase vocabulary of `status.conditions` and `kubectl describe`.
+
+Every reason the operator writes is a constant here, so the status a user reads, the Events
+they see and the tests all spell it one way.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from pydantic import Field
+
+from kubetune_trainer.contract import WireModel
+
+from .status import Condition, ConditionStatus, ConditionType
+
+
+class Reason(enum.StrEnum):
+    """Condition and Event reasons written by the operator (the trainer's own reasons pass through)."""
+
+    # Validation and resolution.
+    TEMPLATE_NOT_FOUND = "TemplateNotFound"
+    INVALID_SPEC = "InvalidSpec"
+    TEMPLATE_LIMIT_EXCEEDED = "TemplateLimitExceeded"
+    RESOLVED = "Resolved"
+    PREFLIGHT_RUNNING = "PreflightRunning"
+    PREFLIGHT_PASSED = "PreflightPassed"
+    PREFLIGHT_FAILED = "PreflightFailed"
+    PREFLIGHT_SKIPPED = "PreflightSkipped"
+    # Scheduling.
+    ATTEMPT_CREATED = "AttemptCreated"
+    AWAITING_ADMISSION = "AwaitingAdmission"
+    UNSCHEDULABLE = "Unschedulable"
+    PODS_SCHEDULED = "PodsScheduled"
+    RETRY_BACKOFF = "RetryBackoff"
+    # Running and ending.
+    PODS_RUNNING = "PodsRunning"
+    NOT_RUNNING = "NotRunning"
+    COMPLETED = "Completed"
+    STAGE_STARTED = "StageStarted"
+    STAGE_FINISHED = "StageFinished"
+    TRAINER_WARNING = "TrainerWarning"
+    RETRYING = "Retrying"
+    RETRIES_EXHAUSTED = "RetriesExhausted"
+    # Failures the operator itself observes.
+    IMAGE_PULL_FAILED = "ImagePullFailed"
+    SECRET_NOT_READABLE = "SecretNotReadable"
+    OOM_KILLED = "OOMKilled"
+    PREEMPTED = "Preempted"
+    CRASHED = "Crashed"
+    STALLED = "Stalled"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    # Suspension and cleanup.
+    SUSPENDED = "Suspended"
+    RESUMED = "Resumed"
+    NOT_SUSPENDED = "NotSuspended"
+    TTL_EXPIRED = "TTLExpired"
+
+
+class EventType(enum.StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class EventNote(WireModel):
+    """An Event to post on the FineTuneJob: one per transition, never per progress tick."""
+
+    type: EventType = Field(description="Normal or Warning.")
+    reason: str = Field(min_length=1, max_length=128, description="CamelCase reason.")
+    message: str = Field(max_length=1024, description="What happened, and for failures what to change.")
+
+    @classmethod
+    def normal(cls, reason: str, message: str) -> EventNote:
+        return cls(type=EventType.NORMAL, reason=reason, message=_fit(message))
+
+    @classmethod
+    def warning(cls, reason: str, message: str) -> EventNote:
+        return cls(type=EventType.WARNING, reason=reason, message=_fit(message))
+
+
+def _fit(message: str, limit: int = 1024) -> str:
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def find_condition(conditions: list[Condition], kind: ConditionType) -> Condition | None:
+    return next((c for c in conditions if c.type == kind), None)
+
+
+def with_condition(
+    conditions: list[Condition],
+    kind: ConditionType,
+    state: ConditionStatus,
+    *,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """`conditions` with `kind` set; lastTransitionTime moves only when the status changes.
+
+    Conditions keep a fixed order (ConditionType's), so an unchanged status serialises the same.
+    """
+    current = find_condition(conditions, kind)
+    changed_at = current.last_transition_time if current is not None and current.status == state else now
+    updated = Condition(
+        type=kind,
+        status=state,
+        reason=reason,
+        message=message,
+        last_transition_time=changed_at,
+        observed_generation=generation,
+    )
+    others = {c.type: c for c in conditions if c.type != kind}
+    others[kind] = updated
+    return [others[t] for t in ConditionType if t in others]
