@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import crds, data, manifests, templates
+from . import tiny as tiny_model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     crds.register(commands)
     templates.register(commands)
     manifests.register(commands)
+    tiny_model.register(commands)
     data.register(commands)
     return parser
 
