@@ -1,0 +1,211 @@
+"""Examples to token ids and labels, with the loss masks trainOnInputs and per-message weights ask for.
+
+Labels are the input ids with -100 where a token does not count in the loss (the convention of
+`torch.nn.CrossEntropyLoss(ignore_index=-100)` and of transformers). Which tokens count:
+
+| format | `auto` | `true` | `false` |
+| --- | --- | --- | --- |
+| text | all | all | all (a text example has no input part, so there is nothing to mask) |
+| prompt_completion | completion + EOS | all | completion + EOS |
+| messages | assistant messages | all | assistant messages |
+
+In a conversation an explicit `weight` wins: 0 masks the message, 1 trains it, whatever trainOnInputs
+says. A trained assistant message covers its content and the template's end-of-turn text after it
+(so the model learns to stop); the `<|im_start|>assistant\\n`-style header before it is prompt.
+The first label of every example is -100: no token predicts it, in packed batches least of all.
+
+Finding each message's tokens: the template is rendered once for the whole conversation and once per
+prefix of it; when every prefix renders as a prefix of the whole (true of every mainstream template),
+message k owns the characters between the render of messages[:k] (plus the generation prompt when k
+is an assistant turn) and the render of messages[:k+1]. The whole conversation is tokenized once with
+character offsets, and each token goes to the message its first character lies in. This is exact even
+where BPE merges characters across a turn boundary, which defeats diffing token ids prefix by prefix.
+Templates that break the prefix property (some rewrite earlier turns depending on later ones) fall back
+to finding each message's content in the rendered text, in order; the count of such examples is
+reported so the caller can warn.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from .chat_template import DEFAULT_CHAT_TEMPLATE
+from .records import Example, MessagesRecord, PromptCompletionRecord, TextRecord
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+IGNORE_INDEX = -100
+END_OF_TURN_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+"""End-of-turn texts of common templates, for templates that break the prefix property."""
+TrainOnInputs = bool | Literal["auto"]
+
+
+@dataclass(frozen=True)
+class TokenizedExample:
+    """Token ids and labels of one example, equally long; labels are -100 where the loss ignores a token."""
+
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool = False
+    approximate_spans: bool = False
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def label_tokens(self) -> int:
+        """Tokens that count in the loss."""
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+@dataclass
+class TokenizedDataset:
+    """A tokenized file and what the caller should warn about."""
+
+    examples: list[TokenizedExample] = field(default_factory=list)
+    truncated: int = 0
+    """Examples cut to max_seq_length (their ends are lost)."""
+    without_labels: int = 0
+    """Examples left with no token in the loss (all masked, or cut before the first trained token); dropped."""
+    approximate_spans: int = 0
+    """Conversations whose template broke the prefix property (message spans found by searching)."""
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(example) for example in self.examples]
+
+
+def tokenize_example(
+    example: Example,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int,
+    train_on_inputs: TrainOnInputs,
+) -> TokenizedExample:
+    """Token ids and labels of one example, cut to `max_seq_length` tokens (the start is kept)."""
+    approximate = False
+    if isinstance(example, TextRecord):
+        ids = _with_eos(_encode(tokenizer, example.text, special=True), tokenizer)
+        trained = [True] * len(ids)
+    elif isinstance(example, PromptCompletionRecord):
+        prompt = _encode(tokenizer, example.prompt, special=True)
+        completion = _with_eos(_encode(tokenizer, example.completion, special=False), tokenizer)
+        ids = prompt + completion
+        trained = [train_on_inputs is True] * len(prompt) + [True] * len(completion)
+    else:
+        ids, trained, approximate = _tokenize_conversation(example, tokenizer, train_on_inputs=train_on_inputs)
+    truncated = len(ids) > max_seq_length
+    ids, trained = ids[:max_seq_length], trained[:max_seq_length]
+    labels = [token if keep else IGNORE_INDEX for token, keep in zip(ids, trained, strict=True)]
+    if labels:
+        labels[0] = IGNORE_INDEX
+    return TokenizedExample(input_ids=ids, labels=labels, truncated=truncated, approximate_spans=approximate)
+
+
+def tokenize_examples(
+    examples: Sequence[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int,
+    train_on_inputs: TrainOnInputs,
+) -> TokenizedDataset:
+    """Tokenize a whole file; examples with no trained token are dropped and counted."""
+    dataset = TokenizedDataset()
+    for example in examples:
+        tokenized = tokenize_example(example, tokenizer, max_seq_length=max_seq_length, train_on_inputs=train_on_inputs)
+        dataset.truncated += tokenized.truncated
+        dataset.approximate_spans += tokenized.approximate_spans
+        if tokenized.label_tokens == 0:
+            dataset.without_labels += 1
+            continue
+        dataset.examples.append(tokenized)
+    return dataset
+
+
+def _encode(tokenizer: PreTrainedTokenizerBase, text: str, *, special: bool) -> list[int]:
+    ids: list[int] = tokenizer(text, add_special_tokens=special)["input_ids"]
+    return list(ids)
+
+
+def _with_eos(ids: list[int], tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    eos = tokenizer.eos_token_id
+    if isinstance(eos, int) and (not ids or ids[-1] != eos):
+        return [*ids, eos]
+    return ids
+
+
+def _render(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], *, generation_prompt: bool = False
+) -> str:
+    if not messages and not generation_prompt:
+        return ""
+    rendered = tokenizer.apply_chat_template(
+        messages,
+        chat_template=tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE,
+        add_generation_prompt=generation_prompt,
+        tokenize=False,
+    )
+    if not isinstance(rendered, str):
+        raise TypeError(f"the chat template rendered {type(rendered).__name__}, not text")
+    return rendered
+
+
+def _tokenize_conversation(
+    record: MessagesRecord, tokenizer: PreTrainedTokenizerBase, *, train_on_inputs: TrainOnInputs
+) -> tuple[list[int], list[bool], bool]:
+    messages = [{"role": message.role, "content": message.content} for message in record.messages]
+    text = _render(tokenizer, messages)
+    spans = _prefix_spans(tokenizer, messages, text)
+    approximate = spans is None
+    if spans is None:
+        spans = _searched_spans(tokenizer, record, text)
+    encoding: Any = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids: list[int] = list(encoding["input_ids"])
+    starts = [start for start, _ in spans]
+    trained: list[bool] = []
+    for first_char, _ in encoding["offset_mapping"]:
+        owner = bisect.bisect_right(starts, first_char) - 1
+        if owner >= 0 and first_char < spans[owner][1]:
+            message = record.messages[owner]
+            default = message.role == "assistant" or train_on_inputs is True
+            trained.append(default if message.weight is None else message.weight == 1)
+        else:  # template text between messages: headers, separators, BOS
+            trained.append(train_on_inputs is True)
+    return ids, trained, approximate
+
+
+def _prefix_spans(
+    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], text: str
+) -> list[tuple[int, int]] | None:
+    spans: list[tuple[int, int]] = []
+    previous_end = 0
+    for index, message in enumerate(messages):
+        before = _render(tokenizer, messages[:index], generation_prompt=message["role"] == "assistant")
+        upto = _render(tokenizer, messages[: index + 1])
+        if not (text.startswith(before) and text.startswith(upto)) or not previous_end <= len(before) <= len(upto):
+            return None
+        spans.append((len(before), len(upto)))
+        previous_end = len(upto)
+    return spans
+
+
+def _searched_spans(tokenizer: PreTrainedTokenizerBase, record: MessagesRecord, text: str) -> list[tuple[int, int]]:
+    # The end-of-turn marker right after an assistant message belongs to it: the model must learn to stop.
+    markers = [str(marker) for marker in (tokenizer.eos_token, *END_OF_TURN_MARKERS) if marker]
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for message in record.messages:
+        start = text.find(message.content, cursor) if message.content else -1
+        if start < 0:
+            spans.append((cursor, cursor))
+            continue
+        end = start + len(message.content)
+        if message.role == "assistant":
+            end += next((len(marker) for marker in markers if text.startswith(marker, end)), 0)
+        spans.append((start, end))
+        cursor = end
+    return spans
