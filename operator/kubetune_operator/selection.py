@@ -19,32 +19,21 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from kubetune_trainer.contract import ModelFacts, WarningNote, WireModel
+from kubetune_trainer import compat
+from kubetune_trainer.compat import FAMILY_OF_MODEL_TYPE, SIZE_MISMATCH_RATIO, human_count
+from kubetune_trainer.contract import ModelFacts, TemplateExpectations, WarningNote, WireModel
 
 from .api.resources import BaseModelTemplate
 
-FAMILY_OF_MODEL_TYPE: dict[str, str] = {
-    "llama": "llama",
-    "llama4_text": "llama",
-    "qwen2": "qwen",
-    "qwen3": "qwen",
-    "qwen2_moe": "qwen",
-    "qwen3_moe": "qwen",
-    "mistral": "mistral",
-    "ministral": "mistral",
-    "mixtral": "mixtral",
-    "gemma": "gemma",
-    "gemma2": "gemma",
-    "gemma3": "gemma",
-    "gemma3_text": "gemma",
-    "phi": "phi",
-    "phi3": "phi",
-    "phimoe": "phi",
-}
-"""config.json `model_type` -> family, for models whose exact type no template lists."""
-
-SIZE_MISMATCH_RATIO = 2.0
-"""A model more than this factor larger or smaller than its template gets a warning."""
+__all__ = [
+    "FAMILY_OF_MODEL_TYPE",
+    "SIZE_MISMATCH_RATIO",
+    "Recommendation",
+    "expectations_of",
+    "human_count",
+    "mismatch_warnings",
+    "recommend",
+]
 
 
 class Recommendation(WireModel):
@@ -53,18 +42,9 @@ class Recommendation(WireModel):
     warnings: list[WarningNote] = Field(description="What does not fit and what it means.")
 
 
-def human_count(parameters: int) -> str:
-    """135000000 -> 135M, 6738415616 -> 6.7B."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if parameters >= scale:
-            value = parameters / scale
-            return f"{value:.1f}{unit}".replace(".0", "") if value < 100 else f"{value:.0f}{unit}"
-    return str(parameters)
-
-
 def _accepts(template: BaseModelTemplate, facts: ModelFacts) -> bool:
     arch = template.spec.architecture
-    return facts.model_type in arch.model_types or bool(set(facts.architectures) & set(arch.architectures))
+    return compat.accepts(facts, model_types=arch.model_types, architectures=arch.architectures)
 
 
 def _size_distance(template: BaseModelTemplate, parameters: int) -> float:
@@ -134,34 +114,20 @@ def recommend(facts: ModelFacts, templates: Sequence[BaseModelTemplate]) -> Reco
     return Recommendation(template=chosen.name, reasons=reasons, warnings=warnings)
 
 
+def expectations_of(template: BaseModelTemplate) -> TemplateExpectations:
+    """What a template expects of a model, in the contract's terms (what the trainer is told)."""
+    spec = template.spec
+    return TemplateExpectations(
+        name=template.name,
+        family=spec.architecture.family,
+        model_types=list(spec.architecture.model_types),
+        architectures=list(spec.architecture.architectures),
+        parameters=spec.parameters,
+        max_seq_length=spec.max_seq_length,
+        transformers_ceiling=spec.transformers_ceiling,
+    )
+
+
 def mismatch_warnings(facts: ModelFacts, template: BaseModelTemplate) -> list[WarningNote]:
-    """How a model differs from the template a job names: warnings, never refusals."""
-    found: list[WarningNote] = []
-    arch = template.spec.architecture
-    if not _accepts(template, facts):
-        found.append(
-            WarningNote(
-                reason="TemplateFamilyMismatch",
-                message=f"model_type {facts.model_type} is not among template {template.name}'s "
-                f"{', '.join(arch.model_types)}; its defaults and LoRA target modules may not apply",
-            )
-        )
-    ratio = template.spec.parameters / max(facts.parameters, 1)
-    if not (1 / SIZE_MISMATCH_RATIO <= ratio <= SIZE_MISMATCH_RATIO):
-        found.append(
-            WarningNote(
-                reason="TemplateSizeMismatch",
-                message=f"the model has {human_count(facts.parameters)} parameters, template {template.name} is "
-                f"sized for {human_count(template.spec.parameters)}: "
-                + ("expect out-of-memory errors" if ratio < 1 else "GPUs will be underused"),
-            )
-        )
-    if facts.max_positions is not None and template.spec.max_seq_length > facts.max_positions:
-        found.append(
-            WarningNote(
-                reason="SequenceLengthCapped",
-                message=f"template {template.name} trains {template.spec.max_seq_length} tokens but the model has "
-                f"{facts.max_positions} positions; sequences are capped at {facts.max_positions}",
-            )
-        )
-    return found
+    """How a model differs from the template a job names: warnings, never refusals (see compat)."""
+    return compat.mismatch_warnings(facts, expectations_of(template))
