@@ -145,6 +145,11 @@ class Resolution(WireModel):
         return self.job is not None
 
     @property
+    def preflight_job(self) -> ResolvedJob | None:
+        """What the preflight runs: the resolved job, or for `model: auto` the provisional one."""
+        return self.job or self.provisional
+
+    @property
     def retryable(self) -> bool:
         return self.problem == Unresolved.TEMPLATE_NOT_FOUND
 
