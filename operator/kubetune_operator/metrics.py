@@ -1,0 +1,97 @@
+"""Operator metrics in their own registry, served with `/healthz` by a small aiohttp server.
+
+No label is per job (no names, no namespaces): cardinality stays bounded however many jobs run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from .api.status import Phase
+
+_STAGE_BUCKETS = (10, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800)
+_FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_APPLY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+
+class OperatorMetrics:
+    """The operator's instruments; jobs by phase are counted from what each job last reported."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.jobs = Gauge("kubetune_jobs", "FineTuneJobs by phase.", ["phase"], registry=self.registry)
+        self.stage_duration = Histogram(
+            "kubetune_job_stage_duration_seconds",
+            "Duration of trainer stages, as the trainer reported them.",
+            ["stage"],
+            buckets=_STAGE_BUCKETS,
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "kubetune_job_failures_total",
+            "Failed attempts by error class and stage.",
+            ["error_class", "stage"],
+            registry=self.registry,
+        )
+        self.retries = Counter(
+            "kubetune_job_retries_total", "Retries started, by reason.", ["reason"], registry=self.registry
+        )
+        self.reconcile_duration = Histogram(
+            "kubetune_reconcile_duration_seconds",
+            "Time one reconcile pass of one FineTuneJob takes.",
+            buckets=_FAST_BUCKETS,
+            registry=self.registry,
+        )
+        self.reconcile_errors = Counter(
+            "kubetune_reconcile_errors_total", "Reconcile passes that raised.", registry=self.registry
+        )
+        self.apply_to_pods = Histogram(
+            "kubetune_apply_to_pods_seconds",
+            "Time from a FineTuneJob's creation to its trainer Job being created.",
+            buckets=_APPLY_BUCKETS,
+            registry=self.registry,
+        )
+        self._phases: dict[Hashable, str] = {}
+        for phase in Phase:
+            self.jobs.labels(phase=phase.value).set(0)
+
+    def job_phase(self, key: Hashable, phase: str | None) -> None:
+        """Record a job's phase (None: the job is gone); the gauge follows without per-job labels."""
+        previous = self._phases.pop(key, None)
+        if previous is not None:
+            self.jobs.labels(phase=previous).dec()
+        if phase is not None:
+            self._phases[key] = phase
+            self.jobs.labels(phase=phase).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def metrics_app(metrics: OperatorMetrics, *, healthy: Callable[[], bool]) -> web.Application:
+    """`/metrics` (Prometheus text) and `/healthz` (200 while the operator's watches are up)."""
+
+    async def serve_metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def serve_health(_: web.Request) -> web.Response:
+        return web.Response(text="ok\n") if healthy() else web.Response(status=503, text="starting\n")
+
+    app = web.Application()
+    app.router.add_get("/metrics", serve_metrics)
+    app.router.add_get("/healthz", serve_health)
+    return app
+
+
+async def start_metrics_server(app: web.Application, *, host: str, port: int) -> web.AppRunner:
+    """Serve `app`; the caller cleans the returned runner up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host=host, port=port).start()
+    return runner

@@ -1,0 +1,244 @@
+"""The pure pieces of Kubernetes API semantics the emulator needs: selectors, patches, errors, tables.
+
+Each follows the upstream behaviour closely enough for kopf, kubectl and our operator; where it
+is simpler than upstream, the docstring says how.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import kmock
+
+JsonObject = dict[str, Any]
+
+_SET_REQUIREMENT = re.compile(r"^\s*(?P<key>[^\s!=]+)\s+(?P<op>in|notin)\s+\((?P<values>[^)]*)\)\s*$")
+_EQUALITY_REQUIREMENT = re.compile(r"^\s*(?P<key>[^\s!=]+)\s*(?P<op>==|=|!=)\s*(?P<value>[^\s,]*)\s*$")
+
+
+def _split_requirements(selector: str) -> list[str]:
+    """Split on commas outside parentheses: `a in (x,y),b` -> [`a in (x,y)`, `b`]."""
+    parts: list[str] = []
+    depth, start = 0, 0
+    for index, char in enumerate(selector):
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(selector[start:index])
+            start = index + 1
+    parts.append(selector[start:])
+    return [part.strip() for part in parts if part.strip()]
+
+
+def labels_match(selector: str | None, labels: Mapping[str, str]) -> bool:
+    """A label selector in Kubernetes' string form: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a)`, `k`, `!k`."""
+    for requirement in _split_requirements(selector or ""):
+        if requirement.startswith("!"):
+            if requirement[1:].strip() in labels:
+                return False
+        elif match := _SET_REQUIREMENT.match(requirement):
+            values = {value.strip() for value in match["values"].split(",")}
+            present = labels.get(match["key"])
+            if match["op"] == "in" and present not in values:
+                return False
+            if match["op"] == "notin" and present in values:
+                return False
+        elif match := _EQUALITY_REQUIREMENT.match(requirement):
+            present = labels.get(match["key"])
+            if (match["op"] == "!=") == (present == match["value"]):
+                return False
+        elif requirement not in labels:
+            return False
+    return True
+
+
+def fields_match(selector: str | None, obj: Mapping[str, Any]) -> bool:
+    """A field selector: `path=value` / `path!=value` over dotted paths (`metadata.name`, `status.phase`)."""
+    for requirement in _split_requirements(selector or ""):
+        match = _EQUALITY_REQUIREMENT.match(requirement)
+        if match is None:
+            raise bad_request(f"unable to parse requirement: {requirement!r}")
+        value: Any = obj
+        for part in match["key"].split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        present = "" if value is None else str(value)
+        if (match["op"] == "!=") == (present == match["value"]):
+            return False
+    return True
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: dicts merge recursively, `null` deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise unprocessable(f"JSON pointer {path!r} does not start with /")
+    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
+
+
+def _parent(document: Any, parts: list[str]) -> tuple[Any, str]:
+    node = document
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node, parts[-1]
+
+
+def json_patch(document: JsonObject, operations: Any) -> JsonObject:
+    """RFC 6902 JSON patch with add, remove, replace and test (what kopf and kubectl send); 422 on failure."""
+    if not isinstance(operations, list):
+        raise bad_request("a JSON patch must be a list of operations")
+    result = copy.deepcopy(document)
+    for operation in operations:
+        op, parts = operation.get("op"), _pointer(operation.get("path", ""))
+        try:
+            parent, key = _parent(result, parts) if parts else (None, "")
+            if op == "test":
+                current = parent[int(key)] if isinstance(parent, list) else parent.get(key)
+                if current != operation.get("value"):
+                    raise unprocessable(f"the test operation on {operation['path']} failed")
+            elif op == "remove":
+                del parent[int(key) if isinstance(parent, list) else key]
+            elif op in {"add", "replace"}:
+                value = copy.deepcopy(operation.get("value"))
+                if isinstance(parent, list):
+                    index = len(parent) if key == "-" else int(key)
+                    parent.insert(index, value) if op == "add" else parent.__setitem__(index, value)
+                elif op == "replace" and key not in parent:
+                    raise unprocessable(f"cannot replace missing path {operation['path']}")
+                else:
+                    parent[key] = value
+            else:
+                raise unprocessable(f"unsupported JSON patch operation {op!r}")
+        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as error:
+            raise unprocessable(f"the JSON patch cannot apply at {operation.get('path')!r}: {error}") from None
+    return result
+
+
+# Errors in the Status shape clients decode (kopf's APIError subclasses, kubectl's messages).
+
+
+def status_error(code: int, reason: str, message: str, details: JsonObject | None = None) -> kmock.KubernetesError:
+    return kmock.KubernetesError(status=code, reason=reason, message=message, details=details or {})
+
+
+def not_found(what: str, name: str) -> kmock.KubernetesError:
+    return status_error(404, "NotFound", f'{what} "{name}" not found', {"name": name, "kind": what})
+
+
+def already_exists(what: str, name: str) -> kmock.KubernetesError:
+    return status_error(409, "AlreadyExists", f'{what} "{name}" already exists', {"name": name, "kind": what})
+
+
+def conflict(what: str, name: str) -> kmock.KubernetesError:
+    message = (
+        f'Operation cannot be fulfilled on {what} "{name}": the object has been modified; '
+        "please apply your changes to the latest version and try again"
+    )
+    return status_error(409, "Conflict", message, {"name": name, "kind": what})
+
+
+def invalid(kind: str, name: str, causes: list[JsonObject]) -> kmock.KubernetesError:
+    listed = ", ".join(f"{cause['field']}: {cause['message']}" for cause in causes)
+    message = f'{kind} "{name}" is invalid: [{listed}]'
+    return status_error(422, "Invalid", message, {"name": name, "kind": kind, "causes": causes})
+
+
+def unprocessable(message: str) -> kmock.KubernetesError:
+    return status_error(422, "Invalid", message)
+
+
+def bad_request(message: str) -> kmock.KubernetesError:
+    return status_error(400, "BadRequest", message)
+
+
+def gone(message: str) -> kmock.KubernetesError:
+    return status_error(410, "Expired", message)
+
+
+# Server-side tables, for `kubectl get` of custom resources (its columns come from the CRD).
+
+
+def human_age(created: str | None, *, now: datetime.datetime) -> str | None:
+    """Kubernetes' `duration.HumanDuration`, coarsened as it does: 42s, 3m10s, 5h, 2d."""
+    if not created:
+        return None
+    seconds = int((now - datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds())
+    seconds = max(seconds, 0)
+    if seconds < 120:
+        return f"{seconds}s"
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    return f"{days}d"
+
+
+def _simple_json_path(obj: Mapping[str, Any], path: str) -> Any:
+    """`.status.progress.summary` -> the value (CRD printer columns allow only simple paths)."""
+    value: Any = obj
+    for part in path.lstrip(".").split("."):
+        value = value.get(part) if isinstance(value, Mapping) else None
+    return value
+
+
+def table(
+    objects: list[JsonObject], *, columns: list[JsonObject], resource_version: str, now: datetime.datetime
+) -> JsonObject:
+    """A meta.k8s.io/v1 Table as the API server builds it for a CRD's additionalPrinterColumns."""
+    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+    definitions += [
+        {
+            "name": column["name"],
+            "type": column.get("type", "string"),
+            "format": column.get("format", ""),
+            "description": column.get("description", ""),
+            "priority": column.get("priority", 0),
+        }
+        for column in columns
+    ]
+    rows = []
+    for obj in objects:
+        cells: list[Any] = [obj["metadata"]["name"]]
+        for column in columns:
+            value = _simple_json_path(obj, column["jsonPath"])
+            if value is not None and column.get("type") == "date":
+                value = human_age(str(value), now=now)
+            elif value is not None and column.get("type", "string") == "string":
+                value = str(value)
+            cells.append(value)
+        partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+        rows.append({"cells": cells, "object": partial})
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }
+
+
+def wants_table(headers: Mapping[str, str]) -> bool:
+    return "as=Table" in headers.get("Accept", "")

@@ -1,0 +1,520 @@
+"""`ApiEmulator`: kmock's KubernetesEmulator with the API semantics the kubetune operator relies on.
+
+Emulated (checked over HTTP by kopf, kubectl and our own client):
+- identity: `metadata.uid`, `creationTimestamp`, `generation` (bumped when anything but metadata and
+  status changes), `resourceVersion` from one cluster-wide counter, bumped on every real change; a
+  no-op write changes nothing and emits no event; `namespace` taken from the URL (a mismatch is 400);
+  `generateName`.
+- create: 409 AlreadyExists for a live name; custom resources registered with `register_crd` are
+  validated against the CRD's openAPIV3Schema with jsonschema (Draft 4) on create and update:
+  422 Invalid with one cause per field; `fieldValidation=Strict` (kubectl's default) also rejects
+  unknown fields.
+- writes: JSON merge patch, JSON patch (add, remove, replace, test; a failed test is 422, as kopf
+  expects), PUT; a stale `metadata.resourceVersion` in a patch or PUT body is 409 Conflict.
+- status subresource: for resources that declare it, writes to the main resource keep the stored
+  status, writes to `/status` change only the status; status sent on create is dropped.
+- delete: finalizers and `deletionTimestamp` (the object goes when the last finalizer is removed);
+  `preconditions`; ownerReference garbage collection in the background after an owner goes:
+  dependents whose owners are all gone are deleted (recursively), `propagationPolicy: Orphan` strips
+  the reference instead; like the real API, `batch/v1` Jobs default to Orphan when no policy is sent.
+- list: `kind: <Kind>List`, `apiVersion`, the current resourceVersion; label selectors (`=`, `==`,
+  `!=`, `in`, `notin`, `key`, `!key`) and field selectors (`path=value`, `path!=value`).
+- watch: JSON lines; from a `resourceVersion` it replays only later events from a bounded event log
+  (older than the log: an ERROR event with 410 Expired, as the API server sends); without one, an
+  ADDED per live object first; `sendInitialEvents=true` ends the initial list with the
+  `k8s.io/initial-events-end` BOOKMARK; label/field selectors; `timeoutSeconds`.
+- tables: `Accept: ...;as=Table` on a registered CRD's list or get returns a meta.k8s.io/v1 Table
+  with the CRD's additionalPrinterColumns (ages humanised as the server does), for `kubectl get`.
+- discovery from kmock (`load_bundled()` for the built-ins), minus the short names kmock repeats
+  on subresources.
+- recording: every request is kept by kmock; `writes()` filters the mutating ones (by User-Agent),
+  `journal_text()` joins every URL and body for secret scans; `after_write` callbacks run after a
+  write is applied and before its response is sent (to stop an operator right after a call).
+
+Not emulated: server-side apply (415), strategic merge patch (treated as a merge patch, so
+lists are replaced), dry runs, defaulting and pruning of custom resources, CEL rules,
+int-or-string and other `x-kubernetes-*` schema extensions, admission, RBAC and authentication
+(any token is accepted), namespace existence and namespace deletion, graceful pod termination
+(pods go at once), foreground deletion (treated as background), deletecollection, bookmarks
+outside the initial list, `/openapi`, the scheduler, the kubelet and every controller but GC
+(tests play the Job controller and the kubelet by writing Pod and Job status).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import datetime
+import itertools
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import attrs
+import jsonschema
+import kmock
+
+from . import apimachinery as api
+from .apimachinery import JsonObject
+
+Key = tuple[kmock.resource, str | None, str]
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+_ORPHAN_BY_DEFAULT = frozenset({("batch", "jobs"), ("apps", "replicasets"), ("", "replicationcontrollers")})
+_NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(tz=datetime.UTC)
+
+
+def _timestamp(moment: datetime.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _strict(schema: JsonObject, *, path: tuple[str, ...] = ()) -> JsonObject:
+    """The schema with unknown fields forbidden, as `fieldValidation=Strict`; the root metadata stays open."""
+    node = dict(schema)
+    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") and path != ("metadata",):
+        node["additionalProperties"] = False
+    if "properties" in node:
+        node["properties"] = {name: _strict(child, path=(*path, name)) for name, child in node["properties"].items()}
+    if isinstance(node.get("items"), dict):
+        node["items"] = _strict(node["items"], path=(*path, "[]"))
+    return node
+
+
+@attrs.define
+class _Watcher:
+    resource: kmock.resource
+    namespace: str | None
+    name: str | None
+    label_selector: str | None
+    field_selector: str | None
+    queue: asyncio.Queue[JsonObject] = attrs.field(factory=asyncio.Queue)
+
+    def wants(self, resource: kmock.resource, obj: JsonObject) -> bool:
+        meta = obj.get("metadata", {})
+        return (
+            resource == self.resource
+            and (self.namespace is None or meta.get("namespace") == self.namespace)
+            and (self.name is None or meta.get("name") == self.name)
+            and api.labels_match(self.label_selector, meta.get("labels") or {})
+            and api.fields_match(self.field_selector, obj)
+        )
+
+
+@attrs.define(kw_only=True)
+class ApiEmulator(kmock.KubernetesEmulator):
+    keep_versions: int = 4
+    event_log_size: int = 100_000
+    after_write: list[Callable[[kmock.Request], None]] = attrs.field(factory=list)
+
+    _revision: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _current_rv: int = attrs.field(default=0, init=False)
+    _validators: dict[kmock.resource, tuple[Any, Any]] = attrs.field(factory=dict, init=False)
+    _columns: dict[kmock.resource, list[JsonObject]] = attrs.field(factory=dict, init=False)
+    _log: collections.deque[tuple[int, kmock.resource, JsonObject]] = attrs.field(init=False)
+    _dropped_upto: int = attrs.field(default=0, init=False)
+    _watchers: set[_Watcher] = attrs.field(factory=set, init=False)
+    _uids: dict[str, Key] = attrs.field(factory=dict, init=False)
+    _outcomes: dict[int, JsonObject] = attrs.field(factory=dict, init=False)
+    _background: set[asyncio.Task[None]] = attrs.field(factory=set, init=False)
+
+    @_log.default
+    def _new_log(self) -> collections.deque[tuple[int, kmock.resource, JsonObject]]:
+        return collections.deque(maxlen=self.event_log_size)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        # kubectl refuses watch streams served as application/octet-stream (kmock's default).
+        self.fallback[kmock.action.WATCH] ** 1 << kmock.headers({"Content-Type": "application/json"}) << self._serve_watch
+        self.fallback[kmock.method.PUT] << self._serve_outcome
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        for task in self._background:
+            task.cancel()
+        await super().__aexit__(*exc_info)
+
+    # Registration and inspection, for fixtures and assertions.
+
+    def register_crd(self, crd: JsonObject) -> kmock.resource:
+        """Serve a CustomResourceDefinition: discovery, schema validation and printer columns."""
+        spec = crd["spec"]
+        (version,) = [v for v in spec["versions"] if v.get("served", True)]
+        resource = kmock.resource(spec["group"], version["name"], spec["names"]["plural"])
+        self.resources[resource] = kmock.ResourceInfo(
+            kind=spec["names"]["kind"],
+            singular=spec["names"].get("singular"),
+            shortnames=spec["names"].get("shortNames", []),
+            categories=spec["names"].get("categories", []),
+            namespaced=spec["scope"] == "Namespaced",
+            subresources=set(version.get("subresources", {})),
+            verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+        )
+        schema = version["schema"]["openAPIV3Schema"]
+        self._validators[resource] = (jsonschema.Draft4Validator(schema), jsonschema.Draft4Validator(_strict(schema)))
+        self._columns[resource] = list(version.get("additionalPrinterColumns", []))
+        return resource
+
+    def writes(self, *, user_agent: str | None = None) -> list[kmock.Request]:
+        """Mutating requests, optionally only those whose User-Agent starts with `user_agent`."""
+        return [
+            request
+            for request in self
+            if request.method.value in WRITE_METHODS
+            and (user_agent is None or request.headers.get("User-Agent", "").startswith(user_agent))
+        ]
+
+    def journal_text(self) -> str:
+        """Every recorded request's URL, headers and body, for scanning for leaked secrets."""
+        return "\n".join(f"{request.url} {dict(request.headers)} {request.text}" for request in self)
+
+    def live(self, resource: kmock.resource, namespace: str | None, name: str) -> JsonObject | None:
+        key = (resource, namespace, name)
+        if key in self.objects and not self.objects[key].deleted:
+            return self.objects[key].raw
+        return None
+
+    def live_objects(self, resource: kmock.resource, namespace: str | None = None) -> list[JsonObject]:
+        return [
+            obj.raw
+            for (res, ns, _), obj in self.objects.items()
+            if res == resource and not obj.deleted and (namespace is None or ns == namespace)
+        ]
+
+    # The request pipeline: writes change state here, then kmock's reactions (or our fallbacks) respond.
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        if request.resource is None or not self._is_write(request):
+            return await super(kmock.KubernetesEmulator, self)._handle(request)
+        async with self._lock:
+            self._outcomes[request.id] = self._write(request)
+        try:
+            for callback in list(self.after_write):
+                callback(request)
+            return await super(kmock.KubernetesEmulator, self)._handle(request)
+        finally:
+            self._outcomes.pop(request.id, None)
+
+    @staticmethod
+    def _is_write(request: kmock.Request) -> bool:
+        method = request.method.value
+        return (method == "POST" and request.name is None) or (
+            method in {"PATCH", "PUT", "DELETE"} and request.name is not None
+        )
+
+    def _write(self, request: kmock.Request) -> JsonObject:
+        method = request.method.value
+        if method == "POST":
+            return self._create(request)
+        if method == "DELETE":
+            return self._delete(request)
+        key, current = self._existing(request)
+        body = request.data if request.data is not None or not request.text else None
+        if method == "PUT":
+            return self._commit(request, key, current, self._guard_version(request, current, body))
+        content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type == "application/json-patch+json":
+            patched = api.json_patch(current, body)
+        elif content_type in {"application/merge-patch+json", "application/strategic-merge-patch+json"}:
+            patched = api.merge_patch(current, self._guard_version(request, current, body))
+        else:
+            raise api.status_error(415, "UnsupportedMediaType", f"the emulator does not apply {content_type!r}")
+        return self._commit(request, key, current, patched)
+
+    def _guard_version(self, request: kmock.Request, current: JsonObject, body: Any) -> Any:
+        if not isinstance(body, dict):
+            raise api.bad_request("the body must be a JSON object")
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted and wanted != current["metadata"]["resourceVersion"]:
+            raise api.conflict(self._what(request.resource), current["metadata"]["name"])
+        return body
+
+    def _create(self, request: kmock.Request) -> JsonObject:
+        resource = request.resource
+        if not isinstance(request.data, dict):
+            raise api.bad_request("the body of a create must be a JSON object")
+        body = copy.deepcopy(request.data)
+        meta = body.setdefault("metadata", {})
+        if request.namespace and meta.get("namespace") not in (None, request.namespace):
+            raise api.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+        namespace = request.namespace if self._namespaced(resource, request) else None
+        if namespace:
+            meta["namespace"] = namespace
+        if not meta.get("name") and meta.get("generateName"):
+            suffix = "".join(secrets.choice(_NAME_SUFFIX_ALPHABET) for _ in range(5))
+            meta["name"] = f"{meta['generateName']}{suffix}"
+        if not meta.get("name"):
+            cause = {"reason": "FieldValueRequired", "field": "metadata.name", "message": "Required value"}
+            raise api.invalid(self._kind(resource), "", [cause])
+        key: Key = (resource, namespace, meta["name"])
+        if self.live(*key) is not None:
+            raise api.already_exists(self._what(resource), meta["name"])
+        group = resource.group
+        body.setdefault("apiVersion", f"{group}/{resource.version}" if group else resource.version)
+        body.setdefault("kind", self._kind(resource))
+        if "status" in self._subresources(resource):
+            body.pop("status", None)
+        for owned in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            meta.pop(owned, None)
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=_timestamp(_now()), generation=1)
+        self._validate(request, body)
+        self._store(key, body, event="ADDED")
+        return body
+
+    def _existing(self, request: kmock.Request) -> tuple[Key, JsonObject]:
+        key: Key = (request.resource, request.namespace, request.name)
+        current = self.live(*key)
+        if current is None:
+            raise api.not_found(self._what(request.resource), request.name or "")
+        if request.subresource not in (None, "status"):
+            raise api.not_found(f"{self._what(request.resource)}/{request.subresource}", request.name or "")
+        return key, current
+
+    def _commit(self, request: kmock.Request, key: Key, current: JsonObject, new: JsonObject) -> JsonObject:
+        new = dict(new)
+        if request.subresource == "status":
+            new = {**current, "status": new.get("status")}
+        elif "status" in self._subresources(request.resource):
+            new["status"] = current.get("status")
+        if new.get("status") is None:
+            new.pop("status", None)
+        meta = dict(new.get("metadata") or {})
+        for fixed in ("uid", "name", "namespace", "creationTimestamp", "generation", "resourceVersion"):
+            if fixed in current["metadata"]:
+                meta[fixed] = current["metadata"][fixed]
+        new["metadata"] = meta
+        if new == current:
+            return current
+        if request.subresource is None and self._spec_of(new) != self._spec_of(current):
+            meta["generation"] = current["metadata"].get("generation", 1) + 1
+        self._validate(request, new)
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            return self._remove(key, new, policy="Background")
+        self._store(key, new, event="MODIFIED")
+        return new
+
+    def _delete(self, request: kmock.Request) -> JsonObject:
+        key, current = self._existing(request)
+        options = request.data if isinstance(request.data, dict) else {}
+        preconditions = options.get("preconditions") or {}
+        for field in ("uid", "resourceVersion"):
+            if preconditions.get(field) and preconditions[field] != current["metadata"].get(field):
+                raise api.conflict(self._what(request.resource), current["metadata"]["name"])
+        policy = options.get("propagationPolicy") or request.params.get("propagationPolicy")
+        return self._delete_object(key, current, policy=policy)
+
+    def _delete_object(self, key: Key, current: JsonObject, *, policy: str | None) -> JsonObject:
+        resource = key[0]
+        if policy is None:
+            policy = "Orphan" if (resource.group, resource.plural) in _ORPHAN_BY_DEFAULT else "Background"
+        if current["metadata"].get("finalizers"):
+            if current["metadata"].get("deletionTimestamp"):
+                return current
+            marked = {**current, "metadata": {**current["metadata"], "deletionTimestamp": _timestamp(_now())}}
+            self._store(key, marked, event="MODIFIED")
+            return marked
+        return self._remove(key, current, policy=policy)
+
+    def _remove(self, key: Key, body: JsonObject, *, policy: str) -> JsonObject:
+        body = {**body, "metadata": {**body["metadata"], "resourceVersion": self._next_rv()}}
+        self.objects[key].delete()
+        self._uids.pop(body["metadata"].get("uid", ""), None)
+        self._publish(key[0], "DELETED", body)
+        task = asyncio.get_running_loop().create_task(self._collect_dependents(body["metadata"].get("uid"), policy))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return body
+
+    async def _collect_dependents(self, owner_uid: str | None, policy: str) -> None:
+        """The garbage collector: asynchronous, as in Kubernetes, so tests see the owner go first."""
+        await asyncio.sleep(0)
+        async with self._lock:
+            for key, obj in list(self.objects.items()):
+                if obj.deleted:
+                    continue
+                body = obj.raw
+                references = body["metadata"].get("ownerReferences") or []
+                if not any(ref.get("uid") == owner_uid for ref in references):
+                    continue
+                remaining = [ref for ref in references if ref.get("uid") != owner_uid]
+                if policy == "Orphan" or any(ref.get("uid") in self._uids for ref in remaining):
+                    kept = {**body, "metadata": {**body["metadata"], "ownerReferences": remaining}}
+                    self._store(key, kept, event="MODIFIED")
+                else:
+                    self._delete_object(key, body, policy="Background")
+
+    # Reads.
+
+    async def _serve_outcome(self, request: kmock.Request) -> JsonObject:
+        return self._outcomes[request.id]
+
+    _serve_create = _serve_update = _serve_delete = _serve_outcome
+
+    async def _serve_fetch(self, request: kmock.Request) -> JsonObject:
+        async with self._lock:
+            body = self.live(request.resource, request.namespace, request.name or "")
+            if body is None:
+                raise api.not_found(self._what(request.resource), request.name or "")
+            return self._maybe_table(request, [body]) or body
+
+    async def _serve_list(self, request: kmock.Request) -> JsonObject:
+        if request.resource not in self._get_resources():
+            raise api.not_found("the server could not find the requested resource", request.resource.plural or "")
+        async with self._lock:
+            items = [obj for obj in self.live_objects(request.resource, request.namespace) if self._selected(request, obj)]
+            rv = str(self._current_rv)
+        resource = request.resource
+        listed = {
+            "apiVersion": f"{resource.group}/{resource.version}" if resource.group else resource.version,
+            "kind": f"{self._kind(resource)}List",
+            "metadata": {"resourceVersion": rv},
+            "items": items,
+        }
+        return self._maybe_table(request, items) or listed
+
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
+        yield b""  # headers first: a watch with nothing to say yet is still a started stream
+        params = request.params
+        watcher = _Watcher(
+            request.resource, request.namespace, request.name, params.get("labelSelector"), params.get("fieldSelector")
+        )
+        since = params.get("resourceVersion")
+        async with self._lock:
+            if since not in (None, "", "0") and int(since) < self._dropped_upto:
+                expired = api.gone(f"too old resource version: {since} ({self._dropped_upto})")
+                yield {"type": "ERROR", "object": self._status_of(expired)}
+                return
+            if since not in (None, "", "0"):
+                backlog = [event for rv, res, event in self._log if rv > int(since) and watcher.wants(res, event["object"])]
+            else:
+                backlog = [{"type": "ADDED", "object": obj} for obj in self.live_objects(request.resource, request.namespace)]
+                backlog = [event for event in backlog if watcher.wants(request.resource, event["object"])]
+                if params.get("sendInitialEvents") == "true":
+                    backlog.append(self._initial_events_end(request.resource))
+            self._watchers.add(watcher)
+        try:
+            for event in backlog:
+                yield event
+            timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
+            deadline = asyncio.get_running_loop().time() + timeout if timeout else None
+            while True:
+                remaining = None if deadline is None else deadline - asyncio.get_running_loop().time()
+                if remaining is not None and remaining <= 0:
+                    return
+                try:
+                    yield await asyncio.wait_for(watcher.queue.get(), remaining)
+                except TimeoutError:
+                    return
+        finally:
+            self._watchers.discard(watcher)
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        discovered = await super()._serve_version(request)
+        for entry in discovered.get("resources", []):
+            if "/" in entry["name"]:
+                entry.update(shortNames=[], categories=[])
+        return discovered
+
+    # Helpers.
+
+    def _selected(self, request: kmock.Request, obj: JsonObject) -> bool:
+        labels = obj["metadata"].get("labels") or {}
+        return api.labels_match(request.params.get("labelSelector"), labels) and api.fields_match(
+            request.params.get("fieldSelector"), obj
+        )
+
+    def _maybe_table(self, request: kmock.Request, objects: list[JsonObject]) -> JsonObject | None:
+        if request.resource not in self._columns or not api.wants_table(request.headers):
+            return None
+        return api.table(
+            objects, columns=self._columns[request.resource], resource_version=str(self._current_rv), now=_now()
+        )
+
+    def _initial_events_end(self, resource: kmock.resource) -> JsonObject:
+        group = resource.group
+        bookmark = {
+            "apiVersion": f"{group}/{resource.version}" if group else resource.version,
+            "kind": self._kind(resource),
+            "metadata": {
+                "resourceVersion": str(self._current_rv),
+                "annotations": {"k8s.io/initial-events-end": "true"},
+            },
+        }
+        return {"type": "BOOKMARK", "object": bookmark}
+
+    def _validate(self, request: kmock.Request, body: JsonObject) -> None:
+        validators = self._validators.get(request.resource)
+        if validators is None:
+            return
+        validator = validators[1] if request.params.get("fieldValidation") == "Strict" else validators[0]
+        causes = []
+        for error in validator.iter_errors(body):
+            path = [str(part) for part in error.absolute_path]
+            if error.validator == "required":
+                path.append(error.message.split("'")[1])
+            elif error.validator == "additionalProperties":
+                path.append(error.message.split("'")[1])
+            causes.append({"reason": "FieldValueInvalid", "field": ".".join(path), "message": error.message})
+        if causes:
+            raise api.invalid(self._kind(request.resource), body["metadata"].get("name", ""), causes)
+
+    def _store(self, key: Key, body: JsonObject, *, event: str) -> None:
+        body["metadata"] = {**body["metadata"], "resourceVersion": self._next_rv()}
+        if key in self.objects:
+            history = self.objects[key].history
+            history.append(body)
+            del history[: -self.keep_versions]
+        else:
+            self.objects[key] = body
+        self._uids[body["metadata"]["uid"]] = key
+        self._publish(key[0], event, body)
+
+    def _publish(self, resource: kmock.resource, kind: str, body: JsonObject) -> None:
+        rv = int(body["metadata"]["resourceVersion"])
+        event = {"type": kind, "object": body}
+        if len(self._log) == self._log.maxlen:
+            self._dropped_upto = self._log[0][0]
+        self._log.append((rv, resource, event))
+        for watcher in list(self._watchers):
+            if watcher.wants(resource, body):
+                watcher.queue.put_nowait(event)
+
+    def _next_rv(self) -> str:
+        self._current_rv = next(self._revision)
+        return str(self._current_rv)
+
+    @staticmethod
+    def _spec_of(body: JsonObject) -> JsonObject:
+        return {key: value for key, value in body.items() if key not in {"metadata", "status"}}
+
+    @staticmethod
+    def _status_of(error: kmock.KubernetesError) -> JsonObject:
+        return {
+            "apiVersion": "v1",
+            "kind": "Status",
+            "status": "Failure",
+            "code": error.status,
+            "reason": error.reason,
+            "message": error.message,
+        }
+
+    def _info(self, resource: kmock.resource) -> kmock.ResourceInfo | None:
+        return self.resources[resource] if resource in self.resources else None
+
+    def _kind(self, resource: kmock.resource) -> str:
+        info = self._info(resource)
+        return info.kind if info and info.kind else (resource.plural or "").capitalize()
+
+    def _what(self, resource: kmock.resource) -> str:
+        return f"{resource.plural}.{resource.group}" if resource.group else str(resource.plural)
+
+    def _subresources(self, resource: kmock.resource) -> set[str]:
+        info = self._info(resource)
+        return set(info.subresources) if info else set()
+
+    def _namespaced(self, resource: kmock.resource, request: kmock.Request) -> bool:
+        info = self._info(resource)
+        return bool(info.namespaced) if info and info.namespaced is not None else request.namespace is not None
