@@ -50,7 +50,9 @@ def read_jsonl(path: Path) -> Iterator[Row | DataError]:
             try:
                 value = json.loads(text, parse_constant=_refuse_constant)
             except json.JSONDecodeError as error:
-                yield DataError(line=line, message=f"not valid JSON: {error.msg} at column {error.colno}")
+                yield DataError(
+                    line=line, message=f"not valid JSON: {error.msg.removesuffix(' at')} at column {error.colno}"
+                )
                 continue
             except ValueError as error:
                 yield DataError(line=line, message=f"not valid JSON: {error}")

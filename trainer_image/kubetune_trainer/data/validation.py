@@ -7,6 +7,7 @@ returns the parsed examples or raises `InvalidInput` naming the spec field.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,6 +160,12 @@ def _json_type(value: Any) -> str:
     return "an object"
 
 
+def _shown(value: Any) -> str:
+    """A value as it looks in the user's JSON, shortened."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
 def _detect_format(row: Row, *, errors: _Collector) -> DataFormat | None:
     if not isinstance(row.value, dict):
         errors.add(DataError(line=row.line, message=f"expected a JSON object, got {_json_type(row.value)}"))
@@ -236,11 +243,11 @@ def _field_message(detail: ErrorDetails, record_format: DataFormat) -> str:
     if kind == "too_short":
         return f"`{where}` is empty; a conversation needs a user message and an assistant message"
     if where.endswith(".weight"):
-        return f"`{where}` must be 0 or 1, got {given!r}"
+        return f"`{where}` must be 0 or 1, got {_shown(given)}"
     if where.endswith(".role"):
         if given == "tool":
             return f"`{where}` is `tool`: function-calling data is not supported yet; roles are {', '.join(ROLES)}"
-        return f"`{where}` must be one of {', '.join(ROLES)}, got {given!r}"
+        return f"`{where}` must be one of {', '.join(ROLES)}, got {_shown(given)}"
     return f"`{where}`: {detail['msg']}"
 
 
@@ -249,6 +256,10 @@ def _fields_hint(loc: tuple[int | str, ...], record_format: DataFormat) -> str:
         fields = " and ".join(f"`{name}`" for name in RECORD_TYPES[record_format].fields)
         return f"; a {record_format.value} example has exactly {fields}"
     return "; a message has `role`, `content` and optionally `weight`"
+
+
+def _a(role: str) -> str:
+    return "an assistant" if role == "assistant" else f"a {role}"
 
 
 def _conversation_problems(record: MessagesRecord) -> list[str]:
@@ -265,12 +276,12 @@ def _conversation_problems(record: MessagesRecord) -> list[str]:
         if message.role != expected:
             if position == 0:
                 problems.append(
-                    f"`messages[{index}]` is a {message.role} message; a conversation starts with a user message "
+                    f"`messages[{index}]` is {_a(message.role)} message; a conversation starts with a user message "
                     "(after an optional system message)"
                 )
             else:
                 problems.append(
-                    f"`messages[{index}]` is a {message.role} message after a {turns[position - 1][1].role} "
+                    f"`messages[{index}]` is {_a(message.role)} message after {_a(turns[position - 1][1].role)} "
                     "message; user and assistant must alternate"
                 )
             break
