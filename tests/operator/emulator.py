@@ -85,7 +85,7 @@ def _strict(schema: JsonObject, *, path: tuple[str, ...] = ()) -> JsonObject:
     return node
 
 
-@attrs.define
+@attrs.define(eq=False)
 class _Watcher:
     resource: kmock.resource
     namespace: str | None
@@ -129,7 +129,11 @@ class ApiEmulator(kmock.KubernetesEmulator):
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         # kubectl refuses watch streams served as application/octet-stream (kmock's default).
-        self.fallback[kmock.action.WATCH] ** 1 << kmock.headers({"Content-Type": "application/json"}) << self._serve_watch
+        (
+            self.fallback[kmock.action.WATCH] ** 1
+            << kmock.headers({"Content-Type": "application/json"})
+            << self._serve_watch
+        )
         self.fallback[kmock.method.PUT] << self._serve_outcome
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -239,7 +243,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
         body = copy.deepcopy(request.data)
         meta = body.setdefault("metadata", {})
         if request.namespace and meta.get("namespace") not in (None, request.namespace):
-            raise api.bad_request("the namespace of the provided object does not match the namespace sent on the request")
+            raise api.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
         namespace = request.namespace if self._namespaced(resource, request) else None
         if namespace:
             meta["namespace"] = namespace
@@ -364,7 +370,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
         if request.resource not in self._get_resources():
             raise api.not_found("the server could not find the requested resource", request.resource.plural or "")
         async with self._lock:
-            items = [obj for obj in self.live_objects(request.resource, request.namespace) if self._selected(request, obj)]
+            items = [
+                obj for obj in self.live_objects(request.resource, request.namespace) if self._selected(request, obj)
+            ]
             rv = str(self._current_rv)
         resource = request.resource
         listed = {
@@ -388,9 +396,13 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 yield {"type": "ERROR", "object": self._status_of(expired)}
                 return
             if since not in (None, "", "0"):
-                backlog = [event for rv, res, event in self._log if rv > int(since) and watcher.wants(res, event["object"])]
+                backlog = [
+                    event for rv, res, event in self._log if rv > int(since) and watcher.wants(res, event["object"])
+                ]
             else:
-                backlog = [{"type": "ADDED", "object": obj} for obj in self.live_objects(request.resource, request.namespace)]
+                backlog = [
+                    {"type": "ADDED", "object": obj} for obj in self.live_objects(request.resource, request.namespace)
+                ]
                 backlog = [event for event in backlog if watcher.wants(request.resource, event["object"])]
                 if params.get("sendInitialEvents") == "true":
                     backlog.append(self._initial_events_end(request.resource))
@@ -453,9 +465,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         causes = []
         for error in validator.iter_errors(body):
             path = [str(part) for part in error.absolute_path]
-            if error.validator == "required":
-                path.append(error.message.split("'")[1])
-            elif error.validator == "additionalProperties":
+            if error.validator in {"required", "additionalProperties"}:
                 path.append(error.message.split("'")[1])
             causes.append({"reason": "FieldValueInvalid", "field": ".".join(path), "message": error.message})
         if causes:
@@ -502,7 +512,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         }
 
     def _info(self, resource: kmock.resource) -> kmock.ResourceInfo | None:
-        return self.resources[resource] if resource in self.resources else None
+        return self.resources.get(resource, None)
 
     def _kind(self, resource: kmock.resource) -> str:
         info = self._info(resource)

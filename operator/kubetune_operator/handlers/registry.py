@@ -45,41 +45,41 @@ def build_registry(*, view: ClusterView, queue: ReconcileQueue, connection: Conn
             default_namespace=connection.default_namespace,
         )
 
-    @kopf.index(*FINETUNEJOBS, registry=registry)
+    @kopf.index(*FINETUNEJOBS, registry=registry, id="finetunejobs")
     def finetunejobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {(namespace, name): dict(body)}
 
-    @kopf.index("batch", "v1", "jobs", labels=CHILD, registry=registry)
+    @kopf.index("batch", "v1", "jobs", labels=CHILD, registry=registry, id="job_children")
     def job_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {job_key_of_child(namespace, labels): slim_job(body)}
 
-    @kopf.index("v1", "pods", labels=CHILD, registry=registry)
+    @kopf.index("v1", "pods", labels=CHILD, registry=registry, id="pod_children")
     def pod_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {job_key_of_child(namespace, labels): dict(body)}
 
-    @kopf.index(*TEMPLATES, registry=registry)
+    @kopf.index(*TEMPLATES, registry=registry, id="templates")
     def templates(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
         return {name: dict(body)}
 
     @kopf.on.event(*FINETUNEJOBS, registry=registry)
-    def finetunejob_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
+    async def finetunejob_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
         _attach(view, kwargs)
         queue.wake((namespace, name))
 
     @kopf.on.event("batch", "v1", "jobs", labels=CHILD, registry=registry)
-    def batch_job_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    async def batch_job_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
         _attach(view, kwargs)
         if (key := job_key_of_child(namespace, labels)) is not None:
             queue.wake(key)
 
     @kopf.on.event("v1", "pods", labels=CHILD, registry=registry)
-    def pod_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
+    async def pod_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:
         _attach(view, kwargs)
         if (key := job_key_of_child(namespace, labels)) is not None:
             queue.wake(key)
 
     @kopf.on.event(*TEMPLATES, registry=registry)
-    def template_changed(**kwargs: Any) -> None:
+    async def template_changed(**kwargs: Any) -> None:
         # A job waiting for its template (or resolved against an old one) looks again; settled jobs no-op.
         _attach(view, kwargs)
         for key in view.jobs():

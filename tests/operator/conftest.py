@@ -1,0 +1,156 @@
+"""The operator under test: the real kopf operator, in-process, against `ApiEmulator` over HTTP.
+
+`cluster` is the emulator on a loopback port with the built-in resources (namespaces and
+events included: kopf waits silently without them), our CRDs and the template catalog.
+`start_operator` runs `run_operator` as a task and waits until kopf's watches are open (kopf's
+ready flag comes before them); stopping cancels that task, which also stops our workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import kmock
+import kopf
+import pytest
+
+from kubetune_operator.handlers.runtime import RunOptions, kopf_settings, run_operator
+from kubetune_operator.kube import Connection
+from kubetune_operator.metrics import OperatorMetrics
+from kubetune_operator.settings import OperatorSettings
+
+from ..conftest import CATALOG_DIR, CRD_DIR, load_yaml
+from .cluster_actors import NAMESPACE, Actors, wait_for
+from .emulator import ApiEmulator
+
+FTJ = kmock.resource("kubetune.dev/v1alpha1/finetunejobs")
+TEMPLATES = kmock.resource("kubetune.dev/v1alpha1/basemodeltemplates")
+JOBS = kmock.resource("batch/v1/jobs")
+PODS = kmock.resource("v1/pods")
+EVENTS = kmock.resource("v1/events")
+CONFIGMAPS = kmock.resource("v1/configmaps")
+SERVICES = kmock.resource("v1/services")
+WATCHED = (FTJ, TEMPLATES, JOBS, PODS)
+OPERATOR_AGENT = "kubetune-operator/"
+KOPF_AGENT = "kopf/"
+
+FAST = {
+    "retry_backoff_seconds": 0.3,
+    "retry_backoff_cap_seconds": 1.0,
+    "template_retry_seconds": 0.3,
+    "image_pull_grace_seconds": 0.5,
+    "heartbeat_stale_seconds": 60.0,
+}
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[ApiEmulator]:
+    async with ApiEmulator() as emulator, kmock.Server(emulator):
+        emulator.resources.load_bundled()
+        for path in sorted(CRD_DIR.glob("*.yaml")):
+            emulator.register_crd(load_yaml(path))
+        for path in sorted(CATALOG_DIR.glob("*.yaml")):
+            async with emulator.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=load_yaml(path)) as made:
+                assert made.status in {200, 201}, await made.text()
+        yield emulator
+
+
+@pytest.fixture
+def actors(cluster: ApiEmulator) -> Actors:
+    return Actors(cluster)
+
+
+class RunningOperator:
+    def __init__(self, task: asyncio.Task[None], metrics: OperatorMetrics) -> None:
+        self.task = task
+        self.metrics = metrics
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+StartOperator = Callable[..., Awaitable[RunningOperator]]
+
+
+def test_kopf_settings() -> kopf.OperatorSettings:
+    settings = kopf_settings()
+    settings.networking.error_backoffs = [0.1, 0.2, 0.5]
+    settings.queueing.idle_timeout = 1.0
+    settings.queueing.exit_timeout = 0.5
+    settings.watching.reconnect_backoff = 0.05
+    return settings
+
+
+def _watching(cluster: ApiEmulator, since: int) -> bool:
+    seen = {request.resource for request in list(cluster)[since:] if request.action == kmock.action.WATCH}
+    return all(any(resource == watched for watched in seen) for resource in WATCHED)
+
+
+@pytest.fixture
+async def start_operator(cluster: ApiEmulator) -> AsyncIterator[StartOperator]:
+    running: list[RunningOperator] = []
+
+    async def start(**overrides: Any) -> RunningOperator:
+        settings = OperatorSettings(**{**FAST, **overrides})
+        metrics = OperatorMetrics()
+        since = len(list(cluster))
+        task = asyncio.create_task(
+            run_operator(
+                settings=settings,
+                connection=Connection(server=str(cluster.url).rstrip("/")),
+                options=RunOptions(metrics_port=None),
+                metrics=metrics,
+                kopf_config=test_kopf_settings(),
+            )
+        )
+        operator = RunningOperator(task, metrics)
+        running.append(operator)
+        await wait_for(lambda: task.done() or _watching(cluster, since), what="the operator's watches")
+        if task.done():
+            task.result()
+        return operator
+
+    yield start
+    for operator in running:
+        await operator.stop()
+
+
+@pytest.fixture
+async def operator(start_operator: StartOperator) -> RunningOperator:
+    return await start_operator()
+
+
+def job_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A FineTuneJob on the Llama 3.2 1B template (one node, one GPU) unless `spec` says otherwise."""
+    base: dict[str, Any] = {
+        "model": "meta-llama/Llama-3.2-1B-Instruct",
+        "trainingFile": "pvc://datasets/chat/train.jsonl",
+        "hfTokenSecretRef": {"name": "hf-token", "key": "token"},
+        "checkpoint": {"uri": "pvc://checkpoints/" + name},
+    }
+    base.update(copy.deepcopy(spec))
+    return {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": base,
+    }
+
+
+def status_of(cluster: ApiEmulator, name: str) -> dict[str, Any]:
+    body = cluster.live(FTJ, NAMESPACE, name)
+    return (body or {}).get("status") or {}
+
+
+def event_reasons(cluster: ApiEmulator, name: str) -> list[str]:
+    return [
+        event["reason"]
+        for event in cluster.live_objects(EVENTS, NAMESPACE)
+        if event["involvedObject"]["name"] == name and event.get("source", {}).get("component") == "kubetune-operator"
+    ]
