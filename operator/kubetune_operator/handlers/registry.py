@@ -64,7 +64,8 @@ def build_registry(*, view: ClusterView, queue: ReconcileQueue, connection: Conn
     @kopf.on.event(*FINETUNEJOBS, registry=registry)
     async def finetunejob_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
         _attach(view, kwargs)
-        queue.wake((namespace, name))
+        if namespace is not None:
+            queue.wake((namespace, name))
 
     @kopf.on.event("batch", "v1", "jobs", labels=CHILD, registry=registry)
     async def batch_job_changed(namespace: str | None, labels: kopf.Labels, **kwargs: Any) -> None:

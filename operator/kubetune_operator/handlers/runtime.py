@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,7 +19,7 @@ from ..metrics import OperatorMetrics, metrics_app, start_metrics_server
 from ..settings import OperatorSettings
 from .reconcile import Reconciler
 from .registry import build_registry
-from .view import ClusterView
+from .view import ClusterView, JobKey
 from .workqueue import ReconcileQueue
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ async def run_operator(
     metrics = metrics if metrics is not None else OperatorMetrics()
     view = ClusterView()
 
-    def failed(key: Hashable, error: Exception) -> None:
+    def failed(key: JobKey, error: Exception) -> None:
         metrics.reconcile_errors.inc()
         logger.error("reconciling %s failed: %s: %s", key, type(error).__name__, error)
 

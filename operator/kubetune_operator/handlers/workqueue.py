@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from .view import JobKey
 
 logger = logging.getLogger(__name__)
 
-Reconcile = Callable[[Hashable], Awaitable[float | None]]
+Reconcile = Callable[[JobKey], Awaitable[float | None]]
 """One pass for one key; returns seconds until the next pass is due, or None."""
 
 _ERROR_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -32,13 +34,13 @@ class _Worker:
 
 
 class ReconcileQueue:
-    def __init__(self, reconcile: Reconcile, *, on_error: Callable[[Hashable, Exception], None]) -> None:
+    def __init__(self, reconcile: Reconcile, *, on_error: Callable[[JobKey, Exception], None]) -> None:
         self._reconcile = reconcile
         self._on_error = on_error
-        self._workers: dict[Hashable, _Worker] = {}
+        self._workers: dict[JobKey, _Worker] = {}
         self._closed = False
 
-    def wake(self, key: Hashable, *, after: float = 0.0) -> None:
+    def wake(self, key: JobKey, *, after: float = 0.0) -> None:
         """Reconcile `key` now (coalesced with other wakes), or no later than `after` seconds from now."""
         if self._closed:
             return
@@ -68,7 +70,7 @@ class ReconcileQueue:
         deadline = asyncio.get_running_loop().time() + seconds
         worker.deadline = deadline if worker.deadline is None else min(worker.deadline, deadline)
 
-    async def _run(self, key: Hashable, worker: _Worker) -> None:
+    async def _run(self, key: JobKey, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()
         while worker.due.is_set() or worker.deadline is not None:
             if not worker.due.is_set() and worker.deadline is not None:
