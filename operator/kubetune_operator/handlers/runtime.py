@@ -61,7 +61,10 @@ async def run_operator(
     clock: Callable[[], datetime] = _utc_now,
     kopf_config: kopf.OperatorSettings | None = None,
     ready: asyncio.Event | None = None,
+    extend: Callable[[kopf.OperatorRegistry, kopf.OperatorSettings], None] | None = None,
 ) -> None:
+    """Run until cancelled. `extend` adds handlers and settings (the optional webhook) before kopf starts."""
+    config = kopf_config if kopf_config is not None else kopf_settings()
     metrics = metrics if metrics is not None else OperatorMetrics()
     view = ClusterView()
 
@@ -73,6 +76,8 @@ async def run_operator(
         reconcile = Reconciler(view=view, client=client, settings=settings, metrics=metrics, clock=clock)
         queue = ReconcileQueue(reconcile, on_error=failed)
         registry = build_registry(view=view, queue=queue, connection=connection)
+        if extend is not None:
+            extend(registry, config)
         server = None
         if options.metrics_port is not None:
             app = metrics_app(metrics, healthy=lambda: view.ready)
@@ -80,7 +85,7 @@ async def run_operator(
         try:
             await kopf.operator(
                 registry=registry,
-                settings=kopf_config if kopf_config is not None else kopf_settings(),
+                settings=config,
                 standalone=options.peering is None,
                 peering_name=options.peering,
                 priority=options.priority,
