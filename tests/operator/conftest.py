@@ -53,10 +53,21 @@ async def cluster() -> AsyncIterator[ApiEmulator]:
         emulator.resources.load_bundled()
         for path in sorted(CRD_DIR.glob("*.yaml")):
             emulator.register_crd(load_yaml(path))
-        for path in sorted(CATALOG_DIR.glob("*.yaml")):
-            async with emulator.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=load_yaml(path)) as made:
+        templates = [load_yaml(path) for path in sorted(CATALOG_DIR.glob("*.yaml"))]
+        templates.append(_two_node_template(load_yaml(CATALOG_DIR / "llama-3.2-1b-instruct.yaml")))
+        for template in templates:
+            async with emulator.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=template) as made:
                 assert made.status in {200, 201}, await made.text()
         yield emulator
+
+
+def _two_node_template(template: dict[str, Any]) -> dict[str, Any]:
+    """`two-nodes`: the Llama 3.2 1B template on 2 nodes x 2 GPUs, for multi-node jobs."""
+    template = copy.deepcopy(template)
+    template["metadata"] = {"name": "two-nodes"}
+    template["spec"]["aliases"] = []
+    template["spec"]["resources"].update(nodes=2, gpusPerNode=2)
+    return template
 
 
 @pytest.fixture
