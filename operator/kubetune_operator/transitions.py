@@ -282,9 +282,9 @@ class _Machine:
         if self.spec is not None and self.spec.model == AUTO_TEMPLATE:
             result_warnings = [w for w in result_warnings if w.reason not in _PROVISIONAL_WARNINGS]
         self._update(resolved=resolved.status_resolved(facts))
-        self._add_warnings([*resolved.warnings, *result_warnings])
         self._condition(ConditionType.VALIDATED, TRUE, Reason.PREFLIGHT_PASSED, "model and data checked")
         self.events.append(EventNote.normal(Reason.PREFLIGHT_PASSED, f"model and data checked: {resolved.model_repo}"))
+        self._add_warnings([*resolved.warnings, *result_warnings])
         self._start_attempt(1)
 
     # -- Queued and Running: attempts ------------------------------------------------------

@@ -1,0 +1,226 @@
+"""Retries, terminal states, suspend, deadlines, TTL and heartbeats: one test per rule (pure level)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from kubetune_operator.actions import CreateAttempt, DeleteAttempt, DeleteFineTuneJob, DeletePreflight
+from kubetune_operator.api.conditions import Reason
+from kubetune_operator.api.status import ConditionStatus, ConditionType, Phase
+from kubetune_operator.observe import Observation, RunObservation, RunState
+from kubetune_operator.settings import OperatorSettings
+from kubetune_operator.transitions import retry_backoff_seconds
+from kubetune_trainer.contract import ErrorClass, JobError, Outcome, Progress, Result, Stage
+
+from .core_builders import T0
+from .machine_harness import Machine, attempt_seen, creates, reasons, requeue, succeeded_result
+
+PREEMPTED = JobError(error_class=ErrorClass.INTERNAL, reason="Preempted", message="node drained", retryable=True)
+
+
+def _preempted(attempt: int, *, step: int | None = None) -> Observation:
+    result = Result(outcome=Outcome.FAILED, exit_code=143, error=PREEMPTED, checkpoint_step=step)
+    return attempt_seen(attempt, RunState.FAILED, error=PREEMPTED, result=result, live_pods=1)
+
+
+def test_a_retryable_failure_starts_the_next_attempt_after_a_doubling_backoff_from_the_newest_checkpoint() -> None:
+    machine = Machine(maxRetries=2)
+    machine.start_running()
+    step = machine.tick(_preempted(1, step=200), at=100)
+    assert step.status.phase == Phase.QUEUED
+    assert DeleteAttempt(attempt=1) in step.actions
+    assert requeue(step) == 30
+    assert step.status.checkpoints[-1].step == 200
+    assert creates(machine.tick(attempt_seen(1, RunState.ABSENT), at=129)) == []
+    step = machine.tick(Observation(), at=130)
+    assert creates(step) == [CreateAttempt(attempt=2, resume_from="support-bot:200")]
+    assert step.status.attempt == 2
+    assert step.status.error is None
+
+    machine.tick(attempt_seen(2, RunState.RUNNING), at=140)
+    step = machine.tick(_preempted(2, step=300), at=200)
+    assert requeue(step) == 60  # doubled
+    step = machine.tick(Observation(), at=260)
+    assert creates(step) == [CreateAttempt(attempt=3, resume_from="support-bot:300")]
+    assert reasons(machine.events).count("Retrying") == 2
+
+
+def test_retries_stop_at_max_retries_and_the_job_fails() -> None:
+    machine = Machine(maxRetries=1)
+    machine.start_running()
+    machine.tick(_preempted(1), at=10)
+    machine.tick(Observation(), at=40)
+    machine.tick(attempt_seen(2, RunState.RUNNING), at=50)
+    step = machine.tick(_preempted(2), at=60)
+    assert step.status.phase == Phase.FAILED
+    assert step.status.error == PREEMPTED.model_copy(update={"stage": None})
+    assert reasons(step.events)[-2:] == ["RetriesExhausted", "Preempted"]
+    assert DeleteAttempt(attempt=2) in step.actions
+
+
+def test_max_retries_zero_fails_at_the_first_failure() -> None:
+    machine = Machine(maxRetries=0)
+    machine.start_running()
+    assert machine.tick(_preempted(1), at=10).status.phase == Phase.FAILED
+
+
+def test_the_backoff_is_capped() -> None:
+    settings = OperatorSettings(retry_backoff_seconds=30, retry_backoff_cap_seconds=100)
+    assert [retry_backoff_seconds(n, settings) for n in (1, 2, 3, 4, 10)] == [30, 60, 100, 100, 100]
+
+
+def test_a_terminal_phase_is_sticky_children_are_never_recreated() -> None:
+    machine = Machine()
+    machine.start_running()
+    machine.tick(attempt_seen(1, RunState.SUCCEEDED, result=succeeded_result()), at=10)
+    assert machine.status.phase == Phase.SUCCEEDED
+    for seen in (Observation(), attempt_seen(1, RunState.ABSENT), attempt_seen(1, RunState.FAILED, error=PREEMPTED)):
+        step = machine.tick(seen, at=20)
+        assert step.status.phase == Phase.SUCCEEDED
+        assert creates(step) == []
+        assert step.events == []
+
+
+def test_after_a_terminal_failure_surviving_pods_are_deleted() -> None:
+    fatal = JobError(error_class=ErrorClass.VALUE_ERROR, reason="ShapeMismatch", message="bad shapes")
+    machine = Machine(model="meta-llama/Meta-Llama-3.1-70B-Instruct-Reference")
+    machine.start_running()
+    step = machine.tick(attempt_seen(1, RunState.FAILED, error=fatal, live_pods=3), at=10)
+    assert step.status.phase == Phase.FAILED
+    assert DeleteAttempt(attempt=1) in step.actions
+    # Pods still terminating on a later look: delete again, nothing else.
+    later = machine.tick(attempt_seen(1, RunState.FAILED, error=fatal, live_pods=2), at=20)
+    assert later.actions == [DeleteAttempt(attempt=1)]
+    assert later.events == []
+
+
+def test_suspend_deletes_the_job_and_resume_starts_a_new_attempt_from_the_newest_checkpoint() -> None:
+    machine = Machine()
+    machine.start_running()
+    machine.trainer_reports(Stage.TRAINING, done=(Stage.DATA_DOWNLOAD, Stage.INITIALIZATION))
+    machine.edit_spec(suspend=True)
+    step = machine.tick(attempt_seen(1, RunState.RUNNING, pod_seconds=600, live_pods=1), at=600)
+    assert step.status.phase == Phase.SUSPENDED
+    assert DeleteAttempt(attempt=1) in step.actions
+    assert step.status.gpu_seconds == 600 * 8
+    assert machine.condition(ConditionType.SUSPENDED).status == ConditionStatus.TRUE
+    assert reasons(step.events)[-1] == "Suspended"
+    quiet = machine.tick(Observation(), at=700)
+    assert quiet.events == []
+    assert quiet.actions == []
+
+    machine.edit_spec(suspend=False)
+    step = machine.tick(Observation(), at=800)
+    assert creates(step) == [CreateAttempt(attempt=2)]
+    assert step.status.phase == Phase.QUEUED
+    assert machine.condition(ConditionType.SUSPENDED).reason == "Resumed"
+
+
+def test_suspended_before_it_started_creates_nothing() -> None:
+    machine = Machine(suspend=True)
+    step = machine.tick()
+    assert step.status.phase == Phase.SUSPENDED
+    assert step.actions == []
+
+
+def test_suspend_during_the_preflight_removes_it_and_resume_validates_again() -> None:
+    machine = Machine()
+    machine.tick()
+    machine.edit_spec(suspend=True)
+    step = machine.tick(Observation(preflight=RunObservation(state=RunState.RUNNING, live_pods=1)))
+    assert DeletePreflight() in step.actions
+    machine.edit_spec(suspend=False)
+    step = machine.tick()
+    assert step.status.phase == Phase.VALIDATING
+
+
+def test_active_deadline_fails_the_job_as_deadline_exceeded() -> None:
+    machine = Machine(activeDeadlineSeconds=3600)
+    machine.start_running()
+    step = machine.tick(attempt_seen(1, RunState.RUNNING), at=1000)
+    assert requeue(step) == 2600
+    step = machine.tick(attempt_seen(1, RunState.RUNNING, live_pods=1, pod_seconds=3600), at=3600)
+    assert step.status.phase == Phase.FAILED
+    assert step.status.error is not None
+    assert step.status.error.reason == Reason.DEADLINE_EXCEEDED
+    assert DeleteAttempt(attempt=1) in step.actions
+
+
+def test_ttl_after_finished_deletes_the_finetunejob() -> None:
+    machine = Machine(ttlSecondsAfterFinished=300)
+    machine.start_running()
+    step = machine.tick(attempt_seen(1, RunState.SUCCEEDED, result=succeeded_result()), at=100)
+    assert requeue(step) == 300
+    step = machine.tick(attempt_seen(1, RunState.SUCCEEDED), at=250)
+    assert requeue(step) == 150
+    step = machine.tick(attempt_seen(1, RunState.SUCCEEDED), at=400)
+    assert DeleteFineTuneJob() in step.actions
+    assert reasons(step.events) == ["TTLExpired"]
+
+
+def test_a_stale_heartbeat_while_training_is_stalled_and_retried() -> None:
+    settings = OperatorSettings(heartbeat_stale_seconds=600)
+    machine = Machine(settings=settings)
+    machine.start_running()
+    beat = T0 + timedelta(seconds=100)
+    machine.trainer_reports(
+        Stage.TRAINING, done=(Stage.DATA_DOWNLOAD, Stage.INITIALIZATION), progress=Progress(step=7, heartbeat_time=beat)
+    )
+    step = machine.tick(attempt_seen(1, RunState.RUNNING), at=200)
+    assert requeue(step) == 500
+    step = machine.tick(attempt_seen(1, RunState.RUNNING, live_pods=1), at=700)
+    assert step.status.phase == Phase.QUEUED
+    assert step.status.error is not None
+    assert (step.status.error.reason, step.status.error.retryable) == ("Stalled", True)
+    assert DeleteAttempt(attempt=1) in step.actions
+
+
+def test_a_missing_template_waits_and_retries_then_proceeds_when_it_appears() -> None:
+    machine = Machine(model="acme/not-yet")
+    step = machine.tick()
+    assert step.status.phase == Phase.PENDING
+    assert machine.condition(ConditionType.VALIDATED).reason == "TemplateNotFound"
+    assert requeue(step) == 30
+    assert reasons(step.events) == ["TemplateNotFound"]
+    assert machine.tick(at=30).events == []
+    machine.raw_spec["model"] = "llama-2-7b-chat"
+    assert machine.tick(at=60).status.phase == Phase.VALIDATING
+
+
+def test_an_invalid_spec_fails_as_invalid_input_with_no_children() -> None:
+    machine = Machine(trainingFile="ftp://nope")
+    step = machine.tick()
+    assert step.status.phase == Phase.FAILED
+    assert step.status.error is not None
+    assert step.status.error.error_class == ErrorClass.INVALID_INPUT
+    assert "spec.trainingFile" in step.status.error.message
+    assert step.actions == []
+
+
+def test_a_template_limit_fails_as_invalid_input_with_no_children() -> None:
+    machine = Machine(lora={"r": 512})
+    step = machine.tick()
+    assert step.status.phase == Phase.FAILED
+    assert step.status.error is not None
+    assert (step.status.error.error_class, step.status.error.reason) == (
+        ErrorClass.INVALID_INPUT,
+        "TemplateLimitExceeded",
+    )
+    assert "spec.lora.r" in step.status.error.message
+    assert step.actions == []
+
+
+def test_a_failed_preflight_ends_the_job_as_invalid_input_with_no_gpu_pod() -> None:
+    refused = JobError(
+        error_class=ErrorClass.INVALID_INPUT,
+        reason="RemoteCodeRefused",
+        message="declares auto_map",
+        hint="pick another",
+    )
+    machine = Machine()
+    machine.tick()
+    step = machine.tick(Observation(preflight=RunObservation(state=RunState.FAILED, error=refused)))
+    assert step.status.phase == Phase.FAILED
+    assert step.status.error == refused
+    assert machine.condition(ConditionType.VALIDATED).reason == "PreflightFailed"
+    assert [a for a in machine.actions if isinstance(a, CreateAttempt)] == []
