@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from .. import __version__
+from . import check as check_model
 from . import crds, data, manifests, templates
 from . import tiny as tiny_model
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     templates.register(commands)
     manifests.register(commands)
     tiny_model.register(commands)
+    check_model.register(commands)
     data.register(commands)
     return parser
 

@@ -1,0 +1,77 @@
+"""The preflight: every check that needs no weights, run in a CPU pod before any GPU is held.
+
+Model rules from config.json and the repo's file list (an adapter repo's base included), the
+sequence length the model really allows, then the training and validation files, validated
+line by line. The outcome is the `Result` the operator reads from the termination log:
+Succeeded with the model's facts and warnings, or Failed with the first problem (InvalidInput
+for the job's own mistakes, Internal and retryable when the hub or storage failed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from . import compat
+from .classify import classify, exit_code_for
+from .contract import ModelFacts, Outcome, Result, TrainerConfig, WarningNote
+from .data import TRAINING_FIELD, VALIDATION_FIELD, DataReport
+from .data.sources import SourceSettings, fetch
+from .errors import InvalidInput
+from .model_source import inspect_model
+
+DataValidator = Callable[[Path], DataReport]
+"""Validates one local data file, e.g. `kubetune_trainer.data.validate_file`."""
+
+ERRORS_SHOWN = 5
+
+
+def run_preflight(config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator) -> Result:
+    """Check the model and the data of `config` without downloading weights; never raises."""
+    try:
+        facts, warnings = _check_model(config, environ=environ)
+        _check_data(config, environ=environ, data_validator=data_validator)
+    except Exception as failed:  # the Result is the preflight's only output: every failure goes into it
+        error = classify(failed, stage=None, job_uid=config.job.uid)
+        return Result(outcome=Outcome.FAILED, exit_code=exit_code_for(error), error=error)
+    return Result(outcome=Outcome.SUCCEEDED, model=facts, warnings=warnings)
+
+
+def _check_model(config: TrainerConfig, *, environ: Mapping[str, str]) -> tuple[ModelFacts, list[WarningNote]]:
+    inspection = inspect_model(config.model, cache_dir=Path(config.runtime.cache_dir), environ=environ)
+    facts = inspection.check.facts_or_raise()
+    return facts, sequence_warnings(inspection.check.warnings, facts, requested=config.hyperparameters.max_seq_length)
+
+
+def sequence_warnings(warnings: list[WarningNote], facts: ModelFacts, *, requested: int) -> list[WarningNote]:
+    """The warnings with the job's own sequence-length cap, which says more than the template's."""
+    _, capped = compat.capped_sequence_length(requested, facts)
+    if capped is None:
+        return list(warnings)
+    return [*(w for w in warnings if w.reason != capped.reason), capped]
+
+
+def _check_data(config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator) -> None:
+    settings = SourceSettings.from_config(config)
+    dest_dir = Path(config.runtime.work_dir) / "preflight-data"
+    files = [(TRAINING_FIELD, config.data.training_file), (VALIDATION_FIELD, config.data.validation_file)]
+    for field, uri in files:
+        if uri is None:
+            continue
+        path = fetch(uri, field=field, dest_dir=dest_dir, settings=settings, environ=environ)
+        report = data_validator(path)
+        if not report.ok:
+            raise _data_error(report, field=field, path=path)
+
+
+def _data_error(report: DataReport, *, field: str, path: Path) -> InvalidInput:
+    shown = "; ".join(error.located(path.name) for error in report.errors[:ERRORS_SHOWN])
+    more = report.error_count - min(len(report.errors), ERRORS_SHOWN)
+    reason = "InvalidValidationData" if field == VALIDATION_FIELD else "InvalidTrainingData"
+    return InvalidInput(
+        f"{field}: {report.error_count} problem(s) in {path.name}: {shown}" + (f"; and {more} more" if more else ""),
+        reason=reason,
+        field=field,
+        hint=f"Fix the lines named and upload the file again; `kubetune validate-data {path.name}` lists every "
+        "problem.",
+    )
