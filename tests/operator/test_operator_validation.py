@@ -1,0 +1,74 @@
+"""Item 1 and 7 through the operator: a bad spec fails as InvalidInput with no children; a missing template waits."""
+
+from __future__ import annotations
+
+import copy
+
+from kubetune_operator.webhook import spec_problems
+
+from ..conftest import CATALOG_DIR, load_yaml
+from .cluster_actors import NAMESPACE, Actors, wait_for
+from .conftest import CONFIGMAPS, JOBS, TEMPLATES, RunningOperator, job_manifest, status_of
+from .emulator import ApiEmulator
+from .journeys import error_of, until_phase
+
+
+def _children(cluster: ApiEmulator, name: str) -> list[str]:
+    return [
+        obj["metadata"]["name"]
+        for resource in (JOBS, CONFIGMAPS)
+        for obj in cluster.live_objects(resource, NAMESPACE)
+        if obj["metadata"]["name"].startswith(name)
+    ]
+
+
+async def test_a_spec_the_models_refuse_fails_as_invalid_input_with_no_children(
+    cluster: ApiEmulator, actors: Actors, operator: RunningOperator
+) -> None:
+    # The CRD schema admits it (the cross-field rule is CEL, which only a real API server runs).
+    await actors.apply_job(job_manifest("auto", model="auto"))
+    await until_phase(cluster, "auto", "Failed")
+    error = error_of(cluster, "auto")
+    assert (error["class"], error["reason"]) == ("InvalidInput", "InvalidSpec")
+    assert "fromHfModel" in error["message"]
+    assert _children(cluster, "auto") == []
+
+
+async def test_the_webhook_refuses_what_the_reconciler_fails() -> None:
+    problems = spec_problems(job_manifest("auto", model="auto")["spec"])
+    assert any("fromHfModel" in problem for problem in problems)
+    assert spec_problems(job_manifest("fine")["spec"]) == []
+
+
+async def test_the_api_refuses_a_spec_outside_the_crd_schema_naming_the_field(cluster: ApiEmulator) -> None:
+    manifest = job_manifest("bad", hyperparameters={"nEpochs": 0})
+    async with cluster.post(
+        f"/apis/kubetune.dev/v1alpha1/namespaces/{NAMESPACE}/finetunejobs", json=manifest
+    ) as answer:
+        assert answer.status == 422
+        body = await answer.json()
+    assert [cause["field"] for cause in body["details"]["causes"]] == ["spec.hyperparameters.nEpochs"]
+
+
+async def test_a_missing_template_waits_with_template_not_found_then_proceeds_once_installed(
+    cluster: ApiEmulator, actors: Actors, operator: RunningOperator
+) -> None:
+    await actors.apply_job(job_manifest("later", model="acme/llama-custom"))
+    status = await wait_for(
+        lambda: (
+            any(c["reason"] == "TemplateNotFound" for c in status_of(cluster, "later").get("conditions", []))
+            and status_of(cluster, "later")
+        ),
+        what="the TemplateNotFound condition",
+    )
+    assert status["phase"] == "Pending"
+    assert _children(cluster, "later") == []
+
+    template = copy.deepcopy(load_yaml(CATALOG_DIR / "llama-3.2-1b-instruct.yaml"))
+    template["metadata"] = {"name": "llama-custom"}
+    template["spec"]["aliases"] = ["acme/llama-custom"]
+    async with cluster.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=template) as made:
+        assert made.status < 400
+    await until_phase(cluster, "later", "Validating")
+    await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "later-preflight"), what="the preflight Job")
+    assert cluster.live(TEMPLATES, None, "llama-custom") is not None
