@@ -11,14 +11,15 @@ Labels are the input ids with -100 where a token does not count in the loss (the
 
 In a conversation an explicit `weight` wins: 0 masks the message, 1 trains it, whatever trainOnInputs
 says. A trained assistant message covers its content and the template's end-of-turn text after it
-(so the model learns to stop); the `<|im_start|>assistant\\n`-style header before it is prompt.
+(so the model learns to stop); the `<|im_start|>assistant\\n`-style header before it is template text,
+trained only when trainOnInputs is true.
 The first label of every example is -100: no token predicts it, in packed batches least of all.
 
 Finding each message's tokens: the template is rendered once for the whole conversation and once per
 prefix of it; when every prefix renders as a prefix of the whole (true of every mainstream template),
 message k owns the characters between the render of messages[:k] (plus the generation prompt when k
 is an assistant turn) and the render of messages[:k+1]. The whole conversation is tokenized once with
-character offsets, and each token goes to the message its first character lies in. This is exact even
+character offsets, and each token goes to the message its last character lies in. This is exact even
 where BPE merges characters across a turn boundary, which defeats diffing token ids prefix by prefix.
 Templates that break the prefix property (some rewrite earlier turns depending on later ones) fall back
 to finding each message's content in the rendered text, in order; the count of such examples is
@@ -167,9 +168,11 @@ def _tokenize_conversation(
     ids: list[int] = list(encoding["input_ids"])
     starts = [start for start, _ in spans]
     trained: list[bool] = []
-    for first_char, _ in encoding["offset_mapping"]:
-        owner = bisect.bisect_right(starts, first_char) - 1
-        if owner >= 0 and first_char < spans[owner][1]:
+    for first, after in encoding["offset_mapping"]:
+        # A token belongs where its last character is: byte-level BPE glues the space before a word to it.
+        char = max(first, after - 1)
+        owner = bisect.bisect_right(starts, char) - 1
+        if owner >= 0 and char < spans[owner][1]:
             message = record.messages[owner]
             default = message.role == "assistant" or train_on_inputs is True
             trained.append(default if message.weight is None else message.weight == 1)
@@ -188,7 +191,9 @@ def _prefix_spans(
         upto = _render(tokenizer, messages[: index + 1])
         if not (text.startswith(before) and text.startswith(upto)) or not previous_end <= len(before) <= len(upto):
             return None
-        spans.append((len(before), len(upto)))
+        # The span starts at the content: a role header before it is template text, like the generation prompt.
+        content_at = text.find(message["content"], len(before), len(upto)) if message["content"] else -1
+        spans.append((content_at if content_at >= 0 else len(before), len(upto)))
         previous_end = len(upto)
     return spans
 
