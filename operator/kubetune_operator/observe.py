@@ -1,31 +1,24 @@
 """Pods, batch Jobs and termination messages -> an `Observation`: what the cluster says happened.
 
-Pure: the caller lists the objects (as the API returns them) and passes the time. Each failure
-is classified once, here, into the contract's error shape, with a reason a user can search
-for and a hint naming what to change. Secret values never appear: only Secret and key names,
-which the pod spec itself holds.
+Pure: the caller lists the objects (as the API returns them) and passes the time. Each pod is
+classified once (`pod_state`); here the pods of one run add up to one state, one error (the
+trainer's own Result first) and the run's pod time, which becomes gpuSeconds.
 """
 
 from __future__ import annotations
 
 import enum
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from kubetune_trainer.contract import ErrorClass, JobError, ModelFacts, Outcome, Result, WireModel
+from kubetune_trainer.contract import ErrorClass, JobError, ModelFacts, Result, WireModel
 
 from .api.conditions import Reason
+from .pod_state import Manifest, PodView, completion_index, operator_error
 from .settings import OperatorSettings
-
-INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
-NODE_LOSS_REASONS = frozenset({"NodeLost", "Evicted", "Preempting", "Terminated", "Shutdown", "NodeShutdown"})
-
-Manifest = Mapping[str, Any]
 
 
 class RunState(enum.StrEnum):
@@ -103,8 +96,8 @@ def observe_run(
     """One batch Job and its pods -> a RunObservation."""
     if job is None and not pods:
         return ABSENT
-    ordered = sorted(pods, key=_index)
-    views = [_PodView.of(pod, now=now, image_pull_grace=image_pull_grace) for pod in ordered]
+    ordered = sorted(pods, key=completion_index)
+    views = [PodView.of(pod, now=now, image_pull_grace=image_pull_grace) for pod in ordered]
     timing = _timing(views, now=now)
     live = sum(1 for v in views if not v.finished)
     expected = int((job or {}).get("spec", {}).get("completions") or len(views) or 1)
@@ -117,7 +110,7 @@ def observe_run(
         return RunObservation(state=RunState.FAILED, error=chosen.error, result=chosen.result, live_pods=live, **timing)
     job_failure = _job_condition(job, "Failed")
     if job_failure is not None:
-        error = _error(
+        error = operator_error(
             ErrorClass.INTERNAL,
             Reason.CRASHED,
             f"the batch Job failed ({job_failure}) and left no termination message",
@@ -140,183 +133,7 @@ def observe_run(
     return RunObservation(state=state, live_pods=live, **timing)
 
 
-class _PodView:
-    """What one pod says, classified."""
-
-    def __init__(self) -> None:
-        self.error: JobError | None = None
-        self.result: Result | None = None
-        self.unschedulable: str | None = None
-        self.running = False
-        self.succeeded = False
-        self.finished = False
-        self.started: datetime | None = None
-        self.ended: datetime | None = None
-
-    @classmethod
-    def of(cls, pod: Manifest, *, now: datetime, image_pull_grace: float) -> _PodView:
-        view = cls()
-        status = pod.get("status") or {}
-        phase = status.get("phase", "Pending")
-        view.finished = phase in ("Succeeded", "Failed", "Unknown")
-        for container in status.get("containerStatuses") or []:
-            view._read_container(container)
-        if (disruption := _disruption(pod)) is not None:
-            view.error = disruption
-            return view
-        if view.error is None:
-            for container in status.get("containerStatuses") or []:
-                waiting = (container.get("state") or {}).get("waiting") or {}
-                view.error = _waiting_error(pod, container, waiting, now=now, grace=image_pull_grace)
-                if view.error is not None:
-                    break
-        if view.error is None and phase == "Failed" and not view.succeeded:
-            view.error = _crashed(status.get("message") or status.get("reason") or "the pod failed")
-        if phase == "Pending":
-            scheduled = _pod_condition(pod, "PodScheduled")
-            if scheduled is not None and scheduled.get("status") == "False":
-                view.unschedulable = scheduled.get("message") or scheduled.get("reason") or "not scheduled yet"
-        return view
-
-    def _read_container(self, container: Mapping[str, Any]) -> None:
-        state = container.get("state") or {}
-        if running := state.get("running"):
-            self.running = True
-            self.started = _time(running.get("startedAt"))
-            return
-        terminated = state.get("terminated")
-        if not terminated:
-            return
-        self.finished = True
-        self.started = _time(terminated.get("startedAt"))
-        self.ended = _time(terminated.get("finishedAt"))
-        self.result = _result(terminated.get("message"))
-        exit_code = int(terminated.get("exitCode", 0))
-        if self.result is not None:
-            if self.result.outcome == Outcome.SUCCEEDED and exit_code == 0:
-                self.succeeded = True
-            else:
-                self.error = self.result.error or _crashed(f"exit code {exit_code}, Result without an error")
-        elif terminated.get("reason") == "OOMKilled":
-            self.error = _error(
-                ErrorClass.INTERNAL,
-                Reason.OOM_KILLED,
-                "the trainer container ran out of host memory and was killed (OOMKilled)",
-                hint="raise resources.memory in the BaseModelTemplate, or lower batchSize or maxSeqLength",
-                retryable=False,
-            )
-        elif exit_code != 0:
-            self.error = _crashed(f"the trainer exited with code {exit_code} without a termination message")
-        else:
-            self.succeeded = True
-
-
-def _disruption(pod: Manifest) -> JobError | None:
-    """Eviction, preemption, node loss: the world took the pod away, so a retry is worth it."""
-    status = pod.get("status") or {}
-    target = _pod_condition(pod, "DisruptionTarget")
-    if target is not None and target.get("status") == "True":
-        why = f"{target.get('reason', 'DisruptionTarget')}: {target.get('message', '')}".rstrip(": ")
-    elif status.get("reason") in NODE_LOSS_REASONS or status.get("phase") == "Unknown":
-        why = f"{status.get('reason') or 'node lost'}: {status.get('message', '')}".rstrip(": ")
-    else:
-        return None
-    return _error(
-        ErrorClass.INTERNAL,
-        Reason.PREEMPTED,
-        f"pod {pod.get('metadata', {}).get('name', '')} was taken away ({why})",
-        hint="nothing to change: the job resumes from its newest checkpoint on a new attempt",
-        retryable=True,
-    )
-
-
-_SECRET_PATTERNS = (
-    re.compile(r'secret "(?P<name>[^"]+)" not found', re.IGNORECASE),
-    re.compile(r"couldn't find key (?P<key>\S+) in Secret (?:[^/\s]+/)?(?P<name>\S+)", re.IGNORECASE),
-)
-
-
-def _waiting_error(
-    pod: Manifest,
-    container: Mapping[str, Any],
-    waiting: Mapping[str, Any],
-    *,
-    now: datetime,
-    grace: float,
-) -> JobError | None:
-    reason = waiting.get("reason")
-    if reason in IMAGE_PULL_REASONS:
-        created = _time(pod.get("metadata", {}).get("creationTimestamp"))
-        if created is not None and (now - created).total_seconds() < grace:
-            return None
-        image = container.get("image", "?")
-        return _error(
-            ErrorClass.INTERNAL,
-            Reason.IMAGE_PULL_FAILED,
-            f"image {image} could not be pulled ({reason}) for over {grace:.0f}s",
-            hint=f"check the image name and tag exist and the nodes can reach its registry: {image}",
-            retryable=False,
-        )
-    if reason == "CreateContainerConfigError":
-        return _secret_error(pod, waiting.get("message", ""))
-    return None
-
-
-def _secret_error(pod: Manifest, kubelet_message: str) -> JobError:
-    """Name the Secret and key the pod refers to (from the pod spec), never a value."""
-    refs = _secret_refs(pod)
-    named: tuple[str, str | None] | None = None
-    for pattern in _SECRET_PATTERNS:
-        if match := pattern.search(kubelet_message):
-            groups = match.groupdict()
-            named = (groups["name"], groups.get("key"))
-            break
-    chosen = [r for r in refs if named is None or (r[1] == named[0] and (named[1] is None or r[2] == named[1]))]
-    described = "; ".join(f"env {env} from Secret {name} key {key}" for env, name, key in chosen or refs)
-    what = f"Secret {named[0]}" + (f" key {named[1]}" if named[1] else "") if named else "a referenced Secret"
-    return _error(
-        ErrorClass.INVALID_INPUT,
-        Reason.SECRET_NOT_READABLE,
-        f"the trainer cannot start: {what} is missing ({described or 'no secret references'})",
-        hint="create the Secret with that key in the job's namespace, or fix hfTokenSecretRef / wandb.apiKeySecretRef",
-        retryable=False,
-    )
-
-
-def _secret_refs(pod: Manifest) -> list[tuple[str, str, str]]:
-    found = []
-    for container in pod.get("spec", {}).get("containers") or []:
-        for env in container.get("env") or []:
-            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
-            if ref:
-                found.append((env["name"], ref.get("name", ""), ref.get("key", "")))
-    return found
-
-
-def _crashed(detail: str) -> JobError:
-    return _error(
-        ErrorClass.INTERNAL,
-        Reason.CRASHED,
-        f"the trainer crashed: {detail}",
-        hint="check the pod's logs; report the FineTuneJob's UID if it persists",
-        retryable=True,
-    )
-
-
-def _error(error_class: ErrorClass, reason: Reason, message: str, *, hint: str, retryable: bool) -> JobError:
-    return JobError(error_class=error_class, reason=str(reason), message=message, hint=hint, retryable=retryable)
-
-
-def _result(message: str | None) -> Result | None:
-    if not message:
-        return None
-    try:
-        return Result.from_termination_message(message)
-    except ValidationError:
-        return None  # not ours (a truncated or foreign message): classified by exit code instead
-
-
-def _timing(views: Sequence[_PodView], *, now: datetime) -> dict[str, Any]:
+def _timing(views: Sequence[PodView], *, now: datetime) -> dict[str, Any]:
     starts = [v.started for v in views if v.started is not None]
     ends = [v.ended for v in views if v.ended is not None]
     seconds = sum(max(0.0, ((v.ended or now) - v.started).total_seconds()) for v in views if v.started is not None)
@@ -328,28 +145,9 @@ def _timing(views: Sequence[_PodView], *, now: datetime) -> dict[str, Any]:
     }
 
 
-def _index(pod: Manifest) -> tuple[int, str]:
-    metadata = pod.get("metadata") or {}
-    raw = (metadata.get("annotations") or {}).get(INDEX_ANNOTATION) or (metadata.get("labels") or {}).get(
-        INDEX_ANNOTATION
-    )
-    return (int(raw) if raw is not None and str(raw).isdigit() else 1 << 30, metadata.get("name", ""))
-
-
-def _pod_condition(pod: Manifest, kind: str) -> Mapping[str, Any] | None:
-    conditions = (pod.get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c.get("type") == kind), None)
-
-
 def _job_condition(job: Manifest | None, kind: str) -> str | None:
     """The reason of the Job's `kind` condition when it is True, else None."""
     for condition in ((job or {}).get("status") or {}).get("conditions") or []:
         if condition.get("type") == kind and condition.get("status") == "True":
             return str(condition.get("reason") or kind)
     return None
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
