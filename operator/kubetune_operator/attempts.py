@@ -151,6 +151,8 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
         error = error.model_copy(update={"stage": draft.status.stage})
     draft.announce_stages(finished=False)
     draft.account_gpu_time(run)
+    if run.result is not None:
+        draft.add_warnings(run.result.warnings)
     draft.record_checkpoint(run, uri=situation.resolution.job.checkpoint_uri if situation.resolution.job else None)
     retries_used = max(attempt - 1, 0)
     if not error.retryable or retries_used >= spec.max_retries:

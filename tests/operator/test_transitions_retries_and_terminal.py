@@ -10,7 +10,7 @@ from kubetune_operator.api.status import ConditionStatus, ConditionType, Phase
 from kubetune_operator.observe import Observation, RunObservation, RunState
 from kubetune_operator.settings import OperatorSettings
 from kubetune_operator.transitions import retry_backoff_seconds
-from kubetune_trainer.contract import ErrorClass, JobError, Outcome, Progress, Result, Stage
+from kubetune_trainer.contract import ErrorClass, JobError, Outcome, Progress, Result, Stage, WarningNote
 
 from .core_builders import T0
 from .machine_harness import Machine, attempt_seen, creates, reasons, requeue, succeeded_result
@@ -224,3 +224,17 @@ def test_a_failed_preflight_ends_the_job_as_invalid_input_with_no_gpu_pod() -> N
     assert step.status.error == refused
     assert machine.condition(ConditionType.VALIDATED).reason == "PreflightFailed"
     assert [a for a in machine.actions if isinstance(a, CreateAttempt)] == []
+
+
+def test_gpu_seconds_add_up_over_attempts_and_warnings_of_a_failed_attempt_are_kept() -> None:
+    machine = Machine(maxRetries=1)
+    machine.start_running()
+    noted = WarningNote(reason="SlowStorage", message="checkpoint upload took 300s")
+    result = Result(outcome=Outcome.FAILED, exit_code=143, error=PREEMPTED, warnings=[noted])
+    machine.tick(attempt_seen(1, RunState.FAILED, error=PREEMPTED, result=result, pod_seconds=100), at=100)
+    assert machine.status.gpu_seconds == 100 * 8
+    assert noted in machine.status.warnings
+    machine.tick(Observation(), at=130)
+    machine.tick(attempt_seen(2, RunState.RUNNING), at=140)
+    done = attempt_seen(2, RunState.SUCCEEDED, result=succeeded_result(), pod_seconds=50)
+    assert machine.tick(done, at=200).status.gpu_seconds == 150 * 8
