@@ -172,8 +172,12 @@ def _preflight(draft: StatusDraft, situation: Situation) -> None:
         draft.fail(draft.internal(Reason.PREFLIGHT_FAILED, missing, uid=situation.job.uid), situation=situation)
         return
     warnings = run.result.warnings if run.result is not None else []
+    # Resolution already compared the model with its template; with `model: auto` the
+    # preflight's own comparison was against the provisional template and is dropped.
+    compared = {w.reason for w in resolved.warnings} if situation.seen.model_facts else set()
     if situation.spec is not None and situation.spec.model == AUTO_TEMPLATE:
-        warnings = [w for w in warnings if w.reason not in _PROVISIONAL_WARNINGS]
+        compared |= _PROVISIONAL_WARNINGS
+    warnings = [w for w in warnings if w.reason not in compared]
     draft.update(resolved=resolved.status_resolved(situation.seen.model_facts))
     draft.condition(ConditionType.VALIDATED, TRUE, Reason.PREFLIGHT_PASSED, "model and data checked")
     draft.events.append(EventNote.normal(Reason.PREFLIGHT_PASSED, f"model and data checked: {resolved.model_repo}"))
