@@ -181,3 +181,18 @@ def test_a_job_queued_by_kueue_waits_for_admission() -> None:
     assert step.status.phase == Phase.QUEUED
     assert machine.condition(ConditionType.SCHEDULED).reason == "AwaitingAdmission"
     assert reasons(step.events) == ["AwaitingAdmission"]
+
+
+def test_a_step_replayed_from_a_status_that_was_never_stored_asks_for_the_same_objects() -> None:
+    """The operator stopped after creating attempt 1 but before its status patch landed."""
+    machine = Machine()
+    machine.tick()
+    before = machine.status
+    first = machine.tick(Observation(preflight=PASSED), at=10)
+    machine.status = before  # the patch was lost
+    second = machine.tick(Observation(preflight=PASSED), at=20)
+    assert creates(first) == creates(second) == [CreateAttempt(attempt=1)]
+    # Once the status holds attempt 1, an absent Job is created again, never a second attempt.
+    third = machine.tick(Observation(), at=30)
+    assert creates(third) == [CreateAttempt(attempt=1)]
+    assert third.events == []
