@@ -11,13 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from kubetune_operator.catalog import Catalog
+from kubetune_operator.selection import expectations_of
+from kubetune_trainer.contract import TemplateExpectations
+from kubetune_trainer.hf_cache import publish_folder
 from kubetune_trainer.tiny_model import ARCHES, TinyModel, write_tiny_adapter, write_tiny_model
 
 from .mock_hub import MockHub, serve_mock_hub
+from .refused_models import REFUSED, build_case
 
 TINY_REPOS = {arch: f"tiny-org/tiny-{arch}" for arch in ARCHES}
 TINY_ADAPTER_REPO = "tiny-org/tiny-llama-lora"
@@ -110,3 +116,33 @@ def online_env(mock_hub: MockHub, tmp_path: Path) -> dict[str, str]:
     environ = _hub_environ(tmp_path / "online-hf-home")
     environ["HF_ENDPOINT"] = mock_hub.endpoint
     return environ
+
+
+@dataclass(frozen=True)
+class RefusedRepos:
+    """Every case of `refused_models.REFUSED`: source folders (for a mock hub) and an HF_HOME holding them."""
+
+    hf_home: Path
+    sources: dict[str, Path]
+    shas: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def refused_repos(tmp_path_factory: pytest.TempPathFactory, tiny_llama: TinyModel) -> RefusedRepos:
+    root = tmp_path_factory.mktemp("refused")
+    sources: dict[str, Path] = {}
+    shas: dict[str, str] = {}
+    for case in REFUSED:
+        sources[case.name] = build_case(case, tiny_snapshot=tiny_llama.snapshot_path, into=root / "sources")
+        shas[case.name] = publish_folder(
+            sources[case.name], repo_id=case.repo, hub_cache=root / "hf" / "hub"
+        ).revision_sha
+    return RefusedRepos(hf_home=root / "hf", sources=sources, shas=shas)
+
+
+@pytest.fixture(scope="session")
+def llama_template(catalog: Catalog) -> TemplateExpectations:
+    """What the llama-2-7b-chat template expects (Together's togethercomputer/llama-2-7b-chat)."""
+    template = catalog.find("togethercomputer/llama-2-7b-chat")
+    assert template is not None
+    return expectations_of(template)

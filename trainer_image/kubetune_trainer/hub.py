@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import httpx2
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
@@ -127,7 +127,7 @@ def translated_errors(repo: str, revision: str, *, settings: HubSettings, cache_
         if status in (401, 403):
             raise _access_denied(repo, settings=settings, gated=False) from None
         raise _unavailable(repo, f"HTTP {status}") from None
-    except httpx.TransportError as failed:
+    except httpx2.TransportError as failed:  # huggingface_hub 2.x speaks httpx2
         raise _unavailable(repo, type(failed).__name__) from None
 
 
