@@ -23,7 +23,6 @@ class Reason(enum.StrEnum):
     TEMPLATE_NOT_FOUND = "TemplateNotFound"
     INVALID_SPEC = "InvalidSpec"
     TEMPLATE_LIMIT_EXCEEDED = "TemplateLimitExceeded"
-    RESOLVED = "Resolved"
     PREFLIGHT_RUNNING = "PreflightRunning"
     PREFLIGHT_PASSED = "PreflightPassed"
     PREFLIGHT_FAILED = "PreflightFailed"
@@ -40,7 +39,6 @@ class Reason(enum.StrEnum):
     COMPLETED = "Completed"
     STAGE_STARTED = "StageStarted"
     STAGE_FINISHED = "StageFinished"
-    TRAINER_WARNING = "TrainerWarning"
     RETRYING = "Retrying"
     RETRIES_EXHAUSTED = "RetriesExhausted"
     # Failures the operator itself observes.
@@ -54,7 +52,6 @@ class Reason(enum.StrEnum):
     # Suspension and cleanup.
     SUSPENDED = "Suspended"
     RESUMED = "Resumed"
-    NOT_SUSPENDED = "NotSuspended"
     TTL_EXPIRED = "TTLExpired"
 
 
