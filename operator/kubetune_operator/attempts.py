@@ -49,10 +49,19 @@ def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> Non
 
 
 def resume_point(draft: StatusDraft, situation: Situation, attempt: int) -> str | None:
-    """`<job>:<step>` of the newest checkpoint known; a first attempt uses the spec's fromCheckpoint."""
-    if attempt > 1 and draft.status.checkpoints:
+    """Where attempt `attempt` starts: None for a first attempt (the spec's fromCheckpoint applies).
+
+    A later attempt resumes from this job's own checkpoints: `<job>:<step>` when an ended
+    attempt reported its newest step, else `<job>`, the newest the trainer finds under the
+    checkpoint location (a suspended or lost attempt reports nothing). Without a checkpoint
+    location there is nothing to resume from, and the job carries a warning saying so.
+    """
+    checkpoint_uri = situation.resolution.job.checkpoint_uri if situation.resolution.job is not None else None
+    if attempt == 1 or checkpoint_uri is None:
+        return None
+    if draft.status.checkpoints:
         return f"{situation.job.name}:{draft.status.checkpoints[-1].step}"
-    return None
+    return situation.job.name
 
 
 def advance_attempt(draft: StatusDraft, situation: Situation) -> None:

@@ -53,7 +53,8 @@ class Machine:
         settings: OperatorSettings = SETTINGS,
         **spec_fields: Any,
     ) -> None:
-        self.raw_spec: dict[str, Any] = {**BASE_SPEC, **spec_fields}
+        # A field given as None is left out of the spec (e.g. checkpoint=None: no checkpoint location).
+        self.raw_spec: dict[str, Any] = {k: v for k, v in {**BASE_SPEC, **spec_fields}.items() if v is not None}
         self.templates = templates
         self.settings = settings
         self.generation = 1

@@ -58,6 +58,14 @@ def test_retries_stop_at_max_retries_and_the_job_fails() -> None:
     assert DeleteAttempt(attempt=2) in step.actions
 
 
+def test_without_a_checkpoint_location_a_retry_starts_over() -> None:
+    machine = Machine(checkpoint=None)
+    machine.start_running()
+    machine.tick(_preempted(1, step=200), at=10)
+    assert creates(machine.tick(Observation(), at=40)) == [CreateAttempt(attempt=2, resume_from=None)]
+    assert "NoCheckpointLocation" in {w.reason for w in machine.status.warnings}
+
+
 def test_max_retries_zero_fails_at_the_first_failure() -> None:
     machine = Machine(maxRetries=0)
     machine.start_running()
@@ -111,7 +119,8 @@ def test_suspend_deletes_the_job_and_resume_starts_a_new_attempt_from_the_newest
 
     machine.edit_spec(suspend=False)
     step = machine.tick(Observation(), at=800)
-    assert creates(step) == [CreateAttempt(attempt=2)]
+    # The suspended attempt reported no step: the trainer takes the newest under spec.checkpoint.uri.
+    assert creates(step) == [CreateAttempt(attempt=2, resume_from="support-bot")]
     assert step.status.phase == Phase.QUEUED
     assert machine.condition(ConditionType.SUSPENDED).reason == "Resumed"
 
