@@ -242,7 +242,6 @@ def _fetch_s3(uri: str, *, target: Path, field: str, settings: SourceSettings, e
             "read_timeout": settings.timeout_seconds,
             "retries": {"max_attempts": settings.retries + 1, "mode": "standard"},
         },
-        retries=settings.retries + 1,
         skip_instance_cache=True,
     )
     key = f"{parts.netloc}{unquote(parts.path)}"
