@@ -101,6 +101,9 @@ def _queued(draft: StatusDraft, reason: Reason, message: str, *, warn: bool) -> 
         draft.events.append(note(reason, message or str(reason)))
     draft.update(phase=Phase.QUEUED)
     draft.condition(ConditionType.SCHEDULED, FALSE, reason, message)
+    running = find_condition(draft.status.conditions, ConditionType.RUNNING)
+    if running is not None and running.status == TRUE:  # Kueue took the admission back
+        draft.condition(ConditionType.RUNNING, FALSE, reason, message)
 
 
 def _running(draft: StatusDraft, situation: Situation, run: RunObservation) -> None:

@@ -103,6 +103,11 @@ def observe_run(
     expected = int((job or {}).get("spec", {}).get("completions") or len(views) or 1)
     rank0 = next((v.result for v in views if v.result is not None), None)
 
+    if job is not None and job.get("spec", {}).get("suspend") and _job_condition(job, "Complete") is None:
+        # Kueue has not admitted the Job yet, or took the admission back (preempting it): its pods
+        # are stopped by the Job controller, and this is queueing, not a failure of the attempt.
+        waiting = "Kueue suspended the Job; its pods are stopping" if views else "waiting for Kueue to admit the Job"
+        return RunObservation(state=RunState.AWAITING_ADMISSION, message=waiting, live_pods=live, **timing)
     failed = [v for v in views if v.error is not None]
     if failed:
         # The trainer's own words beat a bare exit code: prefer a pod whose Result explains the failure.
@@ -121,8 +126,6 @@ def observe_run(
     succeeded = sum(1 for v in views if v.succeeded)
     if _job_condition(job, "Complete") is not None or (views and succeeded >= expected):
         return RunObservation(state=RunState.SUCCEEDED, result=rank0, live_pods=live, **timing)
-    if job is not None and job.get("spec", {}).get("suspend") and not views:
-        return RunObservation(state=RunState.AWAITING_ADMISSION, message="waiting for Kueue to admit the Job")
     unschedulable = next((v for v in views if v.unschedulable is not None), None)
     if unschedulable is not None:
         return RunObservation(

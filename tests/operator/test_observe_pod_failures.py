@@ -225,3 +225,15 @@ def test_nothing_there_is_absent_and_the_preflight_facts_are_read() -> None:
     assert seen.trainer.state == RunState.ABSENT
     assert seen.preflight.state == RunState.SUCCEEDED
     assert seen.model_facts == facts
+
+
+def test_pods_stopping_because_kueue_suspended_the_job_are_queueing_not_a_failure() -> None:
+    stopping = pod(
+        phase="Failed",
+        conditions=[{"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"}],
+        container_state=terminated(exit_code=143),
+    )
+    seen = _run([stopping], job=batch_job(suspend=True))
+    assert seen.state == RunState.AWAITING_ADMISSION
+    assert seen.error is None
+    assert "Kueue suspended the Job" in seen.message

@@ -196,3 +196,14 @@ def test_a_step_replayed_from_a_status_that_was_never_stored_asks_for_the_same_o
     third = machine.tick(Observation(), at=30)
     assert creates(third) == [CreateAttempt(attempt=1)]
     assert third.events == []
+
+
+def test_kueue_taking_the_admission_back_requeues_without_a_retry() -> None:
+    machine = Machine(queueName="gpu-queue")
+    machine.start_running()
+    step = machine.tick(attempt_seen(1, RunState.AWAITING_ADMISSION, message="Kueue suspended the Job"), at=50)
+    assert step.status.phase == Phase.QUEUED
+    assert step.status.attempt == 1
+    assert machine.condition(ConditionType.RUNNING).status == ConditionStatus.FALSE
+    assert creates(step) == []
+    assert machine.tick(attempt_seen(1, RunState.RUNNING), at=90).status.phase == Phase.RUNNING
