@@ -8,7 +8,7 @@ can run `kubetune validate-data`. The modules, in the order a run uses them:
   -> the validated records, or `InvalidInput` naming the lines at fault.
 - `tokenization.tokenize_example(example, tokenizer, max_seq_length=..., train_on_inputs=...)` ->
   `TokenizedExample(input_ids, labels)` with prompt tokens masked (-100) as trainOnInputs says.
-- `batching.plan_steps(lengths, examples_per_step=..., token_budget=..., seed=..., epoch=...)` -> the
+- `batching.plan_epoch(lengths, examples_per_step=..., token_budget=..., seed=..., epoch=...)` -> the
   optimizer steps of one epoch, as micro-batches of example indices.
 - `packing.collate_packed(examples)` / `packing.collate_padded(examples, pad_token_id=...)` -> model inputs.
 """
