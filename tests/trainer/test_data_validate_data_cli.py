@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +53,16 @@ def test_a_missing_file_is_an_error_not_a_traceback(tmp_path: Path, capsys: pyte
     path = tmp_path / "absent.jsonl"
     assert main(["validate-data", str(path)]) == 1
     assert capsys.readouterr().out.splitlines()[0] == f"{path}: no such file"
+
+
+def test_validating_jsonl_needs_no_ml_stack() -> None:
+    """The operator image has no torch: the command must not import it, nor pyarrow for JSONL."""
+    script = (
+        "import sys\n"
+        "from kubetune_operator.cli import main\n"
+        f"code = main(['validate-data', {str(DATA / 'good_data' / 'messages.jsonl')!r}])\n"
+        "heavy = sorted({name.split('.')[0] for name in sys.modules} & {'torch', 'transformers', 'pyarrow', 'httpx'})\n"
+        "print(code, heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.splitlines()[-1] == "0 []"
