@@ -1,0 +1,33 @@
+"""Upload: put the saved model at `output.uri`, complete or not at all (see `storage`).
+
+Only rank 0 uploads; the other ranks have nothing to add.
+"""
+
+from __future__ import annotations
+
+from ..context import RunContext
+from ..storage import HubDestination, S3Settings, destination_for, upload
+
+
+def run(ctx: RunContext) -> None:
+    if not ctx.dist.is_main:
+        return
+    if ctx.saved_dir is None or ctx.output_name is None:
+        raise RuntimeError("the Saving stage left no saved model to upload")
+    config = ctx.config
+    destination = destination_for(config.output.uri, pvc_mount_root=config.data.pvc_mount_root)
+    token_env = config.model.token_env
+    # One token serves reading the base model and writing the output repo, as with Together.
+    token = ctx.environ.get(token_env) if token_env and isinstance(destination, HubDestination) else None
+    ctx.output = upload(
+        ctx.saved_dir,
+        destination,
+        uri=config.output.uri,
+        name=ctx.output_name,
+        s3=S3Settings.from_env(ctx.environ),
+        hub_token=token,
+        private=config.output.private,
+    )
+    ctx.reporter.note(
+        f"uploaded {ctx.output.name}: {ctx.output.files} files, {ctx.output.bytes:,} bytes to {ctx.output.uri}"
+    )
