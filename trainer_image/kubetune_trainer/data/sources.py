@@ -6,7 +6,7 @@
 | `pvc://claim/path` | the claim, mounted at `<pvcMountRoot>/claim`, used in place |
 | `https://host/path` (and `http://`) | streamed with httpx, refused beyond the size limit |
 | `s3://bucket/key` | fsspec + s3fs; endpoint and credentials from the standard AWS variables |
-| `hf://datasets/org/name[@revision]/path` | `hf_hub_download` from a dataset repo, into the HF cache |
+| `hf://datasets/org/name[@revision]/path` | `hf_hub_download` into the HF cache; size checked after |
 
 A file that is not there, a bucket or repo that does not exist, access refused: `InvalidInput` with the
 spec field in the hint, never retried. A server error, a timeout or a dropped connection:
@@ -156,8 +156,6 @@ def _pvc_path(claim: str, path: str, *, root: Path, uri: str, field: str) -> Pat
             field=field,
             hint=f"Write {field} as pvc://<claim>/<path inside the claim>.",
         )
-    mount = root / claim
-    full = mount / relative
     if ".." in Path(relative).parts:
         raise InvalidInput(
             f"{field}: `{uri}` leaves its claim",
@@ -165,7 +163,7 @@ def _pvc_path(claim: str, path: str, *, root: Path, uri: str, field: str) -> Pat
             field=field,
             hint=f"Name a file inside the claim in {field}, without `..`.",
         )
-    return full
+    return root / claim / relative
 
 
 def _fetch_http(uri: str, *, target: Path, field: str, settings: SourceSettings, http: httpx.Client | None) -> Path:
