@@ -18,6 +18,10 @@ def announced_stage(running_reason: str | None) -> Stage | None:
     return Stage(running_reason) if running_reason in set(Stage) else None
 
 
+def _position(stage: Stage | None) -> int:
+    return _ORDER.index(stage) if stage is not None else -1
+
+
 def stage_events(
     *,
     announced: Stage | None,
@@ -25,25 +29,28 @@ def stage_events(
     stages: list[StageRecord],
     finished: bool = False,
 ) -> list[EventNote]:
-    """Events from `announced` up to `current` (or, when `finished`, through every reported stage)."""
-    start = _ORDER.index(announced) if announced is not None else -1
+    """The Events between the stage last announced and `current`, in order.
+
+    Every reported stage after `announced` up to `current` has started; every one before
+    `current` (and, when the run `finished`, `current` and any later one) has finished.
+    """
     records = {record.name: record for record in stages}
+    last = _position(announced)
+    reached = _position(current)
     if finished:
-        end = max([_ORDER.index(r.name) for r in stages] + [start, _ORDER.index(current) if current else -1]) + 1
-    elif current is None:
+        reached = max([reached, last, *(_position(name) for name in records)])
+    if reached < 0:
         return []
-    else:
-        end = _ORDER.index(current)
+    finishes_through = reached if finished else reached - 1
     events: list[EventNote] = []
-    for index in range(max(start, 0), end):
-        stage = _ORDER[index]
-        if index > start and stage in records:
+    for position in range(max(last, 0), reached + 1):
+        stage = _ORDER[position]
+        if stage not in records and stage != current:
+            continue  # skipped by the trainer (e.g. no Upload for a pvc:// output)
+        if position > last:
             events.append(EventNote.normal(Reason.STAGE_STARTED, f"stage {stage} started"))
-        if index >= start and stage in records:
-            detail = records[stage].message
-            events.append(
-                EventNote.normal(Reason.STAGE_FINISHED, f"stage {stage} finished" + (f": {detail}" if detail else ""))
-            )
-    if not finished and current is not None and _ORDER.index(current) > start:
-        events.append(EventNote.normal(Reason.STAGE_STARTED, f"stage {current} started"))
+        if position <= finishes_through:
+            detail = records[stage].message if stage in records else None
+            ended = f"stage {stage} finished" + (f": {detail}" if detail else "")
+            events.append(EventNote.normal(Reason.STAGE_FINISHED, ended))
     return events
