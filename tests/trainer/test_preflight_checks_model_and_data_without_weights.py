@@ -1,0 +1,165 @@
+"""The preflight: model rules and data validation, no weights, one Result for the termination log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from kubetune_trainer.contract import (
+    DataSource,
+    ErrorClass,
+    JobIdentity,
+    LrScheduler,
+    ModelSource,
+    Outcome,
+    OutputTarget,
+    ReportTarget,
+    Result,
+    RuntimeSettings,
+    TemplateExpectations,
+    TrainerConfig,
+    TrainingHyperparameters,
+)
+from kubetune_trainer.data import DataReport, validate_file
+from kubetune_trainer.preflight import run_preflight
+from kubetune_trainer.tiny_model import TinyModel, markov_sentences
+
+from .conftest import RefusedRepos
+from .mock_hub import MockHub
+
+OFFLINE = {"HF_HUB_OFFLINE": "1"}
+
+
+def _config(
+    repo: str, *, hf_home: Path, training_file: Path, template: TemplateExpectations, max_seq_length: int = 512
+) -> TrainerConfig:
+    return TrainerConfig(
+        job=JobIdentity(namespace="ml", name="tiny", uid="uid-1234"),
+        model=ModelSource(repo=repo, template=template),
+        data=DataSource(training_file=str(training_file)),
+        hyperparameters=TrainingHyperparameters(
+            n_epochs=1,
+            learning_rate=1e-3,
+            batch_size=4,
+            lr_scheduler=LrScheduler(),
+            warmup_ratio=0.0,
+            max_grad_norm=1.0,
+            weight_decay=0.0,
+            n_checkpoints=1,
+            n_evals=0,
+            train_on_inputs="auto",
+            max_seq_length=max_seq_length,
+            packing=True,
+            seed=0,
+        ),
+        output=OutputTarget(uri="/tmp/out", model_name="tiny-out"),
+        runtime=RuntimeSettings(cache_dir=str(hf_home / "hub"), work_dir=str(training_file.parent / "work")),
+        report=ReportTarget(kind="none"),
+    )
+
+
+@pytest.fixture
+def chat_file(tmp_path: Path) -> Path:
+    path = tmp_path / "train.jsonl"
+    lines = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}
+        for q, a in zip(markov_sentences(8, seed=1), markov_sentences(8, seed=2), strict=True)
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_a_good_job_succeeds_with_facts_and_the_sequence_cap(
+    tiny_llama: TinyModel, tiny_hf_home: Path, chat_file: Path, llama_template: TemplateExpectations
+) -> None:
+    config = _config(
+        tiny_llama.repo_id, hf_home=tiny_hf_home, training_file=chat_file, template=llama_template, max_seq_length=4096
+    )
+    result = run_preflight(config, environ=OFFLINE, data_validator=validate_file)
+
+    assert result.outcome is Outcome.SUCCEEDED, result.error
+    assert result.exit_code == 0
+    assert result.model is not None
+    assert (result.model.parameters, result.model.max_positions) == (172_352, 1024)
+    assert result.model.revision_sha == tiny_llama.revision_sha
+    capped = [w for w in result.warnings if w.reason == "SequenceLengthCapped"]
+    assert len(capped) == 1, "one cap warning: the job's own, which says what is really used"
+    assert "hyperparameters.maxSeqLength 4096" in capped[0].message
+    assert "capped at 1024" in capped[0].message
+    assert Result.from_termination_message(result.to_termination_message()) == result
+
+
+def test_online_the_preflight_reads_config_json_and_no_weights(
+    tiny_llama: TinyModel,
+    mock_hub: MockHub,
+    *,
+    online_env: dict[str, str],
+    chat_file: Path,
+    tmp_path: Path,
+    llama_template: TemplateExpectations,
+) -> None:
+    mock_hub.add("org/llama", tiny_llama.snapshot_path, sha=tiny_llama.revision_sha)
+    config = _config("org/llama", hf_home=tmp_path / "hf", training_file=chat_file, template=llama_template)
+    result = run_preflight(config, environ=online_env, data_validator=validate_file)
+    assert result.outcome is Outcome.SUCCEEDED, result.error
+    assert mock_hub.fetched_files() == ["config.json"]
+
+
+def test_a_refused_model_fails_the_preflight_as_invalid_input(
+    refused_repos: RefusedRepos, chat_file: Path, llama_template: TemplateExpectations
+) -> None:
+    config = _config(
+        "bad-org/remote-code", hf_home=refused_repos.hf_home, training_file=chat_file, template=llama_template
+    )
+    result = run_preflight(config, environ=OFFLINE, data_validator=validate_file)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert (result.error.error_class, result.error.reason) == (ErrorClass.INVALID_INPUT, "RemoteCodeRefused")
+    assert result.exit_code == 2
+    assert "spec.fromHfModel" in (result.error.hint or "")
+
+
+def test_bad_data_fails_with_its_line_numbers(
+    tiny_llama: TinyModel, tiny_hf_home: Path, chat_file: Path, llama_template: TemplateExpectations
+) -> None:
+    with chat_file.open("a") as out:
+        out.write('{"messages": [{"role": "user", "content": "hi"}]}\n')  # line 9: no assistant reply
+        out.write("not json\n")  # line 10
+    config = _config(tiny_llama.repo_id, hf_home=tiny_hf_home, training_file=chat_file, template=llama_template)
+    result = run_preflight(config, environ=OFFLINE, data_validator=validate_file)
+
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert (result.error.error_class, result.error.reason) == (ErrorClass.INVALID_INPUT, "InvalidTrainingData")
+    assert "train.jsonl:9:" in result.error.message
+    assert "train.jsonl:10:" in result.error.message
+    assert "spec.trainingFile" in result.error.message
+
+
+def test_the_data_validator_is_what_the_caller_passes(
+    tiny_llama: TinyModel, tiny_hf_home: Path, chat_file: Path, llama_template: TemplateExpectations
+) -> None:
+    seen: list[Path] = []
+
+    def validator(path: Path) -> DataReport:
+        seen.append(path)
+        return validate_file(path)
+
+    config = _config(tiny_llama.repo_id, hf_home=tiny_hf_home, training_file=chat_file, template=llama_template)
+    assert run_preflight(config, environ=OFFLINE, data_validator=validator).outcome is Outcome.SUCCEEDED
+    assert seen == [chat_file]
+
+
+def test_a_missing_training_file_names_the_field(
+    tiny_llama: TinyModel, tiny_hf_home: Path, tmp_path: Path, llama_template: TemplateExpectations
+) -> None:
+    config = _config(
+        tiny_llama.repo_id, hf_home=tiny_hf_home, training_file=tmp_path / "absent.jsonl", template=llama_template
+    )
+    result = run_preflight(config, environ=OFFLINE, data_validator=validate_file)
+    assert result.error is not None
+    assert result.error.error_class is ErrorClass.INVALID_INPUT
+    assert "spec.trainingFile" in result.error.message + (result.error.hint or "")
