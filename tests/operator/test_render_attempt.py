@@ -98,6 +98,8 @@ def test_a_multi_node_job_is_an_indexed_job_with_a_rendezvous_at_pod_zero() -> N
     assert command[command.index("--rdzv-backend") + 1] == "c10d"
     assert command[command.index("--rdzv-endpoint") + 1] == "support-bot-a3-0.support-bot-a3:29500"
     assert command[-4:] == ["-m", "kubetune_trainer", "--config", "/etc/kubetune/config.json"]
+    ports = {p["name"]: p["containerPort"] for p in pod["containers"][0]["ports"]}
+    assert ports == {"rendezvous": 29500, "metrics": SETTINGS.trainer_metrics_port}
 
 
 def test_gpus_placement_and_memory_come_from_the_template() -> None:

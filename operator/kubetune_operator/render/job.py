@@ -25,6 +25,7 @@ from .pod import (
 from .service import RENDEZVOUS_PORT
 
 GPU_RESOURCE = "nvidia.com/gpu"
+METRICS_PORT_NAME = "metrics"
 
 
 def torchrun_command(resolved: ResolvedJob, *, name: str, attempt: int, service: str | None) -> list[str]:
@@ -87,8 +88,14 @@ def trainer_job(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
     }
+    ports = []
     if service is not None:
-        container["ports"] = [{"name": "rendezvous", "containerPort": RENDEZVOUS_PORT}]
+        ports.append({"name": "rendezvous", "containerPort": RENDEZVOUS_PORT})
+    if settings.trainer_metrics_port:
+        # Rank 0 serves Prometheus metrics here; the chart's PodMonitor scrapes the port by name.
+        ports.append({"name": METRICS_PORT_NAME, "containerPort": settings.trainer_metrics_port})
+    if ports:
+        container["ports"] = ports
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "serviceAccountName": trainer_account_name(job.name),
