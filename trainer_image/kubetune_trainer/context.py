@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from .contract import ModelFacts, OutputSummary, TrainerConfig, WarningNote
 
 if TYPE_CHECKING:
+    from .adapter import AdapterLineage
     from .report import Reporter
 
 Clock = Callable[[], datetime]
@@ -97,13 +98,14 @@ class RunContext:
     model_path: Path | None = None
     revision_sha: str | None = None
     model_facts: ModelFacts | None = None
-    # DataDownload: LoRA adapter repo given as fromHfModel (merged into `model_path`).
-    adapter_source_repo: str | None = None
-    adapter_base_repo: str | None = None
+    # DataDownload: set when fromHfModel is a LoRA adapter repo, merged into its base at `model_path`.
+    adapter_lineage: AdapterLineage | None = None
     # DataDownload: the data files as fetched, and their sha256 (for the model card).
     training_file_path: Path | None = None
     validation_file_path: Path | None = None
     training_file_sha256: str | None = None
+    validation_file_sha256: str | None = None
+    default_chat_template: bool = False
     # DataDownload: tokenizer and tokenized examples (data engineer's TokenizedExample lists).
     tokenizer: Any = None
     train_examples: list[Any] = field(default_factory=list)

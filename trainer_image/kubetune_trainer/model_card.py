@@ -1,0 +1,149 @@
+"""The model card (README.md) saved with every trained model: where it came from and how it was made.
+
+A user who finds the model later, on a PVC, in a bucket or on the Hub, can answer from the card
+alone: which repo and which exact commit it was trained from (and, for a LoRA adapter repo, the
+base it was merged into), under which template, with which hyperparameters as they really ran,
+on which training file (its sha256), and what the losses were.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+
+import yaml
+
+from .context import RunContext
+
+
+def _kubetune_version() -> str:
+    try:
+        return version("kubetune")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def render_model_card(ctx: RunContext, *, layout: str) -> str:
+    """The README.md text; `layout` says in a sentence or two which files the model folder holds."""
+    config = ctx.config
+    name = config.output.model_name
+    repo = config.model.repo
+    lora = config.lora
+    front_matter = {
+        "base_model": repo,
+        "library_name": "peft" if lora is not None and not lora.merge else "transformers",
+        "pipeline_tag": "text-generation",
+        "tags": ["kubetune", "fine-tuned", config.model.template.family],
+    }
+    lineage: list[tuple[str, str]] = [
+        ("source repo", f"`{repo}`"),
+        ("resolved revision", f"`{ctx.revision_sha}` (requested `{config.model.revision}`)"),
+    ]
+    if ctx.adapter_lineage is not None:
+        merged = ctx.adapter_lineage
+        lineage.append(
+            (
+                "LoRA adapter merged before training",
+                f"`{merged.adapter_repo}@{merged.adapter_sha}` into `{merged.base_repo}@{merged.base_sha}`",
+            )
+        )
+    if ctx.model_facts is not None:
+        facts = ctx.model_facts
+        lineage.append(("architecture", f"{facts.model_type} ({', '.join(facts.architectures) or '-'})"))
+        lineage.append(("parameters (base)", f"{facts.parameters:,}"))
+    lineage += [
+        ("template", f"`{config.model.template.name}` (family {config.model.template.family})"),
+        ("training file", f"`{config.data.training_file}`, sha256 `{ctx.training_file_sha256}`"),
+    ]
+    if config.data.validation_file is not None:
+        lineage.append(("validation file", f"`{config.data.validation_file}`, sha256 `{ctx.validation_file_sha256}`"))
+    job = config.job
+    lineage += [
+        ("job", f"`{job.namespace}/{job.name}` (uid `{job.uid}`, attempt {job.attempt})"),
+        (
+            "chat template",
+            "ChatML, kubetune's default (the base had none)" if ctx.default_chat_template else "the base model's",
+        ),
+        ("trained by", f"kubetune {_kubetune_version()}"),
+    ]
+
+    as_run: dict[str, object] = {"hyperparameters": config.hyperparameters.to_wire()}
+    if ctx.max_seq_length is not None and ctx.max_seq_length != config.hyperparameters.max_seq_length:
+        as_run["effectiveMaxSeqLength"] = ctx.max_seq_length
+    as_run["lora"] = lora.to_wire() if lora is not None else None
+    as_run["precision"] = config.runtime.precision.value
+    as_run["strategy"] = config.runtime.strategy.value
+    as_run["worldSize"] = ctx.dist.world_size
+
+    lines = [
+        "---",
+        yaml.safe_dump(front_matter, sort_keys=False).rstrip(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"Fine-tuned from `{repo}` at commit `{ctx.revision_sha}` by kubetune "
+        f"({'LoRA' if lora is not None else 'full fine-tuning'}).",
+        "",
+        "## Lineage",
+        "",
+        "| | |",
+        "| --- | --- |",
+        *(f"| {key} | {value} |" for key, value in lineage),
+        "",
+        "## Hyperparameters as run",
+        "",
+        "```yaml",
+        yaml.safe_dump(as_run, sort_keys=False).rstrip(),
+        "```",
+        "",
+        "## Results",
+        "",
+        *_results(ctx),
+        "",
+        "## Files",
+        "",
+        layout,
+        "",
+    ]
+    if ctx.warnings:
+        lines += ["## Warnings", "", *(f"- {w.reason}: {w.message}" for w in ctx.warnings), ""]
+    lines += [
+        "## Lineage (machine-readable)",
+        "",
+        "```json",
+        json.dumps(_machine_lineage(ctx), indent=2, sort_keys=True),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _results(ctx: RunContext) -> list[str]:
+    if not ctx.metrics:
+        return ["No metrics were recorded."]
+    rows = ["| metric | value |", "| --- | --- |"]
+    for key in sorted(ctx.metrics):
+        value = ctx.metrics[key]
+        rows.append(f"| {key} | {value:.6g} |" if isinstance(value, float) else f"| {key} | {value} |")
+    return rows
+
+
+def _machine_lineage(ctx: RunContext) -> dict[str, object]:
+    config = ctx.config
+    lineage: dict[str, object] = {
+        "sourceRepo": config.model.repo,
+        "revisionSha": ctx.revision_sha,
+        "template": config.model.template.name,
+        "trainingFile": config.data.training_file,
+        "trainingFileSha256": ctx.training_file_sha256,
+        "metrics": dict(sorted(ctx.metrics.items())),
+    }
+    if ctx.adapter_lineage is not None:
+        lineage["mergedAdapter"] = {
+            "adapterRepo": ctx.adapter_lineage.adapter_repo,
+            "adapterSha": ctx.adapter_lineage.adapter_sha,
+            "baseRepo": ctx.adapter_lineage.base_repo,
+            "baseSha": ctx.adapter_lineage.base_sha,
+        }
+    return lineage
