@@ -112,8 +112,21 @@ def checked_hyperparameters(
             )
         )
         n_evals = limits.max_num_evals
-    bounds = (limits.lora_training if lora else limits.full_training) or BatchLimits(min_batch_size=1, max_batch_size=1)
+    offered = limits.lora_training if lora else limits.full_training
+    bounds = offered or BatchLimits(min_batch_size=1, max_batch_size=1)  # not offered: already an error
     batch_size = _batch_size(hyper.batch_size, bounds, template=template, lora=lora, errors=errors)
+    ranks = spec.resources.nodes * max(1, spec.resources.gpus_per_node)
+    if offered is not None and batch_size < ranks:
+        # Every training process needs at least one sequence per optimizer step.
+        errors.append(
+            FieldError(
+                f"{_HYPER}.batchSize",
+                str(batch_size),
+                f"must be at least {ranks}, the training processes of template {template.name} "
+                f"({spec.resources.nodes} node(s) x {max(1, spec.resources.gpus_per_node)} GPU(s))",
+            )
+        )
+        batch_size = ranks
     return TrainingHyperparameters(
         n_epochs=epochs,
         learning_rate=learning_rate,

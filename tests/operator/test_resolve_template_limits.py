@@ -106,3 +106,12 @@ def test_every_violation_is_reported_at_once() -> None:
         "spec.hyperparameters.batchSize",
         "spec.lora.r",
     }
+
+
+def test_a_batch_smaller_than_the_training_processes_is_refused_before_any_gpu() -> None:
+    # The 70B template trains on 4 nodes x 8 GPUs: a step must feed 32 processes.
+    (error,) = _errors(
+        spec(model="meta-llama/Meta-Llama-3.1-70B-Instruct-Reference", hyperparameters={"batchSize": 16})
+    )
+    assert error.startswith("spec.hyperparameters.batchSize: must be at least 32")
+    assert "4 node(s) x 8 GPU(s)" in error
