@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -110,3 +112,13 @@ def test_an_adapter_repo_is_checked_through_its_base(
     assert "LoRA adapter of tiny-org/tiny-llama@" in out
     for rule in ("adapter", "adapter-base", "adapter-safetensors", *RULES):
         assert f"PASS  {rule} " in out
+
+
+def test_the_cli_starts_without_the_ml_stack() -> None:
+    """The operator image has no torch: `kubetune` must build its parser without importing it."""
+    probe = (
+        "import sys; from kubetune_operator.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'peft', 'huggingface_hub') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]"

@@ -198,12 +198,6 @@ def _config(arch: Arch, *, shape: TinyShape, vocab_size: int, ids: dict[str, int
     return MistralConfig(**common, sliding_window=None)
 
 
-def read_config(snapshot_path: Path) -> dict[str, object]:
-    """The config.json of a published tiny model, as a dict."""
-    loaded: dict[str, object] = json.loads((snapshot_path / "config.json").read_text(encoding="utf-8"))
-    return loaded
-
-
 def write_tiny_adapter(
     *,
     base: TinyModel,
