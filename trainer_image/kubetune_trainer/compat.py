@@ -94,3 +94,15 @@ def capped_sequence_length(requested: int, facts: ModelFacts) -> tuple[int, Warn
         message=f"hyperparameters.maxSeqLength {requested} is above the model's {facts.max_positions} positions; "
         f"sequences are capped at {facts.max_positions}",
     )
+
+
+def with_sequence_cap(requested: int, facts: ModelFacts, warnings: list[WarningNote]) -> tuple[int, list[WarningNote]]:
+    """The sequence length really trained and the warnings to carry, the job's own cap replacing the template's.
+
+    The template's SequenceLengthCapped says what the template would train; when the job's
+    `maxSeqLength` is capped too, its warning says what is really used, and one is enough.
+    """
+    length, capped = capped_sequence_length(requested, facts)
+    if capped is None:
+        return length, list(warnings)
+    return length, [*(w for w in warnings if w.reason != capped.reason), capped]

@@ -40,15 +40,8 @@ def run_preflight(config: TrainerConfig, *, environ: Mapping[str, str], data_val
 def _check_model(config: TrainerConfig, *, environ: Mapping[str, str]) -> tuple[ModelFacts, list[WarningNote]]:
     inspection = inspect_model(config.model, cache_dir=Path(config.runtime.cache_dir), environ=environ)
     facts = inspection.check.facts_or_raise()
-    return facts, sequence_warnings(inspection.check.warnings, facts, requested=config.hyperparameters.max_seq_length)
-
-
-def sequence_warnings(warnings: list[WarningNote], facts: ModelFacts, *, requested: int) -> list[WarningNote]:
-    """The warnings with the job's own sequence-length cap, which says more than the template's."""
-    _, capped = compat.capped_sequence_length(requested, facts)
-    if capped is None:
-        return list(warnings)
-    return [*(w for w in warnings if w.reason != capped.reason), capped]
+    _, warnings = compat.with_sequence_cap(config.hyperparameters.max_seq_length, facts, inspection.check.warnings)
+    return facts, warnings
 
 
 def _check_data(config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator) -> None:
