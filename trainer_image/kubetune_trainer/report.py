@@ -8,11 +8,12 @@ never needs to know who is listening.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TextIO
 
-from .contract import Progress, Result, Stage, StageRecord
+from .contract import Progress, Result, Stage, StageRecord, StageState
 
 
 class Reporter(Protocol):
@@ -88,3 +89,110 @@ class FanOutReporter:
     def finished(self, result: Result) -> None:
         for reporter in self.reporters:
             reporter.finished(result)
+
+
+def describe_result(result: Result) -> list[str]:
+    """What a person reads at the end of a run: the outcome, and for a failure class, reason, message, hint."""
+    if result.error is None:
+        lines = [f"{result.outcome.value}"]
+        if result.output is not None:
+            out = result.output
+            lines[0] += f": {out.name} at {out.uri} ({out.files} files, {out.bytes:,} bytes)"
+    else:
+        error = result.error
+        where = f" in {error.stage.value}" if error.stage else ""
+        lines = [f"{result.outcome.value}{where}: {error.error_class.value} ({error.reason})", f"  {error.message}"]
+        if error.hint:
+            lines.append(f"  hint: {error.hint}")
+    lines += [f"warning {w.reason}: {w.message}" for w in result.warnings]
+    return lines
+
+
+BAR_WIDTH = 24
+
+
+def progress_line(progress: Progress) -> str:
+    """`[#######-----------------]  12/40  30%  loss 2.3456  eval 2.1000  lr 1.00e-04  1,234 tok/s  ETA 0:01:23`"""
+    total = progress.total_steps or 0
+    filled = BAR_WIDTH * progress.step // total if total else 0
+    parts = [f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}]", f"{progress.step:>4}/{total}", progress.summary or ""]
+    if total:
+        parts[2] = f"{100 * progress.step // total:>3}%"
+    if progress.loss is not None:
+        parts.append(f"loss {progress.loss:.4f}")
+    if progress.eval_loss is not None:
+        parts.append(f"eval {progress.eval_loss:.4f}")
+    if progress.learning_rate is not None:
+        parts.append(f"lr {progress.learning_rate:.2e}")
+    if progress.tokens_per_second is not None:
+        parts.append(f"{progress.tokens_per_second:,.0f} tok/s")
+    if progress.eta_seconds is not None:
+        hours, rest = divmod(progress.eta_seconds, 3600)
+        parts.append(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}")
+    return "  ".join(part for part in parts if part)
+
+
+class TerminalReporter:
+    """Stage transitions as lines and training as a progress bar, for `kubetune run --local`.
+
+    On a terminal the bar redraws in place after every step; into a file or a pipe a bar line is
+    written at most every `min_interval_seconds`, and always for the last step.
+    """
+
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        interactive: bool,
+        min_interval_seconds: float = 5.0,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream = stream
+        self._interactive = interactive
+        self._min_interval = min_interval_seconds
+        self._monotonic = monotonic
+        self._bar_shown = False
+        self._last_line_at: float | None = None
+        self._eval_loss: float | None = None
+
+    def stage_changed(self, stage: Stage, stages: Sequence[StageRecord]) -> None:
+        record = stages[-1]
+        if record.state is StageState.RUNNING:
+            self._line(f"==> {stage.value}")
+            return
+        took = ""
+        if record.start_time and record.end_time:
+            took = f" in {(record.end_time - record.start_time).total_seconds():.1f}s"
+        self._line(f"    {stage.value} {record.state.value.lower()}{took}")
+
+    def progress(self, progress: Progress) -> None:
+        # The loop reports evaluations on their own; keep the last eval loss on the bar.
+        if progress.eval_loss is not None:
+            self._eval_loss = progress.eval_loss
+        elif self._eval_loss is not None:
+            progress = progress.model_copy(update={"eval_loss": self._eval_loss})
+        text = progress_line(progress)
+        if self._interactive:
+            self._stream.write(f"\r\x1b[2K{text}")
+            self._stream.flush()
+            self._bar_shown = True
+            return
+        now = self._monotonic()
+        last = progress.total_steps is not None and progress.step >= progress.total_steps
+        if last or self._last_line_at is None or now - self._last_line_at >= self._min_interval:
+            self._last_line_at = now
+            self._line(text)
+
+    def note(self, message: str) -> None:
+        self._line(f"    {message}")
+
+    def finished(self, result: Result) -> None:
+        for text in describe_result(result):
+            self._line(text)
+
+    def _line(self, text: str) -> None:
+        if self._bar_shown:
+            self._stream.write("\n")
+            self._bar_shown = False
+        self._stream.write(text + "\n")
+        self._stream.flush()

@@ -1,0 +1,138 @@
+"""`python -m kubetune_trainer`: run a TrainerConfig's stages, or only its weightless preflight.
+
+    python -m kubetune_trainer --config FILE             # the five stages (alone or under torchrun)
+    python -m kubetune_trainer preflight --config FILE   # model and data checks, no weights, no GPU
+
+Both end by writing the `Result` to `terminationLogPath` and exit with its exit code. Rank 0
+reports (terminal, Kubernetes status, W&B, Prometheus); the other ranks train and stay quiet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+from .context import DistInfo
+from .contract import TrainerConfig
+from .errors import InfrastructureFailure
+from .kube_report import InClusterAccess, KubernetesReporter, StatusPatcher
+from .metrics import TrainerMetrics, serve_metrics
+from .report import FanOutReporter, NullReporter, Reporter, TerminalReporter, describe_result
+from .wandb_report import WandbReporter
+
+EXIT_BAD_CONFIG = 2
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m kubetune_trainer", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=("train", "preflight"),
+        default="train",
+        help="train (default): run every stage; preflight: only the checks that need no weights",
+    )
+    parser.add_argument("--config", required=True, type=Path, help="TrainerConfig JSON (the job's ConfigMap)")
+    return parser
+
+
+def main(argv: Sequence[str] | None, *, environ: Mapping[str, str], stream: TextIO) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = TrainerConfig.from_json(args.config.read_text(encoding="utf-8"))
+    except (OSError, ValidationError) as unreadable:
+        print(f"cannot read the trainer config {args.config}: {unreadable}", file=stream)
+        return EXIT_BAD_CONFIG
+    dist = DistInfo.from_env(environ)
+    logging.basicConfig(
+        level=logging.WARNING if config.report.kind == "terminal" else logging.INFO,
+        stream=stream,
+        format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "preflight":
+        return _preflight(config, environ=environ, stream=stream)
+    return _train(config, environ=environ, dist=dist, stream=stream)
+
+
+def _preflight(config: TrainerConfig, *, environ: Mapping[str, str], stream: TextIO) -> int:
+    from .data import validate_file  # noqa: PLC0415 (kept off the training path's import time)
+    from .pipeline import write_termination_message  # noqa: PLC0415
+    from .preflight import run_preflight  # noqa: PLC0415
+
+    result = run_preflight(config, environ=environ, data_validator=validate_file)
+    write_termination_message(result, Path(config.termination_log_path))
+    for line in describe_result(result):
+        print(line, file=stream)
+    return result.exit_code
+
+
+def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo, stream: TextIO) -> int:
+    # torch and transformers load here, after argument errors had their chance to show quickly.
+    from .pipeline import run_pipeline  # noqa: PLC0415
+    from .training.distributed import teardown  # noqa: PLC0415
+
+    signal.signal(signal.SIGTERM, _terminated)
+    reporter, stop = build_reporter(config, environ=environ, dist=dist, stream=stream)
+    try:
+        result = run_pipeline(config, environ=environ, clock=utc_now, reporter=reporter, dist=dist)
+    finally:
+        stop()
+        teardown()
+    return result.exit_code
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    """Kubernetes sends SIGTERM on eviction and preemption: fail the stage as Internal, so it is retried."""
+    raise InfrastructureFailure(
+        "the trainer was terminated (SIGTERM): the pod was evicted, preempted or deleted",
+        reason="Terminated",
+        hint="Retried automatically from the newest checkpoint when the job has a checkpoint location.",
+    )
+
+
+def build_reporter(
+    config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo, stream: TextIO
+) -> tuple[Reporter, Callable[[], None]]:
+    """Rank 0's reporters for `config` (and a function stopping the metrics server); silence elsewhere."""
+    if not dist.is_main:
+        return NullReporter(), lambda: None
+    reporters: list[Reporter] = []
+    if config.report.kind == "terminal":
+        reporters.append(
+            TerminalReporter(
+                stream, interactive=stream.isatty(), min_interval_seconds=config.report.min_interval_seconds
+            )
+        )
+    elif config.report.kind == "kubernetes":
+        patcher = StatusPatcher(access=InClusterAccess.from_env(environ), job=config.job)
+        reporters.append(KubernetesReporter(patcher, min_interval_seconds=config.report.min_interval_seconds))
+    wandb = WandbReporter.start(config, environ=environ, directory=Path(config.runtime.work_dir) / "wandb")
+    if wandb is not None:
+        reporters.append(wandb)
+    stop: Callable[[], None] = lambda: None  # noqa: E731
+    if config.metrics_port:
+        metrics = TrainerMetrics(CollectorRegistry())
+        server = serve_metrics(metrics.registry, port=config.metrics_port)
+        reporters.append(metrics)
+        stop = server.shutdown
+    return FanOutReporter(reporters), stop
+
+
+def entry(argv: Sequence[str] | None = None) -> int:
+    """The process entry point: the one place the real environment and streams come in."""
+    return main(sys.argv[1:] if argv is None else argv, environ=dict(os.environ), stream=sys.stderr)

@@ -1,0 +1,66 @@
+"""Rank 0's Prometheus metrics: step, loss, learning rate, tokens per second and the stage running.
+
+The metrics live on their own `CollectorRegistry` (never the process-global default), passed in,
+and are fed as a `Reporter`: whatever the loop reports, the scrape sees. The chart's PodMonitor
+scrapes `metricsPort` of trainer pods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from .contract import Progress, Result, Stage, StageRecord, StageState
+
+
+class TrainerMetrics:
+    """Gauges updated from progress reports; a `Reporter`."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.step = Gauge("kubetune_trainer_step", "Optimizer steps completed.", registry=registry)
+        self.total_steps = Gauge("kubetune_trainer_total_steps", "Optimizer steps in the run.", registry=registry)
+        self.loss = Gauge("kubetune_trainer_loss", "Training loss of the last step.", registry=registry)
+        self.eval_loss = Gauge("kubetune_trainer_eval_loss", "Loss on the validation file.", registry=registry)
+        self.learning_rate = Gauge(
+            "kubetune_trainer_learning_rate", "Learning rate of the last step.", registry=registry
+        )
+        self.tokens_per_second = Gauge(
+            "kubetune_trainer_tokens_per_second", "Trained (non-pad) tokens per second.", registry=registry
+        )
+        # One series per stage (five at most): 1 for the stage running, 0 for the others.
+        self.stage = Gauge("kubetune_trainer_stage", "1 for the stage running now.", ["stage"], registry=registry)
+        for known in Stage:
+            self.stage.labels(stage=known.value).set(0)
+
+    def stage_changed(self, stage: Stage, stages: Sequence[StageRecord]) -> None:
+        running = stages[-1].state is StageState.RUNNING
+        for known in Stage:
+            self.stage.labels(stage=known.value).set(1 if running and known is stage else 0)
+
+    def progress(self, progress: Progress) -> None:
+        self.step.set(progress.step)
+        if progress.total_steps is not None:
+            self.total_steps.set(progress.total_steps)
+        for gauge, value in (
+            (self.loss, progress.loss),
+            (self.eval_loss, progress.eval_loss),
+            (self.learning_rate, progress.learning_rate),
+            (self.tokens_per_second, progress.tokens_per_second),
+        ):
+            if value is not None:
+                gauge.set(value)
+
+    def note(self, message: str) -> None:
+        pass
+
+    def finished(self, result: Result) -> None:
+        pass
+
+
+def serve_metrics(registry: CollectorRegistry, *, port: int, address: str = "0.0.0.0") -> Any:
+    """Serve `registry` over HTTP on `port` from a daemon thread; returns the server (shut it down to stop)."""
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server
