@@ -57,11 +57,11 @@ def _download_model(ctx: RunContext) -> None:
     if facts.revision_sha is None:
         facts = facts.model_copy(update={"revision_sha": prepared.revision_sha})
     ctx.model_facts = facts
-    for note in prepared.warnings:
+    ctx.max_seq_length, warnings = compat.with_sequence_cap(
+        config.hyperparameters.max_seq_length, facts, list(prepared.warnings)
+    )
+    for note in warnings:
         ctx.warn(note.reason, note.message)
-    ctx.max_seq_length, capped = compat.capped_sequence_length(config.hyperparameters.max_seq_length, facts)
-    if capped is not None:
-        ctx.warn(capped.reason, capped.message)
     source = f"{config.model.repo}@{prepared.revision_sha[:12]}"
     if prepared.lineage is not None:
         lineage = prepared.lineage
