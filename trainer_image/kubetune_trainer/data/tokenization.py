@@ -185,16 +185,17 @@ def _prefix_spans(
     tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], text: str
 ) -> list[tuple[int, int]] | None:
     spans: list[tuple[int, int]] = []
-    previous_end = 0
+    previous = ""  # the render of messages[:index]: each render is reused as the next one's start
     for index, message in enumerate(messages):
-        before = _render(tokenizer, messages[:index], generation_prompt=message["role"] == "assistant")
-        upto = _render(tokenizer, messages[: index + 1])
-        if not (text.startswith(before) and text.startswith(upto)) or not previous_end <= len(before) <= len(upto):
+        is_answer = message["role"] == "assistant"
+        before = _render(tokenizer, messages[:index], generation_prompt=True) if is_answer else previous
+        upto = text if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1])
+        if not (text.startswith(before) and text.startswith(upto)) or not len(previous) <= len(before) <= len(upto):
             return None
         # The span starts at the content: a role header before it is template text, like the generation prompt.
         content_at = text.find(message["content"], len(before), len(upto)) if message["content"] else -1
         spans.append((content_at if content_at >= 0 else len(before), len(upto)))
-        previous_end = len(upto)
+        previous = upto
     return spans
 
 
