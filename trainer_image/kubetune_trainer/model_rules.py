@@ -116,7 +116,11 @@ def evaluate(
     remote = _remote_code(config or {}, where=where)
     parsed, readable = _readable(config, where=where, remote_code_refused=remote.failed)
     outcomes += [readable, remote]
-    causal = _causal_lm(config or {}, where=where) if parsed else _skip("causal-lm", "needs a readable config.json")
+    causal = (
+        _causal_lm(config or {}, where=where)
+        if parsed is not None
+        else _skip("causal-lm", "needs a readable config.json")
+    )
     outcomes.append(causal)
     parameters: int | None = None
     if parsed is not None and not causal.failed and not remote.failed:

@@ -15,7 +15,7 @@ from pathlib import Path
 from . import compat
 from .classify import classify, exit_code_for
 from .contract import ModelFacts, Outcome, Result, TrainerConfig, WarningNote
-from .data import TRAINING_FIELD, VALIDATION_FIELD, DataReport
+from .data import TRAINING_FIELD, VALIDATION_FIELD, DataReport, validate_file
 from .data.sources import SourceSettings, fetch
 from .errors import InvalidInput
 from .model_source import inspect_model
@@ -26,8 +26,13 @@ DataValidator = Callable[[Path], DataReport]
 ERRORS_SHOWN = 5
 
 
-def run_preflight(config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator) -> Result:
-    """Check the model and the data of `config` without downloading weights; never raises."""
+def run_preflight(
+    config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator = validate_file
+) -> Result:
+    """Check the model and the data of `config` without downloading weights; never raises.
+
+    `python -m kubetune_trainer preflight --config FILE` writes the Result to `config.termination_log_path`.
+    """
     try:
         facts, warnings = _check_model(config, environ=environ)
         _check_data(config, environ=environ, data_validator=data_validator)
