@@ -12,6 +12,7 @@ must never stop training. The termination message, not this channel, carries the
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,7 +64,9 @@ class StatusPatcher:
         """Send one merge patch; raises httpx errors for the caller to log."""
         if self._client is None:
             self._client = httpx.Client(
-                base_url=self.access.server, verify=str(self.access.ca_file), timeout=self.timeout_seconds
+                base_url=self.access.server,
+                verify=ssl.create_default_context(cafile=str(self.access.ca_file)),
+                timeout=self.timeout_seconds,
             )
         token = self.access.token_file.read_text(encoding="utf-8").strip()
         response = self._client.patch(
