@@ -12,6 +12,7 @@ import hashlib
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -71,6 +72,16 @@ class Handler(BaseHTTPRequestHandler):
             for _ in range(4):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(TRAIN), TRAIN))
             self.wfile.write(b"0\r\n\r\n")
+            return None
+        if path == "/data/slow.jsonl":
+            time.sleep(1.0)
+            return self.send(200, TRAIN)
+        if path == "/data/reset.jsonl":  # promises more bytes than it sends, then hangs up
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(TRAIN) * 2))
+            self.end_headers()
+            self.wfile.write(TRAIN)
+            self.close_connection = True
             return None
         statuses = {"/data/private.jsonl": 403, "/data/flaky.jsonl": 503}
         return self.send(statuses.get(path, 404), b"no")
@@ -219,6 +230,14 @@ def test_a_refused_connection_is_an_outage_not_a_user_error(tmp_path: Path) -> N
     error = refused(f"http://127.0.0.1:{free_port()}/train.jsonl", tmp_path)
     assert isinstance(error, InfrastructureFailure)
     assert error.retryable
+
+
+@pytest.mark.parametrize("name", ["slow.jsonl", "reset.jsonl"])
+def test_a_timeout_or_a_cut_download_is_an_outage(server: str, tmp_path: Path, name: str) -> None:
+    error = refused(f"{server}/data/{name}", tmp_path, timeout_seconds=0.3)
+    assert isinstance(error, InfrastructureFailure)
+    assert error.retryable
+    assert not list((tmp_path / "data").rglob("*.jsonl*"))
 
 
 def test_s3_downloads_with_the_endpoint_and_keys_from_environ(s3_endpoint: str, tmp_path: Path) -> None:
