@@ -18,6 +18,7 @@ from kubetune_trainer.data.tokenization import (
     tokenize_example,
     tokenize_examples,
 )
+from kubetune_trainer.errors import InvalidInput
 
 from .bpe_tokenizer import build_tokenizer
 
@@ -171,3 +172,25 @@ def test_the_default_template_is_chatml_and_set_only_when_missing() -> None:
     own = build_tokenizer(chat_template=INST_TEMPLATE)
     assert not ensure_chat_template(own)
     assert own.chat_template == INST_TEMPLATE
+
+
+def test_a_template_refusing_the_conversation_is_invalid_input() -> None:
+    no_system = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+        + DEFAULT_CHAT_TEMPLATE
+    )
+    with pytest.raises(InvalidInput) as raised:
+        tokenize(build_tokenizer(chat_template=no_system), JOKE)
+    assert raised.value.reason == "ChatTemplateRejected"
+    assert "System role not supported" in raised.value.message
+
+
+def test_a_template_refusing_only_partial_conversations_falls_back_to_searching() -> None:
+    whole_only = (
+        "{% if messages[-1]['role'] != 'assistant' and not add_generation_prompt %}"
+        "{{ raise_exception('a conversation ends with an answer') }}{% endif %}" + DEFAULT_CHAT_TEMPLATE
+    )
+    tokenizer = build_tokenizer(chat_template=whole_only)
+    example = tokenize(tokenizer, JOKE)
+    assert example.approximate_spans
+    assert trained_spans(tokenizer, example) == ["To get to the other side.<|im_end|>"]

@@ -33,6 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from jinja2 import TemplateError
+
+from ..errors import InvalidInput
 from .chat_template import DEFAULT_CHAT_TEMPLATE
 from .records import Example, MessagesRecord, PromptCompletionRecord, TextRecord
 
@@ -159,8 +162,19 @@ def _tokenize_conversation(
     record: MessagesRecord, tokenizer: PreTrainedTokenizerBase, *, train_on_inputs: TrainOnInputs
 ) -> tuple[list[int], list[bool], bool]:
     messages = [{"role": message.role, "content": message.content} for message in record.messages]
-    text = _render(tokenizer, messages)
-    spans = _prefix_spans(tokenizer, messages, text)
+    try:
+        text = _render(tokenizer, messages)
+    except TemplateError as refused:
+        raise InvalidInput(
+            f"the model's chat template refused a conversation: {refused}",
+            reason="ChatTemplateRejected",
+            hint="Shape the conversations the way the model's template expects (some take no system message), "
+            "or pick a model whose chat template fits the data.",
+        ) from refused
+    try:
+        spans = _prefix_spans(tokenizer, messages, text)
+    except TemplateError:  # a template may refuse a partial conversation it would render whole
+        spans = None
     approximate = spans is None
     if spans is None:
         spans = _searched_spans(tokenizer, record, text)

@@ -126,7 +126,7 @@ def _file_problems(path: Path, *, limits: DataLimits) -> Iterator[DataError]:
     if not path.is_file():
         yield DataError(line=None, message="no such file")
         return
-    if path.suffix not in SUFFIXES:
+    if path.suffix.lower() not in SUFFIXES:
         yield DataError(
             line=None, message=f"unsupported file type `{path.suffix or path.name}`: use .jsonl or .parquet"
         )
@@ -143,7 +143,7 @@ def _file_problems(path: Path, *, limits: DataLimits) -> Iterator[DataError]:
 
 
 def _rows(path: Path) -> Iterator[Row | DataError]:
-    return read_parquet(path) if path.suffix == ".parquet" else read_jsonl(path)
+    return read_parquet(path) if path.suffix.lower() == ".parquet" else read_jsonl(path)
 
 
 def _json_type(value: Any) -> str:
