@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import check as check_model
-from . import crds, data, manifests, templates
+from . import crds, data, manifests, run, templates
 from . import tiny as tiny_model
 
 
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny_model.register(commands)
     check_model.register(commands)
     data.register(commands)
+    run.register(commands)
     return parser
 
 
