@@ -83,9 +83,13 @@ def _preflight(config: TrainerConfig, *, environ: Mapping[str, str], stream: Tex
 
 def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo, stream: TextIO) -> int:
     # torch and transformers load here, after argument errors had their chance to show quickly.
+    from transformers.utils import logging as transformers_logging  # noqa: PLC0415
+
     from .pipeline import run_pipeline  # noqa: PLC0415
     from .training.distributed import teardown  # noqa: PLC0415
 
+    # Our reporters show progress; library bars would interleave with them (and fill pod logs).
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # also the hub's bars
     signal.signal(signal.SIGTERM, _terminated)
     reporter, stop = build_reporter(config, environ=environ, dist=dist, stream=stream)
     try:
