@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -76,14 +77,50 @@ def actors(cluster: ApiEmulator) -> Actors:
 
 
 class RunningOperator:
-    def __init__(self, task: asyncio.Task[None], metrics: OperatorMetrics) -> None:
-        self.task = task
+    """The operator in its own thread and event loop.
+
+    Not a task in the test's loop: when cancelled, kopf cancels every task created in its loop
+    since it started ("hung tasks"), which in a shared loop includes the emulator's request
+    handlers, and a client then waits forever for an answer.
+    """
+
+    def __init__(self, make: Callable[[], Awaitable[None]], metrics: OperatorMetrics) -> None:
         self.metrics = metrics
+        self._make = make
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._started = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="operator", daemon=True)
+        self._thread.start()
+        self._started.wait()
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._task = loop.create_task(self._make())  # type: ignore[arg-type]
+        self._started.set()
+        try:
+            loop.run_until_complete(self._task)
+        except asyncio.CancelledError:
+            pass
+        except BaseException as error:  # surfaced by the fixture
+            self.error = error
+        finally:
+            loop.close()
+
+    @property
+    def done(self) -> bool:
+        return not self._thread.is_alive()
+
+    def cancel(self) -> None:
+        if self._loop is not None and self._task is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(self._task.cancel)
 
     async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        self.cancel()
+        await asyncio.to_thread(self._thread.join, 30)
 
 
 StartOperator = Callable[..., Awaitable[RunningOperator]]
@@ -111,25 +148,29 @@ async def start_operator(cluster: ApiEmulator) -> AsyncIterator[StartOperator]:
         settings = OperatorSettings(**{**FAST, **overrides})
         metrics = OperatorMetrics()
         since = len(list(cluster))
-        task = asyncio.create_task(
-            run_operator(
+        connection = Connection(server=str(cluster.url).rstrip("/"))
+        operator = RunningOperator(
+            lambda: run_operator(
                 settings=settings,
-                connection=Connection(server=str(cluster.url).rstrip("/")),
+                connection=connection,
                 options=RunOptions(metrics_port=None),
                 metrics=metrics,
                 kopf_config=test_kopf_settings(),
-            )
+            ),
+            metrics,
         )
-        operator = RunningOperator(task, metrics)
         running.append(operator)
-        await wait_for(lambda: task.done() or _watching(cluster, since), what="the operator's watches")
-        if task.done():
-            task.result()
+        await wait_for(lambda: operator.done or _watching(cluster, since), what="the operator's watches")
+        if operator.error is not None:
+            raise operator.error
         return operator
 
     yield start
     for operator in running:
         await operator.stop()
+    for operator in running:
+        if operator.error is not None:
+            raise operator.error
 
 
 @pytest.fixture

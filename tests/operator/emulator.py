@@ -28,8 +28,9 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
 - discovery from kmock (`load_bundled()` for the built-ins), minus the short names kmock repeats
   on subresources.
 - recording: every request is kept by kmock; `writes()` filters the mutating ones (by User-Agent),
-  `journal_text()` joins every URL and body for secret scans; `after_write` callbacks run after a
-  write is applied and before its response is sent (to stop an operator right after a call).
+  `journal_text()` joins every URL and body for secret scans; `after_write` callbacks (sync or async) run after a
+  write is applied (or refused) and before its response is sent (to stop an operator right after a call);
+  `replay` re-delivers an unchanged object to the watchers, as a reconnecting watch may.
 
 Not emulated: server-side apply (415), strategic merge patch (treated as a merge patch, so
 lists are replaced), dry runs, defaulting and pruning of custom resources, CEL rules,
@@ -46,6 +47,7 @@ import asyncio
 import collections
 import copy
 import datetime
+import inspect
 import itertools
 import secrets
 import uuid
@@ -109,7 +111,7 @@ class _Watcher:
 class ApiEmulator(kmock.KubernetesEmulator):
     keep_versions: int = 4
     event_log_size: int = 100_000
-    after_write: list[Callable[[kmock.Request], None]] = attrs.field(factory=list)
+    after_write: list[Callable[[kmock.Request], Any]] = attrs.field(factory=list)
 
     _revision: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _current_rv: int = attrs.field(default=0, init=False)
@@ -175,6 +177,13 @@ class ApiEmulator(kmock.KubernetesEmulator):
         """Every recorded request's URL, headers and body, for scanning for leaked secrets."""
         return "\n".join(f"{request.url} {dict(request.headers)} {request.text}" for request in self)
 
+    def replay(self, resource: kmock.resource, body: JsonObject) -> None:
+        """Deliver `body` to the watchers again as MODIFIED, unchanged (a re-delivered watch event)."""
+        event = {"type": "MODIFIED", "object": body}
+        for watcher in list(self._watchers):
+            if watcher.wants(resource, body):
+                watcher.queue.put_nowait(event)
+
     def live(self, resource: kmock.resource, namespace: str | None, name: str) -> JsonObject | None:
         key = (resource, namespace, name)
         if key in self.objects and not self.objects[key].deleted:
@@ -193,11 +202,14 @@ class ApiEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is None or not self._is_write(request):
             return await super(kmock.KubernetesEmulator, self)._handle(request)
-        async with self._lock:
-            self._outcomes[request.id] = self._write(request)
         try:
+            async with self._lock:
+                self._outcomes[request.id] = self._write(request)
+        finally:  # a refused write (409, 422) is an API call too
             for callback in list(self.after_write):
-                callback(request)
+                if inspect.isawaitable(outcome := callback(request)):
+                    await outcome
+        try:
             return await super(kmock.KubernetesEmulator, self)._handle(request)
         finally:
             self._outcomes.pop(request.id, None)

@@ -104,7 +104,8 @@ async def test_suspend_deletes_the_job_and_resume_starts_a_new_attempt_from_the_
 async def test_active_deadline_fails_the_job_as_deadline_exceeded(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
-    await to_running(cluster, actors, "late", activeDeadlineSeconds=1)
+    await pass_preflight(cluster, actors, "late", activeDeadlineSeconds=1)
+    await actors.start_pods("late-a1")
     await until_phase(cluster, "late", "Failed", timeout=5)
     assert error_of(cluster, "late")["reason"] == "DeadlineExceeded"
     await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "late-a1") is None, what="the Job to go")

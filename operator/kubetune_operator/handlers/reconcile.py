@@ -110,9 +110,13 @@ class Reconciler:
         requeue: float | None = None
         for action in step.actions:
             if isinstance(action, CreatePreflight) and inputs.resolution.preflight_job is not None:
-                manifests = render_preflight(inputs.resolution.preflight_job, job=job, settings=self.settings)
-                await apply_children(self.client, manifests)
+                if not self.view.awaiting(key, preflight_name(name)):
+                    manifests = render_preflight(inputs.resolution.preflight_job, job=job, settings=self.settings)
+                    await apply_children(self.client, manifests)
+                    self.view.expect(key, preflight_name(name))
             elif isinstance(action, CreateAttempt) and inputs.resolution.job is not None:
+                if self.view.awaiting(key, attempt_name(name, action.attempt)):
+                    continue
                 manifests = render_attempt(
                     inputs.resolution.job,
                     job=job,
@@ -123,6 +127,7 @@ class Reconciler:
                 if await apply_children(self.client, manifests) and action.attempt == 1:
                     created = datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
                     self.metrics.apply_to_pods.observe(max(0.0, (now - created).total_seconds()))
+                self.view.expect(key, attempt_name(name, action.attempt))
             elif isinstance(action, DeletePreflight):
                 await self.client.delete(JOBS, namespace=namespace, name=preflight_name(name))
             elif isinstance(action, DeleteAttempt):

@@ -37,6 +37,7 @@ class ClusterView:
     def __init__(self) -> None:
         self._indexes: dict[str, Mapping[Hashable, Iterable[Any]]] = {}
         self._written: dict[JobKey, Body] = {}
+        self._expected: dict[JobKey, set[str]] = {}
 
     def attach(self, **indexes: Mapping[Hashable, Iterable[Any]]) -> None:
         """kopf hands its indexes to handlers only; the first handler call passes them on."""
@@ -55,7 +56,7 @@ class ClusterView:
         latest: Body | None = seen[0] if seen else None
         written = self._written.get(key)
         if latest is None:
-            self._written.pop(key, None)
+            self.forget(key)
             return None
         if written is not None and written["metadata"].get("uid") == latest["metadata"].get("uid"):
             if _version(written) > _version(latest):
@@ -65,6 +66,21 @@ class ClusterView:
 
     def remember(self, key: JobKey, body: Body) -> None:
         self._written[key] = body
+
+    def expect(self, key: JobKey, batch_job: str) -> None:
+        """We created `batch_job`; until the index shows it, a pass must not try to create it again."""
+        self._expected.setdefault(key, set()).add(batch_job)
+
+    def awaiting(self, key: JobKey, batch_job: str) -> bool:
+        """Whether `batch_job` was created by us and the watch has not delivered it yet."""
+        pending = self._expected.get(key, set())
+        if batch_job in pending and any(j["metadata"]["name"] == batch_job for j in self.batch_jobs(key)):
+            pending.discard(batch_job)
+        return batch_job in pending
+
+    def forget(self, key: JobKey) -> None:
+        self._expected.pop(key, None)
+        self._written.pop(key, None)
 
     def jobs(self) -> list[JobKey]:
         return [key for key in self._indexes.get("finetunejobs", {}) if isinstance(key, tuple)]
