@@ -1,0 +1,91 @@
+"""Training: plan the steps, build optimizer and schedule, run the loop, keep the metrics."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..context import RunContext
+from ..training.loop import train
+from ..training.optim import build_optimizer
+from ..training.schedule import build_scheduler
+from ..training.setup import TrainingSetup
+from ..training.steps import BatchingPlan, EpochSteps, steps_per_epoch, validation_batches
+
+GPU_TOKEN_BUDGET = 16384
+"""Tokens per micro-batch on a GPU: large matmuls keep it busy; gradient accumulation covers the rest."""
+
+
+def token_budget(max_seq_length: int, *, device: torch.device) -> int:
+    """Most tokens in one micro-batch; never below the longest example.
+
+    On a CPU the attention over a packed row grows with the row's square while the matmuls are
+    already efficient at a few hundred tokens, so one sequence-length's worth is fastest
+    (measured in docs/training.md); a GPU wants bigger micro-batches.
+    """
+    if device.type == "cuda":
+        return max(max_seq_length, GPU_TOKEN_BUDGET)
+    return max_seq_length
+
+
+def run(ctx: RunContext) -> None:
+    setup = ctx.training_state
+    if ctx.model is None or not isinstance(setup, TrainingSetup) or ctx.max_seq_length is None:
+        raise RuntimeError("Training needs the model from Initialization and the examples from DataDownload")
+    hyperparameters = ctx.config.hyperparameters
+    plan = BatchingPlan(
+        examples_per_step=hyperparameters.batch_size,
+        token_budget=token_budget(ctx.max_seq_length, device=setup.device),
+        packing=hyperparameters.packing,
+        pad_token_id=_pad_token_id(ctx.tokenizer),
+        seed=hyperparameters.seed,
+        rank=ctx.dist.rank,
+        world_size=ctx.dist.world_size,
+    )
+    total_steps = steps_per_epoch(len(ctx.train_examples), plan=plan) * hyperparameters.n_epochs
+    ctx.total_steps = total_steps
+    optimizer = build_optimizer(
+        ctx.model, learning_rate=hyperparameters.learning_rate, weight_decay=hyperparameters.weight_decay
+    )
+    scheduler = build_scheduler(
+        optimizer,
+        schedule=hyperparameters.lr_scheduler,
+        total_steps=total_steps,
+        warmup_ratio=hyperparameters.warmup_ratio,
+    )
+    result = train(
+        ctx.model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        epochs=lambda epoch: EpochSteps(ctx.train_examples, plan=plan, epoch=epoch),
+        total_steps=total_steps,
+        validation=validation_batches(ctx.validation_examples, plan=plan),
+        hyperparameters=hyperparameters,
+        precision=setup.precision,
+        device=setup.device,
+        dist_info=ctx.dist,
+        reporter=ctx.reporter,
+        clock=ctx.clock,
+        checkpoint_root=ctx.paths.checkpoints,
+        lora=setup.lora,
+    )
+    ctx.metrics.update(
+        steps=float(result.steps),
+        trained_tokens=float(result.trained_tokens),
+        tokens_per_second=result.tokens_per_second,
+        train_loss=result.losses[-1] if result.losses else math.nan,
+    )
+    if result.eval_losses:
+        ctx.metrics["eval_loss_before"] = result.eval_losses[0][1]
+        ctx.metrics["eval_loss"] = result.eval_losses[-1][1]
+    if result.checkpoints:
+        ctx.checkpoint_step = result.steps
+
+
+def _pad_token_id(tokenizer: object) -> int:
+    for name in ("pad_token_id", "eos_token_id"):
+        value = getattr(tokenizer, name, None)
+        if isinstance(value, int):
+            return value
+    return 0

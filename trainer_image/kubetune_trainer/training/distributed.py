@@ -1,0 +1,110 @@
+"""Process groups and data-parallel wrapping: DDP by default, FSDP2 (`fully_shard`) when asked.
+
+Ranks come from torchrun's environment through `DistInfo.from_env`; the backend follows the
+device (gloo on CPU, nccl on GPU). A plain run (world size 1) never creates a process group and
+every collective here is then a no-op, so the loop reads the same either way.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import fully_shard
+from torch.nn.parallel import DistributedDataParallel
+
+from ..context import DistInfo
+from ..contract import Strategy
+
+
+def pick_device(info: DistInfo) -> torch.device:
+    """One GPU per local rank when there are GPUs, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", info.local_rank)
+    return torch.device("cpu")
+
+
+def init_process_group(info: DistInfo, *, device: torch.device, timeout_seconds: float = 1800.0) -> None:
+    """Join torchrun's rendezvous (env://); nothing to do for a single process."""
+    if not info.distributed or dist.is_initialized():
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_seconds))
+
+
+def teardown() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, *, info: DistInfo, strategy: Strategy, device: torch.device) -> nn.Module:
+    """DDP or FSDP2 around `model` when there is more than one process; the model itself otherwise."""
+    if not info.distributed:
+        return model
+    if strategy is Strategy.FSDP:
+        return _fully_shard(model, world_size=info.world_size, device=device)
+    device_ids = [device.index] if device.type == "cuda" else None
+    # Every parameter takes part in every step (no unused branches), so no search for unused ones.
+    # The only buffers are rotary tables every rank computes alike; broadcasting them would make
+    # each forward a collective, and ranks may run different numbers of forwards.
+    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False, broadcast_buffers=False)
+
+
+def _fully_shard(model: nn.Module, *, world_size: int, device: torch.device) -> nn.Module:
+    mesh = init_device_mesh(device.type, (world_size,))
+    # Shard each transformer block on its own (the classes HF names as never to be split), so
+    # only one block's full weights are gathered at a time; then the rest (embeddings, head).
+    block_names = set(_no_split_modules(model))
+    for module in model.modules():
+        if type(module).__name__ in block_names:
+            fully_shard(module, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    return model
+
+
+def _no_split_modules(model: nn.Module) -> list[str]:
+    for module in model.modules():
+        names = getattr(module, "_no_split_modules", None)
+        if names:
+            return list(names)
+    return []
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DDP wrapper (FSDP2 shards in place and needs no unwrapping)."""
+    inner = getattr(model, "module", None)
+    return inner if isinstance(model, DistributedDataParallel) and inner is not None else model
+
+
+def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks in place (a no-op without a process group); returns the tensor."""
+    if dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
+def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
+    """Maximum over ranks in place (a no-op without a process group); returns the tensor."""
+    if dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
+def broadcast_object(value: Any, *, src: int = 0) -> Any:
+    """Rank `src`'s value on every rank (for decisions only rank 0 may take)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,37 @@
+"""LoRA through peft: only the adapter trains, the base model stays frozen."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..contract import LoraConfig
+from ..errors import InvalidInput
+
+
+def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
+    """Wrap `model` in a peft model with adapters on `lora.target_modules` (`all-linear`: every linear but lm_head)."""
+    # peft takes seconds to import; full fine-tuning never needs it.
+    from peft import LoraConfig as PeftLoraConfig  # noqa: PLC0415
+    from peft import get_peft_model  # noqa: PLC0415
+
+    targets: str | list[str] = "all-linear" if lora.target_modules == ["all-linear"] else list(lora.target_modules)
+    peft_config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+    try:
+        return get_peft_model(model, peft_config)
+    except ValueError as exc:
+        # peft's NoMatchingPeftModuleError is a ValueError naming the modules it could not find.
+        raise InvalidInput(
+            f"LoRA target modules {lora.target_modules} do not match this model: {exc}",
+            reason="LoraTargetModulesNotFound",
+            field="lora.targetModules",
+            hint="Set lora.targetModules to module names of this architecture (e.g. q_proj, v_proj) or to all-linear.",
+        ) from exc
