@@ -1,0 +1,47 @@
+"""A sentinel Secret value never appears in any request, stored object, Event or log; Secrets are never read."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+
+import pytest
+
+from .cluster_actors import NAMESPACE, Actors, trainer_succeeded
+from .conftest import RunningOperator
+from .emulator import ApiEmulator
+from .journeys import pass_preflight, to_running, until_phase
+
+
+async def test_a_sentinel_secret_value_appears_nowhere(
+    cluster: ApiEmulator, actors: Actors, operator: RunningOperator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    sentinel = f"SENTINEL-{uuid.uuid4()}"
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": {"token": sentinel}}
+    async with cluster.post(f"/api/v1/namespaces/{NAMESPACE}/secrets", json=secret) as made:
+        assert made.status < 400
+
+    (pod,) = await to_running(
+        cluster, actors, "private", wandb={"apiKeySecretRef": {"name": "hf-token", "key": "token"}}
+    )
+    await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
+    await actors.job_condition("private-a1", "Complete")
+    await until_phase(cluster, "private", "Succeeded")
+    await pass_preflight(cluster, actors, "missing")
+    (pod,) = await actors.start_pods("missing-a1")
+    await actors.waiting(pod, "CreateContainerConfigError", "couldn't find key token in Secret ml/hf-token")
+    await until_phase(cluster, "missing", "Failed")
+
+    requests = [r for r in cluster if "/secrets" not in r.url.path]
+    assert all(sentinel not in f"{r.url} {r.text}" for r in requests)
+    stored = [
+        obj for (resource, _, _), obj in cluster.objects.items() if resource.plural != "secrets" and not obj.deleted
+    ]
+    assert all(sentinel not in json.dumps(obj.raw) for obj in stored)
+    assert sentinel not in caplog.text
+    readers = {r.headers.get("User-Agent", "") for r in cluster if "/secrets" in r.url.path}
+    assert readers == {
+        r.headers.get("User-Agent", "") for r in cluster if r.method.value == "POST" and "/secrets" in r.url.path
+    }, "only the test itself touched Secrets"
