@@ -9,6 +9,7 @@ saved model loads with transformers (or peft) and generates.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ from .local_runs import STAGE_LINES, chat_spec, kubetune_run, model_card_lineage
 
 
 def _generates(model_dir: Path) -> str:
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     prompt = tokenizer.apply_chat_template(
         [{"role": "user", "content": "Zukafe fesulo"}], add_generation_prompt=True, tokenize=False
