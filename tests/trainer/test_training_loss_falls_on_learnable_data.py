@@ -1,0 +1,60 @@
+"""Initialization then Training on a tiny Llama: the eval loss falls clearly, progress is reported every step."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from kubetune_trainer.stages import initialize, train
+from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.checkpoint import MODEL_FILE, STATE_FILE, CheckpointState
+
+from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
+
+
+def test_eval_loss_falls_and_every_step_is_reported(tiny_llama: TinyModel, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama.snapshot_path))
+    train_lines, validation_lines = chat_lines(96, seed=1), chat_lines(16, seed=2)
+    config = trainer_config(
+        tiny_llama,
+        work_dir=tmp_path,
+        training_file=write_jsonl(tmp_path / "train.jsonl", train_lines),
+        n_epochs=3,
+        n_evals=3,
+        n_checkpoints=2,
+    )
+    ctx, reporter = training_context(
+        config,
+        model=tiny_llama,
+        tokenizer=tokenizer,
+        train=tokenized(tokenizer, train_lines),
+        validation=tokenized(tokenizer, validation_lines),
+    )
+
+    initialize.run(ctx)
+    assert ctx.model.config.use_cache is False  # packed sequences stay isolated only without a KV cache
+    train.run(ctx)
+
+    # 96 examples, 8 per step, 3 epochs.
+    assert ctx.total_steps == 36
+    before, after = ctx.metrics["eval_loss_before"], ctx.metrics["eval_loss"]
+    assert after < 0.75 * before, (before, after)
+
+    steps = [p for p in reporter.progresses if p.loss is not None and p.eval_loss is None]
+    assert [p.step for p in steps] == list(range(1, 37))
+    assert all(p.total_steps == 36 and p.tokens_per_second and p.tokens_per_second > 0 for p in steps)
+    assert all(p.learning_rate is not None and p.eta_seconds is not None for p in steps)
+    assert steps[-1].epoch is not None
+    assert math.isclose(steps[-1].epoch, 3.0)
+    evals = [p for p in reporter.progresses if p.eval_loss is not None]
+    assert [p.step for p in evals] == [0, 12, 24, 36]  # one before training, then n_evals spread out
+
+    # n_checkpoints=2: complete checkpoints at the middle and the end, nothing half-written left over.
+    checkpoints = sorted(p.name for p in ctx.paths.checkpoints.iterdir())
+    assert checkpoints == ["step-00000018", "step-00000036"]
+    last = ctx.paths.checkpoints / "step-00000036"
+    assert {MODEL_FILE, STATE_FILE, "optimizer.pt", "scheduler.pt", "rng-0.pt"} <= {p.name for p in last.iterdir()}
+    state = CheckpointState.model_validate_json((last / STATE_FILE).read_text())
+    assert (state.step, state.epoch, state.step_in_epoch) == (36, 3, 0)
