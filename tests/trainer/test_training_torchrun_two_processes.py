@@ -1,4 +1,5 @@
-"""`torchrun --nproc-per-node 2` (gloo, CPU) trains the same job as one process; only rank 0 reports and writes."""
+"""`torchrun --nproc-per-node 2` (gloo, CPU) trains the same job as one process, with DDP and with FSDP2;
+only rank 0 reports and writes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from kubetune_trainer.contract import Strategy
 from kubetune_trainer.tiny_model import TinyModel
 
 from .training_jobs import chat_lines, trainer_config, write_jsonl
@@ -17,7 +20,7 @@ from .training_jobs import chat_lines, trainer_config, write_jsonl
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
-def _job(tiny_llama: TinyModel, hf_home: Path, work_dir: Path, data_dir: Path) -> Path:
+def _job(tiny_llama: TinyModel, hf_home: Path, work_dir: Path, data_dir: Path, strategy: Strategy) -> Path:
     config = trainer_config(
         tiny_llama,
         work_dir=work_dir,
@@ -30,7 +33,7 @@ def _job(tiny_llama: TinyModel, hf_home: Path, work_dir: Path, data_dir: Path) -
         n_checkpoints=1,
     )
     config = config.model_copy(
-        update={"runtime": config.runtime.model_copy(update={"cache_dir": str(hf_home / "hub")})}
+        update={"runtime": config.runtime.model_copy(update={"cache_dir": str(hf_home / "hub"), "strategy": strategy})}
     )
     path = work_dir / "job.json"
     work_dir.mkdir(parents=True)
@@ -43,27 +46,55 @@ def _weights(work_dir: Path) -> dict[str, torch.Tensor]:
     return load_file(str(found))
 
 
-def test_two_ranks_train_like_one_and_only_rank_0_writes(
-    tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
-) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
+@pytest.fixture(scope="module")
+def job_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = tmp_path_factory.mktemp("data")
     write_jsonl(data / "train.jsonl", chat_lines(48, seed=6))
     write_jsonl(data / "validation.jsonl", chat_lines(6, seed=7))
-    # One thread per process either way: 2 ranks on 2 cores, and equal arithmetic in both runs.
-    env = {**offline_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    return data
 
-    single = tmp_path / "single"
+
+def _environ(offline_env: dict[str, str]) -> dict[str, str]:
+    # One thread per process either way: 2 ranks on 2 cores, and equal arithmetic in both runs.
+    return {**offline_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+@pytest.fixture(scope="module")
+def single_process_weights(
+    tiny_llama: TinyModel, tiny_hf_home: Path, job_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, torch.Tensor]:
+    """The job trained by one plain process (`python -m kubetune_trainer --config FILE`)."""
+    work_dir = tmp_path_factory.mktemp("single") / "work"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    environ.update(HF_HOME=str(tiny_hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     one = subprocess.run(
-        [sys.executable, "-m", "kubetune_trainer", "--config", str(_job(tiny_llama, tiny_hf_home, single, data))],
-        env=env,
+        [
+            sys.executable,
+            "-m",
+            "kubetune_trainer",
+            "--config",
+            str(_job(tiny_llama, tiny_hf_home, work_dir, job_data, Strategy.DDP)),
+        ],
+        env=_environ(environ),
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert one.returncode == 0, one.stderr[-3000:]
+    return _weights(work_dir)
 
+
+@pytest.mark.parametrize("strategy", [Strategy.DDP, Strategy.FSDP])
+def test_two_ranks_train_like_one_and_only_rank_0_writes(  # noqa: PLR0917 (pytest fixtures)
+    strategy: Strategy,
+    single_process_weights: dict[str, torch.Tensor],
+    tiny_llama: TinyModel,
+    tiny_hf_home: Path,
+    job_data: Path,
+    offline_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
     double = tmp_path / "double"
     logs = tmp_path / "logs"
     two = subprocess.run(
@@ -79,9 +110,9 @@ def test_two_ranks_train_like_one_and_only_rank_0_writes(
             "-m",
             "kubetune_trainer",
             "--config",
-            str(_job(tiny_llama, tiny_hf_home, double, data)),
+            str(_job(tiny_llama, tiny_hf_home, double, job_data, strategy)),
         ],
-        env=env,
+        env=_environ(offline_env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -92,7 +123,7 @@ def test_two_ranks_train_like_one_and_only_rank_0_writes(
 
     # The same six optimizer steps of 8 examples: each rank trains half of every step, and the
     # step's loss is normalised over both halves, so the weights match the single process.
-    single_weights, double_weights = _weights(single), _weights(double)
+    single_weights, double_weights = single_process_weights, _weights(double)
     assert single_weights.keys() == double_weights.keys()
     for name, weight in single_weights.items():
         torch.testing.assert_close(double_weights[name], weight, rtol=1e-4, atol=2e-5, msg=name)
