@@ -18,6 +18,7 @@ from pathlib import Path
 from .classify import classify, exit_code_for
 from .context import Clock, DistInfo, RunContext, WorkPaths
 from .contract import JobError, Outcome, Result, Stage, StageRecord, StageState, TrainerConfig
+from .errors import TrainerError
 from .report import Reporter
 from .stages import download, initialize, save, train, upload
 
@@ -61,7 +62,9 @@ def run_pipeline(
             run(ctx)
         except Exception as exc:
             error = classify(exc, stage=stage, job_uid=config.job.uid)
-            log.error("stage %s failed: %s: %s", stage.value, error.error_class.value, error.message, exc_info=exc)
+            # A domain error says all there is to say; anything else needs its traceback to be fixed.
+            trace = None if isinstance(exc, TrainerError) else exc
+            log.error("stage %s failed: %s: %s", stage.value, error.error_class.value, error.message, exc_info=trace)
             records[-1] = _ended(records[-1], StageState.FAILED, clock=clock, message=error.message)
             reporter.stage_changed(stage, records)
             break
