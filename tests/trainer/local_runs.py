@@ -16,7 +16,19 @@ from typing import Any
 
 import yaml
 
-from kubetune_trainer.contract import Result
+from kubetune_trainer.contract import (
+    DataSource,
+    JobIdentity,
+    LrScheduler,
+    ModelSource,
+    OutputTarget,
+    ReportTarget,
+    Result,
+    RuntimeSettings,
+    TemplateExpectations,
+    TrainerConfig,
+    TrainingHyperparameters,
+)
 from kubetune_trainer.tiny_model import markov_sentences
 
 STAGE_LINES = ["==> DataDownload", "==> Initialization", "==> Training", "==> Saving", "==> Upload"]
@@ -113,3 +125,42 @@ def model_card_lineage(model_dir: Path) -> dict[str, Any]:
     block = card.split("## Lineage (machine-readable)", 1)[1].split("```json", 1)[1].split("```", 1)[0]
     lineage: dict[str, Any] = json.loads(block)
     return lineage
+
+
+def trainer_config(tmp_path: Path) -> TrainerConfig:
+    """A valid TrainerConfig whose paths are all under `tmp_path`, for tests that run no real stage."""
+    return TrainerConfig(
+        job=JobIdentity(namespace="ml", name="chat", uid="uid-1234"),
+        model=ModelSource(
+            repo="tiny-org/tiny-llama",
+            template=TemplateExpectations(
+                name="llama-3.2-1b-instruct",
+                family="llama",
+                model_types=["llama"],
+                architectures=["LlamaForCausalLM"],
+                parameters=1_000_000_000,
+                max_seq_length=4096,
+                transformers_ceiling="5.99",
+            ),
+        ),
+        data=DataSource(training_file=str(tmp_path / "train.jsonl")),
+        hyperparameters=TrainingHyperparameters(
+            n_epochs=1,
+            learning_rate=1e-3,
+            batch_size=8,
+            lr_scheduler=LrScheduler(),
+            warmup_ratio=0.0,
+            max_grad_norm=1.0,
+            weight_decay=0.0,
+            n_checkpoints=1,
+            n_evals=1,
+            train_on_inputs="auto",
+            max_seq_length=256,
+            packing=True,
+            seed=1,
+        ),
+        output=OutputTarget(uri=str(tmp_path / "out"), model_name="tiny-llama-chat"),
+        runtime=RuntimeSettings(work_dir=str(tmp_path / "work"), cache_dir=str(tmp_path / "hf")),
+        report=ReportTarget(kind="none"),
+        termination_log_path=str(tmp_path / "termination-log"),
+    )
