@@ -88,6 +88,15 @@ class WandbReporter:
             summary |= {"error/class": result.error.error_class.value, "error/reason": result.error.reason}
         self._safely(lambda: self._run.summary.update(summary))
         self._safely(lambda: self._run.finish(exit_code=0 if result.outcome is Outcome.SUCCEEDED else 1))
+        # finish() can return before wandb's own process has written everything; wait for it,
+        # so the run's files are complete before the pod exits.
+        self._safely(self._teardown)
+
+    @staticmethod
+    def _teardown() -> None:
+        import wandb  # noqa: PLC0415 (imported already when this reporter exists)
+
+        wandb.teardown()
 
     def _safely(self, call: Any) -> None:
         try:
