@@ -241,3 +241,45 @@ def test_s3_settings_never_show_credentials() -> None:
     settings = S3Settings.from_env({"AWS_ACCESS_KEY_ID": "AKIASECRET", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"})
     assert "AKIASECRET" not in repr(settings)
     assert "s3cr3t-value" not in repr(settings)
+
+
+class FakeHub:
+    """Records what an upload asks of huggingface_hub's HfApi (the Hub is unreachable here)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.uploaded: dict[str, bytes] = {}
+
+    def create_repo(self, repo_id: str, *, token: str | None, private: bool, exist_ok: bool) -> None:
+        self.calls.append(
+            ("create_repo", {"repo_id": repo_id, "token": token, "private": private, "exist_ok": exist_ok})
+        )
+
+    def upload_folder(
+        self,
+        *,
+        repo_id: str,
+        folder_path: str | Path,
+        commit_message: str | None,
+        token: str | None,
+        delete_patterns: str | None,
+    ) -> None:
+        self.calls.append(("upload_folder", {"repo_id": repo_id, "token": token, "delete_patterns": delete_patterns}))
+        self.uploaded = _tree(Path(folder_path))
+
+
+def test_hf_upload_is_one_commit_of_the_whole_folder_replacing_what_was_there(tmp_path: Path) -> None:
+    source = _model_dir(tmp_path / "saved")
+    hub = FakeHub()
+    destination = destination_for("hf://acme/tiny-chat", pvc_mount_root="/unused")
+
+    summary = upload(
+        source, destination, uri="hf://acme/tiny-chat", name="tiny-chat", hub=hub, hub_token="hf_x", private=True
+    )
+
+    assert [name for name, _ in hub.calls] == ["create_repo", "upload_folder"]
+    assert hub.calls[0][1] == {"repo_id": "acme/tiny-chat", "token": "hf_x", "private": True, "exist_ok": True}
+    assert hub.calls[1][1]["delete_patterns"] == "*"
+    assert set(hub.uploaded) == {"model.safetensors", "config.json", "tokenizer/tokenizer.json", MANIFEST_NAME}
+    assert summary.files == 3
+    assert not list(tmp_path.glob(".*"))  # the staging copy is gone
