@@ -72,6 +72,11 @@ def render_model_card(ctx: RunContext, *, layout: str) -> str:
         as_run["effectiveMaxSeqLength"] = ctx.max_seq_length
     as_run["lora"] = lora.to_wire() if lora is not None else None
     as_run["precision"] = config.runtime.precision.value
+    # The template's precision is for GPUs; what really ran (fp32 on a CPU) is what reproduces the model.
+    setup = ctx.training_state
+    if setup is not None and hasattr(setup, "device") and hasattr(setup, "precision"):
+        as_run["device"] = str(setup.device)
+        as_run["weightsDtype"] = str(setup.precision.load_dtype).removeprefix("torch.")
     as_run["strategy"] = config.runtime.strategy.value
     as_run["worldSize"] = ctx.dist.world_size
 
