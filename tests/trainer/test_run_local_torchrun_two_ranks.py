@@ -34,6 +34,7 @@ def test_two_ranks_train_and_only_rank_0_reports_and_writes(
         hf_home=tiny_hf_home,
         environ=offline_env,
         extra=("--nproc-per-node", "2"),
+        in_process=False,
     )
 
     assert run.returncode == 0, run.output

@@ -90,13 +90,15 @@ def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo,
 
     # Our reporters show progress; library bars would interleave with them (and fill pod logs).
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # also the hub's bars
-    signal.signal(signal.SIGTERM, _terminated)
+    previous = signal.signal(signal.SIGTERM, _terminated)
     reporter, stop = build_reporter(config, environ=environ, dist=dist, stream=stream)
     try:
         result = run_pipeline(config, environ=environ, clock=utc_now, reporter=reporter, dist=dist)
     finally:
         stop()
         teardown()
+        # `kubetune run --local` calls this in its own process: leave its signal handling as found.
+        signal.signal(signal.SIGTERM, previous)
     return result.exit_code
 
 
