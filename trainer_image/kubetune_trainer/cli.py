@@ -125,8 +125,14 @@ def build_reporter(
             )
         )
     elif config.report.kind == "kubernetes":
-        patcher = StatusPatcher(access=InClusterAccess.from_env(environ), job=config.job)
-        reporters.append(KubernetesReporter(patcher, min_interval_seconds=config.report.min_interval_seconds))
+        try:
+            access = InClusterAccess.from_env(environ)
+        except RuntimeError as outside:
+            # Reporting is an observer: the run (and its termination message) goes on without it.
+            logging.getLogger(__name__).warning("progress reporting is off: %s", outside)
+        else:
+            patcher = StatusPatcher(access=access, job=config.job)
+            reporters.append(KubernetesReporter(patcher, min_interval_seconds=config.report.min_interval_seconds))
     wandb = WandbReporter.start(config, environ=environ, directory=Path(config.runtime.work_dir) / "wandb")
     if wandb is not None:
         reporters.append(wandb)
