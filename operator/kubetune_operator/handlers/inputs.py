@@ -41,12 +41,21 @@ def _labelled(pods: list[Body], **wanted: str) -> list[Body]:
 
 
 def templates_of(view: ClusterView) -> list[BaseModelTemplate]:
+    """The valid templates, each parsed once per resourceVersion (a pass must not re-parse a catalog)."""
     parsed = []
     for raw in view.templates():
-        try:
-            parsed.append(BaseModelTemplate.parse({k: v for k, v in raw.items() if k != "status"}))
-        except ValidationError:
-            logger.warning("BaseModelTemplate %s is invalid and is ignored", raw.get("metadata", {}).get("name"))
+        meta = raw.get("metadata", {})
+        cache_key = (meta.get("name", ""), str(meta.get("resourceVersion", "")))
+        if cache_key not in view.parsed_templates:
+            try:
+                view.parsed_templates[cache_key] = BaseModelTemplate.parse(
+                    {k: v for k, v in raw.items() if k != "status"}
+                )
+            except ValidationError:
+                logger.warning("BaseModelTemplate %s is invalid and is ignored", meta.get("name"))
+                view.parsed_templates[cache_key] = None
+        if (template := view.parsed_templates[cache_key]) is not None:
+            parsed.append(template)
     return parsed
 
 

@@ -2,8 +2,8 @@
 
 The status is patched first, conditionally on the resourceVersion the pass read: a 409 means
 someone (the trainer, another pass) wrote in between, so nothing is acted on and the pass runs
-again on fresh state. Only after the status is stored are Events posted and children created or
-deleted, so a restart re-derives the same actions from the stored status and meets its own
+again on fresh state. Only after the status is stored are children created or deleted (then
+Events posted), so a restart re-derives the same actions from the stored status and meets its own
 children through 409s (create-if-absent), never duplicating them.
 """
 
@@ -78,11 +78,13 @@ class Reconciler:
                 now=now,
                 settings=self.settings,
             )
+            logger.debug("%s/%s: %d events, %d actions", *key, len(step.events), len(step.actions))
             if not await self._store_status(key, body, step.status):
                 return 0.0  # stale read: run again on the fresher object
             record_step(self.metrics, key, old=inputs.status, step=step)
+            requeue = await self._act(key, body, inputs, step, now=now)
             await post_events(self.client, body, step.events, now=now)
-            return await self._act(key, body, inputs, step, now=now)
+            return requeue
 
     async def _store_status(self, key: JobKey, body: Body, status: FineTuneJobStatus) -> bool:
         patch = status_patch(body.get("status") or {}, status)

@@ -38,6 +38,8 @@ class ClusterView:
         self._indexes: dict[str, Mapping[Hashable, Iterable[Any]]] = {}
         self._written: dict[JobKey, Body] = {}
         self._expected: dict[JobKey, set[str]] = {}
+        self.parsed_templates: dict[tuple[str, str], Any] = {}
+        """BaseModelTemplates parsed once per (name, resourceVersion); None for an invalid one."""
 
     def attach(self, **indexes: Mapping[Hashable, Iterable[Any]]) -> None:
         """kopf hands its indexes to handlers only; the first handler call passes them on."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 from typing import Any
@@ -14,13 +15,18 @@ logger = logging.getLogger(__name__)
 
 
 async def apply_children(client: KubeClient, manifests: list[dict[str, Any]]) -> bool:
-    """Create each manifest unless it exists (in order); True when the last one (the Job) was new."""
-    outcome = ChildOutcome.EXISTING
-    for manifest in manifests:
-        outcome = await ensure_child(client, manifest)
+    """Create each manifest unless it exists; True when the last one (the Job) was new.
+
+    What the Job needs (ServiceAccount, Role, RoleBinding, ConfigMap, Service) is created
+    concurrently, the Job itself only once they all exist.
+    """
+    *needed, last = manifests
+    outcomes = await asyncio.gather(*(ensure_child(client, manifest) for manifest in needed))
+    outcomes.append(await ensure_child(client, last))
+    for manifest, outcome in zip(manifests, outcomes, strict=True):
         if outcome == ChildOutcome.ADOPTED:
             logger.info("adopted %s %s", manifest["kind"], manifest["metadata"]["name"])
-    return outcome == ChildOutcome.CREATED
+    return outcomes[-1] == ChildOutcome.CREATED
 
 
 async def post_events(client: KubeClient, body: Body, notes: list[EventNote], *, now: datetime) -> None:

@@ -1,0 +1,267 @@
+"""Operator scale benchmark against the in-memory API emulator (a script, not a test).
+
+    .venv/bin/python bench/operator_scale.py [--sequential 200] [--burst 1000] [--idle-seconds 60]
+
+The emulator (tests/operator/emulator.py) runs in this process; the operator runs as its own
+process (`python -m kubetune_operator`), so its RSS is its own. Measured:
+- apply-to-Job latency over N sequential jobs: from the FineTuneJob's POST to the operator's POST
+  of its trainer batch Job, both timestamped inside the emulator (preflight off, so the first Job
+  is the GPU Job);
+- a burst of M jobs posted at once: time until every one has its Job and a status phase;
+- operator RSS (VmRSS) idle, and with every job above idle;
+- mutating API calls of one full lifecycle (create to Succeeded, the test playing the Job
+  controller, the kubelet and the trainer), split into status patches, children and Events,
+  with kopf's own writes counted apart; then writes per idle job per minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import kmock
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.conftest import CATALOG_DIR, CRD_DIR, load_yaml  # noqa: E402
+from tests.operator.cluster_actors import Actors, trainer_succeeded  # noqa: E402
+from tests.operator.emulator import ApiEmulator  # noqa: E402
+
+from kubetune_trainer.contract import Stage  # noqa: E402
+
+NAMESPACE = "bench"
+FTJ = kmock.resource("kubetune.dev/v1alpha1/finetunejobs")
+JOBS = kmock.resource("batch/v1/jobs")
+OPERATOR_AGENT = "kubetune-operator/"
+KOPF_AGENT = "kopf/"
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def manifest(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kubetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "spec": {
+            "model": "meta-llama/Llama-3.2-1B-Instruct",
+            "trainingFile": "pvc://datasets/chat/train.jsonl",
+            "checkpoint": {"uri": f"pvc://checkpoints/{name}"},
+        },
+    }
+
+
+class Clock:
+    """Times of FineTuneJob POSTs and of the operator's batch Job POSTs, taken inside the emulator."""
+
+    def __init__(self) -> None:
+        self.applied: dict[str, float] = {}
+        self.job_created: dict[str, float] = {}
+
+    def __call__(self, request: kmock.Request) -> None:
+        if request.method.value != "POST" or not isinstance(request.data, dict):
+            return
+        name = request.data.get("metadata", {}).get("name", "")
+        if request.resource == FTJ:
+            self.applied[name] = time.perf_counter()
+        elif request.resource == JOBS and request.headers.get("User-Agent", "").startswith(OPERATOR_AGENT):
+            self.job_created.setdefault(name.removesuffix("-a1"), time.perf_counter())
+
+
+def writes(cluster: ApiEmulator, agent: str) -> int:
+    return len(cluster.writes(user_agent=agent))
+
+
+async def post_job(cluster: ApiEmulator, name: str) -> None:
+    async with cluster.post(
+        f"/apis/kubetune.dev/v1alpha1/namespaces/{NAMESPACE}/finetunejobs", json=manifest(name)
+    ) as made:
+        assert made.status < 400, await made.text()
+
+
+async def wait_until(check: Any, *, timeout: float, what: str, every: float = 0.01) -> None:
+    deadline = time.perf_counter() + timeout
+    while not check():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{what} not reached in {timeout}s")
+        await asyncio.sleep(every)
+
+
+def with_status(cluster: ApiEmulator) -> set[str]:
+    return {
+        body["metadata"]["name"]
+        for body in cluster.live_objects(FTJ, NAMESPACE)
+        if (body.get("status") or {}).get("phase")
+    }
+
+
+async def lifecycle(cluster: ApiEmulator, actors: Actors) -> dict[str, int]:
+    """One job from create to Succeeded; the operator's writes by kind, and kopf's."""
+    before = {agent: writes(cluster, agent) for agent in (OPERATOR_AGENT, KOPF_AGENT)}
+    start = len(list(cluster))
+    await post_job(cluster, "life")
+    await wait_until(lambda: cluster.live(JOBS, NAMESPACE, "life-a1"), timeout=30, what="the lifecycle job's Job")
+    (pod,) = await actors.start_pods("life-a1")
+    await actors.run(pod)
+    await wait_until(
+        lambda: (cluster.live(FTJ, NAMESPACE, "life") or {}).get("status", {}).get("phase") == "Running",
+        timeout=30,
+        what="Running",
+    )
+    done: list[Stage] = []
+    for stage in Stage:
+        await actors.report("life", stage, done=list(done))
+        done.append(stage)
+        await asyncio.sleep(0.3)
+    await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
+    await actors.job_condition("life-a1", "Complete")
+    await wait_until(
+        lambda: (cluster.live(FTJ, NAMESPACE, "life") or {}).get("status", {}).get("phase") == "Succeeded",
+        timeout=30,
+        what="Succeeded",
+    )
+    await asyncio.sleep(1.0)
+    ours = [
+        r
+        for r in list(cluster)[start:]
+        if r.headers.get("User-Agent", "").startswith(OPERATOR_AGENT)
+        and r.method.value in {"POST", "PATCH", "PUT", "DELETE"}
+    ]
+    return {
+        "total": writes(cluster, OPERATOR_AGENT) - before[OPERATOR_AGENT],
+        "status_patches": sum(1 for r in ours if r.method.value == "PATCH" and r.url.path.endswith("/status")),
+        "children": sum(1 for r in ours if r.method.value in {"POST", "DELETE"} and not r.url.path.endswith("/events")),
+        "events": sum(1 for r in ours if r.url.path.endswith("/events")),
+        "kopf": writes(cluster, KOPF_AGENT) - before[KOPF_AGENT],
+    }
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    clock = Clock()
+    async with ApiEmulator(keep_versions=1) as cluster, kmock.Server(cluster) as server:
+        cluster.resources.load_bundled()
+        for path in sorted(CRD_DIR.glob("*.yaml")):
+            cluster.register_crd(load_yaml(path))
+        for path in sorted(CATALOG_DIR.glob("*.yaml")):
+            async with cluster.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=load_yaml(path)) as made:
+                assert made.status < 400
+        cluster.after_write.append(clock)
+        actors = Actors(cluster, namespace=NAMESPACE)
+
+        env = {
+            **os.environ,
+            "KUBETUNE_PREFLIGHT": "false",
+            "PYTHONPATH": str(REPO / "operator") + os.pathsep + str(REPO / "trainer_image"),
+        }
+        log = tempfile.NamedTemporaryFile("w+", prefix="operator-", suffix=".log", delete=False)  # noqa: SIM115
+        command = [
+            sys.executable,
+            "-m",
+            "kubetune_operator",
+            "--server",
+            str(server.url).rstrip("/"),
+            "--metrics-port",
+            "0",
+        ]
+        operator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            started = time.perf_counter()
+            watched = {FTJ, JOBS, kmock.resource("v1/pods"), kmock.resource("kubetune.dev/v1alpha1/basemodeltemplates")}
+            await wait_until(
+                lambda: all(
+                    any(r.action == kmock.action.WATCH and r.resource == w for r in list(cluster)) for w in watched
+                ),
+                timeout=60,
+                what="the operator's watches",
+            )
+            startup = time.perf_counter() - started
+            await asyncio.sleep(2.0)
+            idle_rss = rss_kib(operator.pid)
+
+            for i in range(args.sequential):
+                name = f"seq-{i}"
+                await post_job(cluster, name)
+                await wait_until(lambda n=name: n in clock.job_created, timeout=30, what=f"{name}'s Job")
+            latencies = [
+                1000 * (clock.job_created[f"seq-{i}"] - clock.applied[f"seq-{i}"]) for i in range(args.sequential)
+            ]
+
+            names = [f"burst-{i}" for i in range(args.burst)]
+            burst_start = time.perf_counter()
+            await asyncio.gather(*(post_job(cluster, name) for name in names))
+            posted = time.perf_counter() - burst_start
+            pending = set(names)
+
+            def burst_done() -> bool:
+                pending.difference_update(n for n in list(pending) if n in clock.job_created)
+                return not pending and with_status(cluster) >= set(names)
+
+            await wait_until(burst_done, timeout=600, what="the burst", every=0.25)
+            burst_total = time.perf_counter() - burst_start
+            burst_each = [clock.job_created[n] - clock.applied[n] for n in names]
+
+            await asyncio.sleep(3.0)
+            jobs = args.sequential + args.burst
+            loaded_rss = rss_kib(operator.pid)
+            life = await lifecycle(cluster, actors)
+
+            idle_before = writes(cluster, OPERATOR_AGENT) + writes(cluster, KOPF_AGENT)
+            await asyncio.sleep(args.idle_seconds)
+            idle_writes = writes(cluster, OPERATOR_AGENT) + writes(cluster, KOPF_AGENT) - idle_before
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+        return {
+            "operator_startup_seconds": round(startup, 2),
+            "sequential_jobs": args.sequential,
+            "apply_to_job_ms_p50": round(statistics.median(latencies), 1),
+            "apply_to_job_ms_p99": round(percentile(latencies, 0.99), 1),
+            "apply_to_job_ms_max": round(max(latencies), 1),
+            "burst_jobs": args.burst,
+            "burst_posted_seconds": round(posted, 2),
+            "burst_all_reconciled_seconds": round(burst_total, 2),
+            "burst_per_job_seconds_p50": round(statistics.median(burst_each), 2),
+            "burst_per_job_seconds_p99": round(percentile(burst_each, 0.99), 2),
+            "rss_idle_mib": round(idle_rss / 1024, 1),
+            "rss_loaded_mib": round(loaded_rss / 1024, 1),
+            "rss_per_job_kib": round((loaded_rss - idle_rss) / jobs, 1),
+            "lifecycle_writes": life,
+            "idle_seconds": args.idle_seconds,
+            "idle_jobs": jobs + 1,
+            "idle_writes_per_job_per_minute": round(idle_writes / (jobs + 1) / (args.idle_seconds / 60), 4),
+            "operator_log": log.name,
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sequential", type=int, default=200)
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
+    figures = asyncio.run(run(parser.parse_args()))
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
