@@ -16,7 +16,7 @@ import kopf
 from ..api.names import GROUP, VERSION
 from ..kube import Connection
 from ..render.labels import JOB_LABEL
-from .view import ClusterView, job_key_of_child, slim_job
+from .view import ClusterView, job_key_of_child, packed
 from .workqueue import ReconcileQueue
 
 FINETUNEJOBS = (GROUP, VERSION, "finetunejobs")
@@ -47,19 +47,19 @@ def build_registry(*, view: ClusterView, queue: ReconcileQueue, connection: Conn
 
     @kopf.index(*FINETUNEJOBS, registry=registry, id="finetunejobs")
     def finetunejobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {(namespace, name): dict(body)}
+        return {(namespace, name): packed(body)}
 
     @kopf.index("batch", "v1", "jobs", labels=CHILD, registry=registry, id="job_children")
     def job_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {job_key_of_child(namespace, labels): slim_job(body)}
+        return {job_key_of_child(namespace, labels): packed(body, drop_template=True)}
 
     @kopf.index("v1", "pods", labels=CHILD, registry=registry, id="pod_children")
     def pod_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {job_key_of_child(namespace, labels): dict(body)}
+        return {job_key_of_child(namespace, labels): packed(body)}
 
     @kopf.index(*TEMPLATES, registry=registry, id="templates")
     def templates(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {name: dict(body)}
+        return {name: packed(body)}
 
     @kopf.on.event(*FINETUNEJOBS, registry=registry)
     async def finetunejob_changed(namespace: str | None, name: str, **kwargs: Any) -> None:

@@ -8,11 +8,14 @@ status older than the one it wrote.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any
 
 from ..render.labels import JOB_LABEL
 
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+KOPF_ANNOTATIONS = ("kopf.zalando.org/", "kubetune.dev/last-handled-configuration")
 JobKey = tuple[str, str]
 Body = dict[str, Any]
 
@@ -22,10 +25,21 @@ def job_key_of_child(namespace: str | None, labels: Mapping[str, str]) -> JobKey
     return (namespace, name) if name and namespace else None
 
 
-def slim_job(body: Mapping[str, Any]) -> Body:
-    """A batch Job without its pod template: what observation needs, at a fraction of the memory."""
-    spec = {key: value for key, value in (body.get("spec") or {}).items() if key != "template"}
-    return {"metadata": body.get("metadata", {}), "spec": spec, "status": body.get("status") or {}}
+def packed(body: Mapping[str, Any], *, drop_template: bool = False) -> str:
+    """An object as compact JSON: a fraction of the memory of nested dicts, decoded per pass in microseconds.
+
+    A batch Job loses its pod template (observation never reads it); every object loses
+    managedFields and the annotations kopf and kubectl keep (kubectl's is a copy of the whole object).
+    """
+    meta = {k: v for k, v in (body.get("metadata") or {}).items() if k not in {"managedFields", "annotations"}}
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    kept = {k: v for k, v in annotations.items() if k != LAST_APPLIED and not k.startswith(KOPF_ANNOTATIONS)}
+    if kept:
+        meta["annotations"] = kept
+    slim = {**body, "metadata": meta}
+    if drop_template:
+        slim["spec"] = {k: v for k, v in (body.get("spec") or {}).items() if k != "template"}
+    return json.dumps(slim, separators=(",", ":"))
 
 
 def _version(body: Mapping[str, Any] | None) -> int:
@@ -51,7 +65,7 @@ class ClusterView:
 
     def _values(self, index: str, key: Hashable) -> list[Any]:
         found = self._indexes.get(index, {})
-        return list(found[key]) if key in found else []
+        return [json.loads(value) for value in found[key]] if key in found else []
 
     def job(self, key: JobKey) -> Body | None:
         seen = self._values("finetunejobs", key)
@@ -94,4 +108,4 @@ class ClusterView:
         return self._values("pod_children", key)
 
     def templates(self) -> list[Body]:
-        return [body for bodies in self._indexes.get("templates", {}).values() for body in bodies]
+        return [json.loads(body) for bodies in self._indexes.get("templates", {}).values() for body in bodies]
