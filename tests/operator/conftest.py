@@ -50,7 +50,7 @@ FAST = {
 
 @pytest.fixture
 async def cluster() -> AsyncIterator[ApiEmulator]:
-    async with ApiEmulator() as emulator, kmock.Server(emulator):
+    async with ApiEmulator(namespaces={"default", NAMESPACE}) as emulator, kmock.Server(emulator):
         emulator.resources.load_bundled()
         for path in sorted(CRD_DIR.glob("*.yaml")):
             emulator.register_crd(load_yaml(path))
@@ -144,7 +144,7 @@ def _watching(cluster: ApiEmulator, since: int) -> bool:
 async def start_operator(cluster: ApiEmulator) -> AsyncIterator[StartOperator]:
     running: list[RunningOperator] = []
 
-    async def start(**overrides: Any) -> RunningOperator:
+    async def start(*, namespaces: tuple[str, ...] = (), **overrides: Any) -> RunningOperator:
         settings = OperatorSettings(**{**FAST, **overrides})
         metrics = OperatorMetrics()
         since = len(list(cluster))
@@ -153,7 +153,7 @@ async def start_operator(cluster: ApiEmulator) -> AsyncIterator[StartOperator]:
             lambda: run_operator(
                 settings=settings,
                 connection=connection,
-                options=RunOptions(metrics_port=None),
+                options=RunOptions(namespaces=namespaces, metrics_port=None),
                 metrics=metrics,
                 kopf_config=test_kopf_settings(),
             ),

@@ -26,7 +26,8 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
 - tables: `Accept: ...;as=Table` on a registered CRD's list or get returns a meta.k8s.io/v1 Table
   with the CRD's additionalPrinterColumns (ages humanised as the server does), for `kubectl get`.
 - discovery from kmock (`load_bundled()` for the built-ins), minus the short names kmock repeats
-  on subresources.
+  on subresources; `/api/v1/namespaces` (which kmock cannot parse) lists and watches the
+  namespaces that hold objects, plus `namespaces` (no namespace objects, no namespace events).
 - recording: every request is kept by kmock; `writes()` filters the mutating ones (by User-Agent),
   `journal_text()` joins every URL and body for secret scans; `after_write` callbacks (sync or async) run after a
   write is applied (or refused) and before its response is sent (to stop an operator right after a call);
@@ -49,6 +50,7 @@ import copy
 import datetime
 import inspect
 import itertools
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -113,6 +115,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
     keep_versions: int = 4
     event_log_size: int = 100_000
     after_write: list[Callable[[kmock.Request], Any]] = attrs.field(factory=list)
+    namespaces: set[str] = attrs.field(factory=lambda: {"default"})
+    """Namespaces that exist even before an object is put in them."""
 
     _revision: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _current_rv: int = attrs.field(default=0, init=False)
@@ -145,6 +149,31 @@ class ApiEmulator(kmock.KubernetesEmulator):
         for task in self._background:
             task.cancel()
         await super().__aexit__(*exc_info)
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock's path parser cannot read the namespace collection itself (`/api/v1/namespaces`).
+        if raw_request.method == "GET" and raw_request.path.rstrip("/") == "/api/v1/namespaces":
+            return await self._serve_namespaces(raw_request)
+        response: aiohttp.web.StreamResponse = await super().__call__(raw_request)
+        return response
+
+    async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        """The namespaces that hold objects, plus `default`: listed, or watched (ADDED each, then quiet)."""
+        names = sorted(self.namespaces | {namespace for (_, namespace, _) in self.objects if namespace})
+        items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "uid": n}} for n in names]
+        version = str(self._current_rv)
+        for item in items:
+            item["metadata"]["resourceVersion"] = version
+        if raw_request.query.get("watch") != "true":
+            listed = {"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": version}}
+            return aiohttp.web.json_response({**listed, "items": items})
+        stream = aiohttp.web.StreamResponse(headers={"Content-Type": "application/json"})
+        await stream.prepare(raw_request)
+        if raw_request.query.get("resourceVersion") in (None, "", "0"):
+            for item in items:
+                await stream.write(json.dumps({"type": "ADDED", "object": item}).encode() + b"\n")
+        await asyncio.Event().wait()  # namespaces never change here; the client closes the stream
+        return stream
 
     # Registration and inspection, for fixtures and assertions.
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 from kubetune_operator.webhook import spec_problems
 
 from ..conftest import CATALOG_DIR, load_yaml
 from .cluster_actors import NAMESPACE, Actors, wait_for
-from .conftest import CONFIGMAPS, JOBS, TEMPLATES, RunningOperator, job_manifest, status_of
+from .conftest import CONFIGMAPS, FTJ, JOBS, TEMPLATES, RunningOperator, StartOperator, job_manifest, status_of
 from .emulator import ApiEmulator
 from .journeys import error_of, until_phase
 
@@ -72,3 +73,19 @@ async def test_a_missing_template_waits_with_template_not_found_then_proceeds_on
     await until_phase(cluster, "later", "Validating")
     await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "later-preflight"), what="the preflight Job")
     assert cluster.live(TEMPLATES, None, "llama-custom") is not None
+
+
+async def test_an_operator_scoped_to_namespaces_leaves_other_namespaces_alone(
+    cluster: ApiEmulator, actors: Actors, start_operator: StartOperator
+) -> None:
+    elsewhere = job_manifest("elsewhere")
+    elsewhere["metadata"]["namespace"] = "other"
+    async with cluster.post("/apis/kubetune.dev/v1alpha1/namespaces/other/finetunejobs", json=elsewhere) as made:
+        assert made.status < 400
+    await start_operator(namespaces=("ml",))
+    await actors.apply_job(job_manifest("here"))
+    await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "here-preflight"), what="the watched namespace's job")
+    await asyncio.sleep(0.5)
+    ignored = cluster.live(FTJ, "other", "elsewhere")
+    assert ignored is not None
+    assert "status" not in ignored
