@@ -282,4 +282,4 @@ def test_hf_upload_is_one_commit_of_the_whole_folder_replacing_what_was_there(tm
     assert hub.calls[1][1]["delete_patterns"] == "*"
     assert set(hub.uploaded) == {"model.safetensors", "config.json", "tokenizer/tokenizer.json", MANIFEST_NAME}
     assert summary.files == 3
-    assert not list(tmp_path.glob(".*"))  # the staging copy is gone
+    assert not list(tmp_path.glob(".*"))  # no copy of the model beside it

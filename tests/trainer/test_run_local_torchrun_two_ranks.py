@@ -1,19 +1,24 @@
 """`kubetune run --local --nproc-per-node 2`: the same job under torchrun, two gloo ranks on the CPU.
 
 Both ranks train; only rank 0 reports (one set of stage lines on screen), saves, uploads and
-writes the termination message.
+writes the termination message. Under FSDP the weights are sharded: saving gathers them (a
+collective of every rank) and the LoRA merge reloads the base, so that path has its own test.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import torch
+from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from kubetune_trainer.contract import Outcome
 from kubetune_trainer.storage import MANIFEST_NAME
 from kubetune_trainer.tiny_model import TinyModel
 
+from ..conftest import CATALOG_DIR
 from .local_runs import STAGE_LINES, chat_spec, kubetune_run, model_card_lineage, write_chat_data, write_manifest
 
 
@@ -49,3 +54,47 @@ def test_two_ranks_train_and_only_rank_0_reports_and_writes(
     assert (models / "ddp-chat" / MANIFEST_NAME).is_file()
     assert sorted(p.name for p in (tmp_path / "work" / "output").iterdir()) == ["tiny-llama-chat"]
     AutoModelForCausalLM.from_pretrained(models / "ddp-chat")
+
+
+def test_under_fsdp_the_gathered_adapter_and_merged_model_are_saved_and_agree(
+    tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    # The packaged catalog with every template sharding (FSDP2) instead of replicating (DDP).
+    catalog = tmp_path / "catalog"
+    shutil.copytree(CATALOG_DIR, catalog)
+    for template in catalog.glob("*.yaml"):
+        template.write_text(template.read_text().replace("strategy: ddp", "strategy: fsdp"))
+    data = write_chat_data(tmp_path / "data", train=16, validation=4)
+    spec = chat_spec(
+        tiny_llama.repo_id,
+        data,
+        lora={"enabled": True, "r": 8, "alpha": 16, "merge": True},
+        output={"uri": str(tmp_path / "models" / "fsdp-lora")},
+    )
+    spec["hyperparameters"] |= {"nEpochs": 1, "learningRate": 1e-2}
+    manifest = write_manifest(tmp_path / "job.yaml", name="tiny-fsdp", spec=spec)
+
+    run = kubetune_run(
+        manifest,
+        workdir=tmp_path / "work",
+        hf_home=tiny_hf_home,
+        environ=offline_env,
+        extra=("--nproc-per-node", "2", "--catalog", str(catalog)),
+        in_process=False,
+    )
+
+    assert run.returncode == 0, run.output
+    model_dir = tmp_path / "models" / "fsdp-lora"
+    card = (model_dir / "README.md").read_text()
+    assert "strategy: fsdp" in card
+    assert "worldSize: 2" in card
+    merged = AutoModelForCausalLM.from_pretrained(model_dir)
+    adapted = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama.snapshot_path), model_dir / "adapter"
+    )
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama.snapshot_path)
+    tokens = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        merged_logits, adapted_logits, base_logits = merged(tokens).logits, adapted(tokens).logits, base(tokens).logits
+    assert torch.allclose(merged_logits, adapted_logits, atol=1e-4)
+    assert not torch.allclose(adapted_logits, base_logits, atol=1e-4), "the trained adapter must change the model"

@@ -288,16 +288,15 @@ def _to_hub(
 ) -> None:
     if hub is None:
         hub = HfApi()
-    staging = source.parent / f".{source.name}.hub"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging)
-    (staging / MANIFEST_NAME).write_bytes(manifest.to_bytes())
+    # The manifest goes into the folder itself (a copy of a large model just to add it would cost
+    # minutes); manifests never list themselves, so the folder's own manifest is unchanged by it.
+    (source / MANIFEST_NAME).write_bytes(manifest.to_bytes())
     try:
         hub.create_repo(repo_id, token=token, private=private, exist_ok=True)
         # One commit: the Hub shows the whole model or the previous revision, never a mix.
         hub.upload_folder(
             repo_id=repo_id,
-            folder_path=staging,
+            folder_path=source,
             commit_message=f"Upload {name} (kubetune)",
             token=token,
             delete_patterns="*",
@@ -309,5 +308,3 @@ def _to_hub(
             hint="Check the token in the job's hfTokenSecretRef may write to the repo (a write token); "
             "the upload is retried.",
         ) from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
