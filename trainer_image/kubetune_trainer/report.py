@@ -114,10 +114,10 @@ BAR_WIDTH = 24
 def progress_line(progress: Progress) -> str:
     """`[#######-----------------]  12/40  30%  loss 2.3456  eval 2.1000  lr 1.00e-04  1,234 tok/s  ETA 0:01:23`"""
     total = progress.total_steps or 0
-    filled = BAR_WIDTH * progress.step // total if total else 0
-    parts = [f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}]", f"{progress.step:>4}/{total}", progress.summary or ""]
+    filled = min(BAR_WIDTH, BAR_WIDTH * progress.step // total) if total else 0
+    parts = [f"[{'#' * filled}{'-' * (BAR_WIDTH - filled)}]", f"{progress.step:>4}/{total or '?'}"]
     if total:
-        parts[2] = f"{100 * progress.step // total:>3}%"
+        parts.append(f"{min(100, 100 * progress.step // total):>3}%")
     if progress.loss is not None:
         parts.append(f"loss {progress.loss:.4f}")
     if progress.eval_loss is not None:
