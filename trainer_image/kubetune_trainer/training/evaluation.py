@@ -12,8 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..data.packing import ModelBatch, summed_token_loss
+from ..data.packing import ModelBatch
 from .distributed import all_reduce_max, all_reduce_sum
+from .loss import summed_label_loss
 from .precision import PrecisionPlan
 
 
@@ -33,9 +34,9 @@ def evaluate(
                 break
             batch = batches[min(index, len(batches) - 1)].to(device)
             with precision.autocast():
-                logits = model(**batch.model_inputs()).logits
+                summed = summed_label_loss(model, batch)
             if index < len(batches):
-                totals[0] += summed_token_loss(logits, batch.labels).double().cpu()
+                totals[0] += summed.double().cpu()
                 totals[1] += batch.label_tokens
     model.train(was_training)
     all_reduce_sum(totals)

@@ -23,12 +23,13 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import Clock, DistInfo
 from ..contract import Progress, TrainingHyperparameters
-from ..data.packing import ModelBatch, summed_token_loss
+from ..data.packing import ModelBatch
 from ..errors import ComputationFailed
 from ..report import Reporter
 from .checkpoint import CheckpointState, save_checkpoint
 from .distributed import all_reduce_sum
 from .evaluation import evaluate
+from .loss import summed_label_loss
 from .precision import PrecisionPlan
 from .steps import StepBatches
 
@@ -112,10 +113,9 @@ def train(
             for index, micro_batch in enumerate(step.micro_batches):
                 batch = micro_batch.to(device)
                 with _gradient_sync(model, enabled=index == last):
-                    with precision.autocast():
-                        logits = model(**batch.model_inputs()).logits
                     # Labels are -100 on masked prompts, padding and the first token of each example.
-                    loss = summed_token_loss(logits, batch.labels) / divisor
+                    with precision.autocast():
+                        loss = summed_label_loss(model, batch) / divisor
                     (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
                 step_loss += loss.detach().double().cpu()
 

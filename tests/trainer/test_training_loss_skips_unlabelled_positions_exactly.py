@@ -1,0 +1,35 @@
+"""The loop's loss computes the output head only before labelled tokens, and equals the full shifted loss."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from kubetune_trainer.data.packing import collate_packed, collate_padded, summed_token_loss
+from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.loss import summed_label_loss
+from kubetune_trainer.training.setup import load_model
+
+from .training_jobs import chat_lines, tokenized
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+@pytest.mark.parametrize("packing", [True, False], ids=["packed", "padded"])
+def test_label_positions_only_loss_equals_the_full_loss(
+    tiny_models: dict[str, TinyModel], arch: str, packing: bool
+) -> None:
+    model_path = tiny_models[arch].snapshot_path
+    tokenizer = AutoTokenizer.from_pretrained(str(model_path))
+    examples = tokenized(tokenizer, chat_lines(5, seed=8))
+    batch = collate_packed(examples) if packing else collate_padded(examples, pad_token_id=tokenizer.pad_token_id)
+    model = load_model(model_path, dtype=torch.float32)
+
+    full = summed_token_loss(model(**batch.model_inputs()).logits, batch.labels)
+    only_labels = summed_label_loss(model, batch)
+
+    # Prompts are masked, so the head really skips positions.
+    assert batch.label_tokens < batch.tokens
+    torch.testing.assert_close(only_labels, full, rtol=1e-5, atol=1e-5)
+    only_labels.backward()  # type: ignore[no-untyped-call]
+    assert model.lm_head.weight.grad is not None
