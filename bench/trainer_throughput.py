@@ -384,7 +384,7 @@ def _accelerate(
     from transformers import AutoTokenizer
 
     from kubetune_trainer.contract import LrScheduler
-    from kubetune_trainer.data.packing import summed_token_loss
+    from kubetune_trainer.training.loss import summed_label_loss
     from kubetune_trainer.training.optim import build_optimizer
     from kubetune_trainer.training.schedule import build_scheduler
     from kubetune_trainer.training.seeding import seed_everything
@@ -415,8 +415,7 @@ def _accelerate(
             batch = micro.to(accelerator.device)
             context = accelerator.no_sync(model) if index < last else _NoContext()
             with context:
-                logits = model(**batch.model_inputs()).logits
-                loss = summed_token_loss(logits, batch.labels) / step.label_tokens
+                loss = summed_label_loss(model, batch) / step.label_tokens
                 accelerator.backward(loss)
             total += loss.detach()
         accelerator.clip_grad_norm_(model.parameters(), hyper["max_grad_norm"])
