@@ -65,6 +65,7 @@ async def run_operator(
 ) -> None:
     """Run until cancelled. `extend` adds handlers and settings (the optional webhook) before kopf starts."""
     config = kopf_config if kopf_config is not None else kopf_settings()
+    ready = ready if ready is not None else asyncio.Event()  # kopf raises it once it is up: /healthz
     metrics = metrics if metrics is not None else OperatorMetrics()
     view = ClusterView()
 
@@ -80,7 +81,7 @@ async def run_operator(
             extend(registry, config)
         server = None
         if options.metrics_port is not None:
-            app = metrics_app(metrics, healthy=lambda: view.ready)
+            app = metrics_app(metrics, healthy=ready.is_set)
             server = await start_metrics_server(app, host=options.metrics_host, port=options.metrics_port)
         try:
             await kopf.operator(

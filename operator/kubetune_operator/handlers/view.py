@@ -59,10 +59,6 @@ class ClusterView:
         """kopf hands its indexes to handlers only; the first handler call passes them on."""
         self._indexes.update(indexes)
 
-    @property
-    def ready(self) -> bool:
-        return bool(self._indexes)
-
     def _values(self, index: str, key: Hashable) -> list[Any]:
         found = self._indexes.get(index, {})
         return [json.loads(value) for value in found[key]] if key in found else []
