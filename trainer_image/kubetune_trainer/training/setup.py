@@ -39,7 +39,7 @@ def load_model(snapshot: Path, *, dtype: torch.dtype) -> Any:
     model, info = loaded
     # transformers fills missing weights with random ones and only logs it; training that would
     # quietly fine-tune noise.
-    missing = [key for key in info.get("missing_keys", []) if "rotary" not in key]
+    missing = sorted(info.get("missing_keys", []))
     if missing or info.get("mismatched_keys"):
         raise CheckpointInvalid(
             f"The weights in {snapshot.name} do not match its config.json: missing {missing[:5]}, "
