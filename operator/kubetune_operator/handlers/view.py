@@ -50,7 +50,8 @@ def _version(body: Mapping[str, Any] | None) -> int:
 class ClusterView:
     def __init__(self) -> None:
         self._indexes: dict[str, Mapping[Hashable, Iterable[Any]]] = {}
-        self._written: dict[JobKey, Body] = {}
+        self._written: dict[JobKey, tuple[int, str, str]] = {}
+        """Our own last write per job, until the watch delivers it: (resourceVersion, uid, packed body)."""
         self._expected: dict[JobKey, set[str]] = {}
         self.parsed_templates: dict[tuple[str, str], Any] = {}
         """BaseModelTemplates parsed once per (name, resourceVersion); None for an invalid one."""
@@ -66,18 +67,18 @@ class ClusterView:
     def job(self, key: JobKey) -> Body | None:
         seen = self._values("finetunejobs", key)
         latest: Body | None = seen[0] if seen else None
-        written = self._written.get(key)
         if latest is None:
             self.forget(key)
             return None
-        if written is not None and written["metadata"].get("uid") == latest["metadata"].get("uid"):
-            if _version(written) > _version(latest):
-                return written
-            del self._written[key]
+        written = self._written.get(key)
+        if written is not None and written[1] == latest["metadata"].get("uid") and written[0] > _version(latest):
+            found: Body = json.loads(written[2])
+            return found
+        self._written.pop(key, None)
         return latest
 
     def remember(self, key: JobKey, body: Body) -> None:
-        self._written[key] = body
+        self._written[key] = (_version(body), str(body["metadata"].get("uid")), packed(body))
 
     def expect(self, key: JobKey, batch_job: str) -> None:
         """We created `batch_job`; until the index shows it, a pass must not try to create it again."""
