@@ -9,14 +9,17 @@ from .conftest import JOBS, job_manifest, status_of
 from .emulator import ApiEmulator
 
 
-async def pass_preflight(cluster: ApiEmulator, actors: Actors, name: str, **spec: Any) -> None:
-    """Apply the job and let its preflight succeed; returns once attempt 1's Job exists."""
+async def pass_preflight(
+    cluster: ApiEmulator, actors: Actors, name: str, *, until_attempt: bool = True, **spec: Any
+) -> None:
+    """Apply the job and let its preflight succeed; returns once attempt 1's Job exists (if `until_attempt`)."""
     await actors.apply_job(job_manifest(name, **spec))
     await wait_for(lambda: cluster.live(JOBS, NAMESPACE, f"{name}-preflight"), what="the preflight Job")
     (pod,) = await actors.start_pods(f"{name}-preflight")
     await actors.terminate(pod, exit_code=0, message=preflight_passed())
     await actors.job_condition(f"{name}-preflight", "Complete")
-    await wait_for(lambda: cluster.live(JOBS, NAMESPACE, f"{name}-a1"), what="attempt 1's Job")
+    if until_attempt:
+        await wait_for(lambda: cluster.live(JOBS, NAMESPACE, f"{name}-a1"), what="attempt 1's Job")
 
 
 async def run_attempt(cluster: ApiEmulator, actors: Actors, name: str, attempt: int) -> list[str]:

@@ -104,8 +104,8 @@ async def test_suspend_deletes_the_job_and_resume_starts_a_new_attempt_from_the_
 async def test_active_deadline_fails_the_job_as_deadline_exceeded(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
-    await pass_preflight(cluster, actors, "late", activeDeadlineSeconds=1)
-    await actors.start_pods("late-a1")
+    # The deadline runs from status.startTime (whole seconds), so attempt 1 may fail before a pod starts.
+    await pass_preflight(cluster, actors, "late", until_attempt=False, activeDeadlineSeconds=1)
     await until_phase(cluster, "late", "Failed", timeout=5)
     assert error_of(cluster, "late")["reason"] == "DeadlineExceeded"
     await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "late-a1") is None, what="the Job to go")
@@ -115,10 +115,12 @@ async def test_ttl_after_finished_deletes_the_finetunejob(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
     (pod,) = await to_running(cluster, actors, "brief", ttlSecondsAfterFinished=1)
-    await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
-    await actors.job_condition("brief-a1", "Complete")
-    await until_phase(cluster, "brief", "Succeeded")
+    await actors.terminate(pod, exit_code=0, message=trainer_succeeded())  # its pods done: the attempt succeeded
     await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "brief") is None, timeout=5, what="the TTL deletion")
+    assert cluster.objects[FTJ, NAMESPACE, "brief"].last["status"]["phase"] == "Succeeded"
+    await wait_for(
+        lambda: any(e["reason"] == "TTLExpired" for e in cluster.live_objects(EVENTS, NAMESPACE)), what="TTLExpired"
+    )
     await wait_for(lambda: not _live_jobs(cluster, "brief"), what="the children to be collected")
 
 
