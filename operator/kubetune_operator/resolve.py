@@ -19,7 +19,6 @@ from kubetune_trainer.contract import (
     ModelFacts,
     Precision,
     Strategy,
-    TemplateExpectations,
     TrainingHyperparameters,
     WarningNote,
     WireModel,
@@ -82,18 +81,6 @@ class ResolvedJob(WireModel):
     @property
     def gpus_per_node(self) -> int:
         return self.resources.gpus_per_node
-
-    def expectations(self) -> TemplateExpectations:
-        spec = self.template.spec
-        return TemplateExpectations(
-            name=self.template.name,
-            family=spec.architecture.family,
-            model_types=list(spec.architecture.model_types),
-            architectures=list(spec.architecture.architectures),
-            parameters=spec.parameters,
-            max_seq_length=spec.max_seq_length,
-            transformers_ceiling=spec.transformers_ceiling,
-        )
 
     def status_resolved(self, facts: ModelFacts | None = None) -> Resolved:
         """`status.resolved`: what runs, with the preflight's model facts once known."""

@@ -18,6 +18,7 @@ from kubetune_trainer.contract import (
 )
 
 from ..resolve import ResolvedJob
+from ..selection import expectations_of
 
 HF_TOKEN_ENV = "HF_TOKEN"
 """The variable huggingface_hub itself reads, so the token works with no extra wiring."""
@@ -50,7 +51,7 @@ def build_trainer_config(
             repo=resolved.model_repo,
             revision=resolved.revision,
             token_env=HF_TOKEN_ENV if resolved.hf_token_secret_ref is not None else None,
-            template=resolved.expectations(),
+            template=expectations_of(resolved.template),
         ),
         data=DataSource(
             training_file=resolved.training_file,
