@@ -84,25 +84,25 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     """Sum over ranks in place (a no-op without a process group); returns the tensor."""
-    if dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
+    return _all_reduce(values, op=dist.ReduceOp.SUM)
 
 
 def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
     """Maximum over ranks in place (a no-op without a process group); returns the tensor."""
-    if dist.is_initialized():
-        dist.all_reduce(values, op=dist.ReduceOp.MAX)
-    return values
+    return _all_reduce(values, op=dist.ReduceOp.MAX)
 
 
-def broadcast_object(value: Any, *, src: int = 0) -> Any:
-    """Rank `src`'s value on every rank (for decisions only rank 0 may take)."""
+def _all_reduce(values: torch.Tensor, *, op: Any) -> torch.Tensor:
     if not dist.is_initialized():
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
+        return values
+    if dist.get_backend() == "nccl":
+        # NCCL reduces GPU memory only; the loop's small tallies live on the CPU.
+        on_gpu = values.to(torch.device("cuda", torch.cuda.current_device()))
+        dist.all_reduce(on_gpu, op=op)
+        values.copy_(on_gpu)
+    else:
+        dist.all_reduce(values, op=op)
+    return values
 
 
 def barrier() -> None:
