@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path, PurePosixPath
 
 import torch
 
 from ..context import RunContext
+from ..errors import InvalidInput
 from ..training.loop import train
 from ..training.optim import build_optimizer
 from ..training.schedule import build_scheduler
@@ -67,7 +69,7 @@ def run(ctx: RunContext) -> None:
         dist_info=ctx.dist,
         reporter=ctx.reporter,
         clock=ctx.clock,
-        checkpoint_root=ctx.paths.checkpoints,
+        checkpoint_root=checkpoint_root(ctx),
         lora=setup.lora,
     )
     ctx.metrics.update(
@@ -81,6 +83,33 @@ def run(ctx: RunContext) -> None:
         ctx.metrics["eval_loss"] = result.eval_losses[-1][1]
     if result.checkpoints:
         ctx.checkpoint_step = result.steps
+
+
+def checkpoint_root(ctx: RunContext) -> Path:
+    """Where checkpoints are written: the job's checkpoint location when it is a filesystem path.
+
+    A local path, `file://` or `pvc://claim/path` (the claim mounted under `data.pvcMountRoot`)
+    is written directly. Without a location, or for an object store (`s3://`), checkpoints stay
+    in the work directory; copying them out is not done here.
+    """
+    uri = ctx.config.runtime.checkpoint_uri
+    if uri is None:
+        return ctx.paths.checkpoints
+    if uri.startswith("pvc://"):
+        claim, _, inside = uri.removeprefix("pvc://").partition("/")
+        if not claim or ".." in PurePosixPath(inside).parts:
+            raise InvalidInput(
+                f"The checkpoint location {uri!r} is not a claim and a path inside it.",
+                reason="InvalidCheckpointUri",
+                field="checkpoint.uri",
+                hint="Write it as pvc://<claim>/<path>, with no '..' in the path.",
+            )
+        return Path(ctx.config.data.pvc_mount_root) / claim / inside
+    if uri.startswith("file://"):
+        return Path(uri.removeprefix("file://"))
+    if "://" not in uri:
+        return Path(uri)
+    return ctx.paths.checkpoints
 
 
 def _pad_token_id(tokenizer: object) -> int:
