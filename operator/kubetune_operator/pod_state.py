@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,6 +37,8 @@ class PodView:
         self.finished = False
         self.started: datetime | None = None
         self.ended: datetime | None = None
+        self.grace_left: float | None = None
+        """Seconds until a failure still within its grace (an image pull) becomes final."""
 
     @classmethod
     def of(cls, pod: Manifest, *, now: datetime, image_pull_grace: float) -> PodView:
@@ -55,6 +57,7 @@ class PodView:
                 view.error = _waiting_error(pod, container, waiting, now=now, grace=image_pull_grace)
                 if view.error is not None:
                     break
+                view.grace_left = _pull_grace_left(pod, waiting, now=now, grace=image_pull_grace)
         if view.error is None and phase == "Failed" and not view.succeeded:
             view.error = _crashed(status.get("message") or status.get("reason") or "the pod failed")
         if phase == "Pending":
@@ -132,7 +135,7 @@ def _waiting_error(
     reason = waiting.get("reason")
     if reason in IMAGE_PULL_REASONS:
         created = parse_time(pod.get("metadata", {}).get("creationTimestamp"))
-        if created is not None and (now - created).total_seconds() < grace:
+        if created is not None and seconds_left(created, grace, now=now) > 0:
             return None
         image = container.get("image", "?")
         return operator_error(
@@ -145,6 +148,14 @@ def _waiting_error(
     if reason == "CreateContainerConfigError":
         return _secret_error(pod, waiting.get("message", ""))
     return None
+
+
+def _pull_grace_left(pod: Manifest, waiting: Mapping[str, Any], *, now: datetime, grace: float) -> float | None:
+    """A pull failing but still within its grace: how long until it counts (nobody re-reports it then)."""
+    created = parse_time(pod.get("metadata", {}).get("creationTimestamp"))
+    if waiting.get("reason") not in IMAGE_PULL_REASONS or created is None:
+        return None
+    return max(0.0, seconds_left(created, grace, now=now))
 
 
 def _secret_error(pod: Manifest, kubelet_message: str) -> JobError:
@@ -212,6 +223,11 @@ def completion_index(pod: Manifest) -> tuple[int, str]:
 def pod_condition(pod: Manifest, kind: str) -> Mapping[str, Any] | None:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return next((c for c in conditions if c.get("type") == kind), None)
+
+
+def seconds_left(since: datetime, seconds: float, *, now: datetime) -> float:
+    """Seconds from `now` until `seconds` after `since` (negative once past)."""
+    return (since + timedelta(seconds=seconds) - now).total_seconds()
 
 
 def parse_time(value: object) -> datetime | None:

@@ -46,6 +46,11 @@ def advance(
     situation = Situation(job=job, spec=spec, resolution=resolution, seen=observation, now=now, settings=settings)
     draft = StatusDraft(status, now=now, generation=job.generation)
     _run(draft, situation)
+    if draft.status.phase not in (*TERMINAL_PHASES, Phase.SUSPENDED):
+        # A grace running out (an image pull, a preflight's message) brings no event: look again then.
+        for run in (observation.preflight, observation.trainer):
+            if run.recheck_after is not None:
+                draft.look_again(run.recheck_after)
     return draft.step()
 
 

@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,8 @@ class RepoListing:
     revision: str
     sha: str
     files: tuple[str, ...]
+    cached_only: bool = False
+    """The hub could not be reached and this revision came from the local cache: read files from there too."""
 
     def has(self, name: str) -> bool:
         return name in self.files
@@ -133,18 +135,34 @@ def translated_errors(repo: str, revision: str, *, settings: HubSettings, cache_
 
 def list_repo(repo: str, *, revision: str, settings: HubSettings, cache_dir: Path) -> RepoListing:
     """The commit `revision` resolves to and its files: from the hub, or the local snapshot when offline."""
+    if settings.offline:
+        return _cached_listing(repo, revision=revision, settings=settings, cache_dir=cache_dir)
+    try:
+        with translated_errors(repo, revision, settings=settings, cache_dir=cache_dir):
+            info = HfApi(endpoint=settings.endpoint, token=settings.token).model_info(repo, revision=revision)
+    except InfrastructureFailure as unreachable:
+        # Like snapshot_download, fall back to a snapshot already in the cache when the hub cannot be
+        # reached (a laptop offline, a cluster whose cache volume holds the model, a hub outage).
+        try:
+            cached = _cached_listing(repo, revision=revision, settings=settings, cache_dir=cache_dir)
+        except InvalidInput:
+            raise unreachable from None
+        return replace(cached, cached_only=True)
     with translated_errors(repo, revision, settings=settings, cache_dir=cache_dir):
-        if settings.offline:
-            folder = Path(
-                snapshot_download(repo, revision=revision, cache_dir=cache_dir, local_files_only=True, token=False)
-            )
-            files = tuple(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
-            return RepoListing(repo=repo, revision=revision, sha=folder.name, files=files)
-        info = HfApi(endpoint=settings.endpoint, token=settings.token).model_info(repo, revision=revision)
         files = tuple(sorted(s.rfilename for s in info.siblings or []))
         if info.sha is None:
             raise _unavailable(repo, "the hub returned no commit sha")
         return RepoListing(repo=repo, revision=revision, sha=info.sha, files=files)
+
+
+def _cached_listing(repo: str, *, revision: str, settings: HubSettings, cache_dir: Path) -> RepoListing:
+    offline = replace(settings, offline=True)
+    with translated_errors(repo, revision, settings=offline, cache_dir=cache_dir):
+        folder = Path(
+            snapshot_download(repo, revision=revision, cache_dir=cache_dir, local_files_only=True, token=False)
+        )
+    files = tuple(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
+    return RepoListing(repo=repo, revision=revision, sha=folder.name, files=files)
 
 
 def read_json(listing: RepoListing, name: str, *, settings: HubSettings, cache_dir: Path) -> dict[str, Any]:
@@ -157,7 +175,7 @@ def read_json(listing: RepoListing, name: str, *, settings: HubSettings, cache_d
             cache_dir=cache_dir,
             token=settings.token,
             endpoint=settings.endpoint,
-            local_files_only=settings.offline,
+            local_files_only=settings.offline or listing.cached_only,
         )
     try:
         loaded = json.loads(Path(str(path)).read_text(encoding="utf-8"))
@@ -202,7 +220,7 @@ def fetch(listing: RepoListing, *, settings: HubSettings, cache_dir: Path) -> tu
                 ignore_patterns=list(PICKLE_PATTERNS),
                 token=settings.token,
                 endpoint=settings.endpoint,
-                local_files_only=settings.offline,
+                local_files_only=settings.offline or listing.cached_only,
             )
         )
     present = tuple(sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()))
@@ -218,7 +236,17 @@ def check_model(
         if listing.has("config.json")
         else None
     )
-    return model_rules.evaluate(config, listing.files, repo=listing.repo, revision_sha=listing.sha, template=template)
+    check = model_rules.evaluate(config, listing.files, repo=listing.repo, revision_sha=listing.sha, template=template)
+    if not listing.cached_only:
+        return check
+    note = WarningNote(
+        reason="ModelFromLocalCache",
+        message=(
+            f"the Hugging Face Hub could not be reached; {listing.repo}@{listing.revision} is the cached commit "
+            f"{listing.sha[:12]}, which may be older than the hub's"
+        ),
+    )
+    return check.model_copy(update={"warnings": [*check.warnings, note]})
 
 
 def download_model(source: ModelSource, *, cache_dir: Path, environ: Mapping[str, str]) -> DownloadedModel:

@@ -79,11 +79,31 @@ def run_local(args: argparse.Namespace, *, environ: Mapping[str, str], stream: T
     config_file.write_text(config.to_json(), encoding="utf-8")
     print(f"trainer config: {config_file}", file=stream)
     if args.nproc_per_node > 1:
-        return _torchrun(config_file, nproc=args.nproc_per_node, environ=environ, stream=stream)
-    # The trainer's entry point itself, in this process: the same code a trainer pod runs.
-    from kubetune_trainer.cli import main as trainer_main  # noqa: PLC0415 (torch loads only for a run)
+        code = _torchrun(config_file, nproc=args.nproc_per_node, environ=environ, stream=stream)
+    else:
+        # The trainer's entry point itself, in this process: the same code a trainer pod runs.
+        from kubetune_trainer.cli import main as trainer_main  # noqa: PLC0415 (torch loads only for a run)
 
-    return trainer_main(["--config", str(config_file)], environ=environ, stream=stream)
+        code = trainer_main(["--config", str(config_file)], environ=environ, stream=stream)
+    if code == 0:
+        _print_how_to_load(config, stream=stream)
+    return code
+
+
+def _print_how_to_load(config: TrainerConfig, *, stream: TextIO) -> None:
+    """Where the model is on this machine and the two lines that load it, when it is a local directory."""
+    uri = config.output.uri
+    if uri.startswith("pvc://"):
+        local = Path(config.data.pvc_mount_root) / uri.removeprefix("pvc://")
+    elif "://" not in uri or uri.startswith("file://"):
+        local = Path(uri.removeprefix("file://"))
+    else:
+        return
+    print(f"model: {local}", file=stream)
+    print("load it:", file=stream)
+    print("  from transformers import AutoModelForCausalLM, AutoTokenizer", file=stream)
+    print(f"  model = AutoModelForCausalLM.from_pretrained({str(local)!r})", file=stream)
+    print(f"  tokenizer = AutoTokenizer.from_pretrained({str(local)!r})", file=stream)
 
 
 def _read_job(path: Path, *, stream: TextIO) -> FineTuneJob | None:

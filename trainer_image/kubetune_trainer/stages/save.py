@@ -72,6 +72,7 @@ def run(ctx: RunContext) -> None:
     ctx.tokenizer.save_pretrained(folder)
     _refuse_pickles(folder)
     (folder / "README.md").write_text(render_model_card(ctx, layout=layout), encoding="utf-8")
+    _readable_by_all(folder)
     ctx.saved_dir = folder
     ctx.output_name = name
     files = [p for p in folder.rglob("*") if p.is_file()]
@@ -127,3 +128,10 @@ def _refuse_pickles(folder: Path) -> None:
             reason="PickleWeightsWritten",
             hint="Report this with the job UID: the installed transformers or peft saved in an unsafe format.",
         )
+
+
+def _readable_by_all(folder: Path) -> None:
+    """Weights are written as owner-only temp files; on a shared volume the pods that serve the model run as
+    other users, so every file is made world-readable (never writable)."""
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
