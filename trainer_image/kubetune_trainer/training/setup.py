@@ -62,7 +62,7 @@ def prepare_model(
     precision = plan_precision(runtime.precision, device=device)
     model = load_model(snapshot, dtype=precision.load_dtype)
     if runtime.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if lora is not None:
         model = apply_lora(model, lora)
     model.to(device)
