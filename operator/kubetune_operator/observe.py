@@ -17,7 +17,7 @@ from pydantic import Field
 from kubetune_trainer.contract import ErrorClass, JobError, ModelFacts, Result, WireModel
 
 from .api.conditions import Reason
-from .pod_state import Manifest, PodView, completion_index, operator_error
+from .pod_state import Manifest, PodView, completion_index, operator_error, parse_time
 from .settings import OperatorSettings
 
 
@@ -82,8 +82,9 @@ def observe(
 ) -> Observation:
     """Observe the preflight and attempt `attempt` (their Jobs may be None when absent)."""
     grace = settings.image_pull_grace_seconds
+    preflight = observe_run(preflight_job, preflight_pods, now=now, image_pull_grace=grace)
     return Observation(
-        preflight=observe_run(preflight_job, preflight_pods, now=now, image_pull_grace=grace),
+        preflight=_with_result(preflight, preflight_job, now=now, grace=settings.preflight_result_grace_seconds),
         attempt=attempt,
         trainer=observe_run(attempt_job, attempt_pods, now=now, image_pull_grace=grace) if attempt else ABSENT,
     )
@@ -140,6 +141,37 @@ def observe_run(
     return RunObservation(state=state, live_pods=live, recheck_after=min(graces) if graces else None, **timing)
 
 
+RESULT_RECHECK_SECONDS = 2.0
+"""How often a Complete preflight Job waiting for its pod's message is looked at again."""
+
+
+def _with_result(run: RunObservation, job: Manifest | None, *, now: datetime, grace: float) -> RunObservation:
+    """A preflight passes only with its Result: the Job's Complete may arrive before its pod's message.
+
+    Jobs and pods are separate watches, so a Complete Job is "still finishing" until the pod's
+    termination message is seen; after `grace` it is an Internal (retryable) failure.
+    """
+    if run.state != RunState.SUCCEEDED or run.result is not None:
+        return run
+    if run.finished_at is not None:
+        why = "the preflight pod ended without a termination message (its Result)"
+    else:
+        completed = _job_condition_time(job, "Complete") or now
+        waited = (now - completed).total_seconds()
+        if waited < grace:
+            recheck = min(RESULT_RECHECK_SECONDS, grace - waited)
+            return run.model_copy(update={"state": RunState.RUNNING, "recheck_after": recheck})
+        why = f"the preflight Job is Complete but its pod's termination message was not seen within {grace:.0f}s"
+    error = operator_error(
+        ErrorClass.INTERNAL,
+        Reason.PREFLIGHT_RESULT_MISSING,
+        why,
+        hint="nothing to change if it passes on a retry; else check the preflight pod's logs",
+        retryable=True,
+    )
+    return run.model_copy(update={"state": RunState.FAILED, "error": error})
+
+
 def _timing(views: Sequence[PodView], *, now: datetime) -> dict[str, Any]:
     starts = [v.started for v in views if v.started is not None]
     ends = [v.ended for v in views if v.ended is not None]
@@ -150,6 +182,13 @@ def _timing(views: Sequence[PodView], *, now: datetime) -> dict[str, Any]:
         "finished_at": max(ends) if ends and all_done else None,
         "pod_seconds": seconds,
     }
+
+
+def _job_condition_time(job: Manifest | None, kind: str) -> datetime | None:
+    for condition in ((job or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return parse_time(condition.get("lastTransitionTime"))
+    return None
 
 
 def _job_condition(job: Manifest | None, kind: str) -> str | None:

@@ -38,6 +38,11 @@ class OperatorSettings(BaseModel):
     image_pull_grace_seconds: float = Field(
         300.0, ge=0, description="How long an image pull may fail before the job fails (ImagePullFailed)."
     )
+    preflight_result_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="How long a Complete preflight Job may wait for its pod's termination message to be seen.",
+    )
     heartbeat_stale_seconds: float = Field(
         900.0, gt=0, description="A training heartbeat older than this fails the attempt as Stalled (retried)."
     )

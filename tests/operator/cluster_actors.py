@@ -120,9 +120,6 @@ class Actors:
         return names
 
     async def job_condition(self, job_name: str, kind: str, reason: str = "") -> None:
-        # The Job controller marks a Job only after it saw its pods finish: the pod event comes first.
-        # (Pods and Jobs are separate watch streams; see the report for the core's ordering gap.)
-        await asyncio.sleep(0.2)
         condition = {"type": kind, "status": "True", "reason": reason or kind, "lastTransitionTime": stamp()}
         url = self._url("/apis/batch/v1", "jobs", job_name, status=True)
         await _ok(self.cluster.patch(url, json={"status": {"conditions": [condition]}}, headers=MERGE))

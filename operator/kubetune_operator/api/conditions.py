@@ -27,6 +27,7 @@ class Reason(enum.StrEnum):
     PREFLIGHT_PASSED = "PreflightPassed"
     PREFLIGHT_FAILED = "PreflightFailed"
     PREFLIGHT_SKIPPED = "PreflightSkipped"
+    PREFLIGHT_RESULT_MISSING = "PreflightResultMissing"
     # Scheduling.
     ATTEMPT_CREATED = "AttemptCreated"
     AWAITING_ADMISSION = "AwaitingAdmission"
