@@ -152,12 +152,14 @@ def _validate(draft: StatusDraft, situation: Situation) -> None:
 
 
 def _preflight(draft: StatusDraft, situation: Situation) -> None:
-    """Validating: a failed preflight ends the job with no GPU pod; a passed one starts attempt 1."""
+    """Validating: invalid input ends the job with no GPU pod, an Internal failure reruns; a pass starts attempt 1."""
     run, resolution = situation.seen.preflight, situation.resolution
+    if draft.reason(ConditionType.VALIDATED) == Reason.RETRY_BACKOFF:
+        _wait_for_preflight_retry(draft, situation)
+        return
     if run.state == RunState.FAILED:
         error = run.error or draft.internal(Reason.CRASHED, "the preflight failed", uid=situation.job.uid)
-        draft.condition(ConditionType.VALIDATED, FALSE, Reason.PREFLIGHT_FAILED, error.message)
-        draft.fail(error.model_copy(update={"retryable": False}), situation=situation)
+        _preflight_failed(draft, situation, error)
         return
     if run.state != RunState.SUCCEEDED:
         if run.state == RunState.ABSENT:
@@ -188,6 +190,47 @@ def _preflight(draft: StatusDraft, situation: Situation) -> None:
     draft.events.append(EventNote.normal(Reason.PREFLIGHT_PASSED, f"model and data checked: {resolved.model_repo}"))
     draft.add_warnings([*resolved.warnings, *warnings])
     start_attempt(draft, situation, 1)
+
+
+def _preflight_failed(draft: StatusDraft, situation: Situation, error: JobError) -> None:
+    """Invalid input ends the job; an Internal (retryable) failure runs the preflight again after a backoff."""
+    assert situation.spec is not None
+    retries, most = draft.status.preflight_retries, situation.spec.max_retries
+    if not error.retryable or retries >= most:
+        if error.retryable:
+            exhausted = f"preflight: {most} retries used: the job fails"
+            draft.events.append(EventNote.warning(Reason.RETRIES_EXHAUSTED, exhausted))
+        draft.condition(ConditionType.VALIDATED, FALSE, Reason.PREFLIGHT_FAILED, error.message)
+        draft.fail(error, situation=situation)
+        return
+    wait = retry_backoff_seconds(retries + 1, situation.settings)
+    message = (
+        f"preflight failed ({error.error_class} {error.reason}): {error.message}; "
+        f"it runs again in {wait:.0f}s (retry {retries + 1} of {most})"
+    )
+    draft.update(preflight_retries=retries + 1, error=error)
+    draft.condition(ConditionType.VALIDATED, FALSE, Reason.RETRY_BACKOFF, message)
+    draft.events.append(EventNote.warning(Reason.RETRYING, message))
+    draft.actions.append(DeletePreflight())
+    draft.look_again(wait)
+
+
+def _wait_for_preflight_retry(draft: StatusDraft, situation: Situation) -> None:
+    backoff = find_condition(draft.status.conditions, ConditionType.VALIDATED)
+    assert backoff is not None
+    wait = retry_backoff_seconds(draft.status.preflight_retries, situation.settings)
+    remaining = (backoff.last_transition_time + timedelta(seconds=wait) - draft.now).total_seconds()
+    if situation.seen.preflight.state != RunState.ABSENT:
+        draft.actions.append(DeletePreflight())  # its deletion's event wakes the job again
+        if remaining <= 0:
+            return
+    if remaining > 0:
+        draft.look_again(remaining)
+        return
+    draft.update(error=None)
+    draft.condition(ConditionType.VALIDATED, UNKNOWN, Reason.PREFLIGHT_RUNNING, "checking model and data again")
+    draft.events.append(EventNote.normal(Reason.PREFLIGHT_RUNNING, "preflight runs again"))
+    draft.actions.append(CreatePreflight())
 
 
 def _suspend(draft: StatusDraft, situation: Situation) -> None:

@@ -113,6 +113,9 @@ class FineTuneJobStatus(WireModel):
     warnings: list[WarningNote] = Field(default_factory=list, description="Things that did not stop the job.")
     resolved: Resolved | None = Field(None, description="What really runs.")
     attempt: int = Field(0, ge=0, description="Current attempt; 0 before the first.")
+    preflight_retries: int = Field(
+        0, ge=0, description="Preflight runs repeated after a retryable failure (limited by spec.maxRetries)."
+    )
     checkpoints: list[CheckpointRecord] = Field(default_factory=list, description="Checkpoints written.")
     output_model: OutputModel | None = Field(None, description="The trained model.")
     start_time: KubeTime | None = Field(None, description="When the first attempt started.")

@@ -68,6 +68,7 @@ class Reconciler:
                 self.metrics.job_phase(key, None)
                 return None
             now = self.clock()
+            self.view.settle(key)
             inputs = gather(self.view, key, body, settings=self.settings, now=now)
             step = advance(
                 job=inputs.facts,

@@ -91,6 +91,12 @@ class ClusterView:
             pending.discard(batch_job)
         return batch_job in pending
 
+    def settle(self, key: JobKey) -> None:
+        """Drop expectations the index now confirms, so a Job deleted later may be created again (a preflight rerun)."""
+        pending = self._expected.get(key)
+        if pending:
+            pending.difference_update(j["metadata"]["name"] for j in self.batch_jobs(key))
+
     def forget(self, key: JobKey) -> None:
         self._expected.pop(key, None)
         self._written.pop(key, None)
