@@ -7,8 +7,6 @@ starts attempt k+1 from the newest checkpoint, up to `maxRetries`.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from kubetune_trainer.contract import JobError, Stage
 
 from .actions import CreateAttempt, DeleteAttempt
@@ -35,7 +33,7 @@ def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> Non
     draft.update(
         phase=Phase.QUEUED,
         attempt=attempt,
-        start_time=draft.status.start_time or draft.now,
+        start_time=draft.status.start_time or draft.stamp,
         stage=None,
         stages=[],
         progress=None,
@@ -124,10 +122,11 @@ def _check_heartbeat(draft: StatusDraft, situation: Situation, run: RunObservati
     if draft.status.stage != Stage.TRAINING or progress is None or progress.heartbeat_time is None:
         return
     threshold = situation.settings.heartbeat_stale_seconds
-    silent = (draft.now - progress.heartbeat_time).total_seconds()
-    if silent < threshold:
-        draft.look_again(threshold - silent)
+    left = draft.seconds_until(progress.heartbeat_time, threshold)
+    if left > 0:
+        draft.look_again(left)
         return
+    silent = (draft.now - progress.heartbeat_time).total_seconds()
     stalled = draft.internal(
         Reason.STALLED,
         f"no training heartbeat for {silent:.0f}s (threshold {threshold:.0f}s) at step {progress.step}",
@@ -141,7 +140,7 @@ def _succeeded(draft: StatusDraft, run: RunObservation) -> None:
     draft.announce_stages(finished=True)
     draft.account_gpu_time(run)
     result = run.result
-    changes: dict[str, object] = {"phase": Phase.SUCCEEDED, "completion_time": draft.now, "error": None}
+    changes: dict[str, object] = {"phase": Phase.SUCCEEDED, "completion_time": draft.stamp, "error": None}
     words = ""
     if result is not None and result.output is not None:
         out = result.output
@@ -193,7 +192,7 @@ def _wait_for_retry(draft: StatusDraft, situation: Situation, attempt: int) -> N
     backoff = find_condition(draft.status.conditions, ConditionType.SCHEDULED)
     assert backoff is not None
     wait = retry_backoff_seconds(attempt, situation.settings)
-    remaining = (backoff.last_transition_time + timedelta(seconds=wait) - draft.now).total_seconds()
+    remaining = draft.seconds_until(backoff.last_transition_time, wait)
     if remaining > 0:
         draft.look_again(remaining)
     else:

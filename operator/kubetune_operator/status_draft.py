@@ -7,7 +7,7 @@ every change), and the shell receives the result as a `Step` and patches once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import Field
 
@@ -18,6 +18,7 @@ from .api.conditions import EventNote, Reason, find_condition, with_condition
 from .api.spec import FineTuneJobSpec
 from .api.status import CheckpointRecord, ConditionStatus, ConditionType, FineTuneJobStatus, Phase
 from .observe import Observation, RunObservation
+from .pod_state import seconds_left
 from .resolve import Resolution
 from .settings import OperatorSettings
 from .stage_events import announced_stage, stage_events
@@ -52,12 +53,22 @@ class Situation:
     settings: OperatorSettings
 
 
+def recordable(moment: datetime) -> datetime:
+    """`moment` rounded up to the whole second, the precision status times are stored with."""
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
+
+
 class StatusDraft:
     """A FineTuneJob status under construction, plus the Events and actions decided so far."""
 
     def __init__(self, status: FineTuneJobStatus, *, now: datetime, generation: int) -> None:
         self.status = status.model_copy(update={"observed_generation": generation})
         self.now = now
+        self.stamp = recordable(now)
+        """`now` as status records it: Kubernetes times are whole seconds, and rounding down would let
+        a deadline counted from a recorded time (activeDeadlineSeconds, ttlSecondsAfterFinished, a
+        retry backoff) fire up to a second early; rounded up, it fires at most a second late."""
         self.generation = generation
         self.events: list[EventNote] = []
         self.actions: list[Action] = []
@@ -79,7 +90,7 @@ class StatusDraft:
             state,
             reason=reason,
             message=message,
-            now=self.now,
+            now=self.stamp,
             generation=self.generation,
         )
         self.update(conditions=conditions)
@@ -87,6 +98,10 @@ class StatusDraft:
     def reason(self, kind: ConditionType) -> str | None:
         found = find_condition(self.status.conditions, kind)
         return found.reason if found is not None else None
+
+    def seconds_until(self, since: datetime, seconds: float) -> float:
+        """Seconds left until `seconds` after a recorded time `since` (negative once past)."""
+        return seconds_left(since, seconds, now=self.now)
 
     def look_again(self, seconds: float) -> None:
         """Ask for a reconcile in `seconds`; of several asks, the soonest wins."""
@@ -123,11 +138,11 @@ class StatusDraft:
         step = run.result.checkpoint_step if run.result is not None else None
         if step is None or uri is None or any(c.step == step for c in self.status.checkpoints):
             return
-        self.update(checkpoints=[*self.status.checkpoints, CheckpointRecord(step=step, uri=uri, time=self.now)])
+        self.update(checkpoints=[*self.status.checkpoints, CheckpointRecord(step=step, uri=uri, time=self.stamp)])
 
     def fail(self, error: JobError, *, situation: Situation) -> None:
         """Terminal failure: phase Failed, the error and its hint in the status and an Event, pods freed."""
-        self.update(phase=Phase.FAILED, error=error, completion_time=self.now)
+        self.update(phase=Phase.FAILED, error=error, completion_time=self.stamp)
         if find_condition(self.status.conditions, ConditionType.RUNNING) is not None:
             self.condition(ConditionType.RUNNING, ConditionStatus.FALSE, error.reason, error.message)
         self.condition(ConditionType.FAILED, ConditionStatus.TRUE, error.reason, error.message)
@@ -139,7 +154,7 @@ class StatusDraft:
             self.actions.append(DeletePreflight())
         spec = situation.spec
         if spec is not None and spec.ttl_seconds_after_finished is not None:
-            self.look_again(float(spec.ttl_seconds_after_finished))
+            self.look_again(self.seconds_until(self.stamp, spec.ttl_seconds_after_finished))
 
     def internal(self, reason: Reason, message: str, *, uid: str, retryable: bool = False) -> JobError:
         """An Internal error found by the operator, at the current stage."""

@@ -11,7 +11,7 @@ the status once, only what changed.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from kubetune_trainer.contract import ErrorClass, JobError
 
@@ -88,7 +88,7 @@ def _finished(draft: StatusDraft, situation: Situation) -> None:
     done_at = draft.status.completion_time
     if ttl is None or done_at is None:
         return
-    remaining = (done_at + timedelta(seconds=ttl) - draft.now).total_seconds()
+    remaining = draft.seconds_until(done_at, ttl)
     if remaining > 0:
         draft.look_again(remaining)
         return
@@ -100,7 +100,7 @@ def _deadline_passed(draft: StatusDraft, situation: Situation, spec: FineTuneJob
     limit, started = spec.active_deadline_seconds, draft.status.start_time
     if limit is None or started is None:
         return False
-    remaining = (started + timedelta(seconds=limit) - draft.now).total_seconds()
+    remaining = draft.seconds_until(started, limit)
     if remaining > 0:
         draft.look_again(remaining)
         return False
@@ -219,7 +219,7 @@ def _wait_for_preflight_retry(draft: StatusDraft, situation: Situation) -> None:
     backoff = find_condition(draft.status.conditions, ConditionType.VALIDATED)
     assert backoff is not None
     wait = retry_backoff_seconds(draft.status.preflight_retries, situation.settings)
-    remaining = (backoff.last_transition_time + timedelta(seconds=wait) - draft.now).total_seconds()
+    remaining = draft.seconds_until(backoff.last_transition_time, wait)
     if situation.seen.preflight.state != RunState.ABSENT:
         draft.actions.append(DeletePreflight())  # its deletion's event wakes the job again
         if remaining <= 0:

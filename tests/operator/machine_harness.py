@@ -73,7 +73,8 @@ class Machine:
             now=T0 + timedelta(seconds=at),
             settings=self.settings,
         )
-        self.status = step.status
+        # Stored and read back as the shell does: times on the wire are whole seconds.
+        self.status = FineTuneJobStatus.parse(step.status.to_wire())
         self.events += step.events
         self.actions += step.actions
         return step

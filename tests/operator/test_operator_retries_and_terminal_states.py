@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 from kubetune_trainer.contract import ErrorClass, Progress, Stage
 
-from .cluster_actors import NAMESPACE, Actors, trainer_failed, trainer_succeeded, wait_for
-from .conftest import CONFIGMAPS, EVENTS, FTJ, JOBS, PODS, RunningOperator, StartOperator, status_of
+from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_failed, trainer_succeeded, wait_for
+from .conftest import CONFIGMAPS, EVENTS, FTJ, JOBS, PODS, RunningOperator, StartOperator, job_manifest, status_of
 from .emulator import ApiEmulator
 from .journeys import error_of, pass_preflight, run_attempt, to_running, until_phase
 
@@ -104,8 +105,16 @@ async def test_suspend_deletes_the_job_and_resume_starts_a_new_attempt_from_the_
 async def test_active_deadline_fails_the_job_as_deadline_exceeded(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
-    # The deadline runs from status.startTime (whole seconds), so attempt 1 may fail before a pod starts.
-    await pass_preflight(cluster, actors, "late", until_attempt=False, activeDeadlineSeconds=1)
+    await actors.apply_job(job_manifest("late", activeDeadlineSeconds=1))
+    await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "late-preflight"), what="the preflight Job")
+    (preflight,) = await actors.start_pods("late-preflight")
+    before_start = time.monotonic()  # status.startTime is set after this, when the preflight passes
+    await actors.terminate(preflight, exit_code=0, message=preflight_passed())
+    await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "late-a1"), what="attempt 1's Job")
+    (pod,) = await actors.start_pods("late-a1")
+    await actors.run(pod)
+    await asyncio.sleep(max(0.0, before_start + 0.9 - time.monotonic()))
+    assert status_of(cluster, "late")["phase"] != "Failed", "the deadline fired before 1 s had passed"
     await until_phase(cluster, "late", "Failed", timeout=5)
     assert error_of(cluster, "late")["reason"] == "DeadlineExceeded"
     await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "late-a1") is None, what="the Job to go")
@@ -115,9 +124,12 @@ async def test_ttl_after_finished_deletes_the_finetunejob(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
     (pod,) = await to_running(cluster, actors, "brief", ttlSecondsAfterFinished=1)
+    before_finish = time.monotonic()
     await actors.terminate(pod, exit_code=0, message=trainer_succeeded())  # its pods done: the attempt succeeded
+    await until_phase(cluster, "brief", "Succeeded")
+    await asyncio.sleep(max(0.0, before_finish + 0.9 - time.monotonic()))
+    assert cluster.live(FTJ, NAMESPACE, "brief") is not None, "deleted before ttlSecondsAfterFinished had passed"
     await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "brief") is None, timeout=5, what="the TTL deletion")
-    assert cluster.objects[FTJ, NAMESPACE, "brief"].last["status"]["phase"] == "Succeeded"
     await wait_for(
         lambda: any(e["reason"] == "TTLExpired" for e in cluster.live_objects(EVENTS, NAMESPACE)), what="TTLExpired"
     )
