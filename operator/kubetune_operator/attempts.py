@@ -83,7 +83,8 @@ def advance_attempt(draft: StatusDraft, situation: Situation) -> None:
         _queued(draft, Reason.UNSCHEDULABLE, run.message, warn=True)
     elif run.state == RunState.PENDING:
         draft.update(phase=Phase.QUEUED)
-        draft.condition(ConditionType.SCHEDULED, TRUE, Reason.PODS_SCHEDULED, "pods scheduled, starting")
+        if run.scheduled:  # a Job whose pods do not exist yet, or wait for a node, is not scheduled
+            draft.condition(ConditionType.SCHEDULED, TRUE, Reason.PODS_SCHEDULED, "pods scheduled, starting")
     elif run.state == RunState.RUNNING:
         _running(draft, situation, run)
     elif run.state == RunState.SUCCEEDED:
@@ -149,6 +150,8 @@ def _succeeded(draft: StatusDraft, run: RunObservation) -> None:
     draft.update(**changes)
     draft.condition(ConditionType.RUNNING, FALSE, Reason.COMPLETED, "training finished")
     draft.condition(ConditionType.SUCCEEDED, TRUE, Reason.COMPLETED, "the model is saved")
+    if draft.events and draft.events[-1].reason == Reason.STAGE_FINISHED:  # one Event for the last transition
+        words += f" ({draft.events.pop().message})"
     draft.events.append(EventNote.normal(Reason.COMPLETED, "the job succeeded" + words))
     if result is not None:
         draft.add_warnings(result.warnings)

@@ -44,6 +44,7 @@ class RunObservation(WireModel):
     finished_at: datetime | None = Field(None, description="When the last container finished.")
     pod_seconds: float = Field(0.0, ge=0.0, description="Container run time summed over pods, up to now.")
     live_pods: int = Field(0, ge=0, description="Pods not yet finished: they may hold GPUs.")
+    scheduled: bool = Field(False, description="Every pod of the run has been placed on a node.")
     recheck_after: float | None = Field(
         None, ge=0.0, description="Look again in this many seconds: a grace runs out that no event will announce."
     )
@@ -138,7 +139,9 @@ def observe_run(
     running = sum(1 for v in views if v.running or v.succeeded)
     state = RunState.RUNNING if views and running >= expected else RunState.PENDING
     graces = [v.grace_left for v in views if v.grace_left is not None]
-    return RunObservation(state=state, live_pods=live, recheck_after=min(graces) if graces else None, **timing)
+    placed = len(views) >= expected and all(v.scheduled for v in views)
+    recheck = min(graces) if graces else None
+    return RunObservation(state=state, live_pods=live, scheduled=placed, recheck_after=recheck, **timing)
 
 
 RESULT_RECHECK_SECONDS = 2.0

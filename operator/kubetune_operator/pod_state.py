@@ -33,6 +33,7 @@ class PodView:
         self.result: Result | None = None
         self.unschedulable: str | None = None
         self.running = False
+        self.scheduled = False
         self.succeeded = False
         self.finished = False
         self.started: datetime | None = None
@@ -60,6 +61,8 @@ class PodView:
                 view.grace_left = _pull_grace_left(pod, waiting, now=now, grace=image_pull_grace)
         if view.error is None and phase == "Failed" and not view.succeeded:
             view.error = _crashed(status.get("message") or status.get("reason") or "the pod failed")
+        placed = pod_condition(pod, "PodScheduled")
+        view.scheduled = phase != "Pending" or (placed is not None and placed.get("status") == "True")
         if phase == "Pending":
             scheduled = pod_condition(pod, "PodScheduled")
             if scheduled is not None and scheduled.get("status") == "False":

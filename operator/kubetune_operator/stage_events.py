@@ -29,10 +29,12 @@ def stage_events(
     stages: list[StageRecord],
     finished: bool = False,
 ) -> list[EventNote]:
-    """The Events between the stage last announced and `current`, in order.
+    """The Events between the stage last announced and `current`, one per transition, in order.
 
     Every reported stage after `announced` up to `current` has started; every one before
-    `current` (and, when the run `finished`, `current` and any later one) has finished.
+    `current` (and, when the run `finished`, `current` and any later one) has finished. A
+    start carries the finishes that led to it ("stage Training started; Initialization
+    finished in 3s"); finishes with no start after them (the run ended) make one StageFinished.
     """
     records = {record.name: record for record in stages}
     last = _position(announced)
@@ -43,14 +45,25 @@ def stage_events(
         return []
     finishes_through = reached if finished else reached - 1
     events: list[EventNote] = []
+    ended: list[str] = []
     for position in range(max(last, 0), reached + 1):
         stage = _ORDER[position]
         if stage not in records and stage != current:
             continue  # skipped by the trainer (e.g. no Upload for a pvc:// output)
         if position > last:
-            events.append(EventNote.normal(Reason.STAGE_STARTED, f"stage {stage} started"))
+            events.append(EventNote.normal(Reason.STAGE_STARTED, "; ".join([f"stage {stage} started", *ended])))
+            ended = []
         if position <= finishes_through:
-            detail = records[stage].message if stage in records else None
-            ended = f"stage {stage} finished" + (f": {detail}" if detail else "")
-            events.append(EventNote.normal(Reason.STAGE_FINISHED, ended))
+            ended.append(_finish(stage, records.get(stage)))
+    if ended:
+        events.append(EventNote.normal(Reason.STAGE_FINISHED, "stage " + "; ".join(ended)))
     return events
+
+
+def _finish(stage: Stage, record: StageRecord | None) -> str:
+    words = f"{stage} finished"
+    if record is not None and record.start_time is not None and record.end_time is not None:
+        words += f" in {max(0.0, (record.end_time - record.start_time).total_seconds()):.0f}s"
+    if record is not None and record.message:
+        words += f": {record.message}"
+    return words

@@ -237,3 +237,13 @@ def test_pods_stopping_because_kueue_suspended_the_job_are_queueing_not_a_failur
     assert seen.state == RunState.AWAITING_ADMISSION
     assert seen.error is None
     assert "Kueue suspended the Job" in seen.message
+
+
+def test_a_run_is_scheduled_only_once_every_pod_is_placed() -> None:
+    placed = [{"type": "PodScheduled", "status": "True"}]
+    assert not _run([], job=batch_job()).scheduled  # the Job's pods do not exist yet
+    assert not _run([pod(index=0)], job=batch_job()).scheduled  # created, not placed
+    two = [pod(index=0, conditions=placed), pod(index=1)]
+    assert not _run(two, job=batch_job(completions=2)).scheduled
+    two[1] = pod(index=1, conditions=placed)
+    assert _run(two, job=batch_job(completions=2)).scheduled

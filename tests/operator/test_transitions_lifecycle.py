@@ -8,7 +8,7 @@ from kubetune_operator.actions import CreateAttempt, CreatePreflight
 from kubetune_operator.api.status import ConditionStatus, ConditionType, Phase
 from kubetune_operator.observe import Observation, RunObservation, RunState
 from kubetune_operator.settings import OperatorSettings
-from kubetune_trainer.contract import Outcome, Progress, Result, Stage, WarningNote
+from kubetune_trainer.contract import Outcome, Progress, Result, Stage, StageRecord, StageState, WarningNote
 
 from .core_builders import CATALOG, T0, template
 from .machine_harness import FACTS, PASSED, Machine, attempt_seen, creates, reasons, succeeded_result
@@ -79,11 +79,10 @@ def test_every_stage_transition_is_one_event_and_a_progress_tick_is_none() -> No
     done = (Stage.DATA_DOWNLOAD, Stage.INITIALIZATION)
     machine.trainer_reports(Stage.TRAINING, done=done, progress=Progress(step=1, heartbeat_time=T0))
     step = machine.tick(attempt_seen(1, RunState.RUNNING), at=80)
+    # One Event per transition: a start names what finished before it.
     assert [e.message for e in step.events] == [
-        "stage DataDownload finished: DataDownload done",
-        "stage Initialization started",
-        "stage Initialization finished: Initialization done",
-        "stage Training started",
+        "stage Initialization started; DataDownload finished: DataDownload done",
+        "stage Training started; Initialization finished: Initialization done",
     ]
 
     before = machine.status
@@ -92,6 +91,22 @@ def test_every_stage_transition_is_one_event_and_a_progress_tick_is_none() -> No
     assert step.events == []
     assert step.status.conditions == before.conditions  # nothing to patch but the trainer's own progress
     assert step.status.phase == before.phase
+
+
+def test_a_finished_stage_with_its_times_says_how_long_it_took() -> None:
+    machine = Machine()
+    machine.start_running()
+    began = T0 + timedelta(seconds=5)
+    records = [
+        StageRecord(name=Stage.DATA_DOWNLOAD, state=StageState.SUCCEEDED, start_time=T0, end_time=began),
+        StageRecord(name=Stage.INITIALIZATION, state=StageState.RUNNING, start_time=began),
+    ]
+    machine.status = machine.status.model_copy(update={"stage": Stage.INITIALIZATION, "stages": records})
+    step = machine.tick(attempt_seen(1, RunState.RUNNING), at=10)
+    assert [e.message for e in step.events] == [
+        "stage DataDownload started",
+        "stage Initialization started; DataDownload finished in 5s",
+    ]
 
 
 def test_success_finishes_the_remaining_stages_and_records_output_and_gpu_time() -> None:
@@ -110,13 +125,13 @@ def test_success_finishes_the_remaining_stages_and_records_output_and_gpu_time()
     assert status.output_model is not None
     assert status.output_model.uri == "s3://models/support-bot"
     assert status.gpu_seconds == 3600 * 8
-    assert reasons(step.events) == [
-        "StageFinished",
-        "StageStarted",
-        "StageFinished",
-        "StageStarted",
-        "StageFinished",
-        "Completed",
+    assert [(e.reason, e.message) for e in step.events] == [
+        ("StageStarted", "stage Saving started; Training finished: Training done"),
+        ("StageStarted", "stage Upload started; Saving finished: Saving done"),
+        (
+            "Completed",
+            "the job succeeded: Llama-2-7b-chat-hf-support-bot at s3://models/support-bot (stage Upload finished)",
+        ),
     ]
     assert machine.condition(ConditionType.SUCCEEDED).status == ConditionStatus.TRUE
     assert machine.condition(ConditionType.RUNNING).status == ConditionStatus.FALSE
@@ -207,3 +222,17 @@ def test_kueue_taking_the_admission_back_requeues_without_a_retry() -> None:
     assert machine.condition(ConditionType.RUNNING).status == ConditionStatus.FALSE
     assert creates(step) == []
     assert machine.tick(attempt_seen(1, RunState.RUNNING), at=90).status.phase == Phase.RUNNING
+
+
+def test_a_job_whose_pods_are_not_placed_yet_changes_nothing_until_they_are() -> None:
+    machine = Machine()
+    machine.tick()
+    machine.tick(Observation(preflight=PASSED))
+    queued = machine.status
+    not_placed = Observation(preflight=PASSED, attempt=1, trainer=RunObservation(state=RunState.PENDING))
+    step = machine.tick(not_placed, at=1)
+    assert step.status == queued  # no status patch: nothing a user would see has changed
+    assert step.events == []
+    placed = not_placed.model_copy(update={"trainer": RunObservation(state=RunState.PENDING, scheduled=True)})
+    machine.tick(placed, at=2)
+    assert machine.condition(ConditionType.SCHEDULED).status == ConditionStatus.TRUE
