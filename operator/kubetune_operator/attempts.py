@@ -181,7 +181,7 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
         f"attempt {attempt + 1} in {wait:.0f}s (retry {retries_used + 1} of {spec.max_retries})"
     )
     draft.update(phase=Phase.QUEUED, error=error)
-    draft.condition(ConditionType.SCHEDULED, FALSE, Reason.RETRY_BACKOFF, message)
+    draft.condition(ConditionType.SCHEDULED, FALSE, Reason.RETRY_BACKOFF, message, restart_clock=True)
     draft.condition(ConditionType.RUNNING, FALSE, error.reason, error.message)
     draft.events.append(EventNote.warning(Reason.RETRYING, message))
     draft.actions.append(DeleteAttempt(attempt=attempt))

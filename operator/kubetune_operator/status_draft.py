@@ -83,7 +83,15 @@ class StatusDraft:
     def update(self, **changes: object) -> None:
         self.status = self.status.model_copy(update=changes)
 
-    def condition(self, kind: ConditionType, state: ConditionStatus, reason: str, message: str = "") -> None:
+    def condition(
+        self,
+        kind: ConditionType,
+        state: ConditionStatus,
+        reason: str,
+        message: str = "",
+        *,
+        restart_clock: bool = False,
+    ) -> None:
         conditions = with_condition(
             self.status.conditions,
             kind,
@@ -92,6 +100,7 @@ class StatusDraft:
             message=message,
             now=self.stamp,
             generation=self.generation,
+            restart_clock=restart_clock,
         )
         self.update(conditions=conditions)
 

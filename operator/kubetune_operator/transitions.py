@@ -209,7 +209,7 @@ def _preflight_failed(draft: StatusDraft, situation: Situation, error: JobError)
         f"it runs again in {wait:.0f}s (retry {retries + 1} of {most})"
     )
     draft.update(preflight_retries=retries + 1, error=error)
-    draft.condition(ConditionType.VALIDATED, FALSE, Reason.RETRY_BACKOFF, message)
+    draft.condition(ConditionType.VALIDATED, FALSE, Reason.RETRY_BACKOFF, message, restart_clock=True)
     draft.events.append(EventNote.warning(Reason.RETRYING, message))
     draft.actions.append(DeletePreflight())
     draft.look_again(wait)

@@ -48,3 +48,15 @@ def test_a_retry_backoff_is_never_cut_short() -> None:
     assert wait >= 30
     assert creates(machine.tick(attempt_seen(1, RunState.ABSENT), at=130.3)) == []  # 29.9 s after the failure
     assert creates(machine.tick(attempt_seen(1, RunState.ABSENT), at=131.0)) != []
+
+
+def test_a_second_retry_backs_off_in_full_even_when_its_attempt_never_got_scheduled() -> None:
+    machine = Machine(maxRetries=2)
+    machine.start_running()
+    machine.tick(attempt_seen(1, RunState.FAILED, error=PREEMPTED, live_pods=1), at=100)
+    assert creates(machine.tick(attempt_seen(1, RunState.ABSENT), at=130)) != []
+    # Attempt 2's Job fails before any pod is placed: the Scheduled condition was False all along.
+    step = machine.tick(attempt_seen(2, RunState.FAILED, error=PREEMPTED), at=300)
+    assert requeue(step) == 60
+    assert creates(machine.tick(attempt_seen(2, RunState.ABSENT), at=301)) == []
+    assert creates(machine.tick(attempt_seen(2, RunState.ABSENT), at=360)) != []

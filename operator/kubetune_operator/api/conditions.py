@@ -94,13 +94,17 @@ def with_condition(
     message: str,
     now: datetime,
     generation: int | None,
+    restart_clock: bool = False,
 ) -> list[Condition]:
     """`conditions` with `kind` set; lastTransitionTime moves only when the status changes.
 
+    `restart_clock` moves it anyway: a reason whose wait is counted from lastTransitionTime
+    (RetryBackoff) starts its clock now, even when the status was already False.
     Conditions keep a fixed order (ConditionType's), so an unchanged status serialises the same.
     """
     current = find_condition(conditions, kind)
-    changed_at = current.last_transition_time if current is not None and current.status == state else now
+    kept = current is not None and current.status == state and not restart_clock
+    changed_at = current.last_transition_time if current is not None and kept else now
     updated = Condition(
         type=kind,
         status=state,
