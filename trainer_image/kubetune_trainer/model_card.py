@@ -14,6 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 import yaml
 
 from .context import RunContext
+from .data.sources import shown_uri
 
 
 def _kubetune_version() -> str:
@@ -53,10 +54,12 @@ def render_model_card(ctx: RunContext, *, layout: str) -> str:
         lineage.append(("parameters (base)", f"{facts.parameters:,}"))
     lineage += [
         ("template", f"`{config.model.template.name}` (family {config.model.template.family})"),
-        ("training file", f"`{config.data.training_file}`, sha256 `{ctx.training_file_sha256}`"),
+        ("training file", f"`{shown_uri(config.data.training_file)}`, sha256 `{ctx.training_file_sha256}`"),
     ]
     if config.data.validation_file is not None:
-        lineage.append(("validation file", f"`{config.data.validation_file}`, sha256 `{ctx.validation_file_sha256}`"))
+        lineage.append(
+            ("validation file", f"`{shown_uri(config.data.validation_file)}`, sha256 `{ctx.validation_file_sha256}`")
+        )
     job = config.job
     lineage += [
         ("job", f"`{job.namespace}/{job.name}` (uid `{job.uid}`, attempt {job.attempt})"),
@@ -140,7 +143,7 @@ def _machine_lineage(ctx: RunContext) -> dict[str, object]:
         "sourceRepo": config.model.repo,
         "revisionSha": ctx.revision_sha,
         "template": config.model.template.name,
-        "trainingFile": config.data.training_file,
+        "trainingFile": shown_uri(config.data.training_file),
         "trainingFileSha256": ctx.training_file_sha256,
         "metrics": dict(sorted(ctx.metrics.items())),
     }

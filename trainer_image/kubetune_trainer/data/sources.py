@@ -98,15 +98,22 @@ def fetch(
     )
 
 
-def _shown(uri: str) -> str:
-    # Presigned URLs carry their signature in the query string: never print it.
+def shown_uri(uri: str) -> str:
+    """`uri` as it may be printed or published: no query string, fragment or user:password.
+
+    Presigned URLs carry their signature in the query string, and `https://user:pass@host/`
+    its credentials in the authority; logs, errors and model cards get neither.
+    """
     parts = urlsplit(uri)
-    return parts._replace(query="", fragment="").geturl() if parts.query else uri
+    if not (parts.query or parts.fragment or "@" in parts.netloc):
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=host, query="", fragment="").geturl()
 
 
 def _not_found(uri: str, *, field: str, what: str = "no such file") -> InvalidInput:
     return InvalidInput(
-        f"{field}: {_shown(uri)}: {what}",
+        f"{field}: {shown_uri(uri)}: {what}",
         reason="DataFileNotFound",
         field=field,
         hint=f"Check {field}: the file must exist before the job starts (upload it, or fix the path).",
@@ -116,7 +123,7 @@ def _not_found(uri: str, *, field: str, what: str = "no such file") -> InvalidIn
 def _denied(uri: str, *, field: str, token_env: str | None = None) -> InvalidInput:
     where = f"the token in ${token_env}" if token_env else "the credentials given"
     return InvalidInput(
-        f"{field}: {_shown(uri)}: access denied with {where}",
+        f"{field}: {shown_uri(uri)}: access denied with {where}",
         reason="DataAccessDenied",
         field=field,
         hint=f"Give the job credentials that may read {field} (hfTokenSecretRef for hf://, AWS_* variables for s3://).",
@@ -125,7 +132,7 @@ def _denied(uri: str, *, field: str, token_env: str | None = None) -> InvalidInp
 
 def _too_large(uri: str, size: int, *, field: str, limit: int) -> InvalidInput:
     return InvalidInput(
-        f"{field}: {_shown(uri)} is {size / GIB:.2f} GiB, above the limit of {limit / GIB:.2f} GiB",
+        f"{field}: {shown_uri(uri)} is {size / GIB:.2f} GiB, above the limit of {limit / GIB:.2f} GiB",
         reason="DataFileTooLarge",
         field=field,
         hint=f"Split or sample the data behind {field}.",
@@ -134,7 +141,7 @@ def _too_large(uri: str, size: int, *, field: str, limit: int) -> InvalidInput:
 
 def _unavailable(uri: str, *, field: str, detail: str) -> InfrastructureFailure:
     return InfrastructureFailure(
-        f"{field}: downloading {_shown(uri)} failed: {detail}",
+        f"{field}: downloading {shown_uri(uri)} failed: {detail}",
         reason="DataDownloadFailed",
         field=field,
         hint="The storage or the network failed, not the job; it is retried.",
@@ -181,7 +188,7 @@ def _fetch_http(uri: str, *, target: Path, field: str, settings: SourceSettings,
                 raise _unavailable(uri, field=field, detail=f"HTTP {status}")
             if status >= 400:
                 raise InvalidInput(
-                    f"{field}: {_shown(uri)}: HTTP {status}",
+                    f"{field}: {shown_uri(uri)}: HTTP {status}",
                     reason="DataDownloadRefused",
                     field=field,
                     hint=f"Check the URL in {field}.",
