@@ -168,7 +168,8 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
     if run.result is not None:
         draft.add_warnings(run.result.warnings)
     draft.record_checkpoint(run, uri=situation.resolution.job.checkpoint_uri if situation.resolution.job else None)
-    retries_used = max(attempt - 1, 0)
+    # Counted apart from the attempt number: a suspend and resume also starts a new attempt.
+    retries_used = draft.status.retries
     if not error.retryable or retries_used >= spec.max_retries:
         if error.retryable:
             exhausted = f"{spec.max_retries} retries used: the job fails"
@@ -180,7 +181,7 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
         f"attempt {attempt} failed ({error.error_class} {error.reason}): {error.message}; "
         f"attempt {attempt + 1} in {wait:.0f}s (retry {retries_used + 1} of {spec.max_retries})"
     )
-    draft.update(phase=Phase.QUEUED, error=error)
+    draft.update(phase=Phase.QUEUED, error=error, retries=retries_used + 1)
     draft.condition(ConditionType.SCHEDULED, FALSE, Reason.RETRY_BACKOFF, message, restart_clock=True)
     draft.condition(ConditionType.RUNNING, FALSE, error.reason, error.message)
     draft.events.append(EventNote.warning(Reason.RETRYING, message))
@@ -194,7 +195,7 @@ def _wait_for_retry(draft: StatusDraft, situation: Situation, attempt: int) -> N
         draft.actions.append(DeleteAttempt(attempt=attempt))
     backoff = find_condition(draft.status.conditions, ConditionType.SCHEDULED)
     assert backoff is not None
-    wait = retry_backoff_seconds(attempt, situation.settings)
+    wait = retry_backoff_seconds(draft.status.retries, situation.settings)
     remaining = draft.seconds_until(backoff.last_transition_time, wait)
     if remaining > 0:
         draft.look_again(remaining)

@@ -247,3 +247,19 @@ def test_gpu_seconds_add_up_over_attempts_and_warnings_of_a_failed_attempt_are_k
     machine.tick(attempt_seen(2, RunState.RUNNING), at=140)
     done = attempt_seen(2, RunState.SUCCEEDED, result=succeeded_result(), pod_seconds=50)
     assert machine.tick(done, at=200).status.gpu_seconds == 150 * 8
+
+
+def test_a_suspend_and_resume_uses_no_retry() -> None:
+    machine = Machine(maxRetries=1)
+    machine.start_running()
+    machine.edit_spec(suspend=True)
+    machine.tick(attempt_seen(1, RunState.RUNNING, live_pods=1), at=100)
+    machine.edit_spec(suspend=False)
+    assert creates(machine.tick(Observation(), at=200)) == [CreateAttempt(attempt=2, resume_from="support-bot")]
+    machine.tick(attempt_seen(2, RunState.RUNNING), at=210)
+    step = machine.tick(_preempted(2), at=300)
+    # Attempt 2 came from a resume, not a retry: its failure is retry 1 of 1, after the first backoff.
+    assert step.status.phase == Phase.QUEUED
+    assert step.status.retries == 1
+    assert requeue(step) == 30
+    assert creates(machine.tick(Observation(), at=330)) == [CreateAttempt(attempt=3, resume_from="support-bot")]

@@ -113,6 +113,9 @@ class FineTuneJobStatus(WireModel):
     warnings: list[WarningNote] = Field(default_factory=list, description="Things that did not stop the job.")
     resolved: Resolved | None = Field(None, description="What really runs.")
     attempt: int = Field(0, ge=0, description="Current attempt; 0 before the first.")
+    retries: int = Field(
+        0, ge=0, description="Attempts started after a retryable failure (limited by spec.maxRetries)."
+    )
     preflight_retries: int = Field(
         0, ge=0, description="Preflight runs repeated after a retryable failure (limited by spec.maxRetries)."
     )
