@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 import torch
 
 from ..context import RunContext
+from ..data import TRAINING_FIELD
 from ..errors import InvalidInput
 from ..training.loop import train
 from ..training.optim import build_optimizer
@@ -44,6 +45,9 @@ def run(ctx: RunContext) -> None:
         seed=hyperparameters.seed,
         rank=ctx.dist.rank,
         world_size=ctx.dist.world_size,
+    )
+    _check_every_rank_has_data(
+        len(ctx.train_examples), batch_size=hyperparameters.batch_size, world=ctx.dist.world_size
     )
     total_steps = steps_per_epoch(len(ctx.train_examples), plan=plan) * hyperparameters.n_epochs
     ctx.total_steps = total_steps
@@ -83,6 +87,26 @@ def run(ctx: RunContext) -> None:
         ctx.metrics["eval_loss"] = result.eval_losses[-1][1]
     if result.checkpoints:
         ctx.checkpoint_step = result.steps
+
+
+def _check_every_rank_has_data(examples: int, *, batch_size: int, world: int) -> None:
+    """Each optimizer step gives every process at least one example; refuse what cannot."""
+    if batch_size < world:
+        raise InvalidInput(
+            f"hyperparameters.batchSize {batch_size} is smaller than the {world} training processes: "
+            "every process needs at least one example per optimizer step.",
+            reason="BatchSizeBelowWorldSize",
+            field="hyperparameters.batchSize",
+            hint=f"Set hyperparameters.batchSize to {world} or more, or run fewer processes.",
+        )
+    if examples < world:
+        # Otherwise the epoch has no step at all and an untrained model would be saved as trained.
+        raise InvalidInput(
+            f"{TRAINING_FIELD} has {examples} usable example(s), fewer than the {world} training processes.",
+            reason="TooFewExamples",
+            field=TRAINING_FIELD,
+            hint=f"Give {TRAINING_FIELD} at least {world} examples with a token to train on, or run fewer processes.",
+        )
 
 
 def checkpoint_root(ctx: RunContext) -> Path:
