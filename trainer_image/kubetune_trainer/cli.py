@@ -107,7 +107,8 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
     raise InfrastructureFailure(
         "the trainer was terminated (SIGTERM): the pod was evicted, preempted or deleted",
         reason="Terminated",
-        hint="Retried automatically from the newest checkpoint when the job has a checkpoint location.",
+        hint="Retried automatically; the retry starts training over (resuming from a checkpoint is not "
+        "implemented yet).",
     )
 
 

@@ -37,6 +37,15 @@ def run(ctx: RunContext) -> None:
     if ctx.model is None or not isinstance(setup, TrainingSetup) or ctx.max_seq_length is None:
         raise RuntimeError("Training needs the model from Initialization and the examples from DataDownload")
     hyperparameters = ctx.config.hyperparameters
+    resume_from = ctx.config.runtime.resume_from
+    if resume_from is not None:
+        # Checkpoints are written, but no loader exists yet (docs/architecture.md): say so rather
+        # than let a fromCheckpoint job or a retry look like it continued.
+        ctx.warn(
+            "ResumeNotImplemented",
+            f"fromCheckpoint / retry checkpoint {resume_from} is not loaded: this attempt trains from the base "
+            f"model {ctx.config.model.repo}, starting at step 0",
+        )
     plan = BatchingPlan(
         examples_per_step=hyperparameters.batch_size,
         token_budget=token_budget(ctx.max_seq_length, device=setup.device),
