@@ -1,7 +1,8 @@
 """One reconcile of the pure core: parse the spec, resolve it, advance the state machine.
 
-The kopf handler lists what it needs (templates, the preflight's and the current attempt's
-Jobs and pods), calls `observe`, then `reconcile_step`, and applies what comes back.
+The handlers gather what a pass needs from their indexes (templates, the preflight's and the
+current attempt's Jobs and pods), call `observe` and `resolve_for`, then `transitions.advance`;
+`reconcile_step` is the same sequence in one call, for tests of the pure core.
 """
 
 from __future__ import annotations

@@ -12,9 +12,10 @@ from ..api.resources import BaseModelTemplate
 from ..api.spec import FineTuneJobSpec
 from ..api.status import FineTuneJobStatus
 from ..observe import Observation, observe
+from ..reconcile import resolve_for
 from ..render.labels import ATTEMPT_LABEL, COMPONENT_LABEL, PREFLIGHT, TRAINER
 from ..render.naming import attempt_name, preflight_name
-from ..resolve import Resolution, parse_spec, resolve_job
+from ..resolve import Resolution
 from ..settings import OperatorSettings
 from ..transitions import JobFacts
 from .view import Body, ClusterView, JobKey
@@ -80,16 +81,13 @@ def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSett
         settings=settings,
     )
 
-    parsed = parse_spec(body.get("spec") or {})
-    if isinstance(parsed, Resolution):
-        return JobInputs(facts=facts, spec=None, status=status, resolution=parsed, observation=observation)
-    resolution = resolve_job(
-        parsed,
-        job_name=name,
-        namespace=namespace,
+    # The same parse-and-resolve the pure-core tests run (reconcile.resolve_for), not a copy of it.
+    spec, resolution = resolve_for(
+        job=facts,
+        raw_spec=body.get("spec") or {},
+        status=status,
         templates=templates_of(view),
+        observation=observation,
         settings=settings,
-        facts=observation.model_facts,
-        chosen_template=status.resolved.template if status.resolved is not None else None,
     )
-    return JobInputs(facts=facts, spec=parsed, status=status, resolution=resolution, observation=observation)
+    return JobInputs(facts=facts, spec=spec, status=status, resolution=resolution, observation=observation)
