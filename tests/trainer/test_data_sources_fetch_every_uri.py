@@ -179,6 +179,8 @@ def test_a_pvc_uri_is_read_from_the_claims_mount(tmp_path: Path) -> None:
     [
         ("/nowhere/train.jsonl", "DataFileNotFound"),
         ("file:///nowhere/train.jsonl", "DataFileNotFound"),
+        # Two slashes: `data` is a host and the path would be /train.jsonl, not data/train.jsonl.
+        ("file://data/train.jsonl", "UnsupportedDataUri"),
         ("gs://bucket/train.jsonl", "UnsupportedDataUri"),
         ("hf://org/name/train.jsonl", "UnsupportedDataUri"),
         ("s3://bucket-only", "UnsupportedDataUri"),

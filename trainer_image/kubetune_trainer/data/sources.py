@@ -74,6 +74,14 @@ def fetch(
     """
     parts = urlsplit(uri)
     scheme = parts.scheme.lower()
+    if scheme == "file" and parts.netloc not in {"", "localhost"}:
+        # file://data/train.jsonl would read /train.jsonl: `data` parses as a host name.
+        raise InvalidInput(
+            f"{field}: `{shown_uri(uri)}` names a host ({parts.netloc}); file:// takes an absolute path",
+            reason="UnsupportedDataUri",
+            field=field,
+            hint=f"Write {field} as file:///absolute/path (three slashes) or as a plain path.",
+        )
     if scheme in {"", "file"}:
         return _existing(Path(unquote(parts.path) if scheme == "file" else uri), uri=uri, field=field)
     if scheme == "pvc":
