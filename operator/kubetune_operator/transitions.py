@@ -253,6 +253,8 @@ def _suspend(draft: StatusDraft, situation: Situation) -> None:
 def _resume(draft: StatusDraft, situation: Situation) -> None:
     draft.condition(ConditionType.SUSPENDED, FALSE, Reason.RESUMED, "spec.suspend is false")
     draft.events.append(EventNote.normal(Reason.RESUMED, "resumed"))
+    # As a batch Job's: resuming starts startTime, and activeDeadlineSeconds with it, again.
+    draft.update(start_time=None)
     validated = find_condition(draft.status.conditions, ConditionType.VALIDATED)
     if validated is not None and validated.status == TRUE:
         start_attempt(draft, situation, draft.status.attempt + 1)

@@ -263,3 +263,19 @@ def test_a_suspend_and_resume_uses_no_retry() -> None:
     assert step.status.retries == 1
     assert requeue(step) == 30
     assert creates(machine.tick(Observation(), at=330)) == [CreateAttempt(attempt=3, resume_from="support-bot")]
+
+
+def test_the_active_deadline_starts_again_on_resume_as_a_batch_jobs_does() -> None:
+    machine = Machine(activeDeadlineSeconds=3600)
+    machine.start_running()
+    machine.edit_spec(suspend=True)
+    machine.tick(attempt_seen(1, RunState.RUNNING, live_pods=1), at=1000)
+    machine.edit_spec(suspend=False)
+    step = machine.tick(Observation(), at=10_000)
+    assert creates(step) == [CreateAttempt(attempt=2, resume_from="support-bot")]
+    step = machine.tick(attempt_seen(2, RunState.RUNNING), at=10_100)
+    assert step.status.phase == Phase.RUNNING
+    assert requeue(step) == 3500
+    step = machine.tick(attempt_seen(2, RunState.RUNNING, live_pods=1), at=13_600)
+    assert step.status.error is not None
+    assert step.status.error.reason == Reason.DEADLINE_EXCEEDED

@@ -121,7 +121,7 @@ class FineTuneJobStatus(WireModel):
     )
     checkpoints: list[CheckpointRecord] = Field(default_factory=list, description="Checkpoints written.")
     output_model: OutputModel | None = Field(None, description="The trained model.")
-    start_time: KubeTime | None = Field(None, description="When the first attempt started.")
+    start_time: KubeTime | None = Field(None, description="When the first attempt started, or the job last resumed.")
     completion_time: KubeTime | None = Field(None, description="When the job finished.")
     gpu_seconds: float | None = Field(None, ge=0.0, description="GPU time held, summed over attempts.")
     observed_generation: int | None = Field(None, ge=0, description="The spec generation last acted on.")
