@@ -27,10 +27,6 @@ class ModelInspection:
     """Rules on the model really trained: the base's for an adapter, after the adapter's own rules."""
     base: RepoListing | None = None
 
-    @property
-    def is_adapter(self) -> bool:
-        return self.base is not None or is_adapter_repo(self.listing.files)
-
 
 @dataclass(frozen=True)
 class PreparedModel:

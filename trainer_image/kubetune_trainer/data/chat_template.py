@@ -25,8 +25,6 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 """ChatML, the documented default (docs/data.md)."""
 
-END_OF_TURN = "<|im_end|>"
-
 
 def ensure_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
     """Give `tokenizer` the default template when it has none; True when the default was set."""
