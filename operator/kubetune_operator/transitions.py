@@ -104,8 +104,7 @@ def _deadline_passed(draft: StatusDraft, situation: Situation, spec: FineTuneJob
     if remaining > 0:
         draft.look_again(remaining)
         return False
-    if situation.seen.attempt == draft.status.attempt:
-        draft.account_gpu_time(situation.seen.trainer)
+    _account_live_attempt(draft, situation)
     expired = JobError(
         error_class=ErrorClass.INTERNAL,
         reason=Reason.DEADLINE_EXCEEDED,
@@ -116,6 +115,13 @@ def _deadline_passed(draft: StatusDraft, situation: Situation, spec: FineTuneJob
     )
     draft.fail(expired, situation=situation)
     return True
+
+
+def _account_live_attempt(draft: StatusDraft, situation: Situation) -> None:
+    """Add the GPU time of an attempt cut short, unless its end was counted already (it failed, a retry waits)."""
+    if situation.seen.attempt != draft.status.attempt or draft.reason(ConditionType.SCHEDULED) == Reason.RETRY_BACKOFF:
+        return
+    draft.account_gpu_time(situation.seen.trainer)
 
 
 def _validate(draft: StatusDraft, situation: Situation) -> None:
@@ -241,8 +247,7 @@ def _suspend(draft: StatusDraft, situation: Situation) -> None:
         draft.actions.append(DeletePreflight())
     if phase == Phase.SUSPENDED:
         return
-    if seen.attempt == attempt:
-        draft.account_gpu_time(seen.trainer)
+    _account_live_attempt(draft, situation)
     draft.update(phase=Phase.SUSPENDED)
     draft.condition(ConditionType.SUSPENDED, TRUE, Reason.SUSPENDED, "spec.suspend is true: pods removed")
     if find_condition(draft.status.conditions, ConditionType.RUNNING) is not None:

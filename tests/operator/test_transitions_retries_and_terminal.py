@@ -279,3 +279,17 @@ def test_the_active_deadline_starts_again_on_resume_as_a_batch_jobs_does() -> No
     step = machine.tick(attempt_seen(2, RunState.RUNNING, live_pods=1), at=13_600)
     assert step.status.error is not None
     assert step.status.error.reason == Reason.DEADLINE_EXCEEDED
+
+
+def test_gpu_time_of_a_failed_attempt_is_counted_once_when_the_job_is_suspended_or_times_out_in_its_backoff() -> None:
+    for edit in ({"suspend": True}, {"activeDeadlineSeconds": 700}):
+        machine = Machine()
+        machine.start_running()
+        failed = _preempted(1).trainer.model_copy(update={"pod_seconds": 600.0})
+        step = machine.tick(Observation(attempt=1, trainer=failed), at=600)
+        assert step.status.gpu_seconds == 600 * 8
+        machine.edit_spec(**edit)
+        # The failed attempt's Job is still listed while it is being deleted.
+        step = machine.tick(Observation(attempt=1, trainer=failed), at=710)
+        assert step.status.phase in (Phase.SUSPENDED, Phase.FAILED)
+        assert step.status.gpu_seconds == 600 * 8, edit
