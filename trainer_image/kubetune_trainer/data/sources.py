@@ -244,18 +244,15 @@ def _fetch_s3(uri: str, *, target: Path, field: str, settings: SourceSettings, e
             field=field,
             hint=f"Write {field} as s3://<bucket>/<key>.",
         )
+    from ..storage import S3Settings  # noqa: PLC0415 - the upload's reading of the AWS variables, one place
+
     fs = s3fs.S3FileSystem(
-        key=environ.get("AWS_ACCESS_KEY_ID"),
-        secret=environ.get("AWS_SECRET_ACCESS_KEY"),
-        token=environ.get("AWS_SESSION_TOKEN"),
-        endpoint_url=environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL"),
-        client_kwargs={"region_name": environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"},
+        **S3Settings.from_env(environ).storage_options(),
         config_kwargs={
             "connect_timeout": settings.timeout_seconds,
             "read_timeout": settings.timeout_seconds,
             "retries": {"max_attempts": settings.retries + 1, "mode": "standard"},
         },
-        skip_instance_cache=True,
     )
     key = f"{parts.netloc}{unquote(parts.path)}"
     try:
