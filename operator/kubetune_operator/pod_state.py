@@ -149,7 +149,17 @@ def _waiting_error(
             retryable=False,
         )
     if reason == "CreateContainerConfigError":
-        return _secret_error(pod, waiting.get("message", ""))
+        message = str(waiting.get("message", ""))
+        if "secret" in message.lower():
+            return _secret_error(pod, message)
+        # Not a Secret (e.g. runAsNonRoot against a root image): the kubelet's words, which hold no values.
+        return operator_error(
+            ErrorClass.INTERNAL,
+            Reason.CONTAINER_CONFIG_INVALID,
+            f"the trainer container cannot start: {message or reason}",
+            hint="check the trainer image and the template's pod settings; `kubectl describe pod` shows more",
+            retryable=False,
+        )
     return None
 
 

@@ -247,3 +247,14 @@ def test_a_run_is_scheduled_only_once_every_pod_is_placed() -> None:
     assert not _run(two, job=batch_job(completions=2)).scheduled
     two[1] = pod(index=1, conditions=placed)
     assert _run(two, job=batch_job(completions=2)).scheduled
+
+
+def test_a_container_config_error_that_is_not_about_a_secret_is_not_blamed_on_one() -> None:
+    env = [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token"}}}]
+    message = "container has runAsNonRoot and image will run as root"
+    broken = pod(env=env, container_state={"waiting": {"reason": "CreateContainerConfigError", "message": message}})
+    seen = _run([broken])
+    assert seen.error is not None
+    assert (seen.error.error_class, seen.error.reason) == (ErrorClass.INTERNAL, "ContainerConfigInvalid")
+    assert message in seen.error.message
+    assert "hf-token" not in seen.error.message

@@ -45,6 +45,7 @@ class Reason(enum.StrEnum):
     # Failures the operator itself observes.
     IMAGE_PULL_FAILED = "ImagePullFailed"
     SECRET_NOT_READABLE = "SecretNotReadable"
+    CONTAINER_CONFIG_INVALID = "ContainerConfigInvalid"
     OOM_KILLED = "OOMKilled"
     PREEMPTED = "Preempted"
     CRASHED = "Crashed"
