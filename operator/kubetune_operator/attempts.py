@@ -103,6 +103,9 @@ def _queued(draft: StatusDraft, reason: Reason, message: str, *, warn: bool) -> 
     running = find_condition(draft.status.conditions, ConditionType.RUNNING)
     if running is not None and running.status == TRUE:  # Kueue took the admission back
         draft.condition(ConditionType.RUNNING, FALSE, reason, message)
+        # Its pods are gone; readmitted pods start their stages over, so the old ones' stage and
+        # heartbeat must not be judged against them (an hour in the queue would read as Stalled).
+        draft.update(stage=None, stages=[], progress=None)
 
 
 def _running(draft: StatusDraft, situation: Situation, run: RunObservation) -> None:
@@ -123,11 +126,16 @@ def _check_heartbeat(draft: StatusDraft, situation: Situation, run: RunObservati
     if draft.status.stage != Stage.TRAINING or progress is None or progress.heartbeat_time is None:
         return
     threshold = situation.settings.heartbeat_stale_seconds
-    left = draft.seconds_until(progress.heartbeat_time, threshold)
+    # A beat from before the pods last started running (a late report of pods Kueue stopped) is not theirs.
+    since = progress.heartbeat_time
+    running = find_condition(draft.status.conditions, ConditionType.RUNNING)
+    if running is not None and running.status == TRUE and running.last_transition_time > since:
+        since = running.last_transition_time
+    left = draft.seconds_until(since, threshold)
     if left > 0:
         draft.look_again(left)
         return
-    silent = (draft.now - progress.heartbeat_time).total_seconds()
+    silent = (draft.now - since).total_seconds()
     stalled = draft.internal(
         Reason.STALLED,
         f"no training heartbeat for {silent:.0f}s (threshold {threshold:.0f}s) at step {progress.step}",

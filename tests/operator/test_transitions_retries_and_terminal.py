@@ -293,3 +293,37 @@ def test_gpu_time_of_a_failed_attempt_is_counted_once_when_the_job_is_suspended_
         step = machine.tick(Observation(attempt=1, trainer=failed), at=710)
         assert step.status.phase in (Phase.SUSPENDED, Phase.FAILED)
         assert step.status.gpu_seconds == 600 * 8, edit
+
+
+def test_a_training_heartbeat_from_before_kueue_took_the_admission_back_does_not_stall_the_readmitted_pods() -> None:
+    settings = OperatorSettings(heartbeat_stale_seconds=600)
+    machine = Machine(settings=settings, queueName="gpu-queue")
+    machine.start_running()
+    beat = T0 + timedelta(seconds=100)
+    machine.trainer_reports(
+        Stage.TRAINING, done=(Stage.DATA_DOWNLOAD, Stage.INITIALIZATION), progress=Progress(step=7, heartbeat_time=beat)
+    )
+    machine.tick(attempt_seen(1, RunState.RUNNING), at=200)
+    step = machine.tick(attempt_seen(1, RunState.AWAITING_ADMISSION, message="Kueue suspended the Job"), at=300)
+    assert step.status.phase == Phase.QUEUED
+    # Readmitted an hour later: new pods start their stages over, nothing is stale yet.
+    step = machine.tick(attempt_seen(1, RunState.RUNNING), at=3900)
+    assert step.status.phase == Phase.RUNNING
+    assert step.status.error is None
+    assert step.status.progress is None
+
+
+def test_a_late_heartbeat_of_pods_kueue_stopped_does_not_stall_the_readmitted_pods() -> None:
+    settings = OperatorSettings(heartbeat_stale_seconds=600)
+    machine = Machine(settings=settings, queueName="gpu-queue")
+    machine.start_running()
+    machine.tick(attempt_seen(1, RunState.AWAITING_ADMISSION, message="Kueue suspended the Job"), at=300)
+    # The stopping pods' last report lands after the operator saw the suspension.
+    beat = T0 + timedelta(seconds=310)
+    machine.trainer_reports(Stage.TRAINING, progress=Progress(step=9, heartbeat_time=beat))
+    step = machine.tick(attempt_seen(1, RunState.RUNNING), at=3900)
+    assert step.status.phase == Phase.RUNNING
+    assert requeue(step) == 600
+    step = machine.tick(attempt_seen(1, RunState.RUNNING, live_pods=1), at=4500)
+    assert step.status.error is not None
+    assert step.status.error.reason == "Stalled"
