@@ -71,3 +71,19 @@ def test_a_job_over_the_templates_limits_names_the_field(
     assert run.returncode == 2, run.output
     assert "InvalidInput (TemplateLimitExceeded)" in run.output
     assert "spec.hyperparameters.batchSize" in run.output
+
+
+def test_an_unreachable_hub_before_the_run_exits_as_internal_not_as_a_refusal(
+    tmp_path: Path, offline_env: dict[str, str]
+) -> None:
+    data = write_chat_data(tmp_path / "data", train=8, validation=4)
+    manifest = write_manifest(tmp_path / "job.yaml", name="outage", spec=chat_spec("tiny-org/not-cached", data))
+    environ = {key: value for key, value in offline_env.items() if key != "HF_HUB_OFFLINE"}
+    environ["HF_ENDPOINT"] = "http://127.0.0.1:9"  # the discard port: connection refused at once
+
+    run = kubetune_run(manifest, workdir=tmp_path / "work", hf_home=tmp_path / "empty-hf", environ=environ)
+
+    # Exit codes follow the error class (docs/trainer.md): an outage is Internal (1, retry), not InvalidInput (2).
+    assert run.returncode == 1, run.output
+    assert "Internal (HubUnavailable)" in run.output
+    assert run.stage_lines() == []

@@ -73,8 +73,8 @@ def run_local(args: argparse.Namespace, *, environ: Mapping[str, str], stream: T
     workdir = (args.workdir or Path("kubetune-runs") / job.metadata.name).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config = _trainer_config(job, args=args, environ=environ, workdir=workdir, stream=stream)
-    if config is None:
-        return EXIT_INVALID
+    if isinstance(config, int):
+        return config
     config_file = workdir / CONFIG_FILE
     config_file.write_text(config.to_json(), encoding="utf-8")
     print(f"trainer config: {config_file}", file=stream)
@@ -126,8 +126,11 @@ def _read_job(path: Path, *, stream: TextIO) -> FineTuneJob | None:
 
 def _trainer_config(
     job: FineTuneJob, *, args: argparse.Namespace, environ: Mapping[str, str], workdir: Path, stream: TextIO
-) -> TrainerConfig | None:
-    """Resolve as the operator does (facts from config.json, as its preflight reads them), then localize."""
+) -> TrainerConfig | int:
+    """Resolve as the operator does (facts from config.json, as its preflight reads them), then localize.
+
+    An int is the exit code of a job that cannot start: the code of its error class (2 for a refusal).
+    """
     catalog = load_catalog(args.catalog)
     settings = OperatorSettings()
     name, namespace = job.metadata.name, job.metadata.namespace or "default"
@@ -141,7 +144,7 @@ def _trainer_config(
     target = first.preflight_job
     if target is None:
         _print_unresolved(first, stream=stream)
-        return None
+        return EXIT_INVALID
     cache_dir = hub_cache_dir(environ)
     try:
         facts = _model_facts(
@@ -152,12 +155,11 @@ def _trainer_config(
             environ=environ,
         )
     except Exception as failed:
-        _print_error(failed, stream=stream)
-        return None
+        return _print_error(failed, stream=stream)
     resolution = resolve(facts)
     if resolution.job is None:
         _print_unresolved(resolution, stream=stream)
-        return None
+        return EXIT_INVALID
     resolved = resolution.job
     print(f"template {resolved.template.name} for {resolved.model_repo}@{resolved.revision}", file=stream)
     for reason in resolved.template_reasons:
@@ -221,7 +223,9 @@ def _print_unresolved(resolution: Resolution, *, stream: TextIO) -> None:
         print(f"  {line}", file=stream)
 
 
-def _print_error(failed: Exception, *, stream: TextIO) -> None:
+def _print_error(failed: Exception, *, stream: TextIO) -> int:
+    """Print a trainer error as a failed run would; returns its exit code (a hub outage is not a refusal)."""
+    from kubetune_trainer.classify import exit_code_for  # noqa: PLC0415
     from kubetune_trainer.errors import TrainerError  # noqa: PLC0415
 
     if not isinstance(failed, TrainerError):
@@ -230,6 +234,7 @@ def _print_error(failed: Exception, *, stream: TextIO) -> None:
     print(f"{known.error_class.value} ({known.reason}): {known.message}", file=stream)
     if known.hint:
         print(f"  hint: {known.hint}", file=stream)
+    return exit_code_for(known.to_job_error())
 
 
 def _torchrun(config_file: Path, *, nproc: int, environ: Mapping[str, str], stream: TextIO) -> int:
