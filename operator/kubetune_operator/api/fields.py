@@ -64,6 +64,8 @@ MAX_OR_POSITIVE = _pattern(r"^max$", "a positive integer or `max`")
 
 DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+LabelValueName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_SUBDOMAIN)]
+"""An object name that is also written as a label value (Kueue's queue-name label): 63 characters at most."""
 SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY)]
 HfRepoId = Annotated[str, Field(min_length=1, max_length=96, pattern=HF_REPO_ID)]
 GitRevision = Annotated[str, Field(min_length=1, max_length=255, pattern=GIT_REVISION)]

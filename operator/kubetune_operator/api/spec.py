@@ -24,6 +24,7 @@ from .fields import (
     GitRevision,
     HfRepoId,
     HttpUrl,
+    LabelValueName,
     OutputUri,
     SecretKey,
     Suffix,
@@ -249,7 +250,9 @@ class FineTuneJobSpec(WireModel):
     ttl_seconds_after_finished: int | None = Field(
         None, ge=0, description="Delete the FineTuneJob this long after it finished."
     )
-    queue_name: DnsSubdomain | None = Field(None, description="Kueue LocalQueue that admits the job.")
+    queue_name: LabelValueName | None = Field(
+        None, description="Kueue LocalQueue that admits the job (a label value: 63 characters at most)."
+    )
     priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of the trainer pods.")
 
     @model_validator(mode="after")
