@@ -17,6 +17,8 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
     from peft import get_peft_model  # noqa: PLC0415
 
     targets: str | list[str] = "all-linear" if lora.target_modules == ["all-linear"] else list(lora.target_modules)
+    if isinstance(targets, list):
+        _refuse_unmatched(model, targets)
     peft_config = PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -35,3 +37,23 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
             field="lora.targetModules",
             hint="Set lora.targetModules to module names of this architecture (e.g. q_proj, v_proj) or to all-linear.",
         ) from exc
+
+
+def _refuse_unmatched(model: nn.Module, targets: list[str]) -> None:
+    """Every listed module name must name a module: peft refuses a list only when none matches, so
+    a misspelt name beside a correct one would quietly train fewer layers than the job says."""
+    names = [name for name, _ in model.named_modules()]
+    # peft's rule for a list: the module's full name is the target or ends with "." + target.
+    unmatched = [t for t in targets if not any(name == t or name.endswith("." + t) for name in names)]
+    if unmatched:
+        leaves = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if _is_linear(module)})
+        raise InvalidInput(
+            f"LoRA target modules {unmatched} match no module of this model (its linear layers: {', '.join(leaves)})",
+            reason="LoraTargetModulesNotFound",
+            field="lora.targetModules",
+            hint="Set lora.targetModules to module names of this architecture (e.g. q_proj, v_proj) or to all-linear.",
+        )
+
+
+def _is_linear(module: nn.Module) -> bool:
+    return isinstance(module, nn.Linear)
