@@ -89,7 +89,12 @@ def test_a_failed_local_copy_leaves_the_destination_absent(tmp_path: Path) -> No
 
 @pytest.mark.parametrize(
     ("uri", "fix"),
-    [("pvc://only-claim", "pvc://CLAIM/PATH"), ("s3://bucket", "s3://BUCKET/PREFIX"), ("gs://b/p", "hf://ORG/NAME")],
+    [
+        ("pvc://only-claim", "pvc://CLAIM/PATH"),
+        ("pvc://models/../../etc/out", "no '..'"),
+        ("s3://bucket", "s3://BUCKET/PREFIX"),
+        ("gs://b/p", "hf://ORG/NAME"),
+    ],
 )
 def test_unusable_output_uris_name_the_field_and_the_fix(uri: str, fix: str) -> None:
     with pytest.raises(InvalidInput) as refused:

@@ -149,6 +149,9 @@ def destination_for(uri: str, *, pvc_mount_root: str) -> Destination:
         claim_path = uri.removeprefix("pvc://").strip("/")
         if "/" not in claim_path:
             raise _bad_uri(uri, "pvc:// needs a claim and a path inside it: pvc://CLAIM/PATH")
+        if ".." in claim_path.split("/"):
+            # As for data files and checkpoints: the model goes inside the claim, never beside it.
+            raise _bad_uri(uri, "pvc://CLAIM/PATH with no '..' in the path")
         return LocalDestination(Path(pvc_mount_root) / claim_path)
     if uri.startswith("s3://"):
         bucket_prefix = uri.removeprefix("s3://").strip("/")
