@@ -27,6 +27,10 @@ DNS_LABEL = _pattern(
     r"^[a-z]([-a-z0-9]*[a-z0-9])?$",
     "a DNS-1035 label: lowercase letters, digits and '-', starting with a letter, ending with a letter or digit",
 )
+LABEL_VALUE = _pattern(
+    r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+    "a label value: letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+)
 SECRET_KEY = _pattern(r"^[-._a-zA-Z0-9]+$", "a Secret key: letters, digits, '-', '_' and '.'")
 HF_REPO_ID = _pattern(
     r"^([A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$",
@@ -64,6 +68,7 @@ MAX_OR_POSITIVE = _pattern(r"^max$", "a positive integer or `max`")
 
 DnsSubdomain = Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)]
 DnsLabel = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
 LabelValueName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_SUBDOMAIN)]
 """An object name that is also written as a label value (Kueue's queue-name label): 63 characters at most."""
 SecretKey = Annotated[str, Field(min_length=1, max_length=253, pattern=SECRET_KEY)]

@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from kubetune_trainer.contract import Precision, Strategy, WireModel
 
 from .crossfield import Violation, raise_violations
-from .fields import HfRepoId, Quantity, Version
+from .fields import HfRepoId, LabelValue, Quantity, Version
 from .spec import Hyperparameters, LoraSpec
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -62,14 +62,11 @@ class Resources(WireModel):
 
     nodes: int = Field(1, ge=1, le=128, description="Trainer pods (nodes) per job. Default 1.")
     gpus_per_node: int = Field(ge=0, le=16, description="GPUs per pod, requested as nvidia.com/gpu.")
-    gpu_product: str | None = Field(
+    gpu_product: Annotated[LabelValue, Field(min_length=1)] | None = Field(
         None,
-        max_length=128,
         description=f"GPU model, selected through the `{GPU_PRODUCT_LABEL}` node label, e.g. NVIDIA-H100-80GB-HBM3.",
     )
-    node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
-        default_factory=dict, description="Extra node selector labels."
-    )
+    node_selector: dict[str, LabelValue] = Field(default_factory=dict, description="Extra node selector labels.")
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=32, description="Tolerations of trainer pods."
     )
