@@ -93,7 +93,9 @@ def run(ctx: RunContext) -> None:
     )
     if result.eval_losses:
         ctx.metrics["eval_loss_before"] = result.eval_losses[0][1]
-        ctx.metrics["eval_loss"] = result.eval_losses[-1][1]
+        last_step, last_loss = result.eval_losses[-1]
+        if last_step > 0:  # with nEvals 0 only the evaluation before training ran: no eval loss after it
+            ctx.metrics["eval_loss"] = last_loss
     if result.checkpoints:
         ctx.checkpoint_step = result.steps
 
