@@ -17,13 +17,11 @@ from .classify import classify, exit_code_for
 from .contract import ModelFacts, Outcome, Result, TrainerConfig, WarningNote
 from .data import TRAINING_FIELD, VALIDATION_FIELD, DataReport, validate_file
 from .data.sources import SourceSettings, fetch
-from .errors import InvalidInput
+from .data.validation import invalid_data
 from .model_source import inspect_model
 
 DataValidator = Callable[[Path], DataReport]
 """Validates one local data file, e.g. `kubetune_trainer.data.validate_file`."""
-
-ERRORS_SHOWN = 5
 
 
 def run_preflight(
@@ -59,17 +57,4 @@ def _check_data(config: TrainerConfig, *, environ: Mapping[str, str], data_valid
         path = fetch(uri, field=field, dest_dir=dest_dir, settings=settings, environ=environ)
         report = data_validator(path)
         if not report.ok:
-            raise _data_error(report, field=field, path=path)
-
-
-def _data_error(report: DataReport, *, field: str, path: Path) -> InvalidInput:
-    shown = "; ".join(error.located(path.name) for error in report.errors[:ERRORS_SHOWN])
-    more = report.error_count - min(len(report.errors), ERRORS_SHOWN)
-    reason = "InvalidValidationData" if field == VALIDATION_FIELD else "InvalidTrainingData"
-    return InvalidInput(
-        f"{field}: {report.error_count} problem(s) in {path.name}: {shown}" + (f"; and {more} more" if more else ""),
-        reason=reason,
-        field=field,
-        hint=f"Fix the lines named and upload the file again; `kubetune validate-data {path.name}` lists every "
-        "problem.",
-    )
+            raise invalid_data(report, field=field, path=path)

@@ -41,10 +41,15 @@ def load_examples(path: Path, *, field: str = TRAINING_FIELD, limits: DataLimits
     report, examples = _scan(path, limits=limits or DataLimits(), keep=True)
     if report.ok:
         return examples
+    raise invalid_data(report, field=field, path=path)
+
+
+def invalid_data(report: DataReport, *, field: str, path: Path) -> InvalidInput:
+    """The error for a file whose report has problems: the first few with their lines, and the fix."""
     shown = "; ".join(error.located(path.name) for error in report.errors[:ERRORS_IN_EXCEPTION])
     more = report.error_count - min(len(report.errors), ERRORS_IN_EXCEPTION)
     reason = "InvalidValidationData" if field == VALIDATION_FIELD else "InvalidTrainingData"
-    raise InvalidInput(
+    return InvalidInput(
         f"{field}: {report.error_count} problem(s) in {path.name}: {shown}" + (f"; and {more} more" if more else ""),
         reason=reason,
         field=field,
