@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import re
 
+from kubetune_trainer.contract import Stage
+
 from ..api.conditions import Reason
 from ..api.status import FineTuneJobStatus
 from ..metrics import OperatorMetrics
 from ..transitions import Step
 from .view import JobKey
 
-_STAGE_FINISHED = re.compile(r"^stage (?P<stage>\w+) finished")
+_FINISHED = re.compile(r"(?:^stage |; |\(stage )(?P<stage>" + "|".join(Stage) + r") finished\b")
+"""A stage's finish as stage Events word it: alone ("stage Training finished in 3s"), after the next
+stage's start ("stage Training started; Initialization finished in 3s"), or inside the Completed
+Event that absorbs the last one ("the job succeeded ... (stage Training finished in 5s)")."""
+_CARRY_FINISHES = frozenset({Reason.STAGE_STARTED, Reason.STAGE_FINISHED, Reason.COMPLETED})
 
 
 def record_step(metrics: OperatorMetrics, key: JobKey, *, old: FineTuneJobStatus, step: Step) -> None:
@@ -19,11 +25,13 @@ def record_step(metrics: OperatorMetrics, key: JobKey, *, old: FineTuneJobStatus
     error = new.error
     if error is not None and error != old.error:
         metrics.failures.labels(error_class=error.error_class.value, stage=str(error.stage or "None")).inc()
+    finished: set[str] = set()
     for note in step.events:
         if note.reason == Reason.RETRYING and error is not None:
             metrics.retries.labels(reason=error.reason).inc()
-        elif note.reason == Reason.STAGE_FINISHED and (match := _STAGE_FINISHED.match(note.message)):
-            record = next((r for r in new.stages if r.name == match["stage"]), None)
-            if record is not None and record.start_time is not None and record.end_time is not None:
-                seconds = (record.end_time - record.start_time).total_seconds()
-                metrics.stage_duration.labels(stage=record.name.value).observe(max(0.0, seconds))
+        elif note.reason in _CARRY_FINISHES:
+            finished.update(match["stage"] for match in _FINISHED.finditer(note.message))
+    for record in new.stages:
+        if record.name in finished and record.start_time is not None and record.end_time is not None:
+            seconds = (record.end_time - record.start_time).total_seconds()
+            metrics.stage_duration.labels(stage=record.name.value).observe(max(0.0, seconds))
