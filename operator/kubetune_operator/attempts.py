@@ -49,16 +49,19 @@ def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> Non
 def resume_point(draft: StatusDraft, situation: Situation, attempt: int) -> str | None:
     """Where attempt `attempt` starts: None for a first attempt (the spec's fromCheckpoint applies).
 
-    A later attempt resumes from this job's own checkpoints: `<job>:<step>` when an ended
-    attempt reported its newest step, else `<job>`, the newest the trainer finds under the
+    A later attempt resumes from this job's own checkpoints: `<job>:<step>` when the attempt
+    just ended reported its newest step, else `<job>`, the newest the trainer finds under the
     checkpoint location (a suspended or lost attempt reports nothing). Without a checkpoint
     location there is nothing to resume from, and the job carries a warning saying so.
     """
     checkpoint_uri = situation.resolution.job.checkpoint_uri if situation.resolution.job is not None else None
     if attempt == 1 or checkpoint_uri is None:
         return None
-    if draft.status.checkpoints:
-        return f"{situation.job.name}:{draft.status.checkpoints[-1].step}"
+    # Only the attempt just ended can name the newest step: after a suspend or a lost Job, an
+    # older attempt's step would throw away everything trained since.
+    newest = draft.status.checkpoints[-1] if draft.status.checkpoints else None
+    if newest is not None and newest.attempt == attempt - 1:
+        return f"{situation.job.name}:{newest.step}"
     return situation.job.name
 
 

@@ -147,7 +147,8 @@ class StatusDraft:
         step = run.result.checkpoint_step if run.result is not None else None
         if step is None or uri is None or any(c.step == step for c in self.status.checkpoints):
             return
-        self.update(checkpoints=[*self.status.checkpoints, CheckpointRecord(step=step, uri=uri, time=self.stamp)])
+        record = CheckpointRecord(step=step, uri=uri, time=self.stamp, attempt=self.status.attempt or None)
+        self.update(checkpoints=[*self.status.checkpoints, record])
 
     def fail(self, error: JobError, *, situation: Situation) -> None:
         """Terminal failure: phase Failed, the error and its hint in the status and an Event, pods freed."""

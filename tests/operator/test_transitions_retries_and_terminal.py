@@ -327,3 +327,16 @@ def test_a_late_heartbeat_of_pods_kueue_stopped_does_not_stall_the_readmitted_po
     step = machine.tick(attempt_seen(1, RunState.RUNNING, live_pods=1), at=4500)
     assert step.status.error is not None
     assert step.status.error.reason == "Stalled"
+
+
+def test_a_resume_after_a_suspend_takes_the_newest_checkpoint_not_one_an_earlier_attempt_reported() -> None:
+    machine = Machine()
+    machine.start_running()
+    machine.tick(_preempted(1, step=200), at=100)
+    assert creates(machine.tick(Observation(), at=130)) == [CreateAttempt(attempt=2, resume_from="support-bot:200")]
+    machine.tick(attempt_seen(2, RunState.RUNNING), at=140)
+    # Attempt 2 trains far past step 200, then is suspended: it reports no step of its own.
+    machine.edit_spec(suspend=True)
+    machine.tick(attempt_seen(2, RunState.RUNNING, live_pods=1), at=5000)
+    machine.edit_spec(suspend=False)
+    assert creates(machine.tick(Observation(), at=5100)) == [CreateAttempt(attempt=3, resume_from="support-bot")]

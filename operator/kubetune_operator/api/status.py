@@ -90,6 +90,7 @@ class CheckpointRecord(WireModel):
     uri: str = Field(description="Where it is stored.")
     time: KubeTime = Field(description="When it was written.")
     type: str = Field("Intermediate", description="Intermediate or Final.")
+    attempt: int | None = Field(None, ge=1, description="The attempt that reported it.")
 
 
 class OutputModel(WireModel):
