@@ -25,6 +25,9 @@ CASES: list[tuple[str, Path, Any, str]] = [
     ("missing-training-file", ("spec", "trainingFile"), DELETE, "required"),
     ("ftp-training-file", ("spec", "trainingFile"), "ftp://host/train.jsonl", "pvc://claim/path"),
     ("ftp-validation-file", ("spec", "validationFile"), "ftp://host/valid.jsonl", "s3://bucket/key"),
+    # No trainer reads Google Cloud Storage yet: refused at apply time, not after a preflight pod.
+    ("gs-training-file", ("spec", "trainingFile"), "gs://bucket/train.jsonl", "s3://bucket/key"),
+    ("gs-output", ("spec", "output", "uri"), "gs://bucket/models", "s3://bucket/prefix"),
     ("hf-dataset-without-path", ("spec", "trainingFile"), "hf://datasets/org", "hf://datasets/org/name/path"),
     ("bad-repo-id", ("spec", "fromHfModel"), "not a repo!", "Hugging Face repo id"),
     ("revision-with-space", ("spec", "hfModelRevision"), "my branch", "commit sha, branch or tag"),

@@ -41,17 +41,17 @@ GIT_REVISION = _pattern(
     "a commit sha, branch or tag, e.g. `main` or a 40-hex sha",
 )
 DATA_URI = _pattern(
-    r"^((pvc|s3|gs|https|file)://.+|hf://datasets/[^/]+/[^/]+/.+|[^:]+)$",
-    "pvc://claim/path, s3://bucket/key, gs://bucket/key, https://..., file:///path, "
+    r"^((pvc|s3|https|file)://.+|hf://datasets/[^/]+/[^/]+/.+|[^:]+)$",
+    "pvc://claim/path, s3://bucket/key, https://..., file:///path, "
     "hf://datasets/org/name/path, or a path",
 )
 OUTPUT_URI = _pattern(
-    r"^((pvc|s3|gs|file)://.+|hf://[^/]+/[^/]+|[^:]+)$",
-    "pvc://claim/path, s3://bucket/prefix, gs://bucket/prefix, hf://org/repo, file:///path, or a path",
+    r"^((pvc|s3|file)://.+|hf://[^/]+/[^/]+|[^:]+)$",
+    "pvc://claim/path, s3://bucket/prefix, hf://org/repo, file:///path, or a path",
 )
 CHECKPOINT_URI = _pattern(
-    r"^((pvc|s3|gs|file)://.+|[^:]+)$",
-    "pvc://claim/path, s3://bucket/prefix, gs://bucket/prefix, file:///path, or a path",
+    r"^((pvc|s3|file)://.+|[^:]+)$",
+    "pvc://claim/path, s3://bucket/prefix, file:///path, or a path",
 )
 CHECKPOINT_REF = _pattern(
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[0-9]+)?$",
