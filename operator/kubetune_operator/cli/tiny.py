@@ -26,12 +26,16 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         # The trainer's ML stack is imported only here: the operator image has no torch.
+        from transformers.utils import logging as transformers_logging  # noqa: PLC0415
+
         from kubetune_trainer.tiny_model import write_tiny_model  # noqa: PLC0415
     except ImportError as missing:
         print(
             f"kubetune tiny-model needs the trainer extra (pip install 'kubetune[trainer]'): {missing}", file=sys.stderr
         )
         return 2
+    # The command prints what it wrote; a library progress bar for one tiny shard is noise.
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     try:
         model = write_tiny_model(arch=args.arch, repo_id=args.repo_id, hf_home=args.hf_home, seed=args.seed)
     except ValueError as invalid:
