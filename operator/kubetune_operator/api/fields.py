@@ -42,8 +42,7 @@ GIT_REVISION = _pattern(
 )
 DATA_URI = _pattern(
     r"^((pvc|s3|https|file)://.+|hf://datasets/[^/]+/[^/]+/.+|[^:]+)$",
-    "pvc://claim/path, s3://bucket/key, https://..., file:///path, "
-    "hf://datasets/org/name/path, or a path",
+    "pvc://claim/path, s3://bucket/key, https://..., file:///path, hf://datasets/org/name/path, or a path",
 )
 OUTPUT_URI = _pattern(
     r"^((pvc|s3|file)://.+|hf://[^/]+/[^/]+|[^:]+)$",
