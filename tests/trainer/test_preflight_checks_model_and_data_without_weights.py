@@ -11,22 +11,19 @@ from kubetune_trainer.contract import (
     DataSource,
     ErrorClass,
     JobIdentity,
-    LrScheduler,
     ModelSource,
     Outcome,
-    OutputTarget,
-    ReportTarget,
     Result,
     RuntimeSettings,
     TemplateExpectations,
     TrainerConfig,
-    TrainingHyperparameters,
 )
 from kubetune_trainer.data import DataReport, validate_file
 from kubetune_trainer.preflight import run_preflight
 from kubetune_trainer.tiny_model import TinyModel, markov_sentences
 
 from .conftest import RefusedRepos
+from .local_runs import trainer_config
 from .mock_hub import MockHub
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
@@ -35,28 +32,18 @@ OFFLINE = {"HF_HUB_OFFLINE": "1"}
 def _config(
     repo: str, *, hf_home: Path, training_file: Path, template: TemplateExpectations, max_seq_length: int = 512
 ) -> TrainerConfig:
-    return TrainerConfig(
-        job=JobIdentity(namespace="ml", name="tiny", uid="uid-1234"),
-        model=ModelSource(repo=repo, template=template),
-        data=DataSource(training_file=str(training_file)),
-        hyperparameters=TrainingHyperparameters(
-            n_epochs=1,
-            learning_rate=1e-3,
-            batch_size=4,
-            lr_scheduler=LrScheduler(),
-            warmup_ratio=0.0,
-            max_grad_norm=1.0,
-            weight_decay=0.0,
-            n_checkpoints=1,
-            n_evals=0,
-            train_on_inputs="auto",
-            max_seq_length=max_seq_length,
-            packing=True,
-            seed=0,
-        ),
-        output=OutputTarget(uri="/tmp/out", model_name="tiny-out"),
-        runtime=RuntimeSettings(cache_dir=str(hf_home / "hub"), work_dir=str(training_file.parent / "work")),
-        report=ReportTarget(kind="none"),
+    base = trainer_config(training_file.parent)
+    hyperparameters = base.hyperparameters.model_copy(
+        update={"batch_size": 4, "n_evals": 0, "max_seq_length": max_seq_length, "seed": 0}
+    )
+    return base.model_copy(
+        update={
+            "job": JobIdentity(namespace="ml", name="tiny", uid="uid-1234"),
+            "model": ModelSource(repo=repo, template=template),
+            "data": DataSource(training_file=str(training_file)),
+            "hyperparameters": hyperparameters,
+            "runtime": RuntimeSettings(cache_dir=str(hf_home / "hub"), work_dir=str(training_file.parent / "work")),
+        }
     )
 
 
