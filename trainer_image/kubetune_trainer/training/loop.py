@@ -8,7 +8,6 @@ ran as one micro-batch or eight, on one process or two.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -26,10 +25,10 @@ from ..contract import Progress, TrainingHyperparameters
 from ..data.packing import ModelBatch
 from ..errors import ComputationFailed
 from ..report import Reporter
+from .accumulate import accumulate_step
 from .checkpoint import CheckpointState, save_checkpoint
 from .distributed import all_reduce_sum
 from .evaluation import evaluate
-from .loss import summed_label_loss
 from .precision import PrecisionPlan
 from .steps import StepBatches
 
@@ -105,20 +104,9 @@ def train(
         steps = epochs(epoch)
         for step_in_epoch, step in enumerate(steps):
             started = timer()
-            # DDP averages gradients over ranks; scaling each rank's share by the world size
-            # makes the result the step's summed token loss over its label tokens.
-            divisor = max(step.label_tokens, 1) / world
-            step_loss = torch.zeros((), dtype=torch.float64)
-            last = len(step.micro_batches) - 1
-            for index, micro_batch in enumerate(step.micro_batches):
-                batch = micro_batch.to(device)
-                with _gradient_sync(model, enabled=index == last):
-                    # Labels are -100 on masked prompts, padding and the first token of each example.
-                    with precision.autocast():
-                        loss = summed_label_loss(model, batch) / divisor
-                    (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
-                step_loss += loss.detach().double().cpu()
-
+            step_loss = accumulate_step(
+                model, step, world_size=world, precision=precision, device=device, scaler=scaler
+            )
             loss_value = float(all_reduce_sum(step_loss.reshape(1))[0]) / world
             if not math.isfinite(loss_value):
                 raise ComputationFailed(
@@ -211,24 +199,3 @@ def _apply_gradients(
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return learning_rate
-
-
-@contextlib.contextmanager
-def _gradient_sync(model: nn.Module, *, enabled: bool) -> Iterator[None]:
-    """Reduce gradients across ranks only on a step's last micro-batch (DDP and FSDP2 alike)."""
-    if enabled:
-        yield
-        return
-    no_sync = getattr(model, "no_sync", None)  # DistributedDataParallel
-    set_sync = getattr(model, "set_requires_gradient_sync", None)  # FSDP2 (fully_shard)
-    if no_sync is not None:
-        with no_sync():
-            yield
-    elif set_sync is not None:
-        set_sync(False)
-        try:
-            yield
-        finally:
-            set_sync(True)
-    else:
-        yield

@@ -1,0 +1,67 @@
+"""One optimizer step's forward and backward passes: its micro-batches, gradients accumulated.
+
+The loop (`training.loop`) decides which steps run and what happens between them; this module
+runs the micro-batches of one step and returns the step's loss. Gradients are reduced across
+ranks only on the last micro-batch, so accumulation costs one all-reduce per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import nn
+
+from .loss import summed_label_loss
+from .precision import PrecisionPlan
+from .steps import StepBatches
+
+
+def accumulate_step(
+    model: nn.Module,
+    step: StepBatches,
+    *,
+    world_size: int,
+    precision: PrecisionPlan,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None,
+) -> torch.Tensor:
+    """Backpropagate every micro-batch of `step`; returns this rank's share of the step loss (float64, CPU).
+
+    DDP averages gradients over ranks; scaling each rank's share by the world size makes the
+    result the step's summed token loss over its label tokens.
+    """
+    divisor = max(step.label_tokens, 1) / world_size
+    step_loss = torch.zeros((), dtype=torch.float64)
+    last = len(step.micro_batches) - 1
+    for index, micro_batch in enumerate(step.micro_batches):
+        batch = micro_batch.to(device)
+        with gradient_sync(model, enabled=index == last):
+            # Labels are -100 on masked prompts, padding and the first token of each example.
+            with precision.autocast():
+                loss = summed_label_loss(model, batch) / divisor
+            (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
+        step_loss += loss.detach().double().cpu()
+    return step_loss
+
+
+@contextlib.contextmanager
+def gradient_sync(model: nn.Module, *, enabled: bool) -> Iterator[None]:
+    """Reduce gradients across ranks only on a step's last micro-batch (DDP and FSDP2 alike)."""
+    if enabled:
+        yield
+        return
+    no_sync = getattr(model, "no_sync", None)  # DistributedDataParallel
+    set_sync = getattr(model, "set_requires_gradient_sync", None)  # FSDP2 (fully_shard)
+    if no_sync is not None:
+        with no_sync():
+            yield
+    elif set_sync is not None:
+        set_sync(False)
+        try:
+            yield
+        finally:
+            set_sync(True)
+    else:
+        yield
