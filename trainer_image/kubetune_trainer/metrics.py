@@ -1,4 +1,5 @@
-"""Rank 0's Prometheus metrics: step, loss, learning rate, tokens per second and the stage running.
+"""Rank 0's Prometheus metrics: step, loss, learning rate, tokens per second, the stage running and
+the time of the last completed step (the heartbeat that stall alerts compare with `time()`).
 
 The metrics live on their own `CollectorRegistry` (never the process-global default), passed in,
 and are fed as a `Reporter`: whatever the loop reports, the scrape sees. The chart's PodMonitor
@@ -30,6 +31,13 @@ class TrainerMetrics:
         self.tokens_per_second = Gauge(
             "kubetune_trainer_tokens_per_second", "Trained (non-pad) tokens per second.", registry=registry
         )
+        # Set from each report's heartbeat_time: alerts fire on `time() - this` growing, so it holds
+        # unix seconds rather than an age that would only change when a report arrives.
+        self.last_step_timestamp = Gauge(
+            "kubetune_trainer_last_step_timestamp_seconds",
+            "Unix time of the last completed optimizer step (the training heartbeat).",
+            registry=registry,
+        )
         # One series per stage (five at most): 1 for the stage running, 0 for the others.
         self.stage = Gauge("kubetune_trainer_stage", "1 for the stage running now.", ["stage"], registry=registry)
         for known in Stage:
@@ -44,6 +52,8 @@ class TrainerMetrics:
         self.step.set(progress.step)
         if progress.total_steps is not None:
             self.total_steps.set(progress.total_steps)
+        if progress.heartbeat_time is not None:
+            self.last_step_timestamp.set(progress.heartbeat_time.timestamp())
         for gauge, value in (
             (self.loss, progress.loss),
             (self.eval_loss, progress.eval_loss),
