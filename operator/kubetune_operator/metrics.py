@@ -6,10 +6,13 @@ No label is per job (no names, no namespaces): cardinality stays bounded however
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from kubetune_trainer.contract import Stage
 
 from .api.status import Phase
 
@@ -18,11 +21,16 @@ _FAST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _APPLY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
 class OperatorMetrics:
     """The operator's instruments; jobs by phase are counted from what each job last reported."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self._clock = clock
         self.jobs = Gauge("kubetune_jobs", "FineTuneJobs by phase.", ["phase"], registry=self.registry)
         self.stage_duration = Histogram(
             "kubetune_job_stage_duration_seconds",
@@ -55,18 +63,42 @@ class OperatorMetrics:
             buckets=_APPLY_BUCKETS,
             registry=self.registry,
         )
+        # An age, not a per-job series: the stuck-queue alert needs only the longest wait.
+        self.oldest_queued_age = Gauge(
+            "kubetune_oldest_queued_job_age_seconds",
+            "Seconds the longest-waiting Queued FineTuneJob has waited since its Scheduled condition "
+            "last changed (created, unschedulable, awaiting admission, retry backoff); 0 when none is queued.",
+            registry=self.registry,
+        )
+        self.oldest_queued_age.set_function(self._oldest_queued_age)
         self._phases: dict[Hashable, str] = {}
+        self._queued_since: dict[Hashable, datetime] = {}
         for phase in Phase:
             self.jobs.labels(phase=phase.value).set(0)
+        # Every stage's series exists from the start, so a rate over the first observation is not empty.
+        for stage in Stage:
+            self.stage_duration.labels(stage=stage.value)
 
-    def job_phase(self, key: Hashable, phase: str | None) -> None:
-        """Record a job's phase (None: the job is gone); the gauge follows without per-job labels."""
+    def job_phase(self, key: Hashable, phase: str | None, *, queued_since: datetime | None = None) -> None:
+        """Record a job's phase (None: the job is gone) and, while it is Queued, since when it waits.
+
+        The gauges follow without per-job labels.
+        """
         previous = self._phases.pop(key, None)
         if previous is not None:
             self.jobs.labels(phase=previous).dec()
         if phase is not None:
             self._phases[key] = phase
             self.jobs.labels(phase=phase).inc()
+        if queued_since is not None and phase == Phase.QUEUED:
+            self._queued_since[key] = queued_since
+        else:
+            self._queued_since.pop(key, None)
+
+    def _oldest_queued_age(self) -> float:
+        if not self._queued_since:
+            return 0.0
+        return max(0.0, (self._clock() - min(self._queued_since.values())).total_seconds())
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
