@@ -36,6 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--webhook-port", type=int, default=9443)
     parser.add_argument("--webhook-cert", help="TLS certificate of the webhook server")
     parser.add_argument("--webhook-key", help="TLS key of the webhook server")
+    parser.add_argument(
+        "--webhook-unmanaged",
+        action="store_true",
+        help="leave the ValidatingWebhookConfiguration to the installer (the Helm chart) instead of kopf",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -59,7 +64,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port or None,
     )
-    webhook = WebhookOptions(port=args.webhook_port, certfile=args.webhook_cert, keyfile=args.webhook_key)
+    webhook = WebhookOptions(
+        port=args.webhook_port,
+        certfile=args.webhook_cert,
+        keyfile=args.webhook_key,
+        managed_name=None if args.webhook_unmanaged else WebhookOptions.managed_name,
+    )
     extend = partial(install, options=webhook) if args.webhook else None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_operator(settings=settings, connection=connection, options=options, extend=extend))
