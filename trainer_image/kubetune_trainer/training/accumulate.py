@@ -2,7 +2,9 @@
 
 The loop (`training.loop`) decides which steps run and what happens between them; this module
 runs the micro-batches of one step and returns the step's loss. Gradients are reduced across
-ranks only on the last micro-batch, so accumulation costs one all-reduce per step.
+ranks only on the last micro-batch, so accumulation costs one all-reduce per step. A step that
+runs out of memory is retried here in smaller micro-batches when the policy allows
+(`training.oom`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..faults import optimizer_step
 from .loss import summed_label_loss
+from .oom import OomPolicy, oom_policy_for
 from .precision import PrecisionPlan
 from .steps import StepBatches
 
@@ -26,12 +30,37 @@ def accumulate_step(
     precision: PrecisionPlan,
     device: torch.device,
     scaler: torch.amp.GradScaler | None,
+    oom: OomPolicy | None = None,
 ) -> torch.Tensor:
     """Backpropagate every micro-batch of `step`; returns this rank's share of the step loss (float64, CPU).
 
     DDP averages gradients over ranks; scaling each rank's share by the world size makes the
-    result the step's summed token loss over its label tokens.
+    result the step's summed token loss over its label tokens. Out of memory, the step starts
+    over from zero gradients in the smaller micro-batches `oom` (default: the model's policy) gives.
     """
+    policy = oom if oom is not None else oom_policy_for(model)
+    while True:
+        try:
+            with optimizer_step(step.number):
+                return _backward(model, step, world_size=world_size, precision=precision, device=device, scaler=scaler)
+        except torch.OutOfMemoryError as error:
+            retry = policy.smaller(step, error)
+        # Outside the except block, so the failed pass's tensors (held by the traceback) are freed.
+        model.zero_grad(set_to_none=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        step = retry
+
+
+def _backward(
+    model: nn.Module,
+    step: StepBatches,
+    *,
+    world_size: int,
+    precision: PrecisionPlan,
+    device: torch.device,
+    scaler: torch.amp.GradScaler | None,
+) -> torch.Tensor:
     divisor = max(step.label_tokens, 1) / world_size
     step_loss = torch.zeros((), dtype=torch.float64)
     last = len(step.micro_batches) - 1
