@@ -9,15 +9,24 @@ Layout of the folder (`output.modelName` under the work directory, then uploaded
   moves to `adapter/`.
 
 Under FSDP gathering the full weights is a collective: every rank takes part, rank 0 writes.
+
+Before the model card is written, the folder is verified (`verify_output`): reloaded from disk
+as a user loads it, it must give the in-memory model's loss on a few examples and tokenize and
+render the chat template the same way. A difference fails the stage (OutputVerificationFailed),
+so nothing is uploaded.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from transformers import AutoModelForCausalLM
 
@@ -27,6 +36,8 @@ from ..errors import ComputationFailed
 from ..model_card import render_model_card
 from ..model_rules import PICKLE_SUFFIXES
 from ..training.distributed import unwrap
+from ..training.setup import TrainingSetup
+from ..verify_output import OutputCheck, loss_tolerance, mean_loss, verification_examples, verify_saved_output
 
 SHARD_SIZE = "5GB"
 """Largest safetensors file written, as on the Hugging Face Hub."""
@@ -34,13 +45,17 @@ SHARD_SIZE = "5GB"
 ADAPTER_DIR = "adapter"
 
 
-def run(ctx: RunContext) -> None:
+def run(ctx: RunContext, *, before_verify: Callable[[Path], None] | None = None) -> None:
+    """Write the output folder and verify it; `before_verify` (tests only) may damage it in between."""
     if ctx.model is None or ctx.tokenizer is None:
         raise RuntimeError("Saving needs the trained model and tokenizer (ctx.model or ctx.tokenizer is unset)")
     config = ctx.config
     model: Any = unwrap(ctx.model)
+    # Scored before merging changes the model in place, so a merged output is checked against
+    # the model as trained (adapter applied). Under FSDP forwards are collectives: every rank scores.
+    reference = _reference(ctx, model) if ctx.dist.is_main or _sharded(ctx) else None
     state_dict = _gathered_state_dict(model) if _sharded(ctx) else None
-    if not ctx.dist.is_main:
+    if not ctx.dist.is_main or reference is None:
         return
     name = config.output.model_name
     folder = ctx.paths.output / name
@@ -71,12 +86,60 @@ def run(ctx: RunContext) -> None:
         )
     ctx.tokenizer.save_pretrained(folder)
     _refuse_pickles(folder)
+    if before_verify is not None:
+        before_verify(folder)
+    check = _verify(ctx, folder, reference=reference, adapter=lora is not None and not lora.merge)
+    ctx.metrics["output_verification_loss_difference"] = check.loss_difference
     (folder / "README.md").write_text(render_model_card(ctx, layout=layout), encoding="utf-8")
     _readable_by_all(folder)
     ctx.saved_dir = folder
     ctx.output_name = name
     files = [p for p in folder.rglob("*") if p.is_file()]
     ctx.reporter.note(f"saved {name}: {len(files)} files, {sum(p.stat().st_size for p in files):,} bytes")
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """The in-memory model's loss on the verification examples, and how it was computed."""
+
+    loss: float
+    examples: list[Any]
+    weight_dtype: torch.dtype
+    tolerance: float
+
+
+def _reference(ctx: RunContext, model: Any) -> _Reference:
+    examples = verification_examples(ctx.validation_examples, ctx.train_examples)
+    setup = ctx.training_state
+    autocast: Callable[[], AbstractContextManager[None]]
+    if isinstance(setup, TrainingSetup):
+        device, autocast, autocast_dtype = setup.device, setup.precision.autocast, setup.precision.autocast_dtype
+    else:  # a context built without Initialization (tests of this stage alone): the CPU, no autocast
+        device, autocast, autocast_dtype = torch.device("cpu"), nullcontext, None
+    weight_dtype = _base_model(model).dtype
+    return _Reference(
+        loss=mean_loss(model, examples, device=device, autocast=autocast),
+        examples=examples,
+        weight_dtype=weight_dtype,
+        tolerance=loss_tolerance(weight_dtype, autocast_dtype=autocast_dtype),
+    )
+
+
+def _verify(ctx: RunContext, folder: Path, *, reference: _Reference, adapter: bool) -> OutputCheck:
+    check = verify_saved_output(
+        folder,
+        reference_loss=reference.loss,
+        examples=reference.examples,
+        tokenizer=ctx.tokenizer,
+        weight_dtype=reference.weight_dtype,
+        tolerance=reference.tolerance,
+        adapter_base=ctx.model_path if adapter else None,
+    )
+    ctx.reporter.note(
+        f"verified {folder.name}: reloaded loss {check.reloaded_loss:.6f} vs trained {check.reference_loss:.6f} "
+        f"on {check.examples} example(s) (difference {check.loss_difference:.1e}); tokenizer and chat template match"
+    )
+    return check
 
 
 def _sharded(ctx: RunContext) -> bool:
@@ -89,9 +152,12 @@ def _gathered_state_dict(model: Any) -> dict[str, Any]:
     return dict(get_model_state_dict(model, options=options))
 
 
+def _base_model(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def _base_config(model: Any) -> Any:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.config
+    return _base_model(model).config
 
 
 def _save_adapter(ctx: RunContext, model: Any, folder: Path, *, state_dict: dict[str, Any] | None) -> None:
