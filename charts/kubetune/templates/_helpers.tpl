@@ -44,13 +44,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end -}}
 
-{{/* Labels on every object the chart installs (without the component, which the selector adds). */}}
-{{- define "kubetune.commonLabels" -}}
+{{/* The labels that tie an object to this release. */}}
+{{- define "kubetune.releaseLabels" -}}
 helm.sh/chart: {{ include "kubetune.chart" . }}
 app.kubernetes.io/name: {{ include "kubetune.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Labels on every object the chart installs (without the component, which the selector adds). */}}
+{{- define "kubetune.commonLabels" -}}
+{{ include "kubetune.releaseLabels" . }}
 app.kubernetes.io/part-of: kubetune
 {{- end -}}
 
