@@ -53,6 +53,7 @@ CASES: list[tuple[str, Path, Any, str]] = [
     ("tiny-max-seq-length", ("spec", "hyperparameters", "maxSeqLength"), 16, "greater than or equal to 32"),
     ("packing-as-string", ("spec", "hyperparameters", "packing"), "yes", "boolean"),
     ("negative-seed", ("spec", "hyperparameters", "seed"), -1, "greater than or equal to 0"),
+    ("auto-batch-on-oom-as-string", ("spec", "hyperparameters", "autoBatchOnOOM"), "off", "boolean"),
     ("zero-lora-rank", ("spec", "lora", "r"), 0, "greater than or equal to 1"),
     ("zero-lora-alpha", ("spec", "lora", "alpha"), 0, "greater than or equal to 1"),
     ("lora-dropout-one", ("spec", "lora", "dropout"), 1.0, "less than 1"),

@@ -141,6 +141,7 @@ def checked_hyperparameters(
         max_seq_length=_max_seq_length(hyper.max_seq_length, template=template, facts=facts, errors=errors),
         packing=hyper.packing if hyper.packing is not None else True,
         seed=hyper.seed if hyper.seed is not None else 42,
+        auto_batch_on_oom=hyper.auto_batch_on_oom if hyper.auto_batch_on_oom is not None else True,
     )
 
 

@@ -140,6 +140,12 @@ class TrainingHyperparameters(WireModel):
     max_seq_length: int = Field(ge=1, description="Longest sequence trained, in tokens.")
     packing: bool = Field(description="Pack several examples into one sequence, without attention across them.")
     seed: int = Field(ge=0, le=2**32 - 1, description="Random seed for data order and initialisation.")
+    auto_batch_on_oom: bool = Field(
+        True,
+        alias="autoBatchOnOOM",
+        description="On out-of-memory, retry the step in micro-batches of half the tokens (more gradient "
+        "accumulation, the same effective batch), down to one example per micro-batch.",
+    )
 
 
 class LoraConfig(WireModel):
@@ -206,8 +212,25 @@ class RuntimeSettings(WireModel):
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     checkpoint_uri: str | None = Field(None, description="Where checkpoints outlive pods; absent: retries start over.")
     resume_from: str | None = Field(None, description="Checkpoint to start from (fromCheckpoint), `<job>[:<step>]`.")
+    from_checkpoint: str | None = Field(
+        None,
+        description="The job's own fromCheckpoint (`<job>[:<step>]`): where a retry starts when its own job "
+        "has no checkpoint yet.",
+    )
+    checkpoint_grace_seconds: float = Field(
+        25.0,
+        ge=0.0,
+        description="Seconds after SIGTERM within which the trainer checkpoints and ends with a Result; "
+        "the pod's terminationGracePeriodSeconds must be longer.",
+    )
     cache_dir: str = Field("/cache/hf", description="Hugging Face cache directory.")
     work_dir: str = Field("/work", description="Scratch directory for data and outputs before upload.")
+    step_watchdog_floor_seconds: float = Field(
+        900.0,
+        gt=0.0,
+        description="The step watchdog fails a run as Internal/Stalled (retried) when no training step completes "
+        "within max(10 x the median step time, this many seconds); it alone bounds the first step.",
+    )
 
 
 class ReportTarget(WireModel):
@@ -352,6 +375,9 @@ class Result(WireModel):
     model: ModelFacts | None = Field(None, description="Facts about the model trained.")
     output: OutputSummary | None = Field(None, description="What was uploaded.")
     checkpoint_step: int | None = Field(None, ge=0, description="Step of the newest complete checkpoint.")
+    resumed_from_step: int | None = Field(
+        None, ge=0, description="Checkpoint step this run resumed from (its own job's, or fromCheckpoint's)."
+    )
 
     def to_termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
         """Serialize, shortening the longest free-text fields (then dropping warnings) to fit `limit` bytes."""

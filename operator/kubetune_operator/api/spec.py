@@ -96,6 +96,13 @@ class Hyperparameters(WireModel):
         None, description="Pack several examples into one sequence, without attention across them. Default true."
     )
     seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Random seed. Default 42.")
+    auto_batch_on_oom: bool | None = Field(
+        None,
+        alias="autoBatchOnOOM",
+        description="On out-of-memory in a training step, retry it in micro-batches of half the tokens (twice the "
+        "gradient accumulation, the same effective batch and loss), down to one example per micro-batch; "
+        "single-process runs only. Default true.",
+    )
 
     def layered_over(self, base: Hyperparameters) -> Hyperparameters:
         """These values where set, `base`'s where not."""
@@ -115,6 +122,7 @@ DEFAULT_HYPERPARAMETERS = Hyperparameters(
     train_on_inputs="auto",
     packing=True,
     seed=42,
+    auto_batch_on_oom=True,
 )
 """Together's defaults: what a job gets where neither it nor its template says otherwise."""
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from transformers import AutoTokenizer
 
 from ..context import RunContext
+from ..faults import install_faults
 from ..training.distributed import init_process_group, pick_device
+from ..training.oom import MicroBatchReduction, OomPolicy, attach_oom_policy
 from ..training.seeding import seed_everything
 from ..training.setup import prepare_model
+
+log = logging.getLogger(__name__)
 
 
 def run(ctx: RunContext) -> None:
@@ -20,3 +26,20 @@ def run(ctx: RunContext) -> None:
     ctx.model, ctx.training_state = prepare_model(
         ctx.model_path, runtime=ctx.config.runtime, lora=ctx.config.lora, dist_info=ctx.dist
     )
+
+    def micro_batch_reduced(reduction: MicroBatchReduction) -> None:
+        log.warning("%s", reduction.message())
+        ctx.warn("MicroBatchReduced", reduction.message())
+        if ctx.dist.is_main:
+            ctx.reporter.note(reduction.message())
+
+    attach_oom_policy(
+        ctx.model,
+        OomPolicy(
+            auto_batch=ctx.config.hyperparameters.auto_batch_on_oom,
+            world_size=ctx.dist.world_size,
+            on_reduced=micro_batch_reduced,
+        ),
+    )
+    # Test-only (KUBETUNE_FAULT_INJECTION): nothing is installed unless a test set it.
+    install_faults(ctx.model, environ=ctx.environ, rank=ctx.dist.rank)
