@@ -96,9 +96,8 @@ class OperatorMetrics:
             self._queued_since.pop(key, None)
 
     def _oldest_queued_age(self) -> float:
-        if not self._queued_since:
-            return 0.0
-        return max(0.0, (self._clock() - min(self._queued_since.values())).total_seconds())
+        waiting = list(self._queued_since.values())  # a scrape may come from another thread (tests)
+        return max(0.0, (self._clock() - min(waiting)).total_seconds()) if waiting else 0.0
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,167 @@
+"""A real Prometheus scrapes the real operator through a job's lifecycle and a real trainer run.
+
+The kopf operator runs against the API emulator with its own metrics server (`--metrics-port`);
+a tiny training run serves rank 0's metrics as a trainer pod does, with the target labels the
+chart's PodMonitor gives it. Once the lifecycle is over (one job retried after an Internal
+failure, then Succeeded; another left Queued), every dashboard query, filled in as Grafana
+fills it, returns a series with a number, the dashboard's variables list the job, and the alert
+rules load and evaluate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from kubetune_operator.handlers.runtime import RunOptions, run_operator
+from kubetune_operator.kube import Connection
+from kubetune_operator.metrics import OperatorMetrics
+from kubetune_operator.settings import OperatorSettings
+from kubetune_trainer.contract import ErrorClass, Outcome, Progress, Stage
+
+from ..operator.cluster_actors import Actors, trainer_failed, trainer_succeeded, wait_for
+from ..operator.conftest import EVENTS, FAST, RunningOperator
+from ..operator.conftest import test_kopf_settings as fast_kopf_settings
+from ..operator.emulator import ApiEmulator
+from ..operator.journeys import pass_preflight, run_attempt, to_running, until_phase
+from .dashboard import fill_in, label_values, load_dashboard, panel_queries, variable_queries
+from .prometheus_server import PrometheusServer, ScrapeTarget, free_port
+from .promtool import ALERTS_FILE
+from .test_alert_rules_pass_promtool import ALERTS
+from .trainer_run import HeldTrainerRun
+
+# What a PodMonitor scrape of rank 0's pod adds (templates/podmonitor.yaml relabelings).
+TRAINER_TARGET = {"namespace": "ml", "pod": "chat-a1-0-x7k2p", "finetunejob": "chat", "attempt": "1"}
+# Grafana's values: `$__rate_interval` is at least four scrape intervals.
+GRAFANA = {"__rate_interval": "15s", "__interval": "1s", "__range": "5m", "namespace": "ml", "finetunejob": "chat"}
+
+
+async def _start_operator(cluster: ApiEmulator, *, port: int) -> RunningOperator:
+    """The operator as `python -m kubetune_operator --metrics-port PORT` runs it; ready once /healthz says so."""
+    metrics = OperatorMetrics()
+    operator = RunningOperator(
+        lambda: run_operator(
+            settings=OperatorSettings.model_validate(FAST),
+            connection=Connection(server=str(cluster.url).rstrip("/")),
+            options=RunOptions(metrics_host="127.0.0.1", metrics_port=port),
+            metrics=metrics,
+            kopf_config=fast_kopf_settings(),
+        ),
+        metrics,
+    )
+
+    async def healthy() -> bool:
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while not await healthy():
+        assert not operator.done, f"the operator stopped: {operator.error!r}"
+        assert asyncio.get_running_loop().time() < deadline, "the operator's /healthz never answered 200"
+        await asyncio.sleep(0.05)
+    return operator
+
+
+async def _report_every_stage(cluster: ApiEmulator, actors: Actors, name: str) -> None:
+    """Rank 0's reports, each stage announced by the operator before the next (so each finish is counted)."""
+    done: list[Stage] = []
+    for stage in Stage:
+        progress = Progress(step=5, total_steps=10) if stage == Stage.TRAINING else None
+        await actors.report(name, stage, done=list(done), progress=progress)
+        await wait_for(partial(_announced, cluster, name, stage), what=f"stage {stage} announced")
+        done.append(stage)
+
+
+def _announced(cluster: ApiEmulator, name: str, stage: Stage) -> bool:
+    return any(
+        event["message"].startswith(f"stage {stage} started")
+        for event in cluster.live_objects(EVENTS, "ml")
+        if event["involvedObject"]["name"] == name
+    )
+
+
+async def _lifecycle(cluster: ApiEmulator, actors: Actors) -> None:
+    """`chat` fails once (Internal, retried) and then succeeds; `waiting` stays Queued."""
+    (pod,) = await to_running(cluster, actors, "chat", maxRetries=1)
+    await _report_every_stage(cluster, actors, "chat")
+    await actors.terminate(
+        pod, exit_code=1, message=trainer_failed(ErrorClass.INTERNAL, "UploadFailed", retryable=True)
+    )
+    (pod,) = await run_attempt(cluster, actors, "chat", 2)
+    await _report_every_stage(cluster, actors, "chat")
+    await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
+    await actors.job_condition("chat-a2", "Complete")
+    await until_phase(cluster, "chat", "Succeeded")
+    await pass_preflight(cluster, actors, "waiting")
+    await until_phase(cluster, "waiting", "Queued")
+
+
+async def test_every_dashboard_panel_returns_data_while_the_operator_runs_a_job(
+    cluster: ApiEmulator, actors: Actors, tmp_path: Path
+) -> None:
+    operator_port, trainer_port = free_port(), free_port()
+    trainer = HeldTrainerRun(tmp_path / "trainer", port=trainer_port)
+    trainer.start()
+    operator = await _start_operator(cluster, port=operator_port)
+    try:
+        targets = [
+            ScrapeTarget(job="kubetune-operator", address=f"127.0.0.1:{operator_port}"),
+            ScrapeTarget(job="kubetune-trainer", address=f"127.0.0.1:{trainer_port}", labels=TRAINER_TARGET),
+        ]
+        (tmp_path / "prometheus").mkdir()
+        async with PrometheusServer(targets, rule_files=[ALERTS_FILE], workdir=tmp_path / "prometheus") as prometheus:
+            # Rates and quantiles need the zero before the change: start the jobs once the operator is scraped.
+            await prometheus.until('up{job="kubetune-operator"} == 1')
+            await _lifecycle(cluster, actors)
+            await wait_for(lambda: trainer.saving, timeout=60, what="the trainer run to reach Saving")
+
+            dashboard = load_dashboard()
+            for panel in panel_queries(dashboard):
+                await prometheus.until(fill_in(panel.expr, GRAFANA), what=f"panel {panel.panel!r} ({panel.ref})")
+
+            for name, query in variable_queries(dashboard).items():
+                selector, label = label_values(query)
+                values = await prometheus.api(f"label/{label}/values", **{"match[]": fill_in(selector, GRAFANA)})
+                assert GRAFANA[name] in values, f"variable {name} offers {values}"
+
+            # What the panels show is what happened.
+            assert await _value(prometheus, 'max by (phase) (kubetune_jobs{phase="Succeeded"})') == 1
+            assert await _value(prometheus, 'max by (phase) (kubetune_jobs{phase="Queued"})') == 1
+            assert await _value(prometheus, 'sum(kubetune_job_failures_total{error_class="Internal"})') == 1
+            assert await _value(prometheus, 'sum(kubetune_job_retries_total{reason="UploadFailed"})') == 1
+            assert await _value(prometheus, "max(kubetune_oldest_queued_job_age_seconds)") >= 0
+            assert trainer.recorded.progresses, "the real run reported no step"
+            assert await _value(prometheus, "kubetune_trainer_step") == trainer.recorded.progresses[-1].step
+            assert await _value(prometheus, 'kubetune_trainer_stage{stage="Saving"}') == 1
+            assert 0 <= await _value(prometheus, "time() - kubetune_trainer_last_step_timestamp_seconds") < 60
+
+            assert await _rules_health(prometheus) == dict.fromkeys(ALERTS, "ok")
+    finally:
+        await operator.stop()
+        result = trainer.finish()
+    assert result.outcome is Outcome.SUCCEEDED, result.error
+
+
+async def _rules_health(prometheus: PrometheusServer, timeout: float = 10.0) -> dict[str, str]:
+    """Each alert rule's health once every rule has been evaluated ("unknown" before)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        groups = (await prometheus.api("rules"))["groups"]
+        health = {rule["name"]: rule["health"] for group in groups for rule in group["rules"]}
+        if "unknown" not in health.values() or asyncio.get_running_loop().time() > deadline:
+            return health
+        await asyncio.sleep(0.2)
+
+
+async def _value(prometheus: PrometheusServer, expr: str) -> float:
+    (series,) = await prometheus.until(expr)
+    value = float(series["value"][1])
+    assert math.isfinite(value), expr
+    return value
