@@ -30,6 +30,7 @@ from .kube_report import InClusterAccess, KubernetesReporter, StatusPatcher
 from .metrics import TrainerMetrics, serve_metrics
 from .report import FanOutReporter, NullReporter, Reporter, TerminalReporter, describe_result
 from .wandb_report import WandbReporter
+from .watchdog import start_step_watchdog
 
 EXIT_BAD_CONFIG = 2
 
@@ -115,7 +116,8 @@ def _terminated(signum: int, frame: FrameType | None) -> None:
 def build_reporter(
     config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo, stream: TextIO
 ) -> tuple[Reporter, Callable[[], None]]:
-    """Rank 0's reporters for `config` (and a function stopping the metrics server); silence elsewhere."""
+    """Rank 0's reporters and step watchdog for `config`, and a function stopping the metrics server and
+    the watchdog; silence elsewhere."""
     if not dist.is_main:
         return NullReporter(), lambda: None
     reporters: list[Reporter] = []
@@ -137,13 +139,21 @@ def build_reporter(
     wandb = WandbReporter.start(config, environ=environ, directory=Path(config.runtime.work_dir) / "wandb")
     if wandb is not None:
         reporters.append(wandb)
-    stop: Callable[[], None] = lambda: None  # noqa: E731
+    stops: list[Callable[[], None]] = []
     if config.metrics_port:
         metrics = TrainerMetrics(CollectorRegistry())
         server = serve_metrics(metrics.registry, port=config.metrics_port)
         reporters.append(metrics)
-        stop = server.shutdown
-    return FanOutReporter(reporters), stop
+        stops.append(server.shutdown)
+    # Fed like the others; when it fires it reports through them (never through itself).
+    watchdog = start_step_watchdog(config, reporter=FanOutReporter(list(reporters)), clock=utc_now)
+    stops.append(watchdog.stop)
+
+    def stop() -> None:
+        for each in stops:
+            each()
+
+    return FanOutReporter([*reporters, watchdog]), stop
 
 
 def entry(argv: Sequence[str] | None = None) -> int:

@@ -231,6 +231,12 @@ class RuntimeSettings(WireModel):
         description="The step watchdog fails a run as Internal/Stalled (retried) when no training step completes "
         "within max(10 x the median step time, this many seconds); it alone bounds the first step.",
     )
+    step_watchdog_floor_seconds: float = Field(
+        900.0,
+        gt=0.0,
+        description="The step watchdog fails a run as Internal/Stalled (retried) when no training step completes "
+        "within max(10 x the median step time, this many seconds); it alone bounds the first step.",
+    )
 
 
 class ReportTarget(WireModel):
