@@ -14,6 +14,9 @@ from ..conftest import REPO
 ALERTS_FILE = REPO / "charts" / "kubetune" / "files" / "prometheus" / "alerts.yaml"
 UNIT_TESTS = Path(__file__).with_name("alerts_test.yaml")
 STATIC_ANNOTATIONS = ("description", "runbook")
+ALERTS = frozenset(
+    {"KubetuneJobFailureRateHigh", "KubetuneJobStuckQueued", "KubetuneTrainerHeartbeatStale", "KubetuneOperatorDown"}
+)
 
 
 def system_tool(name: str) -> str:
