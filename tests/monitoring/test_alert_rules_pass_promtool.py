@@ -6,14 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from .promtool import ALERTS_FILE, STATIC_ANNOTATIONS, UNIT_TESTS, alert_rules, promtool, write_unit_tests
-
-ALERTS = {
-    "KubetuneJobFailureRateHigh",
-    "KubetuneJobStuckQueued",
-    "KubetuneTrainerHeartbeatStale",
-    "KubetuneOperatorDown",
-}
+from .promtool import ALERTS, ALERTS_FILE, STATIC_ANNOTATIONS, UNIT_TESTS, alert_rules, promtool, write_unit_tests
 
 
 def test_promtool_checks_the_rules_file() -> None:

@@ -29,8 +29,7 @@ from ..operator.emulator import ApiEmulator
 from ..operator.journeys import pass_preflight, run_attempt, to_running, until_phase
 from .dashboard import fill_in, label_values, load_dashboard, panel_queries, variable_queries
 from .prometheus_server import PrometheusServer, ScrapeTarget, free_port
-from .promtool import ALERTS_FILE
-from .test_alert_rules_pass_promtool import ALERTS
+from .promtool import ALERTS, ALERTS_FILE
 from .trainer_run import HeldTrainerRun
 
 # What a PodMonitor scrape of rank 0's pod adds (templates/podmonitor.yaml relabelings).
