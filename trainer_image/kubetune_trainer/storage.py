@@ -31,7 +31,8 @@ import fsspec  # type: ignore[import-untyped]
 from huggingface_hub import HfApi
 from pydantic import Field
 
-from .contract import OutputSummary, WireModel
+from .classify import rule_for
+from .contract import ErrorClass, OutputSummary, WireModel
 from .errors import InfrastructureFailure, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -206,12 +207,12 @@ def _to_local(source: Path, target: Path, manifest: Manifest) -> None:
     if _read_local_manifest(target) == manifest:
         log.info("%s already holds this model; nothing to upload", target)
         return
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in target.parent.glob(f".{target.name}.*"):
-        # A run that died mid-copy leaves its hidden staging directory behind.
-        shutil.rmtree(leftover, ignore_errors=True)
     staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for leftover in target.parent.glob(f".{target.name}.*"):
+            # A run that died mid-copy leaves its hidden staging directory behind.
+            shutil.rmtree(leftover, ignore_errors=True)
         shutil.copytree(source, staging, ignore=shutil.ignore_patterns(MANIFEST_NAME))
         (staging / MANIFEST_NAME).write_bytes(manifest.to_bytes())
         _fsync_tree(staging)
@@ -225,10 +226,10 @@ def _to_local(source: Path, target: Path, manifest: Manifest) -> None:
             staging.rename(target)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise InfrastructureFailure(
+        raise upload_failed(
+            exc,
             f"could not write the model to {target}: {exc.strerror or exc}",
-            reason="UploadFailed",
-            hint="Check the volume is mounted writable and has room for the model.",
+            hint="Check the volume behind output.uri is mounted writable and has room for the model.",
         ) from exc
 
 
@@ -263,11 +264,11 @@ def _to_s3(source: Path, destination: S3Destination, manifest: Manifest, *, sett
         except Exception:
             _remove_other_objects(fs, destination, keep=set())
             raise
-    except Exception as exc:  # s3fs and botocore raise many kinds; all mean the store failed us
-        raise InfrastructureFailure(
+    except Exception as exc:  # s3fs and botocore raise many kinds: the classification table sorts them
+        raise upload_failed(
+            exc,
             f"could not upload the model to {destination.url}: {type(exc).__name__}: {exc}",
-            reason="UploadFailed",
-            hint="Check the bucket exists and the pod's S3 credentials may write to it; the upload is retried.",
+            hint="Check the bucket exists and the pod's S3 credentials may write to it.",
         ) from exc
 
 
@@ -305,9 +306,37 @@ def _to_hub(
             delete_patterns="*",
         )
     except Exception as exc:
-        raise InfrastructureFailure(
+        raise upload_failed(
+            exc,
             f"could not upload the model to hf://{repo_id}: {type(exc).__name__}: {exc}",
-            reason="UploadFailed",
-            hint="Check the token in the job's hfTokenSecretRef may write to the repo (a write token); "
-            "the upload is retried.",
+            hint="Check the token in the job's hfTokenSecretRef may write to the repo (a write token).",
         ) from exc
+
+
+def upload_failed(exc: BaseException, message: str, *, hint: str) -> InfrastructureFailure:
+    """The failure of an upload, Internal, with what the classification table says of its causes.
+
+    Retried, unless retrying cannot help (a full disk). A refusal (401/403) is retried too: storage
+    permissions are often fixed while the job waits (and a proxy may refuse one object of many), but
+    its hint names the credentials to check.
+    """
+    rules = [rule_for(cause) for cause in _causes(exc)]
+    refusal = next((rule for rule in rules if rule.error_class is ErrorClass.INVALID_INPUT), None)
+    if refusal is not None:
+        hint = f"{hint} {refusal.hint}"
+    retryable = not any(rule.error_class is ErrorClass.INTERNAL and not rule.retryable for rule in rules)
+    return InfrastructureFailure(
+        message,
+        reason="UploadFailed",
+        hint=f"{hint} The upload is retried." if retryable else hint,
+        retryable=retryable,
+    )
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain

@@ -12,10 +12,10 @@ from transformers import AutoModelForCausalLM
 
 from ..context import DistInfo
 from ..contract import LoraConfig, RuntimeSettings
-from ..errors import CheckpointInvalid
 from .distributed import pick_device, wrap_model
 from .lora import apply_lora
 from .precision import PrecisionPlan, plan_precision
+from .weights import check_weight_shapes, weights_do_not_match
 
 
 @dataclass
@@ -28,26 +28,30 @@ class TrainingSetup:
 
 
 def load_model(snapshot: Path, *, dtype: torch.dtype) -> Any:
-    """The causal LM in `snapshot` (a local directory: a repo id would probe the network)."""
-    loaded: Any = AutoModelForCausalLM.from_pretrained(
-        str(snapshot),
-        trust_remote_code=False,
-        use_safetensors=True,
-        dtype=dtype,
-        output_loading_info=True,
-    )
-    model, info = loaded
-    # transformers fills missing weights with random ones and only logs it; training that would
-    # quietly fine-tune noise.
-    missing = sorted(info.get("missing_keys", []))
-    if missing or info.get("mismatched_keys"):
-        raise CheckpointInvalid(
-            f"The weights in {snapshot.name} do not match its config.json: missing {missing[:5]}, "
-            f"mismatched {list(info.get('mismatched_keys', []))[:5]}.",
-            reason="WeightsDoNotMatchConfig",
-            field="fromHfModel",
-            hint="Use a model repo whose safetensors files were saved from the config it ships.",
+    """The causal LM in `snapshot` (a local directory: a repo id would probe the network).
+
+    Its weights are checked against its config.json first (`training.weights`): wrong shapes and
+    missing tensors are refused, never replaced by random values.
+    """
+    check_weight_shapes(snapshot)
+    try:
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            str(snapshot),
+            trust_remote_code=False,
+            use_safetensors=True,
+            dtype=dtype,
+            output_loading_info=True,
         )
+    except RuntimeError as failed:
+        # A shape mismatch the header check could not see (a tensor transformers renames on load).
+        if "ignore_mismatched_sizes" in str(failed):
+            raise weights_do_not_match(snapshot, mismatched=[str(failed)]) from failed
+        raise
+    model, info = loaded
+    missing = info.get("missing_keys", [])
+    mismatched = [str(entry) for entry in info.get("mismatched_keys", [])]
+    if missing or mismatched:
+        raise weights_do_not_match(snapshot, mismatched=mismatched, missing=missing)
     # With the KV cache on, transformers cannot see packed sequences' boundaries and lets them
     # attend to each other; training never uses the cache anyway.
     model.config.use_cache = False
