@@ -46,6 +46,12 @@ class OperatorSettings(BaseModel):
     heartbeat_stale_seconds: float = Field(
         900.0, gt=0, description="A training heartbeat older than this fails the attempt as Stalled (retried)."
     )
+    step_watchdog_floor_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="The trainer's step watchdog fails a run as Stalled (retried) when no step completes within "
+        "max(10 x the median step time, this many seconds); unset: the trainer's default, 900.",
+    )
     checkpoint_grace_seconds: int = Field(
         120, ge=0, description="Time the trainer needs to write a checkpoint after SIGTERM."
     )

@@ -206,6 +206,10 @@ class Strategy(enum.StrEnum):
     FSDP = "fsdp"
 
 
+DEFAULT_STEP_WATCHDOG_FLOOR_SECONDS = 900.0
+"""No training step for this long is a stall, however fast steps were (see kubetune_trainer.watchdog)."""
+
+
 class RuntimeSettings(WireModel):
     precision: Precision = Field(Precision.BF16, description="Training precision on GPU; CPU runs use fp32.")
     strategy: Strategy = Field(Strategy.DDP, description="Data-parallel strategy across processes.")
@@ -226,13 +230,7 @@ class RuntimeSettings(WireModel):
     cache_dir: str = Field("/cache/hf", description="Hugging Face cache directory.")
     work_dir: str = Field("/work", description="Scratch directory for data and outputs before upload.")
     step_watchdog_floor_seconds: float = Field(
-        900.0,
-        gt=0.0,
-        description="The step watchdog fails a run as Internal/Stalled (retried) when no training step completes "
-        "within max(10 x the median step time, this many seconds); it alone bounds the first step.",
-    )
-    step_watchdog_floor_seconds: float = Field(
-        900.0,
+        DEFAULT_STEP_WATCHDOG_FLOOR_SECONDS,
         gt=0.0,
         description="The step watchdog fails a run as Internal/Stalled (retried) when no training step completes "
         "within max(10 x the median step time, this many seconds); it alone bounds the first step.",

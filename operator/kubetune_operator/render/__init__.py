@@ -44,6 +44,7 @@ def render_attempt(
         report=ReportTarget(kind="kubernetes", min_interval_seconds=settings.report_interval_seconds),
         resume_from=resume_from,
         metrics_port=settings.trainer_metrics_port,
+        step_watchdog_floor_seconds=settings.step_watchdog_floor_seconds,
         pvc_mount_root=settings.pvc_mount_root,
         cache_dir=HF_CACHE_DIR,
         work_dir=WORK_DIR,

@@ -7,6 +7,7 @@ spec fills those from Secret references (a local run from the user's own environ
 from __future__ import annotations
 
 from kubetune_trainer.contract import (
+    DEFAULT_STEP_WATCHDOG_FLOOR_SECONDS,
     DataSource,
     JobIdentity,
     ModelSource,
@@ -34,6 +35,7 @@ def build_trainer_config(
     report: ReportTarget,
     resume_from: str | None = None,
     metrics_port: int = 0,
+    step_watchdog_floor_seconds: float | None = None,
     pvc_mount_root: str = "/mnt/pvc",
     cache_dir: str = "/cache/hf",
     work_dir: str = "/work",
@@ -69,6 +71,9 @@ def build_trainer_config(
             resume_from=resume_from or resolved.from_checkpoint,
             cache_dir=cache_dir,
             work_dir=work_dir,
+            step_watchdog_floor_seconds=DEFAULT_STEP_WATCHDOG_FLOOR_SECONDS
+            if step_watchdog_floor_seconds is None
+            else step_watchdog_floor_seconds,
         ),
         report=report,
         wandb=None
