@@ -53,7 +53,9 @@ class OperatorSettings(BaseModel):
         "max(10 x the median step time, this many seconds); unset: the trainer's default, 900.",
     )
     checkpoint_grace_seconds: int = Field(
-        120, ge=0, description="Time the trainer needs to write a checkpoint after SIGTERM."
+        25,
+        ge=0,
+        description="The trainer's budget after SIGTERM to checkpoint and write its Result (GKE Spot gives ~30 s).",
     )
     termination_margin_seconds: int = Field(
         30, ge=0, description="Added to checkpointGraceSeconds for the pods' terminationGracePeriodSeconds."

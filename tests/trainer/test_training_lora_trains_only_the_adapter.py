@@ -43,6 +43,6 @@ def test_only_adapter_parameters_change(tiny_llama: TinyModel, tmp_path: Path) -
     changed = [n for n, p in ctx.model.named_parameters() if "lora_B" in n and not torch.equal(p, lora_b_before[n])]
     assert len(changed) == len(lora_b_before)
     # The checkpoint holds the adapter alone, not another copy of the frozen base.
-    checkpoint = load_file(str(next(ctx.paths.checkpoints.iterdir()) / "model.safetensors"))
+    checkpoint = load_file(str(next((ctx.paths.checkpoints / "tiny").iterdir()) / "model.safetensors"))
     assert checkpoint
     assert all("lora_" in name for name in checkpoint)

@@ -12,12 +12,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TextIO
 
 from prometheus_client import CollectorRegistry
@@ -25,9 +23,9 @@ from pydantic import ValidationError
 
 from .context import DistInfo
 from .contract import TrainerConfig
-from .errors import InfrastructureFailure
 from .kube_report import InClusterAccess, KubernetesReporter, StatusPatcher
 from .metrics import TrainerMetrics, serve_metrics
+from .preemption import Preemption
 from .report import FanOutReporter, NullReporter, Reporter, TerminalReporter, describe_result
 from .wandb_report import WandbReporter
 from .watchdog import start_step_watchdog
@@ -91,26 +89,21 @@ def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo,
 
     # Our reporters show progress; library bars would interleave with them (and fill pod logs).
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # also the hub's bars
-    previous = signal.signal(signal.SIGTERM, _terminated)
+    # Kubernetes sends SIGTERM on eviction and preemption: checkpoint within the budget, fail as
+    # Internal/Preempted (retried from that checkpoint). `kubetune run --local` calls this in its
+    # own process, so the previous handler is put back afterwards.
+    preemption = Preemption(budget_seconds=config.runtime.checkpoint_grace_seconds)
+    restore_signals = preemption.install()
     reporter, stop = build_reporter(config, environ=environ, dist=dist, stream=stream)
     try:
-        result = run_pipeline(config, environ=environ, clock=utc_now, reporter=reporter, dist=dist)
+        result = run_pipeline(
+            config, environ=environ, clock=utc_now, reporter=reporter, dist=dist, preemption=preemption
+        )
     finally:
+        restore_signals()
         stop()
         teardown()
-        # `kubetune run --local` calls this in its own process: leave its signal handling as found.
-        signal.signal(signal.SIGTERM, previous)
     return result.exit_code
-
-
-def _terminated(signum: int, frame: FrameType | None) -> None:
-    """Kubernetes sends SIGTERM on eviction and preemption: fail the stage as Internal, so it is retried."""
-    raise InfrastructureFailure(
-        "the trainer was terminated (SIGTERM): the pod was evicted, preempted or deleted",
-        reason="Terminated",
-        hint="Retried automatically; the retry starts training over (resuming from a checkpoint is not "
-        "implemented yet).",
-    )
 
 
 def build_reporter(

@@ -17,6 +17,7 @@ from .contract import ModelFacts, OutputSummary, TrainerConfig, WarningNote
 
 if TYPE_CHECKING:
     from .adapter import AdapterLineage
+    from .preemption import Preemption
     from .report import Reporter
 
 Clock = Callable[[], datetime]
@@ -91,6 +92,8 @@ class RunContext:
     reporter: Reporter
     dist: DistInfo = field(default_factory=DistInfo)
     paths: WorkPaths = field(default_factory=lambda: WorkPaths(Path("/work")))
+    preemption: Preemption | None = None
+    """SIGTERM's notice and budget (the process entry point installs it; None: signals are not handled)."""
 
     warnings: list[WarningNote] = field(default_factory=list)
 
@@ -120,6 +123,9 @@ class RunContext:
     metrics: dict[str, float] = field(default_factory=dict)
     total_steps: int | None = None
     checkpoint_step: int | None = None
+    """Step of this job's newest complete checkpoint (written, or resumed from)."""
+    resumed_from_step: int | None = None
+    """Step of the checkpoint training started from (this job's own, or fromCheckpoint's)."""
 
     # Saving: the directory holding everything to upload, and what is in it.
     saved_dir: Path | None = None

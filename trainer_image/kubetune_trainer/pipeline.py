@@ -19,6 +19,7 @@ from .classify import classify, exit_code_for
 from .context import Clock, DistInfo, RunContext, WorkPaths
 from .contract import JobError, Outcome, Result, Stage, StageRecord, StageState, TrainerConfig
 from .errors import TrainerError
+from .preemption import Preemption, preempted
 from .report import Reporter
 from .stages import download, initialize, save, train, upload
 
@@ -43,6 +44,7 @@ def run_pipeline(
     reporter: Reporter,
     dist: DistInfo | None = None,
     stages: Sequence[tuple[Stage, StageFn]] = STAGES,
+    preemption: Preemption | None = None,
 ) -> Result:
     """Run every stage in order; stop at the first failure; return (and write) the Result."""
     ctx = RunContext(
@@ -52,8 +54,11 @@ def run_pipeline(
         reporter=reporter,
         dist=dist or DistInfo.from_env(environ),
         paths=WorkPaths(Path(config.runtime.work_dir)),
+        preemption=preemption,
     )
     records: list[StageRecord] = []
+    if preemption is not None:
+        preemption.on_deadline(lambda: _out_of_grace(ctx, stage=records[-1].name if records else None))
     error: JobError | None = None
     for stage, run in stages:
         records.append(StageRecord(name=stage, state=StageState.RUNNING, start_time=clock()))
@@ -79,6 +84,7 @@ def run_pipeline(
         model=ctx.model_facts,
         output=ctx.output,
         checkpoint_step=ctx.checkpoint_step,
+        resumed_from_step=ctx.resumed_from_step,
     )
     # Every rank of a pod shares one termination log: rank 0 has the last word, and another
     # rank writes only when it failed itself (its own error may be the real cause).
@@ -86,6 +92,26 @@ def run_pipeline(
         write_termination_message(result, Path(config.termination_log_path))
     reporter.finished(result)
     return result
+
+
+def _out_of_grace(ctx: RunContext, *, stage: Stage | None) -> int:
+    """The Result when SIGTERM's budget ran out mid-stage: Preempted, with the newest complete checkpoint."""
+    error = classify(
+        preempted("the grace budget ran out before a checkpoint could be written"),
+        stage=stage,
+        job_uid=ctx.config.job.uid,
+    )
+    result = Result(
+        outcome=Outcome.FAILED,
+        exit_code=exit_code_for(error),
+        error=error,
+        warnings=list(ctx.warnings),
+        model=ctx.model_facts,
+        checkpoint_step=ctx.checkpoint_step,
+        resumed_from_step=ctx.resumed_from_step,
+    )
+    write_termination_message(result, Path(ctx.config.termination_log_path))
+    return result.exit_code
 
 
 def write_termination_message(result: Result, path: Path) -> None:

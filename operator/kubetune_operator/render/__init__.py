@@ -43,6 +43,7 @@ def render_attempt(
         job=JobIdentity(namespace=job.namespace, name=job.name, uid=job.uid, attempt=attempt),
         report=ReportTarget(kind="kubernetes", min_interval_seconds=settings.report_interval_seconds),
         resume_from=resume_from,
+        checkpoint_grace_seconds=settings.checkpoint_grace_seconds,
         metrics_port=settings.trainer_metrics_port,
         step_watchdog_floor_seconds=settings.step_watchdog_floor_seconds,
         pvc_mount_root=settings.pvc_mount_root,

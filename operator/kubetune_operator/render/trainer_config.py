@@ -34,6 +34,7 @@ def build_trainer_config(
     job: JobIdentity,
     report: ReportTarget,
     resume_from: str | None = None,
+    checkpoint_grace_seconds: float = 25.0,
     metrics_port: int = 0,
     step_watchdog_floor_seconds: float | None = None,
     pvc_mount_root: str = "/mnt/pvc",
@@ -69,6 +70,8 @@ def build_trainer_config(
             gradient_checkpointing=resolved.gradient_checkpointing,
             checkpoint_uri=resolved.checkpoint_uri,
             resume_from=resume_from or resolved.from_checkpoint,
+            from_checkpoint=resolved.from_checkpoint,
+            checkpoint_grace_seconds=checkpoint_grace_seconds,
             cache_dir=cache_dir,
             work_dir=work_dir,
             step_watchdog_floor_seconds=DEFAULT_STEP_WATCHDOG_FLOOR_SECONDS

@@ -1,20 +1,41 @@
-"""Training: plan the steps, build optimizer and schedule, run the loop, keep the metrics."""
+"""Training: plan the steps, build optimizer and schedule, resume from a checkpoint, run the loop.
+
+`runtime.resumeFrom` names a checkpoint, `<job>` (its newest complete one) or `<job>:<step>`:
+
+- this job's own (a retry): an exact resume. Weights, optimizer, schedule, every rank's RNG and
+  the data position are restored, and the run goes on as if it had never stopped;
+- another job's (`fromCheckpoint`): its weights (or LoRA adapter) are the starting point of a
+  new run, which starts at step 0 with a fresh optimizer and schedule.
+
+A retry of a `fromCheckpoint` job whose own job has no checkpoint yet starts from the
+fromCheckpoint weights again (`runtime.fromCheckpoint`).
+"""
 
 from __future__ import annotations
 
+import logging
 import math
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import RunContext
 from ..data import TRAINING_FIELD
 from ..errors import InvalidInput
+from ..training.checkpoint import CheckpointState
+from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, ResumeReference, job_checkpoints
 from ..training.loop import train
 from ..training.optim import build_optimizer
+from ..training.resume import agreed_checkpoint, load_training_state, load_weights, read_state
+from ..training.resumed_epoch import epoch_steps
 from ..training.schedule import build_scheduler
 from ..training.setup import TrainingSetup
-from ..training.steps import BatchingPlan, EpochSteps, steps_per_epoch, validation_batches
+from ..training.steps import BatchingPlan, steps_per_epoch, validation_batches
+
+log = logging.getLogger(__name__)
 
 GPU_TOKEN_BUDGET = 16384
 """Tokens per micro-batch on a GPU: large matmuls keep it busy; gradient accumulation covers the rest."""
@@ -37,15 +58,6 @@ def run(ctx: RunContext) -> None:
     if ctx.model is None or not isinstance(setup, TrainingSetup) or ctx.max_seq_length is None:
         raise RuntimeError("Training needs the model from Initialization and the examples from DataDownload")
     hyperparameters = ctx.config.hyperparameters
-    resume_from = ctx.config.runtime.resume_from
-    if resume_from is not None:
-        # Checkpoints are written, but no loader exists yet (docs/architecture.md): say so rather
-        # than let a fromCheckpoint job or a retry look like it continued.
-        ctx.warn(
-            "ResumeNotImplemented",
-            f"fromCheckpoint / retry checkpoint {resume_from} is not loaded: this attempt trains from the base "
-            f"model {ctx.config.model.repo}, starting at step 0",
-        )
     plan = BatchingPlan(
         examples_per_step=hyperparameters.batch_size,
         token_budget=token_budget(ctx.max_seq_length, device=setup.device),
@@ -69,11 +81,23 @@ def run(ctx: RunContext) -> None:
         total_steps=total_steps,
         warmup_ratio=hyperparameters.warmup_ratio,
     )
+    start = start_from_checkpoint(
+        ctx, model=ctx.model, optimizer=optimizer, scheduler=scheduler, lora=setup.lora, total_steps=total_steps
+    )
+
+    def on_checkpoint(step: int) -> None:
+        ctx.checkpoint_step = step
+
     result = train(
         ctx.model,
         optimizer=optimizer,
         scheduler=scheduler,
-        epochs=lambda epoch: EpochSteps(ctx.train_examples, plan=plan, epoch=epoch),
+        epochs=lambda epoch: epoch_steps(
+            ctx.train_examples,
+            plan=plan,
+            epoch=epoch,
+            start=start.step_in_epoch if start is not None and epoch == start.epoch else 0,
+        ),
         total_steps=total_steps,
         validation=validation_batches(ctx.validation_examples, plan=plan),
         hyperparameters=hyperparameters,
@@ -82,8 +106,11 @@ def run(ctx: RunContext) -> None:
         dist_info=ctx.dist,
         reporter=ctx.reporter,
         clock=ctx.clock,
-        checkpoint_root=checkpoint_root(ctx),
+        checkpoint_root=own_checkpoints(ctx).local,
         lora=setup.lora,
+        start=start,
+        preemption=ctx.preemption,
+        on_checkpoint=on_checkpoint,
     )
     ctx.metrics.update(
         steps=float(result.steps),
@@ -96,8 +123,6 @@ def run(ctx: RunContext) -> None:
         last_step, last_loss = result.eval_losses[-1]
         if last_step > 0:  # with nEvals 0 only the evaluation before training ran: no eval loss after it
             ctx.metrics["eval_loss"] = last_loss
-    if result.checkpoints:
-        ctx.checkpoint_step = result.steps
 
 
 def _check_every_rank_has_data(examples: int, *, batch_size: int, world: int) -> None:
@@ -120,31 +145,90 @@ def _check_every_rank_has_data(examples: int, *, batch_size: int, world: int) ->
         )
 
 
-def checkpoint_root(ctx: RunContext) -> Path:
-    """Where checkpoints are written: the job's checkpoint location when it is a filesystem path.
+def own_checkpoints(ctx: RunContext) -> CheckpointPlace:
+    """This job's checkpoint directory (`training.checkpoint_location` says where)."""
+    return _checkpoints_of(ctx, ctx.config.job.name)
 
-    A local path, `file://` or `pvc://claim/path` (the claim mounted under `data.pvcMountRoot`)
-    is written directly. Without a location, or for an object store (`s3://`), checkpoints stay
-    in the work directory; copying them out is not done here.
-    """
-    uri = ctx.config.runtime.checkpoint_uri
-    if uri is None:
-        return ctx.paths.checkpoints
-    if uri.startswith("pvc://"):
-        claim, _, inside = uri.removeprefix("pvc://").partition("/")
-        if not claim or ".." in PurePosixPath(inside).parts:
+
+def _checkpoints_of(ctx: RunContext, job: str) -> CheckpointPlace:
+    return job_checkpoints(
+        ctx.config.runtime.checkpoint_uri,
+        job=job,
+        own_job=ctx.config.job.name,
+        work_checkpoints=ctx.paths.checkpoints,
+        pvc_mount_root=ctx.config.data.pvc_mount_root,
+    )
+
+
+def start_from_checkpoint(
+    ctx: RunContext,
+    *,
+    model: nn.Module,
+    optimizer: Optimizer,
+    scheduler: LRScheduler,
+    lora: bool,
+    total_steps: int,
+) -> CheckpointState | None:
+    """Load what `runtime.resumeFrom` names; the position to resume at (None: start at step 0)."""
+    runtime = ctx.config.runtime
+    if runtime.resume_from is None:
+        return None
+    reference = ResumeReference.parse(runtime.resume_from)
+    directory = _find(ctx, reference)
+    if directory is None and reference.job == ctx.config.job.name and runtime.from_checkpoint is not None:
+        # A fromCheckpoint job stopped before its first checkpoint starts from fromCheckpoint again.
+        reference = ResumeReference.parse(runtime.from_checkpoint)
+        directory = _find(ctx, reference)
+    own = reference.job == ctx.config.job.name
+    if directory is None:
+        if not own:
             raise InvalidInput(
-                f"The checkpoint location {uri!r} is not a claim and a path inside it.",
-                reason="InvalidCheckpointUri",
-                field="checkpoint.uri",
-                hint="Write it as pvc://<claim>/<path>, with no '..' in the path.",
+                f"{RESUME_FIELD} {reference}: job {reference.job} has no complete checkpoint under "
+                f"{_checkpoints_of(ctx, reference.job).local}.",
+                reason="CheckpointNotFound",
+                field=RESUME_FIELD,
+                hint="Name a job that wrote checkpoints to the same checkpoint location as this one.",
             )
-        return Path(ctx.config.data.pvc_mount_root) / claim / inside
-    if uri.startswith("file://"):
-        return Path(uri.removeprefix("file://"))
-    if "://" not in uri:
-        return Path(uri)
-    return ctx.paths.checkpoints
+        log.warning("no complete checkpoint of %s yet: training starts at step 0", reference.job)
+        return None
+    state = read_state(directory)
+    load_weights(directory, model=model, state=state, lora=lora)
+    ctx.resumed_from_step = state.step
+    if not own:
+        log.warning("starting from the weights of %s step %d; training starts at step 0", reference.job, state.step)
+        return None
+    _check_same_run(state, world_size=ctx.dist.world_size, total_steps=total_steps, directory=directory)
+    load_training_state(directory, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=ctx.dist)
+    ctx.checkpoint_step = state.step
+    log.warning("resumed from %s: step %d of %d", directory, state.step, total_steps)
+    return state
+
+
+def _find(ctx: RunContext, reference: ResumeReference) -> Path | None:
+    return agreed_checkpoint(
+        _checkpoints_of(ctx, reference.job).local, step=reference.step, reference=str(reference), dist_info=ctx.dist
+    )
+
+
+def _check_same_run(state: CheckpointState, *, world_size: int, total_steps: int, directory: Path) -> None:
+    """An exact resume needs the same steps: the planner's steps depend on the world size and the data."""
+    if state.world_size != world_size:
+        raise InvalidInput(
+            f"The checkpoint {directory} was trained by {state.world_size} process(es), this run has {world_size}: "
+            "the same step would be different examples.",
+            reason="ResumeWorldSizeChanged",
+            field=RESUME_FIELD,
+            hint=f"Resume with {state.world_size} processes (nodes x GPUs per node), or start a new job with "
+            "fromCheckpoint, which takes the weights and trains from step 0.",
+        )
+    if state.total_steps != total_steps:
+        raise InvalidInput(
+            f"The checkpoint {directory} belongs to a run of {state.total_steps} steps, this run has {total_steps}: "
+            "the training data or hyperparameters changed.",
+            reason="ResumeRunChanged",
+            field=RESUME_FIELD,
+            hint="Resume with the same trainingFile and hyperparameters, or start a new job with fromCheckpoint.",
+        )
 
 
 def _pad_token_id(tokenizer: object) -> int:

@@ -5,13 +5,17 @@ A checkpoint is a directory `step-<N>` holding:
     model.safetensors   the trainable weights (the adapter alone under LoRA)
     optimizer.pt        optimizer state          scheduler.pt  scheduler state
     rng-<rank>.pt       every rank's RNG states  state.json    step, epoch and data position
+    COMPLETE            written last: the sha256 of every file above
 
-It is written into a hidden temporary directory beside its final place and renamed into place
-only when every file is on disk, so a reader never sees half a checkpoint.
+It is written into a hidden temporary directory beside its final place, fsynced and renamed into
+place; then the COMPLETE marker is written (itself through a temporary file and a rename). A
+directory without a marker, or whose files do not hash to it, is never loaded
+(`training.resume`), so a checkpoint is complete or absent whenever the writer is killed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -35,6 +39,23 @@ from .distributed import barrier, unwrap
 
 STATE_FILE = "state.json"
 MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.pt"
+SCHEDULER_FILE = "scheduler.pt"
+COMPLETE_FILE = "COMPLETE"
+STEP_PREFIX = "step-"
+
+
+def rng_file(rank: int) -> str:
+    return f"rng-{rank}.pt"
+
+
+class CompleteMarker(BaseModel):
+    """The last file of a checkpoint: its presence says the rest is on disk, its hashes say intact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    step: int = Field(ge=0, description="The checkpoint's step, as in its directory name.")
+    sha256: dict[str, str] = Field(description="File name -> hex sha256 of every other file in the directory.")
 
 
 class CheckpointState(BaseModel):
@@ -48,10 +69,15 @@ class CheckpointState(BaseModel):
     total_steps: int = Field(ge=0, description="Optimizer steps of the whole run.")
     world_size: int = Field(ge=1, description="Processes that trained; the data shards depend on it.")
     lora: bool = Field(description="Whether model.safetensors holds only a LoRA adapter.")
+    eval_losses: list[tuple[int, float]] = Field(
+        default_factory=list, description="(step, eval loss) so far; step 0 is the evaluation before training."
+    )
+    trained_tokens: int = Field(0, ge=0, description="Tokens trained so far, for tokens/s after a resume.")
+    training_seconds: float = Field(0.0, ge=0.0, description="Seconds spent in steps so far.")
 
 
 def checkpoint_dir(root: Path, step: int) -> Path:
-    return root / f"step-{step:08d}"
+    return root / f"{STEP_PREFIX}{step:08d}"
 
 
 def save_checkpoint(
@@ -71,20 +97,43 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
     barrier()
-    torch.save(_rng_states(), staging / f"rng-{dist_info.rank}.pt")
+    torch.save(_rng_states(), staging / rng_file(dist_info.rank))
     barrier()
     if dist_info.is_main:
         save_file(_unshared(weights), str(staging / MODEL_FILE), metadata={"format": "pt"})
-        torch.save(optimizer_state, staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        torch.save(optimizer_state, staging / OPTIMIZER_FILE)
+        torch.save(scheduler.state_dict(), staging / SCHEDULER_FILE)
         (staging / STATE_FILE).write_text(state.model_dump_json(indent=2), encoding="utf-8")
-        _fsync_dir(staging)
+        _fsync_files(staging)
+        _fsync_directory(staging)
         if final.exists():
             shutil.rmtree(final)
         os.replace(staging, final)
-        _fsync_dir(root)
+        _fsync_directory(root)
+        write_complete_marker(final, step=state.step)
     barrier()
     return final
+
+
+def write_complete_marker(directory: Path, *, step: int) -> None:
+    """Hash every file of `directory` into its COMPLETE marker, atomically: the checkpoint's last write."""
+    hashes = {child.name: file_sha256(child) for child in sorted(directory.iterdir()) if child.is_file()}
+    hashes.pop(COMPLETE_FILE, None)
+    staging = directory / f".{COMPLETE_FILE}.partial"
+    with staging.open("w", encoding="utf-8") as handle:
+        handle.write(CompleteMarker(step=step, sha256=hashes).model_dump_json(indent=2))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(staging, directory / COMPLETE_FILE)
+    _fsync_directory(directory)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _full_states(model: nn.Module, optimizer: Optimizer, *, lora: bool) -> tuple[dict[str, torch.Tensor], Any]:
@@ -118,11 +167,15 @@ def _rng_states() -> dict[str, Any]:
     return states
 
 
-def _fsync_dir(path: Path) -> None:
-    for child in path.iterdir() if path.is_dir() else ():
+def _fsync_files(path: Path) -> None:
+    for child in path.iterdir():
         if child.is_file():
             with child.open("rb") as handle:
                 os.fsync(handle.fileno())
+
+
+def _fsync_directory(path: Path) -> None:
+    """Make a rename or a new entry in `path` durable: the directory itself is fsynced."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)

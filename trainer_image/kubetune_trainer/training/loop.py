@@ -8,6 +8,7 @@ ran as one micro-batch or eight, on one process or two.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from ..context import Clock, DistInfo
 from ..contract import Progress, TrainingHyperparameters
 from ..data.packing import ModelBatch
 from ..errors import ComputationFailed
+from ..preemption import Preemption, preempted
 from ..report import Reporter
 from .accumulate import accumulate_step
 from .checkpoint import CheckpointState, save_checkpoint
@@ -55,6 +57,45 @@ class LoopResult:
     def tokens_per_second(self) -> float:
         return self.trained_tokens / self.training_seconds if self.training_seconds > 0 else 0.0
 
+    def record(self, loss: float, *, tokens: int, seconds: float) -> None:
+        self.steps += 1
+        self.losses.append(loss)
+        self.trained_tokens += tokens
+        self.training_seconds += seconds
+
+    @classmethod
+    def resumed(cls, start: CheckpointState) -> LoopResult:
+        """The tallies of a run as its checkpoint left them (losses before it are not kept)."""
+        return cls(
+            steps=start.step,
+            eval_losses=list(start.eval_losses),
+            trained_tokens=start.trained_tokens,
+            training_seconds=start.training_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class _Positions:
+    """What a checkpoint records about where training stands, from the loop's counters."""
+
+    total_steps: int
+    world_size: int
+    lora: bool
+
+    def after(self, result: LoopResult, *, epoch: int, done_in_epoch: int, epoch_steps: int) -> CheckpointState:
+        epoch_ended = done_in_epoch == epoch_steps
+        return CheckpointState(
+            step=result.steps,
+            epoch=epoch + 1 if epoch_ended else epoch,
+            step_in_epoch=0 if epoch_ended else done_in_epoch,
+            total_steps=self.total_steps,
+            world_size=self.world_size,
+            lora=self.lora,
+            eval_losses=result.eval_losses,
+            trained_tokens=result.trained_tokens,
+            training_seconds=result.training_seconds,
+        )
+
 
 def evenly_spaced(count: int, total: int) -> set[int]:
     """`count` step numbers spread over 1..total, the last one at `total`."""
@@ -79,102 +120,192 @@ def train(
     clock: Clock,
     checkpoint_root: Path | None,
     lora: bool,
+    start: CheckpointState | None = None,
+    preemption: Preemption | None = None,
+    on_checkpoint: Callable[[int], None] = lambda step: None,
     timer: Callable[[], float] = time.perf_counter,
 ) -> LoopResult:
-    """Train `hyperparameters.n_epochs` epochs of `epochs(epoch)` steps; report, evaluate, checkpoint."""
-    result = LoopResult()
+    """Train `hyperparameters.n_epochs` epochs of `epochs(epoch)` steps; report, evaluate, checkpoint.
+
+    `start` is the position of a checkpoint this run resumed from (weights, optimizer, schedule
+    and RNG already loaded): `epochs(start.epoch)` then yields only the steps from
+    `start.step_in_epoch` on, and the evaluation and checkpoint schedule goes on as if the run
+    had never stopped. A SIGTERM recorded by `preemption` ends the run at the next step
+    boundary, after a checkpoint if its budget allows one.
+    """
+    result = LoopResult.resumed(start) if start is not None else LoopResult()
     world = dist_info.world_size
     eval_at = evenly_spaced(hyperparameters.n_evals, total_steps)
     checkpoint_at = evenly_spaced(hyperparameters.n_checkpoints, total_steps) if checkpoint_root else set()
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
     has_validation = bool(all_reduce_sum(torch.tensor([len(validation)], dtype=torch.float64))[0])
+    positions = _Positions(total_steps=total_steps, world_size=world, lora=lora)
+    saves = _Saves(root=checkpoint_root, dist_info=dist_info, timer=timer, on_checkpoint=on_checkpoint)
+    # The heartbeat is the time of the last completed step; before the first one, the loop's start.
+    last_step_at = clock()
 
     def report(progress: Progress) -> None:
         if dist_info.is_main:
             reporter.progress(progress)
 
-    # One evaluation before the first step, so "eval loss fell" can be checked against it.
-    if has_validation:
+    if start is not None:
+        # The evaluation before training ran in the first attempt; show where this one starts.
+        saves.newest = start.step
+        report(
+            Progress(
+                step=start.step,
+                total_steps=total_steps,
+                epoch=start.step * hyperparameters.n_epochs / max(total_steps, 1),
+                eval_loss=start.eval_losses[-1][1] if start.eval_losses else None,
+                heartbeat_time=last_step_at,
+            )
+        )
+    elif has_validation:
+        # One evaluation before the first step, so "eval loss fell" can be checked against it.
         eval_loss = evaluate(model, validation, precision=precision, device=device)
         result.eval_losses.append((0, eval_loss))
-        report(Progress(step=0, total_steps=total_steps, epoch=0.0, eval_loss=eval_loss, heartbeat_time=clock()))
+        report(Progress(step=0, total_steps=total_steps, epoch=0.0, eval_loss=eval_loss, heartbeat_time=last_step_at))
 
     model.train()
-    for epoch in range(hyperparameters.n_epochs):
-        steps = epochs(epoch)
-        for step_in_epoch, step in enumerate(steps):
-            started = timer()
-            step_loss = accumulate_step(
-                model, step, world_size=world, precision=precision, device=device, scaler=scaler
-            )
-            loss_value = float(all_reduce_sum(step_loss.reshape(1))[0]) / world
-            if not math.isfinite(loss_value):
-                raise ComputationFailed(
-                    f"The training loss became {loss_value} at step {result.steps + 1} (epoch {epoch + 1}).",
-                    reason="NonFiniteLoss",
-                    field="hyperparameters.learningRate",
-                    hint="Lower hyperparameters.learningRate or set hyperparameters.maxGradNorm (e.g. 1.0); "
-                    "check the training data for empty or corrupt examples.",
+    first_epoch = start.epoch if start is not None else 0
+    with preemption.deferred() if preemption is not None else contextlib.nullcontext():
+        for epoch in range(first_epoch, hyperparameters.n_epochs):
+            steps = epochs(epoch)
+            first = start.step_in_epoch if start is not None and epoch == start.epoch else 0
+            for step_in_epoch, step in enumerate(steps, start=first):
+                started = timer()
+                step_loss = accumulate_step(
+                    model, step, world_size=world, precision=precision, device=device, scaler=scaler
+                )
+                loss_value, signalled = _agree(step_loss, world_size=world, preemption=preemption)
+                if not math.isfinite(loss_value):
+                    raise ComputationFailed(
+                        f"The training loss became {loss_value} at step {result.steps + 1} (epoch {epoch + 1}).",
+                        reason="NonFiniteLoss",
+                        field="hyperparameters.learningRate",
+                        hint="Lower hyperparameters.learningRate or set hyperparameters.maxGradNorm (e.g. 1.0); "
+                        "check the training data for empty or corrupt examples.",
+                    )
+
+                learning_rate = _apply_gradients(
+                    model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    scaler=scaler,
+                    max_norm=hyperparameters.max_grad_norm,
                 )
 
-            learning_rate = _apply_gradients(
-                model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, max_norm=hyperparameters.max_grad_norm
-            )
-
-            result.steps += 1
-            result.losses.append(loss_value)
-            result.trained_tokens += step.tokens
-            result.training_seconds += timer() - started
-            epoch_done = epoch + (step_in_epoch + 1) / len(steps)
-            report(
-                Progress(
-                    step=result.steps,
-                    total_steps=total_steps,
-                    epoch=epoch_done,
-                    loss=loss_value,
-                    learning_rate=learning_rate,
-                    tokens_per_second=result.tokens_per_second,
-                    eta_seconds=int((total_steps - result.steps) * result.training_seconds / result.steps),
-                    heartbeat_time=clock(),
-                )
-            )
-
-            if has_validation and result.steps in eval_at:
-                eval_loss = evaluate(model, validation, precision=precision, device=device)
-                result.eval_losses.append((result.steps, eval_loss))
+                result.record(loss_value, tokens=step.tokens, seconds=timer() - started)
+                last_step_at = clock()
+                epoch_done = epoch + (step_in_epoch + 1) / len(steps)
                 report(
                     Progress(
                         step=result.steps,
                         total_steps=total_steps,
                         epoch=epoch_done,
                         loss=loss_value,
-                        eval_loss=eval_loss,
                         learning_rate=learning_rate,
                         tokens_per_second=result.tokens_per_second,
-                        heartbeat_time=clock(),
+                        eta_seconds=int((total_steps - result.steps) * result.training_seconds / result.steps),
+                        heartbeat_time=last_step_at,
                     )
                 )
 
-            if checkpoint_root is not None and result.steps in checkpoint_at:
-                epoch_ended = step_in_epoch + 1 == len(steps)
-                state = CheckpointState(
-                    step=result.steps,
-                    epoch=epoch + 1 if epoch_ended else epoch,
-                    step_in_epoch=0 if epoch_ended else step_in_epoch + 1,
-                    total_steps=total_steps,
-                    world_size=world,
-                    lora=lora,
-                )
-                saved = save_checkpoint(
-                    checkpoint_root,
-                    state=state,
-                    model=model,
-                    optimizer=optimizer,
-                    scheduler=scheduler,
-                    dist_info=dist_info,
-                )
-                result.checkpoints.append(saved)
+                if signalled:
+                    assert preemption is not None  # only a Preemption raises the flag
+                    saves.before_leaving(
+                        positions.after(result, epoch=epoch, done_in_epoch=step_in_epoch + 1, epoch_steps=len(steps)),
+                        model=model,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                        remaining_seconds=preemption.remaining_seconds(),
+                    )
+                    result.checkpoints = saves.written
+                    raise preempted(f"training stopped after step {result.steps}; {saves.describe()}")
+
+                if has_validation and result.steps in eval_at:
+                    eval_loss = evaluate(model, validation, precision=precision, device=device)
+                    result.eval_losses.append((result.steps, eval_loss))
+                    report(
+                        Progress(
+                            step=result.steps,
+                            total_steps=total_steps,
+                            epoch=epoch_done,
+                            loss=loss_value,
+                            eval_loss=eval_loss,
+                            learning_rate=learning_rate,
+                            tokens_per_second=result.tokens_per_second,
+                            heartbeat_time=last_step_at,
+                        )
+                    )
+
+                if result.steps in checkpoint_at:
+                    saves.save(
+                        positions.after(result, epoch=epoch, done_in_epoch=step_in_epoch + 1, epoch_steps=len(steps)),
+                        model=model,
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                    )
+    result.checkpoints = saves.written
+    if preemption is not None and preemption.requested:
+        # SIGTERM after the last step's boundary: the final checkpoint is written, the output is not.
+        raise preempted(f"training had finished all {result.steps} steps; {saves.describe()}")
     return result
+
+
+def _agree(step_loss: torch.Tensor, *, world_size: int, preemption: Preemption | None) -> tuple[float, bool]:
+    """The step's loss over all ranks, and whether any rank was sent SIGTERM: one all-reduce for both."""
+    signalled = 1.0 if preemption is not None and preemption.requested else 0.0
+    tallies = all_reduce_sum(torch.stack([step_loss.reshape(()).double(), torch.tensor(signalled).double()]))
+    return float(tallies[0]) / world_size, float(tallies[1]) > 0
+
+
+@dataclass
+class _Saves:
+    """The run's checkpoints: written on schedule and, budget permitting, before a preemption ends it."""
+
+    root: Path | None
+    dist_info: DistInfo
+    timer: Callable[[], float]
+    on_checkpoint: Callable[[int], None]
+    newest: int | None = None
+    slowest_seconds: float = 0.0
+    written: list[Path] = field(default_factory=list)
+
+    def save(self, state: CheckpointState, *, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler) -> None:
+        if self.root is None:
+            return
+        started = self.timer()
+        saved = save_checkpoint(
+            self.root, state=state, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=self.dist_info
+        )
+        self.slowest_seconds = max(self.slowest_seconds, self.timer() - started)
+        self.written.append(saved)
+        self.newest = state.step
+        self.on_checkpoint(state.step)
+
+    def before_leaving(
+        self,
+        state: CheckpointState,
+        *,
+        model: nn.Module,
+        optimizer: Optimizer,
+        scheduler: LRScheduler,
+        remaining_seconds: float,
+    ) -> None:
+        """Checkpoint `state` unless it is saved already or rank 0 expects the budget to run out first."""
+        if self.root is None or self.newest == state.step:
+            return
+        # Saving is a collective: every rank follows rank 0's estimate (1.5 x the slowest save so far).
+        fits = 1.0 if remaining_seconds > 1.5 * self.slowest_seconds else 0.0
+        decision = torch.tensor([fits if self.dist_info.is_main else 0.0], dtype=torch.float64)
+        if float(all_reduce_sum(decision)[0]) > 0:
+            self.save(state, model=model, optimizer=optimizer, scheduler=scheduler)
+
+    def describe(self) -> str:
+        if self.newest is None:
+            return "no checkpoint was written, so the retry starts over"
+        return f"the retry resumes from the checkpoint of step {self.newest}"
 
 
 def _apply_gradients(

@@ -1,0 +1,120 @@
+"""SIGTERM: Kubernetes' notice of eviction, preemption or deletion, and the budget it leaves.
+
+The handler only records the signal, with two exceptions:
+
+- outside the training loop there is no step to finish and nothing worth saving, so the handler
+  raises `Preempted` at once and the running stage fails (Internal, retryable);
+- inside the loop it returns: the loop sees the flag at the next step boundary (every rank
+  agrees through the step's loss all-reduce), writes a checkpoint if the budget still allows
+  one, and then fails the same way, with the checkpoint step in the Result.
+
+Either way a deadline timer starts at the signal. If the run has not ended when the budget is
+spent (a long step, a slow save), the timer writes the Result itself (Internal, Preempted, the
+newest complete checkpoint) and ends the process, before Kubernetes' SIGKILL would end it with
+no word at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+
+from .errors import InfrastructureFailure
+
+log = logging.getLogger(__name__)
+
+PREEMPTED = "Preempted"
+"""The reason code of every preemption failure; the operator retries it from the checkpoint."""
+
+
+def preempted(message: str) -> InfrastructureFailure:
+    return InfrastructureFailure(
+        f"the trainer was terminated (SIGTERM: the pod was evicted, preempted or deleted); {message}",
+        reason=PREEMPTED,
+        hint="Retried automatically from the newest complete checkpoint (spec.checkpoint.uri); "
+        "without a checkpoint location the retry starts over.",
+        retryable=True,
+    )
+
+
+class Preemption:
+    """The SIGTERM notice of one run, and the seconds left to act on it."""
+
+    def __init__(self, *, budget_seconds: float, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.budget_seconds = budget_seconds
+        self._monotonic = monotonic
+        self._received_at: float | None = None
+        self._deferring = False
+        self._on_deadline: Callable[[], int] | None = None
+        self._timer: threading.Timer | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self._received_at is not None
+
+    def remaining_seconds(self) -> float:
+        """Seconds of the budget left (the whole budget before any signal)."""
+        if self._received_at is None:
+            return self.budget_seconds
+        return self.budget_seconds - (self._monotonic() - self._received_at)
+
+    def install(self) -> Callable[[], None]:
+        """Handle SIGTERM in this process (main thread only); returns what restores the previous handler."""
+        previous = signal.signal(signal.SIGTERM, self.handle)
+
+        def restore() -> None:
+            self.disarm()
+            signal.signal(signal.SIGTERM, previous)
+
+        return restore
+
+    def on_deadline(self, action: Callable[[], int]) -> None:
+        """`action` writes the run's Result and returns its exit code, when the budget runs out."""
+        self._on_deadline = action
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._received_at is None:
+            self._received_at = self._monotonic()
+            log.warning("SIGTERM received: %.0f s to checkpoint and end", self.budget_seconds)
+            self._start_timer()
+        if not self._deferring:
+            raise preempted("no training step was running, so nothing was saved")
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        """Inside: a SIGTERM is only recorded, for the training loop to act on at a step boundary."""
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+
+    def disarm(self) -> None:
+        """The run ended with its own Result: the deadline has nothing left to do."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._on_deadline = None
+
+    def _start_timer(self) -> None:
+        if self._on_deadline is None:
+            return
+        self._timer = threading.Timer(max(0.0, self.budget_seconds), self._give_up)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _give_up(self) -> None:
+        action = self._on_deadline
+        if action is None:
+            return
+        log.error("the SIGTERM budget of %.0f s ran out before a step boundary: ending now", self.budget_seconds)
+        code = action()
+        logging.shutdown()
+        # From a timer thread nothing else ends the process: the main thread may sit in a step.
+        os._exit(code)

@@ -1,0 +1,102 @@
+"""Where a job's checkpoints live, and which checkpoint `runtime.resumeFrom` names.
+
+Every job has a directory of its own, holding its `step-<N>` checkpoints:
+
+- The operator's default location is already per job, `<defaultCheckpointUri>/<namespace>/<job>`:
+  a location whose last segment is the job's own name is that job's directory, and another
+  job's directory is its sibling (`.../<namespace>/<other>`).
+- Any other location (`spec.checkpoint.uri`) is a root shared by jobs: `<uri>/<job>/`. Jobs
+  naming the same root never overwrite each other, and `fromCheckpoint: <other>` finds the
+  other job's checkpoints when both name that root.
+- Without a location they stay in `<workDir>/checkpoints/<job>/`, which a pod does not outlive.
+
+A path, `file://` and `pvc://claim/path` (the claim mounted under `data.pvcMountRoot`) are read
+and written directly. `s3://bucket/prefix` is written to the work directory first and copied
+out complete (`training.remote`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import InvalidInput
+
+RESUME_FIELD = "fromCheckpoint"
+_REFERENCE = re.compile(r"^(?P<job>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)(:(?P<step>[0-9]+))?$")
+
+
+@dataclass(frozen=True)
+class ResumeReference:
+    """`<job>` (its newest complete checkpoint) or `<job>:<step>` (exactly that one)."""
+
+    job: str
+    step: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ResumeReference:
+        found = _REFERENCE.match(text)
+        if found is None:
+            raise InvalidInput(
+                f"{RESUME_FIELD} {text!r} is not a checkpoint reference.",
+                reason="InvalidCheckpointReference",
+                field=RESUME_FIELD,
+                hint="Write <job> for that job's newest checkpoint, or <job>:<step> for one step.",
+            )
+        step = found.group("step")
+        return cls(job=found.group("job"), step=int(step) if step is not None else None)
+
+    def __str__(self) -> str:
+        return self.job if self.step is None else f"{self.job}:{self.step}"
+
+
+@dataclass(frozen=True)
+class CheckpointPlace:
+    """One job's checkpoint directory: on this machine, and (for an object store) its remote copy."""
+
+    local: Path
+    remote: str | None = None
+    """`s3://bucket/prefix/<job>` when checkpoints are copied to an object store."""
+
+
+def job_checkpoints(
+    location: str | None, *, job: str, own_job: str, work_checkpoints: Path, pvc_mount_root: str
+) -> CheckpointPlace:
+    """The checkpoint directory of `job`, seen from `own_job` whose checkpoint location is `location`."""
+    if location is None:
+        return CheckpointPlace(local=work_checkpoints / job)
+    directory = _job_directory(location.rstrip("/"), job=job, own_job=own_job)
+    if directory.startswith("s3://"):
+        return CheckpointPlace(local=work_checkpoints / job, remote=directory)
+    return CheckpointPlace(local=_filesystem_path(directory, location=location, pvc_mount_root=pvc_mount_root))
+
+
+def _job_directory(location: str, *, job: str, own_job: str) -> str:
+    parent, _, last = location.rpartition("/")
+    if last == own_job and parent:
+        return location if job == own_job else f"{parent}/{job}"
+    return f"{location}/{job}"
+
+
+def _filesystem_path(directory: str, *, location: str, pvc_mount_root: str) -> Path:
+    if directory.startswith("pvc://"):
+        claim, _, inside = directory.removeprefix("pvc://").partition("/")
+        if not claim or ".." in PurePosixPath(inside).parts:
+            raise InvalidInput(
+                f"The checkpoint location {location!r} is not a claim and a path inside it.",
+                reason="InvalidCheckpointUri",
+                field="checkpoint.uri",
+                hint="Write it as pvc://<claim>/<path>, with no '..' in the path.",
+            )
+        return Path(pvc_mount_root) / claim / inside
+    if directory.startswith("file://"):
+        return Path(directory.removeprefix("file://"))
+    if "://" in directory:
+        raise InvalidInput(
+            f"The checkpoint location {location!r} has a scheme the trainer cannot write.",
+            reason="InvalidCheckpointUri",
+            field="checkpoint.uri",
+            hint="Use a path, pvc://<claim>/<path> or s3://<bucket>/<prefix>.",
+        )
+    return Path(directory)
