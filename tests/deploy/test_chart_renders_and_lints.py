@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
 import helm_python as helm
 import pytest
+import yaml
 
 from kubetune_operator.__main__ import build_parser
 from kubetune_operator.settings import OperatorSettings
@@ -96,8 +98,15 @@ def test_settings_env_is_read_by_the_operator(values: dict[str, Any]) -> None:
         assert settings.cache_claim == "hf-cache"
 
 
+def test_every_operator_setting_has_a_chart_value() -> None:
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text(encoding="utf-8"))
+    as_fields = {re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower() for key in values["settings"]}
+    # `namespaces` is the top-level watchNamespaces value (it also shapes the RBAC)
+    assert as_fields | {"namespaces"} == set(OperatorSettings.model_fields)
+
+
 def test_default_values_are_the_operators_own_defaults() -> None:
-    """Every OperatorSettings field has a chart value, and the chart does not change any default."""
+    """The chart does not change any of the operator's defaults."""
     env = {e["name"]: e["value"] for e in operator_container(render({}))["env"]}
     settings = {k: v for k, v in env.items() if k.startswith("KUBETUNE_")}
     assert OperatorSettings.from_env(settings) == OperatorSettings()
