@@ -89,6 +89,12 @@ def test_replicas_draw_distinct_peering_priorities_through_a_shell() -> None:
     assert "command" not in operator_container(render({}))
 
 
+@pytest.mark.parametrize(("values", "strategy"), [({}, "Recreate"), (ALL_ON, "RollingUpdate")])
+def test_a_standalone_operator_is_never_run_twice_during_a_rollout(values: dict[str, Any], strategy: str) -> None:
+    (deployment,) = of_kind(render(values), "Deployment")
+    assert deployment["spec"]["strategy"] == {"type": strategy}
+
+
 @pytest.mark.parametrize("values", VARIANTS.values(), ids=VARIANTS.keys())
 def test_settings_env_is_read_by_the_operator(values: dict[str, Any]) -> None:
     env = {e["name"]: e["value"] for e in operator_container(render(values))["env"]}
