@@ -4,7 +4,7 @@
 fault hook (KUBETUNE_FAULT_INJECTION) sleeping 300 s inside step 3's forward pass and a watchdog
 floor of 2 s. The steps before take milliseconds, so the floor is the limit: the process exits
 with the Internal code well before the stall would end, and its termination message says
-Internal / Stalled / retryable in Training.
+Internal / Stalled / retryable in Training, with the newest complete checkpoint to resume from.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def test_a_step_that_never_ends_fails_the_run_as_stalled(
         training_file=write_jsonl(tmp_path / "train.jsonl", chat_lines(32, seed=3)),
         batch_size=4,
         n_evals=0,
+        n_checkpoints=4,  # 8 steps: checkpoints at steps 2, 4, 6 and 8
     )
     runtime = base.runtime.model_copy(
         update={"cache_dir": str(tiny_hf_home / "hub"), "step_watchdog_floor_seconds": FLOOR_SECONDS}
@@ -66,5 +67,6 @@ def test_a_step_that_never_ends_fails_the_run_as_stalled(
         Stage.TRAINING,
     )
     assert "after step 2" in result.error.message
+    assert result.checkpoint_step == 2  # the retry resumes from the checkpoint written before the stall
     assert "no training step completed" in done.stderr
     assert not (Path(config.output.uri)).exists()

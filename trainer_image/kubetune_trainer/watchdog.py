@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .classify import exit_code_for
-from .context import Clock
+from .context import Clock, WorkPaths
 from .contract import JobError, Outcome, Progress, Result, Stage, StageRecord, StageState, TrainerConfig
 from .errors import InfrastructureFailure
 from .report import Reporter
@@ -233,6 +233,30 @@ def start_step_watchdog(config: TrainerConfig, *, reporter: Reporter, clock: Clo
     def on_stall(result: Result) -> None:
         end_process(result, watchdog=watchdog, reporter=reporter, termination_log=Path(config.termination_log_path))
 
-    watchdog = StepWatchdog(floor_seconds=config.runtime.step_watchdog_floor_seconds, on_stall=on_stall, clock=clock)
+    watchdog = StepWatchdog(
+        floor_seconds=config.runtime.step_watchdog_floor_seconds,
+        on_stall=on_stall,
+        clock=clock,
+        checkpoint_step=lambda: newest_complete_checkpoint(config),
+    )
     watchdog.start()
     return watchdog
+
+
+def newest_complete_checkpoint(config: TrainerConfig) -> int | None:
+    """The newest step of this job's checkpoints with a COMPLETE marker: the step the retry resumes from.
+
+    Read from the checkpoint directory rather than asked of the main thread, which is the one stalled.
+    """
+    # Imported when a stall fires: resume.py needs torch, which the CLI leaves unloaded until training.
+    from .training.checkpoint_location import job_checkpoints  # noqa: PLC0415
+    from .training.resume import marked_checkpoints  # noqa: PLC0415
+
+    place = job_checkpoints(
+        config.runtime.checkpoint_uri,
+        job=config.job.name,
+        own_job=config.job.name,
+        work_checkpoints=WorkPaths(Path(config.runtime.work_dir)).checkpoints,
+        pvc_mount_root=config.data.pvc_mount_root,
+    )
+    return max(marked_checkpoints(place.local), default=None)
