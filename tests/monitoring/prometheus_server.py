@@ -13,7 +13,6 @@ import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -33,29 +32,23 @@ def free_port() -> int:
         return port
 
 
-@dataclass(frozen=True)
-class ScrapeTarget:
-    """One scrape job: `job` becomes the `job` label, `labels` are added to every series."""
-
-    job: str
-    address: str
-    labels: Mapping[str, str] = field(default_factory=dict)
-
-
 class PrometheusServer:
-    """`async with PrometheusServer(targets, rule_files=..., workdir=...) as prometheus:`."""
+    """`async with PrometheusServer(scrape_configs, rule_files=..., workdir=...) as prometheus:`.
 
-    def __init__(self, targets: Sequence[ScrapeTarget], *, rule_files: Sequence[Path] = (), workdir: Path) -> None:
+    Every job is scraped and every rule evaluated each second; relative rule files are read
+    from `workdir`, where the config is written.
+    """
+
+    def __init__(
+        self, scrape_configs: Sequence[Mapping[str, Any]], *, rule_files: Sequence[str] = (), workdir: Path
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._workdir = workdir
         self._config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-            "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [
-                {"job_name": t.job, "static_configs": [{"targets": [t.address], "labels": dict(t.labels)}]}
-                for t in targets
-            ],
+            "rule_files": list(rule_files),
+            "scrape_configs": [dict(job) for job in scrape_configs],
         }
         self._process: subprocess.Popen[bytes] | None = None
         self._client = httpx.AsyncClient(base_url=self.url, timeout=5)
