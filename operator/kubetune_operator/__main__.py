@@ -45,6 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def webhook_options(args: argparse.Namespace) -> WebhookOptions:
+    """The webhook server's options; with --webhook-unmanaged kopf leaves the configuration alone."""
+    return WebhookOptions(
+        port=args.webhook_port,
+        certfile=args.webhook_cert,
+        keyfile=args.webhook_key,
+        managed_name=None if args.webhook_unmanaged else WebhookOptions.managed_name,
+    )
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -64,13 +74,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port or None,
     )
-    webhook = WebhookOptions(
-        port=args.webhook_port,
-        certfile=args.webhook_cert,
-        keyfile=args.webhook_key,
-        managed_name=None if args.webhook_unmanaged else WebhookOptions.managed_name,
-    )
-    extend = partial(install, options=webhook) if args.webhook else None
+    extend = partial(install, options=webhook_options(args)) if args.webhook else None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_operator(settings=settings, connection=connection, options=options, extend=extend))
     return 0

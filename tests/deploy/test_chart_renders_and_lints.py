@@ -10,7 +10,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from kubetune_operator.__main__ import build_parser
+from kubetune_operator.__main__ import build_parser, webhook_options
 from kubetune_operator.settings import OperatorSettings
 
 from .chart import ALL_ON, CHART_DIR, NAMESPACE, NAMESPACED, VARIANTS, WATCHED, of_kind, operator_container, render
@@ -73,7 +73,8 @@ def test_container_args_are_accepted_by_the_operator_command_line() -> None:
     namespaced = build_parser().parse_args(operator_container(render(NAMESPACED))["args"])
     assert namespaced.namespace == list(WATCHED)
     assert namespaced.webhook
-    assert namespaced.webhook_unmanaged, "the chart owns the ValidatingWebhookConfiguration"
+    assert webhook_options(namespaced).managed_name is None, "the chart owns the ValidatingWebhookConfiguration"
+    assert webhook_options(args).managed_name == "kubetune.dev", "kopf manages it for a hand-run operator"
     assert namespaced.webhook_cert == "/etc/kubetune/webhook/tls.crt"
     assert namespaced.peering == "kubetune"
     assert namespaced.verbose
