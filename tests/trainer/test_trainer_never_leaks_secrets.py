@@ -1,0 +1,169 @@
+"""The HF token and the W&B API key reach no log line, report, Result, model card or file the trainer writes.
+
+Sentinel values go into the variables the config names (`model.tokenEnv`, `wandb.apiKeyEnv`),
+and the real trainer runs with them:
+
+- `python -m kubetune_trainer --config FILE` in a subprocess, downloading a private repo from a
+  loopback hub (so the token is really sent: without it the repo does not open), with W&B
+  offline, checkpoints and an evaluation: its stdout and stderr, the termination message and
+  every file under the test's directory (work dir, HF cache, checkpoints, W&B run, output and
+  its model card) are searched byte for byte;
+- the same job in-process, every report recorded (stage transitions, progress, notes, the
+  Result) and every log record captured;
+- failing runs with the token set (the hub answering 401 for a missing repo, and 500): the
+  error's message and hint, the Result, the reports and the logs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kubetune_trainer.contract import ErrorClass, Outcome, Result, TrainerConfig, WandbTarget
+from kubetune_trainer.pipeline import run_pipeline
+from kubetune_trainer.report import RecordingReporter
+from kubetune_trainer.tiny_model import TinyModel
+
+from .mock_hub import MockHub
+from .training_jobs import chat_lines, trainer_config, write_jsonl
+
+HF_TOKEN = "hf_kubetuneSENTINEL7f3a9c1e5b2d4a6f8e0c"
+WANDB_KEY = "wandb-key-SENTINEL0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
+SENTINELS = (HF_TOKEN, WANDB_KEY)
+PRIVATE_REPO = "org/private-llama"
+
+
+@pytest.fixture
+def private_repo(mock_hub: MockHub, tiny_llama: TinyModel, tmp_path: Path) -> str:
+    folder = tmp_path / "hub-repo"
+    shutil.copytree(tiny_llama.snapshot_path, folder)
+    mock_hub.add(PRIVATE_REPO, folder, sha=tiny_llama.revision_sha, private=True)
+    return PRIVATE_REPO
+
+
+def _config(tiny_llama: TinyModel, tmp_path: Path, *, repo: str, cache_dir: Path) -> TrainerConfig:
+    base = trainer_config(
+        tiny_llama,
+        work_dir=tmp_path / "work",
+        training_file=write_jsonl(tmp_path / "train.jsonl", chat_lines(16, seed=3)),
+        validation_file=write_jsonl(tmp_path / "valid.jsonl", chat_lines(4, seed=9)),
+        batch_size=4,
+        n_checkpoints=2,
+        n_evals=1,
+        report="terminal",
+    )
+    return base.model_copy(
+        update={
+            "model": base.model.model_copy(update={"repo": repo, "token_env": "HF_TOKEN"}),
+            "runtime": base.runtime.model_copy(update={"cache_dir": str(cache_dir)}),
+            "wandb": WandbTarget(project="kubetune-tests", name="secrets", api_key_env="WANDB_API_KEY"),
+        }
+    )
+
+
+def _environ(online_env: dict[str, str]) -> dict[str, str]:
+    return {**online_env, "HF_TOKEN": HF_TOKEN, "WANDB_API_KEY": WANDB_KEY, "WANDB_MODE": "offline"}
+
+
+def _leaks(text: str | bytes, where: str) -> list[str]:
+    data = text.encode() if isinstance(text, str) else text
+    return [f"{where} holds {sentinel[:12]}..." for sentinel in SENTINELS if sentinel.encode() in data]
+
+
+def test_a_real_run_writes_the_secrets_nowhere(
+    tiny_llama: TinyModel, private_repo: str, online_env: dict[str, str], tmp_path: Path
+) -> None:
+    cache_dir = Path(online_env["HF_HOME"]) / "hub"
+    config = _config(tiny_llama, tmp_path, repo=private_repo, cache_dir=cache_dir)
+    config_file = tmp_path / "trainer-config.json"
+    config_file.write_text(config.to_json(), encoding="utf-8")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kubetune_trainer", "--config", str(config_file)],
+        env=_environ(online_env),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr.decode()
+    # The search below is only worth something if the run wrote all it could.
+    work = Path(config.runtime.work_dir)
+    assert list((work / "wandb").rglob("*.wandb")), "W&B wrote its offline run"
+    assert list((work / "checkpoints").rglob("COMPLETE*")), "checkpoints were written"
+    assert (Path(config.output.uri) / "README.md").is_file()
+    assert list(cache_dir.rglob("model.safetensors")), "the private repo was downloaded with the token"
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 30
+    leaks = _leaks(done.stdout, "stdout") + _leaks(done.stderr, "stderr")
+    for path in written:
+        leaks += _leaks(path.read_bytes(), str(path.relative_to(tmp_path)))
+    assert leaks == []
+
+
+def test_no_report_or_log_record_holds_the_secrets(
+    tiny_llama: TinyModel,
+    private_repo: str,
+    online_env: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = _config(tiny_llama, tmp_path, repo=private_repo, cache_dir=Path(online_env["HF_HOME"]) / "hub")
+    reporter = RecordingReporter()
+    caplog.set_level("DEBUG")
+
+    result = run_pipeline(config, environ=_environ(online_env), clock=lambda: datetime.now(UTC), reporter=reporter)
+
+    assert result.outcome is Outcome.SUCCEEDED, result.error
+    assert reporter.progresses
+    assert reporter.notes
+    _assert_nothing_leaks(reporter, result, caplog)
+
+
+@pytest.fixture(params=[(None, ErrorClass.INVALID_INPUT), (500, ErrorClass.INTERNAL)], ids=["401-missing-repo", "500"])
+def failing_hub(request: pytest.FixtureRequest, mock_hub: MockHub) -> tuple[MockHub, ErrorClass]:
+    """The loopback hub answering 401 RepoNotFound for a missing repo, or 500 to everything; the class expected."""
+    status, expected = request.param
+    mock_hub.fail_with = status
+    return mock_hub, expected
+
+
+def test_a_failing_run_never_shows_the_token(
+    tiny_llama: TinyModel,
+    failing_hub: tuple[MockHub, ErrorClass],
+    online_env: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mock_hub, error_class = failing_hub
+    config = _config(tiny_llama, tmp_path, repo="org/no-such-model", cache_dir=Path(online_env["HF_HOME"]) / "hub")
+    reporter = RecordingReporter()
+    caplog.set_level("DEBUG")
+
+    result = run_pipeline(config, environ=_environ(online_env), clock=lambda: datetime.now(UTC), reporter=reporter)
+
+    assert result.error is not None
+    assert result.error.error_class is error_class
+    assert mock_hub.requests, "the hub was asked (with the token)"
+    _assert_nothing_leaks(reporter, result, caplog)
+    termination = Path(config.termination_log_path).read_text(encoding="utf-8")
+    assert _leaks(termination, "termination message") == []
+
+
+def _assert_nothing_leaks(reporter: RecordingReporter, result: Result, caplog: pytest.LogCaptureFixture) -> None:
+    reports = [records for _, records in reporter.transitions]
+    texts = {
+        "transitions": "".join(record.model_dump_json() for records in reports for record in records),
+        "progress": "".join(progress.model_dump_json() for progress in reporter.progresses),
+        "notes": "\n".join(reporter.notes),
+        "results": "".join(r.model_dump_json() for r in reporter.results) + result.to_termination_message(),
+        "error": "" if result.error is None else f"{result.error.message} {result.error.hint}",
+        # Formatted with their arguments and tracebacks, as a log handler writes them.
+        "logs": "\n".join(caplog.handler.format(record) for record in caplog.records),
+    }
+    assert [leak for where, text in texts.items() for leak in _leaks(text, where)] == []
