@@ -32,6 +32,7 @@ from transformers import AutoModelForCausalLM
 
 from ..context import RunContext
 from ..contract import Strategy
+from ..data.tokenization import TokenizedExample
 from ..errors import ComputationFailed
 from ..model_card import render_model_card
 from ..model_rules import PICKLE_SUFFIXES
@@ -103,7 +104,7 @@ class _Reference:
     """The in-memory model's loss on the verification examples, and how it was computed."""
 
     loss: float
-    examples: list[Any]
+    examples: list[TokenizedExample]
     weight_dtype: torch.dtype
     tolerance: float
 
