@@ -8,7 +8,7 @@ from transformers import AutoTokenizer
 
 from ..context import RunContext
 from ..faults import install_faults
-from ..training.distributed import init_process_group, pick_device
+from ..training.distributed import init_process_group, pick_device, unwrap
 from ..training.oom import MicroBatchReduction, OomPolicy, attach_oom_policy
 from ..training.seeding import seed_everything
 from ..training.setup import prepare_model
@@ -41,5 +41,6 @@ def run(ctx: RunContext) -> None:
             on_reduced=micro_batch_reduced,
         ),
     )
-    # Test-only (KUBETUNE_FAULT_INJECTION): nothing is installed unless a test set it.
-    install_faults(ctx.model, environ=ctx.environ, rank=ctx.dist.rank)
+    # Test-only (KUBETUNE_FAULT_INJECTION): nothing is installed unless a test set it. On the
+    # model inside DDP, so a fault fires after DDP's own forward collectives, as a real OOM would.
+    install_faults(unwrap(ctx.model), environ=ctx.environ, rank=ctx.dist.rank)

@@ -15,7 +15,9 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
+from ..data.packing import ModelBatch
 from ..faults import optimizer_step
+from .distributed import all_reduce_sum
 from .loss import summed_label_loss
 from .oom import OomPolicy, oom_policy_for
 from .precision import PrecisionPlan
@@ -63,16 +65,45 @@ def _backward(
 ) -> torch.Tensor:
     divisor = max(step.label_tokens, 1) / world_size
     step_loss = torch.zeros((), dtype=torch.float64)
-    last = len(step.micro_batches) - 1
-    for index, micro_batch in enumerate(step.micro_batches):
-        batch = micro_batch.to(device)
-        with gradient_sync(model, enabled=index == last):
-            # Labels are -100 on masked prompts, padding and the first token of each example.
-            with precision.autocast():
-                loss = summed_label_loss(model, batch) / divisor
-            (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
-        step_loss += loss.detach().double().cpu()
-    return step_loss
+
+    def forward(micro_batch: ModelBatch) -> torch.Tensor:
+        # Labels are -100 on masked prompts, padding and the first token of each example.
+        with precision.autocast():
+            return summed_label_loss(model, micro_batch.to(device)) / divisor
+
+    def backward(loss: torch.Tensor) -> None:
+        (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
+
+    *local, synced = step.micro_batches
+    ran_out: torch.OutOfMemoryError | None = None
+    try:
+        for micro_batch in local:
+            with gradient_sync(model, enabled=False):
+                loss = forward(micro_batch)
+                backward(loss)
+            step_loss += loss.detach().double().cpu()
+    except torch.OutOfMemoryError as error:
+        ran_out = error
+    # The last micro-batch reduces gradients across ranks: before it (and before its backward)
+    # every rank says whether it ran out of memory, so none is left waiting in a collective for
+    # a peer that failed.
+    _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
+    try:
+        loss = forward(synced)
+    except torch.OutOfMemoryError as error:
+        ran_out = error
+    _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
+    backward(loss)
+    return step_loss + loss.detach().double().cpu()
+
+
+def _raise_if_any_rank_ran_out(ran_out: torch.OutOfMemoryError | None, *, world_size: int) -> None:
+    if world_size > 1:
+        flags = all_reduce_sum(torch.tensor([0.0 if ran_out is None else 1.0], dtype=torch.float64))
+        if ran_out is None and flags[0] > 0:
+            ran_out = torch.OutOfMemoryError(f"{int(flags[0])} other training process(es) ran out of memory")
+    if ran_out is not None:
+        raise ran_out
 
 
 @contextlib.contextmanager
