@@ -1,0 +1,81 @@
+"""The test-only fault hook: off unless KUBETUNE_FAULT_INJECTION is set, then only at the step, rank and size asked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from transformers.modeling_outputs import CausalLMOutput
+
+from kubetune_trainer.faults import FAULT_INJECTION_ENV, Fault, FaultInjector, FaultPlan, install_faults, optimizer_step
+
+
+class Echo(nn.Module):
+    """A forward that returns logits shaped like a causal LM's."""
+
+    def forward(self, input_ids: torch.Tensor) -> CausalLMOutput:
+        return CausalLMOutput(logits=input_ids.float().unsqueeze(-1))
+
+
+def _forward(model: nn.Module, tokens: int) -> torch.Tensor:
+    output: CausalLMOutput = model(input_ids=torch.ones(1, tokens, dtype=torch.long))
+    assert output.logits is not None
+    return output.logits
+
+
+def test_without_the_variable_nothing_is_installed() -> None:
+    model = Echo()
+    assert install_faults(model, environ={}, rank=0) is None
+    assert not model._forward_pre_hooks
+    assert not model._forward_hooks
+
+
+def test_the_plan_round_trips_through_the_environment() -> None:
+    plan = FaultPlan(faults=(Fault(kind="stall", step=3, seconds=30.0), Fault(kind="oom", above_tokens=64, rank=1)))
+    environ = plan.to_env()
+    assert set(environ) == {FAULT_INJECTION_ENV}
+    assert FaultPlan.from_env(environ) == plan
+    assert (
+        FaultPlan.from_env({FAULT_INJECTION_ENV: '[{"kind": "stall", "step": 3, "seconds": 30}]'}).faults[0].step == 3
+    )
+
+
+def test_a_malformed_plan_names_the_variable() -> None:
+    with pytest.raises(ValueError, match=FAULT_INJECTION_ENV):
+        FaultPlan.from_env({FAULT_INJECTION_ENV: '[{"kind": "explode"}]'})
+
+
+def test_oom_fires_only_above_its_token_threshold_inside_a_training_step() -> None:
+    model = Echo()
+    FaultInjector(FaultPlan(faults=(Fault(kind="oom", above_tokens=8),)), rank=0).install(model)
+
+    _forward(model, 64)  # outside a training step (an evaluation): untouched
+    with optimizer_step(1):
+        _forward(model, 8)
+        with pytest.raises(torch.OutOfMemoryError, match="step 1"):
+            _forward(model, 9)
+
+
+def test_a_stall_sleeps_once_at_its_step_and_only_on_its_rank() -> None:
+    slept: list[float] = []
+    plan = FaultPlan(faults=(Fault(kind="stall", step=3, rank=1, seconds=30.0),))
+    on_rank_1, on_rank_0 = Echo(), Echo()
+    FaultInjector(plan, rank=1, sleep=slept.append).install(on_rank_1)
+    FaultInjector(plan, rank=0, sleep=slept.append).install(on_rank_0)
+
+    for step in (1, 2, 3, 4):
+        with optimizer_step(step):
+            for _ in range(2):  # two micro-batches per step
+                _forward(on_rank_1, 4)
+                _forward(on_rank_0, 4)
+
+    assert slept == [30.0]
+
+
+def test_a_non_finite_loss_fault_makes_the_logits_nan_at_its_step() -> None:
+    model = Echo()
+    FaultInjector(FaultPlan(faults=(Fault(kind="nonFiniteLoss", step=2),)), rank=0).install(model)
+    with optimizer_step(1):
+        assert torch.isfinite(_forward(model, 4)).all()
+    with optimizer_step(2):
+        assert torch.isnan(_forward(model, 4)).all()
