@@ -104,7 +104,7 @@ def test_a_successful_run_reports_each_transition_and_writes_a_parsable_result(t
         ),
         (Stage.INITIALIZATION, ValueError("hidden size mismatch"), (ErrorClass.VALUE_ERROR, "InvalidConfiguration", 3)),
         (Stage.SAVING, RuntimeError("storage broke"), (ErrorClass.RUNTIME_ERROR, "ComputationFailed", 4)),
-        (Stage.UPLOAD, ConnectionResetError("reset by peer"), (ErrorClass.INTERNAL, "Unexpected", 1)),
+        (Stage.UPLOAD, ConnectionResetError("reset by peer"), (ErrorClass.INTERNAL, "NetworkFailure", 1)),
     ],
 )
 def test_the_first_failure_stops_the_run_and_becomes_the_result(

@@ -99,7 +99,7 @@ def optimizer_step(number: int) -> Iterator[None]:
 
 
 class FaultInjector:
-    """Fires a `FaultPlan` from a forward pre-hook on the model (inside its forward pass)."""
+    """Fires a `FaultPlan` from forward hooks on the model: before its forward (oom, stall), after it (NaN)."""
 
     def __init__(self, plan: FaultPlan, *, rank: int, sleep: Callable[[float], None] = time.sleep) -> None:
         self.plan = plan
@@ -108,7 +108,7 @@ class FaultInjector:
         self._stalled: set[tuple[int, int]] = set()
 
     def install(self, model: nn.Module) -> list[RemovableHandle]:
-        """Hook `model`'s forward (on a LoRA or DDP wrapper, the wrapper's own forward)."""
+        """Hook `model`'s forward; Initialization passes the model inside DDP, so DDP's collectives come first."""
         return [
             model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
             model.register_forward_hook(self._after_forward),
