@@ -25,10 +25,13 @@ from torch.optim.lr_scheduler import LRScheduler
 from ..context import RunContext
 from ..data import TRAINING_FIELD
 from ..errors import InvalidInput
-from ..training.checkpoint import CheckpointState
+from ..storage import S3Settings
+from ..training.checkpoint import CheckpointState, checkpoint_dir
 from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, ResumeReference, job_checkpoints
+from ..training.distributed import barrier
 from ..training.loop import train
 from ..training.optim import build_optimizer
+from ..training.remote import fetch_checkpoint, push_checkpoint
 from ..training.resume import agreed_checkpoint, load_training_state, load_weights, read_state
 from ..training.resumed_epoch import epoch_steps
 from ..training.schedule import build_scheduler
@@ -85,7 +88,13 @@ def run(ctx: RunContext) -> None:
         ctx, model=ctx.model, optimizer=optimizer, scheduler=scheduler, lora=setup.lora, total_steps=total_steps
     )
 
+    own = own_checkpoints(ctx)
+
     def on_checkpoint(step: int) -> None:
+        if own.remote is not None and ctx.dist.is_main:
+            push_checkpoint(
+                checkpoint_dir(own.local, step), remote=own.remote, settings=S3Settings.from_env(ctx.environ)
+            )
         ctx.checkpoint_step = step
 
     result = train(
@@ -106,7 +115,7 @@ def run(ctx: RunContext) -> None:
         dist_info=ctx.dist,
         reporter=ctx.reporter,
         clock=ctx.clock,
-        checkpoint_root=own_checkpoints(ctx).local,
+        checkpoint_root=own.local,
         lora=setup.lora,
         start=start,
         preemption=ctx.preemption,
@@ -205,9 +214,15 @@ def start_from_checkpoint(
 
 
 def _find(ctx: RunContext, reference: ResumeReference) -> Path | None:
-    return agreed_checkpoint(
-        _checkpoints_of(ctx, reference.job).local, step=reference.step, reference=str(reference), dist_info=ctx.dist
-    )
+    place = _checkpoints_of(ctx, reference.job)
+    if place.remote is not None:
+        # One copy per node (the work directory is the node's own); the others wait for it.
+        if ctx.dist.local_rank == 0:
+            fetch_checkpoint(
+                place.local, remote=place.remote, step=reference.step, settings=S3Settings.from_env(ctx.environ)
+            )
+        barrier()
+    return agreed_checkpoint(place.local, step=reference.step, reference=str(reference), dist_info=ctx.dist)
 
 
 def _check_same_run(state: CheckpointState, *, world_size: int, total_steps: int, directory: Path) -> None:

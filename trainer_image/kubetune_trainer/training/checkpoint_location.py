@@ -11,8 +11,8 @@ Every job has a directory of its own, holding its `step-<N>` checkpoints:
 - Without a location they stay in `<workDir>/checkpoints/<job>/`, which a pod does not outlive.
 
 A path, `file://` and `pvc://claim/path` (the claim mounted under `data.pvcMountRoot`) are read
-and written directly. `s3://bucket/prefix` is written to the work directory first and copied
-out complete (`training.remote`).
+and written directly. Under `s3://bucket/prefix` checkpoints are written to the work directory
+first and copied out complete (`training.remote`), and fetched back from there to resume.
 """
 
 from __future__ import annotations

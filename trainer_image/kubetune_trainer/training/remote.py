@@ -1,0 +1,104 @@
+"""Checkpoints in an object store (`s3://`): written locally, copied out complete, fetched back to resume.
+
+An object store has no rename, so completeness is the COMPLETE marker alone: it is uploaded
+after every other file of the checkpoint, and a checkpoint whose marker is not there is not
+listed as one. Fetching copies a marked checkpoint into a hidden local directory and renames it
+into the job's local checkpoint directory; the local loader (`training.resume`) then checks
+every file against the marker's hashes as for any other checkpoint, so an object that changed
+or broke in the store is never loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import fsspec  # type: ignore[import-untyped]
+
+from ..errors import InfrastructureFailure
+from ..storage import S3Settings
+from .checkpoint import COMPLETE_FILE, STEP_PREFIX, checkpoint_dir
+from .resume import verify
+
+log = logging.getLogger(__name__)
+
+
+def push_checkpoint(directory: Path, *, remote: str, settings: S3Settings) -> None:
+    """Copy the checkpoint `directory` to `<remote>/<its name>/`, its COMPLETE marker last."""
+    target = f"{remote}/{directory.name}"
+    try:
+        fs = _filesystem(settings)
+        for child in sorted(directory.iterdir()):
+            if child.is_file() and child.name != COMPLETE_FILE:
+                fs.put_file(str(child), f"{target}/{child.name}")
+        fs.put_file(str(directory / COMPLETE_FILE), f"{target}/{COMPLETE_FILE}")
+    except Exception as exc:  # s3fs and botocore raise many kinds; all mean the store failed us
+        raise InfrastructureFailure(
+            f"could not copy the checkpoint {directory.name} to {target}: {type(exc).__name__}: {exc}",
+            reason="CheckpointUploadFailed",
+            hint="Check the bucket of checkpoint.uri exists and the pod's S3 credentials may write to it.",
+        ) from exc
+
+
+def fetch_checkpoint(local_job_dir: Path, *, remote: str, step: int | None, settings: S3Settings) -> None:
+    """Bring the newest complete checkpoint under `remote` (or exactly `step`'s) into `local_job_dir`.
+
+    Nothing to fetch (no marked checkpoint there, or the named one missing) leaves the local
+    directory as it is, for the loader to decide what that means.
+    """
+    try:
+        fs = _filesystem(settings)
+        marked = _marked_remote(fs, remote)
+        candidates = [step] if step is not None else sorted(marked, reverse=True)
+        for number in candidates:
+            if number not in marked:
+                continue
+            local = checkpoint_dir(local_job_dir, number)
+            if not (local / COMPLETE_FILE).is_file():
+                _download(fs, marked[number], local)
+            problem = verify(local, step=number)
+            if problem is None:
+                return
+            log.warning("checkpoint %s/%s is skipped: %s", remote, local.name, problem)
+    except Exception as exc:
+        raise InfrastructureFailure(
+            f"could not read the checkpoints under {remote}: {type(exc).__name__}: {exc}",
+            reason="CheckpointDownloadFailed",
+            hint="Check the bucket of checkpoint.uri exists and the pod's S3 credentials may read it.",
+        ) from exc
+
+
+def _filesystem(settings: S3Settings) -> Any:
+    fs = fsspec.filesystem("s3", **settings.storage_options())
+    fs.invalidate_cache()
+    return fs
+
+
+def _marked_remote(fs: Any, remote: str) -> dict[int, str]:
+    """step -> key prefix of every `step-<N>` under `remote` whose COMPLETE marker is there."""
+    prefix = remote.removeprefix("s3://")
+    if not fs.exists(prefix):
+        return {}
+    found: dict[int, str] = {}
+    for key in fs.ls(prefix, detail=False):
+        name = key.rstrip("/").rsplit("/", 1)[-1]
+        number = name.removeprefix(STEP_PREFIX)
+        if name.startswith(STEP_PREFIX) and number.isdigit() and fs.exists(f"{key}/{COMPLETE_FILE}"):
+            found[int(number)] = key
+    return found
+
+
+def _download(fs: Any, key: str, local: Path) -> None:
+    staging = local.parent / f".{local.name}.fetch"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    names = sorted(k.rsplit("/", 1)[-1] for k in fs.ls(key, detail=False))
+    # The marker last, as it was written: a fetch cut short leaves a directory the loader ignores.
+    for name in [n for n in names if n != COMPLETE_FILE] + [COMPLETE_FILE]:
+        fs.get_file(f"{key}/{name}", str(staging / name))
+    if local.exists():
+        shutil.rmtree(local)
+    os.replace(staging, local)
