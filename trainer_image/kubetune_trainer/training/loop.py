@@ -28,7 +28,8 @@ from ..errors import ComputationFailed
 from ..preemption import Preemption, preempted
 from ..report import Reporter
 from .accumulate import accumulate_step
-from .checkpoint import CheckpointState, save_checkpoint
+from .checkpoint import CheckpointState
+from .checkpoint_saves import CheckpointSaves
 from .distributed import all_reduce_sum
 from .evaluation import evaluate
 from .precision import PrecisionPlan
@@ -140,7 +141,7 @@ def train(
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
     has_validation = bool(all_reduce_sum(torch.tensor([len(validation)], dtype=torch.float64))[0])
     positions = _Positions(total_steps=total_steps, world_size=world, lora=lora)
-    saves = _Saves(root=checkpoint_root, dist_info=dist_info, timer=timer, on_checkpoint=on_checkpoint)
+    saves = CheckpointSaves(root=checkpoint_root, dist_info=dist_info, timer=timer, on_checkpoint=on_checkpoint)
     # The heartbeat is the time of the last completed step; before the first one, the loop's start.
     last_step_at = clock()
 
@@ -258,54 +259,6 @@ def _agree(step_loss: torch.Tensor, *, world_size: int, preemption: Preemption |
     signalled = 1.0 if preemption is not None and preemption.requested else 0.0
     tallies = all_reduce_sum(torch.stack([step_loss.reshape(()).double(), torch.tensor(signalled).double()]))
     return float(tallies[0]) / world_size, float(tallies[1]) > 0
-
-
-@dataclass
-class _Saves:
-    """The run's checkpoints: written on schedule and, budget permitting, before a preemption ends it."""
-
-    root: Path | None
-    dist_info: DistInfo
-    timer: Callable[[], float]
-    on_checkpoint: Callable[[int], None]
-    newest: int | None = None
-    slowest_seconds: float = 0.0
-    written: list[Path] = field(default_factory=list)
-
-    def save(self, state: CheckpointState, *, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler) -> None:
-        if self.root is None:
-            return
-        started = self.timer()
-        saved = save_checkpoint(
-            self.root, state=state, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=self.dist_info
-        )
-        self.slowest_seconds = max(self.slowest_seconds, self.timer() - started)
-        self.written.append(saved)
-        self.newest = state.step
-        self.on_checkpoint(state.step)
-
-    def before_leaving(
-        self,
-        state: CheckpointState,
-        *,
-        model: nn.Module,
-        optimizer: Optimizer,
-        scheduler: LRScheduler,
-        remaining_seconds: float,
-    ) -> None:
-        """Checkpoint `state` unless it is saved already or rank 0 expects the budget to run out first."""
-        if self.root is None or self.newest == state.step:
-            return
-        # Saving is a collective: every rank follows rank 0's estimate (1.5 x the slowest save so far).
-        fits = 1.0 if remaining_seconds > 1.5 * self.slowest_seconds else 0.0
-        decision = torch.tensor([fits if self.dist_info.is_main else 0.0], dtype=torch.float64)
-        if float(all_reduce_sum(decision)[0]) > 0:
-            self.save(state, model=model, optimizer=optimizer, scheduler=scheduler)
-
-    def describe(self) -> str:
-        if self.newest is None:
-            return "no checkpoint was written, so the retry starts over"
-        return f"the retry resumes from the checkpoint of step {self.newest}"
 
 
 def _apply_gradients(
