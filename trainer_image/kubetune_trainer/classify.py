@@ -108,8 +108,8 @@ NETWORK_ERRORS = is_a(
 )
 
 OOM_HINT = (
-    "Lower hyperparameters.maxSeqLength or hyperparameters.batchSize, enable lora (lora.enabled) or gradient "
-    "checkpointing, or pick a larger template (more or bigger GPUs); keep hyperparameters.autoBatchOnOOM on."
+    "Lower hyperparameters.maxSeqLength or hyperparameters.batchSize, enable lora (lora.enabled), or pick a "
+    "template with training.gradientCheckpointing or more or bigger GPUs."
 )
 RETRY_HINT = "Retried automatically; if it persists, report it with the job UID {job_uid}."
 TOKEN_HINT = (
@@ -118,7 +118,12 @@ TOKEN_HINT = (
 )
 
 RULES: tuple[Rule, ...] = (
-    Rule(is_a("torch.OutOfMemoryError"), ErrorClass.CUDA_OOM, "OutOfMemory", OOM_HINT),
+    Rule(
+        is_a("torch.OutOfMemoryError"),
+        ErrorClass.CUDA_OOM,
+        "OutOfMemory",
+        f"{OOM_HINT} Keep hyperparameters.autoBatchOnOOM on to retry in smaller micro-batches first.",
+    ),
     Rule(
         lambda exc: (
             isinstance(exc, MemoryError)

@@ -19,13 +19,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..classify import OOM_HINT
 from ..errors import OutOfMemory
 from .steps import StepBatches
-
-OOM_HINT = (
-    "Lower hyperparameters.maxSeqLength or hyperparameters.batchSize, enable lora (lora.enabled) or gradient "
-    "checkpointing, or pick a larger template (more or bigger GPUs)."
-)
 
 
 @dataclass(frozen=True)
