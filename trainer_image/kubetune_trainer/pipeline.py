@@ -11,7 +11,9 @@ when the trainer could not reach the Kubernetes API.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -115,9 +117,21 @@ def _out_of_grace(ctx: RunContext, *, stage: Stage | None) -> int:
 
 
 def write_termination_message(result: Result, path: Path) -> None:
-    """Write the Result where the operator reads it; a missing directory is not worth failing for."""
+    """Write the Result where the operator reads it; a missing directory is not worth failing for.
+
+    Ranks of one pod share the file and may fail at the same moment (an OOM all ranks agree on):
+    truncating and writing under an exclusive lock keeps one whole Result, never two interleaved.
+    The file is rewritten in place, not renamed: /dev/termination-log is a mounted file.
+    """
+    data = result.to_termination_message().encode("utf-8")
     try:
-        path.write_text(result.to_termination_message(), encoding="utf-8")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, data)
+        finally:
+            os.close(descriptor)  # releases the lock
     except OSError as exc:
         log.warning("could not write the termination message to %s: %s", path, exc)
 
