@@ -26,6 +26,7 @@ def test_global_defaults_are_togethers() -> None:
         "trainOnInputs": "auto",
         "packing": True,
         "seed": 42,
+        "autoBatchOnOOM": True,  # kubetune's own: Together has no such setting
     }
     assert DEFAULT_LORA.enabled is True
     assert DEFAULT_LORA.target_modules == ["all-linear"]
