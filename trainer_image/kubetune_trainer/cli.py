@@ -27,6 +27,7 @@ from .kube_report import InClusterAccess, KubernetesReporter, StatusPatcher
 from .metrics import TrainerMetrics, serve_metrics
 from .preemption import Preemption
 from .report import FanOutReporter, NullReporter, Reporter, TerminalReporter, describe_result
+from .termination import clear_termination_message, write_termination_message
 from .wandb_report import WandbReporter
 from .watchdog import start_step_watchdog
 
@@ -63,6 +64,8 @@ def main(argv: Sequence[str] | None, *, environ: Mapping[str, str], stream: Text
         stream=stream,
         format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
     )
+    if dist.local_rank == 0:
+        clear_termination_message(Path(config.termination_log_path))
     if args.command == "preflight":
         return _preflight(config, environ=environ, stream=stream)
     return _train(config, environ=environ, dist=dist, stream=stream)
@@ -70,7 +73,6 @@ def main(argv: Sequence[str] | None, *, environ: Mapping[str, str], stream: Text
 
 def _preflight(config: TrainerConfig, *, environ: Mapping[str, str], stream: TextIO) -> int:
     from .data import validate_file  # noqa: PLC0415 (kept off the training path's import time)
-    from .pipeline import write_termination_message  # noqa: PLC0415
     from .preflight import run_preflight  # noqa: PLC0415
 
     result = run_preflight(config, environ=environ, data_validator=validate_file)

@@ -11,9 +11,7 @@ when the trainer could not reach the Kubernetes API.
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from .errors import TrainerError
 from .preemption import Preemption, preempted
 from .report import Reporter
 from .stages import download, initialize, save, train, upload
+from .termination import write_termination_message
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +87,8 @@ def run_pipeline(
         checkpoint_step=ctx.checkpoint_step,
         resumed_from_step=ctx.resumed_from_step,
     )
-    # Every rank of a pod shares one termination log: rank 0 has the last word, and another
-    # rank writes only when it failed itself (its own error may be the real cause).
+    # Every rank of a pod shares one termination log: rank 0 writes the success, and any rank
+    # that failed writes its failure (the first one written is kept: see write_termination_message).
     if ctx.dist.is_main or error is not None:
         write_termination_message(result, Path(config.termination_log_path))
     reporter.finished(result)
@@ -114,26 +113,6 @@ def _out_of_grace(ctx: RunContext, *, stage: Stage | None) -> int:
     )
     write_termination_message(result, Path(ctx.config.termination_log_path))
     return result.exit_code
-
-
-def write_termination_message(result: Result, path: Path) -> None:
-    """Write the Result where the operator reads it; a missing directory is not worth failing for.
-
-    Ranks of one pod share the file and may fail at the same moment (an OOM all ranks agree on):
-    truncating and writing under an exclusive lock keeps one whole Result, never two interleaved.
-    The file is rewritten in place, not renamed: /dev/termination-log is a mounted file.
-    """
-    data = result.to_termination_message().encode("utf-8")
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            os.ftruncate(descriptor, 0)
-            os.write(descriptor, data)
-        finally:
-            os.close(descriptor)  # releases the lock
-    except OSError as exc:
-        log.warning("could not write the termination message to %s: %s", path, exc)
 
 
 def _ended(record: StageRecord, state: StageState, *, clock: Clock, message: str | None) -> StageRecord:

@@ -43,6 +43,7 @@ from .context import Clock, WorkPaths
 from .contract import JobError, Outcome, Progress, Result, Stage, StageRecord, StageState, TrainerConfig
 from .errors import InfrastructureFailure
 from .report import Reporter
+from .termination import write_termination_message
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +211,6 @@ def end_process(
     The termination message comes first: it is what the operator reads even if reporting hangs
     on the same broken network. `reporter` must not include the watchdog itself.
     """
-    # pipeline imports torch; it is loaded long before a step can stall, so this costs nothing then.
-    from .pipeline import write_termination_message  # noqa: PLC0415
-
     write_termination_message(result, termination_log)
     try:
         records = watchdog.failed_stages(result)
