@@ -21,7 +21,7 @@ import yaml
 from kubetune_operator.render import JobRef, render_attempt
 from kubetune_operator.settings import OperatorSettings
 
-from ..deploy.chart import ALL_ON, NAMESPACE, of_kind, render
+from ..deploy.chart import ALL_ON, NAMESPACE, RELEASE, of_kind, render
 from ..operator.core_builders import JOB, resolved, spec
 from .dashboard import DASHBOARD_FILE
 from .promtool import ALERTS_FILE, promtool, write_unit_tests
@@ -78,8 +78,10 @@ def test_the_service_monitor_scrapes_the_operators_metrics_port() -> None:
     selected = [
         s for s in of_kind(objects, "Service") if _selected(monitor["spec"]["selector"], s["metadata"]["labels"])
     ]
-    # Other Services may share the operator's labels (the webhook's): only one has the port scraped.
-    (service,) = [s for s in selected if endpoint["port"] in {p["name"] for p in s["spec"]["ports"]}]
+    # Only the metrics Service: the webhook's Service shares the operator's labels (ALL_ON has both).
+    assert [s["metadata"]["name"] for s in selected] == [f"{RELEASE}-metrics"]
+    (service,) = selected
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [service["metadata"]["namespace"]]}
     (port,) = [p for p in service["spec"]["ports"] if p["name"] == endpoint["port"]]
     deployment = _only(of_kind(objects, "Deployment"))

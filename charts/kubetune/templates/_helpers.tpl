@@ -32,8 +32,7 @@ suffix such as "-webhook" still fits a Service name (63).
 
 {{/*
 kubetune.selectorLabels: the labels that select the operator's pods, carried by the operator
-Deployment's pod template and its metrics Service. The ServiceMonitor selects the metrics
-Service with these labels (and scrapes its port named `metrics`):
+Deployment's pod template and the selectors of its Services (metrics and webhook):
   app.kubernetes.io/name: <kubetune.name>
   app.kubernetes.io/instance: <release name>
   app.kubernetes.io/component: operator
@@ -42,6 +41,15 @@ Service with these labels (and scrapes its port named `metrics`):
 app.kubernetes.io/name: {{ include "kubetune.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
+{{- end -}}
+
+{{/*
+kubetune.metricsServiceLabels: what the ServiceMonitor selects. The operator's selector labels
+alone would also match the webhook Service (it selects the same pods).
+*/}}
+{{- define "kubetune.metricsServiceLabels" -}}
+{{ include "kubetune.selectorLabels" . }}
+kubetune.dev/service: metrics
 {{- end -}}
 
 {{/* The labels that tie an object to this release. */}}
