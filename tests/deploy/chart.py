@@ -56,10 +56,14 @@ class Rendered:
         return str(self.obj["metadata"]["name"])
 
 
-def render_files(values: dict[str, Any]) -> dict[str, str]:
+def render_files(
+    values: dict[str, Any], *, name: str = RELEASE, namespace: str = NAMESPACE, upgrade: bool = False
+) -> dict[str, str]:
     """Template path -> rendered text, as `helm template` would print it (values schema enforced)."""
     with helm.Chart.load(str(CHART_DIR)) as chart:
-        files: dict[str, str] = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+        files: dict[str, str] = chart.render(
+            values, name=name, namespace=namespace, is_install=not upgrade, is_upgrade=upgrade
+        )
     return files
 
 

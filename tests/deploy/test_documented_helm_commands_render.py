@@ -1,0 +1,110 @@
+"""The `helm` commands of the README and the deploy and monitoring docs render the chart as typed.
+
+No helm binary or cluster is here: each `helm install` / `helm upgrade` is parsed as Helm parses
+it and rendered with the real Helm SDK (release name, namespace, install or upgrade, `-f` files),
+so a wrong chart path, a release or namespace that differs from the install's, or values the
+schema refuses fail here. tests/test_readme_commands.py runs the `kubetune` commands; every other
+program in the README's console blocks is listed below with the reason it is not run, so a new
+one cannot be skipped by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+from typing import Any
+
+import pytest
+import yaml
+
+from ..conftest import REPO
+from .chart import CHART_DIR, render_files
+
+DOCS = {
+    name: (REPO / name).read_text(encoding="utf-8") for name in ("README.md", "docs/deploy.md", "docs/monitoring.md")
+}
+
+# Programs of the README's console blocks that this machine cannot run, and why.
+NOT_RUN_HERE = {
+    "kubectl": "needs a cluster; the files it applies are checked against the CRDs in tests/deploy",
+    "python": "python -m kubetune_operator needs a cluster (tests/operator run it against the emulator)",
+    "make": "make test is this test suite",
+}
+RUN_ELSEWHERE = {"kubetune": "tests/test_readme_commands.py", "helm": "this file"}
+
+
+def _monitoring_values() -> dict[str, Any]:
+    """docs/monitoring.md's values-monitoring.yaml: the yaml block just before its helm command."""
+    text = DOCS["docs/monitoring.md"]
+    before = text[: text.index("-f values-monitoring.yaml")]
+    values: dict[str, Any] = yaml.safe_load(re.findall(r"```yaml\n(.*?)```", before, flags=re.S)[-1])
+    return values
+
+
+# `-f` files the docs tell users to write: the values they hold.
+USER_VALUE_FILES: dict[str, dict[str, Any]] = {"my-values.yaml": {}, "values-monitoring.yaml": _monitoring_values()}
+
+
+def _helm_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helm", exit_on_error=False)
+    parser.add_argument("action", choices=["install", "upgrade", "uninstall"])
+    parser.add_argument("release")
+    parser.add_argument("chart", nargs="?")
+    parser.add_argument("-n", "--namespace", required=True)
+    parser.add_argument("--install", action="store_true")
+    parser.add_argument("--create-namespace", action="store_true")
+    parser.add_argument("-f", "--values", action="append", default=[])
+    return parser
+
+
+def helm_commands() -> list[tuple[str, str]]:
+    """(document, command) for every `helm install|upgrade|uninstall` in code blocks or inline code."""
+    found = []
+    for name, text in DOCS.items():
+        for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
+            for line in block.splitlines():
+                command = line.removeprefix("$ ").split("#")[0].strip()
+                if re.match(r"helm (install|upgrade|uninstall) ", command):
+                    found.append((name, command))
+        found += [(name, c) for c in re.findall(r"`(helm (?:install|upgrade|uninstall) [^`]+)`", text)]
+    return found
+
+
+COMMANDS = helm_commands()
+(INSTALL,) = [c for d, c in COMMANDS if d == "README.md" and c.startswith("helm install ")]
+
+
+def test_the_docs_show_install_upgrade_and_uninstall() -> None:
+    assert INSTALL == "helm install kubetune charts/kubetune -n kubetune --create-namespace"
+    actions = {shlex.split(c)[1] for _, c in COMMANDS}
+    assert actions == {"install", "upgrade", "uninstall"}
+
+
+def test_every_readme_console_program_is_run_or_says_why_not() -> None:
+    programs = set()
+    for block in re.findall(r"```console\n(.*?)```", DOCS["README.md"], flags=re.S):
+        programs |= {shlex.split(line[2:])[0] for line in block.splitlines() if line.startswith("$ ")}
+    assert programs <= set(NOT_RUN_HERE) | set(RUN_ELSEWHERE), programs - set(NOT_RUN_HERE) - set(RUN_ELSEWHERE)
+    assert "helm" in programs
+
+
+@pytest.mark.parametrize(("document", "command"), COMMANDS, ids=[f"{d}: {c}" for d, c in COMMANDS])
+def test_the_helm_command_renders_the_chart(document: str, command: str) -> None:
+    args = _helm_parser().parse_args(shlex.split(command)[1:])
+    installed = _helm_parser().parse_args(shlex.split(INSTALL)[1:])
+    # An upgrade or uninstall of another release or namespace would miss the installed one.
+    assert (args.release, args.namespace) == (installed.release, installed.namespace)
+    if args.action == "uninstall":
+        return
+    assert (REPO / args.chart).resolve() == CHART_DIR.resolve(), "run from the repository root"
+    assert args.create_namespace or args.action == "upgrade", "a fresh namespace needs --create-namespace"
+    values: dict[str, Any] = {}
+    for path in args.values:
+        values.update(USER_VALUE_FILES[path])
+    files = render_files(values, name=args.release, namespace=args.namespace, upgrade=args.action == "upgrade")
+    objects = [o for t, text in files.items() if not t.endswith("NOTES.txt") for o in yaml.safe_load_all(text) if o]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    assert deployment["metadata"]["namespace"] == args.namespace
+    notes = next(text for t, text in files.items() if t.endswith("NOTES.txt"))
+    assert f"kubectl -n {args.namespace} rollout status deployment/{deployment['metadata']['name']}" in notes
