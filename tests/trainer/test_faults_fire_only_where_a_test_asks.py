@@ -7,6 +7,9 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import CausalLMOutput
 
+from kubetune_trainer.classify import classify
+from kubetune_trainer.contract import ErrorClass, Stage
+from kubetune_trainer.errors import InvalidInput
 from kubetune_trainer.faults import FAULT_INJECTION_ENV, Fault, FaultInjector, FaultPlan, install_faults, optimizer_step
 
 
@@ -40,9 +43,16 @@ def test_the_plan_round_trips_through_the_environment() -> None:
     )
 
 
-def test_a_malformed_plan_names_the_variable() -> None:
-    with pytest.raises(ValueError, match=FAULT_INJECTION_ENV):
-        FaultPlan.from_env({FAULT_INJECTION_ENV: '[{"kind": "explode"}]'})
+@pytest.mark.parametrize("raw", ['[{"kind": "explode"}]', "oom", '{"kind": "oom"}', '[{"kind": "oom", "stepp": 2}]'])
+def test_a_malformed_plan_fails_loudly_naming_the_variable_not_the_model(raw: str) -> None:
+    with pytest.raises(InvalidInput) as failed:
+        FaultPlan.from_env({FAULT_INJECTION_ENV: raw})
+    error = classify(failed.value, stage=Stage.INITIALIZATION, job_uid="u")
+    assert error.error_class is ErrorClass.INVALID_INPUT
+    assert FAULT_INJECTION_ENV in error.message
+    assert error.hint is not None
+    assert FAULT_INJECTION_ENV in error.hint
+    assert "CausalLM" not in error.hint
 
 
 def test_oom_fires_only_above_its_token_threshold_inside_a_training_step() -> None:

@@ -32,6 +32,8 @@ from pydantic.alias_generators import to_camel
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from .errors import InvalidInput
+
 FAULT_INJECTION_ENV = "KUBETUNE_FAULT_INJECTION"
 
 FaultKind = Literal["oom", "stall", "nonFiniteLoss"]
@@ -72,7 +74,13 @@ class FaultPlan(BaseModel):
         try:
             return cls(faults=_FAULT_LIST.validate_json(raw))
         except ValueError as exc:
-            raise ValueError(f"{FAULT_INJECTION_ENV} (test-only) is not a JSON list of faults: {exc}") from None
+            # A domain error, not a bare ValueError: the classification table would blame the model.
+            raise InvalidInput(
+                f"{FAULT_INJECTION_ENV} (test-only) is not a JSON list of faults: {exc}",
+                reason="FaultInjectionInvalid",
+                field=FAULT_INJECTION_ENV,
+                hint=f"Unset {FAULT_INJECTION_ENV} (only tests set it), or fix it as the faults module documents.",
+            ) from None
 
     def to_env(self) -> dict[str, str]:
         """The environment entry that makes a trainer process run this plan (for tests)."""
