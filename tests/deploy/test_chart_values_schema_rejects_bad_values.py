@@ -27,6 +27,16 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"settings": {"preflight": "false"}}, "/settings/preflight", "got string, want boolean"),
     ({"resources": {"limits": {"memory": 512}}}, "/resources/limits/memory", "got number, want string"),
     ({"resources": {"limit": {}}}, "/resources", "additional properties 'limit' not allowed"),
+    # A misspelt resource name, which the API server would only refuse at install, halfway through.
+    (
+        {"resources": {"requests": {"memroy": "1Gi"}}},
+        "/resources/requests",
+        "additional properties 'memroy' not allowed",
+    ),
+    ({"resources": {"limits": {"gpu": "1"}}}, "/resources/limits", "additional properties 'gpu' not allowed"),
+    ({"resources": {"requests": {"cpu": True}}}, "/resources/requests/cpu", "got boolean, want number or string"),
+    ({"image": {"tag": 1.0}}, "/image/tag", "got number, want string"),
+    ({"settings": {"checkpointGraceSeconds": -1}}, "/settings/checkpointGraceSeconds", "minimum"),
     ({"tolerations": [{"key": "a", "operator": "Equals"}]}, "/tolerations/0/operator", "value must be one of"),
     ({"tolerations": [{"key": "a", "effects": "NoSchedule"}]}, "/tolerations/0", "'effects' not allowed"),
     ({"affinity": {"nodeAffinty": {}}}, "/affinity", "additional properties 'nodeAffinty' not allowed"),
@@ -62,6 +72,17 @@ def test_render_enforces_the_schema_too() -> None:
 @pytest.mark.parametrize("values", [{}, ALL_ON, NAMESPACED], ids=["defaults", "all-on", "all-on-namespaced"])
 def test_the_documented_value_sets_pass(values: dict[str, Any]) -> None:
     assert validation_errors(values) == ""
+
+
+def test_resource_quantities_are_taken_as_kubernetes_takes_them() -> None:
+    """`cpu: 1` and `cpu: 0.5` are how Kubernetes' own examples write CPUs; extended resources are named by domain."""
+    resources = {
+        "requests": {"cpu": 0.5, "memory": "256Mi", "ephemeral-storage": "1Gi"},
+        "limits": {"cpu": 2, "memory": "1Gi", "hugepages-2Mi": "128Mi", "example.com/fpga": "1"},
+    }
+    assert validation_errors({"resources": resources}) == ""
+    (deployment,) = [r.obj for r in render({"resources": resources}) if r.kind == "Deployment"]
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"] == resources
 
 
 def test_every_object_in_the_schema_forbids_unknown_keys() -> None:
