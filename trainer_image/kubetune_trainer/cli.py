@@ -27,7 +27,7 @@ from .kube_report import InClusterAccess, KubernetesReporter, StatusPatcher
 from .metrics import TrainerMetrics, serve_metrics
 from .preemption import Preemption
 from .report import FanOutReporter, NullReporter, Reporter, TerminalReporter, describe_result
-from .termination import clear_termination_message, write_termination_message
+from .termination import clear_termination_message, read_termination_message, write_termination_message
 from .wandb_report import WandbReporter
 from .watchdog import start_step_watchdog
 
@@ -105,7 +105,10 @@ def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo,
         restore_signals()
         stop()
         teardown()
-    return result.exit_code
+    # A deadline (SIGTERM's budget, the step watchdog) may have written its Result first: the
+    # exit code must be that Result's, or the operator reads a success that exited non-zero.
+    standing = read_termination_message(Path(config.termination_log_path))
+    return standing.exit_code if standing is not None else result.exit_code
 
 
 def build_reporter(

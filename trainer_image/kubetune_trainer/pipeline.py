@@ -11,6 +11,7 @@ when the trainer could not reach the Kubernetes API.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -65,7 +66,8 @@ def run_pipeline(
         records.append(StageRecord(name=stage, state=StageState.RUNNING, start_time=clock()))
         reporter.stage_changed(stage, records)
         try:
-            run(ctx)
+            with preemption.stage() if preemption is not None else contextlib.nullcontext():
+                run(ctx)
         except Exception as exc:
             error = classify(exc, stage=stage, job_uid=config.job.uid)
             # A domain error says all there is to say; anything else needs its traceback to be fixed.
@@ -111,8 +113,8 @@ def _out_of_grace(ctx: RunContext, *, stage: Stage | None) -> int:
         checkpoint_step=ctx.checkpoint_step,
         resumed_from_step=ctx.resumed_from_step,
     )
-    write_termination_message(result, Path(ctx.config.termination_log_path))
-    return result.exit_code
+    # The run may have written its own Result a moment ago: exit with the code of the one that stands.
+    return write_termination_message(result, Path(ctx.config.termination_log_path)).exit_code
 
 
 def _ended(record: StageRecord, state: StageState, *, clock: Clock, message: str | None) -> StageRecord:

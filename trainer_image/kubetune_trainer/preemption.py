@@ -2,8 +2,9 @@
 
 The handler only records the signal, with two exceptions:
 
-- outside the training loop there is no step to finish and nothing worth saving, so the handler
-  raises `Preempted` at once and the running stage fails (Internal, retryable);
+- in a stage, outside the training loop, there is no step to finish and nothing worth saving,
+  so the handler raises `Preempted` at once and the running stage fails (Internal, retryable);
+  between stages and after the last one it only records it (the next stage fails at its start);
 - inside the loop it returns: the loop sees the flag at the next step boundary (every rank
   agrees through the step's loss all-reduce), writes a checkpoint if the budget still allows
   one, and then fails the same way, with the checkpoint step in the Result.
@@ -51,6 +52,7 @@ class Preemption:
         self._monotonic = monotonic
         self._received_at: float | None = None
         self._deferring = False
+        self._in_stage = False
         self._on_deadline: Callable[[], int] | None = None
         self._timer: threading.Timer | None = None
 
@@ -83,8 +85,24 @@ class Preemption:
             self._received_at = self._monotonic()
             log.warning("SIGTERM received: %.0f s to checkpoint and end", self.budget_seconds)
             self._start_timer()
-        if not self._deferring:
+        if self._in_stage and not self._deferring:
             raise preempted("no training step was running, so nothing was saved")
+
+    @contextlib.contextmanager
+    def stage(self) -> Iterator[None]:
+        """Inside: a SIGTERM fails the running stage at once (outside `deferred`).
+
+        Outside every stage (between two, or once the run has written its Result) the signal is
+        only recorded: raised there it would escape the pipeline, and a run that had succeeded
+        would die with a traceback. A stage that starts after a recorded signal fails at once.
+        """
+        if self.requested:
+            raise preempted("the run was between stages, so nothing was saved")
+        self._in_stage = True
+        try:
+            yield
+        finally:
+            self._in_stage = False
 
     @contextlib.contextmanager
     def deferred(self) -> Iterator[None]:

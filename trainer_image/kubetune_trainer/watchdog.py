@@ -209,20 +209,24 @@ def end_process(
     """End the run from the watchdog thread: the Result to the termination log, then the reporters, then exit.
 
     The termination message comes first: it is what the operator reads even if reporting hangs
-    on the same broken network. `reporter` must not include the watchdog itself.
+    on the same broken network. `reporter` must not include the watchdog itself. When another
+    Result stands already (the run ended as the watchdog fired), the process exits with its code.
     """
-    write_termination_message(result, termination_log)
-    try:
-        records = watchdog.failed_stages(result)
-        if records:
-            reporter.stage_changed(records[-1].name, records)
-        reporter.finished(result)
-    except Exception:  # reporting is an observer: the termination message already holds the Result
-        log.exception("could not report the stalled run")
+    standing = write_termination_message(result, termination_log)
+    if standing is not result:
+        log.warning("the run wrote its own Result as the watchdog fired: that one stands")
+    else:
+        try:
+            records = watchdog.failed_stages(result)
+            if records:
+                reporter.stage_changed(records[-1].name, records)
+            reporter.finished(result)
+        except Exception:  # reporting is an observer: the termination message already holds the Result
+            log.exception("could not report the stalled run")
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    exit_process(result.exit_code)
+    exit_process(standing.exit_code)
 
 
 def start_step_watchdog(config: TrainerConfig, *, reporter: Reporter, clock: Clock) -> StepWatchdog:
