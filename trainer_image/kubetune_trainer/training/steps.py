@@ -75,12 +75,17 @@ class StepBatches:
 
 
 class EpochSteps:
-    """The optimizer steps of one epoch, planned up front and collated as they are reached."""
+    """The optimizer steps of one epoch, planned up front and collated as they are reached.
 
-    def __init__(self, examples: Sequence[TokenizedExample], *, plan: BatchingPlan, epoch: int) -> None:
+    `start` skips the epoch's first steps without collating them (a resumed run: the checkpoint
+    already holds them); the length stays the whole epoch's, and step numbers stay the run's.
+    """
+
+    def __init__(self, examples: Sequence[TokenizedExample], *, plan: BatchingPlan, epoch: int, start: int = 0) -> None:
         self._examples = examples
         self._plan = plan
         self._epoch = epoch
+        self._start = start
         self._lengths = [len(example) for example in examples]
         self._plans: dict[int, tuple[OptimizerStep, ...]] = {}
         self._steps = self._planned(plan.token_budget)
@@ -89,7 +94,7 @@ class EpochSteps:
         return len(self._steps)
 
     def __iter__(self) -> Iterator[StepBatches]:
-        for index in range(len(self._steps)):
+        for index in range(self._start, len(self._steps)):
             yield self._step(index, budget=self._plan.current_budget)
 
     def _planned(self, budget: int) -> tuple[OptimizerStep, ...]:
