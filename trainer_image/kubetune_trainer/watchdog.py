@@ -249,6 +249,9 @@ def newest_complete_checkpoint(config: TrainerConfig) -> int | None:
     """The newest step of this job's checkpoints with a COMPLETE marker: the step the retry resumes from.
 
     Read from the checkpoint directory rather than asked of the main thread, which is the one stalled.
+    Under an `s3://` location it is None: a local checkpoint may not have reached the store (the
+    stall may be its copy), and a retry told `<job>:<step>` for a step the store lacks is refused
+    as InvalidInput, for good; with no step the retry takes the newest checkpoint in the store.
     """
     # Imported when a stall fires: resume.py needs torch, which the CLI leaves unloaded until training.
     from .training.checkpoint_location import job_checkpoints  # noqa: PLC0415
@@ -261,4 +264,6 @@ def newest_complete_checkpoint(config: TrainerConfig) -> int | None:
         work_checkpoints=WorkPaths(Path(config.runtime.work_dir)).checkpoints,
         pvc_mount_root=config.data.pvc_mount_root,
     )
+    if place.remote is not None:
+        return None
     return max(marked_checkpoints(place.local), default=None)
