@@ -8,6 +8,9 @@ reason, whether it is retried, the exit code, and a hint naming what to change.
 from __future__ import annotations
 
 import errno
+import http.server
+import socketserver
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -269,3 +272,25 @@ def test_urls_in_library_messages_lose_their_query_strings() -> None:
     assert "X-Amz-Signature" not in error.message
     assert "secret" not in error.message
     assert "https://data.example/train.jsonl" in error.message
+
+
+def test_a_refused_header_never_shows_the_token_it_carries() -> None:
+    """A token Secret written with `echo` ends in a newline; httpx then refuses the header, quoting it whole."""
+    sentinel = "hf_SENTINELtokenValue123"
+    with socketserver.TCPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            failure = raised(
+                lambda: httpx2.Client().get(
+                    f"http://127.0.0.1:{server.server_address[1]}/", headers={"authorization": f"Bearer {sentinel}\n"}
+                )
+            )
+        finally:
+            server.shutdown()
+    assert sentinel in str(failure)  # the library's own message does carry it
+
+    shown = classify(failure, stage=Stage.DATA_DOWNLOAD, job_uid="u")
+    assert sentinel not in shown.message
+    assert "<redacted>" in shown.message
+    for message in (f"Invalid header value b'AWS4-HMAC-SHA256 Credential={sentinel}/x\\n'", f"Bearer {sentinel}"):
+        assert sentinel not in classify(ValueError(message), stage=None, job_uid="u").message

@@ -238,9 +238,19 @@ UNEXPECTED = Rule(lambda exc: True, ErrorClass.INTERNAL, "Unexpected", RETRY_HIN
 _URL_SECRETS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?:[^/@\s]*@)?(?P<rest>[^?\s'\"]*)(?:\?[^\s'\"]*)?", re.I)
 
 
+_HEADER_VALUE = re.compile(r"(?P<lead>header value:?\s*)b?(?P<quote>['\"]).*?(?P=quote)", re.I)
+_BEARER = re.compile(r"(?P<lead>\bBearer\s+)[^\s'\"\\]+", re.I)
+
+
 def redact_urls(text: str) -> str:
-    """Drop user:password@ and query strings (presigned signatures, tokens) from URLs in a library's message."""
-    return _URL_SECRETS.sub(lambda m: m.group("scheme") + m.group("rest"), text)
+    """Drop user:password@ and query strings (presigned signatures, tokens) from URLs in a library's message.
+
+    Header values go too: httpx and http.client quote a header they refuse in full, and a token
+    Secret ending in a newline makes `Authorization: Bearer <token>` such a header.
+    """
+    text = _URL_SECRETS.sub(lambda m: m.group("scheme") + m.group("rest"), text)
+    text = _HEADER_VALUE.sub(lambda m: m.group("lead") + "<redacted>", text)
+    return _BEARER.sub(lambda m: m.group("lead") + "<redacted>", text)
 
 
 def rule_for(exc: BaseException) -> Rule:
