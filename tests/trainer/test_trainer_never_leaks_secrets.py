@@ -11,7 +11,11 @@ and the real trainer runs with them:
 - the same job in-process, every report recorded (stage transitions, progress, notes, the
   Result) and every log record captured;
 - failing runs with the token set (the hub answering 401 for a missing repo, and 500): the
-  error's message and hint, the Result, the reports and the logs.
+  error's message and hint, the Result, the reports and the logs in process, and the entry
+  point's stdout, stderr, termination message and files in a subprocess.
+
+The subprocesses get HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME and TMPDIR under the test's directory,
+so what libraries write beside the work directory (W&B's settings, a netrc, temp files) is searched too.
 """
 
 from __future__ import annotations
@@ -70,6 +74,24 @@ def _environ(online_env: dict[str, str]) -> dict[str, str]:
     return {**online_env, "HF_TOKEN": HF_TOKEN, "WANDB_API_KEY": WANDB_KEY, "WANDB_MODE": "offline"}
 
 
+def _contained(environ: dict[str, str], root: Path) -> dict[str, str]:
+    """`environ` with home, config, cache and temp directories under `root`, so every file the
+    process writes (W&B's settings and caches, a netrc, a temp file) is among those searched."""
+    places = {name: root / name.lower() for name in ("HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "TMPDIR")}
+    for place in places.values():
+        place.mkdir(parents=True, exist_ok=True)
+    return {**environ, **{name: str(place) for name, place in places.items()}}
+
+
+def _files_leaking(root: Path) -> list[str]:
+    return [
+        leak
+        for path in root.rglob("*")
+        if path.is_file()
+        for leak in _leaks(path.read_bytes(), str(path.relative_to(root)))
+    ]
+
+
 def _leaks(text: str | bytes, where: str) -> list[str]:
     data = text.encode() if isinstance(text, str) else text
     return [f"{where} holds {sentinel[:12]}..." for sentinel in SENTINELS if sentinel.encode() in data]
@@ -85,7 +107,7 @@ def test_a_real_run_writes_the_secrets_nowhere(
 
     done = subprocess.run(
         [sys.executable, "-m", "kubetune_trainer", "--config", str(config_file)],
-        env=_environ(online_env),
+        env=_contained(_environ(online_env), tmp_path / "process"),
         capture_output=True,
         timeout=300,
         check=False,
@@ -98,12 +120,34 @@ def test_a_real_run_writes_the_secrets_nowhere(
     assert list((work / "checkpoints").rglob("COMPLETE*")), "checkpoints were written"
     assert (Path(config.output.uri) / "README.md").is_file()
     assert list(cache_dir.rglob("model.safetensors")), "the private repo was downloaded with the token"
-    written = [p for p in tmp_path.rglob("*") if p.is_file()]
-    assert len(written) > 30
-    leaks = _leaks(done.stdout, "stdout") + _leaks(done.stderr, "stderr")
-    for path in written:
-        leaks += _leaks(path.read_bytes(), str(path.relative_to(tmp_path)))
-    assert leaks == []
+    assert (work / "termination-log").read_text(encoding="utf-8")
+    assert len([p for p in tmp_path.rglob("*") if p.is_file()]) > 30
+    assert _leaks(done.stdout, "stdout") + _leaks(done.stderr, "stderr") + _files_leaking(tmp_path) == []
+
+
+def test_a_failing_subprocess_run_writes_the_secrets_nowhere(
+    tiny_llama: TinyModel, failing_hub: tuple[MockHub, ErrorClass], online_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The entry point's own streams on failure: its log lines, tracebacks and the printed error."""
+    mock_hub, error_class = failing_hub
+    config = _config(tiny_llama, tmp_path, repo="org/no-such-model", cache_dir=Path(online_env["HF_HOME"]) / "hub")
+    config_file = tmp_path / "trainer-config.json"
+    config_file.write_text(config.to_json(), encoding="utf-8")
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kubetune_trainer", "--config", str(config_file)],
+        env=_contained(_environ(online_env), tmp_path / "process"),
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode != 0
+    result = Result.from_termination_message((Path(config.runtime.work_dir) / "termination-log").read_text())
+    assert result.error is not None
+    assert result.error.error_class is error_class
+    assert mock_hub.requests, "the hub was asked (with the token)"
+    assert _leaks(done.stdout, "stdout") + _leaks(done.stderr, "stderr") + _files_leaking(tmp_path) == []
 
 
 def test_no_report_or_log_record_holds_the_secrets(
