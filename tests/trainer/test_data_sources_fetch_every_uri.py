@@ -25,6 +25,7 @@ from moto.server import ThreadedMotoServer
 from kubetune_trainer.data import validate_file
 from kubetune_trainer.data.sources import SourceSettings, fetch
 from kubetune_trainer.errors import InfrastructureFailure, InvalidInput, TrainerError
+from kubetune_trainer.hub import HubSettings
 
 from ..conftest import REPO
 
@@ -312,4 +313,26 @@ def test_hf_errors_are_classified_and_never_show_the_token(
     environ = hub_environ(server, HF_TOKEN_FOR_JOB=SECRET_TOKEN)
     error = refused(uri, tmp_path, environ=environ, hf_token_env="HF_TOKEN_FOR_JOB")
     assert (type(error), error.reason) == (error_type, reason)
+    assert SECRET_TOKEN not in f"{error.message} {error.hint}"
+
+
+def test_a_token_secret_ending_in_a_newline_still_reads_a_private_dataset(server: str, tmp_path: Path) -> None:
+    """`echo token > file; kubectl create secret --from-file` leaves a newline, which HTTP refuses in a header.
+
+    hf:// data reads the token as the model download does (`hub.HubSettings`), stripped.
+    """
+    environ = hub_environ(server, HF_TOKEN_FOR_JOB=f"{SECRET_TOKEN}\n")
+    path = get("hf://datasets/org/private/data/train.jsonl", tmp_path, environ=environ, hf_token_env="HF_TOKEN_FOR_JOB")
+    assert path.read_bytes() == TRAIN
+    assert HubSettings.from_env(environ, token_env="HF_TOKEN_FOR_JOB").token == SECRET_TOKEN
+
+
+def test_an_unreachable_hub_is_an_outage_naming_the_field(tmp_path: Path) -> None:
+    error = refused(
+        "hf://datasets/org/chat/data/train.jsonl",
+        tmp_path,
+        environ=hub_environ(f"http://127.0.0.1:{free_port()}", HF_TOKEN_FOR_JOB=SECRET_TOKEN),
+        hf_token_env="HF_TOKEN_FOR_JOB",
+    )
+    assert (type(error), error.reason, error.retryable) == (InfrastructureFailure, "DataDownloadFailed", True)
     assert SECRET_TOKEN not in f"{error.message} {error.hint}"

@@ -17,11 +17,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
+    EntryNotFoundError,
     GatedRepoError,
     HfHubHTTPError,
     HFValidationError,
@@ -67,7 +68,9 @@ class HubSettings:
     def from_env(cls, environ: Mapping[str, str], *, token_env: str | None) -> HubSettings:
         token: str | bool = False
         if token_env:
-            token = environ.get(token_env) or False
+            # A Secret made with `echo token > file` ends in a newline: sent as is, the header is
+            # refused (and the library's error quotes it, token included).
+            token = environ.get(token_env, "").strip() or False
         return cls(
             endpoint=environ.get("HF_ENDPOINT") or None,
             offline=environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY,
@@ -102,35 +105,92 @@ class DownloadedModel:
     warnings: tuple[WarningNote, ...] = ()
 
 
+HubFailureKind = Literal[
+    "gated",
+    "repo_not_found",
+    "revision_not_found",
+    "invalid_repo_id",
+    "not_cached",
+    "unreachable",
+    "entry_not_found",
+    "access_denied",
+    "server_error",
+]
+
+
+@dataclass(frozen=True)
+class HubFailure:
+    """What a huggingface_hub exception means for the job; each caller words it for its own spec field."""
+
+    kind: HubFailureKind
+    detail: str
+    """For the message: an HTTP status, an error class or the repo id check's reason."""
+
+
+def hub_failure(error: BaseException, *, offline: bool) -> HubFailure | None:
+    """The meaning of a huggingface_hub (or httpx2) exception, subclasses checked first; None: not one of theirs.
+
+    The one mapping of hub errors, used for models (`translated_errors`) and hf:// data files
+    (`data.sources`). `offline`: HF_HUB_OFFLINE was set, so a file missing from the cache is the
+    job's problem, not an outage.
+    """
+    if isinstance(error, GatedRepoError):  # a subclass of RepositoryNotFoundError
+        return HubFailure("gated", "gated")
+    if isinstance(error, RepositoryNotFoundError):
+        return HubFailure("repo_not_found", "repository not found")
+    if isinstance(error, RevisionNotFoundError):
+        return HubFailure("revision_not_found", "revision not found")
+    if isinstance(error, HFValidationError):
+        return HubFailure("invalid_repo_id", str(error))
+    if isinstance(error, LocalEntryNotFoundError):  # a subclass of EntryNotFoundError
+        return HubFailure(
+            "not_cached" if offline else "unreachable", "the hub could not be reached and nothing is cached"
+        )
+    if isinstance(error, EntryNotFoundError):
+        return HubFailure("entry_not_found", "no such file")
+    if isinstance(error, HfHubHTTPError):
+        status = error.response.status_code if error.response is not None else 0
+        return HubFailure("access_denied" if status in (401, 403) else "server_error", f"HTTP {status}")
+    if isinstance(error, httpx2.TransportError):  # huggingface_hub 2.x speaks httpx2
+        return HubFailure("unreachable", type(error).__name__)
+    return None
+
+
 @contextmanager
 def translated_errors(repo: str, revision: str, *, settings: HubSettings, cache_dir: Path) -> Iterator[None]:
     """Turn huggingface_hub and HTTP exceptions into InvalidInput (the job's fault) or InfrastructureFailure."""
     try:
         yield
-    except GatedRepoError:  # a subclass of RepositoryNotFoundError: first
-        raise _access_denied(repo, settings=settings, gated=True) from None
-    except RepositoryNotFoundError:
-        raise _repo_not_found(repo, settings=settings) from None
-    except RevisionNotFoundError:
-        raise _revision_not_found(repo, revision) from None
-    except HFValidationError as invalid:
-        raise InvalidInput(
-            f"{repo!r} is not a valid Hugging Face repo id: {invalid}",
-            reason="InvalidRepoId",
-            hint=f"Set {MODEL_FIELD} to ORG/NAME, e.g. Qwen/Qwen2.5-0.5B-Instruct.",
-            field=MODEL_FIELD,
-        ) from None
-    except LocalEntryNotFoundError:
-        if settings.offline:
-            raise _not_cached(repo, revision, cache_dir=cache_dir) from None
-        raise _unavailable(repo, "the hub could not be reached and nothing is cached") from None
-    except HfHubHTTPError as failed:
-        status = failed.response.status_code
-        if status in (401, 403):
-            raise _access_denied(repo, settings=settings, gated=False) from None
-        raise _unavailable(repo, f"HTTP {status}") from None
-    except httpx2.TransportError as failed:  # huggingface_hub 2.x speaks httpx2
-        raise _unavailable(repo, type(failed).__name__) from None
+    except Exception as error:
+        failure = hub_failure(error, offline=settings.offline)
+        if failure is None:
+            raise
+        raise _model_error(failure, repo, revision, settings=settings, cache_dir=cache_dir) from None
+
+
+def _model_error(
+    failure: HubFailure, repo: str, revision: str, *, settings: HubSettings, cache_dir: Path
+) -> InvalidInput | InfrastructureFailure:
+    match failure.kind:
+        case "gated" | "access_denied":
+            return _access_denied(repo, settings=settings, gated=failure.kind == "gated")
+        case "repo_not_found":
+            return _repo_not_found(repo, settings=settings)
+        case "revision_not_found":
+            return _revision_not_found(repo, revision)
+        case "invalid_repo_id":
+            return InvalidInput(
+                f"{repo!r} is not a valid Hugging Face repo id: {failure.detail}",
+                reason="InvalidRepoId",
+                hint=f"Set {MODEL_FIELD} to ORG/NAME, e.g. Qwen/Qwen2.5-0.5B-Instruct.",
+                field=MODEL_FIELD,
+            )
+        case "not_cached":
+            return _not_cached(repo, revision, cache_dir=cache_dir)
+        case "entry_not_found":  # listed, yet not served: the hub's inconsistency, not the job's
+            return _unavailable(repo, "HTTP 404")
+        case "unreachable" | "server_error":
+            return _unavailable(repo, failure.detail)
 
 
 def list_repo(repo: str, *, revision: str, settings: HubSettings, cache_dir: Path) -> RepoListing:

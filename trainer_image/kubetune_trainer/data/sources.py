@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     import httpx
 
     from ..contract import TrainerConfig
+    from ..hub import HubFailure
 
 CHUNK_BYTES = 1 << 20
-TRUTHY = {"1", "true", "yes", "on"}
 
 
 class SourceSettings(BaseModel):
@@ -278,6 +278,44 @@ def _fetch_s3(uri: str, *, target: Path, field: str, settings: SourceSettings, e
     return target
 
 
+def _hf_data_error(
+    failure: HubFailure,
+    *,
+    uri: str,
+    field: str,
+    repo_id: str,
+    revision: str | None,
+    filename: str,
+    token_env: str | None,
+) -> InvalidInput | InfrastructureFailure:
+    """`hub.hub_failure`'s meaning, worded for the data field `field`."""
+    match failure.kind:
+        case "gated" | "access_denied":
+            return _denied(uri, field=field, token_env=token_env)
+        case "repo_not_found":
+            return InvalidInput(
+                f"{field}: dataset repo {repo_id} not found (or private and no token was given)",
+                reason="DataRepoNotFound",
+                field=field,
+                hint=f"Check the repo in {field}; for a private dataset set hfTokenSecretRef.",
+            )
+        case "revision_not_found":
+            return _not_found(uri, field=field, what=f"revision {revision} not found in {repo_id}")
+        case "not_cached":
+            return _not_found(uri, field=field, what="not in the local Hugging Face cache (HF_HUB_OFFLINE is set)")
+        case "entry_not_found":
+            return _not_found(uri, field=field, what=f"no file {filename} in {repo_id}")
+        case "invalid_repo_id":
+            return InvalidInput(
+                f"{field}: `{shown_uri(uri)}`: {failure.detail}",
+                reason="UnsupportedDataUri",
+                field=field,
+                hint=f"Write {field} as hf://datasets/<org>/<name>[@<revision>]/<file in the repo>.",
+            )
+        case "unreachable" | "server_error":
+            return _unavailable(uri, field=field, detail=failure.detail)
+
+
 def _parse_hf(uri: str, *, field: str) -> tuple[str, str | None, str]:
     rest = uri.split("://", 1)[1]
     kind, _, rest = rest.partition("/")
@@ -296,20 +334,11 @@ def _parse_hf(uri: str, *, field: str) -> tuple[str, str | None, str]:
 
 def _fetch_hf(uri: str, *, field: str, settings: SourceSettings, environ: Mapping[str, str]) -> Path:
     from huggingface_hub import hf_hub_download  # noqa: PLC0415 - only hf:// needs the hub client
-    from huggingface_hub.errors import (  # noqa: PLC0415
-        EntryNotFoundError,
-        GatedRepoError,
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+
+    from ..hub import HubSettings, hub_failure  # noqa: PLC0415 - the one reading of HF_* and mapping of hub errors
 
     repo_id, revision, filename = _parse_hf(uri, field=field)
-    token_env = settings.hf_token_env
-    token = environ.get(token_env) if token_env else None
-    offline = environ.get("HF_HUB_OFFLINE", "").lower() in TRUTHY
+    hub = HubSettings.from_env(environ, token_env=settings.hf_token_env)
     try:
         local = hf_hub_download(
             repo_id,
@@ -318,44 +347,24 @@ def _fetch_hf(uri: str, *, field: str, settings: SourceSettings, environ: Mappin
             revision=revision,
             cache_dir=settings.hf_cache_dir,
             # False, not None: never fall back to a token found elsewhere on the machine.
-            token=token or False,
-            local_files_only=offline,
-            endpoint=environ.get("HF_ENDPOINT"),
+            token=hub.token,
+            local_files_only=hub.offline,
+            endpoint=hub.endpoint,
             etag_timeout=settings.timeout_seconds,
         )
-    except GatedRepoError as error:  # before RepositoryNotFoundError: it is a subclass
-        raise _denied(uri, field=field, token_env=token_env) from error
-    except RepositoryNotFoundError as error:
-        raise InvalidInput(
-            f"{field}: dataset repo {repo_id} not found (or private and no token was given)",
-            reason="DataRepoNotFound",
+    except Exception as error:
+        failure = hub_failure(error, offline=hub.offline)
+        if failure is None:
+            raise
+        raise _hf_data_error(
+            failure,
+            uri=uri,
             field=field,
-            hint=f"Check the repo in {field}; for a private dataset set hfTokenSecretRef.",
+            repo_id=repo_id,
+            revision=revision,
+            filename=filename,
+            token_env=hub.token_env,
         ) from error
-    except RevisionNotFoundError as error:
-        raise _not_found(uri, field=field, what=f"revision {revision} not found in {repo_id}") from error
-    except LocalEntryNotFoundError as error:  # before EntryNotFoundError: it is a subclass
-        if offline:
-            raise _not_found(
-                uri, field=field, what="not in the local Hugging Face cache (HF_HUB_OFFLINE is set)"
-            ) from error
-        raise _unavailable(
-            uri, field=field, detail="the Hub could not be reached and the file is not cached"
-        ) from error
-    except EntryNotFoundError as error:
-        raise _not_found(uri, field=field, what=f"no file {filename} in {repo_id}") from error
-    except HFValidationError as error:
-        raise InvalidInput(
-            f"{field}: `{uri}`: {error}",
-            reason="UnsupportedDataUri",
-            field=field,
-            hint=f"Write {field} as hf://datasets/<org>/<name>[@<revision>]/<file in the repo>.",
-        ) from error
-    except HfHubHTTPError as error:
-        status = error.response.status_code if error.response is not None else 0
-        if status in {401, 403}:
-            raise _denied(uri, field=field, token_env=token_env) from error
-        raise _unavailable(uri, field=field, detail=f"HTTP {status}") from error
     path = Path(str(local))
     size = path.stat().st_size
     if size > settings.max_bytes:
