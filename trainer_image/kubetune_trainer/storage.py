@@ -31,7 +31,7 @@ import fsspec  # type: ignore[import-untyped]
 from huggingface_hub import HfApi
 from pydantic import Field
 
-from .classify import rule_for
+from .classify import redact_urls, rule_for
 from .contract import ErrorClass, OutputSummary, WireModel
 from .errors import InfrastructureFailure, InvalidInput
 
@@ -326,7 +326,8 @@ def upload_failed(exc: BaseException, message: str, *, hint: str) -> Infrastruct
         hint = f"{hint} {refusal.hint}"
     retryable = not any(rule.error_class is ErrorClass.INTERNAL and not rule.retryable for rule in rules)
     return InfrastructureFailure(
-        message,
+        # The message quotes the library's error, which may quote a URL's query or a refused header.
+        redact_urls(message),
         reason="UploadFailed",
         hint=f"{hint} The upload is retried." if retryable else hint,
         retryable=retryable,
