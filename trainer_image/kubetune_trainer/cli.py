@@ -29,7 +29,7 @@ from .preemption import Preemption
 from .report import FanOutReporter, NullReporter, Reporter, TerminalReporter, describe_result
 from .termination import clear_termination_message, read_termination_message, write_termination_message
 from .wandb_report import WandbReporter
-from .watchdog import start_step_watchdog
+from .watchdog import StepWatchdog, start_step_watchdog
 
 EXIT_BAD_CONFIG = 2
 
@@ -96,10 +96,16 @@ def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo,
     # own process, so the previous handler is put back afterwards.
     preemption = Preemption(budget_seconds=config.runtime.checkpoint_grace_seconds)
     restore_signals = preemption.install()
-    reporter, stop = build_reporter(config, environ=environ, dist=dist, stream=stream)
+    reporter, stop, watchdog = _reporters_and_watchdog(config, environ=environ, dist=dist, stream=stream)
     try:
         result = run_pipeline(
-            config, environ=environ, clock=utc_now, reporter=reporter, dist=dist, preemption=preemption
+            config,
+            environ=environ,
+            clock=utc_now,
+            reporter=reporter,
+            dist=dist,
+            preemption=preemption,
+            step_watchdog=watchdog,
         )
     finally:
         restore_signals()
@@ -116,8 +122,15 @@ def build_reporter(
 ) -> tuple[Reporter, Callable[[], None]]:
     """Rank 0's reporters and step watchdog for `config`, and a function stopping the metrics server and
     the watchdog; silence elsewhere."""
+    reporter, stop, _ = _reporters_and_watchdog(config, environ=environ, dist=dist, stream=stream)
+    return reporter, stop
+
+
+def _reporters_and_watchdog(
+    config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo, stream: TextIO
+) -> tuple[Reporter, Callable[[], None], StepWatchdog | None]:
     if not dist.is_main:
-        return NullReporter(), lambda: None
+        return NullReporter(), lambda: None, None
     reporters: list[Reporter] = []
     if config.report.kind == "terminal":
         reporters.append(
@@ -151,7 +164,7 @@ def build_reporter(
         for each in stops:
             each()
 
-    return FanOutReporter([*reporters, watchdog]), stop
+    return FanOutReporter([*reporters, watchdog]), stop, watchdog
 
 
 def entry(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .adapter import AdapterLineage
     from .preemption import Preemption
     from .report import Reporter
+    from .watchdog import StepWatchdog
 
 Clock = Callable[[], datetime]
 """Returns the current time, timezone-aware (UTC)."""
@@ -94,6 +95,8 @@ class RunContext:
     paths: WorkPaths = field(default_factory=lambda: WorkPaths(Path("/work")))
     preemption: Preemption | None = None
     """SIGTERM's notice and budget (the process entry point installs it; None: signals are not handled)."""
+    step_watchdog: StepWatchdog | None = None
+    """Rank 0's step watchdog (the entry point starts it); Training pauses it for evaluations and saves."""
 
     warnings: list[WarningNote] = field(default_factory=list)
 

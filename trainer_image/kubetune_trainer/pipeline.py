@@ -24,6 +24,7 @@ from .preemption import Preemption, preempted
 from .report import Reporter
 from .stages import download, initialize, save, train, upload
 from .termination import write_termination_message
+from .watchdog import StepWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def run_pipeline(
     dist: DistInfo | None = None,
     stages: Sequence[tuple[Stage, StageFn]] = STAGES,
     preemption: Preemption | None = None,
+    step_watchdog: StepWatchdog | None = None,
 ) -> Result:
     """Run every stage in order; stop at the first failure; return (and write) the Result."""
     ctx = RunContext(
@@ -57,6 +59,7 @@ def run_pipeline(
         dist=dist or DistInfo.from_env(environ),
         paths=WorkPaths(Path(config.runtime.work_dir)),
         preemption=preemption,
+        step_watchdog=step_watchdog,
     )
     records: list[StageRecord] = []
     if preemption is not None:

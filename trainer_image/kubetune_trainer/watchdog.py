@@ -15,9 +15,9 @@ What counts: the clock starts when the Training stage starts, so downloads and m
 never count. Until a step has completed there is no median: the time to the loop's first
 report (optimizer set-up and the evaluation before training) and then the first step (which
 includes warm-up: allocator growth, kernel selection, the first collectives) are each bounded
-by the floor alone (a slow first step barely moves a median). A report that ends an evaluation restarts
-the clock; a checkpoint is part of the step it follows. When Training ends the watchdog
-disarms: Saving and Upload are not steps.
+by the floor alone (a slow first step barely moves a median). Evaluations and checkpoint saves
+(with their copy to an object store) run `paused`: they are not watched, and the clock restarts
+when they end. When Training ends the watchdog disarms: Saving and Upload are not steps.
 
 When it fires, the main thread may be stuck inside a collective and can do nothing, so the
 watchdog thread itself writes the Result (Internal, reason Stalled, retryable) to the
@@ -28,13 +28,14 @@ rank 0 exit and stops the other ranks.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,7 @@ class StepWatchdog:
         self._checkpoint_step = checkpoint_step
         self._lock = threading.Lock()
         self._steps: _Steps | None = None  # None: not in Training, nothing to watch
+        self._paused = 0  # evaluations and checkpoint saves running now
         self._stages: list[StageRecord] = []
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -150,6 +152,25 @@ class StepWatchdog:
     def finished(self, result: Result) -> None:
         self.stop()
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Inside, no stall is found; when it ends the clock restarts.
+
+        The loop runs its evaluations and checkpoint saves (with the copy to an object store)
+        in here: they are not steps, and a large model's save can outlast any floor. Firing
+        there would fail every retry at the same checkpoint.
+        """
+        with self._lock:
+            self._paused += 1
+        try:
+            yield
+        finally:
+            now = self._monotonic()
+            with self._lock:
+                self._paused -= 1
+                if self._steps is not None:
+                    self._steps.last_mark = now
+
     # The thread -----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -167,7 +188,7 @@ class StepWatchdog:
         now = self._monotonic()
         with self._lock:
             steps = self._steps
-            if steps is None:
+            if steps is None or self._paused:
                 return None
             idle = now - steps.last_mark
             limit = stall_limit(steps.durations, floor_seconds=self.floor_seconds)

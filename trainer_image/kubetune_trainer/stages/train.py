@@ -13,6 +13,7 @@ fromCheckpoint weights again (`runtime.fromCheckpoint`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -120,6 +121,7 @@ def run(ctx: RunContext) -> None:
         start=start,
         preemption=ctx.preemption,
         on_checkpoint=on_checkpoint,
+        unwatched=ctx.step_watchdog.paused if ctx.step_watchdog is not None else contextlib.nullcontext,
     )
     ctx.metrics.update(
         steps=float(result.steps),

@@ -8,7 +8,9 @@ about every checkpoint (the Result's step, the copy to an object store).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,8 @@ class CheckpointSaves:
     dist_info: DistInfo
     timer: Callable[[], float]
     on_checkpoint: Callable[[int], None]
+    unwatched: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+    """The step watchdog's pause: a save (and its copy to an object store) is not a step."""
     newest: int | None = None
     slowest_seconds: float = 0.0
     written: list[Path] = field(default_factory=list)
@@ -37,14 +41,15 @@ class CheckpointSaves:
     def save(self, state: CheckpointState, *, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler) -> None:
         if self.root is None:
             return
-        started = self.timer()
-        saved = save_checkpoint(
-            self.root, state=state, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=self.dist_info
-        )
-        self.slowest_seconds = max(self.slowest_seconds, self.timer() - started)
-        self.written.append(saved)
-        self.newest = state.step
-        self.on_checkpoint(state.step)
+        with self.unwatched():
+            started = self.timer()
+            saved = save_checkpoint(
+                self.root, state=state, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=self.dist_info
+            )
+            self.slowest_seconds = max(self.slowest_seconds, self.timer() - started)
+            self.written.append(saved)
+            self.newest = state.step
+            self.on_checkpoint(state.step)
 
     def before_leaving(
         self,

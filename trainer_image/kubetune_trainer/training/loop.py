@@ -12,6 +12,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -125,6 +126,7 @@ def train(
     preemption: Preemption | None = None,
     on_checkpoint: Callable[[int], None] = lambda step: None,
     timer: Callable[[], float] = time.perf_counter,
+    unwatched: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
 ) -> LoopResult:
     """Train `hyperparameters.n_epochs` epochs of `epochs(epoch)` steps; report, evaluate, checkpoint.
 
@@ -132,7 +134,8 @@ def train(
     and RNG already loaded): `epochs(start.epoch)` then yields only the steps from
     `start.step_in_epoch` on, and the evaluation and checkpoint schedule goes on as if the run
     had never stopped. A SIGTERM recorded by `preemption` ends the run at the next step
-    boundary, after a checkpoint if its budget allows one.
+    boundary, after a checkpoint if its budget allows one. Evaluations and checkpoint saves run
+    inside `unwatched()` (the step watchdog's pause: they are not steps).
     """
     result = LoopResult.resumed(start) if start is not None else LoopResult()
     world = dist_info.world_size
@@ -141,7 +144,9 @@ def train(
     scaler = torch.amp.GradScaler(device.type) if precision.needs_grad_scaler else None
     has_validation = bool(all_reduce_sum(torch.tensor([len(validation)], dtype=torch.float64))[0])
     positions = _Positions(total_steps=total_steps, world_size=world, lora=lora)
-    saves = CheckpointSaves(root=checkpoint_root, dist_info=dist_info, timer=timer, on_checkpoint=on_checkpoint)
+    saves = CheckpointSaves(
+        root=checkpoint_root, dist_info=dist_info, timer=timer, on_checkpoint=on_checkpoint, unwatched=unwatched
+    )
     # The heartbeat is the time of the last completed step; before the first one, the loop's start.
     last_step_at = clock()
 
@@ -163,7 +168,7 @@ def train(
         )
     elif has_validation:
         # One evaluation before the first step, so "eval loss fell" can be checked against it.
-        eval_loss = evaluate(model, validation, precision=precision, device=device)
+        eval_loss = _evaluate(model, validation, precision=precision, device=device, unwatched=unwatched)
         result.eval_losses.append((0, eval_loss))
         report(Progress(step=0, total_steps=total_steps, epoch=0.0, eval_loss=eval_loss, heartbeat_time=last_step_at))
 
@@ -225,7 +230,7 @@ def train(
                     raise preempted(f"training stopped after step {result.steps}; {saves.describe()}")
 
                 if has_validation and result.steps in eval_at:
-                    eval_loss = evaluate(model, validation, precision=precision, device=device)
+                    eval_loss = _evaluate(model, validation, precision=precision, device=device, unwatched=unwatched)
                     result.eval_losses.append((result.steps, eval_loss))
                     report(
                         Progress(
@@ -252,6 +257,19 @@ def train(
         # SIGTERM after the last step's boundary: the final checkpoint is written, the output is not.
         raise preempted(f"training had finished all {result.steps} steps; {saves.describe()}")
     return result
+
+
+def _evaluate(
+    model: nn.Module,
+    validation: list[ModelBatch],
+    *,
+    precision: PrecisionPlan,
+    device: torch.device,
+    unwatched: Callable[[], AbstractContextManager[None]],
+) -> float:
+    """The eval loss, with the step watchdog paused: an evaluation is not a step."""
+    with unwatched():
+        return evaluate(model, validation, precision=precision, device=device)
 
 
 def _agree(step_loss: torch.Tensor, *, world_size: int, preemption: Preemption | None) -> tuple[float, bool]:
