@@ -294,3 +294,12 @@ def test_a_refused_header_never_shows_the_token_it_carries() -> None:
     assert "<redacted>" in shown.message
     for message in (f"Invalid header value b'AWS4-HMAC-SHA256 Credential={sentinel}/x\\n'", f"Bearer {sentinel}"):
         assert sentinel not in classify(ValueError(message), stage=None, job_uid="u").message
+
+
+def test_an_oom_outside_forward_and_backward_does_not_promise_smaller_micro_batches() -> None:
+    """Forward and backward raise OutOfMemory themselves; a bare torch OOM ran out where nothing is retried."""
+    error = classify(torch.OutOfMemoryError("CUDA out of memory"), stage=Stage.TRAINING, job_uid="u")
+    assert error.hint is not None
+    assert "does not retry" in error.hint
+    assert "maxSeqLength" in error.hint
+    assert "to retry in smaller micro-batches" not in error.hint

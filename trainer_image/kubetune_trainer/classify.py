@@ -122,7 +122,11 @@ RULES: tuple[Rule, ...] = (
         is_a("torch.OutOfMemoryError"),
         ErrorClass.CUDA_OOM,
         "OutOfMemory",
-        f"{OOM_HINT} Keep hyperparameters.autoBatchOnOOM on to retry in smaller micro-batches first.",
+        # Forward and backward passes raise their own OutOfMemory (training.oom): an OOM reaching the
+        # table ran out elsewhere, where smaller micro-batches are never tried, so the hint must not promise it.
+        "Out of memory outside the forward and backward passes (loading the model, the optimizer's update, "
+        f"evaluating validationFile or verifying the output), which hyperparameters.autoBatchOnOOM does not retry. "
+        f"{OOM_HINT}",
     ),
     Rule(
         lambda exc: (
