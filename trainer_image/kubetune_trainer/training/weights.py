@@ -11,6 +11,7 @@ classified as corrupt weights (RuntimeError class).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from ..errors import CheckpointInvalid
 
 SHOWN = 5
 """Tensors named in a message; the rest are counted."""
+
+SHARD_INDEX = "model.safetensors.index.json"
 
 
 def shipped_shapes(snapshot: Path) -> dict[str, tuple[int, ...]]:
@@ -42,8 +45,34 @@ def expected_shapes(snapshot: Path) -> dict[str, tuple[int, ...]]:
     return {name: tuple(tensor.shape) for name, tensor in model.state_dict().items()}
 
 
+def missing_shards(snapshot: Path) -> list[str]:
+    """Shard files `model.safetensors.index.json` names that the snapshot lacks (an incomplete upload)."""
+    index = snapshot / SHARD_INDEX
+    if not index.is_file():
+        return []
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return []  # transformers reports an unreadable index itself
+    shards = {str(name) for name in weight_map.values()} if isinstance(weight_map, dict) else set()
+    return sorted(name for name in shards if not (snapshot / name).is_file())
+
+
 def check_weight_shapes(snapshot: Path) -> None:
-    """Refuse a snapshot whose safetensors shapes disagree with its config.json (CheckpointInvalid)."""
+    """Refuse a snapshot whose shards are incomplete or whose shapes disagree with its config.json.
+
+    Both are CheckpointInvalid. A missing shard would otherwise surface as transformers'
+    FileNotFoundError, which reads as an outage and is retried forever.
+    """
+    absent = missing_shards(snapshot)
+    if absent:
+        raise CheckpointInvalid(
+            f"{snapshot.name}'s {SHARD_INDEX} names {len(absent)} weight file(s) it does not ship ({_some(absent)}).",
+            reason="WeightShardsMissing",
+            field="fromHfModel",
+            hint="The model repo's upload is incomplete: upload the missing .safetensors shards, or point "
+            "fromHfModel / hfModelRevision at a complete commit.",
+        )
     mismatched = shape_mismatches(shipped_shapes(snapshot), expected_shapes(snapshot))
     if mismatched:
         raise weights_do_not_match(snapshot, mismatched=mismatched)
