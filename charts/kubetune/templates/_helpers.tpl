@@ -52,6 +52,20 @@ alone would also match the webhook Service (it selects the same pods).
 kubetune.dev/service: metrics
 {{- end -}}
 
+{{/*
+kubetune.afterReleaseHook: annotations of objects whose kind a CRD of this chart defines (the
+template catalog, kopf's peering object). Helm maps every release object to an API resource
+before creating any, so on a fresh cluster these would fail the install ("no matches for kind");
+as post-install/post-upgrade hooks they are mapped and created after the CRDs. Helm recreates
+hook objects on each upgrade (before-hook-creation); they outlive `helm uninstall`, like the
+kept CRDs.
+*/}}
+{{- define "kubetune.afterReleaseHook" -}}
+helm.sh/hook: post-install,post-upgrade
+helm.sh/hook-weight: "0"
+helm.sh/hook-delete-policy: before-hook-creation
+{{- end -}}
+
 {{/* The labels that tie an object to this release. */}}
 {{- define "kubetune.releaseLabels" -}}
 helm.sh/chart: {{ include "kubetune.chart" . }}
