@@ -9,10 +9,11 @@ The handler only records the signal, with two exceptions:
   agrees through the step's loss all-reduce), writes a checkpoint if the budget still allows
   one, and then fails the same way, with the checkpoint step in the Result.
 
-Either way a deadline timer starts at the signal. If the run has not ended when the budget is
-spent (a long step, a slow save), the timer writes the Result itself (Internal, Preempted, the
-newest complete checkpoint) and ends the process, before Kubernetes' SIGKILL would end it with
-no word at all.
+Either way the signal starts the deadline (a thread waiting since `install`). If the run has not
+ended when the budget is spent (a long step, a slow save), that thread writes the Result itself
+(Internal, Preempted, the newest complete checkpoint) and ends the process, before Kubernetes'
+SIGKILL would end it with no word at all. The handler itself only records the time and writes a
+byte to the thread's pipe: it takes no lock the interrupted main thread might hold.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import threading
 import time
@@ -54,7 +56,8 @@ class Preemption:
         self._deferring = False
         self._in_stage = False
         self._on_deadline: Callable[[], int] | None = None
-        self._timer: threading.Timer | None = None
+        self._disarmed = False
+        self._wake: int | None = None  # the write end of the pipe the deadline's thread waits on
 
     @property
     def requested(self) -> bool:
@@ -68,11 +71,21 @@ class Preemption:
 
     def install(self) -> Callable[[], None]:
         """Handle SIGTERM in this process (main thread only); returns what restores the previous handler."""
+        # The deadline's thread starts now and the handler wakes it through a pipe: a handler that
+        # started a thread, logged or set an Event could deadlock on a lock the interrupted main
+        # thread holds (inside Thread.start(), a log call, the same Event).
+        waiting, self._wake = os.pipe()
+        threading.Thread(
+            target=self._await_deadline, args=(waiting,), name="kubetune-sigterm-deadline", daemon=True
+        ).start()
         previous = signal.signal(signal.SIGTERM, self.handle)
 
         def restore() -> None:
+            signal.signal(signal.SIGTERM, previous)  # first: no handler runs while disarming
             self.disarm()
-            signal.signal(signal.SIGTERM, previous)
+            if self._wake is not None:
+                os.close(self._wake)
+                self._wake = None
 
         return restore
 
@@ -81,10 +94,11 @@ class Preemption:
         self._on_deadline = action
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The signal handler: records the time and wakes the deadline's thread; takes no lock."""
         if self._received_at is None:
             self._received_at = self._monotonic()
-            log.warning("SIGTERM received: %.0f s to checkpoint and end", self.budget_seconds)
-            self._start_timer()
+            if self._wake is not None:
+                os.write(self._wake, b"s")
         if self._in_stage and not self._deferring:
             raise preempted("no training step was running, so nothing was saved")
 
@@ -115,24 +129,25 @@ class Preemption:
 
     def disarm(self) -> None:
         """The run ended with its own Result: the deadline has nothing left to do."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         self._on_deadline = None
+        self._disarmed = True
+        if self._wake is not None:
+            os.write(self._wake, b"d")  # lets the deadline's thread end
 
-    def _start_timer(self) -> None:
-        if self._on_deadline is None:
-            return
-        self._timer = threading.Timer(max(0.0, self.budget_seconds), self._give_up)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _give_up(self) -> None:
+    def _await_deadline(self, waiting: int) -> None:
+        try:
+            os.read(waiting, 1)  # a signal or the disarming
+            if self._disarmed:
+                return
+            log.warning("SIGTERM received: %.0f s to checkpoint and end", self.budget_seconds)
+            select.select([waiting], [], [], max(0.0, self.remaining_seconds()))
+        finally:
+            os.close(waiting)
         action = self._on_deadline
-        if action is None:
+        if self._disarmed or action is None:
             return
         log.error("the SIGTERM budget of %.0f s ran out before a step boundary: ending now", self.budget_seconds)
         code = action()
         logging.shutdown()
-        # From a timer thread nothing else ends the process: the main thread may sit in a step.
+        # From this thread nothing else ends the process: the main thread may sit in a step.
         os._exit(code)
