@@ -75,7 +75,10 @@ def _backward(
         (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
 
     *local, synced = step.micro_batches
-    ran_out: torch.OutOfMemoryError | None = None
+    # What ran out is kept as a message, never as the exception: its traceback holds the failed
+    # pass's activations, and this frame holding it would make a cycle only the garbage collector
+    # breaks, so the retry in smaller micro-batches would run with that memory still taken.
+    ran_out: str | None = None
     try:
         for micro_batch in local:
             with gradient_sync(model, enabled=False):
@@ -83,7 +86,7 @@ def _backward(
                 backward(loss)
             step_loss += loss.detach().double().cpu()
     except torch.OutOfMemoryError as error:
-        ran_out = error
+        ran_out = str(error)
     # The last micro-batch reduces gradients across ranks: before it (and before its backward)
     # every rank says whether it ran out of memory, so none is left waiting in a collective for
     # a peer that failed.
@@ -91,19 +94,19 @@ def _backward(
     try:
         loss = forward(synced)
     except torch.OutOfMemoryError as error:
-        ran_out = error
+        ran_out = str(error)
     _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
     backward(loss)
     return step_loss + loss.detach().double().cpu()
 
 
-def _raise_if_any_rank_ran_out(ran_out: torch.OutOfMemoryError | None, *, world_size: int) -> None:
+def _raise_if_any_rank_ran_out(ran_out: str | None, *, world_size: int) -> None:
     if world_size > 1:
         flags = all_reduce_sum(torch.tensor([0.0 if ran_out is None else 1.0], dtype=torch.float64))
         if ran_out is None and flags[0] > 0:
-            ran_out = torch.OutOfMemoryError(f"{int(flags[0])} other training process(es) ran out of memory")
+            ran_out = f"{int(flags[0])} other training process(es) ran out of memory"
     if ran_out is not None:
-        raise ran_out
+        raise torch.OutOfMemoryError(ran_out)
 
 
 @contextlib.contextmanager
