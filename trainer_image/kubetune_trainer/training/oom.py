@@ -4,7 +4,13 @@ A step whose forward or backward pass runs out of accelerator memory is retried 
 half the micro-batch token budget: the same examples in twice the micro-batches, so gradient
 accumulation doubles while the effective batch (`batchSize`) and the loss, normalised by the
 step's label tokens, stay exactly what they were. The smaller budget holds for the rest of the
-run. Below one example per micro-batch nothing is left to split, and the run fails as CudaOOM.
+run, later epochs included. Below one example per micro-batch nothing is left to split, and the
+run fails as CudaOOM.
+
+A resumed run (a retry after a preemption) starts again at the plan's budget: checkpoints do not
+record the reduction, and the retry may land on a GPU with more free memory. If it runs out
+again, the first step halves again (one failed pass per halving) and the resumed run's Result
+carries its own MicroBatchReduced warning; the losses are unaffected either way.
 
 Several processes never retry: the rank that ran out would redo micro-batches its peers already
 synchronised, and they would wait for it in a collective forever. There the OOM fails the run at
