@@ -85,9 +85,12 @@ def run(ctx: RunContext) -> None:
         total_steps=total_steps,
         warmup_ratio=hyperparameters.warmup_ratio,
     )
-    start = start_from_checkpoint(
-        ctx, model=ctx.model, optimizer=optimizer, scheduler=scheduler, lora=setup.lora, total_steps=total_steps
-    )
+    unwatched = ctx.step_watchdog.paused if ctx.step_watchdog is not None else contextlib.nullcontext
+    # Fetching a large checkpoint from a store and hashing every file is no step either.
+    with unwatched():
+        start = start_from_checkpoint(
+            ctx, model=ctx.model, optimizer=optimizer, scheduler=scheduler, lora=setup.lora, total_steps=total_steps
+        )
 
     own = own_checkpoints(ctx)
 
@@ -121,7 +124,7 @@ def run(ctx: RunContext) -> None:
         start=start,
         preemption=ctx.preemption,
         on_checkpoint=on_checkpoint,
-        unwatched=ctx.step_watchdog.paused if ctx.step_watchdog is not None else contextlib.nullcontext,
+        unwatched=unwatched,
     )
     ctx.metrics.update(
         steps=float(result.steps),
