@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import helm_python as helm
@@ -88,6 +91,21 @@ def test_replicas_draw_distinct_peering_priorities_through_a_shell() -> None:
     assert shlex.split(script)[:4] == ["exec", "python", "-m", "kubetune_operator"]
     assert '--priority "$$(shuf -i 1-1000000 -n 1)"' in script  # $$: Kubernetes leaves $( ) to the shell
     assert "command" not in operator_container(render({}))
+
+
+def test_the_peering_wrapper_runs_the_operator_with_its_args_and_a_drawn_priority(tmp_path: Path) -> None:
+    """The wrapper as the container runs it: Kubernetes turns `$$` into `$`, sh draws the priority
+    and execs the operator with the chart's args, which it parses before looking for an API server."""
+    container = operator_container(render(ALL_ON))
+    argv = [word.replace("$$", "$") for word in container["command"]] + container["args"]
+    environ = {
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "KUBECONFIG": str(tmp_path / "absent"),
+    }
+    done = subprocess.run(argv, env=environ, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "no Kubernetes API configuration" in done.stderr, "every argument, --priority included, parsed"
 
 
 # Recreate names rollingUpdate as null: the API server defaults rollingUpdate on a RollingUpdate
