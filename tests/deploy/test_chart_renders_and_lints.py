@@ -195,3 +195,10 @@ def test_notes_give_the_next_commands() -> None:
     assert "kubectl get ftj -n default -w" in notes
     assert "port-forward service/kubetune-metrics 8080" in notes
     assert "docs/monitoring.md" in notes
+
+
+def test_a_webhook_on_the_metrics_port_is_refused() -> None:
+    """Both servers bind in one container: the operator would crash at start on the second bind."""
+    with pytest.raises(helm.HelmRenderError, match=re.escape("webhook.port 8080 is metrics.port")):
+        render({"webhook": {"enabled": True, "port": 8080}})
+    assert render({"webhook": {"enabled": False, "port": 8080}})
