@@ -75,7 +75,7 @@ def test_a_single_node_job_has_no_service_and_a_standalone_torchrun() -> None:
     assert "Service" not in _by_kind(objects)
     (container,) = _pod(objects)["containers"]
     assert container["command"] == [
-        "torchrun", "--nnodes", "1", "--nproc-per-node", "8", "--standalone",
+        "torchrun", "--nnodes", "1", "--nproc-per-node", "8", "--shutdown-timeout", "30", "--standalone",
         "-m", "kubetune_trainer", "--config", "/etc/kubetune/config.json",
     ]  # fmt: skip
 

@@ -28,10 +28,24 @@ GPU_RESOURCE = "nvidia.com/gpu"
 METRICS_PORT_NAME = "metrics"
 
 
-def torchrun_command(resolved: ResolvedJob, *, name: str, attempt: int, service: str | None) -> list[str]:
-    """`torchrun ... -m kubetune_trainer --config ...`; multi-node rendezvous at pod 0 through the Service."""
+SHUTDOWN_SLACK_SECONDS = 5
+"""What torchrun's agent waits past the trainer's SIGTERM budget for its Result and exit."""
+
+
+def torchrun_command(
+    resolved: ResolvedJob, *, name: str, attempt: int, service: str | None, settings: OperatorSettings
+) -> list[str]:
+    """`torchrun ... -m kubetune_trainer --config ...`; multi-node rendezvous at pod 0 through the Service.
+
+    On SIGTERM the agent forwards it to the workers and SIGKILLs them after `--shutdown-timeout`
+    (30 s by default): it must outlast the trainer's checkpoint budget, or a raised
+    checkpointGraceSeconds is cut short with no checkpoint and no Result. It stays within the
+    pod's terminationGracePeriodSeconds (the budget plus terminationMarginSeconds).
+    """
     per_node = max(1, resolved.gpus_per_node)
+    shutdown = settings.checkpoint_grace_seconds + min(SHUTDOWN_SLACK_SECONDS, settings.termination_margin_seconds)
     command = ["torchrun", "--nnodes", str(resolved.nodes), "--nproc-per-node", str(per_node)]
+    command += ["--shutdown-timeout", str(shutdown)]
     if service is None:
         # One node: c10d on a free local port, no Service needed.
         command.append("--standalone")
@@ -80,7 +94,7 @@ def trainer_job(
         "name": CONTAINER,
         "image": resolved.image,
         "imagePullPolicy": "IfNotPresent",
-        "command": torchrun_command(resolved, name=job.name, attempt=attempt, service=service),
+        "command": torchrun_command(resolved, name=job.name, attempt=attempt, service=service, settings=settings),
         "env": [*plain_env(), *secret_env(resolved)],
         "resources": trainer_resources(resolved),
         "volumeMounts": mounts,
