@@ -36,6 +36,12 @@ BAD_VALUES: list[tuple[dict[str, Any], str, str]] = [
     ({"resources": {"limits": {"gpu": "1"}}}, "/resources/limits", "additional properties 'gpu' not allowed"),
     ({"resources": {"requests": {"cpu": True}}}, "/resources/requests/cpu", "got boolean, want number or string"),
     ({"image": {"tag": 1.0}}, "/image/tag", "got number, want string"),
+    # Settings the operator takes as any string, and every job then fails on: the API server refuses
+    # the preflight pod's quantity, the trainer has no gs:// writer.
+    ({"settings": {"preflightMemory": "4 gigs"}}, "/settings/preflightMemory", "does not match pattern"),
+    ({"settings": {"preflightCpu": "one"}}, "/settings/preflightCpu", "does not match pattern"),
+    ({"settings": {"defaultOutputUri": "gs://models"}}, "/settings/defaultOutputUri", "does not match pattern"),
+    ({"settings": {"defaultCheckpointUri": "/ckpt"}}, "/settings/defaultCheckpointUri", "does not match pattern"),
     ({"settings": {"checkpointGraceSeconds": -1}}, "/settings/checkpointGraceSeconds", "minimum"),
     ({"tolerations": [{"key": "a", "operator": "Equals"}]}, "/tolerations/0/operator", "value must be one of"),
     ({"tolerations": [{"key": "a", "effects": "NoSchedule"}]}, "/tolerations/0", "'effects' not allowed"),
@@ -83,6 +89,17 @@ def test_resource_quantities_are_taken_as_kubernetes_takes_them() -> None:
     assert validation_errors({"resources": resources}) == ""
     (deployment,) = [r.obj for r in render({"resources": resources}) if r.kind == "Deployment"]
     assert deployment["spec"]["template"]["spec"]["containers"][0]["resources"] == resources
+
+
+def test_settings_take_the_quantities_and_locations_the_operator_can_use() -> None:
+    good = {
+        "preflightCpu": "500m",
+        "preflightMemory": "1.5Gi",
+        "defaultOutputUri": "s3://models/kubetune",
+        "defaultCheckpointUri": "pvc://checkpoints",
+    }
+    assert validation_errors({"settings": good}) == ""
+    assert validation_errors({"settings": {"preflightCpu": "2", "defaultCheckpointUri": ""}}) == ""
 
 
 def test_every_object_in_the_schema_forbids_unknown_keys() -> None:

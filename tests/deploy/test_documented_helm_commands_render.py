@@ -66,12 +66,12 @@ def _helm_parser() -> argparse.ArgumentParser:
 
 
 def _set(values: dict[str, Any], assignment: str) -> None:
-    """`--set a.b=true` as Helm applies it (booleans and plain strings are all the docs use)."""
+    """`--set a.b=true` as Helm applies it (booleans, integers and plain strings are all the docs use)."""
     path, raw = assignment.split("=", 1)
     *parents, leaf = path.split(".")
     for key in parents:
         values = values.setdefault(key, {})
-    values[leaf] = {"true": True, "false": False}.get(raw, raw)
+    values[leaf] = int(raw) if raw.isdigit() else {"true": True, "false": False}.get(raw, raw)
 
 
 def _argv(command: str) -> list[str]:
