@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from kubetune_trainer.contract import Stage
+from kubetune_trainer.contract import ErrorClass, Stage
 
 from .api.status import Phase
 
@@ -78,6 +78,12 @@ class OperatorMetrics:
         # Every stage's series exists from the start, so a rate over the first observation is not empty.
         for stage in Stage:
             self.stage_duration.labels(stage=stage.value)
+        # Likewise every failure series, at 0: increase() sees nothing in a series born at 1, so the
+        # first failure of each class and stage would escape the failure-rate alert. "None": a
+        # failure before any stage (the spec, the preflight).
+        for error_class in ErrorClass:
+            for failed_in in [*(stage.value for stage in Stage), "None"]:
+                self.failures.labels(error_class=error_class.value, stage=failed_in)
 
     def job_phase(self, key: Hashable, phase: str | None, *, queued_since: datetime | None = None) -> None:
         """Record a job's phase (None: the job is gone) and, while it is Queued, since when it waits.
