@@ -62,6 +62,9 @@ class ResolvedJob(WireModel):
     output_name: str = Field(description="Output model name: <model>-<suffix>.")
     output_private: bool = Field(True, description="Create Hugging Face output repos as private.")
     checkpoint_uri: str | None = Field(None, description="Where checkpoints live; absent: retries start over.")
+    checkpoint_root: str | None = Field(
+        None, description="The location holding `<root>/<job>/` per job: checkpoint.uri, or <default>/<namespace>."
+    )
     from_checkpoint: str | None = Field(None, description="Another job's checkpoint to start from.")
     wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
     image: str = Field(description="Trainer image.")
@@ -264,12 +267,15 @@ def _apply(
     lora = checked_lora(lora_spec, template, errors=found)
     hyperparameters = checked_hyperparameters(hyper, template, lora=lora is not None, facts=facts, errors=found)
     repo = spec.from_hf_model or tspec.hf_model
+    # Every job's checkpoints are `<root>/<job>/`, so fromCheckpoint finds another job's under the same root.
     if spec.checkpoint is not None:
+        checkpoint_root: str | None = spec.checkpoint.uri.rstrip("/")
         checkpoint_uri: str | None = spec.checkpoint.uri
     elif settings.default_checkpoint_uri is not None:
-        checkpoint_uri = f"{_scoped(settings.default_checkpoint_uri, namespace)}/{job_name}"
+        checkpoint_root = _scoped(settings.default_checkpoint_uri, namespace)
+        checkpoint_uri = f"{checkpoint_root}/{job_name}"
     else:
-        checkpoint_uri = None
+        checkpoint_root = checkpoint_uri = None
     warnings = []
     if checkpoint_uri is None:
         warnings.append(
@@ -294,6 +300,7 @@ def _apply(
         output_name=f"{repo.rsplit('/', 1)[-1]}-{spec.suffix or job_name}",
         output_private=spec.output.private if spec.output else True,
         checkpoint_uri=checkpoint_uri,
+        checkpoint_root=checkpoint_root,
         from_checkpoint=spec.from_checkpoint,
         wandb=spec.wandb,
         image=tspec.image or settings.trainer_image,

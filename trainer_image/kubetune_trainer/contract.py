@@ -215,6 +215,11 @@ class RuntimeSettings(WireModel):
     strategy: Strategy = Field(Strategy.DDP, description="Data-parallel strategy across processes.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     checkpoint_uri: str | None = Field(None, description="Where checkpoints outlive pods; absent: retries start over.")
+    checkpoint_root: str | None = Field(
+        None,
+        description="The location holding one `<root>/<job>/` checkpoint directory per job, this job's and the "
+        "one fromCheckpoint names; set by the operator. Absent (older configs): derived from checkpointUri.",
+    )
     resume_from: str | None = Field(None, description="Checkpoint to start from (fromCheckpoint), `<job>[:<step>]`.")
     from_checkpoint: str | None = Field(
         None,

@@ -284,6 +284,7 @@ def newest_complete_checkpoint(config: TrainerConfig) -> int | None:
         own_job=config.job.name,
         work_checkpoints=WorkPaths(Path(config.runtime.work_dir)).checkpoints,
         pvc_mount_root=config.data.pvc_mount_root,
+        root=config.runtime.checkpoint_root,
     )
     if place.remote is not None:
         return None

@@ -194,6 +194,9 @@ def _localized(config: TrainerConfig, *, workdir: Path, upload: bool, stream: Te
         checkpoint_uri = _local_location(
             checkpoint_uri, workdir=workdir, upload=upload, what="checkpoints", stream=stream
         )
+    checkpoint_root = config.runtime.checkpoint_root
+    if checkpoint_root is not None:  # mapped as the uri is, so `<root>/<job>` stays inside it
+        checkpoint_root = _local_location(checkpoint_root, workdir=workdir, upload=upload, what="", stream=None)
     for what, uri in (("output", output_uri), ("trainingFile", config.data.training_file)):
         if uri.startswith("pvc://"):
             local = Path(config.data.pvc_mount_root) / uri.removeprefix("pvc://")
@@ -201,18 +204,21 @@ def _localized(config: TrainerConfig, *, workdir: Path, upload: bool, stream: Te
     return config.model_copy(
         update={
             "output": config.output.model_copy(update={"uri": output_uri}),
-            "runtime": config.runtime.model_copy(update={"checkpoint_uri": checkpoint_uri}),
+            "runtime": config.runtime.model_copy(
+                update={"checkpoint_uri": checkpoint_uri, "checkpoint_root": checkpoint_root}
+            ),
             "termination_log_path": str(workdir / TERMINATION_LOG),
         }
     )
 
 
-def _local_location(uri: str, *, workdir: Path, upload: bool, what: str, stream: TextIO) -> str:
+def _local_location(uri: str, *, workdir: Path, upload: bool, what: str, stream: TextIO | None) -> str:
     scheme, _, rest = uri.partition("://")
     if upload or scheme not in {"s3", "hf"}:
         return uri
     local = workdir / scheme / rest.strip("/")
-    print(f"{what} {uri} is written to {local} in a local run (--upload writes to {uri})", file=stream)
+    if stream is not None:
+        print(f"{what} {uri} is written to {local} in a local run (--upload writes to {uri})", file=stream)
     return str(local)
 
 

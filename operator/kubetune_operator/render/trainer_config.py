@@ -69,6 +69,7 @@ def build_trainer_config(
             strategy=resolved.strategy,
             gradient_checkpointing=resolved.gradient_checkpointing,
             checkpoint_uri=resolved.checkpoint_uri,
+            checkpoint_root=resolved.checkpoint_root,
             resume_from=resume_from or resolved.from_checkpoint,
             from_checkpoint=resolved.from_checkpoint,
             checkpoint_grace_seconds=checkpoint_grace_seconds,

@@ -171,6 +171,7 @@ def _checkpoints_of(ctx: RunContext, job: str) -> CheckpointPlace:
         own_job=ctx.config.job.name,
         work_checkpoints=ctx.paths.checkpoints,
         pvc_mount_root=ctx.config.data.pvc_mount_root,
+        root=ctx.config.runtime.checkpoint_root,
     )
 
 

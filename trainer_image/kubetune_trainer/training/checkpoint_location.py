@@ -2,6 +2,11 @@
 
 Every job has a directory of its own, holding its `step-<N>` checkpoints:
 
+- The operator says where: `runtime.checkpointRoot` holds one `<root>/<job>/` per job (its
+  `checkpoint.uri`, or `<defaultCheckpointUri>/<namespace>`), this job's and the one
+  `fromCheckpoint` names alike. Configs without it (written before it existed) fall back to
+  deriving the directory from `checkpointUri` as follows, which misfires when a job is named
+  like the last segment of a shared root (job `runs`, `s3://b/runs`):
 - The operator's default location is already per job, `<defaultCheckpointUri>/<namespace>/<job>`:
   a location whose last segment is the job's own name is that job's directory, and another
   job's directory is its sibling (`.../<namespace>/<other>`).
@@ -61,12 +66,25 @@ class CheckpointPlace:
 
 
 def job_checkpoints(
-    location: str | None, *, job: str, own_job: str, work_checkpoints: Path, pvc_mount_root: str
+    location: str | None,
+    *,
+    job: str,
+    own_job: str,
+    work_checkpoints: Path,
+    pvc_mount_root: str,
+    root: str | None = None,
 ) -> CheckpointPlace:
-    """The checkpoint directory of `job`, seen from `own_job` whose checkpoint location is `location`."""
-    if location is None:
+    """The checkpoint directory of `job`, seen from `own_job` whose checkpoint location is `location`.
+
+    `root` (`runtime.checkpointRoot`), when the operator gave one, decides alone: `<root>/<job>`.
+    """
+    if root is not None:
+        location = root
+        directory = f"{root.rstrip('/')}/{job}"
+    elif location is None:
         return CheckpointPlace(local=work_checkpoints / job)
-    directory = _job_directory(location.rstrip("/"), job=job, own_job=own_job)
+    else:
+        directory = _job_directory(location.rstrip("/"), job=job, own_job=own_job)
     if directory.startswith("s3://"):
         return CheckpointPlace(local=work_checkpoints / job, remote=directory)
     return CheckpointPlace(local=_filesystem_path(directory, location=location, pvc_mount_root=pvc_mount_root))
