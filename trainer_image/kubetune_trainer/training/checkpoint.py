@@ -93,13 +93,15 @@ def save_checkpoint(
     final = checkpoint_dir(root, state.step)
     staging = root / f".{final.name}.partial"
     weights, optimizer_state = _full_states(model, optimizer, lora=state.lora)
+    # Rank 0 writes every rank's RNG states: on several nodes without a shared filesystem (an
+    # s3:// location) the other nodes have no staging directory, and the copy rank 0 pushes to
+    # the store must hold every rank's file for each node to resume from it.
+    rng_states = _every_ranks_rng_states(dist_info)
     if dist_info.is_main:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-    barrier()
-    torch.save(_rng_states(), staging / rng_file(dist_info.rank))
-    barrier()
-    if dist_info.is_main:
+        for rank, states in enumerate(rng_states):
+            torch.save(states, staging / rng_file(rank))
         save_file(_unshared(weights), str(staging / MODEL_FILE), metadata={"format": "pt"})
         torch.save(optimizer_state, staging / OPTIMIZER_FILE)
         torch.save(scheduler.state_dict(), staging / SCHEDULER_FILE)
@@ -158,6 +160,16 @@ def _unshared(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out[name] = tensor.clone() if pointer in seen else tensor
         seen.add(pointer)
     return out
+
+
+def _every_ranks_rng_states(dist_info: DistInfo) -> list[dict[str, Any]]:
+    """Every rank's RNG states, by rank, on rank 0 (a collective; empty elsewhere)."""
+    mine = _rng_states()
+    if dist_info.world_size == 1 or not torch.distributed.is_initialized():
+        return [mine]
+    gathered: list[Any] | None = [None] * dist_info.world_size if dist_info.is_main else None
+    torch.distributed.gather_object(mine, gathered, dst=0)
+    return list(gathered) if gathered is not None else []
 
 
 def _rng_states() -> dict[str, Any]:

@@ -1,0 +1,96 @@
+"""Two nodes without a shared filesystem checkpoint to an `s3://` location, and each resumes from the store.
+
+Each node has its own work directory, as pods on different machines do; checkpoints are written
+there and rank 0 copies them to the store. Every rank's RNG states must reach the store: rank 0
+writes all of them (gathered), since the other node has no staging directory of its own to write
+into and its files would never be copied. Two torchrun agents on loopback (static rendezvous, one
+gloo process each) play the two nodes, against a moto S3 server.
+
+- The first run ends with every checkpoint in the store holding `rng-0.pt` and `rng-1.pt`, both
+  in its marker.
+- A retry in two fresh work directories resumes from `tiny:8` on both nodes and finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from kubetune_trainer.contract import Outcome, TrainerConfig
+from kubetune_trainer.tiny_model import TinyModel
+
+from .preemption_runs import TORCHRUN, result_of, resumable_job
+from .test_checkpoint_s3_location_resumes import s3_bucket  # noqa: F401  (the moto fixture)
+
+LOCATION = "s3://checkpoints/runs"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _node_config(model: TinyModel, *, hf_home: Path, work_dir: Path, resume_from: str | None) -> TrainerConfig:
+    config = resumable_job(model, hf_home=hf_home, work_dir=work_dir, checkpoints=work_dir, resume_from=resume_from)
+    return config.model_copy(update={"runtime": config.runtime.model_copy(update={"checkpoint_uri": LOCATION})})
+
+
+def _run_two_nodes(configs: list[TrainerConfig], *, environ: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
+    port = _free_port()
+    agents = []
+    for node, config in enumerate(configs):
+        path = Path(config.runtime.work_dir) / "job.json"
+        path.write_text(config.to_json(), encoding="utf-8")
+        command = [
+            str(TORCHRUN), "--nnodes", "2", "--nproc-per-node", "1", "--node-rank", str(node),
+            "--master-addr", "127.0.0.1", "--master-port", str(port),
+            "-m", "kubetune_trainer", "--config", str(path),
+        ]  # fmt: skip
+        agents.append(subprocess.Popen(command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    ended = []
+    for agent in agents:
+        out, err = agent.communicate(timeout=300)
+        ended.append(subprocess.CompletedProcess(agent.args, agent.returncode, out, err))
+    return ended
+
+
+def test_two_nodes_checkpoint_every_rank_to_s3_and_resume_from_it(
+    s3_bucket: tuple[dict[str, str], Any, str],  # noqa: F811
+    tiny_llama: TinyModel,
+    tiny_hf_home: Path,
+    offline_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    aws, client, bucket = s3_bucket
+    environ = {**offline_env, **aws, "OMP_NUM_THREADS": "1", "PYTHONPATH": ":".join(sys.path)}
+    first = [
+        _node_config(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / f"first-node{n}", resume_from=None)
+        for n in range(2)
+    ]
+
+    ended = _run_two_nodes(first, environ=environ)
+
+    assert [e.returncode for e in ended] == [0, 0], ended[1].stderr[-3000:] + ended[0].stderr[-3000:]
+    assert result_of(first[0]).outcome is Outcome.SUCCEEDED
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    for step in ("step-00000008", "step-00000016"):
+        files = {k.rsplit("/", 1)[1] for k in keys if k.startswith(f"runs/tiny/{step}/")}
+        assert {"rng-0.pt", "rng-1.pt", "model.safetensors", "optimizer.pt", "COMPLETE"} <= files
+        marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/{step}/COMPLETE")["Body"].read())
+        assert set(marker["sha256"]) == files - {"COMPLETE"}
+
+    retry = [
+        _node_config(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / f"retry-node{n}", resume_from="tiny:8")
+        for n in range(2)
+    ]
+
+    resumed = _run_two_nodes(retry, environ=environ)
+
+    assert [e.returncode for e in resumed] == [0, 0], resumed[1].stderr[-3000:] + resumed[0].stderr[-3000:]
+    assert result_of(retry[0]).resumed_from_step == 8
