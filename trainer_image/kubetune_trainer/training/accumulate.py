@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import torch
 from torch import nn
+from torch.distributed.fsdp import FSDPModule
 
 from ..data.packing import ModelBatch
 from ..faults import optimizer_step
@@ -75,6 +76,10 @@ def _backward(
         (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
 
     *local, synced = step.micro_batches
+    # FSDP gathers weights inside every forward pass: a rank that stops mid-forward leaves its
+    # peers in an all-gather, and the flag all-reduce below would pair with it (a hang until the
+    # backend's timeout). Such a rank fails at once; its process exits and torchrun stops the rest.
+    agree = world_size == 1 or not isinstance(model, FSDPModule)
     # What ran out is kept as a message, never as the exception: its traceback holds the failed
     # pass's activations, and this frame holding it would make a cycle only the garbage collector
     # breaks, so the retry in smaller micro-batches would run with that memory still taken.
@@ -86,6 +91,8 @@ def _backward(
                 backward(loss)
             step_loss += loss.detach().double().cpu()
     except torch.OutOfMemoryError as error:
+        if not agree:
+            raise
         ran_out = str(error)
     # The last micro-batch reduces gradients across ranks: before it (and before its backward)
     # every rank says whether it ran out of memory, so none is left waiting in a collective for
@@ -94,6 +101,8 @@ def _backward(
     try:
         loss = forward(synced)
     except torch.OutOfMemoryError as error:
+        if not agree:
+            raise
         ran_out = str(error)
     _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
     backward(loss)

@@ -1,0 +1,56 @@
+"""Under FSDP, a rank that runs out of memory in a forward pass fails at once, never entering a mismatched collective.
+
+FSDP gathers each block's weights inside the forward pass, so a rank that stops mid-forward
+leaves its peers in an all-gather it will never join. If it then entered the "ran out of memory"
+flag all-reduce that DDP runs use, the two ranks would sit in different collectives (a hang until
+the backend's timeout, or garbage). It must exit instead; torchrun then stops its peer.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+from kubetune_trainer.classify import EXIT_CODES
+from kubetune_trainer.contract import ErrorClass, Stage
+from kubetune_trainer.faults import Fault, FaultPlan
+from kubetune_trainer.tiny_model import TinyModel
+
+from ..conftest import CATALOG_DIR
+from .local_runs import chat_spec, kubetune_run, write_chat_data, write_manifest
+
+PROMPT_SECONDS = 120
+"""Well under the subprocess timeout (300 s) and any collective timeout: a mismatched collective waits longer."""
+
+
+def test_one_rank_out_of_memory_under_fsdp_ends_the_run_as_cuda_oom(
+    tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    catalog = tmp_path / "catalog"
+    shutil.copytree(CATALOG_DIR, catalog)
+    for template in catalog.glob("*.yaml"):
+        template.write_text(template.read_text().replace("strategy: ddp", "strategy: fsdp"))
+    data = write_chat_data(tmp_path / "data", train=16, validation=4)
+    spec = chat_spec(tiny_llama.repo_id, data)
+    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8}
+    manifest = write_manifest(tmp_path / "job.yaml", name="oom-fsdp", spec=spec)
+    faults = FaultPlan(faults=(Fault(kind="oom", step=1, rank=1),)).to_env()
+
+    started = time.monotonic()
+    run = kubetune_run(
+        manifest,
+        workdir=tmp_path / "work",
+        hf_home=tiny_hf_home,
+        environ={**offline_env, **faults},
+        extra=("--nproc-per-node", "2", "--catalog", str(catalog)),
+        in_process=False,
+    )
+    elapsed = time.monotonic() - started
+
+    assert run.returncode != 0, run.output
+    assert elapsed < PROMPT_SECONDS, run.output
+    assert run.result.exit_code == EXIT_CODES[ErrorClass.CUDA_OOM], run.output
+    error = run.result.error
+    assert error is not None
+    assert (error.error_class, error.stage) == (ErrorClass.CUDA_OOM, Stage.TRAINING)
