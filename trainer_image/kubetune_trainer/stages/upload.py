@@ -5,7 +5,10 @@ Only rank 0 uploads; the other ranks have nothing to add.
 
 from __future__ import annotations
 
+from huggingface_hub import HfApi
+
 from ..context import RunContext
+from ..hub import HubSettings
 from ..storage import HubDestination, S3Settings, destination_for, upload
 
 
@@ -17,14 +20,22 @@ def run(ctx: RunContext) -> None:
     config = ctx.config
     destination = destination_for(config.output.uri, pvc_mount_root=config.data.pvc_mount_root)
     token_env = config.model.token_env
-    # One token serves reading the base model and writing the output repo, as with Together.
-    token = ctx.environ.get(token_env) if token_env and isinstance(destination, HubDestination) else None
+    # One token serves reading the base model and writing the output repo, as with Together. The
+    # hub settings are read as the download reads them (a Secret's trailing newline stripped,
+    # HF_ENDPOINT for a self-hosted hub), so both stages talk to the same hub as the same user.
+    token: str | None = None
+    hub: HfApi | None = None
+    if isinstance(destination, HubDestination):
+        settings = HubSettings.from_env(ctx.environ, token_env=token_env)
+        token = settings.token if isinstance(settings.token, str) else None
+        hub = HfApi(endpoint=settings.endpoint)
     ctx.output = upload(
         ctx.saved_dir,
         destination,
         uri=config.output.uri,
         name=ctx.output_name,
         s3=S3Settings.from_env(ctx.environ),
+        hub=hub,
         hub_token=token,
         private=config.output.private,
     )

@@ -1,0 +1,122 @@
+"""The Upload stage reaches the hub the download reached: HF_ENDPOINT, and the token as the download reads it.
+
+A token Secret made with `echo token > file` ends in a newline. The download strips it; an upload
+that sent it raw would have every hf:// output refused (and retried) while the model came down
+fine. A self-hosted hub (HF_ENDPOINT) must receive the upload too, not huggingface.co.
+"""
+
+from __future__ import annotations
+
+import http.server
+import socketserver
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
+from kubetune_trainer.contract import (
+    DataSource,
+    JobIdentity,
+    LrScheduler,
+    ModelSource,
+    OutputTarget,
+    ReportTarget,
+    RuntimeSettings,
+    TrainerConfig,
+    TrainingHyperparameters,
+)
+from kubetune_trainer.errors import InfrastructureFailure
+from kubetune_trainer.report import RecordingReporter
+from kubetune_trainer.stages import upload
+
+from .training_jobs import TEMPLATE
+
+SENTINEL = "hf_SENTINELuploadToken789"
+
+
+@dataclass
+class Seen:
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+@pytest.fixture
+def hub() -> Iterator[tuple[str, Seen]]:
+    seen = Seen()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.requests.append((self.path, self.headers.get("Authorization")))
+            self.send_response(500)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = do_PUT = do_HEAD = _answer  # noqa: N815 (http.server dispatches on these names)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        server.shutdown()
+
+
+def _context(tmp_path: Path, *, endpoint: str) -> RunContext:
+    config = TrainerConfig(
+        job=JobIdentity(namespace="ml", name="tiny", uid="uid-1"),
+        model=ModelSource(
+            repo="org/base",
+            token_env="HF_TOKEN",
+            template=TEMPLATE,
+        ),
+        data=DataSource(training_file=str(tmp_path / "train.jsonl")),
+        hyperparameters=TrainingHyperparameters(
+            n_epochs=1,
+            learning_rate=1e-3,
+            batch_size=1,
+            lr_scheduler=LrScheduler(),
+            warmup_ratio=0.0,
+            max_grad_norm=1.0,
+            weight_decay=0.0,
+            n_checkpoints=1,
+            n_evals=0,
+            train_on_inputs="auto",
+            max_seq_length=256,
+            packing=False,
+            seed=1,
+        ),
+        output=OutputTarget(uri="hf://org/tiny-out", model_name="tiny-out"),
+        runtime=RuntimeSettings(work_dir=str(tmp_path)),
+        report=ReportTarget(kind="none"),
+    )
+    ctx = RunContext(
+        config=config,
+        environ={"HF_TOKEN": f"{SENTINEL}\n", "HF_ENDPOINT": endpoint},
+        clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
+        reporter=RecordingReporter(),
+        dist=DistInfo(),
+        paths=WorkPaths(tmp_path),
+    )
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    (saved / "config.json").write_text("{}", encoding="utf-8")
+    ctx.saved_dir = saved
+    ctx.output_name = "tiny-out"
+    return ctx
+
+
+def test_the_upload_goes_to_hf_endpoint_with_the_stripped_token(tmp_path: Path, hub: tuple[str, Seen]) -> None:
+    endpoint, seen = hub
+
+    with pytest.raises(InfrastructureFailure) as failed:  # the loopback hub answers 500 to everything
+        upload.run(_context(tmp_path, endpoint=endpoint))
+
+    assert seen.requests, "the upload never reached HF_ENDPOINT"
+    assert {authorization for _, authorization in seen.requests} == {f"Bearer {SENTINEL}"}
+    error = failed.value.to_job_error()
+    assert error.retryable  # a hub answering 500 is an outage: retried
+    assert SENTINEL not in error.message
