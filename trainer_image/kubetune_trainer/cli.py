@@ -21,6 +21,7 @@ from typing import TextIO
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from . import log_masking
 from .context import DistInfo
 from .contract import TrainerConfig
 from .kube_report import InClusterAccess, KubernetesReporter, StatusPatcher
@@ -59,11 +60,13 @@ def main(argv: Sequence[str] | None, *, environ: Mapping[str, str], stream: Text
         print(f"cannot read the trainer config {args.config}: {unreadable}", file=stream)
         return EXIT_BAD_CONFIG
     dist = DistInfo.from_env(environ)
+    line_format = f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s"
     logging.basicConfig(
         level=logging.WARNING if config.report.kind == "terminal" else logging.INFO,
         stream=stream,
-        format=f"%(asctime)s rank{dist.rank} %(levelname)s %(name)s: %(message)s",
+        format=line_format,
     )
+    log_masking.install(logging.getLogger(), fmt=line_format, secrets=log_masking.secret_values(config, environ))
     if dist.local_rank == 0:
         clear_termination_message(Path(config.termination_log_path))
     if args.command == "preflight":
