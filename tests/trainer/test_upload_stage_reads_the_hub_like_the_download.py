@@ -18,22 +18,13 @@ from pathlib import Path
 import pytest
 
 from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
-from kubetune_trainer.contract import (
-    DataSource,
-    JobIdentity,
-    LrScheduler,
-    ModelSource,
-    OutputTarget,
-    ReportTarget,
-    RuntimeSettings,
-    TrainerConfig,
-    TrainingHyperparameters,
-)
+from kubetune_trainer.contract import OutputTarget
 from kubetune_trainer.errors import InfrastructureFailure
 from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.stages import upload
+from kubetune_trainer.tiny_model import TinyModel
 
-from .training_jobs import TEMPLATE
+from .training_jobs import trainer_config
 
 SENTINEL = "hf_SENTINELuploadToken789"
 
@@ -65,33 +56,14 @@ def hub() -> Iterator[tuple[str, Seen]]:
         server.shutdown()
 
 
-def _context(tmp_path: Path, *, endpoint: str) -> RunContext:
-    config = TrainerConfig(
-        job=JobIdentity(namespace="ml", name="tiny", uid="uid-1"),
-        model=ModelSource(
-            repo="org/base",
-            token_env="HF_TOKEN",
-            template=TEMPLATE,
-        ),
-        data=DataSource(training_file=str(tmp_path / "train.jsonl")),
-        hyperparameters=TrainingHyperparameters(
-            n_epochs=1,
-            learning_rate=1e-3,
-            batch_size=1,
-            lr_scheduler=LrScheduler(),
-            warmup_ratio=0.0,
-            max_grad_norm=1.0,
-            weight_decay=0.0,
-            n_checkpoints=1,
-            n_evals=0,
-            train_on_inputs="auto",
-            max_seq_length=256,
-            packing=False,
-            seed=1,
-        ),
-        output=OutputTarget(uri="hf://org/tiny-out", model_name="tiny-out"),
-        runtime=RuntimeSettings(work_dir=str(tmp_path)),
-        report=ReportTarget(kind="none"),
+def _context(tiny_llama: TinyModel, tmp_path: Path, *, endpoint: str) -> RunContext:
+    """A context as Saving leaves it, for a job whose output is an hf:// repo and whose token is HF_TOKEN."""
+    config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "train.jsonl")
+    config = config.model_copy(
+        update={
+            "model": config.model.model_copy(update={"token_env": "HF_TOKEN"}),
+            "output": OutputTarget(uri="hf://org/tiny-out", model_name="tiny-out"),
+        }
     )
     ctx = RunContext(
         config=config,
@@ -109,11 +81,13 @@ def _context(tmp_path: Path, *, endpoint: str) -> RunContext:
     return ctx
 
 
-def test_the_upload_goes_to_hf_endpoint_with_the_stripped_token(tmp_path: Path, hub: tuple[str, Seen]) -> None:
+def test_the_upload_goes_to_hf_endpoint_with_the_stripped_token(
+    tiny_llama: TinyModel, tmp_path: Path, hub: tuple[str, Seen]
+) -> None:
     endpoint, seen = hub
 
     with pytest.raises(InfrastructureFailure) as failed:  # the loopback hub answers 500 to everything
-        upload.run(_context(tmp_path, endpoint=endpoint))
+        upload.run(_context(tiny_llama, tmp_path, endpoint=endpoint))
 
     assert seen.requests, "the upload never reached HF_ENDPOINT"
     assert {authorization for _, authorization in seen.requests} == {f"Bearer {SENTINEL}"}
