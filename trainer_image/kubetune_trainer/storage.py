@@ -17,7 +17,6 @@ twice gives the same result.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -34,6 +33,7 @@ from pydantic import Field
 from .classify import redact_urls, rule_for
 from .contract import ErrorClass, OutputSummary, WireModel
 from .errors import InfrastructureFailure, InvalidInput
+from .hashing import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +62,7 @@ class Manifest(WireModel):
 def manifest_of(directory: Path) -> Manifest:
     files = {}
     for path in sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-        files[path.relative_to(directory).as_posix()] = FileEntry(size=path.stat().st_size, sha256=digest.hexdigest())
+        files[path.relative_to(directory).as_posix()] = FileEntry(size=path.stat().st_size, sha256=file_sha256(path))
     return Manifest(files=files)
 
 

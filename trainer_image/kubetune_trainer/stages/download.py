@@ -13,7 +13,6 @@ directory, and a merge or a download must not race with itself.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..data.chat_template import ensure_chat_template
 from ..data.sources import SourceSettings, fetch
 from ..data.tokenization import TokenizedDataset, tokenize_examples
 from ..errors import InvalidInput
+from ..hashing import file_sha256
 from ..model_source import prepare_model
 from ..storage import destination_for
 
@@ -79,7 +79,7 @@ def _download_data(ctx: RunContext) -> None:
         settings=settings,
         environ=ctx.environ,
     )
-    ctx.training_file_sha256 = _sha256(ctx.training_file_path)
+    ctx.training_file_sha256 = file_sha256(ctx.training_file_path)
     if config.data.validation_file is not None:
         ctx.validation_file_path = fetch(
             config.data.validation_file,
@@ -88,7 +88,7 @@ def _download_data(ctx: RunContext) -> None:
             settings=settings,
             environ=ctx.environ,
         )
-        ctx.validation_file_sha256 = _sha256(ctx.validation_file_path)
+        ctx.validation_file_sha256 = file_sha256(ctx.validation_file_path)
 
 
 def _tokenize(ctx: RunContext) -> None:
@@ -146,14 +146,6 @@ def _warn_about(ctx: RunContext, dataset: TokenizedDataset, *, field: str) -> No
             "ExamplesWithoutLabels",
             f"{field}: {dataset.without_labels} example(s) have no token in the loss and were dropped",
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @contextmanager

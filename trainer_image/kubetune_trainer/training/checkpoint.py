@@ -15,7 +15,6 @@ directory without a marker, or whose files do not hash to it, is never loaded
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import shutil
@@ -35,6 +34,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import DistInfo
+from ..hashing import file_sha256
 from .distributed import barrier, unwrap
 
 STATE_FILE = "state.json"
@@ -128,14 +128,6 @@ def write_complete_marker(directory: Path, *, step: int) -> None:
         os.fsync(handle.fileno())
     os.replace(staging, directory / COMPLETE_FILE)
     _fsync_directory(directory)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _full_states(model: nn.Module, optimizer: Optimizer, *, lora: bool) -> tuple[dict[str, torch.Tensor], Any]:

@@ -31,6 +31,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import DistInfo
 from ..errors import CheckpointInvalid, InvalidInput
+from ..hashing import file_sha256
 from .checkpoint import (
     COMPLETE_FILE,
     MODEL_FILE,
@@ -41,7 +42,6 @@ from .checkpoint import (
     CheckpointState,
     CompleteMarker,
     checkpoint_dir,
-    file_sha256,
     rng_file,
 )
 from .checkpoint_location import RESUME_FIELD
