@@ -82,16 +82,7 @@ def run_pipeline(
         records[-1] = _ended(records[-1], StageState.SUCCEEDED, clock=clock, message=None)
         reporter.stage_changed(stage, records)
 
-    result = Result(
-        outcome=Outcome.FAILED if error else Outcome.SUCCEEDED,
-        exit_code=exit_code_for(error),
-        error=error,
-        warnings=list(ctx.warnings),
-        model=ctx.model_facts,
-        output=ctx.output,
-        checkpoint_step=ctx.checkpoint_step,
-        resumed_from_step=ctx.resumed_from_step,
-    )
+    result = _result(ctx, error)
     # Every rank of a pod shares one termination log: rank 0 writes the success, and any rank
     # that failed writes its failure (the first one written is kept: see write_termination_message).
     if ctx.dist.is_main or error is not None:
@@ -107,17 +98,22 @@ def _out_of_grace(ctx: RunContext, *, stage: Stage | None) -> int:
         stage=stage,
         job_uid=ctx.config.job.uid,
     )
-    result = Result(
-        outcome=Outcome.FAILED,
+    # The run may have written its own Result a moment ago: exit with the code of the one that stands.
+    return write_termination_message(_result(ctx, error), Path(ctx.config.termination_log_path)).exit_code
+
+
+def _result(ctx: RunContext, error: JobError | None) -> Result:
+    """The run's Result as it stands: `error` (None for a success) and what the stages recorded in `ctx`."""
+    return Result(
+        outcome=Outcome.FAILED if error else Outcome.SUCCEEDED,
         exit_code=exit_code_for(error),
         error=error,
         warnings=list(ctx.warnings),
         model=ctx.model_facts,
+        output=ctx.output,
         checkpoint_step=ctx.checkpoint_step,
         resumed_from_step=ctx.resumed_from_step,
     )
-    # The run may have written its own Result a moment ago: exit with the code of the one that stands.
-    return write_termination_message(result, Path(ctx.config.termination_log_path)).exit_code
 
 
 def _ended(record: StageRecord, state: StageState, *, clock: Clock, message: str | None) -> StageRecord:

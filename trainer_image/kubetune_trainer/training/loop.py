@@ -204,18 +204,17 @@ def train(
                 result.record(loss_value, tokens=step.tokens, seconds=timer() - started)
                 last_step_at = clock()
                 epoch_done = epoch + (step_in_epoch + 1) / len(steps)
-                report(
-                    Progress(
-                        step=result.steps,
-                        total_steps=total_steps,
-                        epoch=epoch_done,
-                        loss=loss_value,
-                        learning_rate=learning_rate,
-                        tokens_per_second=result.tokens_per_second,
-                        eta_seconds=int((total_steps - result.steps) * result.training_seconds / result.steps),
-                        heartbeat_time=last_step_at,
-                    )
+                progress = Progress(
+                    step=result.steps,
+                    total_steps=total_steps,
+                    epoch=epoch_done,
+                    loss=loss_value,
+                    learning_rate=learning_rate,
+                    tokens_per_second=result.tokens_per_second,
+                    eta_seconds=int((total_steps - result.steps) * result.training_seconds / result.steps),
+                    heartbeat_time=last_step_at,
                 )
+                report(progress)
 
                 if signalled:
                     assert preemption is not None  # only a Preemption raises the flag
@@ -232,18 +231,8 @@ def train(
                 if has_validation and result.steps in eval_at:
                     eval_loss = _evaluate(model, validation, precision=precision, device=device, unwatched=unwatched)
                     result.eval_losses.append((result.steps, eval_loss))
-                    report(
-                        Progress(
-                            step=result.steps,
-                            total_steps=total_steps,
-                            epoch=epoch_done,
-                            loss=loss_value,
-                            eval_loss=eval_loss,
-                            learning_rate=learning_rate,
-                            tokens_per_second=result.tokens_per_second,
-                            heartbeat_time=last_step_at,
-                        )
-                    )
+                    # The step's report again, with its eval loss (and no ETA: the evaluation's time is not a step's).
+                    report(progress.model_copy(update={"eval_loss": eval_loss, "eta_seconds": None}))
 
                 if result.steps in checkpoint_at:
                     saves.save(
