@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from kubetune_trainer.contract import (
 )
 from kubetune_trainer.tiny_model import markov_sentences
 
+from ..conftest import CATALOG_DIR
+
 STAGE_LINES = ["==> DataDownload", "==> Initialization", "==> Training", "==> Saving", "==> Upload"]
 
 
@@ -55,6 +58,14 @@ def write_chat_data(directory: Path, *, train: int = 64, validation: int = 16) -
     train_file.write_text("".join(json.dumps(conversation(s)) + "\n" for s in sentences[:train]))
     validation_file.write_text("".join(json.dumps(conversation(s)) + "\n" for s in sentences[train:]))
     return train_file, validation_file
+
+
+def fsdp_catalog(directory: Path) -> Path:
+    """The packaged catalog with every template sharding (FSDP2) instead of replicating (DDP), for `--catalog`."""
+    shutil.copytree(CATALOG_DIR, directory)
+    for template in directory.glob("*.yaml"):
+        template.write_text(template.read_text().replace("strategy: ddp", "strategy: fsdp"))
+    return directory
 
 
 def write_manifest(path: Path, *, name: str, spec: dict[str, Any]) -> Path:

@@ -7,7 +7,6 @@ collective of every rank) and the LoRA merge reloads the base, so that path has 
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
@@ -18,8 +17,15 @@ from kubetune_trainer.contract import Outcome
 from kubetune_trainer.storage import MANIFEST_NAME
 from kubetune_trainer.tiny_model import TinyModel
 
-from ..conftest import CATALOG_DIR
-from .local_runs import STAGE_LINES, chat_spec, kubetune_run, model_card_lineage, write_chat_data, write_manifest
+from .local_runs import (
+    STAGE_LINES,
+    chat_spec,
+    fsdp_catalog,
+    kubetune_run,
+    model_card_lineage,
+    write_chat_data,
+    write_manifest,
+)
 
 
 def test_two_ranks_train_and_only_rank_0_reports_and_writes(
@@ -59,11 +65,7 @@ def test_two_ranks_train_and_only_rank_0_reports_and_writes(
 def test_under_fsdp_the_gathered_adapter_and_merged_model_are_saved_and_agree(
     tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # The packaged catalog with every template sharding (FSDP2) instead of replicating (DDP).
-    catalog = tmp_path / "catalog"
-    shutil.copytree(CATALOG_DIR, catalog)
-    for template in catalog.glob("*.yaml"):
-        template.write_text(template.read_text().replace("strategy: ddp", "strategy: fsdp"))
+    catalog = fsdp_catalog(tmp_path / "catalog")
     data = write_chat_data(tmp_path / "data", train=16, validation=4)
     spec = chat_spec(
         tiny_llama.repo_id,

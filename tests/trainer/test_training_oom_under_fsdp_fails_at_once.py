@@ -8,7 +8,6 @@ the backend's timeout, or garbage). It must exit instead; torchrun then stops it
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -17,8 +16,7 @@ from kubetune_trainer.contract import ErrorClass, Stage
 from kubetune_trainer.faults import Fault, FaultPlan
 from kubetune_trainer.tiny_model import TinyModel
 
-from ..conftest import CATALOG_DIR
-from .local_runs import chat_spec, kubetune_run, write_chat_data, write_manifest
+from .local_runs import chat_spec, fsdp_catalog, kubetune_run, write_chat_data, write_manifest
 
 PROMPT_SECONDS = 120
 """Well under the subprocess timeout (300 s) and any collective timeout: a mismatched collective waits longer."""
@@ -27,10 +25,7 @@ PROMPT_SECONDS = 120
 def test_one_rank_out_of_memory_under_fsdp_ends_the_run_as_cuda_oom(
     tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
-    catalog = tmp_path / "catalog"
-    shutil.copytree(CATALOG_DIR, catalog)
-    for template in catalog.glob("*.yaml"):
-        template.write_text(template.read_text().replace("strategy: ddp", "strategy: fsdp"))
+    catalog = fsdp_catalog(tmp_path / "catalog")
     data = write_chat_data(tmp_path / "data", train=16, validation=4)
     spec = chat_spec(tiny_llama.repo_id, data)
     spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8}
