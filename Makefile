@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test install lint typecheck imports pytest crds format clean
+.PHONY: test install lint typecheck imports pytest crds format clean demo
 
 test: lint typecheck imports pytest
 
@@ -29,6 +29,11 @@ imports: install
 
 pytest: install
 	$(BIN)/python -m pytest
+
+# The quick start on this machine: a tiny stand-in model, `kubetune sandbox`, examples/quickstart.yaml applied.
+DEMO_WORKDIR ?= .kubetune-demo
+demo: install
+	$(BIN)/python -m kubetune_operator.sandbox.demo --workdir $(DEMO_WORKDIR)
 
 crds: install
 	$(BIN)/kubetune crds
