@@ -19,6 +19,8 @@ from pydantic.alias_generators import to_camel
 
 TERMINATION_MESSAGE_LIMIT = 4096
 """Kubernetes keeps at most 4096 bytes of a container's termination message."""
+SERVICE_ACCOUNT_DIR_ENV = "KUBETUNE_SERVICE_ACCOUNT_DIR"
+"""Where the pod's ServiceAccount files are, when not at Kubernetes' fixed path (the sandbox sets it)."""
 
 
 def format_kube_time(value: datetime) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import httpx
 
-from .contract import JobIdentity, Progress, ProgressReport, Result, Stage, StageRecord
+from .contract import SERVICE_ACCOUNT_DIR_ENV, JobIdentity, Progress, ProgressReport, Result, Stage, StageRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class InClusterAccess:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, account_dir: Path = SERVICE_ACCOUNT_DIR) -> InClusterAccess:
+        """The API address from KUBERNETES_SERVICE_HOST/PORT; the token and CA from the ServiceAccount
+        directory, which `KUBETUNE_SERVICE_ACCOUNT_DIR` moves (the sandbox runs pods as host processes,
+        where Kubernetes' fixed path does not exist)."""
+        account_dir = Path(environ.get(SERVICE_ACCOUNT_DIR_ENV) or account_dir)
         host = environ.get("KUBERNETES_SERVICE_HOST")
         port = environ.get("KUBERNETES_SERVICE_PORT", "443")
         if not host:
