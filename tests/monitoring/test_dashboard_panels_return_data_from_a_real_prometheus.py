@@ -24,6 +24,7 @@ from kubetune_operator.handlers.runtime import RunOptions, run_operator
 from kubetune_operator.kube import Connection
 from kubetune_operator.metrics import OperatorMetrics
 from kubetune_operator.render.job import METRICS_PORT_NAME as METRICS_PORT
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_operator.settings import OperatorSettings
 from kubetune_trainer.contract import ErrorClass, Outcome, Progress, Stage
 
@@ -31,7 +32,6 @@ from ..deploy.chart import NAMESPACE, of_kind, render
 from ..operator.cluster_actors import Actors, trainer_failed, trainer_succeeded, wait_for
 from ..operator.conftest import EVENTS, FAST, PODS, RunningOperator
 from ..operator.conftest import test_kopf_settings as fast_kopf_settings
-from ..operator.emulator import ApiEmulator
 from ..operator.journeys import pass_preflight, run_attempt, to_running, until_phase
 from .dashboard import fill_in, label_values, load_dashboard, panel_queries, variable_queries
 from .documented_config import discovered_pod_labels, documented_prometheus_config, with_discovery, write_targets

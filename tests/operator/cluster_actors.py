@@ -15,6 +15,7 @@ from typing import Any
 
 import kmock
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import (
     ErrorClass,
     JobError,
@@ -27,8 +28,6 @@ from kubetune_trainer.contract import (
     StageRecord,
     StageState,
 )
-
-from .emulator import ApiEmulator
 
 JsonObject = dict[str, Any]
 MERGE = {"Content-Type": "application/merge-patch+json"}

@@ -22,11 +22,11 @@ import pytest
 from kubetune_operator.handlers.runtime import RunOptions, kopf_settings, run_operator
 from kubetune_operator.kube import Connection
 from kubetune_operator.metrics import OperatorMetrics
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_operator.settings import OperatorSettings
 
 from ..conftest import CATALOG_DIR, CRD_DIR, load_yaml
 from .cluster_actors import NAMESPACE, Actors, wait_for
-from .emulator import ApiEmulator
 
 FTJ = kmock.resource("kubetune.dev/v1alpha1/finetunejobs")
 TEMPLATES = kmock.resource("kubetune.dev/v1alpha1/basemodeltemplates")

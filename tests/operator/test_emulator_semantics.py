@@ -6,9 +6,10 @@ import asyncio
 import json
 from typing import Any
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
+
 from .cluster_actors import NAMESPACE, wait_for
 from .conftest import CONFIGMAPS, FTJ, JOBS, PODS, job_manifest
-from .emulator import ApiEmulator
 
 MERGE = {"Content-Type": "application/merge-patch+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}

@@ -9,10 +9,11 @@ import asyncio
 import os
 import shutil
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
+
 from ..conftest import EXAMPLES_DIR
 from .cluster_actors import wait_for
 from .conftest import RunningOperator, status_of
-from .emulator import ApiEmulator
 
 
 async def kubectl(cluster: ApiEmulator, *args: str, stdin: str | None = None) -> tuple[int, str]:

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass
 
 from ..deploy.chart import NAMESPACE as RELEASE_NAMESPACE
@@ -18,7 +19,6 @@ from ..deploy.chart import RELEASE, render
 from ..deploy.rbac import Access, operator_grants
 from .cluster_actors import NAMESPACE, Actors, trainer_failed, trainer_succeeded, wait_for
 from .conftest import FTJ, OPERATOR_AGENT, StartOperator
-from .emulator import ApiEmulator
 from .journeys import run_attempt, to_running, until_phase
 
 KOPF_AGENT = "kopf/"

@@ -15,6 +15,8 @@ from collections.abc import AsyncIterator
 import kmock
 import pytest
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
+
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, wait_for
 from .conftest import (
     CONFIGMAPS,
@@ -27,7 +29,6 @@ from .conftest import (
     job_manifest,
     status_of,
 )
-from .emulator import ApiEmulator
 
 ROLES = kmock.resource("rbac.authorization.k8s.io/v1/roles")
 ROLEBINDINGS = kmock.resource("rbac.authorization.k8s.io/v1/rolebindings")

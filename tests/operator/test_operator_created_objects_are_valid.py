@@ -9,9 +9,10 @@ from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
+
 from .cluster_actors import Actors, wait_for
 from .conftest import OPERATOR_AGENT, RunningOperator
-from .emulator import ApiEmulator
 from .journeys import pass_preflight
 from .pod_security import pod_spec_of, restricted_violations
 

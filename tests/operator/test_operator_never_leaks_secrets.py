@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
+
 from .cluster_actors import NAMESPACE, Actors, trainer_succeeded
 from .conftest import RunningOperator
-from .emulator import ApiEmulator
 from .journeys import pass_preflight, to_running, until_phase
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass
 
 from .cluster_actors import NAMESPACE, Actors, trainer_failed, wait_for
 from .conftest import EVENTS, JOBS, RunningOperator, StartOperator, status_of
-from .emulator import ApiEmulator
 from .journeys import error_of, pass_preflight, to_running, until_phase
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_failed, wait_for
 from .conftest import JOBS, RunningOperator, event_reasons, job_manifest, status_of
-from .emulator import ApiEmulator
 
 
 async def test_a_preflight_job_complete_before_its_pods_message_waits_for_the_model_facts(

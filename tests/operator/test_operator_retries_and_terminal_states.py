@@ -6,11 +6,11 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass, Progress, Stage
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_failed, trainer_succeeded, wait_for
 from .conftest import CONFIGMAPS, EVENTS, FTJ, JOBS, PODS, RunningOperator, StartOperator, job_manifest, status_of
-from .emulator import ApiEmulator
 from .journeys import error_of, pass_preflight, run_attempt, to_running, until_phase
 
 FTJ_API = "/apis/kubetune.dev/v1alpha1"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import Progress, Stage
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_succeeded, wait_for
 from .conftest import CONFIGMAPS, JOBS, SERVICES, RunningOperator, event_reasons, job_manifest, status_of
-from .emulator import ApiEmulator
 
 
 async def test_single_node_job_runs_preflight_then_trainer_to_succeeded(

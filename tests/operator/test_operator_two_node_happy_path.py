@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import Stage
 
 from .cluster_actors import NAMESPACE, Actors, trainer_succeeded, wait_for
 from .conftest import JOBS, SERVICES, RunningOperator, event_reasons, status_of
-from .emulator import ApiEmulator
 from .journeys import pass_preflight, run_attempt, until_phase
 
 

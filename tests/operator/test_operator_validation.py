@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import copy
 
+from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_operator.webhook import spec_problems
 
 from ..conftest import CATALOG_DIR, load_yaml
 from .cluster_actors import NAMESPACE, Actors, wait_for
 from .conftest import CONFIGMAPS, FTJ, JOBS, TEMPLATES, RunningOperator, StartOperator, job_manifest, status_of
-from .emulator import ApiEmulator
 from .journeys import error_of, until_phase
 
 

@@ -74,6 +74,13 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(tz=datetime.UTC)
 
 
+def _resource_of(request: kmock.Request) -> kmock.resource:
+    """The resource a request names; kmock routes only resource requests to the object handlers."""
+    if request.resource is None:
+        raise api.not_found("the server could not find the requested resource", request.url.path)
+    return request.resource
+
+
 def _timestamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -160,7 +167,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
     async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         """The namespaces that hold objects, plus `default`: listed, or watched (ADDED each, then quiet)."""
         names = sorted(self.namespaces | {namespace for (_, namespace, _) in self.objects if namespace})
-        items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "uid": n}} for n in names]
+        items: list[JsonObject] = [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "uid": n}} for n in names
+        ]
         version = str(self._current_rv)
         for item in items:
             item["metadata"]["resourceVersion"] = version
@@ -288,11 +297,11 @@ class ApiEmulator(kmock.KubernetesEmulator):
             raise api.bad_request("the body must be a JSON object")
         wanted = (body.get("metadata") or {}).get("resourceVersion")
         if wanted and wanted != current["metadata"]["resourceVersion"]:
-            raise api.conflict(self._what(request.resource), current["metadata"]["name"])
+            raise api.conflict(self._what(_resource_of(request)), current["metadata"]["name"])
         return body
 
     def _create(self, request: kmock.Request) -> JsonObject:
-        resource = request.resource
+        resource = _resource_of(request)
         if not isinstance(request.data, dict):
             raise api.bad_request("the body of a create must be a JSON object")
         body = copy.deepcopy(request.data)
@@ -326,19 +335,19 @@ class ApiEmulator(kmock.KubernetesEmulator):
         return body
 
     def _existing(self, request: kmock.Request) -> tuple[Key, JsonObject]:
-        key: Key = (request.resource, request.namespace, request.name)
+        key: Key = (_resource_of(request), request.namespace, request.name or "")
         current = self.live(*key)
         if current is None:
-            raise api.not_found(self._what(request.resource), request.name or "")
+            raise api.not_found(self._what(_resource_of(request)), request.name or "")
         if request.subresource not in (None, "status"):
-            raise api.not_found(f"{self._what(request.resource)}/{request.subresource}", request.name or "")
+            raise api.not_found(f"{self._what(_resource_of(request))}/{request.subresource}", request.name or "")
         return key, current
 
     def _commit(self, request: kmock.Request, key: Key, current: JsonObject, new: JsonObject) -> JsonObject:
         new = dict(new)
         if request.subresource == "status":
             new = {**current, "status": new.get("status")}
-        elif "status" in self._subresources(request.resource):
+        elif "status" in self._subresources(_resource_of(request)):
             new["status"] = current.get("status")
         if new.get("status") is None:
             new.pop("status", None)
@@ -363,7 +372,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         preconditions = options.get("preconditions") or {}
         for field in ("uid", "resourceVersion"):
             if preconditions.get(field) and preconditions[field] != current["metadata"].get(field):
-                raise api.conflict(self._what(request.resource), current["metadata"]["name"])
+                raise api.conflict(self._what(_resource_of(request)), current["metadata"]["name"])
         policy = options.get("propagationPolicy") or request.params.get("propagationPolicy")
         return self._delete_object(key, current, policy=policy)
 
@@ -416,20 +425,22 @@ class ApiEmulator(kmock.KubernetesEmulator):
 
     async def _serve_fetch(self, request: kmock.Request) -> JsonObject:
         async with self._lock:
-            body = self.live(request.resource, request.namespace, request.name or "")
+            body = self.live(_resource_of(request), request.namespace, request.name or "")
             if body is None:
-                raise api.not_found(self._what(request.resource), request.name or "")
+                raise api.not_found(self._what(_resource_of(request)), request.name or "")
             return self._maybe_table(request, [body]) or body
 
     async def _serve_list(self, request: kmock.Request) -> JsonObject:
-        if request.resource not in self._get_resources():
-            raise api.not_found("the server could not find the requested resource", request.resource.plural or "")
+        if _resource_of(request) not in self._get_resources():
+            raise api.not_found("the server could not find the requested resource", _resource_of(request).plural or "")
         async with self._lock:
             items = [
-                obj for obj in self.live_objects(request.resource, request.namespace) if self._selected(request, obj)
+                obj
+                for obj in self.live_objects(_resource_of(request), request.namespace)
+                if self._selected(request, obj)
             ]
             rv = str(self._current_rv)
-        resource = request.resource
+        resource = _resource_of(request)
         listed = {
             "apiVersion": f"{resource.group}/{resource.version}" if resource.group else resource.version,
             "kind": f"{self._kind(resource)}List",
@@ -442,7 +453,11 @@ class ApiEmulator(kmock.KubernetesEmulator):
         yield b""  # headers first: a watch with nothing to say yet is still a started stream
         params = request.params
         watcher = _Watcher(
-            request.resource, request.namespace, request.name, params.get("labelSelector"), params.get("fieldSelector")
+            _resource_of(request),
+            request.namespace,
+            request.name,
+            params.get("labelSelector"),
+            params.get("fieldSelector"),
         )
         since = params.get("resourceVersion")
         async with self._lock:
@@ -456,11 +471,12 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 ]
             else:
                 backlog = [
-                    {"type": "ADDED", "object": obj} for obj in self.live_objects(request.resource, request.namespace)
+                    {"type": "ADDED", "object": obj}
+                    for obj in self.live_objects(_resource_of(request), request.namespace)
                 ]
-                backlog = [event for event in backlog if watcher.wants(request.resource, event["object"])]
+                backlog = [event for event in backlog if watcher.wants(_resource_of(request), event["object"])]
                 if params.get("sendInitialEvents") == "true":
-                    backlog.append(self._initial_events_end(request.resource))
+                    backlog.append(self._initial_events_end(_resource_of(request)))
             self._watchers.add(watcher)
         try:
             for event in backlog:
@@ -480,6 +496,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
 
     async def _serve_version(self, request: kmock.Request) -> Any:
         discovered = await super()._serve_version(request)
+        assert isinstance(discovered, dict)  # kmock's APIResourceList, always a dict
         for entry in discovered.get("resources", []):
             if "/" in entry["name"]:
                 entry.update(shortNames=[], categories=[])
@@ -494,10 +511,10 @@ class ApiEmulator(kmock.KubernetesEmulator):
         )
 
     def _maybe_table(self, request: kmock.Request, objects: list[JsonObject]) -> JsonObject | None:
-        if request.resource not in self._columns or not api.wants_table(request.headers):
+        if _resource_of(request) not in self._columns or not api.wants_table(request.headers):
             return None
         return api.table(
-            objects, columns=self._columns[request.resource], resource_version=str(self._current_rv), now=_now()
+            objects, columns=self._columns[_resource_of(request)], resource_version=str(self._current_rv), now=_now()
         )
 
     def _initial_events_end(self, resource: kmock.resource) -> JsonObject:
@@ -513,7 +530,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         return {"type": "BOOKMARK", "object": bookmark}
 
     def _validate(self, request: kmock.Request, body: JsonObject) -> None:
-        validators = self._validators.get(request.resource)
+        validators = self._validators.get(_resource_of(request))
         if validators is None:
             return
         validator = validators[1] if request.params.get("fieldValidation") == "Strict" else validators[0]
@@ -524,7 +541,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 path.append(error.message.split("'")[1])
             causes.append({"reason": "FieldValueInvalid", "field": ".".join(path), "message": error.message})
         if causes:
-            raise api.invalid(self._kind(request.resource), body["metadata"].get("name", ""), causes)
+            raise api.invalid(self._kind(_resource_of(request)), body["metadata"].get("name", ""), causes)
 
     def _store(self, key: Key, body: JsonObject, *, event: str) -> None:
         body["metadata"] = {**body["metadata"], "resourceVersion": self._next_rv()}
@@ -567,7 +584,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
         }
 
     def _info(self, resource: kmock.resource) -> kmock.ResourceInfo | None:
-        return self.resources.get(resource, None)
+        # kmock's `resources` is a defaultdict: `[]` and `.get` would add an empty entry; `in` first.
+        return self.resources[resource] if resource in self.resources else None  # noqa: SIM401
 
     def _kind(self, resource: kmock.resource) -> str:
         info = self._info(resource)

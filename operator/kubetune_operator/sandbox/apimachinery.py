@@ -109,6 +109,8 @@ def json_patch(document: JsonObject, operations: Any) -> JsonObject:
     for operation in operations:
         op, parts = operation.get("op"), _pointer(operation.get("path", ""))
         try:
+            # The root itself is not a patchable location here: `None` makes any operation on it a 422.
+            parent: Any
             parent, key = _parent(result, parts) if parts else (None, "")
             if op == "test":
                 current = parent[int(key)] if isinstance(parent, list) else parent.get(key)
