@@ -244,3 +244,62 @@ def table(
 
 def wants_table(headers: Mapping[str, str]) -> bool:
     return "as=Table" in headers.get("Accept", "")
+
+
+# Pods: graceful deletion and the log subresource, as the API server's pod strategy decides them.
+
+
+def pod_grace_seconds(pod: Mapping[str, Any], *, requested: int | None) -> int:
+    """The grace a pod DELETE gets: the request's, else the pod's `terminationGracePeriodSeconds`, else 30.
+
+    As the API server's pod strategy: a pod no kubelet ever took (no `spec.nodeName`, no
+    `status.phase`) or one already Succeeded/Failed has nothing to stop, so it goes at once (0).
+    """
+    status = pod.get("status") or {}
+    if status.get("phase") in {"Succeeded", "Failed"}:
+        return 0
+    if not (pod.get("spec") or {}).get("nodeName") and not status.get("phase"):
+        return 0
+    if requested is not None:
+        return max(requested, 0)
+    declared = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
+    return int(declared) if declared is not None else 30
+
+
+def requested_grace_seconds(options: Mapping[str, Any], params: Mapping[str, str]) -> int | None:
+    """`gracePeriodSeconds` from DeleteOptions (the body) or the query string; absent: None."""
+    raw = options.get("gracePeriodSeconds", params.get("gracePeriodSeconds"))
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise bad_request(f"gracePeriodSeconds must be an integer, not {raw!r}") from None
+
+
+def log_container(pod: Mapping[str, Any], requested: str | None) -> str:
+    """The container `GET pods/<name>/log` reads: `?container=`, or the only one; 400 as the API says."""
+    name = pod["metadata"]["name"]
+    containers: list[str] = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+    if requested:
+        if requested not in containers:
+            raise bad_request(f"container {requested} is not valid for pod {name}")
+        return requested
+    if len(containers) != 1:
+        listed = " ".join(containers)
+        raise bad_request(f"a container name must be specified for pod {name}, choose one of: [{listed}]")
+    return containers[0]
+
+
+def tail_lines(text: str, raw: str | None) -> str:
+    """The last `tailLines` lines of a log (`kubectl logs --tail`); absent or negative: all of it."""
+    if raw is None:
+        return text
+    try:
+        count = int(raw)
+    except ValueError:
+        raise bad_request(f"tailLines must be an integer, not {raw!r}") from None
+    if count < 0:
+        return text
+    lines = text.splitlines(keepends=True)
+    return "".join(lines[len(lines) - count :] if count else [])

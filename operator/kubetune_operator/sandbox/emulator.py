@@ -17,6 +17,14 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
   `preconditions`; ownerReference garbage collection in the background after an owner goes:
   dependents whose owners are all gone are deleted (recursively), `propagationPolicy: Orphan` strips
   the reference instead; like the real API, `batch/v1` Jobs default to Orphan when no policy is sent.
+- pods, with `graceful_pod_deletion` (the sandbox's setting; off, pods go at once): a DELETE (or GC) of
+  a pod a kubelet took (`spec.nodeName` or a `status.phase`) that is not Succeeded/Failed keeps it,
+  with `deletionTimestamp` = now + grace and `deletionGracePeriodSeconds` (the request's
+  `gracePeriodSeconds`, else the pod's `terminationGracePeriodSeconds`, else 30), as MODIFIED; the
+  kubelet's DELETE with `gracePeriodSeconds: 0` removes it. `POST pods/<name>/eviction` calls
+  `on_eviction(namespace, name)` (unset: a graceful delete) and answers 201 Success, 404 for no pod.
+  `GET pods/<name>/log` (`kubectl logs`) serves `pod_log(namespace, name)` with `container` (400 when
+  invalid, or missing for several containers) and `tailLines`; 400 "waiting to start" while it is None.
 - list: `kind: <Kind>List`, `apiVersion`, the current resourceVersion; label selectors (`=`, `==`,
   `!=`, `in`, `notin`, `key`, `!key`) and field selectors (`path=value`, `path!=value`).
 - watch: JSON lines; from a `resourceVersion` it replays only later events from a bounded event log
@@ -26,8 +34,9 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
 - tables: `Accept: ...;as=Table` on a registered CRD's list or get returns a meta.k8s.io/v1 Table
   with the CRD's additionalPrinterColumns (ages humanised as the server does), for `kubectl get`.
 - discovery from kmock (`load_bundled()` for the built-ins), minus the short names kmock repeats
-  on subresources; `/api/v1/namespaces` (which kmock cannot parse) lists and watches the
-  namespaces that hold objects, plus `namespaces` (no namespace objects, no namespace events).
+  on subresources, with the core `groupVersion` as `v1` (kmock's `/v1` hides pods from kubectl);
+  `/api/v1/namespaces` (which kmock cannot parse) lists and watches the namespaces that hold
+  objects, plus `namespaces` (no namespace objects, no namespace events).
 - recording: every request is kept by kmock; `writes()` filters the mutating ones (by User-Agent),
   `journal_text()` joins every URL and body for secret scans; `after_write` callbacks (sync or async) run after a
   write is applied (or refused) and before its response is sent (to stop an operator right after a call);
@@ -36,10 +45,12 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
 Not emulated: server-side apply (415), strategic merge patch (treated as a merge patch, so
 lists are replaced), dry runs, defaulting and pruning of custom resources, CEL rules,
 int-or-string and other `x-kubernetes-*` schema extensions, admission, RBAC and authentication
-(any token is accepted), namespace existence and namespace deletion, graceful pod termination
-(pods go at once), foreground deletion (treated as background), deletecollection, bookmarks
-outside the initial list, `/openapi`, the scheduler, the kubelet and every controller but GC
-(tests play the Job controller and the kubelet by writing Pod and Job status).
+(any token is accepted), namespace existence and namespace deletion, graceful termination of
+anything but pods, PodDisruptionBudgets (every eviction is allowed), log `follow`, `previous`,
+`sinceSeconds`, `timestamps` and `limitBytes` (the log so far is served once), foreground
+deletion (treated as background), deletecollection, bookmarks outside the initial list,
+`/openapi`, the scheduler, the kubelet and every controller but GC (the operator tests play the
+Job controller and the kubelet by writing Pod and Job status; the sandbox runs its own).
 """
 
 from __future__ import annotations
@@ -53,7 +64,7 @@ import itertools
 import json
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp.web
@@ -65,6 +76,9 @@ from . import apimachinery as api
 from .apimachinery import JsonObject
 
 Key = tuple[kmock.resource, str | None, str]
+PODS = kmock.resource("", "v1", "pods")
+EvictionCallback = Callable[[str, str], Awaitable[None]]
+PodLogSource = Callable[[str, str], str | None]
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 _ORPHAN_BY_DEFAULT = frozenset({("batch", "jobs"), ("apps", "replicasets"), ("", "replicationcontrollers")})
 _NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -124,6 +138,12 @@ class ApiEmulator(kmock.KubernetesEmulator):
     after_write: list[Callable[[kmock.Request], Any]] = attrs.field(factory=list)
     namespaces: set[str] = attrs.field(factory=lambda: {"default"})
     """Namespaces that exist even before an object is put in them."""
+    graceful_pod_deletion: bool = False
+    """Pods being deleted stay, marked, until their kubelet deletes them with grace 0 (off: they go at once)."""
+    on_eviction: EvictionCallback | None = None
+    """Called with (namespace, name) for `pods/<name>/eviction`; unset: the pod is deleted gracefully."""
+    pod_log: PodLogSource | None = None
+    """(namespace, name) -> the pod's log so far, None while it has none; serves `pods/<name>/log`."""
 
     _revision: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _current_rv: int = attrs.field(default=0, init=False)
@@ -136,6 +156,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _outcomes: dict[int, JsonObject] = attrs.field(factory=dict, init=False)
     _background: set[asyncio.Task[None]] = attrs.field(factory=set, init=False)
     _own_payloads: int = attrs.field(default=0, init=False)
+    _awaiting_kubelet: set[Key] = attrs.field(factory=set, init=False)
 
     @_log.default
     def _new_log(self) -> collections.deque[tuple[int, kmock.resource, JsonObject]]:
@@ -244,6 +265,10 @@ class ApiEmulator(kmock.KubernetesEmulator):
         # kmock matches a request against each reaction by scanning its whole request journal, which
         # grows quadratic at scale; with no reaction of the test's own, serve objects directly.
         direct = len(self._payloads) == self._own_payloads
+        if request.resource == PODS and request.name and request.subresource == "eviction":
+            return await self._serve_eviction(request)
+        if request.resource == PODS and request.name and request.subresource == "log":
+            return await self._serve_pod_log(request)
         if request.resource is not None and self._is_write(request):
             try:
                 async with self._lock:
@@ -361,7 +386,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         if request.subresource is None and self._spec_of(new) != self._spec_of(current):
             meta["generation"] = current["metadata"].get("generation", 1) + 1
         self._validate(request, new)
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+        if meta.get("deletionTimestamp") and not meta.get("finalizers") and key not in self._awaiting_kubelet:
             return self._remove(key, new, policy="Background")
         self._store(key, new, event="MODIFIED")
         return new
@@ -374,10 +399,17 @@ class ApiEmulator(kmock.KubernetesEmulator):
             if preconditions.get(field) and preconditions[field] != current["metadata"].get(field):
                 raise api.conflict(self._what(_resource_of(request)), current["metadata"]["name"])
         policy = options.get("propagationPolicy") or request.params.get("propagationPolicy")
-        return self._delete_object(key, current, policy=policy)
+        grace = api.requested_grace_seconds(options, request.params)
+        return self._delete_object(key, current, policy=policy, grace=grace)
 
-    def _delete_object(self, key: Key, current: JsonObject, *, policy: str | None) -> JsonObject:
+    def _delete_object(
+        self, key: Key, current: JsonObject, *, policy: str | None, grace: int | None = None
+    ) -> JsonObject:
         resource = key[0]
+        if self.graceful_pod_deletion and resource == PODS:
+            marked = self._delete_pod_gracefully(key, current, grace=grace)
+            if marked is not None:
+                return marked
         if policy is None:
             policy = "Orphan" if (resource.group, resource.plural) in _ORPHAN_BY_DEFAULT else "Background"
         if current["metadata"].get("finalizers"):
@@ -388,7 +420,25 @@ class ApiEmulator(kmock.KubernetesEmulator):
             return marked
         return self._remove(key, current, policy=policy)
 
+    def _delete_pod_gracefully(self, key: Key, current: JsonObject, *, grace: int | None) -> JsonObject | None:
+        """Mark a pod for its kubelet (deletionTimestamp = now + grace); None: it goes now, as any object."""
+        if key in self._awaiting_kubelet:
+            if grace != 0:
+                return current  # already terminating; the kubelet's grace-0 DELETE ends it
+            self._awaiting_kubelet.discard(key)
+            return None
+        seconds = api.pod_grace_seconds(current, requested=grace)
+        if seconds == 0:
+            return None
+        deadline = _now() + datetime.timedelta(seconds=seconds)
+        meta = {**current["metadata"], "deletionTimestamp": _timestamp(deadline), "deletionGracePeriodSeconds": seconds}
+        self._awaiting_kubelet.add(key)
+        marked = {**current, "metadata": meta}
+        self._store(key, marked, event="MODIFIED")
+        return marked
+
     def _remove(self, key: Key, body: JsonObject, *, policy: str) -> JsonObject:
+        self._awaiting_kubelet.discard(key)
         body = {**body, "metadata": {**body["metadata"], "resourceVersion": self._next_rv()}}
         self.objects[key].delete()
         self._uids.pop(body["metadata"].get("uid", ""), None)
@@ -415,6 +465,36 @@ class ApiEmulator(kmock.KubernetesEmulator):
                     self._store(key, kept, event="MODIFIED")
                 else:
                     self._delete_object(key, body, policy="Background")
+
+    # Pod subresources: eviction (policy/v1) and log.
+
+    async def _serve_eviction(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.method.value != "POST":
+            raise api.status_error(405, "MethodNotAllowed", "pods/eviction only accepts POST")
+        namespace, name = request.namespace or "", request.name or ""
+        async with self._lock:
+            pod = self.live(PODS, namespace, name)
+            if pod is None:
+                raise api.not_found("pods", name)
+            if self.on_eviction is None:
+                self._delete_object((PODS, namespace, name), pod, policy="Background")
+        if self.on_eviction is not None:
+            await self.on_eviction(namespace, name)
+        success = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+        return aiohttp.web.json_response(success, status=201)
+
+    async def _serve_pod_log(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        namespace, name = request.namespace or "", request.name or ""
+        async with self._lock:
+            pod = self.live(PODS, namespace, name)
+        if pod is None:
+            raise api.not_found("pods", name)
+        container = api.log_container(pod, request.params.get("container"))
+        text = self.pod_log(namespace, name) if self.pod_log is not None else None
+        if text is None:
+            raise api.bad_request(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
+        body = api.tail_lines(text, request.params.get("tailLines"))
+        return aiohttp.web.Response(text=body, content_type="text/plain")
 
     # Reads.
 
@@ -497,6 +577,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
     async def _serve_version(self, request: kmock.Request) -> Any:
         discovered = await super()._serve_version(request)
         assert isinstance(discovered, dict)  # kmock's APIResourceList, always a dict
+        # kmock names the core group's version "/v1"; kubectl cannot parse it and drops every core resource.
+        discovered["groupVersion"] = str(discovered.get("groupVersion", "")).removeprefix("/")
         for entry in discovered.get("resources", []):
             if "/" in entry["name"]:
                 entry.update(shortNames=[], categories=[])
