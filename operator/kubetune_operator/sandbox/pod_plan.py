@@ -1,9 +1,10 @@
 """A pod manifest -> the host process that plays its container: argv, env, files, directories. Pure.
 
 What the kubelet and the container runtime would do, translated to one machine:
-- volumes become host directories: PersistentVolumeClaims the layout's shared claim directories,
-  emptyDirs and ConfigMap/Secret volumes directories of the pod's own (files listed in the plan),
-  an emptyDir at /dev/shm the host's /dev/shm;
+- volumes become host directories: PersistentVolumeClaims the layout's shared claim directories
+  (and the directory holding claims mounted under their own names, the trainer's pvcMountRoot,
+  the layout's directory of claims), emptyDirs and ConfigMap/Secret volumes directories of the
+  pod's own (files listed in the plan), an emptyDir at /dev/shm the host's /dev/shm;
 - container paths under a mount (and the termination log, and the ServiceAccount directory)
   are rewritten to host paths wherever a whole value names one: argv elements (also
   `--flag=/path`), env values, and string values inside JSON and YAML files of ConfigMaps;
@@ -22,7 +23,7 @@ import json
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -135,6 +136,8 @@ def plan_pod(
     for mount in container.get("volumeMounts") or []:
         mounts.add(mount, {v["name"]: v for v in spec.get("volumes") or []})
     files, directories, paths = mounts.files, [pod_dir, *mounts.directories], mounts.paths
+    mounted = {target for target, _ in paths}
+    paths += [(root, host_root) for root, host_root in mounts.claim_roots.items() if root not in mounted]
 
     termination_log = pod_dir / "termination-log"
     files[termination_log] = b""
@@ -195,6 +198,7 @@ class _Mounts:
         self.files: dict[Path, bytes] = {}
         self.documents: list[Path] = []
         """ConfigMap files holding JSON or YAML, whose string values name container paths."""
+        self.claim_roots: dict[str, Path] = {}
 
     def add(self, mount: Mapping[str, Any], volumes: Mapping[str, Mapping[str, Any]]) -> None:
         volume = volumes.get(mount["name"])
@@ -205,7 +209,9 @@ class _Mounts:
         sub_path = str(mount.get("subPath") or "")
         if "persistentVolumeClaim" in volume or "emptyDir" in volume:
             if "persistentVolumeClaim" in volume:
-                root = self._layout.volume(str(volume["persistentVolumeClaim"]["claimName"]))
+                claim = str(volume["persistentVolumeClaim"]["claimName"])
+                root = self._layout.volume(claim)
+                self._claim_root(target, claim)
             elif target in HOST_MOUNTS:
                 root = Path(target)
             if str(root) not in HOST_MOUNTS:
@@ -225,6 +231,12 @@ class _Mounts:
             kinds = "persistentVolumeClaim, emptyDir, configMap, secret"
             raise PodPlanError(CONFIG_ERROR, f'volume "{volume["name"]}": the sandbox mounts only {kinds}')
         self.paths.append((target, root / sub_path if sub_path else root))
+
+    def _claim_root(self, target: str, claim: str) -> None:
+        """Claims mounted as `<dir>/<claim>` make `<dir>` the layout's claim directory (pvcMountRoot)."""
+        mounted = PurePosixPath(target)
+        if mounted.name == claim and len(mounted.parts) > 2:
+            self.claim_roots[str(mounted.parent)] = self._layout.volume(claim).parent
 
 
 def _volume_source(
