@@ -246,6 +246,19 @@ class ApiEmulator(kmock.KubernetesEmulator):
             if watcher.wants(resource, body):
                 watcher.queue.put_nowait(event)
 
+    def collection_path(self, api_version: str, kind: str, *, namespace: str) -> str:
+        """The URL path objects of `kind` in `api_version` are created at (`namespace` if namespaced)."""
+        for resource in self._get_resources():
+            info = self._info(resource)
+            group = resource.group or ""
+            served_as = f"{group}/{resource.version}" if group else resource.version
+            if info is None or info.kind != kind or served_as != api_version or "/" in (resource.plural or ""):
+                continue
+            root = f"/apis/{group}/{resource.version}" if group else f"/api/{resource.version}"
+            scope = f"/namespaces/{namespace}" if info.namespaced else ""
+            return f"{root}{scope}/{resource.plural}"
+        raise ValueError(f"the API serves no {kind or 'kind'} in {api_version or 'no apiVersion'}: check both")
+
     def live(self, resource: kmock.resource, namespace: str | None, name: str) -> JsonObject | None:
         key = (resource, namespace, name)
         if key in self.objects and not self.objects[key].deleted:
