@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from . import check as check_model
-from . import crds, data, manifests, run, templates
+from . import crds, data, manifests, run, sandbox, templates
 from . import tiny as tiny_model
 
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_model.register(commands)
     data.register(commands)
     run.register(commands)
+    sandbox.register(commands)
     return parser
 
 

@@ -38,6 +38,7 @@ import aiohttp.test_utils
 import kmock
 import yaml
 import yarl
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..api import crdgen
 from ..catalog import packaged_catalog_dir
@@ -60,6 +61,17 @@ _WATCHED = (
     kmock.resource("batch", "v1", "jobs"),
     kmock.resource("", "v1", "pods"),
 )
+
+
+class SandboxInfo(BaseModel):
+    """`<workdir>/sandbox.json`, written by `kubetune sandbox` once it is ready (a script waits for it)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: str = Field(description="The API server, https://127.0.0.1:<port>.")
+    kubeconfig: Path = Field(description="The kubeconfig for kubectl and kubetune (KUBECONFIG=...).")
+    pid: int = Field(description="The `kubetune sandbox` process: SIGINT or SIGTERM stops the sandbox.")
+    operator_log: Path = Field(description="Where the operator process writes its log.")
 
 
 class SandboxError(RuntimeError):
