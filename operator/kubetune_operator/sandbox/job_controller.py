@@ -56,6 +56,10 @@ class JobController:
         self._clock = clock
         self._queue: asyncio.Queue[JobKey] = asyncio.Queue()
         self._queued: set[JobKey] = set()
+        self._ledgers: dict[str, dict[str, tuple[str, int | None]]] = {}
+        """Job uid -> its finished pods (uid -> phase, index), counted once each."""
+        self._stopped: set[str] = set()
+        """Pods this controller deleted: their end is not a failure of the Job."""
 
     async def run(self) -> None:
         """Watch Jobs and pods and reconcile until cancelled."""
@@ -108,8 +112,8 @@ class JobController:
                 conditions.set("Suspended", False, reason="JobResumed", message="Job resumed")
                 status.pop("startTime", None)
             status.setdefault("startTime", format_kube_time(self._clock()))
-            done = pods.done_indexes() == set(range(completions)) if indexed else len(pods.succeeded) >= completions
-            failure = self._failure(spec, status, failed=len(pods.failed), key=(namespace, name))
+            done = pods.done_indexes() == set(range(completions)) if indexed else pods.succeeded >= completions
+            failure = self._failure(spec, status, failed=pods.failed, key=(namespace, name))
             if failure is not None:
                 await self._finish(pods, conditions, ("FailureTarget", "Failed"), failure)
             elif done:
@@ -136,9 +140,10 @@ class JobController:
         return True
 
     async def _pods(self, job: JsonObject) -> _Pods:
-        selector = f"{CONTROLLER_UID_LABEL}={job['metadata']['uid']}"
+        uid = str(job["metadata"]["uid"])
+        selector = f"{CONTROLLER_UID_LABEL}={uid}"
         listed = await self._client.list(PODS, namespace=job["metadata"].get("namespace"), label_selector=selector)
-        return _Pods(listed.get("items", []))
+        return _Pods(listed.get("items", []), ledger=self._ledgers.setdefault(uid, {}), stopped=self._stopped)
 
     def _failure(
         self, spec: Mapping[str, Any], status: Mapping[str, Any], *, failed: int, key: JobKey
@@ -162,13 +167,14 @@ class JobController:
             busy = pods.done_indexes() | pods.active_indexes()
             wanted: Sequence[int | None] = [i for i in range(completions) if i not in busy][: max(0, room)]
         else:
-            wanted = [None] * max(0, min(room, completions - len(pods.succeeded)))
+            wanted = [None] * max(0, min(room, completions - pods.succeeded))
         for index in wanted:
             pod = pod_for(job, index=index)
             await self._client.create(PODS, pod, namespace=job["metadata"].get("namespace", "default"))
 
     async def _delete(self, pods: Sequence[JsonObject]) -> None:
         for pod in pods:
+            self._stopped.add(str(pod["metadata"].get("uid")))
             with contextlib.suppress(ApiError):
                 await self._client.delete(
                     PODS, namespace=pod["metadata"].get("namespace"), name=pod["metadata"]["name"]
@@ -219,28 +225,35 @@ def pod_for(job: Mapping[str, Any], *, index: int | None) -> JsonObject:
 
 
 class _Pods:
-    """A Job's pods, sorted by what the Job controller counts."""
+    """A Job's pods as the Job controller counts them: each finished pod once, also after it is gone,
+    and never a pod the controller stopped itself (suspend, a finished Job)."""
 
-    def __init__(self, pods: Sequence[JsonObject]) -> None:
-        self.succeeded = [p for p in pods if _phase(p) == "Succeeded"]
-        self.failed = [p for p in pods if _phase(p) == "Failed"]
+    def __init__(
+        self, pods: Sequence[JsonObject], *, ledger: dict[str, tuple[str, int | None]], stopped: set[str]
+    ) -> None:
+        for pod in pods:
+            uid = str(pod["metadata"].get("uid"))
+            if _phase(pod) in _FINISHED and uid not in stopped:
+                ledger.setdefault(uid, (_phase(pod), _index(pod)))
         running = [p for p in pods if _phase(p) not in _FINISHED]
         self.active = [p for p in running if not p["metadata"].get("deletionTimestamp")]
         self.terminating = [p for p in running if p["metadata"].get("deletionTimestamp")]
+        self.succeeded = sum(1 for phase, _ in ledger.values() if phase == "Succeeded")
+        self.failed = sum(1 for phase, _ in ledger.values() if phase == "Failed")
+        self._done = {index for phase, index in ledger.values() if phase == "Succeeded" and index is not None}
 
     def done_indexes(self) -> set[int]:
-        return {i for i in map(_index, self.succeeded) if i is not None}
+        return set(self._done)
 
     def active_indexes(self) -> set[int]:
         return {i for i in map(_index, self.active) if i is not None}
 
     def counts(self) -> dict[str, int]:
-        ready = sum(1 for pod in self.active if _ready(pod))
         return {
             "active": len(self.active),
-            "ready": ready,
-            "succeeded": len(self.succeeded),
-            "failed": len(self.failed),
+            "ready": sum(1 for pod in self.active if _ready(pod)),
+            "succeeded": self.succeeded,
+            "failed": self.failed,
             "terminating": len(self.terminating),
         }
 

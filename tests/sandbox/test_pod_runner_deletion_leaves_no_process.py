@@ -1,0 +1,76 @@
+"""Deleting or killing a pod leaves none of its processes behind, children included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubetune_operator.kube.resources import PODS
+
+from .one_node import NS, eventually, group_exists, one_node, python, terminated
+
+# The pod's main process starts a child that would outlive it: the container's processes go together.
+WITH_A_CHILD = (
+    "import subprocess, sys, time\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print('child', child.pid, flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def _child_pid(text: str) -> int | None:
+    for line in text.splitlines():
+        if line.startswith("child "):
+            return int(line.split()[1])
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie waiting for its reaper has stopped running
+
+
+async def test_a_deleted_pod_leaves_no_process(tmp_path: Path) -> None:
+    async with one_node(tmp_path, controller=False) as node:
+        await node.create_pod("doomed", python(WITH_A_CHILD), terminationGracePeriodSeconds=5)
+        child = await eventually(lambda: _child_pid(node.log_text("doomed")), what="the child process")
+        (record,) = node.runner.live_processes()
+        assert _alive(child)
+
+        await node.client.delete(PODS, namespace=NS, name="doomed")
+        await eventually(lambda: node.pod("doomed") is None, what="the pod to go")
+        assert node.runner.live_processes() == []
+        await eventually(lambda: not group_exists(record.pid), what="the process group to go", timeout=5)
+        assert not _alive(child)
+        # SIGTERM ended it within its grace: 128 + 15.
+        assert terminated(node.last_status("doomed", "Failed"))["exitCode"] == 143
+
+
+async def test_a_killed_pod_fails_at_once_with_exit_137(tmp_path: Path) -> None:
+    async with one_node(tmp_path, controller=False) as node:
+        await node.create_pod("crashed", python(WITH_A_CHILD), terminationGracePeriodSeconds=30)
+        child = await eventually(lambda: _child_pid(node.log_text("crashed")), what="the child process")
+        (record,) = node.runner.live_processes()
+
+        await node.runner.kill(NS, "crashed")
+        await eventually(lambda: (node.pod("crashed") or {}).get("status", {}).get("phase") == "Failed")
+        pod = node.pod("crashed")
+        state = terminated(pod)
+        assert (state["exitCode"], state["reason"]) == (137, "Error")
+        assert pod is not None
+        assert "deletionTimestamp" not in pod["metadata"]  # killed, not deleted: the pod stays, Failed
+        await eventually(lambda: not group_exists(record.pid), what="the process group to go", timeout=5)
+        assert not _alive(child)
+
+
+async def test_stop_kills_every_pod(tmp_path: Path) -> None:
+    async with one_node(tmp_path, controller=False) as node:
+        for name in ("a", "b"):
+            await node.create_pod(name, python("import time; time.sleep(60)"))
+        await eventually(lambda: len(node.runner.live_processes()) == 2, what="both pods to run")
+        groups = [record.pid for record in node.runner.live_processes()]
+        await node.runner.stop()
+        assert node.runner.live_processes() == []
+        assert not any(group_exists(pgid) for pgid in groups)
