@@ -1,0 +1,108 @@
+"""`kubetune sandbox` as a user runs it: ready file, kubeconfig, a running pod, then SIGTERM leaves nothing.
+
+The command runs as its own process (`python -m kubetune_operator.cli sandbox`); every process it
+started (the operator, each pod's process group) is found through /proc before the signal and must
+be gone after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from kubetune_operator.sandbox.control_plane import SandboxInfo
+
+from .kubectl import SLEEPER_POD, eventually, kubectl, pod_phase
+
+
+def _children(pid: int) -> set[int]:
+    """Every live descendant of `pid` (by the parent pid in /proc/<pid>/stat)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone while we looked
+        # `pid (comm) state ppid ...`: comm may hold spaces, so split after its closing parenthesis.
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_sigterm_stops_the_operator_and_every_pod_and_exits_zero(tmp_path: Path) -> None:
+    workdir = tmp_path / "sandbox"
+    log = (tmp_path / "sandbox.log").open("wb")
+    command = [sys.executable, "-m", "kubetune_operator.cli", "sandbox", "--workdir", str(workdir)]
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ready = workdir / "sandbox.json"
+
+        async def is_ready() -> bool:
+            assert process.poll() is None, (tmp_path / "sandbox.log").read_text()
+            return ready.exists()
+
+        await eventually(is_ready, what="sandbox.json", timeout=60)
+        info = SandboxInfo.model_validate_json(ready.read_text())
+        assert info.pid == process.pid
+        assert info.kubeconfig == workdir.resolve() / "kubeconfig"
+        assert info.url.startswith("https://127.0.0.1:")
+        code, output = await kubectl(
+            info.kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="sleeper")
+        )
+        assert code == 0, output
+
+        async def running() -> bool:
+            return await pod_phase(info.kubeconfig, "sleeper") == "Running"
+
+        await eventually(running, what="pod sleeper to run")
+        started = _children(process.pid)
+        commands = {pid: (Path("/proc") / str(pid) / "cmdline").read_bytes() for pid in started}
+        assert any(b"kubetune_operator" in line for line in commands.values()), commands
+        assert any(b"hello from sleeper" in line for line in commands.values()), commands
+
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        log.close()
+    assert [pid for pid in started if _alive(pid)] == []
+    assert not ready.exists()
+    assert "kubetune sandbox: stopped" in (tmp_path / "sandbox.log").read_text()
+    assert f"export KUBECONFIG={info.kubeconfig}" in (tmp_path / "sandbox.log").read_text()
+
+
+async def test_a_malformed_env_pair_names_the_flag(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "kubetune_operator.cli",
+        "sandbox",
+        "--workdir",
+        str(tmp_path),
+        "--pod-env",
+        "NOEQUALS",
+    ]
+    done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "--pod-env 'NOEQUALS': expected KEY=VALUE" in done.stderr

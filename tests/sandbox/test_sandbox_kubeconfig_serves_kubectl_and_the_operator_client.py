@@ -1,0 +1,107 @@
+"""One sandbox (a real operator process, the kubelet, TLS), used the ways its kubeconfig promises.
+
+kubectl and `Connection.from_env` read the kubeconfig the sandbox writes; the API verifies as a
+cluster's does (another CA is refused); pods the user creates run, log and stop through kubectl.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from kubetune_operator.kube import BASEMODELTEMPLATES, ApiError, KubeClient
+from kubetune_operator.kube.connection import Connection
+from kubetune_operator.sandbox.control_plane import Sandbox
+from kubetune_operator.sandbox.kubeconfig import write_kubeconfig
+from kubetune_operator.sandbox.tls import issue
+
+from ..conftest import EXAMPLES_DIR
+from .kubectl import SLEEPER_POD, eventually, kubectl, pod_phase
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sandbox(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Sandbox]:
+    async with Sandbox(tmp_path_factory.mktemp("sandbox")) as running:
+        yield running
+    assert running.runner.live_processes() == []
+
+
+async def test_kubectl_lists_and_applies_finetunejobs_and_the_operator_takes_them(sandbox: Sandbox) -> None:
+    assert await kubectl(sandbox.kubeconfig, "get", "ftj") == (0, "No resources found in default namespace.\n")
+    code, output = await kubectl(
+        sandbox.kubeconfig, "apply", "--validate=false", "-f", str(EXAMPLES_DIR / "quickstart.yaml")
+    )
+    assert (code, output.strip()) == (0, "finetunejob.kubetune.dev/quickstart created")
+
+    async def phase_shown() -> bool:
+        code, output = await kubectl(sandbox.kubeconfig, "get", "ftj", "quickstart", "--no-headers")
+        return code == 0 and len(output.split()) >= 2 and output.split()[1] in {"Validating", "Running", "Failed"}
+
+    await eventually(phase_shown, what="the operator process to give quickstart a phase")
+    code, output = await kubectl(sandbox.kubeconfig, "get", "bmt", "qwen3-4b", "-o", "name")
+    assert (code, output.strip()) == (0, "basemodeltemplate.kubetune.dev/qwen3-4b")
+
+
+async def test_connection_from_env_reads_the_kubeconfig(sandbox: Sandbox) -> None:
+    connection = Connection.from_env({"KUBECONFIG": str(sandbox.kubeconfig)})
+    assert connection.server == sandbox.url
+    assert connection.default_namespace == "default"
+    async with KubeClient(connection) as client:
+        template = await client.get(BASEMODELTEMPLATES, namespace=None, name="qwen3-4b")
+    assert template is not None
+    assert template["spec"]["hfModel"] == "Qwen/Qwen3-4B"
+
+
+async def test_a_client_trusting_another_ca_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
+    stranger = issue(now=datetime.datetime.now(tz=datetime.UTC))
+    token = "any-token"
+    forged = write_kubeconfig(tmp_path / "kubeconfig", server=sandbox.url, ca_pem=stranger.ca_pem, token=token)
+    code, output = await kubectl(forged, "get", "ftj")
+    assert code != 0
+    assert "certificate signed by unknown authority" in output
+    connection = Connection.from_env({"KUBECONFIG": str(forged)})
+    async with KubeClient(connection) as client:
+        with pytest.raises(ApiError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(BASEMODELTEMPLATES, namespace=None, name="qwen3-4b")
+
+
+async def test_a_pod_runs_logs_and_stops_through_kubectl(sandbox: Sandbox) -> None:
+    code, output = await kubectl(
+        sandbox.kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="sleeper")
+    )
+    assert (code, output.strip()) == (0, "pod/sleeper created")
+
+    async def greeted() -> bool:
+        return await kubectl(sandbox.kubeconfig, "logs", "sleeper") == (0, "hello from sleeper\n")
+
+    await eventually(greeted, what="`kubectl logs sleeper` to print the pod's greeting")
+    assert await pod_phase(sandbox.kubeconfig, "sleeper") == "Running"
+    assert [record.pod for record in sandbox.runner.live_processes()].count("sleeper") == 1
+    code, output = await kubectl(sandbox.kubeconfig, "delete", "pod", "sleeper", "--timeout=30s")
+    assert (code, output.strip()) == (0, 'pod "sleeper" deleted')
+    assert "sleeper" not in [record.pod for record in sandbox.runner.live_processes()]
+
+
+async def test_an_evicted_pod_is_stopped_and_removed(sandbox: Sandbox) -> None:
+    await kubectl(sandbox.kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="evictee"))
+
+    async def running() -> bool:
+        return await pod_phase(sandbox.kubeconfig, "evictee") == "Running"
+
+    await eventually(running, what="pod evictee to run")
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "evictee"}}
+    async with sandbox.emulator.post("/api/v1/namespaces/default/pods/evictee/eviction", json=eviction) as answer:
+        assert answer.status == 201
+
+    async def gone() -> bool:
+        code, output = await kubectl(sandbox.kubeconfig, "get", "pod", "evictee")
+        return code != 0 and 'pods "evictee" not found' in output
+
+    await eventually(gone, what="the evicted pod to be stopped and deleted")
+    assert "evictee" not in [record.pod for record in sandbox.runner.live_processes()]
