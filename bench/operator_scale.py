@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/operator_scale.py [--sequential 200] [--burst 1000] [--idle-seconds 60]
 
-The emulator (tests/operator/emulator.py) runs in this process; the operator runs as its own
+The emulator (kubetune_operator/sandbox/emulator.py) runs in this process; the operator runs as its own
 process (`python -m kubetune_operator`), so its RSS is its own. Measured:
 - apply-to-Job latency over N sequential jobs: from the FineTuneJob's POST to the operator's POST
   of its trainer batch Job, both timestamped inside the emulator (preflight off, so the first Job
@@ -35,8 +35,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.conftest import CATALOG_DIR, CRD_DIR, load_yaml  # noqa: E402
 from tests.operator.cluster_actors import Actors, trainer_succeeded  # noqa: E402
-from tests.operator.emulator import ApiEmulator  # noqa: E402
 
+from kubetune_operator.sandbox.emulator import ApiEmulator  # noqa: E402
 from kubetune_trainer.contract import Stage  # noqa: E402
 
 NAMESPACE = "bench"
