@@ -89,9 +89,11 @@ class JobController:
             self._queued.discard(key)
             try:
                 await self.reconcile(*key)
-            except ApiError as error:
+            except ApiError as error:  # a conflict or a pod that went meanwhile: look again shortly
                 log.warning("Job %s/%s: %s; trying again", *key, error)
                 asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, key)
+            except (KeyError, TypeError, ValueError) as error:  # a Job this controller cannot read: leave it
+                log.error("Job %s/%s cannot be played: %r", *key, error)
 
     async def reconcile(self, namespace: str, name: str) -> None:
         job = await self._client.get(JOBS, namespace=namespace, name=name)

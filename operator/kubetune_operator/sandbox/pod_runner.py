@@ -113,7 +113,10 @@ class PodRunner:
         retry = asyncio.create_task(self._retry_waiting())
         try:
             async for kind, pod in self._client.watch(PODS):
-                await self._observe(kind, pod)
+                try:
+                    await self._observe(kind, pod)
+                except ApiError as error:  # the pod changed or went meanwhile: its next event says what now
+                    log.warning("pod %s/%s: %s", pod["metadata"].get("namespace"), pod["metadata"].get("name"), error)
         finally:
             retry.cancel()
 
@@ -200,9 +203,10 @@ class PodRunner:
             for state in list(self._pods.values()):
                 if state.waiting_since is None or state.deleting or state.removed:
                     continue
-                pod = await self._client.get(PODS, namespace=state.namespace, name=state.name)
-                if pod is not None and pod["metadata"].get("uid") == state.uid:
-                    await self._start(state, pod)
+                with contextlib.suppress(ApiError):
+                    pod = await self._client.get(PODS, namespace=state.namespace, name=state.name)
+                    if pod is not None and pod["metadata"].get("uid") == state.uid:
+                        await self._start(state, pod)
 
     # The container's life.
 
@@ -228,9 +232,9 @@ class PodRunner:
             return
         state.waiting_since = None
         state.plan = plan
-        _materialize(plan)
         state.started_at = self._now()
         try:
+            _materialize(plan)
             with plan.log_file.open("ab") as output:
                 state.process = await asyncio.create_subprocess_exec(
                     *plan.argv,
