@@ -8,7 +8,9 @@ be gone after it.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +40,13 @@ def _children(pid: int) -> set[int]:
         frontier = {child for child, parent in parents.items() if parent in frontier} - found
         found |= frontier
     return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 def _alive(pid: int) -> bool:
@@ -90,6 +99,44 @@ async def test_sigterm_stops_the_operator_and_every_pod_and_exits_zero(tmp_path:
     assert not ready.exists()
     assert "kubetune sandbox: stopped" in (tmp_path / "sandbox.log").read_text()
     assert f"export KUBECONFIG={info.kubeconfig}" in (tmp_path / "sandbox.log").read_text()
+
+
+async def test_an_operator_crash_ends_the_sandbox_with_its_exit_code(tmp_path: Path) -> None:
+    workdir = tmp_path / "sandbox"
+    command = [sys.executable, "-m", "kubetune_operator.cli", "sandbox", "--workdir", str(workdir)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+
+        async def is_ready() -> bool:
+            assert process.poll() is None
+            return (workdir / "sandbox.json").exists()
+
+        await eventually(is_ready, what="sandbox.json", timeout=60)
+        started = _children(process.pid)
+        (operator,) = [pid for pid in started if b"kubetune_operator\x00--metrics-port" in _cmdline(pid)]
+        os.kill(operator, signal.SIGKILL)
+        output, _ = await asyncio.to_thread(process.communicate, timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1
+    assert "the operator exited with code -9" in output
+    assert not (workdir / "sandbox.json").exists()
+    assert [pid for pid in started if _alive(pid)] == []
+
+
+async def test_a_busy_port_is_reported_without_a_traceback(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        command = [sys.executable, "-m", "kubetune_operator.cli", "sandbox", "--workdir", str(tmp_path), "--port", port]
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert f"kubetune sandbox: cannot serve the API on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "choose another port (0 picks a free one)" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 async def test_a_malformed_env_pair_names_the_flag(tmp_path: Path) -> None:

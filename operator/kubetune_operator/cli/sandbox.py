@@ -13,6 +13,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -107,11 +108,29 @@ async def _serve(sandbox: Sandbox) -> int:
             print("Ctrl-C stops the sandbox, its operator and every pod.", flush=True)
             ready_file.write_text(info.model_dump_json(indent=2) + "\n", encoding="utf-8")
             try:
-                await stop.wait()
+                crashed = await _first_of(stop.wait(), sandbox.operator_exited())
             finally:
                 ready_file.unlink(missing_ok=True)
+            if crashed is not None:
+                print(
+                    f"kubetune sandbox: the operator exited with code {crashed}; see {info.operator_log}",
+                    file=sys.stderr,
+                )
+                return 1
     except SandboxError as failure:
+        print(f"kubetune sandbox: {failure}", file=sys.stderr)
+        return 1
+    except OSError as failure:  # e.g. --port already in use
         print(f"kubetune sandbox: {failure}", file=sys.stderr)
         return 1
     print("kubetune sandbox: stopped", flush=True)
     return 0
+
+
+async def _first_of(stopped: Coroutine[Any, Any, Any], operator_exit: Coroutine[Any, Any, int]) -> int | None:
+    """None when asked to stop; the operator's exit code when it ended first."""
+    stop_task, exit_task = asyncio.create_task(stopped), asyncio.create_task(operator_exit)
+    done, _ = await asyncio.wait({stop_task, exit_task}, return_when=asyncio.FIRST_COMPLETED)
+    stop_task.cancel()
+    exit_task.cancel()
+    return exit_task.result() if exit_task in done and stop_task not in done else None

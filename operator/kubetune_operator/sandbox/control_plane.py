@@ -140,6 +140,12 @@ class Sandbox:
     def operator_pid(self) -> int | None:
         return self._operator.pid if self._operator is not None and self._operator.returncode is None else None
 
+    async def operator_exited(self) -> int:
+        """Wait until the operator process ends on its own (a crash); its exit code. Leaving is not waited for."""
+        if self._operator is None:
+            raise RuntimeError("the sandbox is not running: use `async with Sandbox(...)`")
+        return await self._operator.wait()
+
     def volume(self, claim: str) -> Path:
         """The host directory behind `pvc://<claim>/...` (created on first use)."""
         path = self.layout.volume(claim)
@@ -191,7 +197,13 @@ class Sandbox:
             server_cls=_tls_server_class(server_context(cert_file=cert_file, key_file=key_file)),
             client_fct=_trusting_client(certificate),
         )
-        self._server = await self._stack.enter_async_context(server)
+        try:
+            self._server = await self._stack.enter_async_context(server)
+        except OSError as error:
+            raise SandboxError(
+                f"cannot serve the API on 127.0.0.1:{self._port}: {error.strerror or error}; "
+                "choose another port (0 picks a free one)"
+            ) from None
         await self._register_api(emulator)
         write_kubeconfig(
             self.kubeconfig,
