@@ -105,3 +105,16 @@ async def test_an_evicted_pod_is_stopped_and_removed(sandbox: Sandbox) -> None:
 
     await eventually(gone, what="the evicted pod to be stopped and deleted")
     assert "evictee" not in [record.pod for record in sandbox.runner.live_processes()]
+
+
+async def test_apply_creates_then_merges_like_kubectl_apply(sandbox: Sandbox) -> None:
+    settings = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}}
+    created = await sandbox.apply(settings)
+    assert created["metadata"]["namespace"] == "default"
+    updated = await sandbox.apply({**settings, "data": {"b": "2"}})
+    assert updated["data"] == {"a": "1", "b": "2"}
+    assert updated["metadata"]["uid"] == created["metadata"]["uid"]
+    code, output = await kubectl(sandbox.kubeconfig, "get", "configmap", "settings", "-o", "jsonpath={.data.b}")
+    assert (code, output) == (0, "2")
+    with pytest.raises(ValueError, match=r"the API serves no Widget in example\.com/v1"):
+        await sandbox.apply({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})

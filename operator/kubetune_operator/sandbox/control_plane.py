@@ -97,6 +97,8 @@ class Sandbox:
         env_hook: EnvHook | None = None,
         clock: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
+        if not namespaces:
+            raise ValueError("namespaces: give at least one (the first is the kubeconfig context's namespace)")
         self.workdir = workdir.resolve()
         self.layout = SandboxLayout(
             root=self.workdir, hf_home=hf_home, cache_claim=CACHE_CLAIM if hf_home is not None else None
