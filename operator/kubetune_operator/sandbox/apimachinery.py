@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import datetime
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kmock
@@ -210,6 +210,29 @@ def table(
     objects: list[JsonObject], *, columns: list[JsonObject], resource_version: str, now: datetime.datetime
 ) -> JsonObject:
     """A meta.k8s.io/v1 Table as the API server builds it for a CRD's additionalPrinterColumns."""
+
+    def cells(obj: JsonObject) -> list[Any]:
+        row: list[Any] = []
+        for column in columns:
+            value = _simple_json_path(obj, column["jsonPath"])
+            if value is not None and column.get("type") == "date":
+                value = human_age(str(value), now=now)
+            elif value is not None and column.get("type", "string") == "string":
+                value = str(value)
+            row.append(value)
+        return row
+
+    return printed_table(objects, columns=columns, cells=cells, resource_version=resource_version)
+
+
+def printed_table(
+    objects: list[JsonObject],
+    *,
+    columns: list[JsonObject],
+    cells: Callable[[JsonObject], list[Any]],
+    resource_version: str,
+) -> JsonObject:
+    """A meta.k8s.io/v1 Table: a Name column, then `columns`, one row of `cells(obj)` per object."""
     definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
     definitions += [
         {
@@ -223,16 +246,8 @@ def table(
     ]
     rows = []
     for obj in objects:
-        cells: list[Any] = [obj["metadata"]["name"]]
-        for column in columns:
-            value = _simple_json_path(obj, column["jsonPath"])
-            if value is not None and column.get("type") == "date":
-                value = human_age(str(value), now=now)
-            elif value is not None and column.get("type", "string") == "string":
-                value = str(value)
-            cells.append(value)
         partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
-        rows.append({"cells": cells, "object": partial})
+        rows.append({"cells": [obj["metadata"]["name"], *cells(obj)], "object": partial})
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -32,7 +32,9 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
   ADDED per live object first; `sendInitialEvents=true` ends the initial list with the
   `k8s.io/initial-events-end` BOOKMARK; label/field selectors; `timeoutSeconds`.
 - tables: `Accept: ...;as=Table` on a registered CRD's list or get returns a meta.k8s.io/v1 Table
-  with the CRD's additionalPrinterColumns (ages humanised as the server does), for `kubectl get`.
+  with the CRD's additionalPrinterColumns (ages humanised as the server does), for `kubectl get`;
+  pods (READY, STATUS, RESTARTS, AGE; IP, NODE wide) and Jobs (STATUS, COMPLETIONS, DURATION, AGE)
+  get the server's own printers (`printers.py`); other built-ins print NAME and AGE.
 - discovery from kmock (`load_bundled()` for the built-ins), minus the short names kmock repeats
   on subresources, with the core `groupVersion` as `v1` (kmock's `/v1` hides pods from kubectl);
   `/api/v1/namespaces` (which kmock cannot parse) lists and watches the namespaces that hold
@@ -73,6 +75,7 @@ import jsonschema
 import kmock
 
 from . import apimachinery as api
+from . import printers
 from .apimachinery import JsonObject
 
 Key = tuple[kmock.resource, str | None, str]
@@ -606,11 +609,17 @@ class ApiEmulator(kmock.KubernetesEmulator):
         )
 
     def _maybe_table(self, request: kmock.Request, objects: list[JsonObject]) -> JsonObject | None:
-        if _resource_of(request) not in self._columns or not api.wants_table(request.headers):
+        resource = _resource_of(request)
+        if not api.wants_table(request.headers):
             return None
-        return api.table(
-            objects, columns=self._columns[_resource_of(request)], resource_version=str(self._current_rv), now=_now()
-        )
+        version, now = str(self._current_rv), _now()
+        if resource in self._columns:
+            return api.table(objects, columns=self._columns[resource], resource_version=version, now=now)
+        printer = printers.PRINTERS.get((resource.group or "", resource.plural or ""))
+        if printer is None:
+            return None
+        columns, cells = printer
+        return api.printed_table(objects, columns=columns, cells=lambda obj: cells(obj, now), resource_version=version)
 
     def _initial_events_end(self, resource: kmock.resource) -> JsonObject:
         group = resource.group
