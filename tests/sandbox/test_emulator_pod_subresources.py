@@ -200,3 +200,19 @@ async def test_kubectl_delete_pod_waits_for_the_kubelet_to_finish(api: ApiEmulat
     assert (code, output.strip()) == (0, 'pod "p" deleted')
     assert seen[0]["metadata"]["deletionGracePeriodSeconds"] == 20
     assert api.live(PODS, NS, "p") is None
+
+
+async def test_kubectl_logs_follow_streams_new_lines_until_the_pod_ends(api: ApiEmulator, world: PodWorld) -> None:
+    await _running_pod(api, "p")
+    world.logs[(NS, "p")] = "step 1\n"
+    following = asyncio.create_task(kubectl(api, "logs", "-f", "p"))
+    await asyncio.sleep(1.0)
+    assert not following.done()  # still following a running pod
+    world.logs[(NS, "p")] += "step 2\n"
+    await asyncio.sleep(1.0)
+    world.logs[(NS, "p")] += "done\n"
+    await _call(api, "PATCH", f"{POD_URL}/p/status", json={"status": {"phase": "Succeeded"}}, headers=MERGE)
+    assert await asyncio.wait_for(following, 10) == (0, "step 1\nstep 2\ndone\n")
+    code, output = await kubectl(api, "logs", "-f", "ghost")
+    assert code != 0
+    assert 'pods "ghost" not found' in output

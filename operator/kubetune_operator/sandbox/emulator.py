@@ -24,7 +24,8 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
   kubelet's DELETE with `gracePeriodSeconds: 0` removes it. `POST pods/<name>/eviction` calls
   `on_eviction(namespace, name)` (unset: a graceful delete) and answers 201 Success, 404 for no pod.
   `GET pods/<name>/log` (`kubectl logs`) serves `pod_log(namespace, name)` with `container` (400 when
-  invalid, or missing for several containers) and `tailLines`; 400 "waiting to start" while it is None.
+  invalid, or missing for several containers), `tailLines` and `follow` (new text every 0.5 s until
+  the pod is Succeeded, Failed or gone); 400 "waiting to start" while it is None.
 - list: `kind: <Kind>List`, `apiVersion`, the current resourceVersion; label selectors (`=`, `==`,
   `!=`, `in`, `notin`, `key`, `!key`) and field selectors (`path=value`, `path!=value`).
 - watch: JSON lines; from a `resourceVersion` it replays only later events from a bounded event log
@@ -48,8 +49,8 @@ Not emulated: server-side apply (415), strategic merge patch (treated as a merge
 lists are replaced), dry runs, defaulting and pruning of custom resources, CEL rules,
 int-or-string and other `x-kubernetes-*` schema extensions, admission, RBAC and authentication
 (any token is accepted), namespace existence and namespace deletion, graceful termination of
-anything but pods, PodDisruptionBudgets (every eviction is allowed), log `follow`, `previous`,
-`sinceSeconds`, `timestamps` and `limitBytes` (the log so far is served once), foreground
+anything but pods, PodDisruptionBudgets (every eviction is allowed), log `previous`,
+`sinceSeconds`, `timestamps` and `limitBytes` (ignored), foreground
 deletion (treated as background), deletecollection, bookmarks outside the initial list,
 `/openapi`, the scheduler, the kubelet and every controller but GC (the operator tests play the
 Job controller and the kubelet by writing Pod and Job status; the sandbox runs its own).
@@ -64,6 +65,7 @@ import datetime
 import inspect
 import itertools
 import json
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -80,6 +82,9 @@ from .apimachinery import JsonObject
 
 Key = tuple[kmock.resource, str | None, str]
 PODS = kmock.resource("", "v1", "pods")
+LOG_FOLLOW_SECONDS = 0.5
+"""How often `kubectl logs -f` looks for new log text."""
+_FOLLOWED_LOG = re.compile(r"/api/v1/namespaces/(?P<namespace>[^/]+)/pods/(?P<name>[^/]+)/log")
 EvictionCallback = Callable[[str, str], Awaitable[None]]
 PodLogSource = Callable[[str, str], str | None]
 WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
@@ -185,6 +190,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
         # kmock's path parser cannot read the namespace collection itself (`/api/v1/namespaces`).
         if raw_request.method == "GET" and raw_request.path.rstrip("/") == "/api/v1/namespaces":
             return await self._serve_namespaces(raw_request)
+        followed = _FOLLOWED_LOG.fullmatch(raw_request.path) if raw_request.query.get("follow") == "true" else None
+        if raw_request.method == "GET" and followed is not None:
+            return await self._follow_pod_log(raw_request, followed["namespace"], followed["name"])
         response: aiohttp.web.StreamResponse = await super().__call__(raw_request)
         return response
 
@@ -499,7 +507,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         success = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
         return aiohttp.web.json_response(success, status=201)
 
-    async def _serve_pod_log(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+    async def _serve_pod_log(self, request: kmock.Request) -> Any:
         namespace, name = request.namespace or "", request.name or ""
         async with self._lock:
             pod = self.live(PODS, namespace, name)
@@ -511,6 +519,39 @@ class ApiEmulator(kmock.KubernetesEmulator):
             raise api.bad_request(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
         body = api.tail_lines(text, request.params.get("tailLines"))
         return aiohttp.web.Response(text=body, content_type="text/plain")
+
+    async def _follow_pod_log(
+        self, raw_request: aiohttp.web.BaseRequest, namespace: str, name: str
+    ) -> aiohttp.web.StreamResponse:
+        """`kubectl logs -f`: what is there, then what is appended, until the pod ends or goes.
+
+        Served below kmock (which cannot stream a plain-text body), so errors are answered here too.
+        """
+        pod = self.live(PODS, namespace, name)
+        text = (self.pod_log(namespace, name) if self.pod_log is not None else None) if pod else None
+        try:
+            if pod is None:
+                raise api.not_found("pods", name)
+            container = api.log_container(pod, raw_request.query.get("container"))
+            if text is None:
+                raise api.bad_request(f'container "{container}" in pod "{name}" is waiting to start: ContainerCreating')
+            first = api.tail_lines(text, raw_request.query.get("tailLines"))
+        except kmock.KubernetesError as refused:
+            return aiohttp.web.json_response(self._status_of(refused), status=refused.status)
+        stream = aiohttp.web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await stream.prepare(raw_request)
+        await stream.write(first.encode())
+        offset = len(text)
+        while True:
+            await asyncio.sleep(LOG_FOLLOW_SECONDS)
+            pod = self.live(PODS, namespace, name)
+            text = (self.pod_log(namespace, name) if self.pod_log is not None else None) or ""
+            if len(text) > offset:
+                await stream.write(text[offset:].encode())
+                offset = len(text)
+            if pod is None or (pod.get("status") or {}).get("phase") in {"Succeeded", "Failed"}:
+                await stream.write_eof()
+                return stream
 
     # Reads.
 
