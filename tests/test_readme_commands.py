@@ -44,7 +44,9 @@ def console_blocks() -> list[list[tuple[str, list[str]]]]:
             elif found:
                 found[-1][1].append(line)
         commands = [(c, s) for c, s in found if c.startswith("kubetune ")]
-        if commands:
+        # A block that starts a background server (`kubetune sandbox ... &`) is a session, run
+        # whole by tests/e2e/test_readme_quickstart.py.
+        if commands and not any(c.endswith(" &") for c, _ in found):
             blocks.append(commands)
     return blocks
 

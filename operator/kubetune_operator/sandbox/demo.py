@@ -26,9 +26,10 @@ from typing import Any, TextIO
 
 import yaml
 
-from ..kube.client import KubeClient
 from ..kube.connection import Connection
 from ..kube.resources import FINETUNEJOBS
+from .client import ApiClient
+from .layout import SandboxLayout
 from .watch_table import WatchTable
 
 MARKER = ".kubetune-demo"
@@ -156,31 +157,42 @@ def apply_manifest(
     return namespace, name
 
 
+def api_client(connection: Connection) -> ApiClient:
+    return ApiClient(connection.server, ssl=connection.ssl_context(), token=connection.current_token())
+
+
 async def _create(connection: Connection, manifest: dict[str, Any], *, namespace: str) -> None:
-    async with KubeClient(connection) as client:
+    async with api_client(connection) as client:
         await client.create(FINETUNEJOBS, manifest, namespace=namespace)
 
 
 async def follow(
     connection: Connection, *, namespace: str, name: str, timeout_seconds: float, stream: TextIO
 ) -> dict[str, Any] | None:
-    """Print the job as `kubectl get ftj -w` does until it finishes or the time is up; its last state."""
+    """Print the job as `kubectl get ftj -w` does until it finishes or the time is up; its last state.
+
+    A watch, not polling: every status change the trainer and the operator write is seen, so no
+    stage is skipped however short.
+    """
     say(stream, f"$ kubectl get ftj {name} -w")
     table = WatchTable(stream)
     job: dict[str, Any] | None = None
-    deadline = time.monotonic() + timeout_seconds
-    async with KubeClient(connection) as client:
-        while time.monotonic() < deadline:
-            job = await client.get(FINETUNEJOBS, namespace=namespace, name=name)
-            if job is not None:
-                table.show(job, now=datetime.now(tz=UTC))
-                if job.get("status", {}).get("phase") in TERMINAL:
-                    return job
-            await asyncio.sleep(0.5)
+    async with api_client(connection) as client:
+        try:
+            async with asyncio.timeout(timeout_seconds):
+                async for event in client.watch(FINETUNEJOBS, namespace=namespace):
+                    if event.object.get("metadata", {}).get("name") != name or event.type == "DELETED":
+                        continue
+                    job = event.object
+                    table.show(job, now=datetime.now(tz=UTC))
+                    if job.get("status", {}).get("phase") in TERMINAL:
+                        break
+        except TimeoutError:
+            say(stream, f"the job did not finish within {timeout_seconds:.0f}s")
     return job
 
 
-def report(job: dict[str, Any] | None, *, models_volume: Path, workdir: Path, stream: TextIO) -> bool:
+def report(job: dict[str, Any] | None, *, layout: SandboxLayout, workdir: Path, stream: TextIO) -> bool:
     """What happened, where the model is and how to load it; True when the job Succeeded."""
     status = (job or {}).get("status", {})
     if status.get("phase") != "Succeeded":
@@ -193,7 +205,8 @@ def report(job: dict[str, Any] | None, *, models_volume: Path, workdir: Path, st
         return False
     output = status.get("outputModel") or {}
     uri = str(output.get("uri", ""))
-    local = models_volume.parent / uri.removeprefix("pvc://") if uri.startswith("pvc://") else Path(uri)
+    claim, _, path = uri.removeprefix("pvc://").partition("/")
+    local = layout.volume(claim) / path if uri.startswith("pvc://") else Path(uri)
     say(stream, f"Succeeded: {output.get('name')} at {uri} ({output.get('files')} files, {output.get('bytes')} bytes)")
     say(stream, f"model: {local}")
     say(stream, "load it:")
@@ -212,8 +225,8 @@ def run_demo(options: DemoOptions, *, environ: Mapping[str, str], stream: TextIO
     write_stand_in(manifest["spec"]["fromHfModel"], hf_home=hf_home, environ=environ, stream=stream)
     process, kubeconfig = start_sandbox(workdir=options.workdir, hf_home=hf_home, environ=environ, stream=stream)
     try:
-        volumes = options.workdir / "sandbox" / "volumes" / "pvc"
-        data = volumes / DATA_CLAIM / DATA_PATH
+        layout = SandboxLayout(root=options.workdir / "sandbox")
+        data = layout.volume(DATA_CLAIM) / DATA_PATH
         data.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(options.data, data)
         say(stream, f"training data: {options.data} copied to pvc://{DATA_CLAIM}/{DATA_PATH} ({data})")
@@ -229,7 +242,7 @@ def run_demo(options: DemoOptions, *, environ: Mapping[str, str], stream: TextIO
         job = asyncio.run(
             follow(connection, namespace=namespace, name=name, timeout_seconds=options.timeout_seconds, stream=stream)
         )
-        succeeded = report(job, models_volume=volumes / "models", workdir=options.workdir, stream=stream)
+        succeeded = report(job, layout=layout, workdir=options.workdir, stream=stream)
     finally:
         stop_sandbox(process)
     say(stream, f"demo {'succeeded' if succeeded else 'FAILED'} in {time.monotonic() - started:.0f}s")

@@ -1,0 +1,166 @@
+"""Every command of the README's sandbox quick start runs, in order, as a user types it; and `make demo` works.
+
+The session runs in a fresh folder holding the repo's examples, with the system kubectl and
+the installed `kubetune` on PATH. Commands run through bash (so `$PWD` expands as in a
+terminal); `... &` starts a background process, `kill %1` stops it, and `kubectl get ftj -w`
+is read until its row says Succeeded (a user would press Ctrl-C then).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+BIN = Path(sys.executable).parent
+
+
+def sandbox_session() -> list[str]:
+    """The commands of the README block that starts `kubetune sandbox`."""
+    blocks = re.findall(r"```console\n(.*?)```", README, flags=re.S)
+    (block,) = [b for b in blocks if "$ kubetune sandbox" in b]
+    return [line[2:] for line in block.splitlines() if line.startswith("$ ")]
+
+
+def make_demo_command() -> str:
+    blocks = re.findall(r"```console\n(.*?)```", README, flags=re.S)
+    commands = [line[2:] for b in blocks for line in b.splitlines() if line.startswith("$ make demo")]
+    assert commands == ["make demo"]
+    return commands[0]
+
+
+def user_environ(cwd: Path) -> dict[str, str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "KUBECONFIG"))}
+    environ["PATH"] = f"{BIN}{os.pathsep}{environ.get('PATH', '')}"
+    environ["PWD"] = str(cwd)
+    environ["KUBE_FEATURE_WatchListClient"] = "false"  # kubectl >= 1.35 would use a watch-list the emulator lacks
+    return environ
+
+
+def watch_until_finished(command: str, *, cwd: Path, environ: dict[str, str], timeout: float) -> list[str]:
+    """`kubectl get ftj -w` until a row is Succeeded or Failed; the lines it printed."""
+    process = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"], cwd=cwd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    os.set_blocking(process.stdout.fileno(), False)
+    pending = b""
+    try:
+        while time.monotonic() < deadline:
+            chunk = process.stdout.read() or b""
+            pending += chunk
+            *complete, pending = pending.split(b"\n")
+            lines += [line.decode() for line in complete]
+            if any(" Succeeded " in line or " Failed " in line for line in lines[1:]):
+                return lines
+            if process.poll() is not None and not chunk:
+                raise AssertionError(f"{command} ended early ({process.returncode}): {lines}")
+            time.sleep(0.3)
+        raise AssertionError(f"{command}: the job did not finish in {timeout:.0f}s: {lines}")
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+
+
+HF_HOME_NOT_LINKED = (
+    "sandbox layout bug (reported): the cache claim's `hf` links to --hf-home (an HF_HOME) where the trainer "
+    "reads a hub cache, so the quick start's model is not found (InvalidInput ModelRepoNotFound)"
+)
+
+
+@pytest.mark.xfail(
+    reason=HF_HOME_NOT_LINKED + "; and the emulator's watch sends no Tables, so `kubectl get ftj -w` rows "
+    "after the first show only NAME and AGE (reported)",
+    strict=True,
+)
+def test_every_command_of_the_sandbox_quick_start_runs(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    environ = user_environ(tmp_path)
+    background: subprocess.Popen[bytes] | None = None
+    printed: dict[str, str] = {}
+    try:
+        for command in sandbox_session():
+            if command.endswith(" &"):
+                log = (tmp_path / "background.log").open("wb")
+                background = subprocess.Popen(
+                    ["bash", "-c", f"exec {command[:-2]}"], cwd=tmp_path, env=environ, stdout=log, stderr=log
+                )
+                ready = tmp_path / ".kubetune-sandbox" / "sandbox.json"
+                deadline = time.monotonic() + 60
+                while not ready.exists():
+                    assert background.poll() is None, (tmp_path / "background.log").read_text()
+                    assert time.monotonic() < deadline, "the sandbox never wrote sandbox.json"
+                    time.sleep(0.2)
+            elif command.startswith("export "):
+                name, _, value = command.removeprefix("export ").partition("=")
+                environ[name] = value.replace("$PWD", str(tmp_path))
+            elif command == "kill %1":
+                assert background is not None
+                background.send_signal(signal.SIGTERM)
+                assert background.wait(timeout=60) == 0, (tmp_path / "background.log").read_text()
+            elif command.endswith(" -w"):
+                printed[command] = "\n".join(watch_until_finished(command, cwd=tmp_path, environ=environ, timeout=180))
+            else:
+                done = subprocess.run(
+                    ["bash", "-c", command], cwd=tmp_path, env=environ, capture_output=True, text=True, check=False
+                )
+                assert done.returncode == 0, (command, done.stdout, done.stderr)
+                printed[command] = done.stdout
+    finally:
+        if background is not None and background.poll() is None:
+            background.kill()
+            background.wait()
+
+    watched = printed["kubectl get ftj -w"].splitlines()
+    assert watched[0].split()[:3] == ["NAME", "PHASE", "STAGE"]
+    assert watched[-1].split()[:2] == ["quickstart", "Succeeded"]
+    described = printed["kubectl describe ftj quickstart"]
+    assert "Succeeded" in described
+    assert "stage Training started" in described
+    assert printed["kubectl logs -l kubetune.dev/job=quickstart,kubetune.dev/component=trainer"].strip()
+    model_dir = tmp_path / ".kubetune-sandbox" / "volumes" / "pvc" / "models" / "quickstart"
+    assert (model_dir / "config.json").exists()
+    assert (model_dir / "model.safetensors").exists()
+
+
+@pytest.mark.xfail(reason=HF_HOME_NOT_LINKED, strict=True)
+def test_make_demo_succeeds_within_three_minutes(tmp_path: Path) -> None:
+    """`make demo` as the README shows it, in a scratch workdir, with the already installed environment."""
+    venv = Path(sys.prefix)
+    started = time.monotonic()
+    done = subprocess.run(
+        # -o: the suite runs inside the installed venv; make must not reinstall it under the test.
+        [*make_demo_command().split(), "-o", str(venv / ".installed"), f"VENV={venv}", f"DEMO_WORKDIR={tmp_path}/demo"],
+        cwd=REPO,
+        env=user_environ(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    elapsed = time.monotonic() - started
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "TINY RANDOM stand-in" in out
+    assert "$ kubectl apply --validate=false -f examples/quickstart.yaml" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("quickstart ")]
+    assert [row[1] for row in rows][-1] == "Succeeded"
+    assert {"DataDownload", "Initialization", "Training", "Saving", "Upload"} <= {
+        row[2] for row in rows if len(row) > 2
+    }
+    assert "AutoModelForCausalLM.from_pretrained(" in out
+    assert re.search(r"demo succeeded in \d+s", out)
+    assert elapsed < 180, f"make demo took {elapsed:.0f}s"
