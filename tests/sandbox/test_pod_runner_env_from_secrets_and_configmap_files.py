@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from pathlib import Path
@@ -65,6 +66,8 @@ async def test_a_missing_secret_keeps_the_container_waiting_until_it_is_created(
             "message": 'secret "api" not found',
         }
         assert node.runner.live_processes() == []
+        await asyncio.sleep(0.5)  # the kubelet retries (every 0.2 s here) without repeating the same status
+        assert len(node.pod_statuses["patient"]) == 1
 
         secret = {"metadata": {"name": "api"}, "stringData": {"token": "late"}}
         await node.client.create(SECRETS, secret, namespace=NS)

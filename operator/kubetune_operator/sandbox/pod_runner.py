@@ -71,8 +71,8 @@ class _Pod:
     removed: bool = False
     """The API no longer holds the pod: nothing to write back."""
     evicted: bool = False
-    waiting_since: float | None = None
-    """Monotonic time of the last failed start, while the container waits on its config."""
+    waiting: tuple[str, str] | None = None
+    """The reason and message the container waits with (its config cannot be resolved yet)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -201,7 +201,7 @@ class PodRunner:
         while True:
             await asyncio.sleep(self._retry_seconds)
             for state in list(self._pods.values()):
-                if state.waiting_since is None or state.deleting or state.removed:
+                if state.waiting is None or state.deleting or state.removed:
                     continue
                 with contextlib.suppress(ApiError):
                     pod = await self._client.get(PODS, namespace=state.namespace, name=state.name)
@@ -227,10 +227,11 @@ class PodRunner:
                 extra_env={**self._pod_env, **(self._env_hook(pod) if self._env_hook else {})},
             )
         except PodPlanError as error:
-            state.waiting_since = asyncio.get_running_loop().time()
-            await self._write_waiting(state, pod, error)
+            if state.waiting != (error.reason, error.message):  # said once, not at every retry
+                state.waiting = (error.reason, error.message)
+                await self._write_waiting(state, pod, error)
             return
-        state.waiting_since = None
+        state.waiting = None
         state.plan = plan
         state.started_at = self._now()
         try:
