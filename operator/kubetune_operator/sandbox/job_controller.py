@@ -235,8 +235,14 @@ class _Pods:
     ) -> None:
         for pod in pods:
             uid = str(pod["metadata"].get("uid"))
-            if _phase(pod) in _FINISHED and uid not in stopped:
+            if uid in stopped:
+                continue
+            if _phase(pod) in _FINISHED:
                 ledger.setdefault(uid, (_phase(pod), _index(pod)))
+            elif pod["metadata"].get("deletionTimestamp"):
+                # The default podReplacementPolicy (TerminatingOrFailed): a pod someone else deletes (an
+                # eviction) has failed from the moment it terminates, so backoffLimit decides its replacement.
+                ledger.setdefault(uid, ("Failed", _index(pod)))
         running = [p for p in pods if _phase(p) not in _FINISHED]
         self.active = [p for p in running if not p["metadata"].get("deletionTimestamp")]
         self.terminating = [p for p in running if p["metadata"].get("deletionTimestamp")]
