@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import REPO
+from .host_processes import processes_under
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 BIN = Path(sys.executable).parent
@@ -164,3 +165,28 @@ def test_make_demo_succeeds_within_three_minutes(tmp_path: Path) -> None:
     assert "AutoModelForCausalLM.from_pretrained(" in out
     assert re.search(r"demo succeeded in \d+s", out)
     assert elapsed < 180, f"make demo took {elapsed:.0f}s"
+
+
+def test_the_demo_exits_non_zero_when_the_job_does_not_succeed(tmp_path: Path) -> None:
+    """A quick start whose data file is missing fails in the preflight: the demo says why and exits 1."""
+    manifest = tmp_path / "missing-data.yaml"
+    quickstart = (REPO / "examples" / "quickstart.yaml").read_text(encoding="utf-8")
+    manifest.write_text(quickstart.replace("pvc://datasets/chat/train.jsonl", "pvc://datasets/chat/missing.jsonl"))
+    data = REPO / "examples" / "data" / "tiny-chat-train.jsonl"
+    demo = [sys.executable, "-m", "kubetune_operator.sandbox.demo", "--workdir", str(tmp_path / "demo")]
+    done = subprocess.run(
+        [*demo, "--manifest", str(manifest), "--data", str(data)],
+        cwd=REPO,
+        env=user_environ(REPO),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the job did not succeed: phase Failed" in done.stdout
+    assert "InvalidInput" in done.stdout
+    assert "hint: " in done.stdout
+    assert re.search(r"demo FAILED in \d+s", done.stdout)
+    assert not processes_under(tmp_path)

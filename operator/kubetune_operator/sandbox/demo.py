@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -29,6 +28,7 @@ import yaml
 from ..kube.connection import Connection
 from ..kube.resources import FINETUNEJOBS
 from .client import ApiClient
+from .control_plane import SandboxInfo
 from .layout import SandboxLayout
 from .watch_table import WatchTable
 
@@ -116,7 +116,7 @@ def start_sandbox(
             log_text = (workdir / "sandbox.log").read_text(encoding="utf-8", errors="replace")
             raise SystemExit(f"kubetune sandbox did not start (log {workdir / 'sandbox.log'}):\n{log_text[-3000:]}")
         time.sleep(0.2)
-    kubeconfig = Path(json.loads(ready.read_text(encoding="utf-8"))["kubeconfig"])
+    kubeconfig = Path(SandboxInfo.model_validate_json(ready.read_text(encoding="utf-8")).kubeconfig)
     say(stream, f"sandbox ready; export KUBECONFIG={kubeconfig}")
     return process, kubeconfig
 
