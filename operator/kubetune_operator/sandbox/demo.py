@@ -207,7 +207,9 @@ def report(job: dict[str, Any] | None, *, layout: SandboxLayout, workdir: Path, 
     uri = str(output.get("uri", ""))
     claim, _, path = uri.removeprefix("pvc://").partition("/")
     local = layout.volume(claim) / path if uri.startswith("pvc://") else Path(uri)
-    say(stream, f"Succeeded: {output.get('name')} at {uri} ({output.get('files')} files, {output.get('bytes')} bytes)")
+    size = output.get("bytes")
+    files = f"{output.get('files')} files, {size:,} bytes" if isinstance(size, int) else "size unknown"
+    say(stream, f"Succeeded: {output.get('name')} at {uri} ({files})")
     say(stream, f"model: {local}")
     say(stream, "load it:")
     say(stream, "  from transformers import AutoModelForCausalLM, AutoTokenizer")
