@@ -6,6 +6,7 @@ kubectl prints for them against a real API server.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -108,3 +109,19 @@ async def test_kubectl_get_jobs_shows_status_completions_and_duration(api: ApiEm
         ["d-suspended", "Suspended", "0/2"],
     ]
     assert lines[2][3] == "90s"
+
+
+async def test_kubectl_get_w_prints_every_change_in_the_same_columns(api: ApiEmulator) -> None:
+    """`kubectl get pods -w`: the watch's events arrive as one-row Tables, so later rows keep the columns."""
+    await _pod(api, "w-pod", None)
+    watching = asyncio.create_task(kubectl(api, "get", "pods", "-w", "--request-timeout=4s"))
+    await asyncio.sleep(1.5)
+    running = {"phase": "Running", "podIP": "127.0.0.1", **_container(RUNNING, ready=True)}
+    async with api.patch(
+        f"/api/v1/namespaces/{NS}/pods/w-pod/status", json={"status": running}, headers=MERGE
+    ) as patched:
+        assert patched.status == 200, await patched.text()
+    _, output = await watching
+    lines = [line.split() for line in output.splitlines() if line.startswith(("NAME", "w-pod"))]
+    assert lines[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    assert [line[:4] for line in lines[1:]] == [["w-pod", "0/1", "Pending", "0"], ["w-pod", "1/1", "Running", "0"]]

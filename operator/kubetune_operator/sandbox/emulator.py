@@ -35,7 +35,8 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
 - tables: `Accept: ...;as=Table` on a registered CRD's list or get returns a meta.k8s.io/v1 Table
   with the CRD's additionalPrinterColumns (ages humanised as the server does), for `kubectl get`;
   pods (READY, STATUS, RESTARTS, AGE; IP, NODE wide) and Jobs (STATUS, COMPLETIONS, DURATION, AGE)
-  get the server's own printers (`printers.py`); other built-ins print NAME and AGE.
+  get the server's own printers (`printers.py`); other built-ins print NAME and AGE. A watch asking
+  for Tables (`kubectl get -w`) gets each event's object as a one-row Table.
 - discovery from kmock (`load_bundled()` for the built-ins), minus the short names kmock repeats
   on subresources, with the core `groupVersion` as `v1` (kmock's `/v1` hides pods from kubectl);
   `/api/v1/namespaces` (which kmock cannot parse) lists and watches the namespaces that hold
@@ -617,7 +618,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
             self._watchers.add(watcher)
         try:
             for event in backlog:
-                yield event
+                yield self._as_watched(request, event)
             timeout = float(params["timeoutSeconds"]) if params.get("timeoutSeconds") else None
             deadline = asyncio.get_running_loop().time() + timeout if timeout else None
             while True:
@@ -625,11 +626,19 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 if remaining is not None and remaining <= 0:
                     return
                 try:
-                    yield await asyncio.wait_for(watcher.queue.get(), remaining)
+                    event = await asyncio.wait_for(watcher.queue.get(), remaining)
                 except TimeoutError:
                     return
+                yield self._as_watched(request, event)
         finally:
             self._watchers.discard(watcher)
+
+    def _as_watched(self, request: kmock.Request, event: JsonObject) -> JsonObject:
+        """The event as the client asked for it: `kubectl get -w` asks for Tables, one row per event."""
+        if event.get("type") not in {"ADDED", "MODIFIED", "DELETED"}:
+            return event
+        table = self._maybe_table(request, [event["object"]])
+        return event if table is None else {"type": event["type"], "object": table}
 
     async def _serve_version(self, request: kmock.Request) -> Any:
         discovered = await super()._serve_version(request)
