@@ -69,9 +69,7 @@ async def e2e_sandbox(
 ) -> AsyncIterator[Running]:
     sandbox = Sandbox(
         workdir,
-        # The trainer reads the cache claim's `hf` as a hub cache; the sandbox links it to hf_home itself
-        # (reported: it should link HF_HOME/hub, as `kubetune sandbox --hf-home` says).
-        hf_home=models.hf_home / "hub",
+        hf_home=models.hf_home,
         operator_env={**OPERATOR_ENV, **(operator_env or {})},
         pod_env=POD_ENV,
         env_hook=faults,

@@ -104,11 +104,6 @@ async def test_an_evicted_attempt_resumes_from_the_newest_checkpoint_and_succeed
     await wait_until_gone(running, "preempted", pod_prefix="preempted-a1-")
 
 
-@pytest.mark.xfail(
-    reason="sandbox Job controller bug (reported): a terminating pod's index counts as free, so the evicted "
-    "pod of an Indexed Job with backoffLimit 0 is replaced while it terminates",
-    strict=True,
-)
 async def test_an_evicted_pod_is_not_replaced_within_its_attempt(running: Running) -> None:
     """Attempt 1 ran in one pod: backoffLimit 0 (the operator owns retries), so an evicted pod is not replaced.
 

@@ -8,7 +8,9 @@ Events, the pods, and the output folder loaded with AutoModelForCausalLM.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from kubetune_operator.render.labels import PREFLIGHT, TRAINER
 from kubetune_trainer.contract import Stage
 
 from ..conftest import CATALOG_DIR
+from .host_processes import processes_under
 from .models import E2eModels, finetunejob, put_data, tiny_spec
 from .sandboxes import Running, e2e_sandbox
 from .user_view import reasons, stage_names
@@ -39,6 +42,31 @@ def two_node_template() -> dict[str, Any]:
     return template
 
 
+@dataclass
+class ProcessWatch:
+    """What `ps` shows for the two-node job's pods while they run: pod name -> its processes' command lines."""
+
+    seen: dict[str, list[list[bytes]]] = field(default_factory=dict)
+
+    async def record(self, running: Running, *, job: str) -> None:
+        """Every 0.2 s; per pod, the fullest view seen (the agent starts its worker once torch is imported)."""
+        while True:
+            for record in running.sandbox.runner.live_processes():
+                if not record.pod.startswith(f"{job}-a1-"):
+                    continue
+                with contextlib.suppress(OSError):  # a process may end between the listing and the read
+                    now = [
+                        (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+                        for pid in processes_under(running.sandbox.layout.pod_dir("default", record.pod))
+                    ]
+                    if len(now) > len(self.seen.get(record.pod, [])):
+                        self.seen[record.pod] = now
+            await asyncio.sleep(0.2)
+
+
+TWO_NODE_PROCESSES = ProcessWatch()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModels) -> AsyncIterator[Running]:
     async with e2e_sandbox(tmp_path_factory.mktemp("sandbox"), e2e_models) as running:
@@ -49,7 +77,9 @@ async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModel
         await running.view.create(finetunejob("lora", tiny_spec(data, lora=lora, output={"uri": "pvc://models/lora"})))
         two_nodes = tiny_spec(data, model=TWO_NODE_TEMPLATE, output={"uri": "pvc://models/two-nodes"})
         await running.view.create(finetunejob("two-nodes", two_nodes))
+        watching = asyncio.create_task(TWO_NODE_PROCESSES.record(running, job="two-nodes"))
         yield running
+        watching.cancel()
 
 
 def load_and_generate(model_dir: Path) -> tuple[int, int]:
@@ -122,12 +152,6 @@ async def test_two_node_job_runs_one_torchrun_per_pod_and_succeeds(running: Runn
     )
     pods = await view.pods("two-nodes", component=TRAINER)
     assert len(pods) == 2
-    names = {pod["metadata"]["name"] for pod in pods}
-    processes = [record for record in running.sandbox.runner.live_processes() if record.pod in names]
-    assert sorted(record.pod for record in processes) == sorted(names)  # one process group per pod
-    for record in processes:
-        argv = Path(f"/proc/{record.pid}/cmdline").read_bytes().split(b"\0")
-        assert any(arg.endswith(b"torchrun") for arg in argv), argv
     for pod in pods:
         (container,) = pod["spec"]["containers"]
         command = [*container.get("command", []), *container.get("args", [])]
@@ -144,3 +168,9 @@ async def test_two_node_job_runs_one_torchrun_per_pod_and_succeeds(running: Runn
     assert indexes == ["0", "1"]
     assert [p["status"]["phase"] for p in finished] == ["Succeeded", "Succeeded"]
     assert (running.volume("models") / "two-nodes" / "model.safetensors").exists()
+    # While they ran, each pod held one torchrun agent and its one trainer worker (ps, by command line).
+    assert sorted(TWO_NODE_PROCESSES.seen) == sorted(p["metadata"]["name"] for p in finished)
+    for pod, command_lines in TWO_NODE_PROCESSES.seen.items():
+        agents = [argv for argv in command_lines if any(arg.endswith(b"torchrun") for arg in argv)]
+        workers = [argv for argv in command_lines if b"kubetune_trainer" in argv and argv not in agents]
+        assert (len(agents), len(workers)) == (1, 1), (pod, command_lines)

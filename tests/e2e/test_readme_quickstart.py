@@ -17,8 +17,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from ..conftest import REPO
 from .host_processes import processes_under
 
@@ -84,17 +82,6 @@ def watch_until_finished(command: str, *, cwd: Path, environ: dict[str, str], ti
         process.wait(timeout=10)
 
 
-HF_HOME_NOT_LINKED = (
-    "sandbox layout bug (reported): the cache claim's `hf` links to --hf-home (an HF_HOME) where the trainer "
-    "reads a hub cache, so the quick start's model is not found (InvalidInput ModelRepoNotFound)"
-)
-
-
-@pytest.mark.xfail(
-    reason=HF_HOME_NOT_LINKED + "; and the emulator's watch sends no Tables, so `kubectl get ftj -w` rows "
-    "after the first show only NAME and AGE (reported)",
-    strict=True,
-)
 def test_every_command_of_the_sandbox_quick_start_runs(tmp_path: Path) -> None:
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     environ = user_environ(tmp_path)
@@ -145,7 +132,6 @@ def test_every_command_of_the_sandbox_quick_start_runs(tmp_path: Path) -> None:
     assert (model_dir / "model.safetensors").exists()
 
 
-@pytest.mark.xfail(reason=HF_HOME_NOT_LINKED, strict=True)
 def test_make_demo_succeeds_within_three_minutes(tmp_path: Path) -> None:
     """`make demo` as the README shows it, in a scratch workdir, with the already installed environment."""
     venv = Path(sys.prefix)
