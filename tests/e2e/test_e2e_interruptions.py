@@ -9,6 +9,7 @@ SIGKILL after the grace period.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -100,6 +101,9 @@ async def test_an_evicted_attempt_resumes_from_the_newest_checkpoint_and_succeed
     (result,) = await view.trainer_results("preempted", attempt=2)
     # Steps 1 and 2 are not trained again: attempt 2 starts after the checkpoint of step 2.
     assert result.resumed_from_step == 2
+    (second,) = await view.pods("preempted", component=TRAINER, attempt=2)
+    log = await view.kubectl("logs", second["metadata"]["name"])
+    assert re.search(r"resumed from \S+/preempted/step-0*2: step 2 of 4", log), log[-2000:]
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == 4
     await wait_until_gone(running, "preempted", pod_prefix="preempted-a1-")
 
