@@ -10,8 +10,6 @@ import asyncio
 import time
 from pathlib import Path
 
-import pytest
-
 from kubetune_trainer.faults import Fault, FaultPlan
 
 from .host_processes import kill_all, processes_under
@@ -19,11 +17,6 @@ from .models import E2eModels, finetunejob, put_data, tiny_spec
 from .sandboxes import FaultsByJob, e2e_sandbox
 
 
-@pytest.mark.xfail(
-    reason="sandbox pod runner bug (reported): SIGKILL reaches the pod's process group only, and torchrun's "
-    "workers run in sessions of their own, so they outlive a stopped sandbox",
-    strict=True,
-)
 async def test_a_sandbox_stopped_mid_training_leaves_no_trainer_process(tmp_path: Path, e2e_models: E2eModels) -> None:
     faults = FaultsByJob({("held", 1): FaultPlan(faults=(Fault(kind="stall", step=1, seconds=300),))})
     workdir = tmp_path / "sandbox"

@@ -74,3 +74,20 @@ async def test_stop_kills_every_pod(tmp_path: Path) -> None:
         await node.runner.stop()
         assert node.runner.live_processes() == []
         assert not any(group_exists(pgid) for pgid in groups)
+
+
+# torchrun's way: the worker runs in a session of its own, out of reach of the pod's process group.
+WITH_A_CHILD_IN_ITS_OWN_SESSION = WITH_A_CHILD.replace(
+    "'import time; time.sleep(60)'])", "'import time; time.sleep(60)'], start_new_session=True)"
+)
+
+
+async def test_a_killed_pod_leaves_no_child_that_left_its_process_group(tmp_path: Path) -> None:
+    async with one_node(tmp_path, controller=False) as node:
+        await node.create_pod("agent", python(WITH_A_CHILD_IN_ITS_OWN_SESSION), terminationGracePeriodSeconds=30)
+        child = await eventually(lambda: _child_pid(node.log_text("agent")), what="the child process")
+        assert _alive(child)
+
+        await node.runner.kill(NS, "agent")
+        await eventually(lambda: (node.pod("agent") or {}).get("status", {}).get("phase") == "Failed")
+        await eventually(lambda: not _alive(child), what="the child in its own session to go", timeout=5)

@@ -38,6 +38,7 @@ from ..kube.resources import CONFIGMAPS, PODS, SERVICES
 from .client import SECRETS, ApiClient, JsonObject
 from .layout import SandboxLayout
 from .pod_plan import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError, ProcessPlan, plan_pod
+from .process_tree import POD_MARK_ENV, kill_marked
 
 EnvHook = Callable[[JsonObject], Mapping[str, str]]
 EVICTION_REASON = "EvictionByEvictionAPI"
@@ -239,7 +240,7 @@ class PodRunner:
             with plan.log_file.open("ab") as output:
                 state.process = await asyncio.create_subprocess_exec(
                     *plan.argv,
-                    env=dict(plan.env),
+                    env={**plan.env, POD_MARK_ENV: state.uid},
                     cwd=plan.cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=output,
@@ -422,10 +423,13 @@ def _read_tail(path: Path) -> bytes:
 
 
 def _signal_group(state: _Pod, sig: signal.Signals) -> None:
+    """SIGTERM the container's process group (torchrun forwards it); SIGKILL everything the pod started."""
     if state.process is None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(state.process.pid, sig)
+    if sig is signal.SIGKILL:
+        kill_marked(state.uid)
 
 
 def _grace(pod: JsonObject, state: _Pod) -> int:
