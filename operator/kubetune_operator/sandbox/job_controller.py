@@ -164,12 +164,14 @@ class JobController:
 
     async def _create_missing(self, job: JsonObject, pods: _Pods, *, indexed: bool, completions: int) -> None:
         """New pods up to `parallelism`, lowest missing index first (pod 0 hosts a rendezvous)."""
-        room = int(job["spec"].get("parallelism", 1)) - len(pods.active)
+        parallelism = int(job["spec"].get("parallelism", 1))
         if indexed:
             busy = pods.done_indexes() | pods.active_indexes()
+            room = parallelism - len(pods.active)
             wanted: Sequence[int | None] = [i for i in range(completions) if i not in busy][: max(0, room)]
         else:
-            wanted = [None] * max(0, min(room, completions - pods.succeeded))
+            # The running pods count against the completions left: min(parallelism, left) - active.
+            wanted = [None] * max(0, min(parallelism, completions - pods.succeeded) - len(pods.active))
         for index in wanted:
             pod = pod_for(job, index=index)
             await self._client.create(PODS, pod, namespace=job["metadata"].get("namespace", "default"))
