@@ -6,7 +6,11 @@ cluster's does (another CA is refused); pods the user creates run, log and stop 
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +19,7 @@ import pytest_asyncio
 
 from kubetune_operator.kube import BASEMODELTEMPLATES, ApiError, KubeClient
 from kubetune_operator.kube.connection import Connection
-from kubetune_operator.sandbox.control_plane import Sandbox
+from kubetune_operator.sandbox.control_plane import Sandbox, SandboxError, SandboxInfo
 from kubetune_operator.sandbox.kubeconfig import write_kubeconfig
 from kubetune_operator.sandbox.tls import issue
 
@@ -118,3 +122,30 @@ async def test_apply_creates_then_merges_like_kubectl_apply(sandbox: Sandbox) ->
     assert (code, output) == (0, "2")
     with pytest.raises(ValueError, match=r"the API serves no Widget in example\.com/v1"):
         await sandbox.apply({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}})
+
+
+async def test_a_second_sandbox_on_the_same_workdir_is_refused_and_changes_nothing(sandbox: Sandbox) -> None:
+    kubeconfig_before = sandbox.kubeconfig.read_bytes()
+    ready = sandbox.workdir / "sandbox.json"  # as the first `kubetune sandbox` would have written it
+    ready.write_text(
+        SandboxInfo(
+            url=sandbox.url, kubeconfig=sandbox.kubeconfig, pid=os.getpid(), operator_log=sandbox.operator_log
+        ).model_dump_json()
+    )
+    try:
+        with pytest.raises(SandboxError, match=rf"is in use by another kubetune sandbox \(pid {os.getpid()}\)"):
+            async with Sandbox(sandbox.workdir):
+                pass
+        command = [sys.executable, "-m", "kubetune_operator.cli", "sandbox", "--workdir", str(sandbox.workdir)]
+        done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 1, done.stderr
+        assert f"{sandbox.workdir} is in use by another kubetune sandbox" in done.stderr
+        assert "give this one another workdir (--workdir)" in done.stderr
+        assert ready.exists()
+        assert sandbox.kubeconfig.read_bytes() == kubeconfig_before
+        assert await kubectl(sandbox.kubeconfig, "get", "bmt", "qwen3-4b", "-o", "name") == (
+            0,
+            "basemodeltemplate.kubetune.dev/qwen3-4b\n",
+        )
+    finally:
+        ready.unlink()

@@ -88,14 +88,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(sandbox: Sandbox) -> int:
-    from ..sandbox.control_plane import SandboxError, SandboxInfo  # noqa: PLC0415
+    from ..sandbox.control_plane import READY_FILE, SandboxError, SandboxInfo  # noqa: PLC0415
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    ready_file = sandbox.workdir / "sandbox.json"
-    ready_file.unlink(missing_ok=True)  # a stale file from an earlier run must not look ready
+    # Entering removes a stale file, once the workdir is ours: a sandbox refused for a busy workdir leaves it.
+    ready_file = sandbox.workdir / READY_FILE
     try:
         async with sandbox:
             info = SandboxInfo(

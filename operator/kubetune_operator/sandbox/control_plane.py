@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import fcntl
 import os
 import secrets
 import signal
@@ -53,6 +54,10 @@ from .tls import ServingCertificate, issue, server_context
 
 CACHE_CLAIM = "kubetune-cache"
 """The claim the operator mounts as the pods' Hugging Face cache; its `hf` entry links to `hf_home`."""
+READY_FILE = "sandbox.json"
+"""`<workdir>/sandbox.json`: `kubetune sandbox` writes it once ready; a sandbox starting removes a stale one."""
+LOCK_FILE = "sandbox.lock"
+"""Held (flock) while a sandbox runs on the workdir; it holds the pid, and the kernel frees it when that dies."""
 OPERATOR_READY_SECONDS = 60.0
 OPERATOR_STOP_SECONDS = 10.0
 _WATCHED = (
@@ -183,6 +188,8 @@ class Sandbox:
 
     async def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self._lock_workdir()
+        (self.workdir / READY_FILE).unlink(missing_ok=True)  # a stale file from an earlier run must not look ready
         self.layout.prepare()
         certificate = issue(now=self._clock())
         _, cert_file, key_file = certificate.write(self.workdir / "tls")
@@ -216,6 +223,24 @@ class Sandbox:
         )
         await self._start_controllers(certificate)
         await self._start_operator()
+
+    def _lock_workdir(self) -> None:
+        """One sandbox per workdir: a second one would rewrite the first's kubeconfig, CA and sandbox.json."""
+        lock = (self.workdir / LOCK_FILE).open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            lock.close()
+            raise SandboxError(
+                f"{self.workdir} is in use by another kubetune sandbox (pid {holder}); "
+                "stop that one, or give this one another workdir (--workdir)"
+            ) from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        self._stack.callback(lock.close)
 
     async def _register_api(self, emulator: ApiEmulator) -> None:
         emulator.resources.load_bundled()
