@@ -68,6 +68,8 @@ class _Pod:
     process: asyncio.subprocess.Process | None = None
     started_at: str = ""
     exited: asyncio.Event = field(default_factory=asyncio.Event)
+    announced: asyncio.Event = field(default_factory=asyncio.Event)
+    """Running was written (or could not be): the terminated status must come after it."""
     deleting: bool = False
     removed: bool = False
     """The API no longer holds the pod: nothing to write back."""
@@ -233,6 +235,8 @@ class PodRunner:
                 await self._write_waiting(state, pod, error)
             return
         state.waiting = None
+        if state.deleting or state.removed:
+            return  # deleted while this start awaited the API (a retry runs beside the watch)
         state.plan = plan
         state.started_at = self._now()
         try:
@@ -253,8 +257,17 @@ class PodRunner:
             await self._write_terminated(state, terminated)
             return
         log.info("pod %s/%s started as process group %d", state.namespace, state.name, state.process.pid)
-        await self._write_running(state, pod)
+        # Watched before anything else can fail: a pod gone meanwhile (its Running write then fails)
+        # still has its process stopped, reaped and its state settled.
         self._spawn(state, self._wait(state, state.process, plan))
+        if state.deleting or state.removed:
+            state.announced.set()
+            self._spawn(state, self._terminate(state, grace=0))
+            return
+        try:
+            await self._write_running(state, pod)
+        finally:
+            state.announced.set()
 
     async def _wait(self, state: _Pod, process: asyncio.subprocess.Process, plan: ProcessPlan) -> None:
         returncode = await process.wait()
@@ -265,6 +278,7 @@ class PodRunner:
         if message := _termination_message(plan, failed=exit_code != 0):
             terminated["message"] = message
         log.info("pod %s/%s exited with %d", state.namespace, state.name, exit_code)
+        await state.announced.wait()
         if not state.removed:
             await self._write_terminated(state, terminated)
         if state.deleting:
