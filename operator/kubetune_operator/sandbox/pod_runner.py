@@ -43,6 +43,9 @@ from .process_tree import POD_MARK_ENV, kill_marked
 EnvHook = Callable[[JsonObject], Mapping[str, str]]
 EVICTION_REASON = "EvictionByEvictionAPI"
 START_ERROR_EXIT = 128
+FALLBACK_LOG_LINES = 80
+FALLBACK_LOG_BYTES = 2048
+"""FallbackToLogsOnError: the kubelet's tail of the container log (80 lines, 2048 bytes)."""
 """What a container runtime reports for a container whose command could not be started."""
 
 log = logging.getLogger(__name__)
@@ -420,17 +423,19 @@ def _materialize(plan: ProcessPlan) -> None:
 
 
 def _termination_message(plan: ProcessPlan, *, failed: bool) -> str:
-    """The termination log's last 4096 bytes, as the kubelet reads it; with FallbackToLogsOnError, the log's."""
-    source = plan.termination_log
-    if failed and plan.fallback_to_logs and not _read_tail(source):
-        source = plan.log_file
-    return _read_tail(source).decode(errors="replace")
+    """The termination log's last 4096 bytes, as the kubelet reads it; with FallbackToLogsOnError and an
+    empty termination log, a failed container's log: its last 80 lines, at most their last 2048 bytes."""
+    message = _read_tail(plan.termination_log, TERMINATION_MESSAGE_LIMIT)
+    if failed and plan.fallback_to_logs and not message:
+        lines = _read_tail(plan.log_file, FALLBACK_LOG_BYTES).splitlines(keepends=True)
+        message = b"".join(lines[-FALLBACK_LOG_LINES:])
+    return message.decode(errors="replace")
 
 
-def _read_tail(path: Path) -> bytes:
+def _read_tail(path: Path, limit: int) -> bytes:
     try:
         with path.open("rb") as file:
-            file.seek(max(0, path.stat().st_size - TERMINATION_MESSAGE_LIMIT))
+            file.seek(max(0, path.stat().st_size - limit))
             return file.read()
     except FileNotFoundError:
         return b""
