@@ -22,7 +22,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -37,6 +36,7 @@ from ..kube.client import ApiError
 from ..kube.resources import CONFIGMAPS, PODS, SERVICES
 from .client import SECRETS, ApiClient, JsonObject
 from .layout import SandboxLayout
+from .loopback_ports import LoopbackPorts
 from .pod_plan import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError, ProcessPlan, plan_pod
 from .process_tree import POD_MARK_ENV, kill_marked
 
@@ -109,7 +109,7 @@ class PodRunner:
         self._clock = clock
         self._retry_seconds = retry_seconds
         self._pods: dict[tuple[str, str], _Pod] = {}
-        self._ports: dict[tuple[str, str, int], int] = {}
+        self._ports = LoopbackPorts()
 
     # What tests, the CLI and the emulator's eviction endpoint call.
 
@@ -229,7 +229,7 @@ class PodRunner:
                 layout=self._layout,
                 inputs=await self._inputs(state.namespace),
                 host=self._host,
-                host_port=self._host_port,
+                host_port=self._ports.port,
                 extra_env={**self._pod_env, **(self._env_hook(pod) if self._env_hook else {})},
             )
         except PodPlanError as error:
@@ -394,15 +394,6 @@ class PodRunner:
                 for item in services.get("items", [])
             },
         )
-
-    def _host_port(self, namespace: str, service: str, port: int) -> int:
-        """One free loopback port per Service port, the same for every pod that names it."""
-        key = (namespace, service, port)
-        if key not in self._ports:
-            with socket.socket() as probe:
-                probe.bind((LOOPBACK, 0))
-                self._ports[key] = int(probe.getsockname()[1])
-        return self._ports[key]
 
     def _now(self) -> str:
         return format_kube_time(self._clock())
