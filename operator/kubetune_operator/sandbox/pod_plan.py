@@ -113,6 +113,8 @@ class ProcessPlan:
     """terminationMessagePolicy FallbackToLogsOnError: a failed container's message is its log's tail."""
     grace_seconds: int
     """terminationGracePeriodSeconds: SIGTERM, then SIGKILL after this long."""
+    pod_dir: Path
+    """The pod's own directory (Secret files, the ServiceAccount token): its user's alone, as the kubelet's is."""
 
 
 def plan_pod(
@@ -185,6 +187,7 @@ def plan_pod(
         log_file=pod_dir / "container.log",
         fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
         grace_seconds=int(spec.get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)),
+        pod_dir=pod_dir,
     )
 
 

@@ -406,6 +406,9 @@ class PodRunner:
 
 
 def _materialize(plan: ProcessPlan) -> None:
+    # Before anything is written in it: Secret values must never sit where other local users can read.
+    plan.pod_dir.mkdir(parents=True, exist_ok=True)
+    plan.pod_dir.chmod(0o700)
     for directory in plan.directories:
         directory.mkdir(parents=True, exist_ok=True)
     for path, content in plan.files.items():
