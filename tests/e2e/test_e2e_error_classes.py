@@ -2,7 +2,8 @@
 
 InvalidInput stops in the CPU preflight, before any trainer (GPU) pod exists; CudaOOM comes from
 the test-only fault hook (no GPU here); ValueError and RuntimeError from checkpoints broken the
-ways real uploads break. None of these is retried: `status.attempt` stays 1 and `retries` 0.
+ways real uploads break. Every job allows 2 retries, and none of these is retried: `status.attempt`
+stays 1 (0 for a preflight refusal) and `retries` 0, with no `Retrying` Event.
 """
 
 from __future__ import annotations
@@ -29,12 +30,13 @@ async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModel
         volume = running.volume("datasets")
         good = put_data(volume, claim="datasets", source=e2e_models.train, as_name="train.jsonl")
         bad = put_data(volume, claim="datasets", source=MALFORMED_DATA, as_name="broken.jsonl")
+        # maxRetries 2: retries are allowed, so "not retried" is the operator's decision, not the spec's.
         jobs = {
-            "remote-code": tiny_spec(good, repo=REMOTE_CODE),
-            "bad-data": tiny_spec(bad),
-            "oom": tiny_spec(good, hyperparameters={"batchSize": 8, "autoBatchOnOOM": False}),
-            "mismatched": tiny_spec(good, repo=MISMATCHED),
-            "diverged": tiny_spec(good, repo=DIVERGED),
+            "remote-code": tiny_spec(good, repo=REMOTE_CODE, maxRetries=2),
+            "bad-data": tiny_spec(bad, maxRetries=2),
+            "oom": tiny_spec(good, hyperparameters={"batchSize": 8, "autoBatchOnOOM": False}, maxRetries=2),
+            "mismatched": tiny_spec(good, repo=MISMATCHED, maxRetries=2),
+            "diverged": tiny_spec(good, repo=DIVERGED, maxRetries=2),
         }
         for name, spec in jobs.items():
             await running.view.create(finetunejob(name, spec))
@@ -56,6 +58,8 @@ async def assert_stopped_in_preflight(running: Running, name: str) -> dict[str, 
     happened = reasons(await view.events(name))
     assert "PreflightRunning" in happened
     assert "AttemptCreated" not in happened
+    assert "Retrying" not in happened
+    assert status.get("retries", 0) == 0
     error: dict[str, object] = status["error"]
     assert error["class"] == "InvalidInput"
     assert error["retryable"] is False
