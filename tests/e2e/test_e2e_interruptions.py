@@ -1,9 +1,9 @@
-"""Interruptions a cluster brings: preemption (eviction), suspend and resume, deletion mid-run.
+"""Interruptions a cluster brings: preemption (eviction, a pod killed), suspend and resume, deletion mid-run.
 
 Attempt 1 of each job is held mid-training by the test-only `stall` fault (a step that sleeps),
 so the interruption lands while the trainer really runs; attempt 2 has no fault. The pods are
 evicted, stopped and deleted the way the kubelet does it: SIGTERM to the process group, then
-SIGKILL after the grace period.
+SIGKILL after the grace period; a killed pod gets SIGKILL at once, with no chance to checkpoint.
 """
 
 from __future__ import annotations
@@ -29,16 +29,19 @@ from .user_view import reasons
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HELD = FaultPlan(faults=(Fault(kind="stall", step=3, seconds=300),))
-"""Attempt 1 trains steps 1 and 2 (checkpoint at step 2 of 4), then step 3 sleeps until interrupted."""
+"""Attempt 1 trains steps 1 and 2 (checkpoints at steps 1 and 2 of 4), then step 3 sleeps until interrupted."""
+JOBS = ("preempted", "killed", "paused", "doomed")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModels) -> AsyncIterator[Running]:
-    faults = FaultsByJob({(name, 1): HELD for name in ("preempted", "paused", "doomed")})
+    faults = FaultsByJob({(name, 1): HELD for name in JOBS})
     async with e2e_sandbox(tmp_path_factory.mktemp("sandbox"), e2e_models, faults=faults) as running:
         data = put_data(running.volume("datasets"), claim="datasets", source=e2e_models.train, as_name="train.jsonl")
-        checkpointed = {"nEpochs": 1, "batchSize": 8, "learningRate": 3e-3, "seed": 7, "nCheckpoints": 2}
-        for name in ("preempted", "paused", "doomed"):
+        # A checkpoint every step: two exist when attempt 1 is interrupted, so resuming from the
+        # newest (step 2) is told apart from resuming from any (step 1).
+        checkpointed = {"nEpochs": 1, "batchSize": 8, "learningRate": 3e-3, "seed": 7, "nCheckpoints": 4}
+        for name in JOBS:
             spec = tiny_spec(data, hyperparameters=checkpointed, checkpoint={"uri": "pvc://checkpoints/runs"})
             await running.view.create(finetunejob(name, {**spec, "maxRetries": 2}))
         yield running
@@ -52,9 +55,15 @@ async def wait_for_checkpoint(directory: Path, *, step: int, timeout: float) -> 
         await asyncio.sleep(0.3)
 
 
+def complete_checkpoints(running: Running, name: str) -> list[int]:
+    """The steps of the job's complete checkpoints, as `ls` of its checkpoint folder shows them."""
+    directory = running.volume("checkpoints") / "runs" / name
+    return sorted(int(found.parent.name.removeprefix("step-")) for found in directory.glob("step-*/COMPLETE"))
+
+
 async def held_in_training(running: Running, name: str) -> str:
     """Wait until attempt 1 checkpointed step 2 and sleeps in step 3; the trainer pod's name."""
-    await wait_for_checkpoint(running.volume("checkpoints") / "runs" / name, step=2, timeout=120)
+    await wait_for_checkpoint(running.volume("checkpoints") / "runs" / name, step=2, timeout=180)
     status = await running.view.status(name)
     assert (status["phase"], status["stage"], status["attempt"]) == ("Running", "Training", 1)
     (pod,) = await running.view.pods(name, component=TRAINER, attempt=1)
@@ -66,7 +75,7 @@ def processes_of(running: Running, pod_prefix: str) -> list[int]:
     return processes_under(running.sandbox.layout.pod_dir("default", pod_prefix))
 
 
-async def wait_until_gone(running: Running, name: str, *, pod_prefix: str, timeout: float = 60) -> None:
+async def wait_until_gone(running: Running, name: str, *, pod_prefix: str, timeout: float = 120) -> None:
     """Until the job's trainer pods (`pod_prefix`...) are gone from the API and from the host."""
     deadline = time.monotonic() + timeout
     while True:
@@ -81,39 +90,40 @@ async def wait_until_gone(running: Running, name: str, *, pod_prefix: str, timeo
         await asyncio.sleep(0.3)
 
 
-async def test_an_evicted_attempt_resumes_from_the_newest_checkpoint_and_succeeds(running: Running) -> None:
+async def assert_retried_from_step_two(running: Running, name: str, *, failure: str) -> None:
+    """Attempt 1 failed as `failure`, attempt 2 resumed from the newest checkpoint (step 2) and Succeeded."""
     view = running.view
-    pod = await held_in_training(running, "preempted")
-
-    await running.sandbox.runner.evict("default", pod)
-    status = await view.wait_for_phase("preempted", "Succeeded", "Failed")
+    status = await view.wait_for_phase(name, "Succeeded", "Failed")
 
     assert status["phase"] == "Succeeded", status.get("error")
     assert (status["attempt"], status["retries"]) == (2, 1)
-    events = await view.events("preempted")
+    events = await view.events(name)
     (retry,) = [event for event in events if event.reason == "Retrying"]
-    assert "attempt 1 failed (Internal Preempted)" in retry.message
+    assert f"attempt 1 failed ({failure})" in retry.message
     created = [event.message for event in events if event.reason == "AttemptCreated"]
-    # `preempted` is the job's newest checkpoint, whichever step that is; `preempted:2` names it
-    # when the evicted pod's Result (checkpoint step 2) was read before the pod went.
+    # `<name>` is the job's newest checkpoint, whichever step that is; `<name>:2` names it when
+    # the interrupted pod's Result (checkpoint step 2) was read before the pod went.
     assert created[0] == "attempt 1 created"
-    assert created[1] in ("attempt 2 created, resuming from preempted", "attempt 2 created, resuming from preempted:2")
-    (result,) = await view.trainer_results("preempted", attempt=2)
-    # Steps 1 and 2 are not trained again: attempt 2 starts after the checkpoint of step 2.
+    assert created[1] in (f"attempt 2 created, resuming from {name}", f"attempt 2 created, resuming from {name}:2")
+    (result,) = await view.trainer_results(name, attempt=2)
+    # Steps 1 and 2 are not trained again: attempt 2 starts after the newest checkpoint, step 2's.
     assert result.resumed_from_step == 2
-    (second,) = await view.pods("preempted", component=TRAINER, attempt=2)
+    (second,) = await view.pods(name, component=TRAINER, attempt=2)
     log = await view.kubectl("logs", second["metadata"]["name"])
-    assert re.search(r"resumed from \S+/preempted/step-0*2: step 2 of 4", log), log[-2000:]
+    assert re.search(rf"resumed from \S+/{name}/step-0*2: step 2 of 4", log), log[-2000:]
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == 4
-    await wait_until_gone(running, "preempted", pod_prefix="preempted-a1-")
+    await wait_until_gone(running, name, pod_prefix=f"{name}-a1-")
 
 
-async def test_an_evicted_pod_is_not_replaced_within_its_attempt(running: Running) -> None:
-    """Attempt 1 ran in one pod: backoffLimit 0 (the operator owns retries), so an evicted pod is not replaced.
+async def test_an_evicted_attempt_resumes_from_the_newest_checkpoint_and_succeeds(running: Running) -> None:
+    pod = await held_in_training(running, "preempted")
+    assert complete_checkpoints(running, "preempted") == [1, 2]
 
-    Counted from the API's own record of pod creations (the pods are gone by now).
-    """
-    await running.view.wait_for_phase("preempted", "Succeeded", "Failed")
+    await running.sandbox.runner.evict("default", pod)
+
+    await assert_retried_from_step_two(running, "preempted", failure="Internal Preempted")
+    # Attempt 1 ran in one pod: backoffLimit 0 (the operator owns retries), so the evicted pod was not
+    # replaced. Counted from the API's own record of pod creations (the pods are gone by now).
     created = [
         request.text
         for request in running.sandbox.emulator.writes()
@@ -122,13 +132,23 @@ async def test_an_evicted_pod_is_not_replaced_within_its_attempt(running: Runnin
     assert len(created) == 1, f"{len(created)} pods were created for attempt 1's index 0"
 
 
+async def test_a_killed_pod_is_retried_from_the_newest_checkpoint_and_succeeds(running: Running) -> None:
+    """The runner SIGKILLs the pod mid-training (a node lost): no SIGTERM, no Result, exit 137."""
+    pod = await held_in_training(running, "killed")
+    assert complete_checkpoints(running, "killed") == [1, 2]
+
+    await running.sandbox.runner.kill("default", pod)
+
+    await assert_retried_from_step_two(running, "killed", failure="Internal Crashed")
+
+
 async def test_a_suspended_job_frees_its_pods_and_resumes_on_unsuspend(running: Running) -> None:
     view = running.view
     pod = await held_in_training(running, "paused")
     assert processes_of(running, pod)
 
     await view.client.merge_patch(FINETUNEJOBS, {"spec": {"suspend": True}}, namespace="default", name="paused")
-    await view.wait_for_phase("paused", "Suspended", timeout=30)
+    await view.wait_for_phase("paused", "Suspended", timeout=120)
     await wait_until_gone(running, "paused", pod_prefix="paused-a1-")
 
     await view.client.merge_patch(FINETUNEJOBS, {"spec": {"suspend": False}}, namespace="default", name="paused")
