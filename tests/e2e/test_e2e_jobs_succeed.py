@@ -168,9 +168,16 @@ async def test_two_node_job_runs_one_torchrun_per_pod_and_succeeds(running: Runn
     assert indexes == ["0", "1"]
     assert [p["status"]["phase"] for p in finished] == ["Succeeded", "Succeeded"]
     assert (running.volume("models") / "two-nodes" / "model.safetensors").exists()
-    # While they ran, each pod held one torchrun agent and its one trainer worker (ps, by command line).
+    # While they ran, each pod held one torchrun agent and its one trainer worker (ps, by command line),
+    # and both agents met at one c10d endpoint on loopback (the Service address rewritten by the sandbox).
     assert sorted(TWO_NODE_PROCESSES.seen) == sorted(p["metadata"]["name"] for p in finished)
+    endpoints = set()
     for pod, command_lines in TWO_NODE_PROCESSES.seen.items():
         agents = [argv for argv in command_lines if any(arg.endswith(b"torchrun") for arg in argv)]
         workers = [argv for argv in command_lines if b"kubetune_trainer" in argv and argv not in agents]
         assert (len(agents), len(workers)) == (1, 1), (pod, command_lines)
+        (agent,) = agents
+        assert agent[agent.index(b"--rdzv-backend") + 1] == b"c10d", agent
+        endpoints.add(agent[agent.index(b"--rdzv-endpoint") + 1].decode())
+    (endpoint,) = endpoints
+    assert endpoint.startswith("127.0.0.1:"), endpoint
