@@ -59,24 +59,31 @@ def job_phase(*, cwd: Path, environ: dict[str, str]) -> str:
 
 
 def watch_until_finished(command: str, *, cwd: Path, environ: dict[str, str], timeout: float) -> list[str]:
-    """Run `kubectl get ftj -w` until the job is Succeeded or Failed (and 2 s more to print it); its lines.
+    """Run `kubectl get ftj -w` until the job is Succeeded or Failed and the watch printed a row of it; its lines.
 
     The phase is read apart from the watch, so a watch that never prints the last row fails the
-    test's assertions on what it printed, not the clock.
+    test's assertions on what it printed (30 s after the job finished), not on the job's clock.
     """
     process = subprocess.Popen(
         ["bash", "-c", f"exec {command}"], cwd=cwd, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), False)
+    printed = b""
     deadline = time.monotonic() + timeout
     try:
         while job_phase(cwd=cwd, environ=environ) not in ("Succeeded", "Failed"):
             assert process.poll() is None, f"{command} ended early ({process.returncode})"
             assert time.monotonic() < deadline, f"the job did not finish in {timeout:.0f}s"
+            printed += process.stdout.read() or b""
             time.sleep(0.5)
-        time.sleep(2)
-        return (process.stdout.read() or b"").decode().splitlines()
+        finished = time.monotonic() + 30
+        while time.monotonic() < finished and not any(
+            line.split()[1:2] in (["Succeeded"], ["Failed"]) for line in printed.decode(errors="replace").splitlines()
+        ):
+            printed += process.stdout.read() or b""
+            time.sleep(0.2)
+        return printed.decode(errors="replace").splitlines()
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=10)
@@ -157,9 +164,28 @@ def test_make_demo_succeeds_within_three_minutes(tmp_path: Path) -> None:
     assert {"DataDownload", "Initialization", "Training", "Saving", "Upload"} <= {
         row[2] for row in rows if len(row) > 2
     }
-    assert "AutoModelForCausalLM.from_pretrained(" in out
+    assert any(re.fullmatch(r"\d+%", cell) for row in rows for cell in row), out  # the PROGRESS column
     assert re.search(r"demo succeeded in \d+s", out)
     assert elapsed < 180, f"make demo took {elapsed:.0f}s"
+    # The load lines it prints work as printed: pasted into Python, they load the model, which generates.
+    lines = out.splitlines()
+    load = [line.removeprefix("  ") for line in lines[lines.index("load it:") + 1 :] if line.startswith("  ")]
+    assert any("AutoModelForCausalLM.from_pretrained(" in line for line in load), out
+    generate = (
+        "ids = tokenizer('hello', return_tensors='pt')\n"
+        "print(ids['input_ids'].shape[1], model.generate(**ids, max_new_tokens=3).shape[1])"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", "\n".join([*load, generate])],
+        env={**user_environ(REPO), "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    prompt, generated = (int(n) for n in loaded.stdout.split()[-2:])
+    assert generated > prompt, loaded.stdout
 
 
 def test_the_demo_exits_non_zero_when_the_job_does_not_succeed(tmp_path: Path) -> None:
