@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from kubetune_trainer.contract import TERMINATION_MESSAGE_LIMIT, format_kube_time
 
 from ..kube.client import ApiError
@@ -47,6 +49,9 @@ FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
 """FallbackToLogsOnError: the kubelet's tail of the container log (80 lines, 2048 bytes)."""
 """What a container runtime reports for a container whose command could not be started."""
+
+API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
+"""What an API call may raise; none of them may end the kubelet."""
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,9 @@ class _Pod:
     evicted: bool = False
     waiting: tuple[str, str] | None = None
     """The reason and message the container waits with (its config cannot be resolved yet)."""
+    unreachable: bool = False
+    """Its start could not read the API (an error, a dropped connection): tried again, as the kubelet's
+    sync loop does."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -121,7 +129,7 @@ class PodRunner:
             async for kind, pod in self._client.watch(PODS):
                 try:
                     await self._observe(kind, pod)
-                except ApiError as error:  # the pod changed or went meanwhile: its next event says what now
+                except API_FAILURES as error:  # the pod changed or went meanwhile: its next event says what now
                     log.warning("pod %s/%s: %s", pod["metadata"].get("namespace"), pod["metadata"].get("name"), error)
         finally:
             retry.cancel()
@@ -207,9 +215,9 @@ class PodRunner:
         while True:
             await asyncio.sleep(self._retry_seconds)
             for state in list(self._pods.values()):
-                if state.waiting is None or state.deleting or state.removed:
+                if (state.waiting is None and not state.unreachable) or state.deleting or state.removed:
                     continue
-                with contextlib.suppress(ApiError):
+                with contextlib.suppress(*API_FAILURES):
                     pod = await self._client.get(PODS, namespace=state.namespace, name=state.name)
                     if pod is not None and pod["metadata"].get("uid") == state.uid:
                         await self._start(state, pod)
@@ -217,17 +225,25 @@ class PodRunner:
     # The container's life.
 
     async def _start(self, state: _Pod, pod: JsonObject) -> None:
-        if not pod.get("spec", {}).get("nodeName"):
-            # The scheduler's binding: the sandbox has one node.
-            bound = await self._client.merge_patch(
-                PODS, {"spec": {"nodeName": self._host.node_name}}, namespace=state.namespace, name=state.name
-            )
-            pod = bound or pod
+        state.unreachable = False
+        try:
+            if not pod.get("spec", {}).get("nodeName"):
+                # The scheduler's binding: the sandbox has one node.
+                bound = await self._client.merge_patch(
+                    PODS, {"spec": {"nodeName": self._host.node_name}}, namespace=state.namespace, name=state.name
+                )
+                pod = bound or pod
+            inputs = await self._inputs(state.namespace)
+        except API_FAILURES as error:
+            # Nothing started yet: a later try may succeed (a pod that went meanwhile is never tried again).
+            log.warning("pod %s/%s cannot start yet: %s", state.namespace, state.name, error)
+            state.unreachable = True
+            return
         try:
             plan = plan_pod(
                 pod,
                 layout=self._layout,
-                inputs=await self._inputs(state.namespace),
+                inputs=inputs,
                 host=self._host,
                 host_port=self._ports.port,
                 extra_env={**self._pod_env, **(self._env_hook(pod) if self._env_hook else {})},
