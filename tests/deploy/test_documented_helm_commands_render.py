@@ -28,11 +28,17 @@ DOCS = {
 
 # Programs of the README's console blocks that this machine cannot run, and why.
 NOT_RUN_HERE = {
-    "kubectl": "needs a cluster; the files it applies are checked against the CRDs in tests/deploy",
+    "kubectl": "the Helm and operator blocks need a cluster (the files they apply are checked against the CRDs in "
+    "tests/deploy); the sandbox quick start's kubectl commands run in tests/e2e/test_readme_quickstart.py",
     "python": "python -m kubetune_operator needs a cluster (tests/operator run it against the emulator)",
-    "make": "make test is this test suite",
+    "make": "make test is this test suite; make demo runs in tests/e2e/test_readme_quickstart.py",
 }
-RUN_ELSEWHERE = {"kubetune": "tests/test_readme_commands.py", "helm": "this file"}
+SANDBOX_QUICK_START = "tests/e2e/test_readme_quickstart.py"
+RUN_ELSEWHERE = {
+    "kubetune": "tests/test_readme_commands.py and " + SANDBOX_QUICK_START,
+    "helm": "this file",
+    **dict.fromkeys(("mkdir", "cp", "export", "kill"), SANDBOX_QUICK_START),
+}
 
 
 def _monitoring_values() -> dict[str, Any]:
