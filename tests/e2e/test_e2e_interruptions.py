@@ -12,6 +12,7 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,18 @@ async def wait_for_checkpoint(directory: Path, *, step: int, timeout: float) -> 
         await asyncio.sleep(0.3)
 
 
-def complete_checkpoints(running: Running, name: str) -> list[int]:
-    """The steps of the job's complete checkpoints, as `ls` of its checkpoint folder shows them."""
+def checkpoints_written(running: Running, name: str) -> dict[int, float]:
+    """Step -> when its checkpoint was completed (its COMPLETE marker's mtime), as `ls -l` of the folder shows."""
     directory = running.volume("checkpoints") / "runs" / name
-    return sorted(int(found.parent.name.removeprefix("step-")) for found in directory.glob("step-*/COMPLETE"))
+    return {
+        int(found.parent.name.removeprefix("step-")): found.stat().st_mtime
+        for found in directory.glob("step-*/COMPLETE")
+    }
+
+
+def complete_checkpoints(running: Running, name: str) -> list[int]:
+    """The steps of the job's complete checkpoints."""
+    return sorted(checkpoints_written(running, name))
 
 
 async def held_in_training(running: Running, name: str) -> str:
@@ -111,6 +120,13 @@ async def assert_retried_from_step_two(running: Running, name: str, *, failure: 
     (second,) = await view.pods(name, component=TRAINER, attempt=2)
     log = await view.kubectl("logs", second["metadata"]["name"])
     assert re.search(rf"resumed from \S+/{name}/step-0*2: step 2 of 4", log), log[-2000:]
+    # The checkpoint folder agrees: a step trained again would have its checkpoint written again.
+    # Steps 1 and 2's are from before attempt 2's container started, steps 3 and 4's from after.
+    (container,) = second["status"]["containerStatuses"]
+    started = datetime.fromisoformat(container["state"]["terminated"]["startedAt"]).timestamp()
+    written = checkpoints_written(running, name)
+    assert sorted(written) == [1, 2, 3, 4]
+    assert max(written[1], written[2]) < started < min(written[3], written[4]), (started, written)
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == 4
     await wait_until_gone(running, name, pod_prefix=f"{name}-a1-")
 
