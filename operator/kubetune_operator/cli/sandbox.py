@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
 from collections.abc import Coroutine
@@ -21,6 +22,38 @@ if TYPE_CHECKING:
     from ..sandbox.control_plane import Sandbox
 
 SANDBOX_EXTRA_MODULES = frozenset({"kmock", "jsonschema", "cryptography", "attrs"})
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def port_number(text: str) -> int:
+    """--port: 0 (any free port) to 65535; argparse names the flag in front of the message."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number: give 0-65535 (0 picks a free one)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number: give 0-65535 (0 picks a free one)")
+    return port
+
+
+def hf_home_directory(text: str) -> Path:
+    """--hf-home must exist: a wrong path would only show as a model not found, in a pod, much later."""
+    path = Path(text)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text} is not a directory: give the HF_HOME that `kubetune tiny-model --hf-home` wrote, "
+            "or your Hugging Face cache"
+        )
+    return path
+
+
+def namespace_name(text: str) -> str:
+    if not _NAMESPACE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a namespace name: lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit, at most 63"
+        )
+    return text
 
 
 def register(commands: Any) -> None:
@@ -33,10 +66,13 @@ def register(commands: Any) -> None:
         default=Path(".kubetune-sandbox"),
         help="state: volumes, pods, logs (default: %(default)s)",
     )
-    parser.add_argument("--port", type=int, default=0, help="API port on 127.0.0.1 (default: any free port)")
-    parser.add_argument("--hf-home", type=Path, help="a Hugging Face cache (HF_HOME) the pods read models from")
+    parser.add_argument("--port", type=port_number, default=0, help="API port on 127.0.0.1 (default: any free port)")
+    parser.add_argument(
+        "--hf-home", type=hf_home_directory, help="a Hugging Face cache (HF_HOME) the pods read models from"
+    )
     parser.add_argument(
         "--namespace",
+        type=namespace_name,
         action="append",
         default=[],
         help="a namespace to have from the start (repeatable; default: default)",
