@@ -153,3 +153,45 @@ async def test_a_malformed_env_pair_names_the_flag(tmp_path: Path) -> None:
     done = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True)
     assert done.returncode == 2
     assert "--pod-env 'NOEQUALS': expected KEY=VALUE" in done.stderr
+
+
+async def _ready_sandbox(workdir: Path, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """A `kubetune sandbox` process, once ready, and its operator's pid."""
+    command = [sys.executable, "-m", "kubetune_operator.cli", "sandbox", "--workdir", str(workdir)]
+    process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+    async def is_ready() -> bool:
+        assert process.poll() is None, log.read_text()
+        return (workdir / "sandbox.json").exists()
+
+    await eventually(is_ready, what="sandbox.json", timeout=60)
+    (operator,) = [pid for pid in _children(process.pid) if b"kubetune_operator\x00--metrics-port" in _cmdline(pid)]
+    return process, operator
+
+
+async def test_sighup_stops_the_sandbox_as_sigterm_does(tmp_path: Path) -> None:
+    process, operator = await _ready_sandbox(tmp_path / "sandbox", tmp_path / "sandbox.log")
+    try:
+        process.send_signal(signal.SIGHUP)
+        assert await asyncio.to_thread(process.wait, 30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "kubetune sandbox: stopped" in (tmp_path / "sandbox.log").read_text()
+    assert not _alive(operator)
+
+
+async def test_a_killed_sandbox_takes_its_operator_with_it(tmp_path: Path) -> None:
+    process, operator = await _ready_sandbox(tmp_path / "sandbox", tmp_path / "sandbox.log")
+    process.kill()  # no handler runs: only the kernel can end the operator now
+    process.wait()
+
+    async def operator_gone() -> bool:
+        return not _alive(operator)
+
+    try:
+        await eventually(operator_gone, what="the operator to end with its sandbox", timeout=15)
+    finally:
+        if _alive(operator):
+            os.kill(operator, signal.SIGKILL)

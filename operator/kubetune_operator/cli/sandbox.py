@@ -3,7 +3,7 @@
 An emulated Kubernetes API on loopback (TLS), the real operator, a Job controller and a kubelet
 that runs each pod as local processes. It is a sandbox, not a cluster: no scheduler, admission,
 RBAC or containers (see docs/sandbox.md). Once ready it prints the kubeconfig and writes
-`<workdir>/sandbox.json`; SIGINT or SIGTERM stops every pod process and the operator.
+`<workdir>/sandbox.json`; SIGINT, SIGTERM or SIGHUP stops every pod process and the operator.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ async def _serve(sandbox: Sandbox) -> int:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: closing the terminal of `kubetune sandbox &` must stop the pods, not kill the sandbox under them.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(signum, stop.set)
     # Entering removes a stale file, once the workdir is ours: a sandbox refused for a busy workdir leaves it.
     ready_file = sandbox.workdir / READY_FILE
