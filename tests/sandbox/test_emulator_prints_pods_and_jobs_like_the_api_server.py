@@ -1,4 +1,4 @@
-"""`kubectl get pods` and `kubectl get jobs` against the emulator show the columns a cluster shows.
+"""`kubectl get pods`, `get jobs` and `get events` against the emulator show the columns a cluster shows.
 
 The statuses are the ones the sandbox's kubelet and Job controller write; the expected text is what
 kubectl prints for them against a real API server.
@@ -7,6 +7,7 @@ kubectl prints for them against a real API server.
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -109,6 +110,55 @@ async def test_kubectl_get_jobs_shows_status_completions_and_duration(api: ApiEm
         ["d-suspended", "Suspended", "0/2"],
     ]
     assert lines[2][3] == "90s"
+
+
+async def test_kubectl_get_events_shows_type_reason_object_and_message(api: ApiEmulator) -> None:
+    events = f"/api/v1/namespaces/{NS}/events"
+    now = datetime.datetime.now(tz=datetime.UTC)
+    recent = (now - datetime.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    older = (now - datetime.timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = {"apiVersion": "kubetune.dev/v1alpha1", "kind": "FineTuneJob", "name": "quickstart", "namespace": NS}
+    kopf_event = {  # as the operator (kopf) posts them
+        "metadata": {"name": "quickstart.1"},
+        "involvedObject": job,
+        "type": "Warning",
+        "reason": "NoCheckpointLocation",
+        "message": "no checkpoint location: set spec.checkpoint.uri\n",
+        "source": {"component": "kubetune-operator"},
+        "firstTimestamp": older,
+        "lastTimestamp": recent,
+        "count": 2,
+    }
+    await _object(api, events, kopf_event, None)
+    series_event = {
+        "metadata": {"name": "quickstart.2"},
+        "involvedObject": job,
+        "type": "Normal",
+        "reason": "Completed",
+        "message": "the job succeeded",
+        "reportingController": "kubetune-operator",
+        "eventTime": older.replace("Z", ".000000Z"),
+    }
+    await _object(api, events, series_event, None)
+
+    code, output = await kubectl(api, "get", "events")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert lines[1].split(maxsplit=4) == [
+        "30s",
+        "Warning",
+        "NoCheckpointLocation",
+        "finetunejob/quickstart",
+        "no checkpoint location: set spec.checkpoint.uri",
+    ]
+    assert lines[2].split(maxsplit=4) == ["3m", "Normal", "Completed", "finetunejob/quickstart", "the job succeeded"]
+    code, output = await kubectl(api, "get", "events", "-o", "wide")
+    assert code == 0, output
+    wide = [line.split() for line in output.splitlines()]
+    assert wide[0][-4:] == ["FIRST", "SEEN", "COUNT", "NAME"]
+    assert wide[1][-3:] == ["3m", "2", "quickstart.1"]
+    assert "kubetune-operator" in wide[1]
 
 
 async def test_kubectl_get_w_prints_every_change_in_the_same_columns(api: ApiEmulator) -> None:

@@ -232,8 +232,16 @@ def printed_table(
     cells: Callable[[JsonObject], list[Any]],
     resource_version: str,
 ) -> JsonObject:
-    """A meta.k8s.io/v1 Table: a Name column, then `columns`, one row of `cells(obj)` per object."""
-    definitions = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+    """A meta.k8s.io/v1 Table: a Name column, then `columns`, one row of `cells(obj)` per object.
+
+    When `columns` has a Name column of its own (events print it last, wide only), none is added.
+    """
+    name_first = all(column["name"] != "Name" for column in columns)
+    definitions = (
+        [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
+        if name_first
+        else []
+    )
     definitions += [
         {
             "name": column["name"],
@@ -247,7 +255,7 @@ def printed_table(
     rows = []
     for obj in objects:
         partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
-        rows.append({"cells": [obj["metadata"]["name"], *cells(obj)], "object": partial})
+        rows.append({"cells": [obj["metadata"]["name"], *cells(obj)] if name_first else cells(obj), "object": partial})
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -1,4 +1,4 @@
-"""Server-side tables for the built-in kinds kubectl users look at here: pods and Jobs.
+"""Server-side tables for the built-in kinds kubectl users look at here: pods, Jobs and Events.
 
 The API server prints these itself (`kubectl get pods` shows READY, STATUS, RESTARTS because the
 server sends a Table); without them kubectl falls back to NAME and AGE. The cells follow the
@@ -34,6 +34,19 @@ JOB_COLUMNS = [
     _column("Completions", "string", "Succeeded pods of the completions wanted."),
     _column("Duration", "string", "Time the Job ran (to now while it runs)."),
     _column("Age", "string", "Time since the Job was created."),
+]
+
+EVENT_COLUMNS = [
+    _column("Last Seen", "string", "Time since the event was last seen."),
+    _column("Type", "string", "Normal or Warning."),
+    _column("Reason", "string", "Why the event was recorded, in one word."),
+    _column("Object", "string", "The object the event is about, as kind/name."),
+    _column("Subobject", "string", "The part of the object (a container's field path).", priority=1),
+    _column("Source", "string", "The component that recorded the event.", priority=1),
+    _column("Message", "string", "What happened, for a human."),
+    _column("First Seen", "string", "Time since the event was first seen.", priority=1),
+    _column("Count", "integer", "How many times it happened.", priority=1),
+    _column("Name", "string", "The Event's own name.", priority=1),
 ]
 
 
@@ -99,6 +112,33 @@ def job_cells(job: Mapping[str, Any], now: datetime.datetime) -> list[Any]:
     return [job_status(job), completions, duration, human_age(job["metadata"].get("creationTimestamp"), now=now)]
 
 
+def event_cells(event: Mapping[str, Any], now: datetime.datetime) -> list[Any]:
+    """As the API server's printEvent: ages from first/last timestamps (or eventTime/series), kind/name."""
+    involved = event.get("involvedObject") or {}
+    first = human_age(event.get("firstTimestamp") or event.get("eventTime"), now=now) or "<unknown>"
+    last = human_age(event.get("lastTimestamp"), now=now) or first
+    count = int(event.get("count") or 1)
+    if event.get("series"):
+        last = human_age(event["series"].get("lastObservedTime"), now=now) or last
+        count = int(event["series"].get("count") or count)
+    kind = str(involved.get("kind") or "").lower()
+    target = f"{kind}/{involved['name']}" if involved.get("name") else kind
+    source = event.get("source") or {}
+    component = source.get("component") or event.get("reportingController") or ""
+    return [
+        last,
+        event.get("type") or "",
+        event.get("reason") or "",
+        target,
+        involved.get("fieldPath") or "",
+        f"{component}, {source['host']}" if source.get("host") else component,
+        str(event.get("message") or "").strip(),
+        first,
+        count,
+        event["metadata"]["name"],
+    ]
+
+
 def _parse(moment: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
 
@@ -106,5 +146,6 @@ def _parse(moment: str) -> datetime.datetime:
 PRINTERS: dict[tuple[str, str], tuple[list[JsonObject], Cells]] = {
     ("", "pods"): (POD_COLUMNS, pod_cells),
     ("batch", "jobs"): (JOB_COLUMNS, job_cells),
+    ("", "events"): (EVENT_COLUMNS, event_cells),
 }
 """(group, plural) -> the Table's columns after Name, and each row's cells."""
