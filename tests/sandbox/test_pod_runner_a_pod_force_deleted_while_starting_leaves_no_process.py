@@ -37,6 +37,8 @@ async def test_a_pod_removed_before_running_is_written_leaves_no_process(tmp_pat
                 await asyncio.sleep(0.005)
 
         recorder = asyncio.create_task(record_processes())
+        # The runner writes Running (refused or not) right after the start: the process is live then.
+        node.emulator.after_write.append(lambda _: pids.update(r.pid for r in node.runner.live_processes()))
         await node.create_pod("doomed", python("import time; time.sleep(60)"))
         await eventually(lambda: pids, what="the pod's process to start")
         await eventually(lambda: deletions and deletions[0].done(), what="the force delete")
