@@ -127,6 +127,25 @@ def plan_pod(
     extra_env: Mapping[str, str] | None = None,
 ) -> ProcessPlan:
     """The process for the pod's one container; `extra_env` (the sandbox's own) wins over the pod's."""
+    try:
+        return _plan(pod, layout=layout, inputs=inputs, host=host, host_port=host_port, extra_env=extra_env)
+    except KeyError as error:  # the emulator does not validate pods as the API server does
+        raise PodPlanError(
+            CONFIG_ERROR, f"the sandbox cannot read the pod spec: a required field {error} is missing"
+        ) from None
+    except (TypeError, ValueError) as error:
+        raise PodPlanError(CONFIG_ERROR, f"the sandbox cannot read the pod spec: {error}") from None
+
+
+def _plan(
+    pod: Mapping[str, Any],
+    *,
+    layout: SandboxLayout,
+    inputs: PodInputs,
+    host: Host,
+    host_port: HostPort,
+    extra_env: Mapping[str, str] | None,
+) -> ProcessPlan:
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     namespace, name = str(meta.get("namespace") or "default"), str(meta["name"])
     containers = spec.get("containers") or []
