@@ -115,8 +115,9 @@ async def test_kubectl_get_jobs_shows_status_completions_and_duration(api: ApiEm
 async def test_kubectl_get_events_shows_type_reason_object_and_message(api: ApiEmulator) -> None:
     events = f"/api/v1/namespaces/{NS}/events"
     now = datetime.datetime.now(tz=datetime.UTC)
-    recent = (now - datetime.timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    older = (now - datetime.timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Ages a loaded machine cannot move across a printed boundary: past 10 minutes they print whole minutes.
+    recent = (now - datetime.timedelta(minutes=20, seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    older = (now - datetime.timedelta(minutes=30, seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
     job = {"apiVersion": "kubetune.dev/v1alpha1", "kind": "FineTuneJob", "name": "quickstart", "namespace": NS}
     kopf_event = {  # as the operator (kopf) posts them
         "metadata": {"name": "quickstart.1"},
@@ -146,18 +147,18 @@ async def test_kubectl_get_events_shows_type_reason_object_and_message(api: ApiE
     lines = output.splitlines()
     assert lines[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert lines[1].split(maxsplit=4) == [
-        "30s",
+        "20m",
         "Warning",
         "NoCheckpointLocation",
         "finetunejob/quickstart",
         "no checkpoint location: set spec.checkpoint.uri",
     ]
-    assert lines[2].split(maxsplit=4) == ["3m", "Normal", "Completed", "finetunejob/quickstart", "the job succeeded"]
+    assert lines[2].split(maxsplit=4) == ["30m", "Normal", "Completed", "finetunejob/quickstart", "the job succeeded"]
     code, output = await kubectl(api, "get", "events", "-o", "wide")
     assert code == 0, output
     wide = [line.split() for line in output.splitlines()]
     assert wide[0][-4:] == ["FIRST", "SEEN", "COUNT", "NAME"]
-    assert wide[1][-3:] == ["3m", "2", "quickstart.1"]
+    assert wide[1][-3:] == ["30m", "2", "quickstart.1"]
     assert "kubetune-operator" in wide[1]
 
 
