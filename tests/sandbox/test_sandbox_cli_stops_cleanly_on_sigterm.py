@@ -182,16 +182,27 @@ async def test_sighup_stops_the_sandbox_as_sigterm_does(tmp_path: Path) -> None:
     assert not _alive(operator)
 
 
-async def test_a_killed_sandbox_takes_its_operator_with_it(tmp_path: Path) -> None:
-    process, operator = await _ready_sandbox(tmp_path / "sandbox", tmp_path / "sandbox.log")
-    process.kill()  # no handler runs: only the kernel can end the operator now
+async def test_a_killed_sandbox_takes_its_operator_and_pods_with_it(tmp_path: Path) -> None:
+    workdir = tmp_path / "sandbox"
+    process, operator = await _ready_sandbox(workdir, tmp_path / "sandbox.log")
+    kubeconfig = workdir.resolve() / "kubeconfig"
+    code, output = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="z"))
+    assert code == 0, output
+
+    async def running() -> bool:
+        return await pod_phase(kubeconfig, "z") == "Running"
+
+    await eventually(running, what="pod z to run")
+    (sleeper,) = [pid for pid in _children(process.pid) if b"hello from z" in _cmdline(pid)]
+    process.kill()  # no handler runs: only the kernel can end the operator and the pod now
     process.wait()
 
-    async def operator_gone() -> bool:
-        return not _alive(operator)
+    async def both_gone() -> bool:
+        return not _alive(operator) and not _alive(sleeper)
 
     try:
-        await eventually(operator_gone, what="the operator to end with its sandbox", timeout=15)
+        await eventually(both_gone, what="the operator and the pod to end with their sandbox", timeout=15)
     finally:
-        if _alive(operator):
-            os.kill(operator, signal.SIGKILL)
+        for pid in (operator, sleeper):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import datetime
 import fcntl
 import os
@@ -51,6 +50,7 @@ from .kubeconfig import write_kubeconfig
 from .layout import SandboxLayout
 from .pod_plan import ApiEndpoint
 from .pod_runner import EnvHook, PodRunner
+from .process_tree import terminate_when_parent_dies
 from .tls import ServingCertificate, issue, server_context
 
 CACHE_CLAIM = "kubetune-cache"
@@ -286,7 +286,7 @@ class Sandbox:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stopping it reaches anything it spawned
-                preexec_fn=_terminate_when_parent_dies,
+                preexec_fn=terminate_when_parent_dies,
             )
         self._stack.push_async_callback(self._stop_operator)
         await self._wait_for_operator()
@@ -345,18 +345,6 @@ class Sandbox:
         return self.emulator.collection_path(
             manifest.get("apiVersion", ""), manifest.get("kind", ""), namespace=namespace
         )
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _terminate_when_parent_dies() -> None:
-    """In the operator's child before exec: SIGTERM when the sandbox dies without stopping it (SIGKILL, a crash).
-
-    The operator runs in a session of its own, so no terminal or process-group signal reaches it;
-    without this it would outlive a killed sandbox, retrying a dead API forever.
-    """
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _tls_server_class(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:

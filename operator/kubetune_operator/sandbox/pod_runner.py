@@ -40,7 +40,7 @@ from .client import SECRETS, ApiClient, JsonObject
 from .layout import SandboxLayout
 from .loopback_ports import LoopbackPorts
 from .pod_plan import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError, ProcessPlan, plan_pod
-from .process_tree import POD_MARK_ENV, kill_marked
+from .process_tree import POD_MARK_ENV, kill_marked, terminate_when_parent_dies
 
 EnvHook = Callable[[JsonObject], Mapping[str, str]]
 EVICTION_REASON = "EvictionByEvictionAPI"
@@ -269,6 +269,7 @@ class PodRunner:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
+                    preexec_fn=terminate_when_parent_dies,
                 )
         except OSError as error:
             state.exited.set()

@@ -10,6 +10,7 @@ inherit it, so the workers carry it too, orphaned or not, and /proc tells which 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 from pathlib import Path
@@ -41,3 +42,16 @@ def kill_marked(uid: str, *, proc: Path = PROC) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
     return pids
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def terminate_when_parent_dies() -> None:
+    """In a child before exec: SIGTERM when the sandbox dies without stopping it (SIGKILL, a crash).
+
+    The operator and each pod run in sessions of their own, so no terminal or process-group signal
+    reaches them; without this they would outlive a killed sandbox (the operator retrying a dead
+    API forever, a torchrun agent training on). A pod's agent forwards the SIGTERM to its workers.
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
