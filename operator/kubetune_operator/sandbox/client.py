@@ -29,6 +29,9 @@ SECRETS = ApiResource("", "v1", "secrets", "Secret")
 RECONNECT_SECONDS = 0.2
 """Pause before a watch reconnects after a dropped connection."""
 
+API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
+"""What an API call may raise; none of them may end the kubelet or the Job controller."""
+
 log = logging.getLogger(__name__)
 
 
@@ -157,12 +160,14 @@ class ApiClient:
                     version = str(event.object.get("metadata", {}).get("resourceVersion") or version)
                     if event.type != "BOOKMARK":
                         yield event
-            except aiohttp.ClientError as error:
+            except (aiohttp.ClientError, TimeoutError) as error:
                 log.debug("watch of %s dropped: %s", resource.plural, error)
                 await asyncio.sleep(RECONNECT_SECONDS)
             except ApiError as error:
+                # An informer never gives up: a refused watch (a 5xx, a 429) is tried again from a fresh list.
                 if error.status != 410:
-                    raise
+                    log.warning("watch of %s refused: %s; listing again", resource.plural, error)
+                    await asyncio.sleep(RECONNECT_SECONDS)
                 version = None
 
     async def _stream(

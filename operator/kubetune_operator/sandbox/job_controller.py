@@ -32,7 +32,7 @@ from kubetune_trainer.contract import format_kube_time
 from ..kube.client import ApiError
 from ..kube.resources import JOBS, PODS
 from ..pod_state import INDEX_ANNOTATION, parse_time
-from .client import ApiClient, JsonObject
+from .client import API_FAILURES, ApiClient, JsonObject
 from .pod_runner import utc_now
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -89,7 +89,7 @@ class JobController:
             self._queued.discard(key)
             try:
                 await self.reconcile(*key)
-            except ApiError as error:  # a conflict or a pod that went meanwhile: look again shortly
+            except API_FAILURES as error:  # a conflict, a pod that went meanwhile, a dropped call: look again shortly
                 log.warning("Job %s/%s: %s; trying again", *key, error)
                 asyncio.get_running_loop().call_later(RETRY_SECONDS, self._enqueue, key)
             except (KeyError, TypeError, ValueError) as error:  # a Job this controller cannot read: leave it

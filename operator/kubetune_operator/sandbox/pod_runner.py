@@ -30,13 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 from kubetune_trainer.contract import TERMINATION_MESSAGE_LIMIT, format_kube_time
 
 from ..kube.client import ApiError
 from ..kube.resources import CONFIGMAPS, PODS, SERVICES
-from .client import SECRETS, ApiClient, JsonObject
+from .client import API_FAILURES, SECRETS, ApiClient, JsonObject
 from .layout import SandboxLayout
 from .loopback_ports import LoopbackPorts
 from .pod_plan import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError, ProcessPlan, plan_pod
@@ -45,13 +43,10 @@ from .process_tree import POD_MARK_ENV, kill_marked, terminate_when_parent_dies
 EnvHook = Callable[[JsonObject], Mapping[str, str]]
 EVICTION_REASON = "EvictionByEvictionAPI"
 START_ERROR_EXIT = 128
+"""What a container runtime reports for a container whose command could not be started."""
 FALLBACK_LOG_LINES = 80
 FALLBACK_LOG_BYTES = 2048
 """FallbackToLogsOnError: the kubelet's tail of the container log (80 lines, 2048 bytes)."""
-"""What a container runtime reports for a container whose command could not be started."""
-
-API_FAILURES = (ApiError, aiohttp.ClientError, TimeoutError)
-"""What an API call may raise; none of them may end the kubelet."""
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,50 @@
+"""A dropped connection while the Job controller reads a Job is tried again; it never ends the controller.
+
+The Job controller is one task for every Job of the sandbox: had it ended, no Job would ever get
+a pod again and every FineTuneJob would wait forever with no word why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from kubetune_operator.kube.resources import JOBS, ApiResource
+from kubetune_operator.sandbox.client import ApiClient, JsonObject
+from kubetune_operator.sandbox.job_controller import JobController
+
+from .one_node import condition_types, eventually, one_node, python
+
+
+class DropsTheFirstJobRead(ApiClient):
+    """The API server's connection drops once, under the first read of a Job (the network's failure, not ours)."""
+
+    dropped = 0
+
+    async def get(self, resource: ApiResource, *, namespace: str, name: str) -> JsonObject | None:
+        if resource == JOBS and not self.dropped:
+            self.dropped += 1
+            raise aiohttp.ServerDisconnectedError()
+        return await super().get(resource, namespace=namespace, name=name)
+
+
+async def test_a_job_read_that_drops_is_tried_again_and_the_job_completes(tmp_path: Path) -> None:
+    async with one_node(tmp_path, controller=False) as node:
+        url = str(node.emulator.url)
+        async with DropsTheFirstJobRead(url, ssl=False, token=None) as flaky:
+            controller = asyncio.create_task(JobController(flaky).run())
+            try:
+                await node.create_job("steady", python("print('done')"))
+
+                def complete() -> Any:
+                    return ("Complete", "True", "") in [(t, s, "") for t, s, _ in condition_types(node.job("steady"))]
+
+                await eventually(complete, what="the Job to complete after the dropped read", timeout=20)
+                assert flaky.dropped == 1
+                assert not controller.done()
+            finally:
+                controller.cancel()
+                await asyncio.gather(controller, return_exceptions=True)
