@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import os
 import shutil
 import signal
@@ -28,7 +29,7 @@ import yaml
 from ..kube.connection import Connection
 from ..kube.resources import FINETUNEJOBS
 from .client import ApiClient
-from .control_plane import SandboxInfo
+from .control_plane import LOCK_FILE, SandboxInfo
 from .layout import SandboxLayout
 from .watch_table import WatchTable
 
@@ -71,13 +72,34 @@ def say(stream: TextIO, text: str) -> None:
 
 
 def fresh_workdir(workdir: Path) -> None:
-    """An empty workdir; an old one is cleared only if the demo made it (it holds the marker)."""
+    """An empty workdir; an old one is cleared only if the demo made it (the marker) and no sandbox runs in it."""
+    if workdir.exists() and not workdir.is_dir():
+        raise SystemExit(f"{workdir} is a file, not a directory: pass another --workdir")
     if workdir.exists() and any(workdir.iterdir()):
         if not (workdir / MARKER).exists():
             raise SystemExit(f"{workdir} exists and was not made by the demo: pass another --workdir")
+        if _sandbox_running(workdir / "sandbox"):
+            raise SystemExit(
+                f"a demo is still running in {workdir} (its sandbox holds {workdir / 'sandbox' / LOCK_FILE}): "
+                "wait for it, or pass another --workdir"
+            )
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / MARKER).write_text("made by `make demo`; deleted by its next run\n", encoding="utf-8")
+
+
+def _sandbox_running(sandbox_dir: Path) -> bool:
+    """Whether a sandbox holds the workdir's lock (the lock the sandbox itself takes, freed when it dies)."""
+    lock_path = sandbox_dir / LOCK_FILE
+    if not lock_path.is_file():
+        return False
+    with lock_path.open("a+", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
 
 
 def write_stand_in(repo: str, *, hf_home: Path, environ: Mapping[str, str], stream: TextIO) -> None:
