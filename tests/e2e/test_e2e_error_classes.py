@@ -90,7 +90,7 @@ async def failed_once(running: Running, name: str) -> dict[str, object]:
     assert status["phase"] == "Failed"
     assert (status["attempt"], status.get("retries", 0)) == (1, 0)
     error: dict[str, object] = status["error"]
-    events = await running.view.events(name)
+    events = await running.view.events(name, until=str(error["reason"]))
     assert "Retrying" not in reasons(events)
     (failure,) = [event for event in events if event.reason == error["reason"]]
     assert failure.type == "Warning"

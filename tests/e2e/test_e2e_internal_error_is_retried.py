@@ -45,7 +45,7 @@ async def test_a_stalled_attempt_is_retried_and_attempt_two_succeeds(running: Ru
 
     assert status["phase"] == "Succeeded", status.get("error")
     assert (status["attempt"], status["retries"]) == (2, 1)
-    events = await view.events("stalls")
+    events = await view.events("stalls", until="Completed")
     (retry,) = [event for event in events if event.reason == "Retrying"]
     assert retry.type == "Warning"
     assert "attempt 1 failed (Internal Stalled)" in retry.message

@@ -106,7 +106,7 @@ async def assert_retried_from_step_two(running: Running, name: str, *, failure: 
 
     assert status["phase"] == "Succeeded", status.get("error")
     assert (status["attempt"], status["retries"]) == (2, 1)
-    events = await view.events(name)
+    events = await view.events(name, until="Completed")
     (retry,) = [event for event in events if event.reason == "Retrying"]
     assert f"attempt 1 failed ({failure})" in retry.message
     created = [event.message for event in events if event.reason == "AttemptCreated"]
@@ -172,7 +172,7 @@ async def test_a_suspended_job_frees_its_pods_and_resumes_on_unsuspend(running: 
 
     assert status["phase"] == "Succeeded", status.get("error")
     assert (status["attempt"], status["retries"]) == (2, 0)  # a resume is not a retry
-    happened = reasons(await view.events("paused"))
+    happened = reasons(await view.events("paused", until="Completed"))
     assert happened.index("Suspended") < happened.index("Resumed") < happened.index("Completed")
 
 

@@ -106,7 +106,7 @@ async def test_single_node_job_succeeds_with_every_stage_in_order(running: Runni
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == 4
     assert status["resolved"]["template"] == "llama-3.2-1b-instruct"
 
-    events = await view.events("single")
+    events = await view.events("single", until="Completed")
     started = [e.message.split(";")[0] for e in events if e.reason == "StageStarted"]
     assert started == [f"stage {stage} started" for stage in STAGES]
     happened = reasons(events)

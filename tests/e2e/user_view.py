@@ -76,15 +76,24 @@ class UserView:
             name, lambda s: s.get("phase") in phases, timeout=timeout, what=f"phase {' or '.join(phases)}"
         )
 
-    async def events(self, name: str) -> list[Event]:
-        """The job's Events in the order they were posted, as `kubectl describe ftj` lists them."""
-        items = await self.client.list(EVENTS, namespace=self.namespace)
-        return [
-            Event(item.get("type", ""), item.get("reason", ""), item.get("message", ""))
-            for item in items
-            if item.get("involvedObject", {}).get("name") == name
-            and item.get("involvedObject", {}).get("kind") == "FineTuneJob"
-        ]
+    async def events(self, name: str, *, until: str | None = None, timeout: float = 30.0) -> list[Event]:
+        """The job's Events in the order they were posted, as `kubectl describe ftj` lists them.
+
+        `until`: wait for an Event with that reason first. The operator posts a job's last Event
+        (Completed, the failure) just after writing the phase a test waits for.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            items = await self.client.list(EVENTS, namespace=self.namespace)
+            events = [
+                Event(item.get("type", ""), item.get("reason", ""), item.get("message", ""))
+                for item in items
+                if item.get("involvedObject", {}).get("name") == name
+                and item.get("involvedObject", {}).get("kind") == "FineTuneJob"
+            ]
+            if until is None or until in reasons(events) or time.monotonic() > deadline:
+                return events
+            await asyncio.sleep(0.3)
 
     async def pods(self, name: str, *, component: str | None = None, attempt: int | None = None) -> list[Json]:
         selector = [f"{JOB_LABEL}={name}"]
