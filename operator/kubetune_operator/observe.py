@@ -128,8 +128,15 @@ def observe_run(
             retryable=True,
         )
         return RunObservation(state=RunState.FAILED, error=error, live_pods=live, **timing)
+    complete = _job_condition(job, "Complete") is not None
+    if complete and live:
+        # The Job controller marks a Job Complete only once none of its pods runs: a pod still running
+        # here is this operator's view lagging (Jobs and pods come on separate watches). Deciding now
+        # would miss rank 0's Result (the output model) and delete the finished pods as if they held
+        # GPUs; the pod's own update follows and wakes the job again.
+        return RunObservation(state=RunState.RUNNING, live_pods=live, **timing)
     succeeded = sum(1 for v in views if v.succeeded)
-    if _job_condition(job, "Complete") is not None or (views and succeeded >= expected):
+    if complete or (views and succeeded >= expected):
         return RunObservation(state=RunState.SUCCEEDED, result=rank0, live_pods=live, **timing)
     unschedulable = next((v for v in views if v.unschedulable is not None), None)
     if unschedulable is not None:
