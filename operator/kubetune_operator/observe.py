@@ -82,12 +82,13 @@ def observe(
     settings: OperatorSettings,
 ) -> Observation:
     """Observe the preflight and attempt `attempt` (their Jobs may be None when absent)."""
-    grace = settings.image_pull_grace_seconds
-    preflight = observe_run(preflight_job, preflight_pods, now=now, image_pull_grace=grace)
+    pull_grace, result_grace = settings.image_pull_grace_seconds, settings.result_grace_seconds
+    preflight = observe_run(preflight_job, preflight_pods, now=now, image_pull_grace=pull_grace)
+    trainer = observe_run(attempt_job, attempt_pods, now=now, image_pull_grace=pull_grace) if attempt else ABSENT
     return Observation(
-        preflight=_with_result(preflight, preflight_job, now=now, grace=settings.preflight_result_grace_seconds),
+        preflight=_with_result(preflight, preflight_job, now=now, grace=result_grace, required=True),
         attempt=attempt,
-        trainer=observe_run(attempt_job, attempt_pods, now=now, image_pull_grace=grace) if attempt else ABSENT,
+        trainer=_with_result(trainer, attempt_job, now=now, grace=result_grace, required=False),
     )
 
 
@@ -105,6 +106,11 @@ def observe_run(
     views = [PodView.of(pod, now=now, image_pull_grace=image_pull_grace) for pod in ordered]
     timing = _timing(views, now=now)
     live = sum(1 for v in views if not v.finished)
+    if _job_condition(job, "Complete") is not None:
+        # The Job controller marks a Job Complete only once none of its pods runs: a pod that still
+        # looks running here is this operator's view lagging (Jobs and pods come on separate watches),
+        # and holds no GPU. Counting it live would delete the finished pods, and their logs, at once.
+        live = 0
     expected = int((job or {}).get("spec", {}).get("completions") or len(views) or 1)
     rank0 = next((v.result for v in views if v.result is not None), None)
 
@@ -128,15 +134,8 @@ def observe_run(
             retryable=True,
         )
         return RunObservation(state=RunState.FAILED, error=error, live_pods=live, **timing)
-    complete = _job_condition(job, "Complete") is not None
-    if complete and live:
-        # The Job controller marks a Job Complete only once none of its pods runs: a pod still running
-        # here is this operator's view lagging (Jobs and pods come on separate watches). Deciding now
-        # would miss rank 0's Result (the output model) and delete the finished pods as if they held
-        # GPUs; the pod's own update follows and wakes the job again.
-        return RunObservation(state=RunState.RUNNING, live_pods=live, **timing)
     succeeded = sum(1 for v in views if v.succeeded)
-    if complete or (views and succeeded >= expected):
+    if _job_condition(job, "Complete") is not None or (views and succeeded >= expected):
         return RunObservation(state=RunState.SUCCEEDED, result=rank0, live_pods=live, **timing)
     unschedulable = next((v for v in views if v.unschedulable is not None), None)
     if unschedulable is not None:
@@ -152,14 +151,18 @@ def observe_run(
 
 
 RESULT_RECHECK_SECONDS = 2.0
-"""How often a Complete preflight Job waiting for its pod's message is looked at again."""
+"""How often a Complete Job waiting for its pod's termination message is looked at again."""
 
 
-def _with_result(run: RunObservation, job: Manifest | None, *, now: datetime, grace: float) -> RunObservation:
-    """A preflight passes only with its Result: the Job's Complete may arrive before its pod's message.
+def _with_result(
+    run: RunObservation, job: Manifest | None, *, now: datetime, grace: float, required: bool
+) -> RunObservation:
+    """A Complete Job is "still finishing" until its Result is seen: the Job's Complete may arrive first.
 
-    Jobs and pods are separate watches, so a Complete Job is "still finishing" until the pod's
-    termination message is seen; after `grace` it is an Internal (retryable) failure.
+    Jobs and pods are separate watches, so the pod's termination message (the preflight's model
+    facts, rank 0's output model) can follow the Job's Complete. It is waited for up to `grace`
+    seconds; then a preflight without its Result (`required`) is an Internal, retryable failure,
+    and a trainer succeeds on the Job's word (every rank exited 0 after saving and verifying).
     """
     if run.state != RunState.SUCCEEDED or run.result is not None:
         return run
@@ -172,6 +175,8 @@ def _with_result(run: RunObservation, job: Manifest | None, *, now: datetime, gr
             recheck = min(RESULT_RECHECK_SECONDS, grace - waited)
             return run.model_copy(update={"state": RunState.RUNNING, "recheck_after": recheck})
         why = f"the preflight Job is Complete but its pod's termination message was not seen within {grace:.0f}s"
+    if not required:
+        return run
     error = operator_error(
         ErrorClass.INTERNAL,
         Reason.PREFLIGHT_RESULT_MISSING,

@@ -38,10 +38,13 @@ class OperatorSettings(BaseModel):
     image_pull_grace_seconds: float = Field(
         300.0, ge=0, description="How long an image pull may fail before the job fails (ImagePullFailed)."
     )
-    preflight_result_grace_seconds: float = Field(
+    result_grace_seconds: float = Field(
         30.0,
         ge=0,
-        description="How long a Complete preflight Job may wait for its pod's termination message to be seen.",
+        description=(
+            "How long a Complete Job may wait for its pod's termination message (the preflight's or rank 0's "
+            "Result) to be seen."
+        ),
     )
     heartbeat_stale_seconds: float = Field(
         900.0, gt=0, description="A training heartbeat older than this fails the attempt as Stalled (retried)."

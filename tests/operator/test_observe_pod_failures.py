@@ -184,25 +184,6 @@ def test_success_with_rank_zero_result_and_pod_time() -> None:
     assert seen.live_pods == 0
 
 
-def test_a_complete_job_whose_pod_still_looks_running_waits_for_the_pod_update() -> None:
-    """Jobs and pods come on separate watches: the Job's Complete can arrive before rank 0's last update."""
-    result = Result(outcome=Outcome.SUCCEEDED, output=OutputSummary(uri="s3://m/x", name="x", files=3, bytes=1000))
-    complete = batch_job(completions=2, conditions=[{"type": "Complete", "status": "True"}])
-    lagging = [
-        pod(index=0, phase="Running", container_state=running()),
-        pod(index=1, phase="Succeeded", container_state=terminated(exit_code=0, minutes=10)),
-    ]
-    seen = _run(lagging, job=complete, minutes=11)
-    assert seen.state == RunState.RUNNING  # not SUCCEEDED without rank 0's Result, and no pod deleted
-    assert seen.result is None
-
-    lagging[0] = pod(index=0, phase="Succeeded", container_state=terminated(exit_code=0, minutes=10, result=result))
-    seen = _run(lagging, job=complete, minutes=11)
-    assert seen.state == RunState.SUCCEEDED
-    assert seen.result == result
-    assert seen.live_pods == 0
-
-
 def test_running_needs_every_node_running() -> None:
     pods = [pod(index=0, phase="Running", container_state=running()), pod(index=1)]
     assert _run(pods, job=batch_job(completions=2)).state == RunState.PENDING

@@ -12,7 +12,7 @@ from kubetune_trainer.contract import ErrorClass, Outcome, Result
 from .core_builders import SETTINGS, T0, batch_job, pod, running, stamp, terminated
 from .machine_harness import FACTS, Machine, creates, requeue
 
-GRACE = SETTINGS.preflight_result_grace_seconds
+GRACE = SETTINGS.result_grace_seconds
 COMPLETE = [{"type": "Complete", "status": "True", "reason": "Completed", "lastTransitionTime": stamp(T0)}]
 
 

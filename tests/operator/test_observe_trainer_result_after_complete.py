@@ -1,0 +1,80 @@
+"""A Complete trainer Job whose pods' last updates lag: wait for rank 0's Result, delete nothing.
+
+Jobs and pods reach the operator on separate watches, so the batch Job's Complete can arrive while
+a pod still looks running. A CI run of the e2e suite met it: the job succeeded, and the operator,
+counting the lagging pod as holding a GPU, deleted the finished attempt and its pods' logs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from kubetune_operator.actions import DeleteAttempt
+from kubetune_operator.api.status import Phase
+from kubetune_operator.observe import Observation, RunState, observe
+from kubetune_trainer.contract import Outcome, OutputSummary, Result
+
+from .core_builders import SETTINGS, T0, batch_job, pod, running, stamp, terminated
+from .machine_harness import PASSED, Machine, requeue
+
+GRACE = SETTINGS.result_grace_seconds
+COMPLETE = [{"type": "Complete", "status": "True", "reason": "Completed", "lastTransitionTime": stamp(T0)}]
+RESULT = Result(
+    outcome=Outcome.SUCCEEDED,
+    output=OutputSummary(uri="s3://models/support-bot", name="support-bot", files=3, bytes=10),
+)
+
+
+def _rank(index: int, *, done: bool) -> dict[str, Any]:
+    if not done:
+        return pod(index=index, phase="Running", container_state=running())
+    result = RESULT if index == 0 else None
+    return pod(index=index, phase="Succeeded", container_state=terminated(exit_code=0, result=result))
+
+
+def _seen(pods: list[dict[str, Any]], *, at: float) -> Observation:
+    return observe(
+        preflight_job=None,
+        preflight_pods=[],
+        attempt=1,
+        attempt_job=batch_job(completions=2, conditions=COMPLETE),
+        attempt_pods=pods,
+        now=T0 + timedelta(seconds=at),
+        settings=SETTINGS,
+    ).model_copy(update={"preflight": PASSED})
+
+
+def test_rank_zero_lagging_is_still_finishing_and_holds_no_gpu() -> None:
+    seen = _seen([_rank(0, done=False), _rank(1, done=True)], at=1)
+    assert seen.trainer.state == RunState.RUNNING
+    assert seen.trainer.live_pods == 0
+    assert seen.trainer.recheck_after is not None
+    assert 0 < seen.trainer.recheck_after <= GRACE
+
+
+def test_another_rank_lagging_succeeds_with_rank_zeros_result_and_no_live_pod() -> None:
+    seen = _seen([_rank(0, done=True), _rank(1, done=False)], at=1)
+    assert seen.trainer.state == RunState.SUCCEEDED
+    assert seen.trainer.result == RESULT
+    assert seen.trainer.live_pods == 0
+
+
+def test_past_the_grace_the_job_succeeds_on_the_jobs_word() -> None:
+    seen = _seen([_rank(0, done=False), _rank(1, done=True)], at=GRACE + 1)
+    assert seen.trainer.state == RunState.SUCCEEDED
+    assert seen.trainer.result is None
+    assert seen.trainer.error is None
+
+
+def test_the_machine_waits_then_succeeds_with_the_output_model_and_deletes_no_pod() -> None:
+    machine = Machine()
+    machine.start_running()
+    step = machine.tick(_seen([_rank(0, done=False), _rank(1, done=True)], at=1), at=1)
+    assert step.status.phase == Phase.RUNNING
+    assert requeue(step) is not None
+    step = machine.tick(_seen([_rank(0, done=True), _rank(1, done=False)], at=2), at=2)
+    assert step.status.phase == Phase.SUCCEEDED
+    assert step.status.output_model is not None
+    assert step.status.output_model.uri == "s3://models/support-bot"
+    assert not [action for action in machine.actions if isinstance(action, DeleteAttempt)]
