@@ -16,8 +16,9 @@ from typing import Any
 
 import kmock
 
+from kubetune_operator.kube.connection import Connection
 from kubetune_operator.kube.resources import JOBS, PODS
-from kubetune_operator.sandbox.client import ApiClient, JsonObject
+from kubetune_operator.sandbox.client import JsonObject, SandboxClient
 from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_operator.sandbox.job_controller import JobController
 from kubetune_operator.sandbox.layout import SandboxLayout
@@ -29,7 +30,7 @@ PODS_RESOURCE = kmock.resource("v1/pods")
 
 
 class Node:
-    def __init__(self, emulator: ApiEmulator, client: ApiClient, runner: PodRunner, layout: SandboxLayout) -> None:
+    def __init__(self, emulator: ApiEmulator, client: SandboxClient, runner: PodRunner, layout: SandboxLayout) -> None:
         self.emulator = emulator
         self.client = client
         self.runner = runner
@@ -131,7 +132,7 @@ async def one_node(root: Path, *, controller: bool = True) -> AsyncIterator[Node
     emulator = ApiEmulator(graceful_pod_deletion=True, namespaces={NS})
     async with emulator, kmock.Server(emulator):
         emulator.resources.load_bundled()
-        async with ApiClient(str(emulator.url), ssl=False, token=None) as client:
+        async with SandboxClient(Connection(server=str(emulator.url))) as client:
             layout = SandboxLayout(root)
             runner = PodRunner(
                 client,

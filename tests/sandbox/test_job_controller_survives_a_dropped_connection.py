@@ -12,14 +12,15 @@ from typing import Any
 
 import aiohttp
 
+from kubetune_operator.kube.connection import Connection
 from kubetune_operator.kube.resources import JOBS, ApiResource
-from kubetune_operator.sandbox.client import ApiClient, JsonObject
+from kubetune_operator.sandbox.client import JsonObject, SandboxClient
 from kubetune_operator.sandbox.job_controller import JobController
 
 from .one_node import condition_types, eventually, one_node, python
 
 
-class DropsTheFirstJobRead(ApiClient):
+class DropsTheFirstJobRead(SandboxClient):
     """The API server's connection drops once, under the first read of a Job (the network's failure, not ours)."""
 
     dropped = 0
@@ -34,7 +35,7 @@ class DropsTheFirstJobRead(ApiClient):
 async def test_a_job_read_that_drops_is_tried_again_and_the_job_completes(tmp_path: Path) -> None:
     async with one_node(tmp_path, controller=False) as node:
         url = str(node.emulator.url)
-        async with DropsTheFirstJobRead(url, ssl=False, token=None) as flaky:
+        async with DropsTheFirstJobRead(Connection(server=url)) as flaky:
             controller = asyncio.create_task(JobController(flaky).run())
             try:
                 await node.create_job("steady", python("print('done')"))

@@ -48,8 +48,16 @@ class ApiError(Exception):
 class KubeClient:
     """One aiohttp session to the API server; use as `async with KubeClient(connection) as client`."""
 
-    def __init__(self, connection: Connection, *, timeout_seconds: float = 30.0, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        *,
+        timeout_seconds: float = 30.0,
+        max_connections: int = 100,
+        user_agent: str = USER_AGENT,
+    ) -> None:
         self._connection = connection
+        self._user_agent = user_agent
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
@@ -61,7 +69,7 @@ class KubeClient:
             base_url=self._connection.server,
             connector=connector,
             timeout=self._timeout,
-            headers={"User-Agent": USER_AGENT},
+            headers={"User-Agent": self._user_agent},
         )
         return self
 
@@ -84,10 +92,15 @@ class KubeClient:
     async def list(
         self, resource: ApiResource, *, namespace: str | None, label_selector: str | None = None
     ) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        listed = await self._call("GET", resource.path(namespace=namespace), params=params)
-        items: list[dict[str, Any]] = listed.get("items", [])
+        items: list[dict[str, Any]] = (await self.list_object(resource, namespace, label_selector)).get("items", [])
         return items
+
+    async def list_object(
+        self, resource: ApiResource, namespace: str | None, label_selector: str | None = None
+    ) -> dict[str, Any]:
+        """The whole List: its `items` and the `metadata.resourceVersion` a watch starts from."""
+        params = {"labelSelector": label_selector} if label_selector else None
+        return await self._call("GET", resource.path(namespace=namespace), params=params)
 
     async def create(self, resource: ApiResource, body: dict[str, Any], *, namespace: str | None) -> dict[str, Any]:
         return await self._call("POST", resource.path(namespace=namespace), body=body)
@@ -105,14 +118,15 @@ class KubeClient:
         path = resource.path(namespace=namespace, name=name, subresource=subresource)
         return await self._call("PATCH", path, body=patch, content_type=MERGE_PATCH)
 
-    async def delete(self, resource: ApiResource, *, namespace: str | None, name: str) -> bool:
+    async def delete(
+        self, resource: ApiResource, *, namespace: str | None, name: str, grace_period_seconds: int | None = None
+    ) -> bool:
         """Delete with background propagation (dependents are collected); False when already gone."""
+        options: dict[str, Any] = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
         try:
-            await self._call(
-                "DELETE",
-                resource.path(namespace=namespace, name=name),
-                body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
-            )
+            await self._call("DELETE", resource.path(namespace=namespace, name=name), body=options)
         except ApiError as error:
             if error.not_found:
                 return False
@@ -128,16 +142,13 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        if self._session is None:
-            raise RuntimeError("KubeClient is used outside `async with`")
+        session = self._open()
         data = None if body is None else json.dumps(body)
         for attempt, backoff in enumerate((*_RETRY_DELAYS, None)):
             delay = backoff
-            headers = {"Content-Type": content_type, "Accept": "application/json"}
-            if self._token:
-                headers["Authorization"] = f"Bearer {self._token}"
+            headers = {"Content-Type": content_type, "Accept": "application/json", **self._authorization()}
             try:
-                async with self._session.request(method, path, params=params, data=data, headers=headers) as response:
+                async with session.request(method, path, params=params, data=data, headers=headers) as response:
                     text = await response.text()
                     if response.status == 401 and attempt == 0:
                         self._token = self._connection.current_token()  # a rotated service-account token
@@ -146,7 +157,7 @@ class KubeClient:
                         result: dict[str, Any] = json.loads(text) if text else {}
                         return result
                     if response.status not in _RETRIED_STATUSES or delay is None:
-                        raise _api_error(response.status, text)
+                        raise api_error(response.status, text)
                     delay = max(delay, float(response.headers.get("Retry-After", 0) or 0))
             except aiohttp.ClientConnectionError as error:
                 if delay is None:
@@ -155,8 +166,17 @@ class KubeClient:
             await asyncio.sleep(delay)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    def _open(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError(f"{type(self).__name__} is used outside `async with`")
+        return self._session
 
-def _api_error(status: int, text: str) -> ApiError:
+    def _authorization(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+
+def api_error(status: int, text: str) -> ApiError:
+    """The ApiError for a failed response: the reason and message of its Status body when it has one."""
     try:
         payload = json.loads(text)
     except ValueError:

@@ -43,7 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..api import crdgen
 from ..catalog import packaged_catalog_dir
-from .client import ApiClient, JsonObject
+from ..kube.connection import Connection
+from .client import JsonObject, SandboxClient
 from .emulator import ApiEmulator
 from .job_controller import JobController
 from .kubeconfig import write_kubeconfig
@@ -252,7 +253,8 @@ class Sandbox:
                 await self.apply(yaml.safe_load(entry.read_text(encoding="utf-8")))
 
     async def _start_controllers(self, certificate: ServingCertificate) -> None:
-        client = ApiClient(self.url, ssl=certificate.client_context(), token=self._token)
+        # The controllers reach the API as kubectl and the operator do: through the sandbox's kubeconfig.
+        client = SandboxClient(Connection.from_env({"KUBECONFIG": str(self.kubeconfig)}))
         await self._stack.enter_async_context(client)
         assert self._server is not None
         endpoint = ApiEndpoint(host="127.0.0.1", port=self._server.port, ca_pem=certificate.ca_pem, token=self._token)

@@ -28,7 +28,7 @@ import yaml
 
 from ..kube.connection import Connection
 from ..kube.resources import FINETUNEJOBS
-from .client import ApiClient
+from .client import SandboxClient
 from .control_plane import LOCK_FILE, SandboxInfo
 from .layout import SandboxLayout
 from .watch_table import WatchTable
@@ -179,12 +179,8 @@ def apply_manifest(
     return namespace, name
 
 
-def api_client(connection: Connection) -> ApiClient:
-    return ApiClient(connection.server, ssl=connection.ssl_context(), token=connection.current_token())
-
-
 async def _create(connection: Connection, manifest: dict[str, Any], *, namespace: str) -> None:
-    async with api_client(connection) as client:
+    async with SandboxClient(connection) as client:
         await client.create(FINETUNEJOBS, manifest, namespace=namespace)
 
 
@@ -199,7 +195,7 @@ async def follow(
     say(stream, f"$ kubectl get ftj {name} -w")
     table = WatchTable(stream)
     job: dict[str, Any] | None = None
-    async with api_client(connection) as client:
+    async with SandboxClient(connection) as client:
         try:
             async with asyncio.timeout(timeout_seconds):
                 async for event in client.watch(FINETUNEJOBS, namespace=namespace):

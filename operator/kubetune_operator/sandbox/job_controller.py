@@ -32,7 +32,7 @@ from kubetune_trainer.contract import format_kube_time
 from ..kube.client import ApiError
 from ..kube.resources import JOBS, PODS
 from ..pod_state import INDEX_ANNOTATION, parse_time
-from .client import API_FAILURES, ApiClient, JsonObject
+from .client import API_FAILURES, JsonObject, SandboxClient
 from .pod_runner import utc_now
 
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
@@ -51,7 +51,7 @@ JobKey = tuple[str, str]
 class JobController:
     """Reconciles every batch/v1 Job in every namespace, one at a time."""
 
-    def __init__(self, client: ApiClient, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, client: SandboxClient, *, clock: Callable[[], datetime] = utc_now) -> None:
         self._client = client
         self._clock = clock
         self._queue: asyncio.Queue[JobKey] = asyncio.Queue()
@@ -145,7 +145,7 @@ class JobController:
         uid = str(job["metadata"]["uid"])
         selector = f"{CONTROLLER_UID_LABEL}={uid}"
         listed = await self._client.list(PODS, namespace=job["metadata"].get("namespace"), label_selector=selector)
-        return _Pods(listed.get("items", []), ledger=self._ledgers.setdefault(uid, {}), stopped=self._stopped)
+        return _Pods(listed, ledger=self._ledgers.setdefault(uid, {}), stopped=self._stopped)
 
     def _failure(
         self, spec: Mapping[str, Any], status: Mapping[str, Any], *, failed: int, key: JobKey

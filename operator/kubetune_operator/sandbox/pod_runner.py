@@ -34,7 +34,7 @@ from kubetune_trainer.contract import TERMINATION_MESSAGE_LIMIT, format_kube_tim
 
 from ..kube.client import ApiError
 from ..kube.resources import CONFIGMAPS, PODS, SERVICES
-from .client import API_FAILURES, SECRETS, ApiClient, JsonObject
+from .client import API_FAILURES, SECRETS, JsonObject, SandboxClient
 from .layout import SandboxLayout
 from .loopback_ports import LoopbackPorts
 from .pod_plan import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError, ProcessPlan, plan_pod
@@ -94,7 +94,7 @@ class PodRunner:
 
     def __init__(
         self,
-        client: ApiClient,
+        client: SandboxClient,
         *,
         layout: SandboxLayout,
         endpoint: ApiEndpoint,
@@ -397,14 +397,11 @@ class PodRunner:
     async def _inputs(self, namespace: str) -> PodInputs:
         secrets = await self._client.list(SECRETS, namespace=namespace)
         config_maps = await self._client.list(CONFIGMAPS, namespace=namespace)
-        services = await self._client.list(SERVICES)
+        services = await self._client.list(SERVICES, namespace=None)
         return PodInputs(
-            secrets={item["metadata"]["name"]: item for item in secrets.get("items", [])},
-            config_maps={item["metadata"]["name"]: item for item in config_maps.get("items", [])},
-            services={
-                (str(item["metadata"].get("namespace")), str(item["metadata"]["name"]))
-                for item in services.get("items", [])
-            },
+            secrets={item["metadata"]["name"]: item for item in secrets},
+            config_maps={item["metadata"]["name"]: item for item in config_maps},
+            services={(str(item["metadata"].get("namespace")), str(item["metadata"]["name"])) for item in services},
         )
 
     def _now(self) -> str:
