@@ -9,7 +9,6 @@ blocks it: waits sleep asynchronously and kubectl runs as an asyncio subprocess.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +21,8 @@ from kubetune_operator.kube.connection import Connection
 from kubetune_operator.kube.resources import BASEMODELTEMPLATES, EVENTS, FINETUNEJOBS, JOBS, PODS
 from kubetune_operator.render.labels import ATTEMPT_LABEL, COMPONENT_LABEL, JOB_LABEL, TRAINER
 from kubetune_trainer.contract import Result
+
+from ..kubectl import kubectl
 
 Json = dict[str, Any]
 
@@ -118,13 +119,8 @@ class UserView:
 
     async def kubectl(self, *args: str) -> str:
         """The system kubectl against the sandbox; its output (a failure fails the test)."""
-        environ = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "KUBE_FEATURE_WatchListClient": "false"}
-        process = await asyncio.create_subprocess_exec(
-            "kubectl", *args, env=environ, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-        text = output.decode(errors="replace")
-        assert process.returncode == 0, f"kubectl {' '.join(args)} failed ({process.returncode}):\n{text}"
+        code, text = await kubectl(self.kubeconfig, *args)
+        assert code == 0, f"kubectl {' '.join(args)} failed ({code}):\n{text}"
         return text
 
 

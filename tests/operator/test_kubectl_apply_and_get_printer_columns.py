@@ -1,78 +1,50 @@
-"""The system kubectl against the emulator with the operator running: apply the examples, read the printer columns.
-
-kubectl must be installed (CI installs it): a missing kubectl fails these tests, it never skips them.
-"""
+"""The system kubectl against the emulator with the operator running: apply the examples, read the printer columns."""
 
 from __future__ import annotations
-
-import asyncio
-import os
-import shutil
 
 from kubetune_operator.sandbox.emulator import ApiEmulator
 
 from ..conftest import EXAMPLES_DIR
+from ..kubectl import kubectl
 from .cluster_actors import wait_for
 from .conftest import RunningOperator, status_of
-
-
-async def kubectl(cluster: ApiEmulator, *args: str, stdin: str | None = None) -> tuple[int, str]:
-    binary = shutil.which("kubectl")
-    assert binary is not None, "kubectl is not on PATH: install it (CI's .ci/run does)"
-    env = {
-        **os.environ,
-        "KUBECONFIG": os.devnull,
-        # kubectl >= 1.35 waits for an initial-events BOOKMARK on watch-lists; the emulator's is minimal.
-        "KUBE_FEATURE_WatchListClient": "false",
-    }
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        f"--server={str(cluster.url).rstrip('/')}",
-        *args,
-        env=env,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate(stdin.encode() if stdin is not None else None)
-    return process.returncode or 0, output.decode()
 
 
 async def test_kubectl_apply_then_get_shows_phase_stage_progress_model_error_age(
     cluster: ApiEmulator, operator: RunningOperator
 ) -> None:
     code, output = await kubectl(
-        cluster, "apply", "--validate=false", "-n", "ml", "-f", str(EXAMPLES_DIR / "byom-lora.yaml")
+        cluster.url, "apply", "--validate=false", "-n", "ml", "-f", str(EXAMPLES_DIR / "byom-lora.yaml")
     )
     assert code == 0, output
     assert "finetunejob.kubetune.dev/support-bot created" in output
     await wait_for(lambda: status_of(cluster, "support-bot").get("phase") == "Validating", what="phase Validating")
 
-    code, output = await kubectl(cluster, "get", "ftj", "-n", "ml")
+    code, output = await kubectl(cluster.url, "get", "ftj", "-n", "ml")
     assert code == 0, output
     header, row = output.splitlines()[:2]
     assert header.split() == ["NAME", "PHASE", "STAGE", "PROGRESS", "MODEL", "ERROR", "AGE"]
     assert row.split()[:2] == ["support-bot", "Validating"]
 
-    code, output = await kubectl(cluster, "get", "finetunejobs", "-A", "-o", "wide")
+    code, output = await kubectl(cluster.url, "get", "finetunejobs", "-A", "-o", "wide")
     assert code == 0, output
     assert output.splitlines()[0].split()[-3:] == ["HF-MODEL", "REASON", "ATTEMPT"]
 
 
 async def test_kubectl_apply_of_every_example_is_accepted(cluster: ApiEmulator, operator: RunningOperator) -> None:
     for example in sorted(EXAMPLES_DIR.glob("*.yaml")):
-        code, output = await kubectl(cluster, "apply", "--validate=false", "-f", str(example))
+        code, output = await kubectl(cluster.url, "apply", "--validate=false", "-f", str(example))
         assert code == 0, (example.name, output)
-    code, output = await kubectl(cluster, "get", "bmt", "smollm2-on-l4", "-o", "name")
+    code, output = await kubectl(cluster.url, "get", "bmt", "smollm2-on-l4", "-o", "name")
     assert (code, output.strip()) == (0, "basemodeltemplate.kubetune.dev/smollm2-on-l4")
-    code, output = await kubectl(cluster, "get", "ftj", "-A", "--no-headers")
+    code, output = await kubectl(cluster.url, "get", "ftj", "-A", "--no-headers")
     assert code == 0, output
     assert len(output.splitlines()) == len([p for p in EXAMPLES_DIR.glob("*.yaml") if "FineTuneJob" in p.read_text()])
 
 
 async def test_kubectl_shows_the_schema_error_for_an_invalid_job(cluster: ApiEmulator) -> None:
     manifest = (EXAMPLES_DIR / "quickstart.yaml").read_text().replace("model: auto", "model: ''")
-    code, output = await kubectl(cluster, "apply", "--validate=false", "-n", "ml", "-f", "-", stdin=manifest)
+    code, output = await kubectl(cluster.url, "apply", "--validate=false", "-n", "ml", "-f", "-", stdin=manifest)
     assert code != 0
     assert 'The FineTuneJob "quickstart" is invalid' in output
     assert "spec.model" in output

@@ -7,8 +7,6 @@ eviction subresource and the log subresource (`kubectl logs`).
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +14,8 @@ import kmock
 import pytest
 
 from kubetune_operator.sandbox.emulator import PODS, ApiEmulator
+
+from ..kubectl import kubectl
 
 NS = "default"
 POD_URL = f"/api/v1/namespaces/{NS}/pods"
@@ -147,37 +147,21 @@ async def test_eviction_without_a_callback_deletes_the_pod_gracefully() -> None:
         assert (emulator.live(PODS, NS, "victim") or {})["metadata"]["deletionGracePeriodSeconds"] == 45
 
 
-async def kubectl(api: ApiEmulator, *args: str) -> tuple[int, str]:
-    binary = shutil.which("kubectl")
-    assert binary is not None, "kubectl is not on PATH: install it (CI's .ci/run does)"
-    env = {**os.environ, "KUBECONFIG": os.devnull, "KUBE_FEATURE_WatchListClient": "false"}
-    process = await asyncio.create_subprocess_exec(
-        binary,
-        f"--server={str(api.url).rstrip('/')}",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await process.communicate()
-    return process.returncode or 0, output.decode()
-
-
 async def test_kubectl_logs_reads_the_log_callback(api: ApiEmulator, world: PodWorld) -> None:
     await _running_pod(api, "p")
     await _running_pod(api, "pair", containers=("trainer", "sidecar"))
-    code, output = await kubectl(api, "logs", "p")
+    code, output = await kubectl(api.url, "logs", "p")
     assert code != 0
     assert 'container "trainer" in pod "p" is waiting to start' in output
     world.logs[(NS, "p")] = "step 1 loss 2.0\nstep 2 loss 1.5\nstep 3 loss 1.2\n"
     world.logs[(NS, "pair")] = "hello\n"
-    assert await kubectl(api, "logs", "p") == (0, world.logs[(NS, "p")])
-    assert await kubectl(api, "logs", "p", "--tail=2") == (0, "step 2 loss 1.5\nstep 3 loss 1.2\n")
-    assert await kubectl(api, "logs", "pair", "-c", "sidecar") == (0, "hello\n")
-    code, output = await kubectl(api, "logs", "p", "-c", "nope")
+    assert await kubectl(api.url, "logs", "p") == (0, world.logs[(NS, "p")])
+    assert await kubectl(api.url, "logs", "p", "--tail=2") == (0, "step 2 loss 1.5\nstep 3 loss 1.2\n")
+    assert await kubectl(api.url, "logs", "pair", "-c", "sidecar") == (0, "hello\n")
+    code, output = await kubectl(api.url, "logs", "p", "-c", "nope")
     assert code != 0
     assert "container nope is not valid for pod p" in output
-    code, output = await kubectl(api, "logs", "ghost")
+    code, output = await kubectl(api.url, "logs", "ghost")
     assert code != 0
     assert 'pods "ghost" not found' in output
 
@@ -195,7 +179,7 @@ async def test_kubectl_delete_pod_waits_for_the_kubelet_to_finish(api: ApiEmulat
         await _call(api, "DELETE", f"{POD_URL}/p", json={"gracePeriodSeconds": 0})
 
     player = asyncio.create_task(kubelet())
-    code, output = await kubectl(api, "delete", "pod", "p", "--grace-period=20", "--timeout=20s")
+    code, output = await kubectl(api.url, "delete", "pod", "p", "--grace-period=20", "--timeout=20s")
     await player
     assert (code, output.strip()) == (0, 'pod "p" deleted')
     assert seen[0]["metadata"]["deletionGracePeriodSeconds"] == 20
@@ -205,7 +189,7 @@ async def test_kubectl_delete_pod_waits_for_the_kubelet_to_finish(api: ApiEmulat
 async def test_kubectl_logs_follow_streams_new_lines_until_the_pod_ends(api: ApiEmulator, world: PodWorld) -> None:
     await _running_pod(api, "p")
     world.logs[(NS, "p")] = "step 1\n"
-    following = asyncio.create_task(kubectl(api, "logs", "-f", "p"))
+    following = asyncio.create_task(kubectl(api.url, "logs", "-f", "p"))
     await asyncio.sleep(1.0)
     assert not following.done()  # still following a running pod
     world.logs[(NS, "p")] += "step 2\n"
@@ -213,6 +197,6 @@ async def test_kubectl_logs_follow_streams_new_lines_until_the_pod_ends(api: Api
     world.logs[(NS, "p")] += "done\n"
     await _call(api, "PATCH", f"{POD_URL}/p/status", json={"status": {"phase": "Succeeded"}}, headers=MERGE)
     assert await asyncio.wait_for(following, 10) == (0, "step 1\nstep 2\ndone\n")
-    code, output = await kubectl(api, "logs", "-f", "ghost")
+    code, output = await kubectl(api.url, "logs", "-f", "ghost")
     assert code != 0
     assert 'pods "ghost" not found' in output

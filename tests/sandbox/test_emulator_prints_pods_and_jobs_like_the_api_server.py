@@ -16,7 +16,7 @@ import pytest
 
 from kubetune_operator.sandbox.emulator import ApiEmulator
 
-from .test_emulator_pod_subresources import kubectl
+from ..kubectl import kubectl
 
 NS = "default"
 MERGE = {"Content-Type": "application/merge-patch+json"}
@@ -62,7 +62,7 @@ async def test_kubectl_get_pods_shows_ready_status_and_restarts(api: ApiEmulator
     async with api.delete(f"/api/v1/namespaces/{NS}/pods/f-going") as deleted:
         assert deleted.status == 200
 
-    code, output = await kubectl(api, "get", "pods")
+    code, output = await kubectl(api.url, "get", "pods")
     assert code == 0, output
     lines = [line.split() for line in output.splitlines()]
     assert lines[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
@@ -74,7 +74,7 @@ async def test_kubectl_get_pods_shows_ready_status_and_restarts(api: ApiEmulator
         ["e-waiting", "0/1", "CreateContainerConfigError", "0"],
         ["f-going", "1/1", "Terminating", "0"],
     ]
-    code, output = await kubectl(api, "get", "pod", "b-running", "-o", "wide")
+    code, output = await kubectl(api.url, "get", "pod", "b-running", "-o", "wide")
     assert output.splitlines()[0].split()[-2:] == ["IP", "NODE"]
     assert output.splitlines()[1].split()[-2:] == ["127.0.0.1", "sandbox"]
 
@@ -99,7 +99,7 @@ async def test_kubectl_get_jobs_shows_status_completions_and_duration(api: ApiEm
     await _object(api, jobs, job("c-failed"), {"startTime": start, "failed": 1, "conditions": failed})
     await _object(api, jobs, job("d-suspended"), {"conditions": [{"type": "Suspended", "status": "True"}]})
 
-    code, output = await kubectl(api, "get", "jobs")
+    code, output = await kubectl(api.url, "get", "jobs")
     assert code == 0, output
     lines = [line.split() for line in output.splitlines()]
     assert lines[0] == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
@@ -142,7 +142,7 @@ async def test_kubectl_get_events_shows_type_reason_object_and_message(api: ApiE
     }
     await _object(api, events, series_event, None)
 
-    code, output = await kubectl(api, "get", "events")
+    code, output = await kubectl(api.url, "get", "events")
     assert code == 0, output
     lines = output.splitlines()
     assert lines[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
@@ -154,7 +154,7 @@ async def test_kubectl_get_events_shows_type_reason_object_and_message(api: ApiE
         "no checkpoint location: set spec.checkpoint.uri",
     ]
     assert lines[2].split(maxsplit=4) == ["30m", "Normal", "Completed", "finetunejob/quickstart", "the job succeeded"]
-    code, output = await kubectl(api, "get", "events", "-o", "wide")
+    code, output = await kubectl(api.url, "get", "events", "-o", "wide")
     assert code == 0, output
     wide = [line.split() for line in output.splitlines()]
     assert wide[0][-4:] == ["FIRST", "SEEN", "COUNT", "NAME"]
@@ -165,7 +165,7 @@ async def test_kubectl_get_events_shows_type_reason_object_and_message(api: ApiE
 async def test_kubectl_get_w_prints_every_change_in_the_same_columns(api: ApiEmulator) -> None:
     """`kubectl get pods -w`: the watch's events arrive as one-row Tables, so later rows keep the columns."""
     await _pod(api, "w-pod", None)
-    watching = asyncio.create_task(kubectl(api, "get", "pods", "-w", "--request-timeout=4s"))
+    watching = asyncio.create_task(kubectl(api.url, "get", "pods", "-w", "--request-timeout=4s"))
     await asyncio.sleep(1.5)
     running = {"phase": "Running", "podIP": "127.0.0.1", **_container(RUNNING, ready=True)}
     async with api.patch(

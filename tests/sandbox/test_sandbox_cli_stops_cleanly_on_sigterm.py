@@ -17,7 +17,8 @@ from pathlib import Path
 
 from kubetune_operator.sandbox.control_plane import SandboxInfo
 
-from .kubectl import SLEEPER_POD, eventually, kubectl, pod_phase
+from ..kubectl import kubectl
+from .sleeper_pods import SLEEPER_POD, eventually, pod_phase
 
 
 def _children(pid: int) -> set[int]:

@@ -24,7 +24,8 @@ from kubetune_operator.sandbox.kubeconfig import write_kubeconfig
 from kubetune_operator.sandbox.tls import issue
 
 from ..conftest import EXAMPLES_DIR
-from .kubectl import SLEEPER_POD, eventually, kubectl, pod_phase
+from ..kubectl import kubectl
+from .sleeper_pods import SLEEPER_POD, eventually, pod_phase
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
