@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubetune_operator.sandbox.watch_table import WatchTable, human_age, printer_columns
+from kubetune_operator.sandbox.apimachinery import human_duration
+from kubetune_operator.sandbox.watch_table import WatchTable, printer_columns
 
 CREATED = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -41,11 +42,16 @@ def test_the_columns_are_the_crds_default_printer_columns() -> None:
         (180, "3m"),
         (725, "12m"),
         (11_100, "3h5m"),
+        (72_000, "20h"),
         (183_600, "2d3h"),
+        (172_800, "2d"),
+        (30 * 86_400, "30d"),
+        (3 * 365 * 86_400 + 4 * 86_400, "3y4d"),
+        (9 * 365 * 86_400, "9y"),
     ],
 )
 def test_ages_read_as_kubectl_shows_them(seconds: int, shown: str) -> None:
-    assert human_age(seconds) == shown
+    assert human_duration(seconds) == shown
 
 
 def test_a_row_is_printed_per_change_and_never_for_an_age_tick() -> None:

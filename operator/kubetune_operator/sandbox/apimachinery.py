@@ -178,32 +178,63 @@ def gone(message: str) -> kmock.KubernetesError:
 # Server-side tables, for `kubectl get` of custom resources (its columns come from the CRD).
 
 
-def human_age(created: str | None, *, now: datetime.datetime) -> str | None:
-    """Kubernetes' `duration.HumanDuration`, coarsened as it does: 42s, 3m10s, 5h, 2d."""
-    if not created:
-        return None
-    seconds = int((now - datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))).total_seconds())
-    seconds = max(seconds, 0)
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+def human_duration(seconds: float) -> str:
+    """apimachinery's `duration.HumanDuration`, the AGE column: 45s, 2m30s, 12m, 3h5m, 20h, 2d3h, 30d, 2y3d."""
+    whole = int(seconds)
+    if whole < -1:
+        return "<invalid>"
+    if whole < 120:
+        return f"{max(whole, 0)}s"
+    minutes = whole // 60
     if minutes < 10:
-        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
-    if hours < 3:
+        return f"{minutes}m{whole % 60}s" if whole % 60 else f"{minutes}m"
+    if minutes < 180:
         return f"{minutes}m"
+    hours = minutes // 60
     if hours < 8:
         return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
     if hours < 48:
         return f"{hours}h"
-    return f"{days}d"
+    days = hours // 24
+    if hours < 24 * 8:
+        return f"{days}d{hours % 24}h" if hours % 24 else f"{days}d"
+    if days < 365 * 2:
+        return f"{days}d"
+    if days < 365 * 8:
+        return f"{days // 365}y{days % 365}d" if days % 365 else f"{days // 365}y"
+    return f"{days // 365}y"
 
 
-def _simple_json_path(obj: Mapping[str, Any], path: str) -> Any:
-    """`.status.progress.summary` -> the value (CRD printer columns allow only simple paths)."""
+def human_age(created: str | None, *, now: datetime.datetime) -> str | None:
+    """The time from `created` (an RFC 3339 stamp) to `now` as kubectl prints it; None without a stamp."""
+    if not created:
+        return None
+    return human_duration((now - parse_kube_time(created)).total_seconds())
+
+
+def parse_kube_time(moment: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def simple_json_path(obj: Mapping[str, Any], path: str) -> Any:
+    """`.status.progress.summary` -> the value, None when a part is absent (printer columns use only these)."""
     value: Any = obj
     for part in path.lstrip(".").split("."):
         value = value.get(part) if isinstance(value, Mapping) else None
     return value
+
+
+def printer_column_cells(obj: Mapping[str, Any], columns: list[JsonObject], *, now: datetime.datetime) -> list[Any]:
+    """One object's cells for a CRD's additionalPrinterColumns, as the API server fills them."""
+    row: list[Any] = []
+    for column in columns:
+        value = simple_json_path(obj, column["jsonPath"])
+        if value is not None and column.get("type") == "date":
+            value = human_age(str(value), now=now)
+        elif value is not None and column.get("type", "string") == "string":
+            value = str(value)
+        row.append(value)
+    return row
 
 
 def table(
@@ -212,15 +243,7 @@ def table(
     """A meta.k8s.io/v1 Table as the API server builds it for a CRD's additionalPrinterColumns."""
 
     def cells(obj: JsonObject) -> list[Any]:
-        row: list[Any] = []
-        for column in columns:
-            value = _simple_json_path(obj, column["jsonPath"])
-            if value is not None and column.get("type") == "date":
-                value = human_age(str(value), now=now)
-            elif value is not None and column.get("type", "string") == "string":
-                value = str(value)
-            row.append(value)
-        return row
+        return printer_column_cells(obj, columns, now=now)
 
     return printed_table(objects, columns=columns, cells=cells, resource_version=resource_version)
 

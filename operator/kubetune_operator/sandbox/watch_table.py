@@ -11,62 +11,29 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from ..api.crdgen import finetunejob_crd
+from .apimachinery import JsonObject, printer_column_cells
 
 _MIN_WIDTHS = {"NAME": 12, "PHASE": 11, "STAGE": 16, "PROGRESS": 16, "MODEL": 8, "ERROR": 14}
 
 
+def _default_columns() -> list[JsonObject]:
+    (version,) = finetunejob_crd()["spec"]["versions"]
+    return [column for column in version["additionalPrinterColumns"] if not column.get("priority")]
+
+
 def printer_columns() -> list[tuple[str, str]]:
     """(header, jsonPath) of the columns `kubectl get ftj` prints without `-o wide`."""
-    (version,) = finetunejob_crd()["spec"]["versions"]
-    return [
-        (column["name"].upper(), column["jsonPath"])
-        for column in version["additionalPrinterColumns"]
-        if not column.get("priority")
-    ]
-
-
-def _lookup(obj: Mapping[str, Any], json_path: str) -> Any:
-    """A printer column's simple `.a.b.c` path; None when any part is absent (an empty cell)."""
-    node: Any = obj
-    for key in json_path.lstrip(".").split("."):
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def human_age(seconds: float) -> str:
-    """Kubernetes' HumanDuration, the AGE column: 45s, 2m30s, 12m, 3h5m, 2d3h."""
-    whole = int(seconds)
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 10:
-        rest = whole % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = minutes // 60
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    return [(column["name"].upper(), column["jsonPath"]) for column in _default_columns()]
 
 
 def row(job: Mapping[str, Any], *, now: datetime) -> dict[str, str]:
-    """NAME and every printer column of `job`, as the strings kubectl prints."""
+    """NAME and every printer column of `job`, as the strings kubectl prints (the API server's own cells)."""
+    columns = _default_columns()
+    cells = printer_column_cells(job, columns, now=now)
     values = {"NAME": str(job.get("metadata", {}).get("name", ""))}
-    for header, json_path in printer_columns():
-        value = _lookup(job, json_path)
-        if header == "AGE" and isinstance(value, str):
-            created = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            values[header] = human_age((now - created).total_seconds())
-        else:
-            values[header] = "" if value is None else str(value)
+    values.update(
+        {column["name"].upper(): "" if cell is None else str(cell) for column, cell in zip(columns, cells, strict=True)}
+    )
     return values
 
 
