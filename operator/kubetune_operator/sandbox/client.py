@@ -59,27 +59,27 @@ class SandboxClient(KubeClient):
     async def watch(
         self, resource: ApiResource, *, namespace: str | None = None, label_selector: str | None = None
     ) -> AsyncIterator[WatchEvent]:
-        """Every object as ADDED, then changes, forever; resumed after a dropped stream, relisted after 410."""
+        """Every object as ADDED, then changes, forever; resumed after a dropped stream, relisted after 410.
+
+        A relist also gives DELETED for each object seen before that the new list lacks (deleted while
+        the watch was away), as an informer does: a kubelet must not keep running a pod that is gone.
+        """
         version: str | None = None
+        known: dict[tuple[str | None, str], JsonObject] = {}
         while True:
             try:
                 if version is None:
-                    listed = await self.list_object(resource, namespace, label_selector)
-                    version = str(listed.get("metadata", {}).get("resourceVersion") or "")
-                    for item in listed.get("items", []):
-                        yield WatchEvent("ADDED", item)
+                    version, listed = await self._relist(resource, namespace, label_selector, known)
+                    for event in listed:
+                        yield event
                 async for event in self._stream(resource, namespace, label_selector, since=version):
                     if event.type == "ERROR":
-                        if event.object.get("code") != 410:
-                            raise ApiError(
-                                int(event.object.get("code") or 500),
-                                str(event.object.get("reason", "")),
-                                str(event.object.get("message", "")),
-                            )
+                        _raise_unless_expired(event)
                         version = None  # too old: relist
                         break
                     version = str(event.object.get("metadata", {}).get("resourceVersion") or version)
                     if event.type != "BOOKMARK":
+                        _remember(known, event)
                         yield event
             except (aiohttp.ClientError, TimeoutError) as error:
                 log.debug("watch of %s dropped: %s", resource.plural, error)
@@ -90,6 +90,22 @@ class SandboxClient(KubeClient):
                     log.warning("watch of %s refused: %s; listing again", resource.plural, error)
                     await asyncio.sleep(RECONNECT_SECONDS)
                 version = None
+
+    async def _relist(
+        self,
+        resource: ApiResource,
+        namespace: str | None,
+        label_selector: str | None,
+        known: dict[tuple[str | None, str], JsonObject],
+    ) -> tuple[str, list[WatchEvent]]:
+        """The List's resourceVersion; DELETED for each known object it lacks, then ADDED for each it has."""
+        listed = await self.list_object(resource, namespace, label_selector)
+        fresh = {_key(item): item for item in listed.get("items", [])}
+        events = [WatchEvent("DELETED", known[key]) for key in known if key not in fresh]
+        events += [WatchEvent("ADDED", item) for item in fresh.values()]
+        known.clear()
+        known.update(fresh)
+        return str(listed.get("metadata", {}).get("resourceVersion") or ""), events
 
     async def _stream(
         self, resource: ApiResource, namespace: str | None, label_selector: str | None, *, since: str
@@ -111,3 +127,25 @@ class SandboxClient(KubeClient):
                     if line.strip():
                         event = json.loads(line)
                         yield WatchEvent(str(event.get("type", "")), event.get("object") or {})
+
+
+def _raise_unless_expired(event: WatchEvent) -> None:
+    """A watch's ERROR event: 410 Expired means relist; any other is the server's refusal."""
+    if event.object.get("code") != 410:
+        raise ApiError(
+            int(event.object.get("code") or 500),
+            str(event.object.get("reason", "")),
+            str(event.object.get("message", "")),
+        )
+
+
+def _remember(known: dict[tuple[str | None, str], JsonObject], event: WatchEvent) -> None:
+    if event.type == "DELETED":
+        known.pop(_key(event.object), None)
+    else:
+        known[_key(event.object)] = event.object
+
+
+def _key(obj: JsonObject) -> tuple[str | None, str]:
+    metadata = obj.get("metadata", {})
+    return metadata.get("namespace"), str(metadata.get("name", ""))
