@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -176,3 +177,18 @@ async def test_kubectl_get_w_prints_every_change_in_the_same_columns(api: ApiEmu
     lines = [line.split() for line in output.splitlines() if line.startswith(("NAME", "w-pod"))]
     assert lines[0] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert [line[:4] for line in lines[1:]] == [["w-pod", "0/1", "Pending", "0"], ["w-pod", "1/1", "Running", "0"]]
+
+
+async def test_kubectl_get_namespaces_shows_each_with_an_age(api: ApiEmulator) -> None:
+    await _pod(api, "a-pending", {"phase": "Pending"})
+    api.namespaces.add("ml")
+
+    code, output = await kubectl(api.url, "get", "namespaces")
+
+    assert code == 0, output
+    lines = [line.split() for line in output.splitlines()]
+    assert lines[0][0] == "NAME"
+    assert lines[0][-1] == "AGE"
+    rows = {line[0]: line[-1] for line in lines[1:]}
+    assert sorted(rows) == ["default", "ml"]
+    assert all(re.fullmatch(r"\d+s", age) for age in rows.values()), output

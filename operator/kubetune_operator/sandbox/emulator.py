@@ -167,6 +167,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _background: set[asyncio.Task[None]] = attrs.field(factory=set, init=False)
     _own_payloads: int = attrs.field(default=0, init=False)
     _awaiting_kubelet: set[Key] = attrs.field(factory=set, init=False)
+    _started: str = attrs.field(factory=lambda: _timestamp(_now()), init=False)
+    """When the emulated cluster began: every namespace's creationTimestamp (kubectl's AGE)."""
 
     @_log.default
     def _new_log(self) -> collections.deque[tuple[int, kmock.resource, JsonObject]]:
@@ -202,7 +204,13 @@ class ApiEmulator(kmock.KubernetesEmulator):
         """The namespaces that hold objects, plus `default`: listed, or watched (ADDED each, then quiet)."""
         names = sorted(self.namespaces | {namespace for (_, namespace, _) in self.objects if namespace})
         items: list[JsonObject] = [
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n, "uid": n}} for n in names
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": n, "uid": n, "creationTimestamp": self._started},
+                "status": {"phase": "Active"},
+            }
+            for n in names
         ]
         version = str(self._current_rv)
         for item in items:
