@@ -145,7 +145,13 @@ def test_make_demo_succeeds_within_three_minutes(tmp_path: Path) -> None:
     started = time.monotonic()
     done = subprocess.run(
         # -o: the suite runs inside the installed venv; make must not reinstall it under the test.
-        [*make_demo_command().split(), "-o", str(venv / ".installed"), f"VENV={venv}", f"DEMO_WORKDIR={tmp_path}/demo"],
+        [
+            *make_demo_command().split(),
+            "-o",
+            str(venv / ".installed-sandbox"),
+            f"VENV={venv}",
+            f"DEMO_WORKDIR={tmp_path}/demo",
+        ],
         cwd=REPO,
         env=user_environ(REPO),
         capture_output=True,
