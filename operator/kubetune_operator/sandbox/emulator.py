@@ -61,7 +61,6 @@ Job controller and the kubelet by writing Pod and Job status; the sandbox runs i
 from __future__ import annotations
 
 import asyncio
-import collections
 import copy
 import datetime
 import inspect
@@ -81,6 +80,7 @@ import kmock
 from . import apimachinery as api
 from . import printers
 from .apimachinery import JsonObject
+from .watch_events import Watcher, WatchEvents
 
 Key = tuple[kmock.resource, str | None, str]
 PODS = kmock.resource("", "v1", "pods")
@@ -121,26 +121,6 @@ def _strict(schema: JsonObject, *, path: tuple[str, ...] = ()) -> JsonObject:
     return node
 
 
-@attrs.define(eq=False)
-class _Watcher:
-    resource: kmock.resource
-    namespace: str | None
-    name: str | None
-    label_selector: str | None
-    field_selector: str | None
-    queue: asyncio.Queue[JsonObject] = attrs.field(factory=asyncio.Queue)
-
-    def wants(self, resource: kmock.resource, obj: JsonObject) -> bool:
-        meta = obj.get("metadata", {})
-        return (
-            resource == self.resource
-            and (self.namespace is None or meta.get("namespace") == self.namespace)
-            and (self.name is None or meta.get("name") == self.name)
-            and api.labels_match(self.label_selector, meta.get("labels") or {})
-            and api.fields_match(self.field_selector, obj)
-        )
-
-
 @attrs.define(kw_only=True)
 class ApiEmulator(kmock.KubernetesEmulator):
     keep_versions: int = 4
@@ -159,9 +139,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _current_rv: int = attrs.field(default=0, init=False)
     _validators: dict[kmock.resource, tuple[Any, Any]] = attrs.field(factory=dict, init=False)
     _columns: dict[kmock.resource, list[JsonObject]] = attrs.field(factory=dict, init=False)
-    _log: collections.deque[tuple[int, kmock.resource, JsonObject]] = attrs.field(init=False)
-    _dropped_upto: int = attrs.field(default=0, init=False)
-    _watchers: set[_Watcher] = attrs.field(factory=set, init=False)
+    _events: WatchEvents = attrs.field(init=False)
     _uids: dict[str, Key] = attrs.field(factory=dict, init=False)
     _outcomes: dict[int, JsonObject] = attrs.field(factory=dict, init=False)
     _background: set[asyncio.Task[None]] = attrs.field(factory=set, init=False)
@@ -170,9 +148,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _started: str = attrs.field(factory=lambda: _timestamp(_now()), init=False)
     """When the emulated cluster began: every namespace's creationTimestamp (kubectl's AGE)."""
 
-    @_log.default
-    def _new_log(self) -> collections.deque[tuple[int, kmock.resource, JsonObject]]:
-        return collections.deque(maxlen=self.event_log_size)
+    @_events.default
+    def _new_events(self) -> WatchEvents:
+        return WatchEvents(self.event_log_size)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -262,10 +240,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
 
     def replay(self, resource: kmock.resource, body: JsonObject) -> None:
         """Deliver `body` to the watchers again as MODIFIED, unchanged (a re-delivered watch event)."""
-        event = {"type": "MODIFIED", "object": body}
-        for watcher in list(self._watchers):
-            if watcher.wants(resource, body):
-                watcher.queue.put_nowait(event)
+        self._events.deliver(resource, {"type": "MODIFIED", "object": body})
 
     def collection_path(self, api_version: str, kind: str, *, namespace: str) -> str:
         """The URL path objects of `kind` in `api_version` are created at (`namespace` if namespaced)."""
@@ -476,7 +451,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         body = {**body, "metadata": {**body["metadata"], "resourceVersion": self._next_rv()}}
         self.objects[key].delete()
         self._uids.pop(body["metadata"].get("uid", ""), None)
-        self._publish(key[0], "DELETED", body)
+        self._events.publish(key[0], "DELETED", body)
         task = asyncio.get_running_loop().create_task(self._collect_dependents(body["metadata"].get("uid"), policy))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
@@ -599,7 +574,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[Any]:
         yield b""  # headers first: a watch with nothing to say yet is still a started stream
         params = request.params
-        watcher = _Watcher(
+        watcher = Watcher(
             _resource_of(request),
             request.namespace,
             request.name,
@@ -608,14 +583,12 @@ class ApiEmulator(kmock.KubernetesEmulator):
         )
         since = params.get("resourceVersion")
         async with self._lock:
-            if since not in (None, "", "0") and int(since) < self._dropped_upto:
-                expired = api.gone(f"too old resource version: {since} ({self._dropped_upto})")
-                yield {"type": "ERROR", "object": self._status_of(expired)}
-                return
             if since not in (None, "", "0"):
-                backlog = [
-                    event for rv, res, event in self._log if rv > int(since) and watcher.wants(res, event["object"])
-                ]
+                try:
+                    backlog = self._events.since(int(since), watcher)
+                except kmock.KubernetesError as expired:
+                    yield {"type": "ERROR", "object": self._status_of(expired)}
+                    return
             else:
                 backlog = [
                     {"type": "ADDED", "object": obj}
@@ -624,7 +597,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 backlog = [event for event in backlog if watcher.wants(_resource_of(request), event["object"])]
                 if params.get("sendInitialEvents") == "true":
                     backlog.append(self._initial_events_end(_resource_of(request)))
-            self._watchers.add(watcher)
+            self._events.open(watcher)
         try:
             for event in backlog:
                 yield self._as_watched(request, event)
@@ -640,7 +613,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
                     return
                 yield self._as_watched(request, event)
         finally:
-            self._watchers.discard(watcher)
+            self._events.close(watcher)
 
     def _as_watched(self, request: kmock.Request, event: JsonObject) -> JsonObject:
         """The event as the client asked for it: `kubectl get -w` asks for Tables, one row per event."""
@@ -715,17 +688,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         else:
             self.objects[key] = body
         self._uids[body["metadata"]["uid"]] = key
-        self._publish(key[0], event, body)
-
-    def _publish(self, resource: kmock.resource, kind: str, body: JsonObject) -> None:
-        rv = int(body["metadata"]["resourceVersion"])
-        event = {"type": kind, "object": body}
-        if len(self._log) == self._log.maxlen:
-            self._dropped_upto = self._log[0][0]
-        self._log.append((rv, resource, event))
-        for watcher in list(self._watchers):
-            if watcher.wants(resource, body):
-                watcher.queue.put_nowait(event)
+        self._events.publish(key[0], event, body)
 
     def _next_rv(self) -> str:
         self._current_rv = next(self._revision)
