@@ -161,6 +161,13 @@ async def test_kubectl_get_events_shows_type_reason_object_and_message(api: ApiE
     assert wide[0][-4:] == ["FIRST", "SEEN", "COUNT", "NAME"]
     assert wide[1][-3:] == ["30m", "2", "quickstart.1"]
     assert "kubetune-operator" in wide[1]
+    # --sort-by asks for each row's whole object (includeObject=Object) and sorts the rows on it.
+    code, output = await kubectl(api.url, "get", "events", "--sort-by=.metadata.name")
+    assert code == 0, output
+    assert [line.split()[2] for line in output.splitlines()[1:]] == ["NoCheckpointLocation", "Completed"]
+    code, output = await kubectl(api.url, "get", "events", "--sort-by=.reason")
+    assert code == 0, output
+    assert [line.split()[2] for line in output.splitlines()[1:]] == ["Completed", "NoCheckpointLocation"]
 
 
 async def test_kubectl_get_w_prints_every_change_in_the_same_columns(api: ApiEmulator) -> None:

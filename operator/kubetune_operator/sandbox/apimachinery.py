@@ -238,14 +238,21 @@ def printer_column_cells(obj: Mapping[str, Any], columns: list[JsonObject], *, n
 
 
 def table(
-    objects: list[JsonObject], *, columns: list[JsonObject], resource_version: str, now: datetime.datetime
+    objects: list[JsonObject],
+    *,
+    columns: list[JsonObject],
+    resource_version: str,
+    now: datetime.datetime,
+    include_object: str | None = None,
 ) -> JsonObject:
     """A meta.k8s.io/v1 Table as the API server builds it for a CRD's additionalPrinterColumns."""
 
     def cells(obj: JsonObject) -> list[Any]:
         return printer_column_cells(obj, columns, now=now)
 
-    return printed_table(objects, columns=columns, cells=cells, resource_version=resource_version)
+    return printed_table(
+        objects, columns=columns, cells=cells, resource_version=resource_version, include_object=include_object
+    )
 
 
 def printed_table(
@@ -254,10 +261,13 @@ def printed_table(
     columns: list[JsonObject],
     cells: Callable[[JsonObject], list[Any]],
     resource_version: str,
+    include_object: str | None = None,
 ) -> JsonObject:
     """A meta.k8s.io/v1 Table: a Name column, then `columns`, one row of `cells(obj)` per object.
 
     When `columns` has a Name column of its own (events print it last, wide only), none is added.
+    Each row carries its object as the `includeObject` parameter asks: `Metadata` (the default) a
+    PartialObjectMetadata, `Object` the whole object (`kubectl get --sort-by` sorts on it), `None` none.
     """
     name_first = all(column["name"] != "Name" for column in columns)
     definitions = (
@@ -277,8 +287,16 @@ def printed_table(
     ]
     rows = []
     for obj in objects:
-        partial = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
-        rows.append({"cells": [obj["metadata"]["name"], *cells(obj)] if name_first else cells(obj), "object": partial})
+        row: JsonObject = {"cells": [obj["metadata"]["name"], *cells(obj)] if name_first else cells(obj)}
+        if include_object == "Object":
+            row["object"] = obj
+        elif include_object != "None":
+            row["object"] = {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": obj["metadata"],
+            }
+        rows.append(row)
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",

@@ -644,14 +644,21 @@ class ApiEmulator(kmock.KubernetesEmulator):
         resource = _resource_of(request)
         if not api.wants_table(request.headers):
             return None
-        version, now = str(self._current_rv), _now()
+        version, now, include = str(self._current_rv), _now(), request.params.get("includeObject")
         if resource in self._columns:
-            return api.table(objects, columns=self._columns[resource], resource_version=version, now=now)
+            columns = self._columns[resource]
+            return api.table(objects, columns=columns, resource_version=version, now=now, include_object=include)
         printer = printers.PRINTERS.get((resource.group or "", resource.plural or ""))
         if printer is None:
             return None
         columns, cells = printer
-        return api.printed_table(objects, columns=columns, cells=lambda obj: cells(obj, now), resource_version=version)
+        return api.printed_table(
+            objects,
+            columns=columns,
+            cells=lambda obj: cells(obj, now),
+            resource_version=version,
+            include_object=include,
+        )
 
     def _initial_events_end(self, resource: kmock.resource) -> JsonObject:
         group = resource.group
