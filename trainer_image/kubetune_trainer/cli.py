@@ -67,11 +67,21 @@ def main(argv: Sequence[str] | None, *, environ: Mapping[str, str], stream: Text
         format=line_format,
     )
     log_masking.install(logging.getLogger(), fmt=line_format, secrets=log_masking.secret_values(config, environ))
+    quiet_http_clients()
     if dist.local_rank == 0:
         clear_termination_message(Path(config.termination_log_path))
     if args.command == "preflight":
         return _preflight(config, environ=environ, stream=stream)
     return _train(config, environ=environ, dist=dist, stream=stream)
+
+
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore", "urllib3", "botocore", "s3fs")
+
+
+def quiet_http_clients() -> None:
+    """The HTTP libraries log every request at INFO: one line per status patch would bury the pod log."""
+    for name in HTTP_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _preflight(config: TrainerConfig, *, environ: Mapping[str, str], stream: TextIO) -> int:
