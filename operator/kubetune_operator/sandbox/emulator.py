@@ -36,7 +36,8 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
   with the CRD's additionalPrinterColumns (ages humanised as the server does), for `kubectl get`;
   pods (READY, STATUS, RESTARTS, AGE; IP, NODE wide), Jobs (STATUS, COMPLETIONS, DURATION, AGE) and
   Events (LAST SEEN, TYPE, REASON, OBJECT, MESSAGE) get the server's own printers (`printers.py`);
-  other built-ins print NAME and AGE. A watch asking
+  other built-ins print NAME and AGE. Rows carry their object as `includeObject` asks (Metadata by
+  default; Object for `kubectl get --sort-by`; None). A watch asking
   for Tables (`kubectl get -w`) gets each event's object as a one-row Table.
 - discovery from kmock (`load_bundled()` for the built-ins), minus the short names kmock repeats
   on subresources, with the core `groupVersion` as `v1` (kmock's `/v1` hides pods from kubectl);
