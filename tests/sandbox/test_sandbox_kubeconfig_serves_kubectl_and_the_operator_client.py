@@ -23,7 +23,7 @@ from kubetune_operator.sandbox.control_plane import Sandbox, SandboxError, Sandb
 from kubetune_operator.sandbox.kubeconfig import write_kubeconfig
 from kubetune_operator.sandbox.tls import issue
 
-from ..conftest import EXAMPLES_DIR
+from ..conftest import EXAMPLES_DIR, REPO
 from ..kubectl import kubectl
 from .sleeper_pods import SLEEPER_POD, eventually, pod_phase
 
@@ -93,23 +93,70 @@ async def test_a_pod_runs_logs_and_stops_through_kubectl(sandbox: Sandbox) -> No
     assert "sleeper" not in [record.pod for record in sandbox.runner.live_processes()]
 
 
-async def test_an_evicted_pod_is_stopped_and_removed(sandbox: Sandbox) -> None:
-    await kubectl(sandbox.kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="evictee"))
+def documented_commands(heading: str) -> list[str]:
+    """The shell commands of the console block under `heading` in docs/sandbox.md, as a user pastes them."""
+    section = (REPO / "docs" / "sandbox.md").read_text(encoding="utf-8").split(f"## {heading}\n", 1)[1]
+    block = section.split("```console\n", 1)[1].split("```", 1)[0]
+    commands: list[str] = []
+    for line in block.splitlines():
+        if line.startswith("$ #"):
+            continue
+        if line.startswith("$ "):
+            commands.append(line[2:])
+        else:
+            commands[-1] += "\n" + line  # a continuation of the command above
+    return commands
 
-    async def running() -> bool:
-        return await pod_phase(sandbox.kubeconfig, "evictee") == "Running"
 
-    await eventually(running, what="pod evictee to run")
-    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "evictee"}}
-    async with sandbox.emulator.post("/api/v1/namespaces/default/pods/evictee/eviction", json=eviction) as answer:
-        assert answer.status == 201
+async def run_documented(sandbox: Sandbox, command: str, *, pod: str) -> None:
+    environ = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig), "KUBE_FEATURE_WatchListClient": "false"}
+    done = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", "set -eo pipefail\n" + command.replace("POD", pod)],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout}{done.stderr}"
 
-    async def gone() -> bool:
+
+async def test_the_documented_eviction_and_kill_of_a_pod_work_as_written(sandbox: Sandbox) -> None:
+    evict, kill = documented_commands("Preempting or killing a pod yourself")
+    for name in ("evictee", "killed"):
+        await kubectl(sandbox.kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name=name))
+
+    async def both_running() -> bool:
+        return [await pod_phase(sandbox.kubeconfig, name) for name in ("evictee", "killed")] == ["Running"] * 2
+
+    await eventually(both_running, what="pods evictee and killed to run")
+
+    await run_documented(sandbox, evict, pod="evictee")
+
+    async def evicted() -> bool:
         code, output = await kubectl(sandbox.kubeconfig, "get", "pod", "evictee")
         return code != 0 and 'pods "evictee" not found' in output
 
-    await eventually(gone, what="the evicted pod to be stopped and deleted")
+    await eventually(evicted, what="the evicted pod to be stopped and deleted (a bare pod is not replaced)")
     assert "evictee" not in [record.pod for record in sandbox.runner.live_processes()]
+
+    await run_documented(sandbox, kill, pod="killed")
+
+    async def killed() -> bool:
+        return await pod_phase(sandbox.kubeconfig, "killed") == "Failed"
+
+    await eventually(killed, what="the killed pod to fail")
+    code, output = await kubectl(
+        sandbox.kubeconfig,
+        "get",
+        "pod",
+        "killed",
+        "-o",
+        "jsonpath={.status.containerStatuses[0].state.terminated.exitCode}",
+    )
+    assert (code, output) == (0, "137")
+    assert "killed" not in [record.pod for record in sandbox.runner.live_processes()]
 
 
 async def test_apply_creates_then_merges_like_kubectl_apply(sandbox: Sandbox) -> None:
