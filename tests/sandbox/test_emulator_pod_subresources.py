@@ -90,6 +90,22 @@ async def test_a_running_pod_stays_marked_until_its_kubelet_deletes_it_with_grac
     assert api.live(PODS, NS, "p") is None
 
 
+async def test_a_later_delete_with_a_shorter_grace_moves_the_deadline_in(api: ApiEmulator) -> None:
+    await _running_pod(api, "p", grace=45)
+    _, marked = await _call(api, "DELETE", f"{POD_URL}/p")
+    first_deadline = marked["metadata"]["deletionTimestamp"]
+    code, shortened = await _call(api, "DELETE", f"{POD_URL}/p", json={"gracePeriodSeconds": 5})
+    assert code == 200
+    assert shortened["metadata"]["deletionGracePeriodSeconds"] == 5
+    assert shortened["metadata"]["deletionTimestamp"] < first_deadline
+    _, kept = await _call(api, "DELETE", f"{POD_URL}/p", json={"gracePeriodSeconds": 20})  # longer: no effect
+    assert kept["metadata"]["deletionGracePeriodSeconds"] == 5
+    # Forced (`kubectl delete --force --grace-period=0`): the kubelet is told grace 0, then the pod goes.
+    code, _ = await _call(api, "DELETE", f"{POD_URL}/p", json={"gracePeriodSeconds": 0})
+    assert code == 200
+    assert api.live(PODS, NS, "p") is None
+
+
 async def test_the_grace_comes_from_the_request_then_the_pod_then_thirty_seconds(api: ApiEmulator) -> None:
     await _running_pod(api, "asked")
     _, marked = await _call(api, "DELETE", f"{POD_URL}/asked", json={"gracePeriodSeconds": 5})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from kubetune_operator.kube.resources import PODS
@@ -46,6 +47,28 @@ async def test_a_deleted_pod_leaves_no_process(tmp_path: Path) -> None:
         assert not _alive(child)
         # SIGTERM ended it within its grace: 128 + 15.
         assert terminated(node.last_status("doomed", "Failed"))["exitCode"] == 143
+
+
+IGNORES_SIGTERM = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(600)\n"
+)
+
+
+async def test_a_forced_delete_cuts_a_long_grace_short(tmp_path: Path) -> None:
+    """`kubectl delete pod --force --grace-period=0` on a pod that ignores SIGTERM: SIGKILL now, not in 300 s."""
+    async with one_node(tmp_path, controller=False) as node:
+        await node.create_pod("stuck", python(IGNORES_SIGTERM), terminationGracePeriodSeconds=300)
+        await eventually(lambda: "up" in node.log_text("stuck"), what="the pod to start")
+        (record,) = node.runner.live_processes()
+
+        await node.client.delete(PODS, namespace=NS, name="stuck")
+        await asyncio.sleep(1.0)
+        assert group_exists(record.pid)  # SIGTERM ignored: it would run out its 300 s
+
+        await node.client.delete(PODS, namespace=NS, name="stuck", grace_period_seconds=0)
+        await eventually(lambda: not group_exists(record.pid), what="the forced delete to kill it", timeout=5)
+        assert node.pod("stuck") is None
+        assert node.runner.live_processes() == []
 
 
 async def test_a_killed_pod_fails_at_once_with_exit_137(tmp_path: Path) -> None:

@@ -20,8 +20,9 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
 - pods, with `graceful_pod_deletion` (the sandbox's setting; off, pods go at once): a DELETE (or GC) of
   a pod a kubelet took (`spec.nodeName` or a `status.phase`) that is not Succeeded/Failed keeps it,
   with `deletionTimestamp` = now + grace and `deletionGracePeriodSeconds` (the request's
-  `gracePeriodSeconds`, else the pod's `terminationGracePeriodSeconds`, else 30), as MODIFIED; the
-  kubelet's DELETE with `gracePeriodSeconds: 0` removes it. `POST pods/<name>/eviction` calls
+  `gracePeriodSeconds`, else the pod's `terminationGracePeriodSeconds`, else 30), as MODIFIED; a
+  later DELETE with a shorter grace moves the deadline in (MODIFIED); grace 0 (the kubelet's last
+  DELETE, or a forced one) writes grace 0 (MODIFIED) and removes it. `POST pods/<name>/eviction` calls
   `on_eviction(namespace, name)` (unset: a graceful delete) and answers 201 Success, 404 for no pod.
   `GET pods/<name>/log` (`kubectl logs`) serves `pod_log(namespace, name)` with `container` (400 when
   invalid, or missing for several containers), `tailLines` and `follow` (new text every 0.5 s until
@@ -420,6 +421,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
             marked = self._delete_pod_gracefully(key, current, grace=grace)
             if marked is not None:
                 return marked
+            current = self.objects[key].raw  # with the grace period it goes with (0 when forced)
         if policy is None:
             policy = "Orphan" if (resource.group, resource.plural) in _ORPHAN_BY_DEFAULT else "Background"
         if current["metadata"].get("finalizers"):
@@ -431,18 +433,28 @@ class ApiEmulator(kmock.KubernetesEmulator):
         return self._remove(key, current, policy=policy)
 
     def _delete_pod_gracefully(self, key: Key, current: JsonObject, *, grace: int | None) -> JsonObject | None:
-        """Mark a pod for its kubelet (deletionTimestamp = now + grace); None: it goes now, as any object."""
-        if key in self._awaiting_kubelet:
-            if grace != 0:
-                return current  # already terminating; the kubelet's grace-0 DELETE ends it
-            self._awaiting_kubelet.discard(key)
-            return None
+        """Mark a pod for its kubelet (deletionTimestamp = now + grace); None: it goes now, as any object.
+
+        A pod already terminating keeps its deadline unless a DELETE asks for a shorter grace: then,
+        as the API server does, the deadline moves in (MODIFIED), and grace 0 (the kubelet's own
+        last DELETE, or `kubectl delete --force --grace-period=0`) removes it.
+        """
         seconds = api.pod_grace_seconds(current, requested=grace)
+        if key in self._awaiting_kubelet:
+            if grace is None or grace >= int(current["metadata"].get("deletionGracePeriodSeconds", 0)):
+                return current
+            seconds = grace
         if seconds == 0:
+            self._awaiting_kubelet.discard(key)
+            if current["metadata"].get("deletionTimestamp"):
+                self._mark_deleted(key, current, seconds=0)
             return None
-        deadline = _now() + datetime.timedelta(seconds=seconds)
-        meta = {**current["metadata"], "deletionTimestamp": _timestamp(deadline), "deletionGracePeriodSeconds": seconds}
         self._awaiting_kubelet.add(key)
+        return self._mark_deleted(key, current, seconds=seconds)
+
+    def _mark_deleted(self, key: Key, current: JsonObject, *, seconds: int) -> JsonObject:
+        deadline = _timestamp(_now() + datetime.timedelta(seconds=seconds))
+        meta = {**current["metadata"], "deletionTimestamp": deadline, "deletionGracePeriodSeconds": seconds}
         marked = {**current, "metadata": meta}
         self._store(key, marked, event="MODIFIED")
         return marked

@@ -74,6 +74,8 @@ class _Pod:
     announced: asyncio.Event = field(default_factory=asyncio.Event)
     """Running was written (or could not be): the terminated status must come after it."""
     deleting: bool = False
+    stopping_within: int | None = None
+    """The grace period its SIGTERM was sent with; a shorter one asked later cuts it short."""
     removed: bool = False
     """The API no longer holds the pod: nothing to write back."""
     evicted: bool = False
@@ -189,8 +191,7 @@ class PodRunner:
         if kind == "DELETED":
             if state is not None:
                 state.removed = True
-                if state.alive:
-                    self._spawn(state, self._terminate(state, grace=_grace(pod, state)))
+                self._stop_within(state, _grace(pod, state))
             return
         if state is None:
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed", "Running"):
@@ -201,9 +202,11 @@ class PodRunner:
         if meta.get("deletionTimestamp") and not state.deleting:
             state.deleting = True
             if state.alive:
-                self._spawn(state, self._terminate(state, grace=_grace(pod, state)))
+                self._stop_within(state, _grace(pod, state))
             else:
                 await self._finalize(state)
+        elif meta.get("deletionTimestamp"):
+            self._stop_within(state, _grace(pod, state))  # a later DELETE may have shortened the grace
 
     async def _retry_waiting(self) -> None:
         """Containers waiting on their config start once it appears, as the kubelet retries."""
@@ -277,7 +280,7 @@ class PodRunner:
         self._spawn(state, self._wait(state, state.process, plan))
         if state.deleting or state.removed:
             state.announced.set()
-            self._spawn(state, self._terminate(state, grace=0))
+            self._stop_within(state, 0)
             return
         try:
             await self._write_running(state, pod)
@@ -298,6 +301,13 @@ class PodRunner:
             await self._write_terminated(state, terminated)
         if state.deleting:
             await self._finalize(state)
+
+    def _stop_within(self, state: _Pod, grace: int) -> None:
+        """SIGTERM the pod's processes and SIGKILL them after `grace` seconds, unless already on a shorter clock."""
+        if not state.alive or (state.stopping_within is not None and state.stopping_within <= grace):
+            return
+        state.stopping_within = grace
+        self._spawn(state, self._terminate(state, grace=grace))
 
     async def _terminate(self, state: _Pod, *, grace: int) -> None:
         """SIGTERM, then SIGKILL after the grace period; `_wait` writes what happened."""
