@@ -22,7 +22,7 @@ from kubetune_operator.sandbox.client import JsonObject, SandboxClient
 from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_operator.sandbox.job_controller import JobController
 from kubetune_operator.sandbox.layout import SandboxLayout
-from kubetune_operator.sandbox.pod_plan import ApiEndpoint
+from kubetune_operator.sandbox.pod_inputs import ApiEndpoint
 from kubetune_operator.sandbox.pod_runner import PodRunner
 
 NS = "default"

@@ -9,7 +9,8 @@ from typing import Any
 from kubetune_operator.render import render_attempt, render_preflight
 from kubetune_operator.sandbox.job_controller import pod_for
 from kubetune_operator.sandbox.layout import SandboxLayout
-from kubetune_operator.sandbox.pod_plan import ApiEndpoint, Host, PodInputs, ProcessPlan, plan_pod
+from kubetune_operator.sandbox.pod_inputs import ApiEndpoint, Host, PodInputs
+from kubetune_operator.sandbox.pod_plan import ProcessPlan, plan_pod
 from kubetune_operator.settings import OperatorSettings
 
 from ..operator.core_builders import JOB, resolved, spec

@@ -49,7 +49,7 @@ from .emulator import ApiEmulator
 from .job_controller import JobController
 from .kubeconfig import write_kubeconfig
 from .layout import SandboxLayout
-from .pod_plan import ApiEndpoint
+from .pod_inputs import ApiEndpoint
 from .pod_runner import EnvHook, PodRunner
 from .process_tree import terminate_when_parent_dies
 from .tls import ServingCertificate, issue, server_context

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from .pod_plan import LOOPBACK
+from .pod_inputs import LOOPBACK
 
 
 class LoopbackPorts:

@@ -13,35 +13,25 @@ What the kubelet and the container runtime would do, translated to one machine:
 - env as the kubelet builds it: `$(VAR)` expansion, Secret and ConfigMap references (a missing
   one is the kubelet's CreateContainerConfigError, in the kubelet's words), the downward API.
 Secret values live only in `ProcessPlan.env` and `files`, which no repr shows.
+
+The rewriting is `path_rewrite.py`, the env `pod_env.py`, the inputs and errors `pod_inputs.py`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import yaml
 
 from kubetune_trainer.contract import SERVICE_ACCOUNT_DIR_ENV
 
 from ..kube.connection import SERVICE_ACCOUNT_DIR
 from .layout import SandboxLayout
+from .path_rewrite import HostPort, Rewriter
+from .pod_env import container_env, expand
+from .pod_inputs import CONFIG_ERROR, VOLUME_ERROR, Host, JsonObject, PodInputs, PodPlanError, contents
 
-JsonObject = dict[str, Any]
-HostPort = Callable[[str, str, int], int]
-"""(namespace, service, port) -> the loopback port standing for that Service port."""
-
-CONFIG_ERROR = "CreateContainerConfigError"
-VOLUME_ERROR = "ContainerCreating"
-"""A volume that cannot be set up keeps the container waiting, as FailedMount does."""
-LOOPBACK = "127.0.0.1"
-NODE_NAME = "kubetune-sandbox"
 CONTAINER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_TERMINATION_PATH = "/dev/termination-log"
 DEFAULT_GRACE_SECONDS = 30
@@ -49,51 +39,6 @@ HOST_MOUNTS = frozenset({"/dev/shm"})
 """Container paths an emptyDir maps to the same host path: shared memory is the host's."""
 PYTHONS = frozenset({"python", "python3"})
 _STRUCTURED = (".json", ".yaml", ".yml")
-_SERVICE_ADDRESS = re.compile(
-    r"\b(?P<host>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.(?P<service>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)"
-    r"(?:\.(?P<namespace>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.svc(?:\.cluster\.local)?)?:(?P<port>\d{1,5})\b"
-)
-_VARIABLE = re.compile(r"\$\$|\$\((?P<name>[-._a-zA-Z][-._a-zA-Z0-9]*)\)")
-_FIELD_KEY = re.compile(r"^metadata\.(?P<map>labels|annotations)\['(?P<key>[^']+)'\]$")
-
-
-class PodPlanError(Exception):
-    """The container cannot start; `reason` and `message` are what the kubelet writes in its waiting state."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(f"{reason}: {message}")
-        self.reason = reason
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ApiEndpoint:
-    """How pods reach the API server: KUBERNETES_SERVICE_HOST/PORT and the ServiceAccount files."""
-
-    host: str
-    port: int
-    ca_pem: bytes | None = field(default=None, repr=False)
-    token: str = field(default="", repr=False)
-
-
-@dataclass(frozen=True)
-class Host:
-    """The machine playing the node."""
-
-    interpreter: Path
-    """`python` in a container runs this interpreter; `torchrun` and other tools come from its bin dir first."""
-    endpoint: ApiEndpoint
-    node_name: str = NODE_NAME
-
-
-@dataclass(frozen=True)
-class PodInputs:
-    """What the kubelet reads from the API for one pod: its namespace's Secrets and ConfigMaps, every Service."""
-
-    secrets: Mapping[str, JsonObject] = field(default_factory=dict, repr=False)
-    config_maps: Mapping[str, JsonObject] = field(default_factory=dict)
-    services: Collection[tuple[str, str]] = ()
-    """(namespace, name) of every Service."""
 
 
 @dataclass(frozen=True)
@@ -180,16 +125,16 @@ def _plan(
         paths.append((str(SERVICE_ACCOUNT_DIR), account))
         base_env[SERVICE_ACCOUNT_DIR_ENV] = str(account)
 
-    rewrite = _Rewriter(paths, namespace=namespace, services=set(inputs.services), host_port=host_port)
+    rewrite = Rewriter(paths, namespace=namespace, services=set(inputs.services), host_port=host_port)
     for path in mounts.documents:
         files[path] = rewrite.document(files[path], yaml_file=path.suffix != ".json")
-    container_env, secret_names = _container_env(pod, container, inputs=inputs, host=host)
-    rewritten = {key: value if key in secret_names else rewrite.value(value) for key, value in container_env.items()}
+    own_env, secret_names = container_env(pod, container, inputs=inputs, host=host)
+    rewritten = {key: value if key in secret_names else rewrite.value(value) for key, value in own_env.items()}
     env = {**base_env, **rewritten, **(extra_env or {})}
     command = [*(container.get("command") or []), *(container.get("args") or [])]
     if not command:
         raise PodPlanError(CONFIG_ERROR, "the sandbox cannot read an image's entrypoint: the container needs a command")
-    argv = [rewrite.argument(_expand(str(part), container_env)) for part in command]
+    argv = [rewrite.argument(expand(str(part), own_env)) for part in command]
     if argv[0] in PYTHONS:
         argv[0] = str(host.interpreter)
     working_dir = container.get("workingDir")
@@ -275,185 +220,8 @@ def _volume_source(
 
 
 def _volume_files(source: JsonObject, volume: Mapping[str, Any], root: Path, *, encoded: bool) -> dict[Path, bytes]:
-    contents = _contents(source, encoded=encoded)
+    values = contents(source, encoded=encoded)
     items = volume.get("items")
     if not items:
-        return {root / key: value for key, value in contents.items()}
-    return {root / item["path"]: contents[item["key"]] for item in items if item["key"] in contents}
-
-
-def _contents(source: JsonObject, *, encoded: bool) -> dict[str, bytes]:
-    """A ConfigMap's or Secret's keys as bytes (Secret `data` and `binaryData` are base64)."""
-    found = {key: _decode(value, key) for key, value in (source.get("binaryData") or {}).items()}
-    for key, value in (source.get("data") or {}).items():
-        found[key] = _decode(value, key) if encoded else str(value).encode()
-    # The API server folds a Secret's stringData into data; the emulator keeps it as sent.
-    found.update({key: str(value).encode() for key, value in (source.get("stringData") or {}).items()})
-    return found
-
-
-def _decode(value: object, key: str) -> bytes:
-    try:
-        return base64.b64decode(str(value), validate=True)
-    except binascii.Error:
-        raise PodPlanError(CONFIG_ERROR, f"key {key} does not hold base64 data") from None
-
-
-def _container_env(
-    pod: Mapping[str, Any], container: Mapping[str, Any], *, inputs: PodInputs, host: Host
-) -> tuple[dict[str, str], set[str]]:
-    """envFrom, then env in order ($(VAR) sees the variables before it), as the kubelet builds it;
-    and the names whose values come from Secrets (never rewritten)."""
-    namespace = str((pod.get("metadata") or {}).get("namespace") or "default")
-    env: dict[str, str] = {}
-    from_secrets: set[str] = set()
-    for source in container.get("envFrom") or []:
-        prefix = str(source.get("prefix", ""))
-        for kind, objects, what in (
-            ("configMapRef", inputs.config_maps, "configmap"),
-            ("secretRef", inputs.secrets, "secret"),
-        ):
-            if kind not in source:
-                continue
-            ref = source[kind]
-            found = objects.get(str(ref.get("name", "")))
-            if found is None:
-                if ref.get("optional"):
-                    continue
-                raise PodPlanError(CONFIG_ERROR, f'{what} "{ref.get("name")}" not found')
-            for key, content in _contents(found, encoded=what == "secret").items():
-                env[prefix + key] = content.decode(errors="replace")
-                if what == "secret":
-                    from_secrets.add(prefix + key)
-    for entry in container.get("env") or []:
-        name = str(entry["name"])
-        from_secrets.discard(name)
-        if "valueFrom" not in entry:
-            env[name] = _expand(str(entry.get("value", "")), env)
-            continue
-        value = _value_from(pod, entry["valueFrom"], namespace=namespace, inputs=inputs, host=host)
-        if value is not None:
-            env[name] = value
-            if "secretKeyRef" in entry["valueFrom"]:
-                from_secrets.add(name)
-    return env, from_secrets
-
-
-def _value_from(
-    pod: Mapping[str, Any], source: Mapping[str, Any], *, namespace: str, inputs: PodInputs, host: Host
-) -> str | None:
-    for kind, objects, what, label in (
-        ("secretKeyRef", inputs.secrets, "secret", "Secret"),
-        ("configMapKeyRef", inputs.config_maps, "configmap", "ConfigMap"),
-    ):
-        if kind not in source:
-            continue
-        ref = source[kind]
-        name, key = str(ref.get("name", "")), str(ref.get("key", ""))
-        found = objects.get(name)
-        if found is None:
-            if ref.get("optional"):
-                return None
-            raise PodPlanError(CONFIG_ERROR, f'{what} "{name}" not found')
-        contents = _contents(found, encoded=what == "secret")
-        if key not in contents:
-            if ref.get("optional"):
-                return None
-            raise PodPlanError(CONFIG_ERROR, f"couldn't find key {key} in {label} {namespace}/{name}")
-        return contents[key].decode(errors="replace")
-    if "fieldRef" in source:
-        return _field(pod, str(source["fieldRef"].get("fieldPath", "")), host=host)
-    raise PodPlanError(CONFIG_ERROR, f"the sandbox does not resolve env valueFrom {sorted(source)}")
-
-
-def _field(pod: Mapping[str, Any], path: str, *, host: Host) -> str:
-    """The downward API's fieldRef paths."""
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    simple = {
-        "metadata.name": meta.get("name"),
-        "metadata.namespace": meta.get("namespace") or "default",
-        "metadata.uid": meta.get("uid"),
-        "spec.nodeName": spec.get("nodeName") or host.node_name,
-        "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
-        "status.podIP": LOOPBACK,
-        "status.podIPs": LOOPBACK,
-        "status.hostIP": LOOPBACK,
-        "status.hostIPs": LOOPBACK,
-    }
-    if path in simple:
-        return str(simple[path] or "")
-    if match := _FIELD_KEY.match(path):
-        return str((meta.get(match["map"]) or {}).get(match["key"], ""))
-    raise PodPlanError(CONFIG_ERROR, f"the sandbox does not resolve fieldRef {path}")
-
-
-def _expand(value: str, env: Mapping[str, str]) -> str:
-    """Kubernetes' `$(VAR)`: replaced when VAR is defined, kept as written otherwise; `$$` is a `$`."""
-
-    def replace(match: re.Match[str]) -> str:
-        if match[0] == "$$":
-            return "$"
-        return env.get(match["name"], match[0])
-
-    return _VARIABLE.sub(replace, value)
-
-
-class _Rewriter:
-    """Container paths and Service addresses in values -> host paths and loopback ports."""
-
-    def __init__(
-        self, paths: list[tuple[str, Path]], *, namespace: str, services: set[tuple[str, str]], host_port: HostPort
-    ) -> None:
-        # The deepest mount first: /work/out under a /work mount belongs to the /work/out mount.
-        self._paths = sorted(paths, key=lambda pair: len(pair[0]), reverse=True)
-        self._namespace = namespace
-        self._services = services
-        self._host_port = host_port
-
-    def value(self, text: str) -> str:
-        return self._addresses(self._path(text))
-
-    def argument(self, text: str) -> str:
-        if text.startswith("-") and "=" in text:
-            flag, value = text.split("=", 1)
-            return f"{flag}={self.value(value)}"
-        return self.value(text)
-
-    def document(self, content: bytes, *, yaml_file: bool) -> bytes:
-        """String values rewritten inside a JSON or YAML document; anything else is kept as it is."""
-        try:
-            data = yaml.safe_load(content) if yaml_file else json.loads(content)
-        except (ValueError, yaml.YAMLError):
-            return content
-        rewritten = self._structure(data)
-        if yaml_file:
-            return yaml.safe_dump(rewritten, sort_keys=False).encode()
-        return json.dumps(rewritten, indent=2).encode()
-
-    def _structure(self, data: Any) -> Any:
-        if isinstance(data, str):
-            return self.value(data)
-        if isinstance(data, list):
-            return [self._structure(item) for item in data]
-        if isinstance(data, dict):
-            return {key: self._structure(item) for key, item in data.items()}
-        return data
-
-    def _path(self, text: str) -> str:
-        if not text.startswith("/"):
-            return text
-        for container, host in self._paths:
-            if text == container:
-                return str(host)
-            if text.startswith(container.rstrip("/") + "/"):
-                return f"{host}{text[len(container.rstrip('/')) :]}"
-        return text
-
-    def _addresses(self, text: str) -> str:
-        def replace(match: re.Match[str]) -> str:
-            namespace = match["namespace"] or self._namespace
-            if (namespace, match["service"]) not in self._services:
-                return match[0]
-            return f"{LOOPBACK}:{self._host_port(namespace, match['service'], int(match['port']))}"
-
-        return _SERVICE_ADDRESS.sub(replace, text)
+        return {root / key: value for key, value in values.items()}
+    return {root / item["path"]: values[item["key"]] for item in items if item["key"] in values}

@@ -37,7 +37,8 @@ from ..kube.resources import CONFIGMAPS, PODS, SERVICES
 from .client import API_FAILURES, SECRETS, JsonObject, SandboxClient
 from .layout import SandboxLayout
 from .loopback_ports import LoopbackPorts
-from .pod_plan import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError, ProcessPlan, plan_pod
+from .pod_inputs import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError
+from .pod_plan import ProcessPlan, plan_pod
 from .process_tree import POD_MARK_ENV, kill_marked, terminate_when_parent_dies
 
 EnvHook = Callable[[JsonObject], Mapping[str, str]]
