@@ -30,24 +30,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kubetune_trainer.contract import TERMINATION_MESSAGE_LIMIT, format_kube_time
+from kubetune_trainer.contract import format_kube_time
 
 from ..kube.client import ApiError
 from ..kube.resources import CONFIGMAPS, PODS, SERVICES
+from . import pod_status
 from .client import API_FAILURES, SECRETS, JsonObject, SandboxClient
 from .layout import SandboxLayout
 from .loopback_ports import LoopbackPorts
-from .pod_inputs import LOOPBACK, ApiEndpoint, Host, PodInputs, PodPlanError
+from .pod_inputs import ApiEndpoint, Host, PodInputs, PodPlanError
 from .pod_plan import ProcessPlan, plan_pod
 from .process_tree import POD_MARK_ENV, kill_marked, terminate_when_parent_dies
 
 EnvHook = Callable[[JsonObject], Mapping[str, str]]
-EVICTION_REASON = "EvictionByEvictionAPI"
 START_ERROR_EXIT = 128
 """What a container runtime reports for a container whose command could not be started."""
-FALLBACK_LOG_LINES = 80
-FALLBACK_LOG_BYTES = 2048
-"""FallbackToLogsOnError: the kubelet's tail of the container log (80 lines, 2048 bytes)."""
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +134,7 @@ class PodRunner:
         state = self._pods.get((namespace, name))
         if state is not None:
             state.evicted = True
-        condition = _condition("DisruptionTarget", True, reason=EVICTION_REASON, now=self._now())
-        condition["message"] = "Eviction API: evicting"
+        condition = pod_status.disruption_target(now=self._now())
         current = await self._client.get(PODS, namespace=namespace, name=name)
         if current is None:
             return
@@ -294,7 +290,7 @@ class PodRunner:
         state.exited.set()
         exit_code = 128 - returncode if returncode < 0 else returncode
         terminated: JsonObject = {"exitCode": exit_code, "reason": "Completed" if exit_code == 0 else "Error"}
-        if message := _termination_message(plan, failed=exit_code != 0):
+        if message := pod_status.termination_message(plan, failed=exit_code != 0):
             terminated["message"] = message
         log.info("pod %s/%s exited with %d", state.namespace, state.name, exit_code)
         await state.announced.wait()
@@ -331,74 +327,31 @@ class PodRunner:
 
     async def _write_waiting(self, state: _Pod, pod: JsonObject, error: PodPlanError) -> None:
         container = (pod.get("spec", {}).get("containers") or [{}])[0]
-        status = {
-            "phase": "Pending",
-            "hostIP": LOOPBACK,
-            "conditions": [_condition("PodScheduled", True, now=self._now())],
-            "containerStatuses": [
-                {
-                    "name": container.get("name", ""),
-                    "image": container.get("image", ""),
-                    "imageID": "",
-                    "ready": False,
-                    "started": False,
-                    "restartCount": 0,
-                    "state": {"waiting": {"reason": error.reason, "message": error.message}},
-                }
-            ],
-        }
-        await self._patch_status(state.namespace, state.name, status)
+        await self._patch_status(state.namespace, state.name, pod_status.waiting(container, error, now=self._now()))
 
     async def _write_running(self, state: _Pod, pod: JsonObject) -> None:
         now = self._now()
-        ready = [_condition(kind, True, now=now) for kind in ("Initialized", "Ready", "ContainersReady")]
-        status = {
-            "phase": "Running",
-            "hostIP": LOOPBACK,
-            "hostIPs": [{"ip": LOOPBACK}],
-            "podIP": LOOPBACK,
-            "podIPs": [{"ip": LOOPBACK}],
-            "startTime": (pod.get("status") or {}).get("startTime") or now,
-            "conditions": [_condition("PodScheduled", True, now=now), *ready],
-            "containerStatuses": [self._container_status(state, {"running": {"startedAt": state.started_at}})],
-        }
-        await self._patch_status(state.namespace, state.name, status)
+        container = self._container_status(state, {"running": {"startedAt": state.started_at}})
+        start_time = (pod.get("status") or {}).get("startTime") or now
+        await self._patch_status(
+            state.namespace, state.name, pod_status.running(container, start_time=start_time, now=now)
+        )
 
     async def _write_terminated(self, state: _Pod, terminated: JsonObject) -> None:
         now = self._now()
         terminated = {**terminated, "startedAt": state.started_at or now, "finishedAt": now}
-        exit_code = int(terminated["exitCode"])
-        conditions = [_condition("PodScheduled", True, now=now)]
-        conditions += [
-            _condition(kind, False, reason="PodCompleted" if exit_code == 0 else "PodFailed", now=now)
-            for kind in ("Ready", "ContainersReady")
-        ]
-        status: JsonObject = {
-            "phase": "Succeeded" if exit_code == 0 else "Failed",
-            "containerStatuses": [self._container_status(state, {"terminated": terminated})],
-        }
-        if state.evicted:
-            disruption = _condition("DisruptionTarget", True, reason=EVICTION_REASON, now=now)
-            disruption["message"] = "Eviction API: evicting"
-            conditions.append(disruption)
-            status.update(phase="Failed", reason="Evicted", message="The pod was evicted through the Eviction API.")
-        status["conditions"] = conditions
+        container = self._container_status(state, {"terminated": terminated})
+        status = pod_status.terminated(container, exit_code=int(terminated["exitCode"]), evicted=state.evicted, now=now)
         with contextlib.suppress(ApiError):  # a pod deleted meanwhile has nothing to update
             await self._patch_status(state.namespace, state.name, status)
 
     def _container_status(self, state: _Pod, container_state: JsonObject) -> JsonObject:
-        running = "running" in container_state
-        pid = state.process.pid if state.process is not None else 0
-        return {
-            "name": state.plan.container if state.plan else "",
-            "image": state.plan.image if state.plan else "",
-            "imageID": "",
-            "containerID": f"sandbox://{pid}",
-            "ready": running,
-            "started": running,
-            "restartCount": 0,
-            "state": container_state,
-        }
+        return pod_status.container_status(
+            name=state.plan.container if state.plan else "",
+            image=state.plan.image if state.plan else "",
+            pid=state.process.pid if state.process is not None else 0,
+            state=container_state,
+        )
 
     async def _patch_status(self, namespace: str, name: str, status: JsonObject) -> None:
         await self._client.patch_status(PODS, status, namespace=namespace, name=name)
@@ -436,25 +389,6 @@ def _materialize(plan: ProcessPlan) -> None:
         path.write_bytes(content)
 
 
-def _termination_message(plan: ProcessPlan, *, failed: bool) -> str:
-    """The termination log's last 4096 bytes, as the kubelet reads it; with FallbackToLogsOnError and an
-    empty termination log, a failed container's log: its last 80 lines, at most their last 2048 bytes."""
-    message = _read_tail(plan.termination_log, TERMINATION_MESSAGE_LIMIT)
-    if failed and plan.fallback_to_logs and not message:
-        lines = _read_tail(plan.log_file, FALLBACK_LOG_BYTES).splitlines(keepends=True)
-        message = b"".join(lines[-FALLBACK_LOG_LINES:])
-    return message.decode(errors="replace")
-
-
-def _read_tail(path: Path, limit: int) -> bytes:
-    try:
-        with path.open("rb") as file:
-            file.seek(max(0, path.stat().st_size - limit))
-            return file.read()
-    except FileNotFoundError:
-        return b""
-
-
 def _signal_group(state: _Pod, sig: signal.Signals) -> None:
     """SIGTERM the container's process group (torchrun forwards it); SIGKILL everything the pod started."""
     if state.process is None:
@@ -470,13 +404,6 @@ def _grace(pod: JsonObject, state: _Pod) -> int:
     if meta.get("deletionGracePeriodSeconds") is not None:
         return int(meta["deletionGracePeriodSeconds"])
     return state.plan.grace_seconds if state.plan is not None else 0
-
-
-def _condition(kind: str, status: bool, *, now: str, reason: str | None = None) -> JsonObject:
-    condition: JsonObject = {"type": kind, "status": "True" if status else "False", "lastTransitionTime": now}
-    if reason:
-        condition["reason"] = reason
-    return condition
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
