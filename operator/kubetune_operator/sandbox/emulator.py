@@ -76,12 +76,12 @@ from typing import Any
 
 import aiohttp.web
 import attrs
-import jsonschema
 import kmock
 
 from . import apimachinery as api
 from . import printers
 from .apimachinery import JsonObject
+from .crd_schema import SchemaCheck
 from .watch_events import Watcher, WatchEvents
 
 Key = tuple[kmock.resource, str | None, str]
@@ -111,18 +111,6 @@ def _timestamp(moment: datetime.datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _strict(schema: JsonObject, *, path: tuple[str, ...] = ()) -> JsonObject:
-    """The schema with unknown fields forbidden, as `fieldValidation=Strict`; the root metadata stays open."""
-    node = dict(schema)
-    if "properties" in node and not node.get("x-kubernetes-preserve-unknown-fields") and path != ("metadata",):
-        node["additionalProperties"] = False
-    if "properties" in node:
-        node["properties"] = {name: _strict(child, path=(*path, name)) for name, child in node["properties"].items()}
-    if isinstance(node.get("items"), dict):
-        node["items"] = _strict(node["items"], path=(*path, "[]"))
-    return node
-
-
 @attrs.define(kw_only=True)
 class ApiEmulator(kmock.KubernetesEmulator):
     keep_versions: int = 4
@@ -139,7 +127,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
 
     _revision: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
     _current_rv: int = attrs.field(default=0, init=False)
-    _validators: dict[kmock.resource, tuple[Any, Any]] = attrs.field(factory=dict, init=False)
+    _validators: dict[kmock.resource, SchemaCheck] = attrs.field(factory=dict, init=False)
     _columns: dict[kmock.resource, list[JsonObject]] = attrs.field(factory=dict, init=False)
     _events: WatchEvents = attrs.field(init=False)
     _uids: dict[str, Key] = attrs.field(factory=dict, init=False)
@@ -223,7 +211,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
             verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
         )
         schema = version["schema"]["openAPIV3Schema"]
-        self._validators[resource] = (jsonschema.Draft4Validator(schema), jsonschema.Draft4Validator(_strict(schema)))
+        self._validators[resource] = SchemaCheck(schema)
         self._columns[resource] = list(version.get("additionalPrinterColumns", []))
         return resource
 
@@ -686,16 +674,10 @@ class ApiEmulator(kmock.KubernetesEmulator):
         return {"type": "BOOKMARK", "object": bookmark}
 
     def _validate(self, request: kmock.Request, body: JsonObject) -> None:
-        validators = self._validators.get(_resource_of(request))
-        if validators is None:
+        check = self._validators.get(_resource_of(request))
+        if check is None:
             return
-        validator = validators[1] if request.params.get("fieldValidation") == "Strict" else validators[0]
-        causes = []
-        for error in validator.iter_errors(body):
-            path = [str(part) for part in error.absolute_path]
-            if error.validator in {"required", "additionalProperties"}:
-                path.append(error.message.split("'")[1])
-            causes.append({"reason": "FieldValueInvalid", "field": ".".join(path), "message": error.message})
+        causes = check.causes(body, strict=request.params.get("fieldValidation") == "Strict")
         if causes:
             raise api.invalid(self._kind(_resource_of(request)), body["metadata"].get("name", ""), causes)
 
