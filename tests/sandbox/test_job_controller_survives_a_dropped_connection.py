@@ -49,3 +49,65 @@ async def test_a_job_read_that_drops_is_tried_again_and_the_job_completes(tmp_pa
             finally:
                 controller.cancel()
                 await asyncio.gather(controller, return_exceptions=True)
+
+
+class _AppliedThenDropped:
+    """A request the server applies, whose answer is then lost (the connection drops on the way back)."""
+
+    def __init__(self, request: Any) -> None:
+        self._request = request
+
+    async def __aenter__(self) -> Any:
+        async with self._request as response:
+            await response.read()
+        raise aiohttp.ServerDisconnectedError()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+
+class _Session:
+    """The client's session, but the first pod POST is applied and its answer lost."""
+
+    def __init__(self, session: aiohttp.ClientSession, owner: LosesTheFirstPodCreateAnswer) -> None:
+        self._session, self._owner = session, owner
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        request = self._session.request(method, path, **kwargs)
+        if method == "POST" and path.endswith("/pods") and not self._owner.lost:
+            self._owner.lost += 1
+            return _AppliedThenDropped(request)
+        return request
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+class LosesTheFirstPodCreateAnswer(SandboxClient):
+    lost = 0
+
+    def _open(self) -> Any:
+        return _Session(super()._open(), self)
+
+
+async def test_a_pod_create_whose_answer_is_lost_makes_no_second_pod(tmp_path: Path) -> None:
+    """A pod made with generateName is not created again blindly: the controller lists and sees it."""
+    async with one_node(tmp_path, controller=False) as node:
+        connection = Connection(server=str(node.emulator.url))
+        async with LosesTheFirstPodCreateAnswer(connection) as flaky:
+            controller = asyncio.create_task(JobController(flaky).run())
+            try:
+                await node.create_job("once", python("print('done')"))
+
+                def complete() -> Any:
+                    return ("Complete", "True") in [(t, s) for t, s, _ in condition_types(node.job("once"))]
+
+                await eventually(complete, what="the Job to complete", timeout=20)
+                assert flaky.lost == 1
+                pod_creates = [
+                    r for r in node.emulator.writes() if r.method.value == "POST" and r.url.path.endswith("/pods")
+                ]
+                assert len(pod_creates) == 1  # a blind retry would have made a second pod for one completion
+            finally:
+                controller.cancel()
+                await asyncio.gather(controller, return_exceptions=True)

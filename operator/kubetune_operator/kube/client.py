@@ -103,7 +103,11 @@ class KubeClient:
         return await self._call("GET", resource.path(namespace=namespace), params=params)
 
     async def create(self, resource: ApiResource, body: dict[str, Any], *, namespace: str | None) -> dict[str, Any]:
-        return await self._call("POST", resource.path(namespace=namespace), body=body)
+        """POST `body`. With a fixed name a retried create meets 409 AlreadyExists; with only
+        `generateName` it would make a second object, so a dropped connection or a 5xx (after which
+        the server may have created it) is not retried: the caller lists, then decides."""
+        named = bool(body.get("metadata", {}).get("name"))
+        return await self._call("POST", resource.path(namespace=namespace), body=body, idempotent=named)
 
     async def merge_patch(
         self,
@@ -141,7 +145,9 @@ class KubeClient:
         params: dict[str, str] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        idempotent: bool = True,
     ) -> dict[str, Any]:
+        """The call, retried on 429 and, when `idempotent`, on 5xx and dropped connections too."""
         session = self._open()
         data = None if body is None else json.dumps(body)
         for attempt, backoff in enumerate((*_RETRY_DELAYS, None)):
@@ -156,11 +162,12 @@ class KubeClient:
                     if response.status < 400:
                         result: dict[str, Any] = json.loads(text) if text else {}
                         return result
-                    if response.status not in _RETRIED_STATUSES or delay is None:
+                    retried = response.status == 429 or (idempotent and response.status in _RETRIED_STATUSES)
+                    if not retried or delay is None:
                         raise api_error(response.status, text)
                     delay = max(delay, float(response.headers.get("Retry-After", 0) or 0))
             except aiohttp.ClientConnectionError as error:
-                if delay is None:
+                if delay is None or not idempotent:
                     raise ApiError(503, "ServiceUnavailable", f"the API server is unreachable: {error}") from None
             logger.debug("retrying %s %s in %.1fs", method, path, delay)
             await asyncio.sleep(delay)
