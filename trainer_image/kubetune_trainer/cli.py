@@ -75,7 +75,8 @@ def main(argv: Sequence[str] | None, *, environ: Mapping[str, str], stream: Text
     return _train(config, environ=environ, dist=dist, stream=stream)
 
 
-HTTP_CLIENT_LOGGERS = ("httpx", "httpcore", "urllib3", "botocore", "s3fs")
+HTTP_CLIENT_LOGGERS = ("httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "botocore", "s3fs")
+"""The Hub client (huggingface_hub 2.x) logs through httpx2/httpcore2, status patches through httpx."""
 
 
 def quiet_http_clients() -> None:
