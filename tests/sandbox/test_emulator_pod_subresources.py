@@ -7,6 +7,7 @@ eviction subresource and the log subresource (`kubectl logs`).
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -94,10 +95,13 @@ async def test_a_later_delete_with_a_shorter_grace_moves_the_deadline_in(api: Ap
     await _running_pod(api, "p", grace=45)
     _, marked = await _call(api, "DELETE", f"{POD_URL}/p")
     first_deadline = marked["metadata"]["deletionTimestamp"]
+    await asyncio.sleep(1.1)  # timestamps are whole seconds: the second DELETE comes a second later
     code, shortened = await _call(api, "DELETE", f"{POD_URL}/p", json={"gracePeriodSeconds": 5})
     assert code == 200
     assert shortened["metadata"]["deletionGracePeriodSeconds"] == 5
-    assert shortened["metadata"]["deletionTimestamp"] < first_deadline
+    # As the API server: counted from the first DELETE (its deadline less its grace), whenever this one came.
+    moved_in = datetime.datetime.fromisoformat(first_deadline) - datetime.timedelta(seconds=40)
+    assert datetime.datetime.fromisoformat(shortened["metadata"]["deletionTimestamp"]) == moved_in
     _, kept = await _call(api, "DELETE", f"{POD_URL}/p", json={"gracePeriodSeconds": 20})  # longer: no effect
     assert kept["metadata"]["deletionGracePeriodSeconds"] == 5
     # Forced (`kubectl delete --force --grace-period=0`): the kubelet is told grace 0, then the pod goes.

@@ -424,25 +424,29 @@ class ApiEmulator(kmock.KubernetesEmulator):
         """Mark a pod for its kubelet (deletionTimestamp = now + grace); None: it goes now, as any object.
 
         A pod already terminating keeps its deadline unless a DELETE asks for a shorter grace: then,
-        as the API server does, the deadline moves in (MODIFIED), and grace 0 (the kubelet's own
-        last DELETE, or `kubectl delete --force --grace-period=0`) removes it.
+        as the API server does, the deadline becomes the first DELETE's time plus the new grace
+        (it only moves in; MODIFIED), and grace 0 (the kubelet's own last DELETE, or `kubectl delete
+        --force --grace-period=0`) removes it.
         """
         seconds = api.pod_grace_seconds(current, requested=grace)
+        since = _now()
         if key in self._awaiting_kubelet:
-            if grace is None or grace >= int(current["metadata"].get("deletionGracePeriodSeconds", 0)):
+            meta = current["metadata"]
+            old = int(meta.get("deletionGracePeriodSeconds", 0))
+            if grace is None or max(grace, 0) >= old:
                 return current
-            seconds = grace
+            seconds = max(grace, 0)
+            since = api.parse_kube_time(meta["deletionTimestamp"]) - datetime.timedelta(seconds=old)
         if seconds == 0:
             self._awaiting_kubelet.discard(key)
             if current["metadata"].get("deletionTimestamp"):
-                self._mark_deleted(key, current, seconds=0)
+                self._mark_deleted(key, current, deadline=since, seconds=0)
             return None
         self._awaiting_kubelet.add(key)
-        return self._mark_deleted(key, current, seconds=seconds)
+        return self._mark_deleted(key, current, deadline=since + datetime.timedelta(seconds=seconds), seconds=seconds)
 
-    def _mark_deleted(self, key: Key, current: JsonObject, *, seconds: int) -> JsonObject:
-        deadline = _timestamp(_now() + datetime.timedelta(seconds=seconds))
-        meta = {**current["metadata"], "deletionTimestamp": deadline, "deletionGracePeriodSeconds": seconds}
+    def _mark_deleted(self, key: Key, current: JsonObject, *, deadline: datetime.datetime, seconds: int) -> JsonObject:
+        meta = {**current["metadata"], "deletionTimestamp": _timestamp(deadline), "deletionGracePeriodSeconds": seconds}
         marked = {**current, "metadata": meta}
         self._store(key, marked, event="MODIFIED")
         return marked
