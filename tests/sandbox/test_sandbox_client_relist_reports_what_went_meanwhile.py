@@ -14,8 +14,9 @@ from kubetune_operator.kube.resources import PODS, ApiResource
 from kubetune_operator.sandbox.client import JsonObject, SandboxClient, WatchEvent
 
 
-def _pod(name: str, version: int) -> JsonObject:
-    return {"metadata": {"namespace": "default", "name": name, "resourceVersion": str(version)}}
+def _pod(name: str, version: int, *, uid: str = "") -> JsonObject:
+    meta = {"namespace": "default", "name": name, "resourceVersion": str(version), "uid": uid or f"uid-{name}"}
+    return {"metadata": meta}
 
 
 class ScriptedServer(SandboxClient):
@@ -60,3 +61,16 @@ async def test_a_relist_after_410_reports_the_pods_deleted_meanwhile() -> None:
         ("ADDED", "a"),
         ("ADDED", "d"),
     ]
+
+
+async def test_a_name_made_again_meanwhile_reports_the_old_object_deleted() -> None:
+    """Deleted and created again under the same name while the watch was away: two objects, not one."""
+    too_old = WatchEvent("ERROR", {"code": 410, "reason": "Expired", "message": "too old resource version"})
+    server = ScriptedServer(lists=[[_pod("a", 1)], [_pod("a", 7, uid="uid-a-again")]], streams=[[too_old]])
+    seen: list[tuple[str, str]] = []
+    async for event in server.watch(PODS):
+        seen.append((event.type, event.object["metadata"]["uid"]))
+        if len(seen) == 3:
+            break
+
+    assert seen == [("ADDED", "uid-a"), ("DELETED", "uid-a"), ("ADDED", "uid-a-again")]

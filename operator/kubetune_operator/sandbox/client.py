@@ -98,10 +98,11 @@ class SandboxClient(KubeClient):
         label_selector: str | None,
         known: dict[tuple[str | None, str], JsonObject],
     ) -> tuple[str, list[WatchEvent]]:
-        """The List's resourceVersion; DELETED for each known object it lacks, then ADDED for each it has."""
+        """The List's resourceVersion; DELETED for each known object it lacks (or holds under the same
+        name but another uid: deleted and made again meanwhile), then ADDED for each it has."""
         listed = await self.list_object(resource, namespace, label_selector)
         fresh = {_key(item): item for item in listed.get("items", [])}
-        events = [WatchEvent("DELETED", known[key]) for key in known if key not in fresh]
+        events = [WatchEvent("DELETED", old) for key, old in known.items() if not _same(fresh.get(key), old)]
         events += [WatchEvent("ADDED", item) for item in fresh.values()]
         known.clear()
         known.update(fresh)
@@ -149,3 +150,8 @@ def _remember(known: dict[tuple[str | None, str], JsonObject], event: WatchEvent
 def _key(obj: JsonObject) -> tuple[str | None, str]:
     metadata = obj.get("metadata", {})
     return metadata.get("namespace"), str(metadata.get("name", ""))
+
+
+def _same(now: JsonObject | None, before: JsonObject) -> bool:
+    """The same object: still there, with the same uid (a name can be reused by a new object)."""
+    return now is not None and now.get("metadata", {}).get("uid") == before.get("metadata", {}).get("uid")

@@ -183,7 +183,8 @@ class PodRunner:
         key = (str(meta.get("namespace") or "default"), str(meta.get("name")))
         state = self._pods.get(key)
         if state is not None and state.uid != meta.get("uid"):
-            state.removed = True  # the name now belongs to a new pod
+            state.removed = True  # the name now belongs to a new pod: the old one's processes must go
+            self._stop_within(state, _grace({}, state))
             state = None
         if kind == "DELETED":
             if state is not None:
