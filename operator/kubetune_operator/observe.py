@@ -83,8 +83,9 @@ def observe(
 ) -> Observation:
     """Observe the preflight and attempt `attempt` (their Jobs may be None when absent)."""
     pull_grace, result_grace = settings.image_pull_grace_seconds, settings.result_grace_seconds
-    preflight = observe_run(preflight_job, preflight_pods, now=now, image_pull_grace=pull_grace)
-    trainer = observe_run(attempt_job, attempt_pods, now=now, image_pull_grace=pull_grace) if attempt else ABSENT
+    graces = {"image_pull_grace": pull_grace, "result_grace": result_grace}
+    preflight = observe_run(preflight_job, preflight_pods, now=now, **graces)
+    trainer = observe_run(attempt_job, attempt_pods, now=now, **graces) if attempt else ABSENT
     return Observation(
         preflight=_with_result(preflight, preflight_job, now=now, grace=result_grace, required=True),
         attempt=attempt,
@@ -98,18 +99,24 @@ def observe_run(
     *,
     now: datetime,
     image_pull_grace: float,
+    result_grace: float = 0.0,
 ) -> RunObservation:
-    """One batch Job and its pods -> a RunObservation."""
+    """One batch Job and its pods -> a RunObservation.
+
+    `result_grace`: how long a Failed Job whose pod still looks running waits for that pod's update
+    (its Result names the error class) before it counts as Crashed.
+    """
     if job is None and not pods:
         return ABSENT
     ordered = sorted(pods, key=completion_index)
     views = [PodView.of(pod, now=now, image_pull_grace=image_pull_grace) for pod in ordered]
     timing = _timing(views, now=now)
     live = sum(1 for v in views if not v.finished)
-    if _job_condition(job, "Complete") is not None:
-        # The Job controller marks a Job Complete only once none of its pods runs: a pod that still
-        # looks running here is this operator's view lagging (Jobs and pods come on separate watches),
-        # and holds no GPU. Counting it live would delete the finished pods, and their logs, at once.
+    lagging = bool(live) and (_job_condition(job, "Complete") or _job_condition(job, "Failed")) is not None
+    if lagging:
+        # The Job controller marks a Job Complete or Failed only once none of its pods runs: a pod
+        # that still looks running here is this operator's view lagging (Jobs and pods come on
+        # separate watches), and holds no GPU. Counting it live would delete the pods, and their logs.
         live = 0
     expected = int((job or {}).get("spec", {}).get("completions") or len(views) or 1)
     rank0 = next((v.result for v in views if v.result is not None), None)
@@ -126,6 +133,10 @@ def observe_run(
         return RunObservation(state=RunState.FAILED, error=chosen.error, result=chosen.result, live_pods=live, **timing)
     job_failure = _job_condition(job, "Failed")
     if job_failure is not None:
+        waited = (now - (_job_condition_time(job, "Failed") or now)).total_seconds()
+        if lagging and waited < result_grace:  # the failed pod's Result (its error class) is on its way
+            wait = min(RESULT_RECHECK_SECONDS, result_grace - waited)
+            return RunObservation(state=RunState.RUNNING, live_pods=0, recheck_after=wait, **timing)
         error = operator_error(
             ErrorClass.INTERNAL,
             Reason.CRASHED,
@@ -151,7 +162,7 @@ def observe_run(
 
 
 RESULT_RECHECK_SECONDS = 2.0
-"""How often a Complete Job waiting for its pod's termination message is looked at again."""
+"""How often a Complete or Failed Job waiting for its pod's termination message is looked at again."""
 
 
 def _with_result(

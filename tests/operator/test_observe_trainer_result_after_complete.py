@@ -1,4 +1,4 @@
-"""A Complete trainer Job whose pods' last updates lag: wait for rank 0's Result, delete nothing.
+"""A Complete (or Failed) trainer Job whose pods' last updates lag: wait for the pod's Result, delete nothing.
 
 Jobs and pods reach the operator on separate watches, so the batch Job's Complete can arrive while
 a pod still looks running. A CI run of the e2e suite met it: the job succeeded, and the operator,
@@ -13,7 +13,7 @@ from typing import Any
 from kubetune_operator.actions import DeleteAttempt
 from kubetune_operator.api.status import Phase
 from kubetune_operator.observe import Observation, RunState, observe
-from kubetune_trainer.contract import Outcome, OutputSummary, Result
+from kubetune_trainer.contract import ErrorClass, JobError, Outcome, OutputSummary, Result
 
 from .core_builders import SETTINGS, T0, batch_job, pod, running, stamp, terminated
 from .machine_harness import PASSED, Machine, requeue
@@ -78,3 +78,49 @@ def test_the_machine_waits_then_succeeds_with_the_output_model_and_deletes_no_po
     assert step.status.output_model is not None
     assert step.status.output_model.uri == "s3://models/support-bot"
     assert not [action for action in machine.actions if isinstance(action, DeleteAttempt)]
+
+
+FAILED_AT_T0 = [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": stamp(T0)}]
+INVALID = Result(
+    outcome=Outcome.FAILED,
+    error=JobError(
+        error_class=ErrorClass.INVALID_INPUT,
+        reason="DataFileNotFound",
+        message="spec.trainingFile: no such file",
+        retryable=False,
+    ),
+)
+
+
+def _failed_job_seen(pods: list[dict[str, Any]], *, at: float) -> Observation:
+    return observe(
+        preflight_job=None,
+        preflight_pods=[],
+        attempt=1,
+        attempt_job=batch_job(conditions=FAILED_AT_T0),
+        attempt_pods=pods,
+        now=T0 + timedelta(seconds=at),
+        settings=SETTINGS,
+    ).model_copy(update={"preflight": PASSED})
+
+
+def test_a_failed_job_whose_pod_still_looks_running_waits_for_the_pods_own_error() -> None:
+    lagging = [pod(index=0, phase="Running", container_state=running())]
+    seen = _failed_job_seen(lagging, at=1)
+    assert seen.trainer.state == RunState.RUNNING  # not Crashed yet: the pod's Result may name the class
+    assert seen.trainer.live_pods == 0
+    assert seen.trainer.recheck_after is not None
+
+    caught_up = [pod(index=0, phase="Failed", container_state=terminated(exit_code=2, result=INVALID))]
+    seen = _failed_job_seen(caught_up, at=2)
+    assert seen.trainer.state == RunState.FAILED
+    assert seen.trainer.error is not None
+    assert (seen.trainer.error.error_class, seen.trainer.error.retryable) == (ErrorClass.INVALID_INPUT, False)
+
+
+def test_past_the_grace_a_failed_job_with_no_word_from_its_pod_is_crashed() -> None:
+    seen = _failed_job_seen([pod(index=0, phase="Running", container_state=running())], at=GRACE + 1)
+    assert seen.trainer.state == RunState.FAILED
+    assert seen.trainer.error is not None
+    assert seen.trainer.error.reason == "Crashed"
+    assert seen.trainer.live_pods == 0
