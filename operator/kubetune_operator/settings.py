@@ -7,12 +7,17 @@ argument, so tests and `kubetune run --local` pass their own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ENV_PREFIX = "KUBETUNE_"
+RENAMED = {"PREFLIGHT_RESULT_GRACE_SECONDS": "RESULT_GRACE_SECONDS"}
+"""Old setting names still read (with a warning), to their new names; the new name wins when both are set."""
+
+log = logging.getLogger(__name__)
 
 
 class OperatorSettings(BaseModel):
@@ -90,6 +95,11 @@ class OperatorSettings(BaseModel):
             if not key.startswith(ENV_PREFIX):
                 continue
             suffix = key.removeprefix(ENV_PREFIX)
+            if suffix in RENAMED:
+                log.warning("%s is deprecated: set %s%s instead", key, ENV_PREFIX, RENAMED[suffix])
+                if f"{ENV_PREFIX}{RENAMED[suffix]}" in environ:
+                    continue
+                suffix = RENAMED[suffix]
             if suffix not in known:
                 continue  # other KUBETUNE_* variables (e.g. the CLI's) are not settings
             name = known[suffix]

@@ -36,3 +36,11 @@ def test_values_are_read_from_the_environment() -> None:
 def test_a_bad_value_names_the_variable() -> None:
     with pytest.raises(ValueError, match="KUBETUNE_IMAGE_PULL_GRACE_SECONDS"):
         OperatorSettings.from_env({"KUBETUNE_IMAGE_PULL_GRACE_SECONDS": "soon"})
+
+
+def test_a_renamed_setting_is_still_read_under_its_old_name_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    old = OperatorSettings.from_env({"KUBETUNE_PREFLIGHT_RESULT_GRACE_SECONDS": "45"})
+    assert old.result_grace_seconds == 45
+    assert "KUBETUNE_PREFLIGHT_RESULT_GRACE_SECONDS is deprecated: set KUBETUNE_RESULT_GRACE_SECONDS" in caplog.text
+    both = {"KUBETUNE_PREFLIGHT_RESULT_GRACE_SECONDS": "45", "KUBETUNE_RESULT_GRACE_SECONDS": "10"}
+    assert OperatorSettings.from_env(both).result_grace_seconds == 10
