@@ -87,9 +87,9 @@ def observe(
     preflight = observe_run(preflight_job, preflight_pods, now=now, **graces)
     trainer = observe_run(attempt_job, attempt_pods, now=now, **graces) if attempt else ABSENT
     return Observation(
-        preflight=_with_result(preflight, preflight_job, now=now, grace=result_grace, required=True),
+        preflight=_with_result(preflight, preflight_job, now=now, grace=result_grace),
         attempt=attempt,
-        trainer=_with_result(trainer, attempt_job, now=now, grace=result_grace, required=False),
+        trainer=trainer,
     )
 
 
@@ -103,8 +103,9 @@ def observe_run(
 ) -> RunObservation:
     """One batch Job and its pods -> a RunObservation.
 
-    `result_grace`: how long a Failed Job whose pod still looks running waits for that pod's update
-    (its Result names the error class) before it counts as Crashed.
+    `result_grace`: how long a Complete or Failed Job whose pod still looks running waits for that
+    pod's update when the pods' word is missing (rank 0's Result, which names the output model; the
+    failed pod's, which names the error class) before the Job's own word decides.
     """
     if job is None and not pods:
         return ABSENT
@@ -112,7 +113,8 @@ def observe_run(
     views = [PodView.of(pod, now=now, image_pull_grace=image_pull_grace) for pod in ordered]
     timing = _timing(views, now=now)
     live = sum(1 for v in views if not v.finished)
-    lagging = bool(live) and (_job_condition(job, "Complete") or _job_condition(job, "Failed")) is not None
+    ended_at = _job_condition_time(job, "Complete") or _job_condition_time(job, "Failed")
+    lagging = bool(live) and ended_at is not None
     if lagging:
         # The Job controller marks a Job Complete or Failed only once none of its pods runs: a pod
         # that still looks running here is this operator's view lagging (Jobs and pods come on
@@ -132,11 +134,12 @@ def observe_run(
         chosen = next((v for v in failed if v.result is not None and v.result.error is not None), failed[0])
         return RunObservation(state=RunState.FAILED, error=chosen.error, result=chosen.result, live_pods=live, **timing)
     job_failure = _job_condition(job, "Failed")
-    if job_failure is not None:
-        waited = (now - (_job_condition_time(job, "Failed") or now)).total_seconds()
-        if lagging and waited < result_grace:  # the failed pod's Result (its error class) is on its way
+    if lagging and ended_at is not None and (job_failure is not None or rank0 is None):
+        waited = (now - ended_at).total_seconds()
+        if waited < result_grace:  # the pods' word is on its way: "still finishing"
             wait = min(RESULT_RECHECK_SECONDS, result_grace - waited)
             return RunObservation(state=RunState.RUNNING, live_pods=0, recheck_after=wait, **timing)
+    if job_failure is not None:
         error = operator_error(
             ErrorClass.INTERNAL,
             Reason.CRASHED,
@@ -165,15 +168,12 @@ RESULT_RECHECK_SECONDS = 2.0
 """How often a Complete or Failed Job waiting for its pod's termination message is looked at again."""
 
 
-def _with_result(
-    run: RunObservation, job: Manifest | None, *, now: datetime, grace: float, required: bool
-) -> RunObservation:
-    """A Complete Job is "still finishing" until its Result is seen: the Job's Complete may arrive first.
+def _with_result(run: RunObservation, job: Manifest | None, *, now: datetime, grace: float) -> RunObservation:
+    """A preflight passes only with its Result (the model facts): a Complete Job without one is a failure.
 
-    Jobs and pods are separate watches, so the pod's termination message (the preflight's model
-    facts, rank 0's output model) can follow the Job's Complete. It is waited for up to `grace`
-    seconds; then a preflight without its Result (`required`) is an Internal, retryable failure,
-    and a trainer succeeds on the Job's word (every rank exited 0 after saving and verifying).
+    A pod still looking running was waited for in `observe_run`; a Complete Job with no pod seen at
+    all waits here the same way. After `grace`, or at once when the pod is seen ending without a
+    message, it is an Internal, retryable failure.
     """
     if run.state != RunState.SUCCEEDED or run.result is not None:
         return run
@@ -186,8 +186,6 @@ def _with_result(
             recheck = min(RESULT_RECHECK_SECONDS, grace - waited)
             return run.model_copy(update={"state": RunState.RUNNING, "recheck_after": recheck})
         why = f"the preflight Job is Complete but its pod's termination message was not seen within {grace:.0f}s"
-    if not required:
-        return run
     error = operator_error(
         ErrorClass.INTERNAL,
         Reason.PREFLIGHT_RESULT_MISSING,
