@@ -14,6 +14,8 @@ from typing import Any
 
 import kmock
 
+from ..pod_state import parse_time
+
 JsonObject = dict[str, Any]
 
 _SET_REQUIREMENT = re.compile(r"^\s*(?P<key>[^\s!=]+)\s+(?P<op>in|notin)\s+\((?P<values>[^)]*)\)\s*$")
@@ -207,13 +209,8 @@ def human_duration(seconds: float) -> str:
 
 def human_age(created: str | None, *, now: datetime.datetime) -> str | None:
     """The time from `created` (an RFC 3339 stamp) to `now` as kubectl prints it; None without a stamp."""
-    if not created:
-        return None
-    return human_duration((now - parse_kube_time(created)).total_seconds())
-
-
-def parse_kube_time(moment: str) -> datetime.datetime:
-    return datetime.datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    moment = parse_time(created)
+    return None if moment is None else human_duration((now - moment).total_seconds())
 
 
 def simple_json_path(obj: Mapping[str, Any], path: str) -> Any:

@@ -78,6 +78,7 @@ import aiohttp.web
 import attrs
 import kmock
 
+from ..pod_state import parse_time
 from . import apimachinery as api
 from . import printers
 from .apimachinery import JsonObject
@@ -436,7 +437,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
             if grace is None or max(grace, 0) >= old:
                 return current
             seconds = max(grace, 0)
-            since = api.parse_kube_time(meta["deletionTimestamp"]) - datetime.timedelta(seconds=old)
+            since = (parse_time(meta.get("deletionTimestamp")) or since) - datetime.timedelta(seconds=old)
         if seconds == 0:
             self._awaiting_kubelet.discard(key)
             if current["metadata"].get("deletionTimestamp"):

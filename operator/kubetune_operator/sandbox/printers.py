@@ -12,7 +12,8 @@ import datetime
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .apimachinery import JsonObject, human_age, parse_kube_time
+from ..pod_state import parse_time
+from .apimachinery import JsonObject, human_age
 
 Cells = Callable[[Mapping[str, Any], datetime.datetime], list[Any]]
 
@@ -107,7 +108,7 @@ def job_cells(job: Mapping[str, Any], now: datetime.datetime) -> list[Any]:
     wanted = spec.get("completions")
     succeeded = int(status.get("succeeded") or 0)
     completions = f"{succeeded}/{wanted}" if wanted is not None else f"{succeeded}/1 of {spec.get('parallelism', 1)}"
-    ended = parse_kube_time(status["completionTime"]) if status.get("completionTime") else now
+    ended = parse_time(status.get("completionTime")) or now
     duration = human_age(status.get("startTime"), now=ended) or ""
     return [job_status(job), completions, duration, human_age(job["metadata"].get("creationTimestamp"), now=now)]
 
