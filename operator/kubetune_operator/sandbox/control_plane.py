@@ -32,7 +32,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TextIO
 
 import aiohttp
 import aiohttp.test_utils
@@ -228,17 +228,13 @@ class Sandbox:
 
     def _lock_workdir(self) -> None:
         """One sandbox per workdir: a second one would rewrite the first's kubeconfig, CA and sandbox.json."""
-        lock = (self.workdir / LOCK_FILE).open("a+", encoding="utf-8")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.seek(0)
-            holder = lock.read().strip() or "unknown"
-            lock.close()
+        lock = hold_lock(self.workdir / LOCK_FILE)
+        if lock is None:
+            holder = (self.workdir / LOCK_FILE).read_text(encoding="utf-8").strip() or "unknown"
             raise SandboxError(
                 f"{self.workdir} is in use by another kubetune sandbox (pid {holder}); "
                 "stop that one, or give this one another workdir (--workdir)"
-            ) from None
+            )
         lock.truncate(0)
         lock.write(f"{os.getpid()}\n")
         lock.flush()
@@ -347,6 +343,17 @@ class Sandbox:
         return self.emulator.collection_path(
             manifest.get("apiVersion", ""), manifest.get("kind", ""), namespace=namespace
         )
+
+
+def hold_lock(path: Path) -> TextIO | None:
+    """`path` opened and exclusively locked (flock, freed when its holder dies); None while another holds it."""
+    lock = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
 
 
 def _tls_server_class(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:

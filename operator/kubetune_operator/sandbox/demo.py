@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import os
 import shutil
 import signal
@@ -29,7 +28,7 @@ import yaml
 from ..kube.connection import Connection
 from ..kube.resources import FINETUNEJOBS
 from .client import SandboxClient
-from .control_plane import LOCK_FILE, SandboxInfo
+from .control_plane import LOCK_FILE, SandboxInfo, hold_lock
 from .layout import SandboxLayout
 from .watch_table import WatchTable
 
@@ -93,12 +92,10 @@ def _sandbox_running(sandbox_dir: Path) -> bool:
     lock_path = sandbox_dir / LOCK_FILE
     if not lock_path.is_file():
         return False
-    with lock_path.open("a+", encoding="utf-8") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(lock, fcntl.LOCK_UN)
+    lock = hold_lock(lock_path)
+    if lock is None:
+        return True
+    lock.close()  # frees it at once: the demo only looked
     return False
 
 
