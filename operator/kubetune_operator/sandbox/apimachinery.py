@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import datetime
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kmock
@@ -221,7 +221,7 @@ def simple_json_path(obj: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def printer_column_cells(obj: Mapping[str, Any], columns: list[JsonObject], *, now: datetime.datetime) -> list[Any]:
+def printer_column_cells(obj: Mapping[str, Any], columns: Sequence[JsonObject], *, now: datetime.datetime) -> list[Any]:
     """One object's cells for a CRD's additionalPrinterColumns, as the API server fills them."""
     row: list[Any] = []
     for column in columns:

@@ -6,6 +6,7 @@ priority 0), so the demo shows what `kubectl get ftj` shows, and follows the CRD
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, TextIO
@@ -16,9 +17,11 @@ from .apimachinery import JsonObject, printer_column_cells
 _MIN_WIDTHS = {"NAME": 12, "PHASE": 11, "STAGE": 16, "PROGRESS": 16, "MODEL": 8, "ERROR": 14}
 
 
-def _default_columns() -> list[JsonObject]:
+@functools.cache
+def _default_columns() -> tuple[JsonObject, ...]:
+    """Read once: the CRD is generated from the models, and a watch prints a row per change."""
     (version,) = finetunejob_crd()["spec"]["versions"]
-    return [column for column in version["additionalPrinterColumns"] if not column.get("priority")]
+    return tuple(column for column in version["additionalPrinterColumns"] if not column.get("priority"))
 
 
 def printer_columns() -> list[tuple[str, str]]:
