@@ -33,12 +33,13 @@ def _rank(index: int, *, done: bool) -> dict[str, Any]:
     return pod(index=index, phase="Succeeded", container_state=terminated(exit_code=0, result=result))
 
 
-def _seen(pods: list[dict[str, Any]], *, at: float) -> Observation:
+def _seen(pods: list[dict[str, Any]], *, at: float, job: dict[str, Any] | None = None) -> Observation:
+    """Attempt 1's Job (by default a Complete one of 2 completions) and its pods, `at` seconds after T0."""
     return observe(
         preflight_job=None,
         preflight_pods=[],
         attempt=1,
-        attempt_job=batch_job(completions=2, conditions=COMPLETE),
+        attempt_job=job or batch_job(completions=2, conditions=COMPLETE),
         attempt_pods=pods,
         now=T0 + timedelta(seconds=at),
         settings=SETTINGS,
@@ -92,34 +93,25 @@ INVALID = Result(
 )
 
 
-def _failed_job_seen(pods: list[dict[str, Any]], *, at: float) -> Observation:
-    return observe(
-        preflight_job=None,
-        preflight_pods=[],
-        attempt=1,
-        attempt_job=batch_job(conditions=FAILED_AT_T0),
-        attempt_pods=pods,
-        now=T0 + timedelta(seconds=at),
-        settings=SETTINGS,
-    ).model_copy(update={"preflight": PASSED})
+FAILED_JOB = batch_job(conditions=FAILED_AT_T0)
 
 
 def test_a_failed_job_whose_pod_still_looks_running_waits_for_the_pods_own_error() -> None:
     lagging = [pod(index=0, phase="Running", container_state=running())]
-    seen = _failed_job_seen(lagging, at=1)
+    seen = _seen(lagging, at=1, job=FAILED_JOB)
     assert seen.trainer.state == RunState.RUNNING  # not Crashed yet: the pod's Result may name the class
     assert seen.trainer.live_pods == 0
     assert seen.trainer.recheck_after is not None
 
     caught_up = [pod(index=0, phase="Failed", container_state=terminated(exit_code=2, result=INVALID))]
-    seen = _failed_job_seen(caught_up, at=2)
+    seen = _seen(caught_up, at=2, job=FAILED_JOB)
     assert seen.trainer.state == RunState.FAILED
     assert seen.trainer.error is not None
     assert (seen.trainer.error.error_class, seen.trainer.error.retryable) == (ErrorClass.INVALID_INPUT, False)
 
 
 def test_past_the_grace_a_failed_job_with_no_word_from_its_pod_is_crashed() -> None:
-    seen = _failed_job_seen([pod(index=0, phase="Running", container_state=running())], at=GRACE + 1)
+    seen = _seen([pod(index=0, phase="Running", container_state=running())], at=GRACE + 1, job=FAILED_JOB)
     assert seen.trainer.state == RunState.FAILED
     assert seen.trainer.error is not None
     assert seen.trainer.error.reason == "Crashed"

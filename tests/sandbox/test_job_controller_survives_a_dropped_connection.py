@@ -17,7 +17,7 @@ from kubetune_operator.kube.resources import JOBS, ApiResource
 from kubetune_operator.sandbox.client import JsonObject, SandboxClient
 from kubetune_operator.sandbox.job_controller import JobController
 
-from .one_node import condition_types, eventually, one_node, python
+from .one_node import Node, condition_types, eventually, one_node, python
 
 
 class DropsTheFirstJobRead(SandboxClient):
@@ -32,23 +32,28 @@ class DropsTheFirstJobRead(SandboxClient):
         return await super().get(resource, namespace=namespace, name=name)
 
 
+async def run_job_to_completion(node: Node, client: SandboxClient, job: str) -> None:
+    """A one-pod Job through a Job controller on `client`, which must still be running when the Job completes."""
+    controller = asyncio.create_task(JobController(client).run())
+    try:
+        await node.create_job(job, python("print('done')"))
+
+        def complete() -> bool:
+            return ("Complete", "True") in [(kind, status) for kind, status, _ in condition_types(node.job(job))]
+
+        await eventually(complete, what=f"Job {job} to complete", timeout=20)
+        assert not controller.done()
+    finally:
+        controller.cancel()
+        await asyncio.gather(controller, return_exceptions=True)
+
+
 async def test_a_job_read_that_drops_is_tried_again_and_the_job_completes(tmp_path: Path) -> None:
     async with one_node(tmp_path, controller=False) as node:
-        url = str(node.emulator.url)
-        async with DropsTheFirstJobRead(Connection(server=url)) as flaky:
-            controller = asyncio.create_task(JobController(flaky).run())
-            try:
-                await node.create_job("steady", python("print('done')"))
-
-                def complete() -> Any:
-                    return ("Complete", "True", "") in [(t, s, "") for t, s, _ in condition_types(node.job("steady"))]
-
-                await eventually(complete, what="the Job to complete after the dropped read", timeout=20)
-                assert flaky.dropped == 1
-                assert not controller.done()
-            finally:
-                controller.cancel()
-                await asyncio.gather(controller, return_exceptions=True)
+        connection = Connection(server=str(node.emulator.url))
+        async with DropsTheFirstJobRead(connection) as flaky:
+            await run_job_to_completion(node, flaky, "steady")
+            assert flaky.dropped == 1
 
 
 class _AppliedThenDropped:
@@ -95,19 +100,9 @@ async def test_a_pod_create_whose_answer_is_lost_makes_no_second_pod(tmp_path: P
     async with one_node(tmp_path, controller=False) as node:
         connection = Connection(server=str(node.emulator.url))
         async with LosesTheFirstPodCreateAnswer(connection) as flaky:
-            controller = asyncio.create_task(JobController(flaky).run())
-            try:
-                await node.create_job("once", python("print('done')"))
-
-                def complete() -> Any:
-                    return ("Complete", "True") in [(t, s) for t, s, _ in condition_types(node.job("once"))]
-
-                await eventually(complete, what="the Job to complete", timeout=20)
-                assert flaky.lost == 1
-                pod_creates = [
-                    r for r in node.emulator.writes() if r.method.value == "POST" and r.url.path.endswith("/pods")
-                ]
-                assert len(pod_creates) == 1  # a blind retry would have made a second pod for one completion
-            finally:
-                controller.cancel()
-                await asyncio.gather(controller, return_exceptions=True)
+            await run_job_to_completion(node, flaky, "once")
+            assert flaky.lost == 1
+            pod_creates = [
+                r for r in node.emulator.writes() if r.method.value == "POST" and r.url.path.endswith("/pods")
+            ]
+            assert len(pod_creates) == 1  # a blind retry would have made a second pod for one completion
