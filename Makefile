@@ -10,18 +10,21 @@ SANDBOX_STAMP := $(VENV)/.installed-sandbox
 test: lint typecheck imports pytest
 
 # The venv is reused while pyproject.toml is unchanged; everything installs from the repo's own files.
-$(STAMP): pyproject.toml
+# $(call install_extra,EXTRA): the venv, then the project with that extra.
+define install_extra
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[$(1)]'
+endef
+
+$(STAMP): pyproject.toml
+	$(call install_extra,dev)
 	touch $(STAMP) $(SANDBOX_STAMP)
 
 # `make demo` needs only the sandbox extra (operator, trainer, emulator): on a fresh clone it skips
 # the test and lint tools (wandb, moto, helm, mypy...), about half the install. `make test` covers it.
 $(SANDBOX_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[sandbox]'
+	$(call install_extra,sandbox)
 	touch $(SANDBOX_STAMP)
 
 install: $(STAMP)
