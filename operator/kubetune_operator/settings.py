@@ -47,8 +47,8 @@ class OperatorSettings(BaseModel):
         30.0,
         ge=0,
         description=(
-            "How long a Complete Job may wait for its pod's termination message (the preflight's or rank 0's "
-            "Result) to be seen."
+            "How long a Complete or Failed Job may wait for its pod's termination message (the preflight's, "
+            "rank 0's or the failed pod's Result) to be seen."
         ),
     )
     heartbeat_stale_seconds: float = Field(
