@@ -14,6 +14,9 @@ from pathlib import Path
 
 import yarl
 
+KUBECTL_ENV = {"KUBE_FEATURE_WatchListClient": "false"}
+"""kubectl >= 1.35 waits for an initial-events BOOKMARK on watch-lists; the emulator's is minimal."""
+
 
 async def kubectl(
     cluster: Path | yarl.URL, *args: str, stdin: str | None = None, timeout: float = 120.0
@@ -25,12 +28,7 @@ async def kubectl(
         kubeconfig, flags = str(cluster), []
     else:
         kubeconfig, flags = os.devnull, [f"--server={str(cluster).rstrip('/')}"]
-    env = {
-        **os.environ,
-        "KUBECONFIG": kubeconfig,
-        # kubectl >= 1.35 waits for an initial-events BOOKMARK on watch-lists; the emulator's is minimal.
-        "KUBE_FEATURE_WatchListClient": "false",
-    }
+    env = {**os.environ, **KUBECTL_ENV, "KUBECONFIG": kubeconfig}
     process = await asyncio.create_subprocess_exec(
         binary,
         *flags,

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..conftest import REPO
+from ..kubectl import KUBECTL_ENV
 from .host_processes import processes_under
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -42,8 +43,7 @@ def user_environ(cwd: Path) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "KUBECONFIG"))}
     environ["PATH"] = f"{BIN}{os.pathsep}{environ.get('PATH', '')}"
     environ["PWD"] = str(cwd)
-    environ["KUBE_FEATURE_WatchListClient"] = "false"  # kubectl >= 1.35 would use a watch-list the emulator lacks
-    return environ
+    return {**environ, **KUBECTL_ENV}
 
 
 def job_phase(*, cwd: Path, environ: dict[str, str]) -> str:

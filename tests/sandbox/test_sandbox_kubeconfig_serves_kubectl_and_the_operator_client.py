@@ -24,7 +24,7 @@ from kubetune_operator.sandbox.kubeconfig import write_kubeconfig
 from kubetune_operator.sandbox.tls import issue
 
 from ..conftest import EXAMPLES_DIR, REPO
-from ..kubectl import kubectl
+from ..kubectl import KUBECTL_ENV, kubectl
 from .sleeper_pods import SLEEPER_POD, eventually, pod_phase
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -109,7 +109,7 @@ def documented_commands(heading: str) -> list[str]:
 
 
 async def run_documented(sandbox: Sandbox, command: str, *, pod: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "KUBECONFIG": str(sandbox.kubeconfig), "KUBE_FEATURE_WatchListClient": "false"}
+    environ = {**os.environ, **KUBECTL_ENV, "KUBECONFIG": str(sandbox.kubeconfig)}
     return await asyncio.to_thread(
         subprocess.run,
         ["bash", "-c", "set -eo pipefail\n" + command.replace("POD", pod)],
