@@ -30,11 +30,11 @@ $(SANDBOX_STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(BIN)/ruff check operator trainer_image tests
-	$(BIN)/ruff format --check operator trainer_image tests
+	$(BIN)/ruff check operator trainer_image sandbox tests
+	$(BIN)/ruff format --check operator trainer_image sandbox tests
 
 typecheck: install
-	$(BIN)/mypy operator/kubetune_operator trainer_image/kubetune_trainer
+	$(BIN)/mypy operator/kubetune_operator trainer_image/kubetune_trainer sandbox/kubetune_sandbox
 
 imports: install
 	$(BIN)/lint-imports
@@ -45,14 +45,14 @@ pytest: install
 # The quick start on this machine: a tiny stand-in model, `kubetune sandbox`, examples/quickstart.yaml applied.
 DEMO_WORKDIR ?= .kubetune-demo
 demo: $(SANDBOX_STAMP)
-	$(BIN)/python -m kubetune_operator.sandbox.demo --workdir $(DEMO_WORKDIR)
+	$(BIN)/python -m kubetune_sandbox.demo --workdir $(DEMO_WORKDIR)
 
 crds: install
 	$(BIN)/kubetune crds
 
 format: install
-	$(BIN)/ruff check --fix operator trainer_image tests
-	$(BIN)/ruff format operator trainer_image tests
+	$(BIN)/ruff check --fix operator trainer_image sandbox tests
+	$(BIN)/ruff format operator trainer_image sandbox tests
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from tests.conftest import CATALOG_DIR, CRD_DIR, load_yaml  # noqa: E402
 from tests.operator.cluster_actors import Actors, trainer_succeeded  # noqa: E402
 
-from kubetune_operator.sandbox.emulator import ApiEmulator  # noqa: E402
+from kubetune_sandbox.emulator import ApiEmulator  # noqa: E402
 from kubetune_trainer.contract import Stage  # noqa: E402
 
 NAMESPACE = "bench"

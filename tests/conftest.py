@@ -12,7 +12,7 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from kubetune_operator.catalog import Catalog, load_catalog
+from kubetune_operator.resolve.catalog import Catalog, load_catalog
 
 # CI replays the same examples every run (no flaky red); local runs keep exploring.
 # HYPOTHESIS_PROFILE=soak runs the schema/model agreement property far longer.

@@ -11,7 +11,7 @@ import yaml
 
 from kubetune_operator.api.errors import InvalidResourceError
 from kubetune_operator.api.names import object_name_for_alias
-from kubetune_operator.catalog import Catalog, load_catalog, packaged_catalog_dir, parse_templates
+from kubetune_operator.resolve.catalog import Catalog, load_catalog, packaged_catalog_dir, parse_templates
 
 from .conftest import CATALOG_DIR, CrdValidator
 

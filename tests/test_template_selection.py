@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kubetune_operator.catalog import Catalog
-from kubetune_operator.selection import mismatch_warnings, recommend
+from kubetune_operator.resolve.catalog import Catalog
+from kubetune_operator.resolve.selection import mismatch_warnings, recommend
 from kubetune_trainer.contract import ModelFacts
 
 

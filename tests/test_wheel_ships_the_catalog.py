@@ -29,7 +29,7 @@ def test_an_installed_wheel_loads_the_same_catalog(tmp_path: Path) -> None:
         capture_output=True,
     )
     probe = (
-        "import kubetune_operator; from kubetune_operator.catalog import load_catalog; "
+        "import kubetune_operator; from kubetune_operator.resolve.catalog import load_catalog; "
         "print(kubetune_operator.__file__); print(','.join(load_catalog().names()))"
     )
     done = subprocess.run(

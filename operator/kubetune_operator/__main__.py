@@ -13,10 +13,10 @@ from functools import partial
 
 from . import __version__
 from .handlers.runtime import RunOptions, run_operator
+from .handlers.webhook import WebhookOptions, install
 from .kube import Connection
 from .kube.connection import NoApiConfiguration
 from .settings import OperatorSettings
-from .webhook import WebhookOptions, install
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_operator.render.labels import ATTEMPT_LABEL, COMPONENT_LABEL, JOB_LABEL, TRAINER
-from kubetune_operator.sandbox.control_plane import Sandbox
+from kubetune_sandbox.control_plane import Sandbox
 from kubetune_trainer.faults import FaultPlan
 
 from .host_processes import kill_all, processes_under

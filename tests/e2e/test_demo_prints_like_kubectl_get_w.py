@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from kubetune_operator.sandbox.apimachinery import human_duration
-from kubetune_operator.sandbox.watch_table import WatchTable, printer_columns
+from kubetune_sandbox.apimachinery import human_duration
+from kubetune_sandbox.watch_table import WatchTable, printer_columns
 
 CREATED = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 

@@ -200,7 +200,7 @@ def test_the_demo_exits_non_zero_when_the_job_does_not_succeed(tmp_path: Path) -
     quickstart = (REPO / "examples" / "quickstart.yaml").read_text(encoding="utf-8")
     manifest.write_text(quickstart.replace("pvc://datasets/chat/train.jsonl", "pvc://datasets/chat/missing.jsonl"))
     data = REPO / "examples" / "data" / "tiny-chat-train.jsonl"
-    demo = [sys.executable, "-m", "kubetune_operator.sandbox.demo", "--workdir", str(tmp_path / "demo")]
+    demo = [sys.executable, "-m", "kubetune_sandbox.demo", "--workdir", str(tmp_path / "demo")]
     done = subprocess.run(
         [*demo, "--manifest", str(manifest), "--data", str(data)],
         cwd=REPO,

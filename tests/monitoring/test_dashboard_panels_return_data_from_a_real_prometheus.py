@@ -24,8 +24,8 @@ from kubetune_operator.handlers.runtime import RunOptions, run_operator
 from kubetune_operator.kube import Connection
 from kubetune_operator.metrics import OperatorMetrics
 from kubetune_operator.render.job import METRICS_PORT_NAME as METRICS_PORT
-from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_operator.settings import OperatorSettings
+from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass, Outcome, Progress, Stage
 
 from ..deploy.chart import NAMESPACE, of_kind, render

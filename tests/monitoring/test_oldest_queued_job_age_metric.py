@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from kubetune_operator.handlers.bookkeeping import record_step
+from kubetune_operator.controller.bookkeeping import record_step
 from kubetune_operator.metrics import OperatorMetrics
-from kubetune_operator.observe import Observation, RunState
+from kubetune_operator.observe.observation import Observation, RunState
 
 from ..operator.core_builders import T0
 from ..operator.machine_harness import PASSED, Machine, attempt_seen

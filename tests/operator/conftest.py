@@ -22,8 +22,8 @@ import pytest
 from kubetune_operator.handlers.runtime import RunOptions, kopf_settings, run_operator
 from kubetune_operator.kube import Connection
 from kubetune_operator.metrics import OperatorMetrics
-from kubetune_operator.sandbox.emulator import ApiEmulator
 from kubetune_operator.settings import OperatorSettings
+from kubetune_sandbox.emulator import ApiEmulator
 
 from ..conftest import CATALOG_DIR, CRD_DIR, load_yaml
 from .cluster_actors import NAMESPACE, Actors, wait_for

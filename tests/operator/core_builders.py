@@ -7,9 +7,9 @@ from typing import Any
 
 from kubetune_operator.api.resources import BaseModelTemplate
 from kubetune_operator.api.spec import FineTuneJobSpec
-from kubetune_operator.catalog import load_catalog
 from kubetune_operator.render import JobRef
-from kubetune_operator.resolve import ResolvedJob, resolve_job
+from kubetune_operator.resolve.catalog import load_catalog
+from kubetune_operator.resolve.resolution import ResolvedJob, resolve_job
 from kubetune_operator.settings import OperatorSettings
 from kubetune_trainer.contract import Result
 

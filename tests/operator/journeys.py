@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, wait_for
 from .conftest import JOBS, job_manifest, status_of

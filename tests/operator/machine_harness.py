@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from kubetune_operator.actions import Action, CreateAttempt, RequeueAfter
 from kubetune_operator.api.conditions import EventNote
 from kubetune_operator.api.resources import BaseModelTemplate
 from kubetune_operator.api.status import Condition, ConditionType, FineTuneJobStatus
-from kubetune_operator.observe import Observation, RunObservation, RunState
-from kubetune_operator.reconcile import reconcile_step
+from kubetune_operator.lifecycle.actions import Action, CreateAttempt, RequeueAfter
+from kubetune_operator.lifecycle.step import reconcile_step
+from kubetune_operator.lifecycle.transitions import JobFacts, Step
+from kubetune_operator.observe.observation import Observation, RunObservation, RunState
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.transitions import JobFacts, Step
 from kubetune_trainer.contract import (
     JobError,
     ModelFacts,

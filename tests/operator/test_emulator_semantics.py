@@ -6,7 +6,7 @@ import asyncio
 import json
 from typing import Any
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from .cluster_actors import NAMESPACE, wait_for
 from .conftest import CONFIGMAPS, FTJ, JOBS, PODS, job_manifest

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from ..conftest import EXAMPLES_DIR
 from ..kubectl import kubectl

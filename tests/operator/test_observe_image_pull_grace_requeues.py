@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from kubetune_operator.api.status import Phase
-from kubetune_operator.observe import Observation, RunState, observe
+from kubetune_operator.observe.observation import Observation, RunState, observe
 from kubetune_operator.settings import OperatorSettings
 
 from .core_builders import SETTINGS, T0, batch_job, pod

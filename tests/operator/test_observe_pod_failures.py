@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from kubetune_operator.observe import RunObservation, RunState, observe, observe_run
+from kubetune_operator.observe.observation import RunObservation, RunState, observe, observe_run
 from kubetune_trainer.contract import ErrorClass, JobError, ModelFacts, Outcome, OutputSummary, Result
 
 from .core_builders import (

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from kubetune_operator.api.status import Phase
-from kubetune_operator.observe import Observation, RunState, observe
+from kubetune_operator.observe.observation import Observation, RunState, observe
 from kubetune_trainer.contract import ErrorClass, Outcome, Result
 
 from .core_builders import SETTINGS, T0, batch_job, pod, running, stamp, terminated

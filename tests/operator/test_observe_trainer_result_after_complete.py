@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from kubetune_operator.actions import DeleteAttempt
 from kubetune_operator.api.status import Phase
-from kubetune_operator.observe import Observation, RunState, observe
+from kubetune_operator.lifecycle.actions import DeleteAttempt
+from kubetune_operator.observe.observation import Observation, RunState, observe
 from kubetune_trainer.contract import ErrorClass, JobError, Outcome, OutputSummary, Result
 
 from .core_builders import SETTINGS, T0, batch_job, pod, running, stamp, terminated

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass
 
 from ..deploy.chart import NAMESPACE as RELEASE_NAMESPACE

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import kmock
 import pytest
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, wait_for
 from .conftest import (

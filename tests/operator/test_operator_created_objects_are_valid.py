@@ -9,7 +9,7 @@ from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from .cluster_actors import Actors, wait_for
 from .conftest import OPERATOR_AGENT, RunningOperator

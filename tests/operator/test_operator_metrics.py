@@ -8,7 +8,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from kubetune_operator.metrics import OperatorMetrics, metrics_app, start_metrics_server
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from .cluster_actors import Actors
 from .conftest import RunningOperator

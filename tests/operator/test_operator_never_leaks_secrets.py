@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from .cluster_actors import NAMESPACE, Actors, trainer_succeeded
 from .conftest import RunningOperator

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_failed, wait_for

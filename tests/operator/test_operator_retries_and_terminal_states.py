@@ -6,7 +6,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass, Progress, Stage
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_failed, trainer_succeeded, wait_for

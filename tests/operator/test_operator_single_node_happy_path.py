@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import Progress, Stage
 
 from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_succeeded, wait_for

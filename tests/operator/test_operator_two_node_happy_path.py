@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import Stage
 
 from .cluster_actors import NAMESPACE, Actors, trainer_succeeded, wait_for

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import copy
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
-from kubetune_operator.webhook import spec_problems
+from kubetune_operator.handlers.webhook import spec_problems
+from kubetune_sandbox.emulator import ApiEmulator
 
 from ..conftest import CATALOG_DIR, load_yaml
 from .cluster_actors import NAMESPACE, Actors, wait_for

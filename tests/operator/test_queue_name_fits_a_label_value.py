@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kubetune_operator.render import render_attempt
 from kubetune_operator.render.labels import QUEUE_LABEL
-from kubetune_operator.resolve import Resolution, parse_spec
+from kubetune_operator.resolve.resolution import Resolution, parse_spec
 
 from .core_builders import JOB, SETTINGS, resolved, spec
 

@@ -12,7 +12,7 @@ import yaml
 from kubetune_operator.api.resources import BaseModelTemplate
 from kubetune_operator.api.spec import FineTuneJobSpec
 from kubetune_operator.render import JobRef, render_attempt, render_preflight
-from kubetune_operator.resolve import Unresolved, parse_spec, resolve_job
+from kubetune_operator.resolve.resolution import Unresolved, parse_spec, resolve_job
 from kubetune_trainer.contract import ModelFacts
 
 from ..conftest import EXAMPLES_DIR

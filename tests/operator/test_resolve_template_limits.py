@@ -6,7 +6,7 @@ import pytest
 
 from kubetune_operator.api.resources import BaseModelTemplate
 from kubetune_operator.api.spec import FineTuneJobSpec
-from kubetune_operator.resolve import Unresolved, resolve_job
+from kubetune_operator.resolve.resolution import Unresolved, resolve_job
 from kubetune_trainer.contract import ModelFacts
 
 from .core_builders import CATALOG, JOB, SETTINGS, resolved, spec, with_template_changes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubetune_operator.api.spec import FineTuneJobSpec, LoraSpec
-from kubetune_operator.resolve import PREFLIGHT_ANNOTATION, Resolution, Unresolved, parse_spec, resolve_job
+from kubetune_operator.resolve.resolution import PREFLIGHT_ANNOTATION, Resolution, Unresolved, parse_spec, resolve_job
 from kubetune_trainer.contract import ModelFacts
 
 from .core_builders import CATALOG, JOB, SETTINGS, resolved, spec, template, with_template_changes

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from kubetune_operator.api.status import Phase
-from kubetune_operator.handlers.bookkeeping import record_step
+from kubetune_operator.controller.bookkeeping import record_step
 from kubetune_operator.metrics import OperatorMetrics
-from kubetune_operator.observe import Observation, RunState
+from kubetune_operator.observe.observation import Observation, RunState
 from kubetune_trainer.contract import Stage, StageRecord, StageState
 
 from .core_builders import T0

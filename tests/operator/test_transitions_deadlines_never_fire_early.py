@@ -6,9 +6,9 @@ each step happens at a fractional second, as in a cluster.
 
 from __future__ import annotations
 
-from kubetune_operator.actions import DeleteFineTuneJob
 from kubetune_operator.api.status import Phase
-from kubetune_operator.observe import RunState
+from kubetune_operator.lifecycle.actions import DeleteFineTuneJob
+from kubetune_operator.observe.observation import RunState
 from kubetune_trainer.contract import ErrorClass, JobError
 
 from .machine_harness import Machine, attempt_seen, creates, requeue, succeeded_result

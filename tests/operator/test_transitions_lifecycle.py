@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from kubetune_operator.actions import CreateAttempt, CreatePreflight
 from kubetune_operator.api.status import ConditionStatus, ConditionType, Phase
-from kubetune_operator.observe import Observation, RunObservation, RunState
+from kubetune_operator.lifecycle.actions import CreateAttempt, CreatePreflight
+from kubetune_operator.observe.observation import Observation, RunObservation, RunState
 from kubetune_operator.settings import OperatorSettings
 from kubetune_trainer.contract import Outcome, Progress, Result, Stage, StageRecord, StageState, WarningNote
 

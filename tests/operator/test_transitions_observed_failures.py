@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from kubetune_operator.actions import CreateAttempt, DeleteAttempt
 from kubetune_operator.api.conditions import Reason
 from kubetune_operator.api.status import ConditionStatus, ConditionType, Phase
-from kubetune_operator.observe import Observation, RunObservation, RunState
-from kubetune_operator.transitions import Step
+from kubetune_operator.lifecycle.actions import CreateAttempt, DeleteAttempt
+from kubetune_operator.lifecycle.transitions import Step
+from kubetune_operator.observe.observation import Observation, RunObservation, RunState
 from kubetune_trainer.contract import ErrorClass, JobError, Outcome, Result, Stage
 
 from .machine_harness import Machine, attempt_seen, creates, reasons, requeue

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kubetune_operator.actions import Action, CreatePreflight, DeletePreflight
 from kubetune_operator.api.status import ConditionStatus, ConditionType, Phase
-from kubetune_operator.observe import Observation, RunObservation, RunState
+from kubetune_operator.lifecycle.actions import Action, CreatePreflight, DeletePreflight
+from kubetune_operator.observe.observation import Observation, RunObservation, RunState
 from kubetune_trainer.contract import ErrorClass, JobError
 
 from .machine_harness import PASSED, Machine, creates, reasons, requeue

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from kubetune_operator.actions import CreateAttempt, DeleteAttempt, DeleteFineTuneJob, DeletePreflight
 from kubetune_operator.api.conditions import Reason
 from kubetune_operator.api.status import ConditionStatus, ConditionType, Phase
-from kubetune_operator.observe import Observation, RunObservation, RunState
+from kubetune_operator.lifecycle.actions import CreateAttempt, DeleteAttempt, DeleteFineTuneJob, DeletePreflight
+from kubetune_operator.lifecycle.transitions import retry_backoff_seconds
+from kubetune_operator.observe.observation import Observation, RunObservation, RunState
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.transitions import retry_backoff_seconds
 from kubetune_trainer.contract import ErrorClass, JobError, Outcome, Progress, Result, Stage, WarningNote
 
 from .core_builders import T0

@@ -18,12 +18,12 @@ import kmock
 
 from kubetune_operator.kube.connection import Connection
 from kubetune_operator.kube.resources import JOBS, PODS
-from kubetune_operator.sandbox.client import JsonObject, SandboxClient
-from kubetune_operator.sandbox.emulator import ApiEmulator
-from kubetune_operator.sandbox.job_controller import JobController
-from kubetune_operator.sandbox.layout import SandboxLayout
-from kubetune_operator.sandbox.pod_inputs import ApiEndpoint
-from kubetune_operator.sandbox.pod_runner import PodRunner
+from kubetune_sandbox.client import JsonObject, SandboxClient
+from kubetune_sandbox.emulator import ApiEmulator
+from kubetune_sandbox.job_controller import JobController
+from kubetune_sandbox.layout import SandboxLayout
+from kubetune_sandbox.pod_inputs import ApiEndpoint
+from kubetune_sandbox.pod_runner import PodRunner
 
 NS = "default"
 PODS_RESOURCE = kmock.resource("v1/pods")

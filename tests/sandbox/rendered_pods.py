@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_operator.render import render_attempt, render_preflight
-from kubetune_operator.sandbox.job_controller import pod_for
-from kubetune_operator.sandbox.layout import SandboxLayout
-from kubetune_operator.sandbox.pod_inputs import ApiEndpoint, Host, PodInputs
-from kubetune_operator.sandbox.pod_plan import ProcessPlan, plan_pod
 from kubetune_operator.settings import OperatorSettings
+from kubetune_sandbox.job_controller import pod_for
+from kubetune_sandbox.layout import SandboxLayout
+from kubetune_sandbox.pod_inputs import ApiEndpoint, Host, PodInputs
+from kubetune_sandbox.pod_plan import ProcessPlan, plan_pod
 
 from ..operator.core_builders import JOB, resolved, spec
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kubetune_operator.sandbox.control_plane import LOCK_FILE
-from kubetune_operator.sandbox.demo import MARKER, fresh_workdir
+from kubetune_sandbox.control_plane import LOCK_FILE
+from kubetune_sandbox.demo import MARKER, fresh_workdir
 
 
 def _old_demo(workdir: Path) -> Path:

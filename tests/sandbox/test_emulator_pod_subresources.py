@@ -14,7 +14,7 @@ from typing import Any
 import kmock
 import pytest
 
-from kubetune_operator.sandbox.emulator import PODS, ApiEmulator
+from kubetune_sandbox.emulator import PODS, ApiEmulator
 
 from ..kubectl import kubectl
 

@@ -15,7 +15,7 @@ from typing import Any
 import kmock
 import pytest
 
-from kubetune_operator.sandbox.emulator import ApiEmulator
+from kubetune_sandbox.emulator import ApiEmulator
 
 from ..kubectl import kubectl
 

@@ -14,8 +14,8 @@ import aiohttp
 
 from kubetune_operator.kube.connection import Connection
 from kubetune_operator.kube.resources import JOBS, ApiResource
-from kubetune_operator.sandbox.client import JsonObject, SandboxClient
-from kubetune_operator.sandbox.job_controller import JobController
+from kubetune_sandbox.client import JsonObject, SandboxClient
+from kubetune_sandbox.job_controller import JobController
 
 from .one_node import Node, condition_types, eventually, one_node, python
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubetune_operator.sandbox.layout import SandboxLayout
+from kubetune_sandbox.layout import SandboxLayout
 
 from .rendered_pods import SINGLE_NODE, plan, pod_of, rendered
 

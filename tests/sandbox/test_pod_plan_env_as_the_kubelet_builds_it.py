@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kubetune_operator.sandbox.layout import SandboxLayout
-from kubetune_operator.sandbox.pod_inputs import PodInputs, PodPlanError
-from kubetune_operator.sandbox.pod_plan import ProcessPlan, plan_pod
+from kubetune_sandbox.layout import SandboxLayout
+from kubetune_sandbox.pod_inputs import PodInputs, PodPlanError
+from kubetune_sandbox.pod_plan import ProcessPlan, plan_pod
 
 from .rendered_pods import HOST
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_operator.render.configmap import CONFIG_DIR, CONFIG_KEY
-from kubetune_operator.sandbox.layout import SandboxLayout
-from kubetune_operator.sandbox.pod_plan import ProcessPlan
+from kubetune_sandbox.layout import SandboxLayout
+from kubetune_sandbox.pod_plan import ProcessPlan
 
 from .rendered_pods import API_TOKEN, HF_TOKEN, INTERPRETER, SINGLE_NODE, plan, pod_of, rendered
 

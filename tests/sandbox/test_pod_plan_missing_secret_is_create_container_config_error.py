@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from kubetune_operator.pod_state import PodView
-from kubetune_operator.sandbox.layout import SandboxLayout
-from kubetune_operator.sandbox.pod_inputs import PodPlanError
+from kubetune_operator.observe.pod_state import PodView
+from kubetune_sandbox.layout import SandboxLayout
+from kubetune_sandbox.pod_inputs import PodPlanError
 from kubetune_trainer.contract import ErrorClass
 
 from .rendered_pods import SINGLE_NODE, plan, pod_of, rendered

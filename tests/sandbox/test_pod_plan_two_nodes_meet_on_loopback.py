@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kubetune_operator.render.service import RENDEZVOUS_PORT
-from kubetune_operator.sandbox.layout import SandboxLayout
+from kubetune_sandbox.layout import SandboxLayout
 
 from .rendered_pods import TWO_NODES, plan, pod_of, rendered
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from kubetune_operator.kube.resources import CONFIGMAPS
-from kubetune_operator.sandbox.client import SECRETS
+from kubetune_sandbox.client import SECRETS
 
 from .one_node import NS, Node, eventually, one_node, python, terminated
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from kubetune_operator.kube.resources import PODS
-from kubetune_operator.pod_state import PodView
+from kubetune_operator.observe.pod_state import PodView
 from kubetune_trainer.contract import ErrorClass
 
 from .one_node import NS, eventually, group_exists, one_node, python, terminated

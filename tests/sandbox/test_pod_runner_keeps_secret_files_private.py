@@ -10,7 +10,7 @@ import base64
 import stat
 from pathlib import Path
 
-from kubetune_operator.sandbox.client import SECRETS
+from kubetune_sandbox.client import SECRETS
 
 from .one_node import NS, eventually, one_node, python
 

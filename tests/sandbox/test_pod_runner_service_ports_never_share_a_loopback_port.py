@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubetune_operator.sandbox.loopback_ports import LoopbackPorts
+from kubetune_sandbox.loopback_ports import LoopbackPorts
 
 
 def test_a_thousand_service_ports_get_a_thousand_loopback_ports() -> None:

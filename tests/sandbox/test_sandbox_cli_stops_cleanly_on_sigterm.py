@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kubetune_operator.sandbox.control_plane import SandboxInfo
+from kubetune_sandbox.control_plane import SandboxInfo
 
 from ..kubectl import kubectl
 from .sleeper_pods import SLEEPER_POD, eventually, pod_phase

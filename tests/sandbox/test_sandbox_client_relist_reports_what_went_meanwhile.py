@@ -11,7 +11,7 @@ from typing import Any
 
 from kubetune_operator.kube.connection import Connection
 from kubetune_operator.kube.resources import PODS, ApiResource
-from kubetune_operator.sandbox.client import JsonObject, SandboxClient, WatchEvent
+from kubetune_sandbox.client import JsonObject, SandboxClient, WatchEvent
 
 
 def _pod(name: str, version: int, *, uid: str = "") -> JsonObject:

@@ -19,9 +19,9 @@ import pytest_asyncio
 
 from kubetune_operator.kube import BASEMODELTEMPLATES, ApiError, KubeClient
 from kubetune_operator.kube.connection import Connection
-from kubetune_operator.sandbox.control_plane import Sandbox, SandboxError, SandboxInfo
-from kubetune_operator.sandbox.kubeconfig import write_kubeconfig
-from kubetune_operator.sandbox.tls import issue
+from kubetune_sandbox.control_plane import Sandbox, SandboxError, SandboxInfo
+from kubetune_sandbox.kubeconfig import write_kubeconfig
+from kubetune_sandbox.tls import issue
 
 from ..conftest import EXAMPLES_DIR, REPO
 from ..kubectl import KUBECTL_ENV, kubectl

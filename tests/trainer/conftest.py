@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from kubetune_operator.catalog import Catalog
-from kubetune_operator.selection import expectations_of
+from kubetune_operator.resolve.catalog import Catalog
+from kubetune_operator.resolve.selection import expectations_of
 from kubetune_trainer.contract import TemplateExpectations
 from kubetune_trainer.hf_cache import publish_folder
 from kubetune_trainer.tiny_model import ARCHES, TinyModel, write_tiny_adapter, write_tiny_model

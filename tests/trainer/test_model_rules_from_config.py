@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from kubetune_operator.catalog import Catalog
-from kubetune_operator.selection import expectations_of
+from kubetune_operator.resolve.catalog import Catalog
+from kubetune_operator.resolve.selection import expectations_of
 from kubetune_trainer.contract import TemplateExpectations
 from kubetune_trainer.model_rules import RuleStatus, evaluate
 from kubetune_trainer.tiny_model import TinyModel

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from kubetune_operator.cli import check as check_model
+from kubetune_operator.cli import crds, data, manifests, run, sandbox, templates
+from kubetune_operator.cli import tiny as tiny_model
+
 from .. import __version__
-from . import check as check_model
-from . import crds, data, manifests, run, sandbox, templates
-from . import tiny as tiny_model
 
 
 def build_parser() -> argparse.ArgumentParser:

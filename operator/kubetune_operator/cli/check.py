@@ -20,8 +20,8 @@ from kubetune_trainer.compat import human_count
 
 from ..api.errors import InvalidResourceError
 from ..api.resources import BaseModelTemplate
-from ..catalog import Catalog, load_catalog
-from ..selection import expectations_of, recommend
+from ..resolve.catalog import Catalog, load_catalog
+from ..resolve.selection import expectations_of, recommend
 
 if TYPE_CHECKING:
     from kubetune_trainer.contract import TemplateExpectations

@@ -27,9 +27,9 @@ from kubetune_trainer.contract import JobIdentity, ModelFacts, ReportTarget, Tra
 
 from ..api.errors import InvalidResourceError, validate
 from ..api.resources import FineTuneJob
-from ..catalog import load_catalog
 from ..render.trainer_config import HF_TOKEN_ENV, build_trainer_config
-from ..resolve import Resolution, resolve_job
+from ..resolve.catalog import load_catalog
+from ..resolve.resolution import Resolution, resolve_job
 from ..settings import OperatorSettings
 from .check import hub_cache_dir
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..sandbox.control_plane import Sandbox
+    from kubetune_sandbox.control_plane import Sandbox
 
 SANDBOX_EXTRA_MODULES = frozenset({"kmock", "jsonschema", "cryptography", "attrs"})
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -102,7 +102,7 @@ def parse_pairs(pairs: list[str], *, flag: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     try:
         # The sandbox's own dependencies come with the `sandbox` extra; nothing else needs them.
-        from ..sandbox.control_plane import Sandbox  # noqa: PLC0415
+        from kubetune_sandbox.control_plane import Sandbox  # noqa: PLC0415
     except ImportError as missing:
         if (missing.name or "").split(".")[0] not in SANDBOX_EXTRA_MODULES:
             raise
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(sandbox: Sandbox) -> int:
-    from ..sandbox.control_plane import READY_FILE, SandboxError, SandboxInfo  # noqa: PLC0415
+    from kubetune_sandbox.control_plane import READY_FILE, SandboxError, SandboxInfo  # noqa: PLC0415
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,8 +12,8 @@ from typing import Any
 from kubetune_trainer.contract import ModelFacts
 
 from ..api.errors import InvalidResourceError
-from ..catalog import Catalog, load_catalog
-from ..selection import human_count, recommend
+from ..resolve.catalog import Catalog, load_catalog
+from ..resolve.selection import human_count, recommend
 
 _COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMbBtT]?)\s*$")
 _SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}

@@ -14,10 +14,10 @@ from typing import Any
 import kopf
 
 from ..api.names import GROUP, VERSION
+from ..controller.cache import ClusterView, job_key_of_child, packed
+from ..controller.workqueue import ReconcileQueue
 from ..kube import Connection
 from ..render.labels import JOB_LABEL
-from .view import ClusterView, job_key_of_child, packed
-from .workqueue import ReconcileQueue
 
 FINETUNEJOBS = (GROUP, VERSION, "finetunejobs")
 TEMPLATES = (GROUP, VERSION, "basemodeltemplates")

@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 
 import kopf
 
+from ..controller.cache import ClusterView, JobKey
+from ..controller.reconciler import Reconciler
+from ..controller.workqueue import ReconcileQueue
 from ..kube import Connection, KubeClient
 from ..metrics import OperatorMetrics, metrics_app, start_metrics_server
 from ..settings import OperatorSettings
-from .reconcile import Reconciler
 from .registry import build_registry
-from .view import ClusterView, JobKey
-from .workqueue import ReconcileQueue
 
 logger = logging.getLogger(__name__)
 STORAGE_PREFIX = "kubetune.dev"

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubetune_trainer.contract import JobIdentity, ReportTarget
 
-from ..resolve import ResolvedJob
+from ..resolve.resolution import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import config_map
 from .job import trainer_job

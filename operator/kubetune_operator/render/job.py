@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..api.template import GPU_PRODUCT_LABEL
-from ..resolve import ResolvedJob
+from ..resolve.resolution import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import CONFIG_PATH
 from .labels import QUEUE_LABEL, JobRef, metadata_for

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..resolve import ResolvedJob
+from ..resolve.resolution import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import CONFIG_DIR
 from .trainer_config import HF_TOKEN_ENV, WANDB_API_KEY_ENV

@@ -18,8 +18,8 @@ from kubetune_trainer.contract import (
     WandbTarget,
 )
 
-from ..resolve import ResolvedJob
-from ..selection import expectations_of
+from ..resolve.resolution import ResolvedJob
+from ..resolve.selection import expectations_of
 
 HF_TOKEN_ENV = "HF_TOKEN"
 """The variable huggingface_hub itself reads, so the token works with no extra wiring."""

@@ -1,0 +1,93 @@
+"""Everything the pure core needs about one FineTuneJob, gathered from the indexes and parsed once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from ..api.resources import BaseModelTemplate
+from ..api.spec import FineTuneJobSpec
+from ..api.status import FineTuneJobStatus
+from ..lifecycle.step import resolve_for
+from ..lifecycle.transitions import JobFacts
+from ..observe.observation import Observation, observe
+from ..render.labels import ATTEMPT_LABEL, COMPONENT_LABEL, PREFLIGHT, TRAINER
+from ..render.naming import attempt_name, preflight_name
+from ..resolve.resolution import Resolution
+from ..settings import OperatorSettings
+from .cache import Body, ClusterView, JobKey
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobInputs:
+    facts: JobFacts
+    spec: FineTuneJobSpec | None
+    status: FineTuneJobStatus
+    resolution: Resolution
+    observation: Observation
+
+
+def _controller_uid(obj: Body) -> str | None:
+    references = obj.get("metadata", {}).get("ownerReferences") or []
+    return next((ref.get("uid") for ref in references if ref.get("controller")), None)
+
+
+def _labelled(pods: list[Body], **wanted: str) -> list[Body]:
+    return [pod for pod in pods if all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
+
+
+def templates_of(view: ClusterView) -> list[BaseModelTemplate]:
+    """The valid templates, each parsed once per resourceVersion (a pass must not re-parse a catalog)."""
+    parsed = []
+    for raw in view.templates():
+        meta = raw.get("metadata", {})
+        cache_key = (meta.get("name", ""), str(meta.get("resourceVersion", "")))
+        if cache_key not in view.parsed_templates:
+            try:
+                view.parsed_templates[cache_key] = BaseModelTemplate.parse(
+                    {k: v for k, v in raw.items() if k != "status"}
+                )
+            except ValidationError:
+                logger.warning("BaseModelTemplate %s is invalid and is ignored", meta.get("name"))
+                view.parsed_templates[cache_key] = None
+        if (template := view.parsed_templates[cache_key]) is not None:
+            parsed.append(template)
+    return parsed
+
+
+def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSettings, now: datetime) -> JobInputs:
+    namespace, name = key
+    meta = body["metadata"]
+    facts = JobFacts(name=name, namespace=namespace, uid=meta["uid"], generation=int(meta.get("generation") or 1))
+    status = FineTuneJobStatus.parse(body.get("status") or {})
+
+    # Only children this FineTuneJob controls count: a same-named job's leftovers are someone else's.
+    jobs = {job["metadata"]["name"]: job for job in view.batch_jobs(key) if _controller_uid(job) == meta["uid"]}
+    job_uids = {job["metadata"].get("uid") for job in jobs.values()}
+    pods = [pod for pod in view.pods(key) if _controller_uid(pod) in job_uids or _controller_uid(pod) is None]
+    attempt = status.attempt
+    observation = observe(
+        preflight_job=jobs.get(preflight_name(name)),
+        preflight_pods=_labelled(pods, **{COMPONENT_LABEL: PREFLIGHT}),
+        attempt=attempt,
+        attempt_job=jobs.get(attempt_name(name, attempt)) if attempt else None,
+        attempt_pods=_labelled(pods, **{COMPONENT_LABEL: TRAINER, ATTEMPT_LABEL: str(attempt)}) if attempt else [],
+        now=now,
+        settings=settings,
+    )
+
+    # The same parse-and-resolve the pure-core tests run (reconcile.resolve_for), not a copy of it.
+    spec, resolution = resolve_for(
+        job=facts,
+        raw_spec=body.get("spec") or {},
+        status=status,
+        templates=templates_of(view),
+        observation=observation,
+        settings=settings,
+    )
+    return JobInputs(facts=facts, spec=spec, status=status, resolution=resolution, observation=observation)

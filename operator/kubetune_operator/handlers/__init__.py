@@ -1,0 +1,1 @@
+"""The kopf handlers (thin glue): indexes and wakes, the operator runtime, the optional validating webhook."""

@@ -1,0 +1,214 @@
+"""Queued and Running: one attempt's life, from creation to success, retry or failure.
+
+A retryable failure waits out an exponential backoff (recorded as the Scheduled condition's
+RetryBackoff reason and lastTransitionTime, so a restarted operator keeps the schedule) and
+starts attempt k+1 from the newest checkpoint, up to `maxRetries`.
+"""
+
+from __future__ import annotations
+
+from kubetune_trainer.contract import JobError, Stage
+
+from ..api.conditions import EventNote, Reason, find_condition
+from ..api.status import ConditionStatus, ConditionType, OutputModel, Phase
+from ..observe.observation import RunObservation, RunState
+from ..settings import OperatorSettings
+from .actions import CreateAttempt, DeleteAttempt
+from .status_draft import Situation, StatusDraft
+
+TRUE, FALSE = ConditionStatus.TRUE, ConditionStatus.FALSE
+
+
+def retry_backoff_seconds(retry: int, settings: OperatorSettings) -> float:
+    """Wait before retry number `retry` (1-based): the base, doubling, capped."""
+    doubled = settings.retry_backoff_seconds * float(2 ** max(retry - 1, 0))
+    return min(doubled, settings.retry_backoff_cap_seconds)
+
+
+def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> None:
+    if situation.resolution.job is None:  # the template went away meanwhile: wait for it
+        draft.look_again(situation.settings.template_retry_seconds)
+        return
+    resume = resume_point(draft, situation, attempt)
+    draft.update(
+        phase=Phase.QUEUED,
+        attempt=attempt,
+        start_time=draft.status.start_time or draft.stamp,
+        stage=None,
+        stages=[],
+        progress=None,
+        error=None,
+    )
+    draft.condition(ConditionType.SCHEDULED, FALSE, Reason.ATTEMPT_CREATED, f"attempt {attempt} created")
+    draft.condition(ConditionType.RUNNING, FALSE, Reason.NOT_RUNNING, f"attempt {attempt} not running yet")
+    where = f", resuming from {resume}" if resume else ""
+    draft.events.append(EventNote.normal(Reason.ATTEMPT_CREATED, f"attempt {attempt} created{where}"))
+    draft.actions.append(CreateAttempt(attempt=attempt, resume_from=resume))
+
+
+def resume_point(draft: StatusDraft, situation: Situation, attempt: int) -> str | None:
+    """Where attempt `attempt` starts: None for a first attempt (the spec's fromCheckpoint applies).
+
+    A later attempt resumes from this job's own checkpoints: `<job>:<step>` when the attempt
+    just ended reported its newest step, else `<job>`, the newest the trainer finds under the
+    checkpoint location (a suspended or lost attempt reports nothing). Without a checkpoint
+    location there is nothing to resume from, and the job carries a warning saying so.
+    """
+    checkpoint_uri = situation.resolution.job.checkpoint_uri if situation.resolution.job is not None else None
+    if attempt == 1 or checkpoint_uri is None:
+        return None
+    # Only the attempt just ended can name the newest step: after a suspend or a lost Job, an
+    # older attempt's step would throw away everything trained since.
+    newest = draft.status.checkpoints[-1] if draft.status.checkpoints else None
+    if newest is not None and newest.attempt == attempt - 1:
+        return f"{situation.job.name}:{newest.step}"
+    return situation.job.name
+
+
+def advance_attempt(draft: StatusDraft, situation: Situation) -> None:
+    attempt = draft.status.attempt
+    if draft.reason(ConditionType.SCHEDULED) == Reason.RETRY_BACKOFF:
+        _wait_for_retry(draft, situation, attempt)
+        return
+    seen = situation.seen
+    run = seen.trainer if seen.attempt == attempt else RunObservation(state=RunState.ABSENT)
+    if run.state == RunState.ABSENT:
+        if draft.status.phase == Phase.RUNNING:
+            lost = draft.internal(
+                Reason.PREEMPTED, f"attempt {attempt}'s Job disappeared", uid=situation.job.uid, retryable=True
+            )
+            _attempt_failed(draft, situation, lost, run)
+        else:  # created in an earlier step whose create did not land: create-if-absent again
+            draft.actions.append(CreateAttempt(attempt=attempt, resume_from=resume_point(draft, situation, attempt)))
+    elif run.state == RunState.AWAITING_ADMISSION:
+        _queued(draft, Reason.AWAITING_ADMISSION, run.message, warn=False)
+    elif run.state == RunState.UNSCHEDULABLE:
+        _queued(draft, Reason.UNSCHEDULABLE, run.message, warn=True)
+    elif run.state == RunState.PENDING:
+        draft.update(phase=Phase.QUEUED)
+        if run.scheduled:  # a Job whose pods do not exist yet, or wait for a node, is not scheduled
+            draft.condition(ConditionType.SCHEDULED, TRUE, Reason.PODS_SCHEDULED, "pods scheduled, starting")
+    elif run.state == RunState.RUNNING:
+        _running(draft, situation, run)
+    elif run.state == RunState.SUCCEEDED:
+        _succeeded(draft, run)
+    else:
+        error = run.error or draft.internal(Reason.CRASHED, "the attempt failed", uid=situation.job.uid)
+        _attempt_failed(draft, situation, error, run)
+
+
+def _queued(draft: StatusDraft, reason: Reason, message: str, *, warn: bool) -> None:
+    if draft.reason(ConditionType.SCHEDULED) != reason:
+        note = EventNote.warning if warn else EventNote.normal
+        draft.events.append(note(reason, message or str(reason)))
+    draft.update(phase=Phase.QUEUED)
+    draft.condition(ConditionType.SCHEDULED, FALSE, reason, message)
+    running = find_condition(draft.status.conditions, ConditionType.RUNNING)
+    if running is not None and running.status == TRUE:  # Kueue took the admission back
+        draft.condition(ConditionType.RUNNING, FALSE, reason, message)
+        # Its pods are gone; readmitted pods start their stages over, so the old ones' stage and
+        # heartbeat must not be judged against them (an hour in the queue would read as Stalled).
+        draft.update(stage=None, stages=[], progress=None)
+
+
+def _running(draft: StatusDraft, situation: Situation, run: RunObservation) -> None:
+    attempt = draft.status.attempt
+    if draft.status.phase != Phase.RUNNING:
+        draft.events.append(EventNote.normal(Reason.PODS_RUNNING, f"attempt {attempt} running"))
+    draft.update(phase=Phase.RUNNING)
+    draft.condition(ConditionType.SCHEDULED, TRUE, Reason.PODS_SCHEDULED, "every trainer pod scheduled")
+    draft.announce_stages(finished=False)
+    # The Running reason is the stage last announced: the memory that keeps stage Events one each.
+    reason = str(draft.status.stage or Reason.PODS_RUNNING)
+    draft.condition(ConditionType.RUNNING, TRUE, reason, f"attempt {attempt}")
+    _check_heartbeat(draft, situation, run)
+
+
+def _check_heartbeat(draft: StatusDraft, situation: Situation, run: RunObservation) -> None:
+    progress = draft.status.progress
+    if draft.status.stage != Stage.TRAINING or progress is None or progress.heartbeat_time is None:
+        return
+    threshold = situation.settings.heartbeat_stale_seconds
+    # A beat from before the pods last started running (a late report of pods Kueue stopped) is not theirs.
+    since = progress.heartbeat_time
+    running = find_condition(draft.status.conditions, ConditionType.RUNNING)
+    if running is not None and running.status == TRUE and running.last_transition_time > since:
+        since = running.last_transition_time
+    left = draft.seconds_until(since, threshold)
+    if left > 0:
+        draft.look_again(left)
+        return
+    silent = (draft.now - since).total_seconds()
+    stalled = draft.internal(
+        Reason.STALLED,
+        f"no training heartbeat for {silent:.0f}s (threshold {threshold:.0f}s) at step {progress.step}",
+        uid=situation.job.uid,
+        retryable=True,
+    )
+    _attempt_failed(draft, situation, stalled, run)
+
+
+def _succeeded(draft: StatusDraft, run: RunObservation) -> None:
+    draft.announce_stages(finished=True)
+    draft.account_gpu_time(run)
+    result = run.result
+    changes: dict[str, object] = {"phase": Phase.SUCCEEDED, "completion_time": draft.stamp, "error": None}
+    words = ""
+    if result is not None and result.output is not None:
+        out = result.output
+        changes["output_model"] = OutputModel(uri=out.uri, name=out.name, files=out.files, bytes=out.bytes)
+        words = f": {out.name} at {out.uri}"
+    draft.update(**changes)
+    draft.condition(ConditionType.RUNNING, FALSE, Reason.COMPLETED, "training finished")
+    draft.condition(ConditionType.SUCCEEDED, TRUE, Reason.COMPLETED, "the model is saved")
+    if draft.events and draft.events[-1].reason == Reason.STAGE_FINISHED:  # one Event for the last transition
+        words += f" ({draft.events.pop().message})"
+    draft.events.append(EventNote.normal(Reason.COMPLETED, "the job succeeded" + words))
+    if result is not None:
+        draft.add_warnings(result.warnings)
+
+
+def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, run: RunObservation) -> None:
+    spec = situation.spec
+    assert spec is not None
+    attempt = draft.status.attempt
+    if error.stage is None:
+        error = error.model_copy(update={"stage": draft.status.stage})
+    draft.announce_stages(finished=False)
+    draft.account_gpu_time(run)
+    if run.result is not None:
+        draft.add_warnings(run.result.warnings)
+    draft.record_checkpoint(run, uri=situation.resolution.job.checkpoint_uri if situation.resolution.job else None)
+    # Counted apart from the attempt number: a suspend and resume also starts a new attempt.
+    retries_used = draft.status.retries
+    if not error.retryable or retries_used >= spec.max_retries:
+        if error.retryable:
+            exhausted = f"{spec.max_retries} retries used: the job fails"
+            draft.events.append(EventNote.warning(Reason.RETRIES_EXHAUSTED, exhausted))
+        draft.fail(error, situation=situation)
+        return
+    wait = retry_backoff_seconds(retries_used + 1, situation.settings)
+    message = (
+        f"attempt {attempt} failed ({error.error_class} {error.reason}): {error.message}; "
+        f"attempt {attempt + 1} in {wait:.0f}s (retry {retries_used + 1} of {spec.max_retries})"
+    )
+    draft.update(phase=Phase.QUEUED, error=error, retries=retries_used + 1)
+    draft.condition(ConditionType.SCHEDULED, FALSE, Reason.RETRY_BACKOFF, message, restart_clock=True)
+    draft.condition(ConditionType.RUNNING, FALSE, error.reason, error.message)
+    draft.events.append(EventNote.warning(Reason.RETRYING, message))
+    draft.actions.append(DeleteAttempt(attempt=attempt))
+    draft.look_again(wait)
+
+
+def _wait_for_retry(draft: StatusDraft, situation: Situation, attempt: int) -> None:
+    seen = situation.seen
+    if seen.attempt == attempt and seen.trainer.live_pods:
+        draft.actions.append(DeleteAttempt(attempt=attempt))
+    backoff = find_condition(draft.status.conditions, ConditionType.SCHEDULED)
+    assert backoff is not None
+    wait = retry_backoff_seconds(draft.status.retries, situation.settings)
+    remaining = draft.seconds_until(backoff.last_transition_time, wait)
+    if remaining > 0:
+        draft.look_again(remaining)
+    else:
+        start_attempt(draft, situation, attempt + 1)

@@ -1,0 +1,1 @@
+"""What the cluster says happened, as pure functions: pods, batch Jobs and termination messages -> `Observation`."""

@@ -1,0 +1,329 @@
+"""(job spec, templates, model facts) -> what really runs: a `ResolvedJob`, or why not, as a value.
+
+Pure: the caller passes the templates it listed and the model facts the preflight found (from
+config.json); nothing here reads the cluster or the Hub. The template's defaults sit under the
+job's own values, then the template's limits are enforced, each violation at the field a user
+changes. A missing template or a bad value is an outcome, never an exception.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from kubetune_trainer.contract import (
+    LoraConfig,
+    ModelFacts,
+    Precision,
+    Strategy,
+    TrainingHyperparameters,
+    WarningNote,
+    WireModel,
+)
+
+from ..api.errors import FieldError, field_errors
+from ..api.resources import BaseModelTemplate
+from ..api.spec import (
+    AUTO_TEMPLATE,
+    DEFAULT_HYPERPARAMETERS,
+    DEFAULT_LORA,
+    FineTuneJobSpec,
+    SecretKeyRef,
+    WandbSpec,
+)
+from ..api.status import Resolved
+from ..api.template import Resources
+from ..settings import OperatorSettings
+from .limits import checked_hyperparameters, checked_lora
+from .selection import mismatch_warnings, recommend
+
+PREFLIGHT_ANNOTATION = "kubetune.dev/preflight"
+"""On a BaseModelTemplate, `"false"` turns the preflight off for jobs on it."""
+
+NO_CHECKPOINT_LOCATION = "NoCheckpointLocation"
+
+
+class ResolvedJob(WireModel):
+    """A FineTuneJob with its template applied: every value concrete, every limit checked."""
+
+    template: BaseModelTemplate = Field(description="The template the job runs under.")
+    template_reasons: list[str] = Field(default_factory=list, description="Why this template (model: auto).")
+    model_repo: str = Field(description="Hugging Face repo trained.")
+    revision: str = Field(description="Revision requested.")
+    hf_token_secret_ref: SecretKeyRef | None = Field(None, description="Secret key of the HF token.")
+    training_file: str = Field(description="Training data URI.")
+    validation_file: str | None = Field(None, description="Validation data URI.")
+    hyperparameters: TrainingHyperparameters = Field(description="Hyperparameters as they run.")
+    lora: LoraConfig | None = Field(None, description="LoRA as it runs; absent for full fine-tuning.")
+    output_uri: str = Field(description="Where the trained model goes.")
+    output_name: str = Field(description="Output model name: <model>-<suffix>.")
+    output_private: bool = Field(True, description="Create Hugging Face output repos as private.")
+    checkpoint_uri: str | None = Field(None, description="Where checkpoints live; absent: retries start over.")
+    checkpoint_root: str | None = Field(
+        None, description="The location holding `<root>/<job>/` per job: checkpoint.uri, or <default>/<namespace>."
+    )
+    from_checkpoint: str | None = Field(None, description="Another job's checkpoint to start from.")
+    wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
+    image: str = Field(description="Trainer image.")
+    resources: Resources = Field(description="Nodes, GPUs and placement of trainer pods.")
+    strategy: Strategy = Field(description="ddp or fsdp.")
+    precision: Precision = Field(description="Training precision.")
+    gradient_checkpointing: bool = Field(description="Recompute activations to save memory.")
+    preflight: bool = Field(description="Whether the CPU-only preflight runs before GPUs are held.")
+    queue_name: str | None = Field(None, description="Kueue LocalQueue.")
+    priority_class_name: str | None = Field(None, description="PriorityClass of trainer pods.")
+    warnings: list[WarningNote] = Field(default_factory=list, description="What resolution noticed.")
+
+    @property
+    def nodes(self) -> int:
+        return self.resources.nodes
+
+    @property
+    def gpus_per_node(self) -> int:
+        return self.resources.gpus_per_node
+
+    def status_resolved(self, facts: ModelFacts | None = None) -> Resolved:
+        """`status.resolved`: what runs, with the preflight's model facts once known."""
+        return Resolved(
+            template=self.template.name,
+            template_reasons=list(self.template_reasons),
+            model_repo=self.model_repo,
+            revision=self.revision,
+            revision_sha=facts.revision_sha if facts else None,
+            architecture=(facts.architectures[0] if facts.architectures else facts.model_type) if facts else None,
+            parameters=facts.parameters if facts else None,
+            max_positions=facts.max_positions if facts else None,
+            nodes=self.nodes,
+            gpus_per_node=self.gpus_per_node,
+            image=self.image,
+            hyperparameters=self.hyperparameters,
+            lora=self.lora,
+        )
+
+
+class Unresolved(enum.StrEnum):
+    """Why a job has no ResolvedJob yet."""
+
+    INVALID_SPEC = "InvalidSpec"
+    """The spec fails the API models: terminal, InvalidInput."""
+    TEMPLATE_NOT_FOUND = "TemplateNotFound"
+    """No template answers to `model`: retried, the template may be installed later."""
+    TEMPLATE_LIMIT_EXCEEDED = "TemplateLimitExceeded"
+    """A value outside the template's limits: terminal, InvalidInput."""
+    AWAITING_MODEL_FACTS = "AwaitingModelFacts"
+    """`model: auto` chooses by config.json facts, which only the preflight reads."""
+
+
+class Resolution(WireModel):
+    """The outcome of resolving: `job` when it resolved, else `problem` with field errors.
+
+    For AwaitingModelFacts, `provisional` is the job on the template the preflight runs
+    under (limits not enforced); the preflight's facts then choose the real template.
+    """
+
+    job: ResolvedJob | None = Field(None, description="What runs, when resolved.")
+    problem: Unresolved | None = Field(None, description="Why not resolved.")
+    message: str = Field("", description="The problem in words, naming the field and the fix.")
+    field_errors: list[str] = Field(default_factory=list, description="One line per bad field.")
+    provisional: ResolvedJob | None = Field(None, description="For AwaitingModelFacts: what the preflight runs.")
+
+    @property
+    def ok(self) -> bool:
+        return self.job is not None
+
+    @property
+    def preflight_job(self) -> ResolvedJob | None:
+        """What the preflight runs: the resolved job, or for `model: auto` the provisional one."""
+        return self.job or self.provisional
+
+    @property
+    def retryable(self) -> bool:
+        return self.problem == Unresolved.TEMPLATE_NOT_FOUND
+
+
+def parse_spec(raw: Mapping[str, Any]) -> FineTuneJobSpec | Resolution:
+    """The spec as the model reads it, or an InvalidSpec resolution listing every bad field."""
+    try:
+        return FineTuneJobSpec.parse(raw)
+    except ValidationError as error:
+        errors = [_at_spec(e) for e in field_errors(error, model=FineTuneJobSpec)]
+        return _problem(Unresolved.INVALID_SPEC, "the spec is invalid", errors)
+
+
+def resolve_job(
+    spec: FineTuneJobSpec,
+    *,
+    job_name: str,
+    namespace: str,
+    templates: Sequence[BaseModelTemplate],
+    settings: OperatorSettings,
+    facts: ModelFacts | None = None,
+    chosen_template: str | None = None,
+) -> Resolution:
+    """Resolve `spec` against `templates`.
+
+    `facts` are config.json facts from the preflight (needed by `model: auto`, and used for
+    the sequence-length default and mismatch warnings). `chosen_template` is the template
+    already recorded in `status.resolved.template`, so an `auto` job keeps its choice across
+    reconciles without needing the facts again.
+    """
+    picked = _pick_template(spec, templates=templates, facts=facts, chosen=chosen_template)
+    if isinstance(picked, Resolution):
+        if picked.problem != Unresolved.AWAITING_MODEL_FACTS:
+            return picked
+        provisional = _provisional(spec, job_name=job_name, namespace=namespace, templates=templates, settings=settings)
+        return picked.model_copy(update={"provisional": provisional})
+    template, reasons, warnings = picked
+    errors: list[FieldError] = []
+    job = _apply(
+        spec,
+        template,
+        job_name=job_name,
+        namespace=namespace,
+        settings=settings,
+        facts=facts,
+        errors=errors,
+    )
+    if errors:
+        return _problem(
+            Unresolved.TEMPLATE_LIMIT_EXCEEDED,
+            f"the job asks for more than template {template.name} allows",
+            errors,
+        )
+    if facts is not None and spec.model != AUTO_TEMPLATE:
+        warnings = [*warnings, *mismatch_warnings(facts, template)]
+    return Resolution(job=job.model_copy(update={"template_reasons": reasons, "warnings": [*warnings, *job.warnings]}))
+
+
+def _pick_template(
+    spec: FineTuneJobSpec,
+    *,
+    templates: Sequence[BaseModelTemplate],
+    facts: ModelFacts | None,
+    chosen: str | None,
+) -> tuple[BaseModelTemplate, list[str], list[WarningNote]] | Resolution:
+    if spec.model != AUTO_TEMPLATE:
+        found = next((t for t in templates if t.answers_to(spec.model)), None)
+        if found is None:
+            return _not_found(spec.model, templates)
+        return found, [], []
+    if chosen is not None and (kept := next((t for t in templates if t.name == chosen), None)) is not None:
+        return kept, [f"chosen earlier for {spec.from_hf_model}: {chosen}"], []
+    if not templates:
+        return _not_found(spec.model, templates)
+    if facts is None:
+        return Resolution(
+            problem=Unresolved.AWAITING_MODEL_FACTS,
+            message=f"model: auto picks a template from {spec.from_hf_model}'s config.json, which the preflight reads",
+        )
+    recommendation = recommend(facts, templates)
+    template = next(t for t in templates if t.name == recommendation.template)
+    return template, list(recommendation.reasons), list(recommendation.warnings)
+
+
+def _not_found(reference: str, templates: Sequence[BaseModelTemplate]) -> Resolution:
+    known = ", ".join(sorted(t.name for t in templates)[:20]) or "none installed"
+    return Resolution(
+        problem=Unresolved.TEMPLATE_NOT_FOUND,
+        message=f"no BaseModelTemplate is named or aliased {reference!r} (known: {known}); "
+        "install it (kubectl get bmt lists them) or set spec.model to one of them",
+        field_errors=[f"spec.model: no template answers to {reference!r}"],
+    )
+
+
+def _provisional(
+    spec: FineTuneJobSpec,
+    *,
+    job_name: str,
+    namespace: str,
+    templates: Sequence[BaseModelTemplate],
+    settings: OperatorSettings,
+) -> ResolvedJob | None:
+    """The job on the smallest template, limits unchecked: enough for a CPU preflight to read facts."""
+    if not templates:
+        return None
+    smallest = min(templates, key=lambda t: (t.spec.parameters, t.name))
+    return _apply(spec, smallest, job_name=job_name, namespace=namespace, settings=settings, facts=None, errors=None)
+
+
+def _apply(
+    spec: FineTuneJobSpec,
+    template: BaseModelTemplate,
+    *,
+    job_name: str,
+    namespace: str,
+    settings: OperatorSettings,
+    facts: ModelFacts | None,
+    errors: list[FieldError] | None,
+) -> ResolvedJob:
+    """The spec over the template's defaults; limit violations go to `errors` (None: not checked)."""
+    tspec = template.spec
+    lora_spec = spec.lora.layered_over(tspec.training.lora.layered_over(DEFAULT_LORA))
+    hyper = spec.hyperparameters.layered_over(tspec.training.hyperparameters.layered_over(DEFAULT_HYPERPARAMETERS))
+    found: list[FieldError] = [] if errors is None else errors
+    lora = checked_lora(lora_spec, template, errors=found)
+    hyperparameters = checked_hyperparameters(hyper, template, lora=lora is not None, facts=facts, errors=found)
+    repo = spec.from_hf_model or tspec.hf_model
+    # Every job's checkpoints are `<root>/<job>/`, so fromCheckpoint finds another job's under the same root.
+    if spec.checkpoint is not None:
+        checkpoint_root: str | None = spec.checkpoint.uri.rstrip("/")
+        checkpoint_uri: str | None = spec.checkpoint.uri
+    elif settings.default_checkpoint_uri is not None:
+        checkpoint_root = _scoped(settings.default_checkpoint_uri, namespace)
+        checkpoint_uri = f"{checkpoint_root}/{job_name}"
+    else:
+        checkpoint_root = checkpoint_uri = None
+    warnings = []
+    if checkpoint_uri is None:
+        warnings.append(
+            WarningNote(
+                reason=NO_CHECKPOINT_LOCATION,
+                message="no checkpoint location: a retry or a resume after suspend starts training over; "
+                "set spec.checkpoint.uri (pvc://claim/path or s3://bucket/prefix) to resume instead",
+            )
+        )
+    output_uri = spec.output.uri if spec.output else f"{_scoped(settings.default_output_uri, namespace)}/{job_name}"
+    preflight = settings.preflight and template.metadata.annotations.get(PREFLIGHT_ANNOTATION, "true") != "false"
+    return ResolvedJob(
+        template=template,
+        model_repo=repo,
+        revision=spec.hf_model_revision or "main",
+        hf_token_secret_ref=spec.hf_token_secret_ref,
+        training_file=spec.training_file,
+        validation_file=spec.validation_file,
+        hyperparameters=hyperparameters,
+        lora=lora,
+        output_uri=output_uri,
+        output_name=f"{repo.rsplit('/', 1)[-1]}-{spec.suffix or job_name}",
+        output_private=spec.output.private if spec.output else True,
+        checkpoint_uri=checkpoint_uri,
+        checkpoint_root=checkpoint_root,
+        from_checkpoint=spec.from_checkpoint,
+        wandb=spec.wandb,
+        image=tspec.image or settings.trainer_image,
+        resources=tspec.resources,
+        strategy=tspec.training.strategy,
+        precision=tspec.training.precision,
+        gradient_checkpointing=tspec.training.gradient_checkpointing,
+        preflight=preflight,
+        queue_name=spec.queue_name,
+        priority_class_name=spec.priority_class_name,
+        warnings=warnings,
+    )
+
+
+def _scoped(uri: str, namespace: str) -> str:
+    """An installation-wide default location, with the namespace under it so tenants never share."""
+    return f"{uri.rstrip('/')}/{namespace}"
+
+
+def _at_spec(error: FieldError) -> str:
+    return str(error) if error.path.startswith("spec") else f"spec.{error}"
+
+
+def _problem(problem: Unresolved, summary: str, errors: Sequence[FieldError | str]) -> Resolution:
+    lines = [e if isinstance(e, str) else _at_spec(e) for e in errors]
+    return Resolution(problem=problem, message=f"{summary}: " + "; ".join(lines), field_errors=lines)
