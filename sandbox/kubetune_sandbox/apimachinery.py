@@ -353,7 +353,11 @@ def log_container(pod: Mapping[str, Any], requested: str | None) -> str:
 
 
 def tail_lines(text: str, raw: str | None) -> str:
-    """The last `tailLines` lines of a log (`kubectl logs --tail`); absent or negative: all of it."""
+    """The last `tailLines` lines of a log (`kubectl logs --tail`), as the API server serves them.
+
+    Absent or negative: all of it; 0: nothing; more lines than the log has: all of it (kubectl
+    logs -l asks for 10 of each pod's lines).
+    """
     if raw is None:
         return text
     try:
@@ -363,4 +367,4 @@ def tail_lines(text: str, raw: str | None) -> str:
     if count < 0:
         return text
     lines = text.splitlines(keepends=True)
-    return "".join(lines[len(lines) - count :] if count else [])
+    return "".join(lines[-count:] if count else [])
