@@ -6,6 +6,7 @@ is simpler than upstream, the docstring says how.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import re
@@ -368,3 +369,10 @@ def tail_lines(text: str, raw: str | None) -> str:
         return text
     lines = text.splitlines(keepends=True)
     return "".join(lines[-count:] if count else [])
+
+
+def default_secret(secret: JsonObject) -> None:
+    """The API server's defaults for a Secret, in place: `type` Opaque, `stringData` folded into `data`."""
+    secret.setdefault("type", "Opaque")
+    for key, value in (secret.pop("stringData", None) or {}).items():
+        secret.setdefault("data", {})[key] = base64.b64encode(str(value).encode()).decode("ascii")

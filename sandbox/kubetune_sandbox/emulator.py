@@ -9,6 +9,10 @@ Emulated (checked over HTTP by kopf, kubectl and our own client):
   validated against the CRD's openAPIV3Schema with jsonschema (Draft 4) on create and update:
   422 Invalid with one cause per field; `fieldValidation=Strict` (kubectl's default) also rejects
   unknown fields.
+- bodies: JSON, and the protobuf kubectl sends for built-in kinds where the sandbox needs it
+  (`kubectl create secret generic` and `kubectl create configmap`: `protobuf_bodies.py`; any other
+  protobuf body is 415 naming its kind); a Secret gets the server's defaults (type Opaque,
+  stringData folded into data).
 - writes: JSON merge patch, JSON patch (add, remove, replace, test; a failed test is 422, as kopf
   expects), PUT; a stale `metadata.resourceVersion` in a patch or PUT body is 409 Conflict.
 - status subresource: for resources that declare it, writes to the main resource keep the stored
@@ -72,15 +76,16 @@ import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import aiohttp.web
 import attrs
 import kmock
+import multidict
 
 from kubetune_operator.observe.pod_state import parse_time
 from kubetune_sandbox import apimachinery as api
-from kubetune_sandbox import printers
+from kubetune_sandbox import printers, protobuf_bodies
 
 from .apimachinery import JsonObject
 from .crd_schema import SchemaCheck
@@ -88,6 +93,7 @@ from .watch_events import Watcher, WatchEvents
 
 Key = tuple[kmock.resource, str | None, str]
 PODS = kmock.resource("", "v1", "pods")
+SECRETS = kmock.resource("", "v1", "secrets")
 LOG_FOLLOW_SECONDS = 0.5
 """How often `kubectl logs -f` looks for new log text."""
 _FOLLOWED_LOG = re.compile(r"/api/v1/namespaces/(?P<namespace>[^/]+)/pods/(?P<name>[^/]+)/log")
@@ -107,6 +113,32 @@ def _resource_of(request: kmock.Request) -> kmock.resource:
     if request.resource is None:
         raise api.not_found("the server could not find the requested resource", request.url.path)
     return request.resource
+
+
+class _JsonBodyRequest:
+    """An aiohttp request whose body is read as `body` (JSON): a protobuf create, as kmock can parse it.
+
+    kmock's request parser decodes every body as UTF-8 text, which a protobuf body is not.
+    """
+
+    def __init__(self, raw: aiohttp.web.BaseRequest, body: JsonObject) -> None:
+        self._raw = raw
+        self._bytes = json.dumps(body).encode()
+        self.headers = multidict.CIMultiDictProxy(
+            multidict.CIMultiDict({**raw.headers, "Content-Type": "application/json"})
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    async def read(self) -> bytes:
+        return self._bytes
+
+    async def text(self) -> str:
+        return self._bytes.decode()
+
+    async def json(self) -> Any:
+        return json.loads(self._bytes)
 
 
 def _timestamp(moment: datetime.datetime) -> str:
@@ -167,6 +199,13 @@ class ApiEmulator(kmock.KubernetesEmulator):
         followed = _FOLLOWED_LOG.fullmatch(raw_request.path) if raw_request.query.get("follow") == "true" else None
         if raw_request.method == "GET" and followed is not None:
             return await self._follow_pod_log(raw_request, followed["namespace"], followed["name"])
+        content_type = raw_request.headers.get("Content-Type", "").split(";")[0].strip()
+        if raw_request.method == "POST" and content_type == protobuf_bodies.CONTENT_TYPE:
+            try:
+                body = protobuf_bodies.read_object(await raw_request.read())
+            except kmock.KubernetesError as error:
+                return aiohttp.web.json_response(self._status_of(error), status=error.status)
+            raw_request = cast(aiohttp.web.BaseRequest, _JsonBodyRequest(raw_request, body))
         response: aiohttp.web.StreamResponse = await super().__call__(raw_request)
         return response
 
@@ -356,6 +395,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
         for owned in ("deletionTimestamp", "deletionGracePeriodSeconds"):
             meta.pop(owned, None)
         meta.update(uid=str(uuid.uuid4()), creationTimestamp=_timestamp(_now()), generation=1)
+        if resource == SECRETS:
+            api.default_secret(body)
         self._validate(request, body)
         self._store(key, body, event="ADDED")
         return body
