@@ -9,8 +9,10 @@ own, graceful pod deletion, the eviction and log subresources answered by the po
 generated from the API models, the packaged template catalog, the kubeconfig, the Job controller
 and the pod runner (tasks in this event loop), then `python -m kubetune_operator` with
 KUBECONFIG set to the sandbox's; entering returns once the operator watches every kind it
-reconciles. Leaving stops the operator (SIGTERM, then SIGKILL), kills every pod process and
-closes the server: no process is left behind.
+reconciles. An operator process that dies is started again after a short delay (1 s, growing to
+10 s while it keeps dying), as its Deployment's pod would be: the API's state and the pods stay.
+Leaving stops the operator (SIGTERM, then SIGKILL), ends every open watch, kills every pod
+process and closes the server: no process is left behind.
 
 The operator gets a clean environment: its settings are the sandbox's (`KUBETUNE_CACHE_CLAIM`,
 `KUBETUNE_TRAINER_METRICS_PORT=0`) plus `operator_env`, never the caller's shell, so a
@@ -63,6 +65,12 @@ LOCK_FILE = "sandbox.lock"
 """Held (flock) while a sandbox runs on the workdir; it holds the pid, and the kernel frees it when that dies."""
 OPERATOR_READY_SECONDS = 60.0
 OPERATOR_STOP_SECONDS = 10.0
+OPERATOR_RESTART_DELAYS = (1.0, 2.0, 4.0, 8.0, 10.0)
+"""Seconds before each restart of a dead operator (CrashLoopBackOff, shortened); the last one repeats."""
+OPERATOR_STEADY_SECONDS = 60.0
+"""An operator that ran this long before it died restarts after the first delay again."""
+RestartHook = Callable[[int, float], None]
+"""Told (exit code, seconds until the restart) when the operator process dies."""
 _WATCHED = (
     kmock.resource("kubetune.dev", "v1alpha1", "finetunejobs"),
     kmock.resource("kubetune.dev", "v1alpha1", "basemodeltemplates"),
@@ -104,6 +112,7 @@ class Sandbox:
         pod_env: Mapping[str, str] | None = None,
         env_hook: EnvHook | None = None,
         clock: Callable[[], datetime.datetime] = utc_now,
+        on_operator_restart: RestartHook | None = None,
     ) -> None:
         if not namespaces:
             raise ValueError("namespaces: give at least one (the first is the kubeconfig context's namespace)")
@@ -123,6 +132,9 @@ class Sandbox:
         self._server: kmock.Server | None = None
         self._runner: PodRunner | None = None
         self._operator: asyncio.subprocess.Process | None = None
+        self._on_operator_restart = on_operator_restart
+        self.operator_exits: list[int] = []
+        """The exit codes of the operator processes that died while the sandbox ran (each was restarted)."""
         self.kubeconfig = self.workdir / "kubeconfig"
         self.operator_log = self.workdir / "operator.log"
 
@@ -149,12 +161,6 @@ class Sandbox:
     @property
     def operator_pid(self) -> int | None:
         return self._operator.pid if self._operator is not None and self._operator.returncode is None else None
-
-    async def operator_exited(self) -> int:
-        """Wait until the operator process ends on its own (a crash); its exit code. Leaving is not waited for."""
-        if self._operator is None:
-            raise RuntimeError("the sandbox is not running: use `async with Sandbox(...)`")
-        return await self._operator.wait()
 
     def volume(self, claim: str) -> Path:
         """The host directory behind `pvc://<claim>/...` (created on first use)."""
@@ -216,6 +222,8 @@ class Sandbox:
                 f"cannot serve the API on 127.0.0.1:{self._port}: {error.strerror or error}; "
                 "choose another port (0 picks a free one)"
             ) from None
+        # Leaving ends the open watches (kubectl get -w) before the server closes: it waits for open responses.
+        self._stack.callback(emulator.end_streams)
         await self._register_api(emulator)
         write_kubeconfig(
             self.kubeconfig,
@@ -265,6 +273,33 @@ class Sandbox:
             self._stack.push_async_callback(_cancel, task)
 
     async def _start_operator(self) -> None:
+        """The operator process, and its supervisor: a Deployment's restarts, keeping the API and the pods."""
+        await self._spawn_operator()
+        self._stack.push_async_callback(self._stop_operator)
+        await self._wait_for_operator()
+        supervisor = asyncio.create_task(self._supervise_operator())
+        self._stack.push_async_callback(_cancel, supervisor)  # runs before _stop_operator: no restart while leaving
+
+    async def _supervise_operator(self) -> None:
+        """Restart the operator whenever its process dies, after a delay that grows while it keeps dying."""
+        failures = 0
+        while True:
+            assert self._operator is not None
+            started = asyncio.get_running_loop().time()
+            code = await self._operator.wait()
+            if asyncio.get_running_loop().time() - started >= OPERATOR_STEADY_SECONDS:
+                failures = 0
+            delay = OPERATOR_RESTART_DELAYS[min(failures, len(OPERATOR_RESTART_DELAYS) - 1)]
+            failures += 1
+            self.operator_exits.append(code)
+            with self.operator_log.open("a", encoding="utf-8") as log:
+                log.write(f"kubetune sandbox: the operator exited with code {code}; restarting it in {delay:.0f}s\n")
+            if self._on_operator_restart is not None:
+                self._on_operator_restart(code, delay)
+            await asyncio.sleep(delay)
+            await self._spawn_operator()
+
+    async def _spawn_operator(self) -> None:
         env = {
             "KUBECONFIG": str(self.kubeconfig),
             "PYTHONUNBUFFERED": "1",
@@ -287,8 +322,6 @@ class Sandbox:
                 start_new_session=True,  # its own process group: stopping it reaches anything it spawned
                 preexec_fn=terminate_when_parent_dies,
             )
-        self._stack.push_async_callback(self._stop_operator)
-        await self._wait_for_operator()
 
     async def _wait_for_operator(self) -> None:
         """Ready when kopf watches every kind the operator reconciles (kopf's own ready flag comes earlier)."""

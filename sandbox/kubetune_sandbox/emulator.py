@@ -67,6 +67,7 @@ Job controller and the kubelet by writing Pod and Job status; the sandbox runs i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import inspect
@@ -89,7 +90,7 @@ from kubetune_sandbox import printers, protobuf_bodies
 
 from .apimachinery import JsonObject
 from .crd_schema import SchemaCheck
-from .watch_events import Watcher, WatchEvents
+from .watch_events import END_OF_WATCH, Watcher, WatchEvents
 
 Key = tuple[kmock.resource, str | None, str]
 PODS = kmock.resource("", "v1", "pods")
@@ -169,6 +170,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _background: set[asyncio.Task[None]] = attrs.field(factory=set, init=False)
     _own_payloads: int = attrs.field(default=0, init=False)
     _awaiting_kubelet: set[Key] = attrs.field(factory=set, init=False)
+    _stopping: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _started: str = attrs.field(factory=lambda: _timestamp(_now()), init=False)
     """When the emulated cluster began: every namespace's creationTimestamp (kubectl's AGE)."""
 
@@ -187,7 +189,17 @@ class ApiEmulator(kmock.KubernetesEmulator):
         self.fallback[kmock.method.PUT] << self._serve_outcome
         self._own_payloads = len(self._payloads)
 
+    def end_streams(self) -> None:
+        """End every open watch and `logs -f` stream (and any opened later), as a stopping API server does.
+
+        Call it before closing the HTTP server: the server waits for its open responses, and a watch
+        (`kubectl get -w`) never ends by itself.
+        """
+        self._stopping.set()
+        self._events.end_all()
+
     async def __aexit__(self, *exc_info: Any) -> None:
+        self.end_streams()
         for task in self._background:
             task.cancel()
         await super().__aexit__(*exc_info)
@@ -232,7 +244,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
         if raw_request.query.get("resourceVersion") in (None, "", "0"):
             for item in items:
                 await stream.write(json.dumps({"type": "ADDED", "object": item}).encode() + b"\n")
-        await asyncio.Event().wait()  # namespaces never change here; the client closes the stream
+        await self._stopping.wait()  # namespaces never change here: the stream ends when the server stops
+        await stream.write_eof()
         return stream
 
     # Registration and inspection, for fixtures and assertions.
@@ -576,8 +589,9 @@ class ApiEmulator(kmock.KubernetesEmulator):
         await stream.write(first.encode())
         offset = len(text)
         while True:
-            await asyncio.sleep(LOG_FOLLOW_SECONDS)
-            pod = self.live(PODS, namespace, name)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), LOG_FOLLOW_SECONDS)
+            pod = None if self._stopping.is_set() else self.live(PODS, namespace, name)
             text = (self.pod_log(namespace, name) if self.pod_log is not None else None) or ""
             if len(text) > offset:
                 await stream.write(text[offset:].encode())
@@ -658,6 +672,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
                 try:
                     event = await asyncio.wait_for(watcher.queue.get(), remaining)
                 except TimeoutError:
+                    return
+                if event is END_OF_WATCH:
                     return
                 yield self._as_watched(request, event)
         finally:

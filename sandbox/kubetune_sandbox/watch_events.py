@@ -17,6 +17,9 @@ from kubetune_sandbox import apimachinery as api
 
 from .apimachinery import JsonObject
 
+END_OF_WATCH: JsonObject = {"type": "END"}
+"""Put on a watcher's queue when the server stops: the watch stream ends (never sent to the client)."""
+
 
 @attrs.define(eq=False)
 class Watcher:
@@ -47,6 +50,7 @@ class WatchEvents:
         self._log: collections.deque[tuple[int, kmock.resource, JsonObject]] = collections.deque(maxlen=size)
         self._dropped_upto = 0
         self._watchers: set[Watcher] = set()
+        self.closed = False
 
     def publish(self, resource: kmock.resource, kind: str, body: JsonObject) -> None:
         """Log a change (ADDED, MODIFIED, DELETED) at its resourceVersion and send it to every watcher of it."""
@@ -70,6 +74,14 @@ class WatchEvents:
 
     def open(self, watcher: Watcher) -> None:
         self._watchers.add(watcher)
+        if self.closed:
+            watcher.queue.put_nowait(END_OF_WATCH)
+
+    def end_all(self) -> None:
+        """The server stops: every open watch, and any opened from now on, gets END_OF_WATCH and ends."""
+        self.closed = True
+        for watcher in list(self._watchers):
+            watcher.queue.put_nowait(END_OF_WATCH)
 
     def close(self, watcher: Watcher) -> None:
         self._watchers.discard(watcher)

@@ -3,7 +3,8 @@
 An emulated Kubernetes API on loopback (TLS), the real operator, a Job controller and a kubelet
 that runs each pod as local processes. It is a sandbox, not a cluster: no scheduler, admission,
 RBAC or containers (see docs/sandbox.md). Once ready it prints the kubeconfig and writes
-`<workdir>/sandbox.json`; SIGINT, SIGTERM or SIGHUP stops every pod process and the operator.
+`<workdir>/sandbox.json`; an operator that dies is restarted (as its Deployment would restart it);
+SIGINT, SIGTERM or SIGHUP stops every pod process and the operator.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
             namespaces=tuple(args.namespace) or ("default",),
             pod_env=parse_pairs(args.pod_env, flag="--pod-env"),
             operator_env=parse_pairs(args.operator_env, flag="--operator-env"),
+            on_operator_restart=_report_restart,
         )
     except ValueError as invalid:
         print(f"kubetune sandbox: {invalid}", file=sys.stderr)
@@ -145,15 +146,9 @@ async def _serve(sandbox: Sandbox) -> int:
             print("Ctrl-C stops the sandbox, its operator and every pod.", flush=True)
             ready_file.write_text(info.model_dump_json(indent=2) + "\n", encoding="utf-8")
             try:
-                crashed = await _first_of(stop.wait(), sandbox.operator_exited())
+                await stop.wait()
             finally:
                 ready_file.unlink(missing_ok=True)
-            if crashed is not None:
-                print(
-                    f"kubetune sandbox: the operator exited with code {crashed}; see {info.operator_log}",
-                    file=sys.stderr,
-                )
-                return 1
     except SandboxError as failure:
         print(f"kubetune sandbox: {failure}", file=sys.stderr)
         return 1
@@ -164,10 +159,11 @@ async def _serve(sandbox: Sandbox) -> int:
     return 0
 
 
-async def _first_of(stopped: Coroutine[Any, Any, Any], operator_exit: Coroutine[Any, Any, int]) -> int | None:
-    """None when asked to stop; the operator's exit code when it ended first."""
-    stop_task, exit_task = asyncio.create_task(stopped), asyncio.create_task(operator_exit)
-    done, _ = await asyncio.wait({stop_task, exit_task}, return_when=asyncio.FIRST_COMPLETED)
-    stop_task.cancel()
-    exit_task.cancel()
-    return exit_task.result() if exit_task in done and stop_task not in done else None
+def _report_restart(code: int, delay: float) -> None:
+    """An operator that died is restarted, as its Deployment would restart it; the user is told why to look."""
+    print(
+        f"kubetune sandbox: the operator exited with code {code}; restarting it in {delay:.0f}s "
+        "(the API's objects and the pods are kept; its log says why it exited)",
+        file=sys.stderr,
+        flush=True,
+    )
