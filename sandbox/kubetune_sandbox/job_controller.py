@@ -12,9 +12,16 @@ What kubetune's Jobs rely on, as Kubernetes 1.31+ does it:
 - the end: `SuccessCriteriaMet` then `Complete`; `FailureTarget` then `Failed` (reason
   BackoffLimitExceeded, or DeadlineExceeded past `activeDeadlineSeconds`), the active pods of a
   failing Job deleted first and the terminal condition written once they are gone;
-- `suspend`: active pods deleted, condition Suspended; unsuspending resets `startTime`.
+- `suspend`: active pods deleted, condition Suspended; unsuspending resets `startTime`;
+- pod tracking with the `batch.kubernetes.io/job-tracking` finalizer: every pod it creates carries
+  it, so a pod cannot go before it is counted (a pod failed and deleted at once, a pod
+  force-deleted while it runs); the finalizer is removed once the pod is finished or being
+  deleted (counted), and from the pods of a Job that is gone; no pod is created for a Job being
+  deleted. A failed or deleted pod is never replaced once failures exceed `backoffLimit`.
 Not played: pod failure policies, success policies, `completions` unset with parallelism > 1,
-backoff delays, `ttlSecondsAfterFinished`, `podReplacementPolicy`, managedBy.
+backoff delays, `ttlSecondsAfterFinished`, `podReplacementPolicy` other than the default
+(TerminatingOrFailed), managedBy, and counts that survive the controller (it keeps them in memory;
+Kubernetes keeps them in the Job's status with `uncountedTerminatedPods`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ CONTROLLER_UID_LABEL = "batch.kubernetes.io/controller-uid"
 LEGACY_LABELS = ("job-name", "controller-uid")
 """The unprefixed labels the Job controller still sets beside the batch.kubernetes.io ones."""
 INDEX_ENV = "JOB_COMPLETION_INDEX"
+TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
+"""On every pod the controller creates, until it has counted the pod: a pod cannot vanish uncounted."""
 RETRY_SECONDS = 0.5
 _FINISHED = frozenset({"Succeeded", "Failed"})
 
@@ -97,13 +106,15 @@ class JobController:
 
     async def reconcile(self, namespace: str, name: str) -> None:
         job = await self._client.get(JOBS, namespace=namespace, name=name)
+        await self._release_orphans(namespace, name, job)
         if job is None:
             return
         spec, status = job["spec"], copy.deepcopy(job.get("status") or {})
         conditions = _Conditions(status.get("conditions") or [], now=format_kube_time(self._clock()))
-        if conditions.true("Complete") or conditions.true("Failed"):
-            return
         pods = await self._pods(job)
+        await self._release(pods.counted)
+        if conditions.true("Complete") or conditions.true("Failed") or job["metadata"].get("deletionTimestamp"):
+            return
         indexed = spec.get("completionMode") == "Indexed"
         completions = int(spec.get("completions") or 1)
         if spec.get("suspend"):
@@ -125,6 +136,7 @@ class JobController:
             else:
                 await self._create_missing(job, pods, indexed=indexed, completions=completions)
                 pods = await self._pods(job)
+                await self._release(pods.counted)
         status.update(pods.counts(), conditions=conditions.items)
         if indexed:
             status["completedIndexes"] = _index_ranges(pods.done_indexes())
@@ -140,6 +152,29 @@ class JobController:
             return False
         conditions.set(kinds[1], True, reason=reason, message=message)
         return True
+
+    async def _release(self, pods: Sequence[JsonObject]) -> None:
+        """Remove the tracking finalizer from pods that are counted (or belong to no Job): they may go now."""
+        for pod in pods:
+            finalizers = pod["metadata"].get("finalizers") or []
+            if TRACKING_FINALIZER not in finalizers:
+                continue
+            kept = [f for f in finalizers if f != TRACKING_FINALIZER]
+            with contextlib.suppress(ApiError):  # gone meanwhile: nothing to release
+                await self._client.merge_patch(
+                    PODS,
+                    {"metadata": {"finalizers": kept or None}},
+                    namespace=pod["metadata"].get("namespace"),
+                    name=pod["metadata"]["name"],
+                )
+
+    async def _release_orphans(self, namespace: str, name: str, job: JsonObject | None) -> None:
+        """Pods named for this Job but owned by no live Job of that name (deleted, or re-created): released."""
+        live_uid = None if job is None else str(job["metadata"]["uid"])
+        listed = await self._client.list(PODS, namespace=namespace, label_selector=f"{JOB_NAME_LABEL}={name}")
+        await self._release(
+            [pod for pod in listed if (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID_LABEL) != live_uid]
+        )
 
     async def _pods(self, job: JsonObject) -> _Pods:
         uid = str(job["metadata"]["uid"])
@@ -223,6 +258,7 @@ def pod_for(job: Mapping[str, Any], *, index: int | None) -> JsonObject:
             "labels": labels,
             "annotations": annotations,
             "ownerReferences": [owner],
+            "finalizers": [TRACKING_FINALIZER],
         },
         "spec": spec,
     }
@@ -236,7 +272,7 @@ class _Pods:
         self, pods: Sequence[JsonObject], *, ledger: dict[str, tuple[str, int | None]], stopped: set[str]
     ) -> None:
         for pod in pods:
-            uid = str(pod["metadata"].get("uid"))
+            uid = uid_of(pod)
             if uid in stopped:
                 continue
             if _phase(pod) in _FINISHED:
@@ -245,6 +281,10 @@ class _Pods:
                 # The default podReplacementPolicy (TerminatingOrFailed): a pod someone else deletes (an
                 # eviction) has failed from the moment it terminates, so backoffLimit decides its replacement.
                 ledger.setdefault(uid, ("Failed", _index(pod)))
+        self.counted = [
+            p for p in pods if _phase(p) in _FINISHED or p["metadata"].get("deletionTimestamp") or uid_of(p) in stopped
+        ]
+        """Pods the controller has counted (or stopped itself): their tracking finalizer can go."""
         running = [p for p in pods if _phase(p) not in _FINISHED]
         self.active = [p for p in running if not p["metadata"].get("deletionTimestamp")]
         self.terminating = [p for p in running if p["metadata"].get("deletionTimestamp")]
@@ -301,6 +341,10 @@ class _Conditions:
                 "lastTransitionTime": self._now,
             }
         )
+
+
+def uid_of(pod: JsonObject) -> str:
+    return str(pod["metadata"].get("uid"))
 
 
 def _phase(pod: JsonObject) -> str:

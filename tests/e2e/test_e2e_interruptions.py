@@ -9,7 +9,9 @@ SIGKILL after the grace period; a killed pod gets SIGKILL at once, with no chanc
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -32,20 +34,26 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 HELD = FaultPlan(faults=(Fault(kind="stall", step=3, seconds=300),))
 """Attempt 1 trains steps 1 and 2 (checkpoints at steps 1 and 2 of 4), then step 3 sleeps until interrupted."""
 JOBS = ("preempted", "killed", "paused", "doomed")
+PAUSED_BRIEFLY = FaultPlan(faults=(Fault(kind="stall", step=3, seconds=20),))
+"""The job whose operator is killed: step 3 sleeps 20 s, long enough to kill and restart the operator meanwhile."""
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModels) -> AsyncIterator[Running]:
-    faults = FaultsByJob({(name, 1): HELD for name in JOBS})
+    faults = FaultsByJob({(name, 1): HELD for name in JOBS} | {("unsupervised", 1): PAUSED_BRIEFLY})
     async with e2e_sandbox(tmp_path_factory.mktemp("sandbox"), e2e_models, faults=faults) as running:
         data = put_data(running.volume("datasets"), claim="datasets", source=e2e_models.train, as_name="train.jsonl")
-        # A checkpoint every step: two exist when attempt 1 is interrupted, so resuming from the
-        # newest (step 2) is told apart from resuming from any (step 1).
-        checkpointed = {"nEpochs": 1, "batchSize": 8, "learningRate": 3e-3, "seed": 7, "nCheckpoints": 4}
         for name in JOBS:
-            spec = tiny_spec(data, hyperparameters=checkpointed, checkpoint={"uri": "pvc://checkpoints/runs"})
-            await running.view.create(finetunejob(name, {**spec, "maxRetries": 2}))
+            await running.view.create(finetunejob(name, checkpointed_spec(data)))
         yield running
+
+
+def checkpointed_spec(data: str) -> dict[str, object]:
+    """A checkpoint every step: two exist when attempt 1 is interrupted, so resuming from the
+    newest (step 2) is told apart from resuming from any (step 1)."""
+    checkpointed = {"nEpochs": 1, "batchSize": 8, "learningRate": 3e-3, "seed": 7, "nCheckpoints": 4}
+    spec = tiny_spec(data, hyperparameters=checkpointed, checkpoint={"uri": "pvc://checkpoints/runs"})
+    return {**spec, "maxRetries": 2}
 
 
 async def wait_for_checkpoint(directory: Path, *, step: int, timeout: float) -> None:
@@ -187,3 +195,27 @@ async def test_deleting_a_running_job_leaves_no_process_behind(running: Running)
     await wait_until_gone(running, "doomed", pod_prefix="doomed-")
     assert await view.pods("doomed") == []
     assert await view.batch_jobs("doomed") == []
+
+
+async def test_a_killed_operator_is_restarted_and_the_job_still_completes(
+    running: Running, e2e_models: E2eModels
+) -> None:
+    """The operator process dies mid-training (SIGKILL): the sandbox restarts it, as its Deployment would,
+    and the new one finishes the job the old one started, on the same attempt and the same pod."""
+    view = running.view
+    data = put_data(running.volume("datasets"), claim="datasets", source=e2e_models.train, as_name="train.jsonl")
+    await view.create(finetunejob("unsupervised", checkpointed_spec(data)))
+    pod = await held_in_training(running, "unsupervised")
+    old = running.sandbox.operator_pid
+    assert old is not None
+
+    os.killpg(old, signal.SIGKILL)
+
+    status = await view.wait_for_phase("unsupervised", "Succeeded", "Failed")
+    assert status["phase"] == "Succeeded", status.get("error")
+    assert (status["attempt"], status["retries"]) == (1, 0)
+    assert running.sandbox.operator_exits == [-signal.SIGKILL]
+    assert running.sandbox.operator_pid not in (None, old)
+    (trainer,) = await view.pods("unsupervised", component=TRAINER)
+    assert trainer["metadata"]["name"] == pod  # the pod that trained when the operator died finished the job
+    assert complete_checkpoints(running, "unsupervised") == [1, 2, 3, 4]

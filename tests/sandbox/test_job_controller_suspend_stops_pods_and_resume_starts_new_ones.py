@@ -23,6 +23,8 @@ async def test_suspend_then_resume(tmp_path: Path) -> None:
 
         await node.client.merge_patch(JOBS, {"spec": {"suspend": True}}, namespace=NS, name="pausable")
         await eventually(lambda: node.pods_of("pausable") == [], what="the suspended Job's pod to go")
+        # The pod goes once the controller has counted it (its tracking finalizer); the status follows.
+        await eventually(lambda: node.job("pausable")["status"].get("terminating") == 0, what="the Job's status")
         job = node.job("pausable")
         assert ("Suspended", "True", "JobSuspended") in condition_types(job)
         assert (job["status"]["active"], job["status"]["failed"]) == (0, 0)  # stopping is not failing
