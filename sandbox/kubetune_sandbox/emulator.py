@@ -82,7 +82,6 @@ from typing import Any, cast
 import aiohttp.web
 import attrs
 import kmock
-import multidict
 
 from kubetune_operator.observe.pod_state import parse_time
 from kubetune_sandbox import apimachinery as api
@@ -125,9 +124,8 @@ class _JsonBodyRequest:
     def __init__(self, raw: aiohttp.web.BaseRequest, body: JsonObject) -> None:
         self._raw = raw
         self._bytes = json.dumps(body).encode()
-        self.headers = multidict.CIMultiDictProxy(
-            multidict.CIMultiDict({**raw.headers, "Content-Type": "application/json"})
-        )
+        self.headers = raw.headers.copy()
+        self.headers["Content-Type"] = "application/json"
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
