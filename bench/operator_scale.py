@@ -231,6 +231,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             operator.terminate()
             operator.wait(timeout=30)
+            await actors.aclose()
         return {
             "operator_startup_seconds": round(startup, 2),
             "sequential_jobs": args.sequential,

@@ -60,9 +60,13 @@ JobKey = tuple[str, str]
 class JobController:
     """Reconciles every batch/v1 Job in every namespace, one at a time."""
 
-    def __init__(self, client: SandboxClient, *, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self, client: SandboxClient, *, clock: Callable[[], datetime] = utc_now, track_pods: bool = True
+    ) -> None:
+        """`track_pods=False`: no tracking finalizer on new pods (the operator tests run single passes, no loop)."""
         self._client = client
         self._clock = clock
+        self._track_pods = track_pods
         self._queue: asyncio.Queue[JobKey] = asyncio.Queue()
         self._queued: set[JobKey] = set()
         self._ledgers: dict[str, dict[str, tuple[str, int | None]]] = {}
@@ -208,7 +212,7 @@ class JobController:
             # The running pods count against the completions left: min(parallelism, left) - active.
             wanted = [None] * max(0, min(parallelism, completions - pods.succeeded) - len(pods.active))
         for index in wanted:
-            pod = pod_for(job, index=index)
+            pod = pod_for(job, index=index, tracked=self._track_pods)
             await self._client.create(PODS, pod, namespace=job["metadata"].get("namespace", "default"))
 
     async def _delete(self, pods: Sequence[JsonObject]) -> None:
@@ -220,8 +224,9 @@ class JobController:
                 )
 
 
-def pod_for(job: Mapping[str, Any], *, index: int | None) -> JsonObject:
-    """A pod from the Job's template, as the Job controller makes it (`index` for Indexed Jobs)."""
+def pod_for(job: Mapping[str, Any], *, index: int | None, tracked: bool = True) -> JsonObject:
+    """A pod from the Job's template, as the Job controller makes it (`index` for Indexed Jobs; `tracked`:
+    with the tracking finalizer)."""
     meta = job["metadata"]
     name, uid = str(meta["name"]), str(meta["uid"])
     template = copy.deepcopy(job["spec"]["template"])
@@ -258,7 +263,7 @@ def pod_for(job: Mapping[str, Any], *, index: int | None) -> JsonObject:
             "labels": labels,
             "annotations": annotations,
             "ownerReferences": [owner],
-            "finalizers": [TRACKING_FINALIZER],
+            **({"finalizers": [TRACKING_FINALIZER]} if tracked else {}),
         },
         "spec": spec,
     }

@@ -1,21 +1,30 @@
-"""The controllers the emulator lacks, played by tests over HTTP: the Job controller, the kubelet, the trainer.
+"""The controllers the emulator lacks, for the operator tests: the sandbox's Job controller, the kubelet, the trainer.
 
-Each helper writes what the real component would write (pods from a Job's template, pod and
-container status, a Job's conditions, the trainer's progress patch), so the operator sees the
-same watch events it would see in a cluster.
+The Job controller is the sandbox's own (`kubetune_sandbox.job_controller.JobController`), run one
+pass at a time when a test asks: `start_pods` is its pass that creates a Job's pods from the
+template, `job_condition` its pass that derives the Job's conditions from the pods' phases (and
+checks it reached the one the test expects). Its pod-tracking finalizer is off here: no loop runs
+to release it, and a test deletes pods by hand. The kubelet is played by hand, since each test
+chooses what a pod does (unschedulable, image pull errors, exit codes, eviction), but its statuses
+are built by the sandbox kubelet's own builders (`kubetune_sandbox.pod_status`), so both write one
+shape. The trainer's progress patch is the contract's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import kmock
 
+from kubetune_operator.kube.connection import Connection
+from kubetune_sandbox import pod_status
+from kubetune_sandbox.client import SandboxClient
 from kubetune_sandbox.emulator import ApiEmulator
+from kubetune_sandbox.job_controller import CONTROLLER_UID_LABEL, JobController
+from kubetune_sandbox.pod_inputs import PodPlanError
 from kubetune_trainer.contract import (
     ErrorClass,
     JobError,
@@ -32,6 +41,8 @@ from kubetune_trainer.contract import (
 JsonObject = dict[str, Any]
 MERGE = {"Content-Type": "application/merge-patch+json"}
 NAMESPACE = "ml"
+PODS = kmock.resource("v1/pods")
+JOBS = kmock.resource("batch/v1/jobs")
 
 
 def stamp(moment: datetime | None = None) -> str:
@@ -58,11 +69,28 @@ async def _ok(response: Awaitable[Any]) -> JsonObject:
 
 
 class Actors:
-    """Plays the Job controller, the kubelet and the trainer against one emulator."""
+    """Plays the Job controller (the sandbox's), the kubelet and the trainer against one emulator.
+
+    Close it (`aclose`) when done: the Job controller's client holds a connection.
+    """
 
     def __init__(self, cluster: ApiEmulator, namespace: str = NAMESPACE) -> None:
         self.cluster = cluster
         self.namespace = namespace
+        self._client: SandboxClient | None = None
+        self._controller: JobController | None = None
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.__aexit__(None, None, None)
+            self._client = self._controller = None
+
+    async def _job_controller(self) -> JobController:
+        if self._controller is None:
+            client = SandboxClient(Connection(server=str(self.cluster.url).rstrip("/")))
+            self._client = await client.__aenter__()
+            self._controller = JobController(client, track_pods=False)
+        return self._controller
 
     def _url(self, api: str, plural: str, name: str | None = None, *, status: bool = False) -> str:
         url = f"{api}/namespaces/{self.namespace}/{plural}"
@@ -84,46 +112,49 @@ class Actors:
         async with self.cluster.delete(self._url(api, plural, name), json=body) as answer:
             assert answer.status < 400, await answer.text()
 
-    # The Job controller.
+    # The Job controller: the sandbox's, one pass at a time.
 
     async def start_pods(self, job_name: str) -> list[str]:
-        """Create the pods of a batch Job from its template, one per completion index."""
-        job = self.cluster.live(kmock.resource("batch/v1/jobs"), self.namespace, job_name)
+        """The Job controller's pass that creates the Job's pods (one per completion index); their names by index."""
+        job = self.cluster.live(JOBS, self.namespace, job_name)
         assert job is not None, f"batch Job {job_name} does not exist"
-        template = job["spec"]["template"]
-        names = []
-        for index in range(int(job["spec"].get("parallelism") or 1)):
-            name = f"{job_name}-{index}-{secrets.token_hex(3)}"
-            labels = {**template["metadata"].get("labels", {}), "job-name": job_name}
-            pod = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": name,
-                    "labels": labels,
-                    "annotations": {"batch.kubernetes.io/job-completion-index": str(index)},
-                    "ownerReferences": [
-                        {
-                            "apiVersion": "batch/v1",
-                            "kind": "Job",
-                            "name": job_name,
-                            "uid": job["metadata"]["uid"],
-                            "controller": True,
-                        }
-                    ],
-                },
-                "spec": template["spec"],
-            }
-            await _ok(self.cluster.post(self._url("/api/v1", "pods"), json=pod))
-            names.append(name)
-        return names
+        await (await self._job_controller()).reconcile(self.namespace, job_name)
+        return [pod["metadata"]["name"] for pod in self._pods_of(job)]
 
     async def job_condition(self, job_name: str, kind: str, reason: str = "") -> None:
-        condition = {"type": kind, "status": "True", "reason": reason or kind, "lastTransitionTime": stamp()}
+        """The Job controller's pass over the pods' phases; the Job must then have condition `kind` (and `reason`)."""
+        await (await self._job_controller()).reconcile(self.namespace, job_name)
+        job = self.cluster.live(JOBS, self.namespace, job_name)
+        assert job is not None, f"batch Job {job_name} does not exist"
+        conditions = [
+            (c["type"], c.get("reason", "")) for c in (job.get("status") or {}).get("conditions", [])
+            if c.get("status") == "True"
+        ]  # fmt: skip
+        assert any(k == kind and (not reason or r == reason) for k, r in conditions), (
+            f"the Job controller gave {job_name} {conditions}, not {kind} {reason}: check the pods' phases"
+        )
+
+    async def job_condition_seen_first(self, job_name: str, kind: str) -> None:
+        """The Job's `kind` condition as a watcher may see it before the pod's end: the Job watch delivers it first.
+
+        Not the Job controller (it writes Complete only after the pods ended): a write of the
+        condition alone, for the watch order no pass of the controller can produce here.
+        """
+        condition = {"type": kind, "status": "True", "reason": kind, "lastTransitionTime": stamp()}
         url = self._url("/apis/batch/v1", "jobs", job_name, status=True)
         await _ok(self.cluster.patch(url, json={"status": {"conditions": [condition]}}, headers=MERGE))
 
-    # The kubelet.
+    def _pods_of(self, job: JsonObject) -> list[JsonObject]:
+        uid = job["metadata"]["uid"]
+        pods = [
+            pod for pod in self.cluster.live_objects(PODS, self.namespace)
+            if (pod["metadata"].get("labels") or {}).get(CONTROLLER_UID_LABEL) == uid
+        ]  # fmt: skip
+        return sorted(
+            pods, key=lambda pod: (_index(pod), pod["metadata"]["creationTimestamp"], pod["metadata"]["name"])
+        )
+
+    # The kubelet, by hand, in the sandbox kubelet's shapes.
 
     async def pod_status(self, pod: str, status: JsonObject) -> None:
         await _ok(
@@ -135,24 +166,12 @@ class Actors:
         await self.pod_status(pod, {"phase": "Pending", "conditions": [condition]})
 
     async def waiting(self, pod: str, reason: str, message: str, *, image: str = "trainer:1") -> None:
-        container = {
-            "name": "trainer",
-            "image": image,
-            "ready": False,
-            "state": {"waiting": {"reason": reason, "message": message}},
-        }
-        scheduled = {"type": "PodScheduled", "status": "True"}
-        await self.pod_status(pod, {"phase": "Pending", "conditions": [scheduled], "containerStatuses": [container]})
+        container = {"name": "trainer", "image": image}
+        await self.pod_status(pod, pod_status.waiting(container, PodPlanError(reason, message), now=stamp()))
 
     async def run(self, pod: str) -> None:
-        container = {
-            "name": "trainer",
-            "image": "trainer:1",
-            "ready": True,
-            "state": {"running": {"startedAt": stamp()}},
-        }
-        scheduled = {"type": "PodScheduled", "status": "True"}
-        await self.pod_status(pod, {"phase": "Running", "conditions": [scheduled], "containerStatuses": [container]})
+        running = self._container({"running": {"startedAt": stamp()}})
+        await self.pod_status(pod, pod_status.running(running, start_time=stamp(), now=stamp()))
 
     async def terminate(
         self, pod: str, *, exit_code: int, message: str | None = None, reason: str | None = None
@@ -161,13 +180,18 @@ class Actors:
         terminated["reason"] = reason or ("Completed" if exit_code == 0 else "Error")
         if message is not None:
             terminated["message"] = message
-        container = {"name": "trainer", "image": "trainer:1", "ready": False, "state": {"terminated": terminated}}
-        phase = "Succeeded" if exit_code == 0 else "Failed"
-        await self.pod_status(pod, {"phase": phase, "containerStatuses": [container]})
+        container = self._container({"terminated": terminated})
+        await self.pod_status(pod, pod_status.terminated(container, exit_code=exit_code, evicted=False, now=stamp()))
 
     async def evict(self, pod: str) -> None:
-        target = {"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI", "message": "evicted"}
-        await self.pod_status(pod, {"phase": "Failed", "reason": "Evicted", "conditions": [target]})
+        """An eviction's end as the sandbox kubelet writes it: Failed, Evicted, with the DisruptionTarget condition."""
+        terminated = {"exitCode": 143, "reason": "Error", "startedAt": stamp(), "finishedAt": stamp()}
+        container = self._container({"terminated": terminated})
+        await self.pod_status(pod, pod_status.terminated(container, exit_code=143, evicted=True, now=stamp()))
+
+    @staticmethod
+    def _container(state: JsonObject) -> JsonObject:
+        return pod_status.container_status(name="trainer", image="trainer:1", pid=1, state=state)
 
     # The trainer (rank 0's Kubernetes reporter patches only stage, stages and progress).
 
@@ -182,6 +206,11 @@ class Actors:
         report = ProgressReport(stage=stage, stages=records, progress=progress)
         url = self._url("/apis/kubetune.dev/v1alpha1", "finetunejobs", job, status=True)
         await _ok(self.cluster.patch(url, json=report.status_patch(), headers=MERGE))
+
+
+def _index(pod: JsonObject) -> int:
+    raw = (pod["metadata"].get("annotations") or {}).get("batch.kubernetes.io/job-completion-index", "0")
+    return int(raw) if str(raw).isdigit() else 0
 
 
 PREFLIGHT_FACTS = ModelFacts(

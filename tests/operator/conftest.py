@@ -72,8 +72,10 @@ def _two_node_template(template: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture
-def actors(cluster: ApiEmulator) -> Actors:
-    return Actors(cluster)
+async def actors(cluster: ApiEmulator) -> AsyncIterator[Actors]:
+    actors = Actors(cluster)
+    yield actors
+    await actors.aclose()
 
 
 class RunningOperator:

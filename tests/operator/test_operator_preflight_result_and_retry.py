@@ -19,7 +19,7 @@ async def test_a_preflight_job_complete_before_its_pods_message_waits_for_the_mo
     (pod,) = await actors.start_pods("race-preflight")
     await actors.run(pod)
     # The worst order the two watches can deliver: the Job's Complete before the pod's termination.
-    await actors.job_condition("race-preflight", "Complete")
+    await actors.job_condition_seen_first("race-preflight", "Complete")
     await asyncio.sleep(0.5)
     assert cluster.live(JOBS, NAMESPACE, "race-a1") is None, "attempt 1 started without the preflight's Result"
     assert status_of(cluster, "race")["phase"] == "Validating"
