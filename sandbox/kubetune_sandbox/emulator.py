@@ -167,6 +167,8 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _outcomes: dict[int, JsonObject] = attrs.field(factory=dict, init=False)
     _background: set[asyncio.Task[None]] = attrs.field(factory=set, init=False)
     _own_payloads: int = attrs.field(default=0, init=False)
+    _store_lock: asyncio.Lock = attrs.field(factory=asyncio.Lock, init=False)
+    """Serializes every change and read of the objects (its own: kmock's private lock guards kmock's store)."""
     _awaiting_kubelet: set[Key] = attrs.field(factory=set, init=False)
     _stopping: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _started: str = attrs.field(factory=lambda: _timestamp(_now()), init=False)
@@ -322,7 +324,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
             return await self._serve_pod_log(request)
         if request.resource is not None and self._is_write(request):
             try:
-                async with self._lock:
+                async with self._store_lock:
                     self._outcomes[request.id] = outcome = self._write(request)
             finally:  # a refused write (409, 422) is an API call too
                 for callback in list(self.after_write):
@@ -519,7 +521,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     async def _collect_dependents(self, owner_uid: str | None, policy: str) -> None:
         """The garbage collector: asynchronous, as in Kubernetes, so tests see the owner go first."""
         await asyncio.sleep(0)
-        async with self._lock:
+        async with self._store_lock:
             for key, obj in list(self.objects.items()):
                 if obj.deleted:
                     continue
@@ -540,7 +542,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
         if request.method.value != "POST":
             raise api.status_error(405, "MethodNotAllowed", "pods/eviction only accepts POST")
         namespace, name = request.namespace or "", request.name or ""
-        async with self._lock:
+        async with self._store_lock:
             pod = self.live(PODS, namespace, name)
             if pod is None:
                 raise api.not_found("pods", name)
@@ -553,7 +555,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
 
     async def _serve_pod_log(self, request: kmock.Request) -> Any:
         namespace, name = request.namespace or "", request.name or ""
-        async with self._lock:
+        async with self._store_lock:
             pod = self.live(PODS, namespace, name)
         if pod is None:
             raise api.not_found("pods", name)
@@ -606,7 +608,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     _serve_create = _serve_update = _serve_delete = _serve_outcome
 
     async def _serve_fetch(self, request: kmock.Request) -> JsonObject:
-        async with self._lock:
+        async with self._store_lock:
             body = self.live(_resource_of(request), request.namespace, request.name or "")
             if body is None:
                 raise api.not_found(self._what(_resource_of(request)), request.name or "")
@@ -615,7 +617,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
     async def _serve_list(self, request: kmock.Request) -> JsonObject:
         if _resource_of(request) not in self._get_resources():
             raise api.not_found("the server could not find the requested resource", _resource_of(request).plural or "")
-        async with self._lock:
+        async with self._store_lock:
             items = [
                 obj
                 for obj in self.live_objects(_resource_of(request), request.namespace)
@@ -642,7 +644,7 @@ class ApiEmulator(kmock.KubernetesEmulator):
             params.get("fieldSelector"),
         )
         since = params.get("resourceVersion")
-        async with self._lock:
+        async with self._store_lock:
             if since not in (None, "", "0"):
                 try:
                     backlog = self._events.since(int(since), watcher)
