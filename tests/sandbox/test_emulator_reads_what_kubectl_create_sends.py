@@ -73,6 +73,19 @@ async def test_kubectl_create_configmap_from_literals(cluster: ApiEmulator) -> N
     assert configmap["metadata"]["name"] == "settings"  # type: ignore[index]
 
 
+async def test_kubectl_create_configmap_from_a_binary_file_is_binary_data(cluster: ApiEmulator, tmp_path: Path) -> None:
+    (tmp_path / "weights.bin").write_bytes(b"\x00\x01\xfe\xff")
+    (tmp_path / "notes.txt").write_text("plain text\n")
+    code, output = await kubectl(
+        cluster.url, "create", "configmap", "files", "-n", NS,
+        f"--from-file={tmp_path / 'weights.bin'}", f"--from-file={tmp_path / 'notes.txt'}",
+    )  # fmt: skip
+    assert code == 0, output
+    configmap = await _get(cluster, "configmap", "files")
+    assert configmap["binaryData"] == {"weights.bin": base64.b64encode(b"\x00\x01\xfe\xff").decode()}
+    assert configmap["data"] == {"notes.txt": "plain text\n"}
+
+
 async def test_a_second_create_is_already_exists_as_in_a_cluster(cluster: ApiEmulator) -> None:
     assert (await kubectl(cluster.url, "create", "configmap", "once", "-n", NS, "--from-literal=a=1"))[0] == 0
     code, output = await kubectl(cluster.url, "create", "configmap", "once", "-n", NS, "--from-literal=a=1")
