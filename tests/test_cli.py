@@ -107,3 +107,56 @@ def test_validate_names_every_bad_field(tmp_path: Path, manifest: str, expected:
     assert done.returncode == 1
     for words in expected:
         assert words in done.stderr
+
+
+JOB_ON = (
+    "kind: FineTuneJob\napiVersion: kubetune.dev/v1alpha1\nmetadata: {{name: j}}\n"
+    "spec: {{model: {model}, trainingFile: pvc://d/train.jsonl, hyperparameters: {{batchSize: {batch}}}}}\n"
+)
+
+
+def test_validate_refuses_a_template_the_catalog_does_not_have(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text(JOB_ON.format(model="acme/nothing", batch=8))
+    done = kubetune("validate", "job.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    first, second = done.stderr.splitlines()
+    assert first == "job.yaml: spec.model: no template answers to 'acme/nothing'"
+    assert second.startswith("job.yaml: spec.model: the templates are gemma-2-9b-it, ")
+    assert "`kubetune templates list` shows them" in second
+
+
+def test_validate_checks_values_against_the_named_templates_limits(tmp_path: Path) -> None:
+    # An alias of qwen3-4b, whose LoRA batch sizes are bounded.
+    (tmp_path / "job.yaml").write_text(JOB_ON.format(model="Qwen/Qwen3-4B", batch=100000))
+    done = kubetune("validate", "job.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.startswith("job.yaml: spec.hyperparameters.batchSize: must lie within template qwen3-4b's")
+    (tmp_path / "job.yaml").write_text(JOB_ON.format(model="Qwen/Qwen3-4B", batch=8))
+    done = kubetune("validate", "job.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "job.yaml: valid FineTuneJob j (template qwen3-4b)"
+
+
+def test_validate_checks_against_templates_given_in_a_directory_or_beside_the_job(tmp_path: Path) -> None:
+    (tmp_path / "job.yaml").write_text(JOB_ON.format(model="my-org/smollm2-l4", batch=8))
+    assert kubetune("validate", "job.yaml", cwd=tmp_path).returncode == 1
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "smollm2.yaml").write_text((EXAMPLES_DIR / "custom-template.yaml").read_text())
+    done = kubetune("validate", "--templates", "mine", "job.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "job.yaml: valid FineTuneJob j (template smollm2-on-l4)" in done.stdout
+    done = kubetune("validate", "job.yaml", str(EXAMPLES_DIR / "custom-template.yaml"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "job.yaml: valid FineTuneJob j (template smollm2-on-l4)" in done.stdout
+    done = kubetune("validate", "--templates", "mine", "job.yaml", cwd=tmp_path)
+    (tmp_path / "job.yaml").write_text(JOB_ON.format(model="qwen3-4b", batch=8))
+    done = kubetune("validate", "--templates", "mine", "job.yaml", cwd=tmp_path)
+    assert done.returncode == 1, "--templates DIR replaces the shipped catalog"
+    assert "the templates are smollm2-on-l4;" in done.stderr
+
+
+def test_validate_of_an_auto_job_says_when_its_template_is_chosen() -> None:
+    done = kubetune("validate", str(EXAMPLES_DIR / "quickstart.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert "`kubetune check HuggingFaceTB/SmolLM2-135M-Instruct` shows which" in done.stdout

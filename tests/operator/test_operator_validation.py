@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 
 from kubetune_operator.handlers.webhook import spec_problems
 from kubetune_sandbox.emulator import ApiEmulator
 
 from ..conftest import CATALOG_DIR, load_yaml
+from ..kubectl import kubectl
 from .cluster_actors import NAMESPACE, Actors, wait_for
 from .conftest import CONFIGMAPS, FTJ, JOBS, TEMPLATES, RunningOperator, StartOperator, job_manifest, status_of
 from .journeys import error_of, until_phase
@@ -64,6 +66,16 @@ async def test_a_missing_template_waits_with_template_not_found_then_proceeds_on
     )
     assert status["phase"] == "Pending"
     assert _children(cluster, "later") == []
+    # At once in the ERROR and REASON columns, not only in a condition `kubectl get` never shows.
+    assert (status["error"]["class"], status["error"]["reason"]) == ("InvalidInput", "TemplateNotFound")
+    assert status["error"]["retryable"] is True
+    code, table = await kubectl(cluster.url, "get", "ftj", "later", "-n", NAMESPACE, "-o", "wide")
+    assert code == 0, table
+    header, row = table.splitlines()[:2]
+    starts = [match.start() for match in re.finditer(r"\S+", header)]
+    cells = [row[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    columns = dict(zip(header.split(), cells, strict=True))
+    assert (columns["PHASE"], columns["ERROR"], columns["REASON"]) == ("Pending", "InvalidInput", "TemplateNotFound")
 
     template = copy.deepcopy(load_yaml(CATALOG_DIR / "llama-3.2-1b-instruct.yaml"))
     template["metadata"] = {"name": "llama-custom"}
@@ -71,6 +83,7 @@ async def test_a_missing_template_waits_with_template_not_found_then_proceeds_on
     async with cluster.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=template) as made:
         assert made.status < 400
     await until_phase(cluster, "later", "Validating")
+    assert "error" not in status_of(cluster, "later")  # proceeding clears it
     await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "later-preflight"), what="the preflight Job")
     assert cluster.live(TEMPLATES, None, "llama-custom") is not None
 

@@ -191,9 +191,14 @@ def test_a_missing_template_waits_and_retries_then_proceeds_when_it_appears() ->
     assert machine.condition(ConditionType.VALIDATED).reason == "TemplateNotFound"
     assert requeue(step) == 30
     assert reasons(step.events) == ["TemplateNotFound"]
+    assert step.status.error is not None  # the ERROR and REASON printer columns show it at once
+    assert (step.status.error.error_class, step.status.error.reason) == ("InvalidInput", "TemplateNotFound")
+    assert step.status.error.retryable
     assert machine.tick(at=30).events == []
     machine.raw_spec["model"] = "llama-2-7b-chat"
-    assert machine.tick(at=60).status.phase == Phase.VALIDATING
+    proceeding = machine.tick(at=60)
+    assert proceeding.status.phase == Phase.VALIDATING
+    assert proceeding.status.error is None
 
 
 def test_an_invalid_spec_fails_as_invalid_input_with_no_children() -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from kubetune_trainer.compat import human_count
 
 from ..api.errors import InvalidResourceError
+from ..api.manifest_yaml import ManifestYamlError
 from ..api.resources import BaseModelTemplate
 from ..resolve.catalog import Catalog, load_catalog
 from ..resolve.selection import expectations_of, recommend
@@ -143,7 +144,7 @@ def _print_template(inspection: ModelInspection, *, catalog: Catalog, named: Bas
 def _catalog(directory: Path | None) -> Catalog | None:
     try:
         return load_catalog(directory)
-    except InvalidResourceError as invalid:
+    except (InvalidResourceError, ManifestYamlError) as invalid:
         print(invalid, file=sys.stderr)
     except OSError as error:
         print(f"cannot read the template catalog {directory}: {error.strerror}", file=sys.stderr)

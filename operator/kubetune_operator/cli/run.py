@@ -21,11 +21,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
 from kubetune_trainer.contract import JobIdentity, ModelFacts, ReportTarget, TrainerConfig
 
 from ..api.errors import InvalidResourceError, validate
+from ..api.manifest_yaml import ManifestYamlError, read_documents
 from ..api.resources import FineTuneJob
 from ..render.trainer_config import HF_TOKEN_ENV, build_trainer_config
 from ..resolve.catalog import load_catalog
@@ -108,13 +107,15 @@ def _print_how_to_load(config: TrainerConfig, *, stream: TextIO) -> None:
 
 def _read_job(path: Path, *, stream: TextIO) -> FineTuneJob | None:
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as unreadable:
-        print(f"{path}: cannot read: {unreadable}", file=stream)
+        documents = read_documents(path)
+    except ManifestYamlError as unreadable:
+        print(unreadable, file=stream)
         return None
-    if not isinstance(document, dict) or document.get("kind") != "FineTuneJob":
-        print(f"{path}: not a FineTuneJob manifest (kind: FineTuneJob)", file=stream)
+    jobs = [d for d in documents if isinstance(d, dict) and d.get("kind") == "FineTuneJob"]
+    if len(jobs) != 1:
+        print(f"{path}: not a FineTuneJob manifest: it must hold one document of kind FineTuneJob", file=stream)
         return None
+    (document,) = jobs
     try:
         return validate(FineTuneJob, document, kind="FineTuneJob")
     except InvalidResourceError as invalid:
@@ -131,7 +132,11 @@ def _trainer_config(
 
     An int is the exit code of a job that cannot start: the code of its error class (2 for a refusal).
     """
-    catalog = load_catalog(args.catalog)
+    try:
+        catalog = load_catalog(args.catalog)
+    except (InvalidResourceError, ManifestYamlError, OSError) as unreadable:
+        print(f"cannot read the template catalog {args.catalog}: {unreadable}", file=stream)
+        return EXIT_INVALID
     settings = OperatorSettings()
     name, namespace = job.metadata.name, job.metadata.namespace or "default"
 

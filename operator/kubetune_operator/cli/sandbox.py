@@ -41,7 +41,8 @@ def hf_home_directory(text: str) -> Path:
     path = Path(text)
     if not path.is_dir():
         raise argparse.ArgumentTypeError(
-            f"{text} is not a directory: give the HF_HOME that `kubetune tiny-model --hf-home` wrote, "
+            f"{text} is not a directory: give the HF_HOME that "
+            "`kubetune tiny-model --arch llama --repo-id ORG/NAME --hf-home DIR` wrote, "
             "or your Hugging Face cache"
         )
     return path

@@ -12,6 +12,7 @@ from typing import Any
 from kubetune_trainer.contract import ModelFacts
 
 from ..api.errors import InvalidResourceError
+from ..api.manifest_yaml import ManifestYamlError
 from ..resolve.catalog import Catalog, load_catalog
 from ..resolve.selection import human_count, recommend
 
@@ -52,7 +53,7 @@ def register(commands: Any) -> None:
 def _catalog(args: argparse.Namespace) -> Catalog | None:
     try:
         return load_catalog(args.catalog)
-    except InvalidResourceError as invalid:
+    except (InvalidResourceError, ManifestYamlError) as invalid:
         print(invalid, file=sys.stderr)
         return None
     except OSError as error:

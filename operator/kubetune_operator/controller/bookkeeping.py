@@ -24,7 +24,8 @@ def record_step(metrics: OperatorMetrics, key: JobKey, *, old: FineTuneJobStatus
     new = step.status
     metrics.job_phase(key, new.phase.value if new.phase is not None else None, queued_since=queued_since(new))
     error = new.error
-    if error is not None and error != old.error:
+    # A job waiting for its template shows TemplateNotFound in status.error, but it has not failed.
+    if error is not None and error != old.error and error.reason != Reason.TEMPLATE_NOT_FOUND:
         metrics.failures.labels(error_class=error.error_class.value, stage=str(error.stage or "None")).inc()
     finished: set[str] = set()
     for note in step.events:

@@ -59,7 +59,7 @@ def _run(draft: StatusDraft, situation: Situation) -> None:
     if phase in TERMINAL_PHASES:
         _finished(draft, situation)
     elif spec is None or situation.resolution.problem == Unresolved.INVALID_SPEC:
-        hint = "fix the fields listed; `kubetune check job.yaml` shows them"
+        hint = "fix the fields listed; `kubetune validate job.yaml` shows them before `kubectl apply`"
         draft.fail(_input_error(situation, Reason.INVALID_SPEC, hint), situation=situation)
     elif spec.suspend:
         _suspend(draft, situation)
@@ -133,8 +133,13 @@ def _validate(draft: StatusDraft, situation: Situation) -> None:
         if draft.reason(ConditionType.VALIDATED) != Reason.TEMPLATE_NOT_FOUND:
             draft.events.append(EventNote.warning(Reason.TEMPLATE_NOT_FOUND, resolution.message))
         draft.condition(ConditionType.VALIDATED, FALSE, Reason.TEMPLATE_NOT_FOUND, resolution.message)
+        # In status.error at once, so `kubectl get ftj` shows it (ERROR, REASON); retryable: the job
+        # proceeds by itself once the template exists, and the error is cleared then.
+        draft.update(error=_template_not_found(situation))
         draft.look_again(settings.template_retry_seconds)
         return
+    if draft.status.error is not None and draft.status.error.reason == Reason.TEMPLATE_NOT_FOUND:
+        draft.update(error=None)
     if resolution.problem == Unresolved.TEMPLATE_LIMIT_EXCEEDED:
         hint = "change the fields listed, or name a template whose limits allow them"
         draft.fail(_input_error(situation, Reason.TEMPLATE_LIMIT_EXCEEDED, hint), situation=situation)
@@ -266,6 +271,17 @@ def _resume(draft: StatusDraft, situation: Situation) -> None:
     else:
         draft.update(phase=Phase.PENDING)
         _validate(draft, situation)
+
+
+def _template_not_found(situation: Situation) -> JobError:
+    return JobError(
+        error_class=ErrorClass.INVALID_INPUT,
+        reason=Reason.TEMPLATE_NOT_FOUND,
+        message=situation.resolution.message,
+        hint="create the BaseModelTemplate (`kubectl get bmt` lists those installed) or set spec.model to one of "
+        "them; the job proceeds by itself once its template exists",
+        retryable=True,
+    )
 
 
 def _input_error(situation: Situation, reason: Reason, hint: str) -> JobError:

@@ -12,9 +12,8 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-import yaml
-
 from ..api.errors import FieldError, InvalidResourceError, validate
+from ..api.manifest_yaml import load_documents
 from ..api.resources import BaseModelTemplate
 
 
@@ -74,6 +73,5 @@ def load_catalog(directory: Path | Traversable | None = None) -> Catalog:
     return parse_templates(
         (file.name, document)
         for file in files
-        for document in yaml.safe_load_all(file.read_text(encoding="utf-8"))
-        if document is not None
+        for document in load_documents(file.read_text(encoding="utf-8"), source=file.name)
     )
