@@ -11,7 +11,6 @@ message, reports Training failed and the Result, and exits with code 1.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,6 +154,8 @@ def test_the_watchdog_disarms_when_training_ends() -> None:
 
 
 def test_the_thread_fires_once_by_itself() -> None:
+    """The thread polls on its own; the clock it reads is fake, so a loaded machine cannot make it early or late."""
+    clock = FakeMonotonic()
     fired: list[Result] = []
     done = threading.Event()
 
@@ -162,21 +163,38 @@ def test_the_thread_fires_once_by_itself() -> None:
         fired.append(result)
         done.set()
 
-    watchdog = StepWatchdog(floor_seconds=0.3, on_stall=on_stall, clock=lambda: T0, poll_seconds=0.02)
+    watchdog = StepWatchdog(
+        floor_seconds=FLOOR, on_stall=on_stall, clock=lambda: T0, monotonic=clock, poll_seconds=0.01
+    )
     watchdog.start()
     try:
         _start(watchdog, Stage.TRAINING)
         watchdog.progress(Progress(step=0))
-        started = time.monotonic()
-        assert done.wait(timeout=5)
-        waited = time.monotonic() - started
+        clock.advance(FLOOR)
+        assert not done.wait(timeout=0.2)  # about 20 polls at the limit itself: not yet a stall
+        clock.advance(1)
+        assert done.wait(timeout=60)
+        clock.advance(10 * FLOOR)
+        assert not threading.Event().wait(timeout=0.2)  # about 20 more polls, long stalled: it fired once
     finally:
         watchdog.stop()
 
-    assert 0.3 <= waited < 2.0
     assert len(fired) == 1
     assert fired[0].error is not None
     assert fired[0].error.reason == "Stalled"
+    assert "no training step completed for 61s (limit 60s" in fired[0].error.message
+
+
+def test_a_sub_ten_second_limit_is_written_in_tenths() -> None:
+    clock, stalls = FakeMonotonic(), list[Result]()
+    watchdog = StepWatchdog(floor_seconds=0.5, on_stall=stalls.append, clock=lambda: T0, monotonic=clock)
+    _start(watchdog, Stage.TRAINING)
+    watchdog.progress(Progress(step=0))
+    clock.advance(0.75)
+    stalled = watchdog.check()
+    assert stalled is not None
+    assert stalled.error is not None
+    assert "no training step completed for 0.8s (limit 0.5s: " in stalled.error.message
 
 
 def test_end_process_writes_the_result_reports_it_and_exits_with_the_internal_code(tmp_path: Path) -> None:

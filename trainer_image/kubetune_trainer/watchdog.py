@@ -68,7 +68,7 @@ def should_fire(step_seconds: Sequence[float], *, idle_seconds: float, floor_sec
 
 def stalled_error(*, idle_seconds: float, limit_seconds: float, step: int) -> JobError:
     return InfrastructureFailure(
-        f"no training step completed for {idle_seconds:.0f}s (limit {limit_seconds:.0f}s: "
+        f"no training step completed for {_seconds(idle_seconds)} (limit {_seconds(limit_seconds)}: "
         f"{STALL_FACTOR:.0f}x the median step time, at least runtime.stepWatchdogFloorSeconds) after step {step}: "
         "the run is stalled (a hung collective, a lost peer or a blocked data read)",
         reason=STALLED,
@@ -76,6 +76,11 @@ def stalled_error(*, idle_seconds: float, limit_seconds: float, step: int) -> Jo
         "network and storage; a step that is legitimately this slow needs a larger stepWatchdogFloorSeconds.",
         retryable=True,
     ).to_job_error(Stage.TRAINING)
+
+
+def _seconds(seconds: float) -> str:
+    """Whole seconds, or tenths under 10 s: a floor of 0.5 s reads `0.5s`, not `0s`."""
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
 
 
 @dataclass
