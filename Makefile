@@ -1,13 +1,32 @@
-# `make test` is the one test command: CI (.ci/run) calls it on a fresh machine.
+# `make test` is the one test command: CI (.ci/run) calls it on a fresh machine. It installs what the
+# tests need: the venv with the `dev` extra, and the system tools the tests drive (system-tools).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SANDBOX_STAMP := $(VENV)/.installed-sandbox
 
-.PHONY: test install lint typecheck imports pytest crds format clean demo
+.PHONY: test test-fast install system-tools lint typecheck imports pytest crds format clean demo
 
 test: lint typecheck imports pytest
+
+# The inner loop: unit and integration tests, not the slow ones (e2e, torchrun, full local runs); tests/tiers.py.
+test-fast: install system-tools
+	$(BIN)/python -m pytest -m "(unit or integration) and not slow" --durations=10
+
+# The tests drive real tools: promtool and prometheus (alert rules, a real scrape of the operator) and
+# kubectl (against the API emulator). Debian's prometheus and kubernetes-client packages, installed
+# with apt-get when missing (as root, or through sudo); a machine that has them installs nothing.
+system-tools:
+	@missing=""; \
+	{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing=" prometheus"; \
+	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
+		echo "installing Debian's$$missing with apt-get (the tests drive promtool, prometheus and kubectl)"; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 # The venv is reused while pyproject.toml is unchanged; everything installs from the repo's own files.
 # $(call install_extra,EXTRA): the venv, then the project with that extra.
@@ -39,8 +58,9 @@ typecheck: install
 imports: install
 	$(BIN)/lint-imports
 
-pytest: install
-	$(BIN)/python -m pytest
+# --durations: the 25 slowest tests, to keep an eye on the suite's time (docs/testing.md).
+pytest: install system-tools
+	$(BIN)/python -m pytest --durations=25
 
 # The quick start on this machine: a tiny stand-in model, `kubetune sandbox`, examples/quickstart.yaml applied.
 DEMO_WORKDIR ?= .kubetune-demo

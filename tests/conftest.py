@@ -14,12 +14,20 @@ from hypothesis import settings
 
 from kubetune_operator.resolve.catalog import Catalog, load_catalog
 
+from .tiers import mark_tiers
+
 # CI replays the same examples every run (no flaky red); local runs keep exploring.
 # HYPOTHESIS_PROFILE=soak runs the schema/model agreement property far longer.
 settings.register_profile("dev", max_examples=300)
 settings.register_profile("ci", max_examples=300, derandomize=True, print_blob=True)
 settings.register_profile("soak", max_examples=5000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets its tier (unit, integration or e2e) and, for the slow modules, `slow`: tests/tiers.py."""
+    mark_tiers(items)
+
 
 REPO = Path(__file__).resolve().parents[1]
 CRD_DIR = REPO / "crds"

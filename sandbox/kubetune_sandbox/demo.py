@@ -227,11 +227,27 @@ def report(job: dict[str, Any] | None, *, layout: SandboxLayout, workdir: Path, 
     files = f"{output.get('files')} files, {size:,} bytes" if isinstance(size, int) else "size unknown"
     say(stream, f"Succeeded: {output.get('name')} at {uri} ({files})")
     say(stream, f"model: {local}")
-    say(stream, "load it:")
+    # The environment the demo installed (make demo's .venv): the system Python has no transformers.
+    python = _shown(Path(sys.executable))
+    say(stream, f"load it with the Python that has transformers ({python}):")
+    say(stream, f"  {python} - <<'EOF'")
     say(stream, "  from transformers import AutoModelForCausalLM, AutoTokenizer")
     say(stream, f"  model = AutoModelForCausalLM.from_pretrained({str(local)!r})")
     say(stream, f"  tokenizer = AutoTokenizer.from_pretrained({str(local)!r})")
+    say(stream, "  EOF")
+    say(
+        stream,
+        f"kubetune and that Python are in {python.parent}: `source {python.parent / 'activate'}` puts them on PATH",
+    )
     return True
+
+
+def _shown(path: Path) -> Path:
+    """`path` relative to the working directory when it is under it (`.venv/bin/python`), else absolute."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
 
 
 def run_demo(options: DemoOptions, *, environ: Mapping[str, str], stream: TextIO) -> int:

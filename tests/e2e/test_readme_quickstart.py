@@ -173,22 +173,32 @@ def test_make_demo_succeeds_within_three_minutes(tmp_path: Path) -> None:
     assert any(re.fullmatch(r"\d+%", cell) for row in rows for cell in row), out  # the PROGRESS column
     assert re.search(r"demo succeeded in \d+s", out)
     assert elapsed < 180, f"make demo took {elapsed:.0f}s"
-    # The load lines it prints work as printed: pasted into Python, they load the model, which generates.
+    # The load lines it prints work as printed: the shell snippet, with the venv's Python it names, loads
+    # the model (with two lines added that generate from it).
     lines = out.splitlines()
-    load = [line.removeprefix("  ") for line in lines[lines.index("load it:") + 1 :] if line.startswith("  ")]
-    assert any("AutoModelForCausalLM.from_pretrained(" in line for line in load), out
-    generate = (
-        "ids = tokenizer('hello', return_tensors='pt')\n"
-        "print(ids['input_ids'].shape[1], model.generate(**ids, max_new_tokens=3).shape[1])"
-    )
+    start = next(i for i, line in enumerate(lines) if line.startswith("load it with the Python that has transformers"))
+    snippet = [line.removeprefix("  ") for line in lines[start + 1 : lines.index("  EOF", start) + 1]]
+    python, *heredoc = snippet[0].split()
+    assert heredoc == ["-", "<<'EOF'"], out
+    assert Path(os.path.abspath(REPO / python)) == venv / "bin" / "python", "the snippet names the venv's Python"
+    assert any("AutoModelForCausalLM.from_pretrained(" in line for line in snippet), out
+    generate = [
+        "ids = tokenizer('hello', return_tensors='pt')",
+        "print(ids['input_ids'].shape[1], model.generate(**ids, max_new_tokens=3).shape[1])",
+    ]
+    script = "\n".join([*snippet[:-1], *generate, snippet[-1]])
+    environ = {k: v for k, v in user_environ(REPO).items() if k != "PYTHONPATH"}
     loaded = subprocess.run(
-        [sys.executable, "-c", "\n".join([*load, generate])],
-        env={**user_environ(REPO), "HF_HUB_OFFLINE": "1"},
+        ["bash", "-c", script],
+        cwd=REPO,
+        env={**environ, "HF_HUB_OFFLINE": "1"},
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+    assert f"`source {Path(python).parent}/activate` puts them on PATH" in out
+    assert (venv / "bin" / "kubetune").exists()
     assert loaded.returncode == 0, loaded.stderr
     prompt, generated = (int(n) for n in loaded.stdout.split()[-2:])
     assert generated > prompt, loaded.stdout

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from peft import LoraConfig, get_peft_model
+from peft import LoraConfig
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from .hf_cache import check_repo_id, publish_folder
+from .training.lora import peft_wrapped
 
 Arch = Literal["llama", "qwen2", "mistral"]
 ARCHES: tuple[Arch, ...] = ("llama", "qwen2", "mistral")
@@ -224,7 +225,7 @@ def write_tiny_adapter(
         init_lora_weights=False,
         task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, lora)
+    peft_model = peft_wrapped(model, lora)
     with tempfile.TemporaryDirectory(prefix="kubetune-adapter-") as scratch:
         folder = Path(scratch)
         peft_model.save_pretrained(str(folder))

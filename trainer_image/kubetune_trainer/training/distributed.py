@@ -51,9 +51,13 @@ def wrap_model(model: nn.Module, *, info: DistInfo, strategy: Strategy, device: 
         return _fully_shard(model, world_size=info.world_size, device=device)
     device_ids = [device.index] if device.type == "cuda" else None
     # Every parameter takes part in every step (no unused branches), so no search for unused ones.
-    # The only buffers are rotary tables every rank computes alike; broadcasting them would make
-    # each forward a collective, and ranks may run different numbers of forwards.
-    return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False, broadcast_buffers=False)
+    # The only buffers are rotary tables every rank computes alike; syncing them before each forward
+    # would make each forward a collective, and ranks may run different numbers of forwards. (They
+    # are synced once at construction, which, being alike, changes nothing. `broadcast_buffers` is
+    # torch 2.13's deprecated name for this switch, with a FutureWarning per rank.)
+    return DistributedDataParallel(
+        model, device_ids=device_ids, find_unused_parameters=False, forward_sync_buffers=False
+    )
 
 
 def _fully_shard(model: nn.Module, *, world_size: int, device: torch.device) -> nn.Module:

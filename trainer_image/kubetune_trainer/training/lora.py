@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from torch import nn
@@ -14,7 +15,6 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
     """Wrap `model` in a peft model with adapters on `lora.target_modules` (`all-linear`: every linear but lm_head)."""
     # peft takes seconds to import; full fine-tuning never needs it.
     from peft import LoraConfig as PeftLoraConfig  # noqa: PLC0415
-    from peft import get_peft_model  # noqa: PLC0415
 
     targets: str | list[str] = "all-linear" if lora.target_modules == ["all-linear"] else list(lora.target_modules)
     if isinstance(targets, list):
@@ -28,7 +28,7 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
         bias="none",
     )
     try:
-        return get_peft_model(model, peft_config)
+        return peft_wrapped(model, peft_config)
     except ValueError as exc:
         # peft's NoMatchingPeftModuleError is a ValueError naming the modules it could not find.
         raise InvalidInput(
@@ -37,6 +37,20 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
             field="lora.targetModules",
             hint="Set lora.targetModules to module names of this architecture (e.g. q_proj, v_proj) or to all-linear.",
         ) from exc
+
+
+def peft_wrapped(model: nn.Module, peft_config: Any) -> Any:
+    """`peft.get_peft_model`, without the FutureWarning peft 0.21 causes at every wrap.
+
+    peft 0.21 (the newest) reads transformers' deprecated `is_gradient_checkpointing` alias of
+    `is_activation_checkpointing`: a warning in every trainer log that no user can act on. Only
+    that message is dropped, only around this call; any other warning shows.
+    """
+    from peft import get_peft_model  # noqa: PLC0415
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        return get_peft_model(model, peft_config)
 
 
 def _refuse_unmatched(model: nn.Module, targets: list[str]) -> None:
