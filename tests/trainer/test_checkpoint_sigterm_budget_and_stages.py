@@ -21,9 +21,12 @@ from kubetune_trainer.pipeline import run_pipeline
 from kubetune_trainer.preemption import Preemption
 from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.checkpoint import COMPLETE_FILE, checkpoint_dir
 
 from .local_runs import trainer_config
 from .preemption_runs import finish, result_of, resumable_job, start_trainer, subprocess_environ, wait_for_line
+
+STALL_SECONDS = 600.0
 
 
 def test_sigterm_outside_training_fails_the_stage_at_once(tmp_path: Path) -> None:
@@ -34,7 +37,7 @@ def test_sigterm_outside_training_fails_the_stage_at_once(tmp_path: Path) -> Non
 
     def download(ctx: RunContext) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(20)  # a long download, cut short by the handler
+        time.sleep(600)  # a long download, cut short by the handler
 
     try:
         result = run_pipeline(
@@ -48,7 +51,7 @@ def test_sigterm_outside_training_fails_the_stage_at_once(tmp_path: Path) -> Non
     finally:
         restore()
 
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 300  # cut short: the download alone would take 600 s
     assert result.error is not None
     assert (result.error.error_class.value, result.error.reason, result.error.retryable) == (
         "Internal",
@@ -70,14 +73,19 @@ def test_a_step_longer_than_the_budget_still_ends_with_a_result(
         grace_seconds=2.0,
         n_checkpoints=4,  # steps 4, 8, 12, 16
     )
-    trainer = start_trainer(job, environ=subprocess_environ(offline_env, stall_step=5, stall_seconds=120.0))
+    trainer = start_trainer(job, environ=subprocess_environ(offline_env, stall_step=5, stall_seconds=STALL_SECONDS))
     wait_for_line(trainer, "   4/16")
-    time.sleep(0.5)  # step 4's checkpoint is written; step 5 stalls for two minutes
+    step_4 = checkpoint_dir(tmp_path / "checkpoints" / "tiny", 4) / COMPLETE_FILE
+    deadline = time.monotonic() + 120
+    while not step_4.exists():  # step 4's checkpoint is written; step 5 stalls for ten minutes
+        assert time.monotonic() < deadline, "step 4's checkpoint was never completed"
+        time.sleep(0.05)
     signalled = time.monotonic()
     trainer.send_signal(signal.SIGTERM)
-    finish(trainer, timeout=60)
+    finish(trainer, timeout=STALL_SECONDS / 2)
 
-    assert time.monotonic() - signalled < 15  # the budget is 2 s; Kubernetes would SIGKILL at 2 + margin
+    # The budget is 2 s (Kubernetes would SIGKILL at 2 s + margin): ended long before the stall would.
+    assert time.monotonic() - signalled < STALL_SECONDS / 4
     result = result_of(job)
     assert result.outcome is Outcome.FAILED
     assert result.error is not None

@@ -40,7 +40,7 @@ SIGNAL_INSIDE_THREAD_START = textwrap.dedent(
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.2)  # the handler runs here, with the lock held
         print("handled", flush=True)
-    time.sleep(10)  # the deadline ends the process after 0.5 s
+    time.sleep(60)  # the deadline ends the process after 0.5 s
     print("the deadline never fired", flush=True)
     """
 )
@@ -52,7 +52,7 @@ def test_a_sigterm_inside_thread_start_is_handled_and_the_deadline_fires() -> No
             [sys.executable, "-c", SIGNAL_INSIDE_THREAD_START],
             capture_output=True,
             text=True,
-            timeout=30,
+            timeout=120,
             check=False,
         )
     except subprocess.TimeoutExpired as hung:
@@ -76,7 +76,10 @@ def test_the_handler_logs_nothing_and_starts_no_thread(caplog: pytest.LogCapture
             # records made on this thread would be the handler's own.
             handler_records = [r for r in caplog.records if r.thread == threading.get_ident()]
             handler_threads = threading.active_count()
-        time.sleep(0.2)  # the deadline's thread wakes and logs
+        deadline = time.monotonic() + 30
+        while not caplog.records:  # the deadline's thread wakes and logs
+            assert time.monotonic() < deadline, "the deadline's thread never logged"
+            time.sleep(0.01)
     finally:
         restore()
 
