@@ -49,7 +49,7 @@ def stamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(tz=UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-async def wait_for(check: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+async def wait_for(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:

@@ -49,7 +49,7 @@ def error_of(cluster: ApiEmulator, name: str) -> dict[str, Any]:
     return error
 
 
-async def until_phase(cluster: ApiEmulator, name: str, phase: str, *, timeout: float = 10.0) -> dict[str, Any]:
+async def until_phase(cluster: ApiEmulator, name: str, phase: str, *, timeout: float = 30.0) -> dict[str, Any]:
     status: dict[str, Any] = await wait_for(
         lambda: status_of(cluster, name).get("phase") == phase and status_of(cluster, name),
         timeout=timeout,

@@ -68,7 +68,7 @@ async def _lifecycle(cluster: ApiEmulator, actors: Actors) -> None:
     (pod,) = await run_attempt(cluster, actors, "flaky", 2)
     await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
     await until_phase(cluster, "flaky", "Succeeded")
-    await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "flaky") is None, timeout=5, what="the TTL deletion")
+    await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "flaky") is None, timeout=30, what="the TTL deletion")
     pods = await to_running(cluster, actors, "wide", model="two-nodes")
     assert len(pods) == 2
 

@@ -41,7 +41,7 @@ async def test_image_pull_failure_past_the_grace_fails_the_job_naming_the_image(
     await actors.waiting(pod, "ImagePullBackOff", "Back-off pulling image", image="registry.example/trainer:nope")
     await asyncio.sleep(0.5)
     assert status_of(cluster, "pull")["phase"] == "Queued", "failed before the grace ran out"
-    await until_phase(cluster, "pull", "Failed", timeout=5)
+    await until_phase(cluster, "pull", "Failed", timeout=30)
     error = error_of(cluster, "pull")
     assert (error["class"], error["reason"]) == ("Internal", "ImagePullFailed")
     assert "registry.example/trainer:nope" in error["message"]

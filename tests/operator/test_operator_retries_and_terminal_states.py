@@ -115,7 +115,7 @@ async def test_active_deadline_fails_the_job_as_deadline_exceeded(
     await actors.run(pod)
     await asyncio.sleep(max(0.0, before_start + 0.9 - time.monotonic()))
     assert status_of(cluster, "late")["phase"] != "Failed", "the deadline fired before 1 s had passed"
-    await until_phase(cluster, "late", "Failed", timeout=5)
+    await until_phase(cluster, "late", "Failed", timeout=30)
     assert error_of(cluster, "late")["reason"] == "DeadlineExceeded"
     await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "late-a1") is None, what="the Job to go")
 
@@ -129,7 +129,7 @@ async def test_ttl_after_finished_deletes_the_finetunejob(
     await until_phase(cluster, "brief", "Succeeded")
     await asyncio.sleep(max(0.0, before_finish + 0.9 - time.monotonic()))
     assert cluster.live(FTJ, NAMESPACE, "brief") is not None, "deleted before ttlSecondsAfterFinished had passed"
-    await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "brief") is None, timeout=5, what="the TTL deletion")
+    await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "brief") is None, timeout=30, what="the TTL deletion")
     await wait_for(
         lambda: any(e["reason"] == "TTLExpired" for e in cluster.live_objects(EVENTS, NAMESPACE)), what="TTLExpired"
     )
@@ -144,7 +144,7 @@ async def test_stale_heartbeat_fails_the_attempt_as_stalled_and_retries(
     beat = datetime.now(tz=UTC) - timedelta(seconds=0.2)
     progress = Progress(step=3, total_steps=100, heartbeat_time=beat)
     await actors.report("quiet", Stage.TRAINING, done=[Stage.DATA_DOWNLOAD, Stage.INITIALIZATION], progress=progress)
-    await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "quiet-a2"), timeout=5, what="attempt 2 after the stall")
+    await wait_for(lambda: cluster.live(JOBS, NAMESPACE, "quiet-a2"), timeout=30, what="attempt 2 after the stall")
     reasons = [e["message"] for e in cluster.live_objects(EVENTS, NAMESPACE) if e["reason"] == "Retrying"]
     assert any("Stalled" in message for message in reasons)
 

@@ -118,7 +118,7 @@ def python(code: str) -> list[str]:
     return ["python", "-c", code]
 
 
-async def eventually(check: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition") -> Any:
+async def eventually(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while not (found := check()):
         if asyncio.get_running_loop().time() > deadline:

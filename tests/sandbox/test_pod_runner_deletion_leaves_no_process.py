@@ -43,7 +43,7 @@ async def test_a_deleted_pod_leaves_no_process(tmp_path: Path) -> None:
         await node.client.delete(PODS, namespace=NS, name="doomed")
         await eventually(lambda: node.pod("doomed") is None, what="the pod to go")
         assert node.runner.live_processes() == []
-        await eventually(lambda: not group_exists(record.pid), what="the process group to go", timeout=5)
+        await eventually(lambda: not group_exists(record.pid), what="the process group to go", timeout=30)
         assert not _alive(child)
         # SIGTERM ended it within its grace: 128 + 15.
         assert terminated(node.last_status("doomed", "Failed"))["exitCode"] == 143
@@ -66,7 +66,7 @@ async def test_a_forced_delete_cuts_a_long_grace_short(tmp_path: Path) -> None:
         assert group_exists(record.pid)  # SIGTERM ignored: it would run out its 300 s
 
         await node.client.delete(PODS, namespace=NS, name="stuck", grace_period_seconds=0)
-        await eventually(lambda: not group_exists(record.pid), what="the forced delete to kill it", timeout=5)
+        await eventually(lambda: not group_exists(record.pid), what="the forced delete to kill it", timeout=30)
         assert node.pod("stuck") is None
         # The runner notes the exit when it reaps the process, a moment after the group is gone.
         await eventually(lambda: node.runner.live_processes() == [], what="the runner to see the exit", timeout=5)
@@ -85,7 +85,7 @@ async def test_a_killed_pod_fails_at_once_with_exit_137(tmp_path: Path) -> None:
         assert (state["exitCode"], state["reason"]) == (137, "Error")
         assert pod is not None
         assert "deletionTimestamp" not in pod["metadata"]  # killed, not deleted: the pod stays, Failed
-        await eventually(lambda: not group_exists(record.pid), what="the process group to go", timeout=5)
+        await eventually(lambda: not group_exists(record.pid), what="the process group to go", timeout=30)
         assert not _alive(child)
 
 
@@ -114,4 +114,4 @@ async def test_a_killed_pod_leaves_no_child_that_left_its_process_group(tmp_path
 
         await node.runner.kill(NS, "agent")
         await eventually(lambda: (node.pod("agent") or {}).get("status", {}).get("phase") == "Failed")
-        await eventually(lambda: not _alive(child), what="the child in its own session to go", timeout=5)
+        await eventually(lambda: not _alive(child), what="the child in its own session to go", timeout=30)
