@@ -22,6 +22,7 @@ system-tools:
 	{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || missing=" prometheus"; \
 	command -v kubectl >/dev/null 2>&1 || missing="$$missing kubernetes-client"; \
 	if [ -n "$$missing" ]; then \
+		command -v apt-get >/dev/null || { echo "the tests need$$missing (promtool, prometheus, kubectl): no apt-get here, install them"; exit 1; }; \
 		sudo=""; [ "$$(id -u)" = 0 ] || sudo="sudo"; \
 		echo "installing Debian's$$missing with apt-get (the tests drive promtool, prometheus and kubectl)"; \
 		$$sudo apt-get update -qq && \

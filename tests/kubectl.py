@@ -23,7 +23,7 @@ async def kubectl(
 ) -> tuple[int, str]:
     """Exit code and combined output of `kubectl ARGS` against `cluster`."""
     binary = shutil.which("kubectl")
-    assert binary is not None, "kubectl is not on PATH: install it (CI's .ci/run does)"
+    assert binary is not None, "kubectl is not on PATH: `make system-tools` installs it (Debian's kubernetes-client)"
     if isinstance(cluster, Path):
         kubeconfig, flags = str(cluster), []
     else:

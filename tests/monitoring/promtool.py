@@ -20,9 +20,9 @@ ALERTS = frozenset(
 
 
 def system_tool(name: str) -> str:
-    """The path of `name`; fails the test naming how to get it (CI installs it in .ci/run)."""
+    """The path of `name`; fails the test naming how to get it (`make test` installs it: make system-tools)."""
     path = shutil.which(name)
-    assert path is not None, f"{name} is not on PATH: install Debian's prometheus package (.ci/run does)"
+    assert path is not None, f"{name} is not on PATH: install Debian's prometheus package (`make system-tools` does)"
     return path
 
 
