@@ -124,6 +124,35 @@ TrainOnInputs = Annotated[
 ]
 
 
+class TrainingMethod(enum.StrEnum):
+    """Together's training methods: supervised fine-tuning, or preference tuning on pairs."""
+
+    SFT = "sft"
+    DPO = "dpo"
+
+
+DEFAULT_DPO_BETA = 0.1
+"""Together's default `dpo_beta`."""
+
+
+class DpoSettings(WireModel):
+    """Preference tuning as it runs (Together's `training_method: dpo` fields, resolved)."""
+
+    beta: float = Field(
+        DEFAULT_DPO_BETA, gt=0.0, le=10.0, description="DPO beta: how far the policy may move from the reference."
+    )
+    rpo_alpha: float = Field(
+        0.0, ge=0.0, le=100.0, description="Weight of RPO's NLL term on the preferred output; 0 leaves it out."
+    )
+    simpo_gamma: float = Field(
+        0.0, ge=0.0, le=100.0, description="SimPO's target margin; above 0 turns SimPO on (reference-free, normalised)."
+    )
+    reference_free: bool = Field(False, description="No reference model: the margin is the policy's own.")
+    normalize_logratios_by_length: bool = Field(
+        False, description="Divide each output's log-probability by its token count (SimPO's rule)."
+    )
+
+
 class TrainingHyperparameters(WireModel):
     """Hyperparameters as they really run: every value concrete, `batchSize: max` resolved."""
 
@@ -148,6 +177,8 @@ class TrainingHyperparameters(WireModel):
         description="On out-of-memory, retry the step in micro-batches of half the tokens (more gradient "
         "accumulation, the same effective batch), down to one example per micro-batch.",
     )
+    training_method: TrainingMethod = Field(TrainingMethod.SFT, description="sft or dpo.")
+    dpo: DpoSettings | None = Field(None, description="Preference-tuning settings; present exactly when dpo.")
 
 
 class LoraConfig(WireModel):

@@ -28,18 +28,27 @@ def register(commands: Any) -> None:
         metavar="N",
         help=f"list at most N errors, count the rest (default {DEFAULT_MAX_ERRORS})",
     )
+    parser.add_argument(
+        "--training-method",
+        choices=("sft", "dpo"),
+        default=None,
+        help="also check the file fits this trainingMethod (preference pairs need dpo, other formats sft); "
+        "default: any format",
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # Imported here: the operator image has no ML stack, and only this command needs the validator.
+    from kubetune_trainer.contract import TrainingMethod  # noqa: PLC0415
     from kubetune_trainer.data import DataLimits, validate_file  # noqa: PLC0415
 
     path: Path = args.file
     if args.max_errors < 1:
         print("kubetune validate-data: --max-errors must be at least 1")
         return 2
-    report = validate_file(path, limits=DataLimits(max_errors=args.max_errors))
+    method = TrainingMethod(args.training_method) if args.training_method else None
+    report = validate_file(path, limits=DataLimits(max_errors=args.max_errors), method=method)
     for error in report.errors:
         print(error.located(str(path)))
     if report.errors_omitted:

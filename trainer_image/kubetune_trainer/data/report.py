@@ -10,6 +10,11 @@ GIB = 2**30
 DEFAULT_MAX_FILE_BYTES = int(50.1 * GIB)
 """Together's limit for a fine-tuning file (50.1 GiB)."""
 DEFAULT_MAX_ERRORS = 50
+MIB = 2**20
+DEFAULT_MAX_LINE_BYTES = 8 * MIB
+"""Largest line (one example) read: memory stays bounded whatever a file holds."""
+DEFAULT_MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects in one example (a tool's JSON Schema needs a few levels)."""
 
 
 class DataLimits(BaseModel):
@@ -20,6 +25,10 @@ class DataLimits(BaseModel):
     max_file_bytes: int = Field(DEFAULT_MAX_FILE_BYTES, ge=1, description="Largest file accepted, in bytes.")
     min_examples: int = Field(1, ge=1, description="Fewest examples a file must hold.")
     max_errors: int = Field(DEFAULT_MAX_ERRORS, ge=1, description="Errors kept in a report; the rest are counted.")
+    max_line_bytes: int = Field(
+        DEFAULT_MAX_LINE_BYTES, ge=64, description="Longest line (JSONL) or row (Parquet, as JSON) accepted, in bytes."
+    )
+    max_depth: int = Field(DEFAULT_MAX_DEPTH, ge=4, description="Deepest nesting of arrays and objects in an example.")
 
 
 class DataError(BaseModel):

@@ -15,9 +15,11 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
+from ..contract import TrainingMethod
 from ..errors import InvalidInput
+from .conversation_rules import conversation_problems, preference_problems
 from .readers import Row, read_jsonl, read_parquet
-from .records import RECORD_TYPES, ROLES, DataFormat, Example, MessagesRecord
+from .records import PREFERENCE_FORMATS, RECORD_TYPES, ROLES, DataFormat, Example, MessagesRecord, PreferenceRecord
 from .report import GIB, DataError, DataLimits, DataReport
 
 TRAINING_FIELD = "spec.trainingFile"
@@ -26,19 +28,29 @@ SUFFIXES = (".jsonl", ".parquet")
 ERRORS_IN_EXCEPTION = 5
 
 
-def validate_file(path: Path, *, limits: DataLimits | None = None) -> DataReport:
-    """Check every line of `path`; the report holds the format, the example count and the errors."""
-    report, _ = _scan(path, limits=limits or DataLimits(), keep=False)
+def validate_file(path: Path, *, limits: DataLimits | None = None, method: TrainingMethod | None = None) -> DataReport:
+    """Check every line of `path`; the report holds the format, the example count and the errors.
+
+    With `method`, a file whose format that method does not train (preference pairs for sft,
+    supervised examples for dpo) is an error naming the method the file fits.
+    """
+    report, _ = _scan(path, limits=limits or DataLimits(), keep=False, method=method)
     return report
 
 
-def load_examples(path: Path, *, field: str = TRAINING_FIELD, limits: DataLimits | None = None) -> list[Example]:
+def load_examples(
+    path: Path,
+    *,
+    field: str = TRAINING_FIELD,
+    limits: DataLimits | None = None,
+    method: TrainingMethod | None = None,
+) -> list[Example]:
     """The validated examples of `path`, in file order.
 
     Raises `InvalidInput` (reason `InvalidTrainingData`, or `InvalidValidationData` for
     `spec.validationFile`) whose message lists the first errors with their line numbers.
     """
-    report, examples = _scan(path, limits=limits or DataLimits(), keep=True)
+    report, examples = _scan(path, limits=limits or DataLimits(), keep=True, method=method)
     if report.ok:
         return examples
     raise invalid_data(report, field=field, path=path)
@@ -54,7 +66,8 @@ def invalid_data(report: DataReport, *, field: str, path: Path) -> InvalidInput:
         reason=reason,
         field=field,
         hint=f"Fix the lines named and upload the file again; `kubetune validate-data {path.name}` lists every "
-        f"problem. Each line of {field} is one JSON object with `text`, `messages` or `prompt`+`completion`.",
+        f"problem. Each line of {field} is one JSON object with `text`, `messages` or `prompt`+`completion` "
+        "(trainingMethod sft), or `input`+`preferred_output`+`non_preferred_output` (trainingMethod dpo).",
     )
 
 
@@ -73,7 +86,9 @@ class _Collector:
             self.omitted += 1
 
 
-def _scan(path: Path, *, limits: DataLimits, keep: bool) -> tuple[DataReport, list[Example]]:
+def _scan(
+    path: Path, *, limits: DataLimits, keep: bool, method: TrainingMethod | None = None
+) -> tuple[DataReport, list[Example]]:
     errors = _Collector(limits.max_errors)
     examples: list[Example] = []
     file_format: DataFormat | None = None
@@ -96,7 +111,7 @@ def _scan(path: Path, *, limits: DataLimits, keep: bool) -> tuple[DataReport, li
     if errors.kept:
         return report(), examples
 
-    for item in _rows(path):
+    for item in _rows(path, limits=limits):
         if isinstance(item, DataError):
             lines = max(lines, item.line or 0)
             errors.add(item)
@@ -107,6 +122,9 @@ def _scan(path: Path, *, limits: DataLimits, keep: bool) -> tuple[DataReport, li
             continue
         if file_format is None:
             file_format, format_line = record_format, item.line
+            mismatch = _method_mismatch(record_format, method)
+            if mismatch is not None:
+                errors.add(DataError(line=item.line, message=mismatch))
         elif record_format is not file_format:
             errors.add(
                 DataError(
@@ -147,8 +165,25 @@ def _file_problems(path: Path, *, limits: DataLimits) -> Iterator[DataError]:
         )
 
 
-def _rows(path: Path) -> Iterator[Row | DataError]:
-    return read_parquet(path) if path.suffix.lower() == ".parquet" else read_jsonl(path)
+def _rows(path: Path, *, limits: DataLimits) -> Iterator[Row | DataError]:
+    return read_parquet(path) if path.suffix.lower() == ".parquet" else read_jsonl(path, limits=limits)
+
+
+def _method_mismatch(found: DataFormat, method: TrainingMethod | None) -> str | None:
+    """The file's format against the job's trainingMethod: which method the file fits, when not this one."""
+    if method is TrainingMethod.SFT and found in PREFERENCE_FORMATS:
+        return (
+            "preference pairs (`input`, `preferred_output`, `non_preferred_output`) fit trainingMethod dpo, and this "
+            "job's trainingMethod is sft: set trainingMethod: dpo, or give `text`, `messages` or "
+            "`prompt`+`completion` examples"
+        )
+    if method is TrainingMethod.DPO and found not in PREFERENCE_FORMATS:
+        return (
+            f"a {found.value} example fits trainingMethod sft, and this job's trainingMethod is dpo, which trains "
+            "preference pairs: set trainingMethod: sft, or give `input`, `preferred_output` and "
+            "`non_preferred_output` on every line"
+        )
+    return None
 
 
 def _json_type(value: Any) -> str:
@@ -184,8 +219,8 @@ def _detect_format(row: Row, *, errors: _Collector) -> DataFormat | None:
         errors.add(
             DataError(
                 line=row.line,
-                message=f"mixes formats ({names}); a line holds exactly one of `text`, `messages` or "
-                "`prompt`+`completion`",
+                message=f"mixes formats ({names}); a line holds exactly one of `text`, `messages`, "
+                "`prompt`+`completion` or `input`+`preferred_output`+`non_preferred_output`",
             )
         )
         return None
@@ -198,13 +233,11 @@ def _unknown_format_message(keys: set[str]) -> str:
         return (
             "pre-tokenized rows (`input_ids`) are not supported yet; give `text`, `messages` or `prompt`+`completion`"
         )
-    if "preferred_output" in keys or "non_preferred_output" in keys:
-        return (
-            "preference (DPO) data is not supported yet: trainingMethod sft takes `text`, `messages` or "
-            "`prompt`+`completion`"
-        )
     found = ", ".join(f"`{key}`" for key in sorted(keys)) or "no fields"
-    return f"no known format: expected `text`, `messages` or `prompt`+`completion`, found {found}"
+    return (
+        "no known format: expected `text`, `messages`, `prompt`+`completion` or "
+        f"`input`+`preferred_output`+`non_preferred_output`, found {found}"
+    )
 
 
 def _parse(row: Row, record_format: DataFormat, *, errors: _Collector) -> Example | None:
@@ -216,11 +249,15 @@ def _parse(row: Row, record_format: DataFormat, *, errors: _Collector) -> Exampl
             errors.add(DataError(line=row.line, message=_field_message(detail, record_format)))
         return None
     if isinstance(record, MessagesRecord):
-        problems = _conversation_problems(record)
+        problems = conversation_problems(record.messages, tools=record.tools, where="messages")
+    elif isinstance(record, PreferenceRecord):
+        problems = preference_problems(record)
+    else:
+        problems = []
+    if problems:
         for problem in problems:
             errors.add(DataError(line=row.line, message=problem))
-        if problems:
-            return None
+        return None
     return record
 
 
@@ -244,53 +281,41 @@ def _field_message(detail: ErrorDetails, record_format: DataFormat) -> str:
     if kind == "list_type":
         return f"`{where}` must be an array of messages, got {_json_type(given)}"
     if kind in {"model_type", "dict_type", "model_attributes_type"}:
-        return f"`{where}` must be an object with `role` and `content`, got {_json_type(given)}"
+        if where == "input":
+            what = "with `messages`"
+        elif "tool" in where or "function" in where:
+            what = "in OpenAI's function-calling shape"
+        else:
+            what = "with `role` and `content`"
+        return f"`{where}` must be an object {what}, got {_json_type(given)}"
     if kind == "too_short":
+        if where.endswith("_output"):
+            return f"`{where}` is empty; it holds exactly one assistant message"
         return f"`{where}` is empty; a conversation needs a user message and an assistant message"
+    if kind == "too_long" and where.endswith("_output"):
+        return f"`{where}` holds more than one message; it holds exactly one assistant message"
+    if kind == "literal_error" and where.endswith(".type"):
+        return f"`{where}` must be `function`, got {_shown(given)}"
     if where.endswith(".weight"):
         return f"`{where}` must be 0 or 1, got {_shown(given)}"
     if where.endswith(".role"):
-        if given == "tool":
-            return f"`{where}` is `tool`: function-calling data is not supported yet; roles are {', '.join(ROLES)}"
         return f"`{where}` must be one of {', '.join(ROLES)}, got {_shown(given)}"
     return f"`{where}`: {detail['msg']}"
 
 
 def _fields_hint(loc: tuple[int | str, ...], record_format: DataFormat) -> str:
     if len(loc) == 1:
+        if record_format is DataFormat.MESSAGES:
+            return "; a messages example has `messages` and optionally `tools`"
         fields = " and ".join(f"`{name}`" for name in RECORD_TYPES[record_format].fields)
         return f"; a {record_format.value} example has exactly {fields}"
-    return "; a message has `role`, `content` and optionally `weight`"
-
-
-def _a(role: str) -> str:
-    return "an assistant" if role == "assistant" else f"a {role}"
-
-
-def _conversation_problems(record: MessagesRecord) -> list[str]:
-    """Together's rules: an optional system message first, then user and assistant alternating from user."""
-    problems: list[str] = []
-    turns = list(enumerate(record.messages))
-    if turns and turns[0][1].role == "system":
-        turns = turns[1:]
-    expected = "user"
-    for position, (index, message) in enumerate(turns):
-        if message.role == "system":
-            problems.append(f"`messages[{index}]` is a system message; only the first message may be one")
-            break
-        if message.role != expected:
-            if position == 0:
-                problems.append(
-                    f"`messages[{index}]` is {_a(message.role)} message; a conversation starts with a user message "
-                    "(after an optional system message)"
-                )
-            else:
-                problems.append(
-                    f"`messages[{index}]` is {_a(message.role)} message after {_a(turns[position - 1][1].role)} "
-                    "message; user and assistant must alternate"
-                )
-            break
-        expected = "assistant" if expected == "user" else "user"
-    if not any(message.role == "assistant" for message in record.messages):
-        problems.append("no assistant message; a conversation needs at least one to learn from")
-    return problems
+    if loc[-2:-1] == ("function",) or "function" in loc:
+        return "; a function call has `name` and `arguments`, a function definition `name`, `description`, `parameters`"
+    if "tool_calls" in loc:
+        return "; a tool call has `id`, `type` and `function`"
+    if loc == ("input", loc[-1]):
+        return "; `input` has `messages` and optionally `tools`"
+    return (
+        "; a message has `role`, `content` and optionally `weight`, `tool_calls` (assistant), `tool_call_id` "
+        "(tool), `reasoning` or `reasoning_content` (assistant)"
+    )
