@@ -64,7 +64,8 @@ def test_tool_calls_tools_and_reasoning_load() -> None:
     records = load_examples(GOOD / "tool_calls.jsonl", method=TrainingMethod.SFT)
     first = records[0]
     assert isinstance(first, MessagesRecord)
-    assert first.tools is not None and first.tools[0].function.name == "get_weather"
+    assert first.tools is not None
+    assert first.tools[0].function.name == "get_weather"
     call = first.messages[1].template_dict()["tool_calls"][0]
     assert call["function"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
     assert first.messages[2].template_dict()["tool_call_id"] == "call_1"
@@ -112,7 +113,8 @@ def test_the_line_limit_is_a_setting(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
     path.write_text(json.dumps({"text": "y" * 500}) + "\n" + json.dumps({"text": "short"}) + "\n", encoding="utf-8")
     report = validate_file(path, limits=DataLimits(max_line_bytes=200))
-    assert [e.line for e in report.errors] == [1] and report.examples == 1
+    assert [e.line for e in report.errors] == [1]
+    assert report.examples == 1
 
 
 def test_100000_nested_arrays_are_a_line_error_not_a_crash(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

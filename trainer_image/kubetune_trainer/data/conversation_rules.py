@@ -45,12 +45,12 @@ def conversation_problems(
             if index != 0:
                 problems.append(f"{at} is a system message; only the first message may be one")
         elif role == "tool":
-            if previous not in {"assistant", "tool"} or not open_calls and previous == "assistant":
+            if previous not in {"assistant", "tool"} or (not open_calls and previous == "assistant"):
                 problems.append(f"{at} is a tool message with no assistant `tool_calls` before it to answer")
             elif message.tool_call_id is not None and message.tool_call_id not in open_calls:
                 problems.append(
-                    f"{at[:-1]}.tool_call_id` {json.dumps(message.tool_call_id)} matches no unanswered call of the assistant "
-                    "message before it"
+                    f"{at[:-1]}.tool_call_id` {json.dumps(message.tool_call_id)} matches no unanswered call of the "
+                    "assistant message before it"
                 )
             else:
                 open_calls.discard(message.tool_call_id or "")
@@ -94,6 +94,12 @@ def _field_problems(message: Message, *, at: str, offered: set[str]) -> list[str
             (f"{at[:-1]}.content` must be a string, got null" if given_null else f"missing field {at[:-1]}.content`")
             + ("; an assistant message has `content`, `tool_calls` or both" if role == "assistant" else "")
         )
+    problems.extend(_tool_call_problems(message, at=at, offered=offered))
+    return problems
+
+
+def _tool_call_problems(message: Message, *, at: str, offered: set[str]) -> list[str]:
+    problems: list[str] = []
     if message.tool_calls is not None and not message.tool_calls:
         problems.append(f"{at[:-1]}.tool_calls` is empty; leave it out when the assistant calls nothing")
     ids = [call.id for call in message.tool_calls or ()]

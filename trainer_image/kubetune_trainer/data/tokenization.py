@@ -37,7 +37,7 @@ from jinja2 import TemplateError
 
 from ..errors import InvalidInput
 from .chat_template import DEFAULT_CHAT_TEMPLATE
-from .records import Example, MessagesRecord, PromptCompletionRecord, TextRecord
+from .records import Example, Message, MessagesRecord, PromptCompletionRecord, TextRecord, Tool
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -100,8 +100,12 @@ def tokenize_example(
         completion = _with_eos(_encode(tokenizer, example.completion, special=False), tokenizer)
         ids = prompt + completion
         trained = [train_on_inputs is True] * len(prompt) + [True] * len(completion)
+    elif isinstance(example, MessagesRecord):
+        ids, trained, approximate = tokenize_conversation(
+            example.messages, tokenizer, tools=example.tools, train_on_inputs=train_on_inputs
+        )
     else:
-        ids, trained, approximate = _tokenize_conversation(example, tokenizer, train_on_inputs=train_on_inputs)
+        raise TypeError("preference pairs are tokenized by data.preference_tokenization")
     truncated = len(ids) > max_seq_length
     ids, trained = ids[:max_seq_length], trained[:max_seq_length]
     labels = [token if keep else IGNORE_INDEX for token, keep in zip(ids, trained, strict=True)]
@@ -143,12 +147,17 @@ def _with_eos(ids: list[int], tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 
 def _render(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], *, generation_prompt: bool = False
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    *,
+    generation_prompt: bool = False,
+    tools: list[Any] | None = None,
 ) -> str:
     if not messages and not generation_prompt:
         return ""
     rendered = tokenizer.apply_chat_template(
         messages,
+        tools=tools,
         chat_template=tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE,
         add_generation_prompt=generation_prompt,
         tokenize=False,
@@ -158,12 +167,23 @@ def _render(
     return rendered
 
 
-def _tokenize_conversation(
-    record: MessagesRecord, tokenizer: PreTrainedTokenizerBase, *, train_on_inputs: TrainOnInputs
+def template_tools(tools: Sequence[Tool] | None) -> list[Any] | None:
+    """An example's tools as chat templates read them (OpenAI's shape), or None."""
+    return [tool.model_dump(exclude_none=True) for tool in tools] if tools else None
+
+
+def tokenize_conversation(
+    records: Sequence[Message],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    tools: Sequence[Tool] | None,
+    train_on_inputs: TrainOnInputs,
 ) -> tuple[list[int], list[bool], bool]:
-    messages = [{"role": message.role, "content": message.content} for message in record.messages]
+    """Token ids of the rendered conversation, which of them are trained, and whether spans were searched."""
+    messages = [message.template_dict() for message in records]
+    offered = template_tools(tools)
     try:
-        text = _render(tokenizer, messages)
+        text = _render(tokenizer, messages, tools=offered)
     except TemplateError as refused:
         raise InvalidInput(
             f"the model's chat template refused a conversation: {refused}",
@@ -172,12 +192,12 @@ def _tokenize_conversation(
             "or pick a model whose chat template fits the data.",
         ) from refused
     try:
-        spans = _prefix_spans(tokenizer, messages, text)
+        spans = _prefix_spans(tokenizer, messages, text, tools=offered)
     except TemplateError:  # a template may refuse a partial conversation it would render whole
         spans = None
     approximate = spans is None
     if spans is None:
-        spans = _searched_spans(tokenizer, record, text)
+        spans = _searched_spans(tokenizer, records, text)
     encoding: Any = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids: list[int] = list(encoding["input_ids"])
     starts = [start for start, _ in spans]
@@ -187,8 +207,9 @@ def _tokenize_conversation(
         char = max(first, after - 1)
         owner = bisect.bisect_right(starts, char) - 1
         if owner >= 0 and char < spans[owner][1]:
-            message = record.messages[owner]
-            default = message.role == "assistant" or train_on_inputs is True
+            message = records[owner]
+            # Tool results are what the environment wrote: never trained unless a weight asks.
+            default = message.role == "assistant" or (train_on_inputs is True and message.role != "tool")
             trained.append(default if message.weight is None else message.weight == 1)
         else:  # template text between messages: headers, separators, BOS
             trained.append(train_on_inputs is True)
@@ -196,34 +217,46 @@ def _tokenize_conversation(
 
 
 def _prefix_spans(
-    tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], text: str
+    tokenizer: PreTrainedTokenizerBase,
+    messages: list[dict[str, Any]],
+    text: str,
+    *,
+    tools: list[Any] | None = None,
 ) -> list[tuple[int, int]] | None:
     spans: list[tuple[int, int]] = []
     previous = ""  # the render of messages[:index]: each render is reused as the next one's start
     for index, message in enumerate(messages):
         is_answer = message["role"] == "assistant"
-        before = _render(tokenizer, messages[:index], generation_prompt=True) if is_answer else previous
-        upto = text if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1])
+        before = _render(tokenizer, messages[:index], generation_prompt=True, tools=tools) if is_answer else previous
+        upto = text if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1], tools=tools)
         if not (text.startswith(before) and text.startswith(upto)) or not len(previous) <= len(before) <= len(upto):
             return None
         # The span starts at the content: a role header before it is template text, like the generation prompt.
+        # Reasoning comes before the content and is the assistant's own: then all after the prompt is.
         content_at = text.find(message["content"], len(before), len(upto)) if message["content"] else -1
+        if is_answer and message.get("reasoning_content"):
+            content_at = len(before)
         spans.append((content_at if content_at >= 0 else len(before), len(upto)))
         previous = upto
     return spans
 
 
-def _searched_spans(tokenizer: PreTrainedTokenizerBase, record: MessagesRecord, text: str) -> list[tuple[int, int]]:
+def _searched_spans(tokenizer: PreTrainedTokenizerBase, records: Sequence[Message], text: str) -> list[tuple[int, int]]:
     # The end-of-turn marker right after an assistant message belongs to it: the model must learn to stop.
     markers = [str(marker) for marker in (tokenizer.eos_token, *END_OF_TURN_MARKERS) if marker]
     spans: list[tuple[int, int]] = []
     cursor = 0
-    for message in record.messages:
-        start = text.find(message.content, cursor) if message.content else -1
+    for message in records:
+        content = message.content or ""
+        start = text.find(content, cursor) if content else -1
         if start < 0:
             spans.append((cursor, cursor))
             continue
-        end = start + len(message.content)
+        end = start + len(content)
+        thinking = message.thinking
+        if message.role == "assistant" and thinking:
+            reasoning_at = text.find(thinking, cursor, start)
+            start = reasoning_at if reasoning_at >= 0 else start
         if message.role == "assistant":
             end += next((len(marker) for marker in markers if text.startswith(marker, end)), 0)
         spans.append((start, end))

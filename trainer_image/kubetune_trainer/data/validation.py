@@ -281,19 +281,9 @@ def _field_message(detail: ErrorDetails, record_format: DataFormat) -> str:
     if kind == "list_type":
         return f"`{where}` must be an array of messages, got {_json_type(given)}"
     if kind in {"model_type", "dict_type", "model_attributes_type"}:
-        if where == "input":
-            what = "with `messages`"
-        elif "tool" in where or "function" in where:
-            what = "in OpenAI's function-calling shape"
-        else:
-            what = "with `role` and `content`"
-        return f"`{where}` must be an object {what}, got {_json_type(given)}"
-    if kind == "too_short":
-        if where.endswith("_output"):
-            return f"`{where}` is empty; it holds exactly one assistant message"
-        return f"`{where}` is empty; a conversation needs a user message and an assistant message"
-    if kind == "too_long" and where.endswith("_output"):
-        return f"`{where}` holds more than one message; it holds exactly one assistant message"
+        return f"`{where}` must be an object {_object_shape(where)}, got {_json_type(given)}"
+    if kind in {"too_short", "too_long"}:
+        return _length_message(where, too_short=kind == "too_short")
     if kind == "literal_error" and where.endswith(".type"):
         return f"`{where}` must be `function`, got {_shown(given)}"
     if where.endswith(".weight"):
@@ -301,6 +291,21 @@ def _field_message(detail: ErrorDetails, record_format: DataFormat) -> str:
     if where.endswith(".role"):
         return f"`{where}` must be one of {', '.join(ROLES)}, got {_shown(given)}"
     return f"`{where}`: {detail['msg']}"
+
+
+def _object_shape(where: str) -> str:
+    if where == "input":
+        return "with `messages`"
+    if "tool" in where or "function" in where:
+        return "in OpenAI's function-calling shape"
+    return "with `role` and `content`"
+
+
+def _length_message(where: str, *, too_short: bool) -> str:
+    if where.endswith("_output"):
+        count = "is empty" if too_short else "holds more than one message"
+        return f"`{where}` {count}; it holds exactly one assistant message"
+    return f"`{where}` is empty; a conversation needs a user message and an assistant message"
 
 
 def _fields_hint(loc: tuple[int | str, ...], record_format: DataFormat) -> str:
