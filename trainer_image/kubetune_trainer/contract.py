@@ -328,6 +328,17 @@ class StageRecord(WireModel):
     message: str | None = Field(None, max_length=1024, description="What the stage did or why it failed.")
 
 
+class PreferenceProgress(WireModel):
+    """Preference-tuning metrics of the last step (trainingMethod dpo), means over its pairs."""
+
+    reward_accuracy: float = Field(
+        ge=0.0, le=1.0, description="Share of pairs whose preferred output has the higher reward."
+    )
+    reward_margin: float = Field(description="Mean of preferred minus non-preferred reward (beta times the log-ratio).")
+    chosen_logps: float = Field(description="Mean log-probability of the preferred outputs under the model.")
+    rejected_logps: float = Field(description="Mean log-probability of the non-preferred outputs under the model.")
+
+
 class Progress(WireModel):
     """Training progress, as shown in `status.progress`."""
 
@@ -340,6 +351,9 @@ class Progress(WireModel):
     tokens_per_second: float | None = Field(None, ge=0.0, description="Trained (non-pad) tokens per second.")
     eta_seconds: int | None = Field(None, ge=0, description="Estimated seconds until training ends.")
     heartbeat_time: KubeTime | None = Field(None, description="When the last step completed.")
+    preference: PreferenceProgress | None = Field(
+        None, description="Reward accuracy, margin and log-probabilities of the last step (trainingMethod dpo)."
+    )
     summary: str | None = Field(None, max_length=64, description="Short text for `kubectl get`, e.g. `30% (120/400)`.")
 
     @staticmethod

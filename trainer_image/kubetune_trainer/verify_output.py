@@ -31,6 +31,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .data.packing import collate_padded
 from .data.tokenization import TokenizedExample
+from .data.preference_pairs import TokenizedPair
 from .errors import CheckpointInvalid
 from .training.loss import summed_label_loss
 
@@ -79,11 +80,18 @@ class OutputCheck:
 
 
 def verification_examples(
-    validation: Sequence[TokenizedExample], training: Sequence[TokenizedExample]
+    validation: Sequence[TokenizedExample | TokenizedPair], training: Sequence[TokenizedExample | TokenizedPair]
 ) -> list[TokenizedExample]:
-    """The first few examples with a token to score: validation ones when there are any."""
-    pool = validation if validation else training
+    """The first few examples with a token to score: validation ones when there are any.
+
+    Preference pairs (trainingMethod dpo) are scored by their preferred sequence.
+    """
+    pool = [_scored(example) for example in (validation if validation else training)]
     return [example for example in pool if example.label_tokens > 0][:VERIFY_EXAMPLES]
+
+
+def _scored(example: TokenizedExample | TokenizedPair) -> TokenizedExample:
+    return example.chosen if isinstance(example, TokenizedPair) else example
 
 
 def loss_tolerance(weight_dtype: torch.dtype, *, autocast_dtype: torch.dtype | None) -> float:

@@ -23,10 +23,17 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from .tokenization import TokenizedExample
+
+class Plannable(Protocol):
+    """What the planner needs of an example: its length, and its units in the loss (tokens, or 1 per pair)."""
+
+    def __len__(self) -> int: ...
+
+    @property
+    def label_tokens(self) -> int: ...
+
 
 MicroBatch = tuple[int, ...]
 """Indices of the examples of one forward pass."""
@@ -46,7 +53,7 @@ class OptimizerStep:
         """The micro-batches rank `rank` of `world_size` runs; every rank gets the same number."""
         return self.micro_batches[rank::world_size]
 
-    def label_tokens(self, examples: Sequence[TokenizedExample]) -> int:
+    def label_tokens(self, examples: Sequence[Plannable]) -> int:
         """Tokens in the loss over the whole step, across all ranks: the loss divisor."""
         return sum(examples[index].label_tokens for index in self.indices)
 

@@ -178,8 +178,12 @@ def tokenize_conversation(
     *,
     tools: Sequence[Tool] | None,
     train_on_inputs: TrainOnInputs,
+    only_last: bool = False,
 ) -> tuple[list[int], list[bool], bool]:
-    """Token ids of the rendered conversation, which of them are trained, and whether spans were searched."""
+    """Token ids of the rendered conversation, which of them are trained, and whether spans were searched.
+
+    `only_last`: only the last message trains (a preference pair's output), whatever the weights say.
+    """
     messages = [message.template_dict() for message in records]
     offered = template_tools(tools)
     try:
@@ -206,7 +210,9 @@ def tokenize_conversation(
         # A token belongs where its last character is: byte-level BPE glues the space before a word to it.
         char = max(first, after - 1)
         owner = bisect.bisect_right(starts, char) - 1
-        if owner >= 0 and char < spans[owner][1]:
+        if only_last:
+            trained.append(owner == len(records) - 1 and char < spans[owner][1])
+        elif owner >= 0 and char < spans[owner][1]:
             message = records[owner]
             # Tool results are what the environment wrote: never trained unless a weight asks.
             default = message.role == "assistant" or (train_on_inputs is True and message.role != "tool")

@@ -17,14 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from transformers import AutoTokenizer
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .. import compat
 from ..context import RunContext
 from ..data import TRAINING_FIELD, VALIDATION_FIELD, load_examples
-from ..data.chat_template import ensure_chat_template
+from ..contract import TrainingMethod
+from ..data.chat_template import DEFAULT_CHAT_TEMPLATE, ensure_chat_template
+from ..data.preference_pairs import TokenizedPair, TokenizedPairs, tokenize_pairs
+from ..data.records import Example, PreferenceRecord
 from ..data.sources import SourceSettings, fetch
-from ..data.tokenization import TokenizedDataset, tokenize_examples
+from ..data.tokenization import TokenizedDataset, TokenizedExample, tokenize_examples
+from ..data.tool_template import require_tool_template, uses_tools
 from ..errors import InvalidInput
 from ..hashing import file_sha256
 from ..model_source import prepare_model
@@ -105,24 +109,20 @@ def _tokenize(ctx: RunContext) -> None:
             "(<|im_start|>role ... <|im_end|>), which is saved with the trained model",
         )
     ctx.tokenizer = tokenizer
-    train_on_inputs = ctx.config.hyperparameters.train_on_inputs
-    training = tokenize_examples(
-        load_examples(ctx.training_file_path, field=TRAINING_FIELD),
-        tokenizer,
-        max_seq_length=ctx.max_seq_length,
-        train_on_inputs=train_on_inputs,
+    method = ctx.config.hyperparameters.training_method
+    training = load_examples(ctx.training_file_path, field=TRAINING_FIELD, method=method)
+    validation = (
+        load_examples(ctx.validation_file_path, field=VALIDATION_FIELD, method=method)
+        if ctx.validation_file_path is not None
+        else []
     )
-    _warn_about(ctx, training, field=TRAINING_FIELD)
-    ctx.train_examples = list(training.examples)
-    if ctx.validation_file_path is not None:
-        validation = tokenize_examples(
-            load_examples(ctx.validation_file_path, field=VALIDATION_FIELD),
-            tokenizer,
-            max_seq_length=ctx.max_seq_length,
-            train_on_inputs=train_on_inputs,
+    if uses_tools(training) or uses_tools(validation):
+        default = " (kubetune's default ChatML: the model's tokenizer has none)" if ctx.default_chat_template else ""
+        require_tool_template(
+            tokenizer.chat_template or DEFAULT_CHAT_TEMPLATE, source=f"{ctx.config.model.repo}{default}"
         )
-        _warn_about(ctx, validation, field=VALIDATION_FIELD)
-        ctx.validation_examples = list(validation.examples)
+    ctx.train_examples = _tokenized(ctx, training, tokenizer=tokenizer, field=TRAINING_FIELD)
+    ctx.validation_examples = _tokenized(ctx, validation, tokenizer=tokenizer, field=VALIDATION_FIELD)
     if not ctx.train_examples:
         raise InvalidInput(
             f"{TRAINING_FIELD}: no example has a token to train on after masking and truncation",
@@ -134,7 +134,30 @@ def _tokenize(ctx: RunContext) -> None:
     ctx.reporter.note(f"data: {len(ctx.train_examples)} training examples, {tokens:,} tokens")
 
 
-def _warn_about(ctx: RunContext, dataset: TokenizedDataset, *, field: str) -> None:
+def _tokenized(
+    ctx: RunContext, examples: list[Example], *, tokenizer: PreTrainedTokenizerBase, field: str
+) -> list[TokenizedExample] | list[TokenizedPair]:
+    """Token ids and labels: sequences for sft, (chosen, rejected) pairs for dpo."""
+    assert ctx.max_seq_length is not None
+    if ctx.config.hyperparameters.training_method is TrainingMethod.DPO:
+        pairs = tokenize_pairs(
+            [example for example in examples if isinstance(example, PreferenceRecord)],
+            tokenizer,
+            max_seq_length=ctx.max_seq_length,
+        )
+        _warn_about(ctx, pairs, field=field)
+        return list(pairs.pairs)
+    dataset = tokenize_examples(
+        examples,
+        tokenizer,
+        max_seq_length=ctx.max_seq_length,
+        train_on_inputs=ctx.config.hyperparameters.train_on_inputs,
+    )
+    _warn_about(ctx, dataset, field=field)
+    return list(dataset.examples)
+
+
+def _warn_about(ctx: RunContext, dataset: TokenizedDataset | TokenizedPairs, *, field: str) -> None:
     if dataset.truncated:
         ctx.warn(
             "ExamplesTruncated",
@@ -142,10 +165,12 @@ def _warn_about(ctx: RunContext, dataset: TokenizedDataset, *, field: str) -> No
             "their ends are not trained",
         )
     if dataset.without_labels:
-        ctx.warn(
-            "ExamplesWithoutLabels",
-            f"{field}: {dataset.without_labels} example(s) have no token in the loss and were dropped",
+        what = (
+            "pair(s) lost an output to maxSeqLength"
+            if isinstance(dataset, TokenizedPairs)
+            else "example(s) have no token in the loss"
         )
+        ctx.warn("ExamplesWithoutLabels", f"{field}: {dataset.without_labels} {what} and were dropped")
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import RunContext
+from ..contract import TrainingMethod
 from ..data import TRAINING_FIELD
 from ..errors import InvalidInput
 from ..storage import S3Settings
@@ -32,6 +33,7 @@ from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, Resume
 from ..training.distributed import barrier
 from ..training.loop import train
 from ..training.optim import build_optimizer
+from ..training.preference_setup import preference_objective
 from ..training.remote import fetch_checkpoint, push_checkpoint
 from ..training.resume import agreed_checkpoint, load_training_state, load_weights, read_state
 from ..training.resumed_epoch import epoch_steps
@@ -62,10 +64,11 @@ def run(ctx: RunContext) -> None:
     if ctx.model is None or not isinstance(setup, TrainingSetup) or ctx.max_seq_length is None:
         raise RuntimeError("Training needs the model from Initialization and the examples from DataDownload")
     hyperparameters = ctx.config.hyperparameters
+    dpo = hyperparameters.dpo if hyperparameters.training_method is TrainingMethod.DPO else None
     plan = BatchingPlan(
         examples_per_step=hyperparameters.batch_size,
         token_budget=token_budget(ctx.max_seq_length, device=setup.device),
-        packing=hyperparameters.packing,
+        packing=hyperparameters.packing and dpo is None,  # preference pairs are padded, never packed
         pad_token_id=_pad_token_id(ctx.tokenizer),
         seed=hyperparameters.seed,
         rank=ctx.dist.rank,
@@ -93,6 +96,22 @@ def run(ctx: RunContext) -> None:
         )
 
     own = own_checkpoints(ctx)
+    objective = None
+    if dpo is not None:
+        with unwatched():  # the reference pass is no step
+            objective = preference_objective(
+                ctx.model,
+                settings=dpo,
+                train_pairs=ctx.train_examples,
+                validation_pairs=ctx.validation_examples,
+                lora=setup.lora,
+                pad_token_id=plan.pad_token_id,
+                precision=setup.precision,
+                device=setup.device,
+                dist_info=ctx.dist,
+                work_dir=ctx.paths.root,
+                resumed_checkpoint=checkpoint_dir(own.local, start.step) if start is not None else None,
+            )
 
     def on_checkpoint(step: int) -> None:
         if own.remote is not None and ctx.dist.is_main:
@@ -125,6 +144,7 @@ def run(ctx: RunContext) -> None:
         preemption=ctx.preemption,
         on_checkpoint=on_checkpoint,
         unwatched=unwatched,
+        objective=objective,
     )
     ctx.metrics.update(
         steps=float(result.steps),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +89,13 @@ def save_checkpoint(
     optimizer: Optimizer,
     scheduler: LRScheduler,
     dist_info: DistInfo,
+    attachments: Mapping[str, Path] | None = None,
 ) -> Path:
-    """Write a checkpoint of every rank's training state; a collective, rank 0 writes the shared files."""
+    """Write a checkpoint of every rank's training state; a collective, rank 0 writes the shared files.
+
+    `attachments` (name -> file) are copied in and hashed with the rest: data a resume must find
+    as it was, such as DPO's reference log-probabilities.
+    """
     final = checkpoint_dir(root, state.step)
     staging = root / f".{final.name}.partial"
     weights, optimizer_state = _full_states(model, optimizer, lora=state.lora)
@@ -106,6 +112,8 @@ def save_checkpoint(
         torch.save(optimizer_state, staging / OPTIMIZER_FILE)
         torch.save(scheduler.state_dict(), staging / SCHEDULER_FILE)
         (staging / STATE_FILE).write_text(state.model_dump_json(indent=2), encoding="utf-8")
+        for name, source in (attachments or {}).items():
+            shutil.copyfile(source, staging / name)
         _fsync_files(staging)
         _fsync_directory(staging)
         if final.exists():

@@ -34,6 +34,8 @@ class CheckpointSaves:
     on_checkpoint: Callable[[int], None]
     unwatched: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
     """The step watchdog's pause: a save (and its copy to an object store) is not a step."""
+    attachments: dict[str, Path] = field(default_factory=dict)
+    """Files every checkpoint carries (name -> file), e.g. DPO's reference log-probabilities."""
     newest: int | None = None
     slowest_seconds: float = 0.0
     written: list[Path] = field(default_factory=list)
@@ -44,7 +46,13 @@ class CheckpointSaves:
         with self.unwatched():
             started = self.timer()
             saved = save_checkpoint(
-                self.root, state=state, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=self.dist_info
+                self.root,
+                state=state,
+                model=model,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                dist_info=self.dist_info,
+                attachments=self.attachments,
             )
             self.slowest_seconds = max(self.slowest_seconds, self.timer() - started)
             self.written.append(saved)

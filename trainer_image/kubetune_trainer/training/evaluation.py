@@ -15,11 +15,17 @@ from torch import nn
 from ..data.packing import ModelBatch
 from .distributed import all_reduce_max, all_reduce_sum
 from .loss import summed_label_loss
+from .micro_batch_loss import MicroBatchLoss
 from .precision import PrecisionPlan
 
 
 def evaluate(
-    model: nn.Module, batches: Sequence[ModelBatch], *, precision: PrecisionPlan, device: torch.device
+    model: nn.Module,
+    batches: Sequence[ModelBatch],
+    *,
+    precision: PrecisionPlan,
+    device: torch.device,
+    loss: MicroBatchLoss = summed_label_loss,
 ) -> float:
     """Eval loss of `model` over this rank's `batches` together with every other rank's."""
     # Under FSDP each forward is a collective, so every rank runs as many as the busiest one;
@@ -34,7 +40,7 @@ def evaluate(
                 break
             batch = batches[min(index, len(batches) - 1)].to(device)
             with precision.autocast():
-                summed = summed_label_loss(model, batch)
+                summed = loss(model, batch)
             if index < len(batches):
                 totals[0] += summed.double().cpu()
                 totals[1] += batch.label_tokens

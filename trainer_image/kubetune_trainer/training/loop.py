@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import Clock, DistInfo
-from ..contract import Progress, TrainingHyperparameters
+from ..contract import PreferenceProgress, Progress, TrainingHyperparameters
 from ..data.packing import ModelBatch
 from ..errors import ComputationFailed
 from ..preemption import Preemption, preempted
@@ -33,8 +33,26 @@ from .checkpoint import CheckpointState
 from .checkpoint_saves import CheckpointSaves
 from .distributed import all_reduce_sum
 from .evaluation import evaluate
+from .loss import summed_label_loss
+from .micro_batch_loss import MicroBatchLoss
 from .precision import PrecisionPlan
 from .steps import StepBatches
+
+
+def _no_step_metrics() -> PreferenceProgress | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What a step minimises, and what else a run of it reports and keeps (SFT's token loss by default)."""
+
+    loss: MicroBatchLoss = summed_label_loss
+    eval_loss: MicroBatchLoss = summed_label_loss
+    step_metrics: Callable[[], PreferenceProgress | None] = _no_step_metrics
+    """Called once per step on every rank (it may all-reduce): the step's preference metrics."""
+    checkpoint_attachments: tuple[tuple[str, Path], ...] = ()
+    """Files every checkpoint carries (name, file)."""
 
 
 class Epoch(Protocol):
@@ -127,6 +145,7 @@ def train(
     on_checkpoint: Callable[[int], None] = lambda step: None,
     timer: Callable[[], float] = time.perf_counter,
     unwatched: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
+    objective: Objective | None = None,
 ) -> LoopResult:
     """Train `hyperparameters.n_epochs` epochs of `epochs(epoch)` steps; report, evaluate, checkpoint.
 
@@ -135,8 +154,10 @@ def train(
     `start.step_in_epoch` on, and the evaluation and checkpoint schedule goes on as if the run
     had never stopped. A SIGTERM recorded by `preemption` ends the run at the next step
     boundary, after a checkpoint if its budget allows one. Evaluations and checkpoint saves run
-    inside `unwatched()` (the step watchdog's pause: they are not steps).
+    inside `unwatched()` (the step watchdog's pause: they are not steps). `objective` is what a
+    step minimises (default: the token loss of SFT).
     """
+    objective = objective or Objective()
     result = LoopResult.resumed(start) if start is not None else LoopResult()
     world = dist_info.world_size
     eval_at = evenly_spaced(hyperparameters.n_evals, total_steps)
@@ -145,7 +166,12 @@ def train(
     has_validation = bool(all_reduce_sum(torch.tensor([len(validation)], dtype=torch.float64))[0])
     positions = _Positions(total_steps=total_steps, world_size=world, lora=lora)
     saves = CheckpointSaves(
-        root=checkpoint_root, dist_info=dist_info, timer=timer, on_checkpoint=on_checkpoint, unwatched=unwatched
+        root=checkpoint_root,
+        dist_info=dist_info,
+        timer=timer,
+        on_checkpoint=on_checkpoint,
+        unwatched=unwatched,
+        attachments=dict(objective.checkpoint_attachments),
     )
     # The heartbeat is the time of the last completed step; before the first one, the loop's start.
     last_step_at = clock()
@@ -168,7 +194,9 @@ def train(
         )
     elif has_validation:
         # One evaluation before the first step, so "eval loss fell" can be checked against it.
-        eval_loss = _evaluate(model, validation, precision=precision, device=device, unwatched=unwatched)
+        eval_loss = _evaluate(
+            model, validation, precision=precision, device=device, unwatched=unwatched, loss=objective.eval_loss
+        )
         result.eval_losses.append((0, eval_loss))
         report(Progress(step=0, total_steps=total_steps, epoch=0.0, eval_loss=eval_loss, heartbeat_time=last_step_at))
 
@@ -181,7 +209,13 @@ def train(
             for step_in_epoch, step in enumerate(steps, start=first):
                 started = timer()
                 step_loss = accumulate_step(
-                    model, step, world_size=world, precision=precision, device=device, scaler=scaler
+                    model,
+                    step,
+                    world_size=world,
+                    precision=precision,
+                    device=device,
+                    scaler=scaler,
+                    loss=objective.loss,
                 )
                 loss_value, signalled = _agree(step_loss, world_size=world, preemption=preemption)
                 if not math.isfinite(loss_value):
@@ -213,6 +247,7 @@ def train(
                     tokens_per_second=result.tokens_per_second,
                     eta_seconds=int((total_steps - result.steps) * result.training_seconds / result.steps),
                     heartbeat_time=last_step_at,
+                    preference=objective.step_metrics(),
                 )
                 report(progress)
 
@@ -229,7 +264,14 @@ def train(
                     raise preempted(f"training stopped after step {result.steps}; {saves.describe()}")
 
                 if has_validation and result.steps in eval_at:
-                    eval_loss = _evaluate(model, validation, precision=precision, device=device, unwatched=unwatched)
+                    eval_loss = _evaluate(
+                        model,
+                        validation,
+                        precision=precision,
+                        device=device,
+                        unwatched=unwatched,
+                        loss=objective.eval_loss,
+                    )
                     result.eval_losses.append((result.steps, eval_loss))
                     # The step's report again, with its eval loss (and no ETA: the evaluation's time is not a step's).
                     report(progress.model_copy(update={"eval_loss": eval_loss, "eta_seconds": None}))
@@ -255,10 +297,11 @@ def _evaluate(
     precision: PrecisionPlan,
     device: torch.device,
     unwatched: Callable[[], AbstractContextManager[None]],
+    loss: MicroBatchLoss,
 ) -> float:
     """The eval loss, with the step watchdog paused: an evaluation is not a step."""
     with unwatched():
-        return evaluate(model, validation, precision=precision, device=device)
+        return evaluate(model, validation, precision=precision, device=device, loss=loss)
 
 
 def _agree(step_loss: torch.Tensor, *, world_size: int, preemption: Preemption | None) -> tuple[float, bool]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..data.tokenization import TokenizedExample
+from ..data.batching import Plannable
 from .steps import BatchingPlan, EpochSteps
 
 
-def epoch_steps(examples: Sequence[TokenizedExample], *, plan: BatchingPlan, epoch: int, start: int = 0) -> EpochSteps:
+def epoch_steps(examples: Sequence[Plannable], *, plan: BatchingPlan, epoch: int, start: int = 0) -> EpochSteps:
     """Epoch `epoch`'s steps from step `start` of it (0: all of them)."""
     return EpochSteps(examples, plan=plan, epoch=epoch, start=start)

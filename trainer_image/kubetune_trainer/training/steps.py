@@ -16,8 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from ..data.batching import OptimizerStep, count_steps, plan_epoch
+from ..data.batching import OptimizerStep, Plannable, count_steps, plan_epoch
 from ..data.packing import ModelBatch, collate_packed, collate_padded
+from ..data.preference_pairs import TokenizedPair, collate_pairs
 from ..data.tokenization import TokenizedExample
 
 
@@ -47,10 +48,14 @@ class BatchingPlan:
     def current_budget(self) -> int:
         return self.token_budget if self.budget.reduced_to is None else self.budget.reduced_to
 
-    def collate(self, examples: Sequence[TokenizedExample]) -> ModelBatch:
+    def collate(self, examples: Sequence[Plannable]) -> ModelBatch:
+        pairs = [example for example in examples if isinstance(example, TokenizedPair)]
+        if pairs:  # preference pairs are padded, never packed (data.preference_pairs)
+            return collate_pairs(pairs, pad_token_id=self.pad_token_id)
+        sequences = [example for example in examples if isinstance(example, TokenizedExample)]
         if self.packing:
-            return collate_packed(examples)
-        return collate_padded(examples, pad_token_id=self.pad_token_id)
+            return collate_packed(sequences)
+        return collate_padded(sequences, pad_token_id=self.pad_token_id)
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ class EpochSteps:
     already holds them); the length stays the whole epoch's, and step numbers stay the run's.
     """
 
-    def __init__(self, examples: Sequence[TokenizedExample], *, plan: BatchingPlan, epoch: int, start: int = 0) -> None:
+    def __init__(self, examples: Sequence[Plannable], *, plan: BatchingPlan, epoch: int, start: int = 0) -> None:
         self._examples = examples
         self._plan = plan
         self._epoch = epoch
@@ -139,7 +144,7 @@ def steps_per_epoch(examples: int, *, plan: BatchingPlan) -> int:
     return count_steps(examples, examples_per_step=plan.examples_per_step, world_size=plan.world_size)
 
 
-def validation_batches(examples: Sequence[TokenizedExample], *, plan: BatchingPlan) -> list[ModelBatch]:
+def validation_batches(examples: Sequence[Plannable], *, plan: BatchingPlan) -> list[ModelBatch]:
     """This rank's share of the validation examples, collated into micro-batches of the same budget."""
     if len(examples) < plan.world_size:
         # Too few to share. Every rank evaluates them all: summed losses and counts both grow
