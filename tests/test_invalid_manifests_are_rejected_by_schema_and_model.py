@@ -33,7 +33,7 @@ CASES: list[tuple[str, Path, Any, str]] = [
     ("revision-with-space", ("spec", "hfModelRevision"), "my branch", "commit sha, branch or tag"),
     ("secret-name-uppercase", ("spec", "hfTokenSecretRef", "name"), "HF_Token", "DNS subdomain"),
     ("secret-without-key", ("spec", "hfTokenSecretRef", "key"), DELETE, "required"),
-    ("training-method-dpo", ("spec", "trainingMethod"), "dpo", "'sft'"),
+    ("training-method-ppo", ("spec", "trainingMethod"), "ppo", "'sft' or 'dpo'"),
     ("zero-epochs", ("spec", "hyperparameters", "nEpochs"), 0, "greater than or equal to 1"),
     ("epochs-as-string", ("spec", "hyperparameters", "nEpochs"), "3", "integer"),
     ("zero-learning-rate", ("spec", "hyperparameters", "learningRate"), 0, "greater than 0"),

@@ -7,12 +7,11 @@ tune defaults per model without a user's explicit value ever being overridden.
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, JsonValue, model_validator
 
-from kubetune_trainer.contract import LrScheduler, TrainOnInputs, WireModel
+from kubetune_trainer.contract import DEFAULT_DPO_BETA, LrScheduler, TrainingMethod, TrainOnInputs, WireModel
 
 from .crossfield import Violation, raise_violations
 from .fields import (
@@ -43,10 +42,6 @@ class SecretKeyRef(WireModel):
 
     name: DnsSubdomain = Field(description="Name of the Secret, in the FineTuneJob's namespace.")
     key: SecretKey = Field(description="Key within the Secret.")
-
-
-class TrainingMethod(enum.StrEnum):
-    SFT = "sft"
 
 
 class Hyperparameters(WireModel):
@@ -102,6 +97,34 @@ class Hyperparameters(WireModel):
         description="On out-of-memory in a training step, retry it in micro-batches of half the tokens (twice the "
         "gradient accumulation, the same effective batch and loss), down to one example per micro-batch; "
         "single-process runs only. Default true.",
+    )
+    dpo_beta: float | None = Field(
+        None,
+        gt=0.0,
+        le=10.0,
+        description="trainingMethod dpo: how far the model may move from the reference (DPO's beta), above 0. "
+        f"Default {DEFAULT_DPO_BETA}.",
+    )
+    rpo_alpha: float | None = Field(
+        None,
+        ge=0.0,
+        le=100.0,
+        description="trainingMethod dpo: weight of RPO's NLL term on the preferred output; 0 leaves it out. Default 0.",
+    )
+    simpo_gamma: float | None = Field(
+        None,
+        ge=0.0,
+        le=100.0,
+        description="trainingMethod dpo: SimPO's target reward margin; above 0 turns SimPO on, which is "
+        "reference-free and length-normalised. Default 0.",
+    )
+    dpo_reference_free: bool | None = Field(
+        None,
+        description="trainingMethod dpo: no reference model (the margin is the model's own log-ratio). Default false.",
+    )
+    dpo_normalize_logratios_by_length: bool | None = Field(
+        None,
+        description="trainingMethod dpo: divide each output's log-probability by its token count. Default false.",
     )
 
     def layered_over(self, base: Hyperparameters) -> Hyperparameters:
@@ -185,6 +208,8 @@ FROM_CHECKPOINT_EXCLUSIVE = (
     "or start from a Hugging Face model, not both"
 )
 N_EVALS_NEEDS_VALIDATION = "nEvals above 0 needs validationFile: set validationFile, or nEvals: 0"
+DPO_FIELDS = ("dpoBeta", "rpoAlpha", "simpoGamma", "dpoReferenceFree", "dpoNormalizeLogratiosByLength")
+DPO_FIELDS_NEED_DPO = "only trainingMethod dpo takes this field: set trainingMethod: dpo, or remove it"
 AUTO_NEEDS_HF_MODEL = (
     "model: auto chooses a template for fromHfModel: set fromHfModel, or name a template "
     "(e.g. togethercomputer/llama-2-7b-chat) to train its own model"
@@ -211,6 +236,15 @@ CEL_RULES: list[JsonValue] = [
         "reason": "FieldValueRequired",
     },
 ]
+CEL_RULES.extend(
+    {
+        "rule": f"self.trainingMethod == 'dpo' || !has(self.hyperparameters) || !has(self.hyperparameters.{name})",
+        "message": f"hyperparameters.{name}: {DPO_FIELDS_NEED_DPO}",
+        "fieldPath": f".hyperparameters.{name}",
+        "reason": "FieldValueForbidden",
+    }
+    for name in DPO_FIELDS
+)
 """The cross-field rules of `cross_field_violations`, in CEL for the API server."""
 
 
@@ -237,7 +271,10 @@ class FineTuneJobSpec(WireModel):
     training_file: DataUri = Field(description="Training data (JSONL or Parquet).")
     validation_file: DataUri | None = Field(None, description="Validation data, used when nEvals is above 0.")
     training_method: TrainingMethod = Field(
-        TrainingMethod.SFT, description="Training method: sft (supervised fine-tuning). Default sft."
+        TrainingMethod.SFT,
+        description="Training method: sft (supervised fine-tuning) or dpo (preference tuning on pairs of a "
+        "preferred and a non-preferred output; hyperparameters dpoBeta, rpoAlpha, simpoGamma, dpoReferenceFree). "
+        "Default sft.",
     )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings. LoRA is on by default.")
@@ -282,6 +319,12 @@ def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
                 FROM_CHECKPOINT_EXCLUSIVE,
             )
         )
+    if spec.training_method is not TrainingMethod.DPO:
+        hyper = spec.hyperparameters
+        for name in DPO_FIELDS:
+            value = getattr(hyper, _snake(name))
+            if value is not None:
+                found.append(Violation(("hyperparameters", name), value, DPO_FIELDS_NEED_DPO))
     n_evals = spec.hyperparameters.n_evals
     if n_evals and spec.validation_file is None:
         found.append(
@@ -292,3 +335,7 @@ def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
             )
         )
     return found
+
+
+def _snake(camel: str) -> str:
+    return "".join(f"_{char.lower()}" if char.isupper() else char for char in camel)

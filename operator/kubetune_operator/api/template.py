@@ -91,6 +91,22 @@ class TrainingDefaults(WireModel):
 class BatchLimits(WireModel):
     min_batch_size: int = Field(ge=1, description="Smallest effective batch size.")
     max_batch_size: int = Field(ge=1, description="Largest effective batch size; what `batchSize: max` means.")
+    max_batch_size_dpo: int | None = Field(
+        None,
+        ge=1,
+        description="Largest batch size (in preference pairs) for trainingMethod dpo, whose steps hold two "
+        "sequences per pair. Default: half of maxBatchSize rounded down to a multiple of 8 (Together's rule), "
+        "never below minBatchSize.",
+    )
+
+    @property
+    def dpo_max(self) -> int:
+        """The largest DPO batch: as set, else Together's rule (half, rounded down to a multiple of 8)."""
+        if self.max_batch_size_dpo is not None:
+            return self.max_batch_size_dpo
+        half = self.max_batch_size // 2
+        rounded = half - half % 8
+        return max(self.min_batch_size, rounded if rounded >= self.min_batch_size else half)
 
 
 class LoraLimits(BatchLimits):

@@ -6,7 +6,15 @@ Each check returns a concrete value even when it fails (clamped into range), and
 
 from __future__ import annotations
 
-from kubetune_trainer.contract import LoraConfig, LrScheduler, ModelFacts, TrainingHyperparameters
+from kubetune_trainer.contract import (
+    DEFAULT_DPO_BETA,
+    DpoSettings,
+    LoraConfig,
+    LrScheduler,
+    ModelFacts,
+    TrainingHyperparameters,
+    TrainingMethod,
+)
 
 from ..api.errors import FieldError
 from ..api.resources import BaseModelTemplate
@@ -77,8 +85,12 @@ def checked_hyperparameters(
     lora: bool,
     facts: ModelFacts | None,
     errors: list[FieldError],
+    method: TrainingMethod = TrainingMethod.SFT,
 ) -> TrainingHyperparameters:
-    """Every hyperparameter concrete (`batchSize: max` resolved), within the template's limits."""
+    """Every hyperparameter concrete (`batchSize: max` resolved), within the template's limits.
+
+    For trainingMethod dpo the batch bounds are the template's DPO ones (`maxBatchSizeDpo`).
+    """
     spec = template.spec
     limits = spec.limits
     learning_rate = hyper.learning_rate if hyper.learning_rate is not None else 1e-5
@@ -114,7 +126,9 @@ def checked_hyperparameters(
         n_evals = limits.max_num_evals
     offered = limits.lora_training if lora else limits.full_training
     bounds = offered or BatchLimits(min_batch_size=1, max_batch_size=1)  # not offered: already an error
-    batch_size = _batch_size(hyper.batch_size, bounds, template=template, lora=lora, errors=errors)
+    if method is TrainingMethod.DPO:
+        bounds = BatchLimits(min_batch_size=bounds.min_batch_size, max_batch_size=bounds.dpo_max)
+    batch_size = _batch_size(hyper.batch_size, bounds, template=template, lora=lora, errors=errors, method=method)
     ranks = spec.resources.nodes * max(1, spec.resources.gpus_per_node)
     if offered is not None and batch_size < ranks:
         # Every training process needs at least one sequence per optimizer step.
@@ -142,6 +156,20 @@ def checked_hyperparameters(
         packing=hyper.packing if hyper.packing is not None else True,
         seed=hyper.seed if hyper.seed is not None else 42,
         auto_batch_on_oom=hyper.auto_batch_on_oom if hyper.auto_batch_on_oom is not None else True,
+        training_method=method,
+        dpo=_dpo_settings(hyper) if method is TrainingMethod.DPO else None,
+    )
+
+
+def _dpo_settings(hyper: Hyperparameters) -> DpoSettings:
+    """Together's DPO defaults; SimPO (simpoGamma above 0) is reference-free and length-normalised."""
+    gamma = hyper.simpo_gamma or 0.0
+    return DpoSettings(
+        beta=hyper.dpo_beta if hyper.dpo_beta is not None else DEFAULT_DPO_BETA,
+        rpo_alpha=hyper.rpo_alpha or 0.0,
+        simpo_gamma=gamma,
+        reference_free=bool(hyper.dpo_reference_free) or gamma > 0,
+        normalize_logratios_by_length=bool(hyper.dpo_normalize_logratios_by_length) or gamma > 0,
     )
 
 
@@ -152,17 +180,18 @@ def _batch_size(
     template: BaseModelTemplate,
     lora: bool,
     errors: list[FieldError],
+    method: TrainingMethod = TrainingMethod.SFT,
 ) -> int:
     if requested is None or requested == "max":
         return bounds.max_batch_size
     size = int(requested)
     if not bounds.min_batch_size <= size <= bounds.max_batch_size:
-        method = "LoRA" if lora else "full fine-tuning"
+        kind = ("LoRA" if lora else "full fine-tuning") + (" DPO" if method is TrainingMethod.DPO else "")
         errors.append(
             FieldError(
                 f"{_HYPER}.batchSize",
                 str(size),
-                f"must lie within template {template.name}'s {method} bounds "
+                f"must lie within template {template.name}'s {kind} bounds "
                 f"[{bounds.min_batch_size}, {bounds.max_batch_size}], or be `max`",
             )
         )

@@ -265,7 +265,9 @@ def _apply(
     hyper = spec.hyperparameters.layered_over(tspec.training.hyperparameters.layered_over(DEFAULT_HYPERPARAMETERS))
     found: list[FieldError] = [] if errors is None else errors
     lora = checked_lora(lora_spec, template, errors=found)
-    hyperparameters = checked_hyperparameters(hyper, template, lora=lora is not None, facts=facts, errors=found)
+    hyperparameters = checked_hyperparameters(
+        hyper, template, lora=lora is not None, facts=facts, errors=found, method=spec.training_method
+    )
     repo = spec.from_hf_model or tspec.hf_model
     # Every job's checkpoints are `<root>/<job>/`, so fromCheckpoint finds another job's under the same root.
     if spec.checkpoint is not None:
