@@ -225,6 +225,21 @@ def _cached_listing(repo: str, *, revision: str, settings: HubSettings, cache_di
     return RepoListing(repo=repo, revision=revision, sha=folder.name, files=files)
 
 
+def read_text(listing: RepoListing, name: str, *, settings: HubSettings, cache_dir: Path) -> str:
+    """One small text file of the listed commit (chat_template.jinja)."""
+    with translated_errors(listing.repo, listing.revision, settings=settings, cache_dir=cache_dir):
+        path = hf_hub_download(
+            listing.repo,
+            name,
+            revision=listing.sha,
+            cache_dir=cache_dir,
+            token=settings.token,
+            endpoint=settings.endpoint,
+            local_files_only=settings.offline or listing.cached_only,
+        )
+    return Path(str(path)).read_text(encoding="utf-8")
+
+
 def read_json(listing: RepoListing, name: str, *, settings: HubSettings, cache_dir: Path) -> dict[str, Any]:
     """One small JSON file of the listed commit (config.json, adapter_config.json)."""
     with translated_errors(listing.repo, listing.revision, settings=settings, cache_dir=cache_dir):

@@ -31,6 +31,23 @@ class TrainerMetrics:
         self.tokens_per_second = Gauge(
             "kubetune_trainer_tokens_per_second", "Trained (non-pad) tokens per second.", registry=registry
         )
+        # trainingMethod dpo: the last step's preference metrics (absent for sft).
+        self.reward_accuracy = Gauge(
+            "kubetune_trainer_reward_accuracy",
+            "DPO: share of the last step's pairs whose preferred output has the higher reward.",
+            registry=registry,
+        )
+        self.reward_margin = Gauge(
+            "kubetune_trainer_reward_margin", "DPO: mean preferred minus non-preferred reward.", registry=registry
+        )
+        self.chosen_logps = Gauge(
+            "kubetune_trainer_chosen_logps", "DPO: mean log-probability of the preferred outputs.", registry=registry
+        )
+        self.rejected_logps = Gauge(
+            "kubetune_trainer_rejected_logps",
+            "DPO: mean log-probability of the non-preferred outputs.",
+            registry=registry,
+        )
         # Set from each report's heartbeat_time: alerts fire on `time() - this` growing, so it holds
         # unix seconds rather than an age that would only change when a report arrives.
         self.last_step_timestamp = Gauge(
@@ -59,6 +76,7 @@ class TrainerMetrics:
             (self.eval_loss, progress.eval_loss),
             (self.learning_rate, progress.learning_rate),
             (self.tokens_per_second, progress.tokens_per_second),
+            *_preference_values(self, progress),
         ):
             if value is not None:
                 gauge.set(value)
@@ -68,6 +86,18 @@ class TrainerMetrics:
 
     def finished(self, result: Result) -> None:
         pass
+
+
+def _preference_values(metrics: TrainerMetrics, progress: Progress) -> list[tuple[Gauge, float | None]]:
+    preference = progress.preference
+    if preference is None:
+        return []
+    return [
+        (metrics.reward_accuracy, preference.reward_accuracy),
+        (metrics.reward_margin, preference.reward_margin),
+        (metrics.chosen_logps, preference.chosen_logps),
+        (metrics.rejected_logps, preference.rejected_logps),
+    ]
 
 
 def serve_metrics(registry: CollectorRegistry, *, port: int, address: str = "0.0.0.0") -> Any:

@@ -9,14 +9,17 @@ for the job's own mistakes, Internal and retryable when the hub or storage faile
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from . import compat
+from .chat_template_source import model_chat_template
 from .classify import classify, exit_code_for
 from .contract import ModelFacts, Outcome, Result, TrainerConfig, WarningNote
 from .data import TRAINING_FIELD, VALIDATION_FIELD, DataReport, validate_file
 from .data.sources import SourceSettings, fetch
+from .data.tool_template import require_tool_template
 from .data.validation import invalid_data
 from .model_source import inspect_model
 
@@ -25,7 +28,7 @@ DataValidator = Callable[[Path], DataReport]
 
 
 def run_preflight(
-    config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator = validate_file
+    config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator | None = None
 ) -> Result:
     """Check the model and the data of `config` without downloading weights; never raises.
 
@@ -33,7 +36,12 @@ def run_preflight(
     """
     try:
         facts, warnings = _check_model(config, environ=environ)
-        _check_data(config, environ=environ, data_validator=data_validator)
+        validator = data_validator or functools.partial(validate_file, method=config.hyperparameters.training_method)
+        tool_files = _check_data(config, environ=environ, data_validator=validator)
+        if tool_files:
+            # Function-calling data needs a template that renders it: refused here, before any GPU.
+            template = model_chat_template(config.model, cache_dir=Path(config.runtime.cache_dir), environ=environ)
+            require_tool_template(template.text, source=template.source, field=tool_files[0])
     except Exception as failed:  # the Result is the preflight's only output: every failure goes into it
         error = classify(failed, stage=None, job_uid=config.job.uid)
         return Result(outcome=Outcome.FAILED, exit_code=exit_code_for(error), error=error)
@@ -47,10 +55,12 @@ def _check_model(config: TrainerConfig, *, environ: Mapping[str, str]) -> tuple[
     return facts, warnings
 
 
-def _check_data(config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator) -> None:
+def _check_data(config: TrainerConfig, *, environ: Mapping[str, str], data_validator: DataValidator) -> list[str]:
+    """Validate each data file; the fields whose files hold function-calling data."""
     settings = SourceSettings.from_config(config)
     dest_dir = Path(config.runtime.work_dir) / "preflight-data"
     files = [(TRAINING_FIELD, config.data.training_file), (VALIDATION_FIELD, config.data.validation_file)]
+    tool_files: list[str] = []
     for field, uri in files:
         if uri is None:
             continue
@@ -58,3 +68,6 @@ def _check_data(config: TrainerConfig, *, environ: Mapping[str, str], data_valid
         report = data_validator(path)
         if not report.ok:
             raise invalid_data(report, field=field, path=path)
+        if report.tool_examples:
+            tool_files.append(field)
+    return tool_files

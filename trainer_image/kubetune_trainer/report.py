@@ -122,6 +122,9 @@ def progress_line(progress: Progress) -> str:
         parts.append(f"loss {progress.loss:.4f}")
     if progress.eval_loss is not None:
         parts.append(f"eval {progress.eval_loss:.4f}")
+    if progress.preference is not None:
+        preference = progress.preference
+        parts.append(f"reward acc {preference.reward_accuracy:.2f} margin {preference.reward_margin:+.3f}")
     if progress.learning_rate is not None:
         parts.append(f"lr {progress.learning_rate:.2e}")
     if progress.tokens_per_second is not None:

@@ -30,8 +30,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from .data.packing import collate_padded
-from .data.tokenization import TokenizedExample
 from .data.preference_pairs import TokenizedPair
+from .data.tokenization import TokenizedExample
 from .errors import CheckpointInvalid
 from .training.loss import summed_label_loss
 

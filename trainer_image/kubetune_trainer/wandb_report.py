@@ -75,6 +75,13 @@ class WandbReporter:
             "train/epoch": progress.epoch,
             "eval/loss": progress.eval_loss,
         }
+        if progress.preference is not None:
+            values |= {
+                "train/rewards/accuracy": progress.preference.reward_accuracy,
+                "train/rewards/margin": progress.preference.reward_margin,
+                "train/logps/chosen": progress.preference.chosen_logps,
+                "train/logps/rejected": progress.preference.rejected_logps,
+            }
         data = {key: value for key, value in values.items() if value is not None}
         if data:
             self._safely(lambda: self._run.log(data, step=progress.step))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from .records import Message, PreferenceRecord, Tool
+from .records import Example, Message, MessagesRecord, PreferenceRecord, Tool
 
 
 def _a(role: str) -> str:
@@ -153,3 +153,21 @@ def preference_problems(record: PreferenceRecord) -> list[str]:
             "`preferred_output` and `non_preferred_output` are identical; a pair teaches nothing unless they differ"
         )
     return problems
+
+
+def uses_tools(examples: Sequence[Example]) -> bool:
+    """Whether any example offers tools, calls one or answers a call."""
+    return any(_example_uses_tools(example) for example in examples)
+
+
+def _example_uses_tools(example: Example) -> bool:
+    if isinstance(example, MessagesRecord):
+        return bool(example.tools) or _messages_use_tools(example.messages)
+    if isinstance(example, PreferenceRecord):
+        outputs = [*example.preferred_output, *example.non_preferred_output]
+        return bool(example.input.tools) or _messages_use_tools([*example.input.messages, *outputs])
+    return False
+
+
+def _messages_use_tools(messages: Sequence[Message]) -> bool:
+    return any(message.tool_calls or message.role == "tool" for message in messages)

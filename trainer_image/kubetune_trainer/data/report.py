@@ -55,6 +55,9 @@ class DataReport(BaseModel):
     lines: int = Field(ge=0, description="Lines (JSONL) or rows (Parquet) read.")
     errors: list[DataError] = Field(description="The first `max_errors` problems, in file order.")
     errors_omitted: int = Field(0, ge=0, description="Problems found beyond `max_errors`, not listed.")
+    tool_examples: int = Field(
+        0, ge=0, description="Examples with function calling (tools, tool calls, tool messages)."
+    )
 
     @property
     def ok(self) -> bool:

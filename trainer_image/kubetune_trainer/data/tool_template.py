@@ -8,13 +8,11 @@ call's arguments, the tool's answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from jinja2 import TemplateError
 
 from ..errors import InvalidInput
-from .records import Example, Message, MessagesRecord, PreferenceRecord
 from .validation import TRAINING_FIELD
 
 PROBE_TOOL = "kubetune_probe_tool"
@@ -81,21 +79,3 @@ def require_tool_template(template: str, *, source: str, field: str = TRAINING_F
             hint="Pick a model whose chat template renders tools (Llama 3.1+, Qwen 2.5+, Mistral's tool "
             "templates), or remove tools, tool_calls and tool messages from the data.",
         )
-
-
-def uses_tools(examples: Sequence[Example]) -> bool:
-    """Whether any example offers tools, calls one or answers a call."""
-    return any(_example_uses_tools(example) for example in examples)
-
-
-def _example_uses_tools(example: Example) -> bool:
-    if isinstance(example, MessagesRecord):
-        return bool(example.tools) or _messages_use_tools(example.messages)
-    if isinstance(example, PreferenceRecord):
-        outputs = [*example.preferred_output, *example.non_preferred_output]
-        return bool(example.input.tools) or _messages_use_tools([*example.input.messages, *outputs])
-    return False
-
-
-def _messages_use_tools(messages: Sequence[Message]) -> bool:
-    return any(message.tool_calls or message.role == "tool" for message in messages)

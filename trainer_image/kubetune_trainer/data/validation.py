@@ -17,7 +17,7 @@ from pydantic_core import ErrorDetails
 
 from ..contract import TrainingMethod
 from ..errors import InvalidInput
-from .conversation_rules import conversation_problems, preference_problems
+from .conversation_rules import conversation_problems, preference_problems, uses_tools
 from .readers import Row, read_jsonl, read_parquet
 from .records import PREFERENCE_FORMATS, RECORD_TYPES, ROLES, DataFormat, Example, MessagesRecord, PreferenceRecord
 from .report import GIB, DataError, DataLimits, DataReport
@@ -95,6 +95,7 @@ def _scan(
     format_line = 0
     count = 0
     lines = 0
+    tool_examples = 0
 
     def report() -> DataReport:
         return DataReport(
@@ -104,6 +105,7 @@ def _scan(
             lines=lines,
             errors=errors.kept,
             errors_omitted=errors.omitted,
+            tool_examples=tool_examples,
         )
 
     for problem in _file_problems(path, limits=limits):
@@ -137,6 +139,7 @@ def _scan(
         example = _parse(item, record_format, errors=errors)
         if example is not None:
             count += 1
+            tool_examples += uses_tools([example])
             if keep:
                 examples.append(example)
 

@@ -21,14 +21,15 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .. import compat
 from ..context import RunContext
-from ..data import TRAINING_FIELD, VALIDATION_FIELD, load_examples
 from ..contract import TrainingMethod
+from ..data import TRAINING_FIELD, VALIDATION_FIELD, load_examples
 from ..data.chat_template import DEFAULT_CHAT_TEMPLATE, ensure_chat_template
+from ..data.conversation_rules import uses_tools
 from ..data.preference_pairs import TokenizedPair, TokenizedPairs, tokenize_pairs
 from ..data.records import Example, PreferenceRecord
 from ..data.sources import SourceSettings, fetch
 from ..data.tokenization import TokenizedDataset, TokenizedExample, tokenize_examples
-from ..data.tool_template import require_tool_template, uses_tools
+from ..data.tool_template import require_tool_template
 from ..errors import InvalidInput
 from ..hashing import file_sha256
 from ..model_source import prepare_model

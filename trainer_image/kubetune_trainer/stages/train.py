@@ -31,7 +31,7 @@ from ..storage import S3Settings
 from ..training.checkpoint import CheckpointState, checkpoint_dir
 from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, ResumeReference, job_checkpoints
 from ..training.distributed import barrier
-from ..training.loop import train
+from ..training.loop import SUPERVISED, train
 from ..training.optim import build_optimizer
 from ..training.preference_setup import preference_objective
 from ..training.remote import fetch_checkpoint, push_checkpoint
@@ -96,7 +96,7 @@ def run(ctx: RunContext) -> None:
         )
 
     own = own_checkpoints(ctx)
-    objective = None
+    objective = SUPERVISED
     if dpo is not None:
         with unwatched():  # the reference pass is no step
             objective = preference_objective(

@@ -55,6 +55,10 @@ class Objective:
     """Files every checkpoint carries (name, file)."""
 
 
+SUPERVISED = Objective()
+"""SFT: the token loss, no extra metrics, nothing attached to checkpoints."""
+
+
 class Epoch(Protocol):
     """An epoch's optimizer steps: counted up front, produced one at a time."""
 
@@ -145,7 +149,7 @@ def train(
     on_checkpoint: Callable[[int], None] = lambda step: None,
     timer: Callable[[], float] = time.perf_counter,
     unwatched: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
-    objective: Objective | None = None,
+    objective: Objective = SUPERVISED,
 ) -> LoopResult:
     """Train `hyperparameters.n_epochs` epochs of `epochs(epoch)` steps; report, evaluate, checkpoint.
 
@@ -157,7 +161,6 @@ def train(
     inside `unwatched()` (the step watchdog's pause: they are not steps). `objective` is what a
     step minimises (default: the token loss of SFT).
     """
-    objective = objective or Objective()
     result = LoopResult.resumed(start) if start is not None else LoopResult()
     world = dist_info.world_size
     eval_at = evenly_spaced(hyperparameters.n_evals, total_steps)
