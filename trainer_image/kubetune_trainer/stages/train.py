@@ -96,10 +96,10 @@ def run(ctx: RunContext) -> None:
         )
 
     own = own_checkpoints(ctx)
-    objective = SUPERVISED
+    preference = None
     if dpo is not None:
         with unwatched():  # the reference pass is no step
-            objective = preference_objective(
+            preference = preference_objective(
                 ctx.model,
                 settings=dpo,
                 train_pairs=ctx.train_examples,
@@ -144,7 +144,7 @@ def run(ctx: RunContext) -> None:
         preemption=ctx.preemption,
         on_checkpoint=on_checkpoint,
         unwatched=unwatched,
-        objective=objective,
+        objective=preference.objective if preference is not None else SUPERVISED,
     )
     ctx.metrics.update(
         steps=float(result.steps),
@@ -152,6 +152,8 @@ def run(ctx: RunContext) -> None:
         tokens_per_second=result.tokens_per_second,
         train_loss=result.losses[-1] if result.losses else math.nan,
     )
+    if preference is not None:  # over the last epoch: what the model learnt to prefer by the end
+        ctx.metrics.update(preference.summary(last_steps=total_steps // max(hyperparameters.n_epochs, 1)))
     if result.eval_losses:
         ctx.metrics["eval_loss_before"] = result.eval_losses[0][1]
         last_step, last_loss = result.eval_losses[-1]

@@ -153,6 +153,8 @@ class PreferenceLoss:
     settings: DpoSettings
     reference: Reference
     tally: _Tally = field(default_factory=_Tally)
+    history: list[PreferenceProgress] = field(default_factory=list)
+    """Every step's metrics, in order (what `step_metrics` returned)."""
 
     def __call__(self, model: nn.Module, batch: ModelBatch) -> torch.Tensor:
         if not isinstance(batch, PairBatch):
@@ -188,9 +190,11 @@ class PreferenceLoss:
         pairs = float(totals[0])
         if pairs == 0:
             return None
-        return PreferenceProgress(
+        metrics = PreferenceProgress(
             reward_accuracy=float(totals[1]) / pairs,
             reward_margin=float(totals[2]) / pairs,
             chosen_logps=float(totals[3]) / pairs,
             rejected_logps=float(totals[4]) / pairs,
         )
+        self.history.append(metrics)
+        return metrics

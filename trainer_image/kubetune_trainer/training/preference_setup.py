@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -37,6 +38,26 @@ TRAIN_REFERENCE_FILE = "reference_logps.pt"
 VALIDATION_REFERENCE_FILE = "reference_logps_validation.pt"
 
 
+@dataclass(frozen=True)
+class PreferenceRun:
+    """The objective the loop takes, and the training loss whose metrics history the stage summarises."""
+
+    objective: Objective
+    loss: PreferenceLoss
+
+    def summary(self, *, last_steps: int) -> dict[str, float]:
+        """Means of the preference metrics over the last `last_steps` steps (the model card's metrics)."""
+        recent = self.loss.history[-last_steps:] if last_steps > 0 else []
+        if not recent:
+            return {}
+        return {
+            "reward_accuracy": sum(m.reward_accuracy for m in recent) / len(recent),
+            "reward_margin": sum(m.reward_margin for m in recent) / len(recent),
+            "chosen_logps": sum(m.chosen_logps for m in recent) / len(recent),
+            "rejected_logps": sum(m.rejected_logps for m in recent) / len(recent),
+        }
+
+
 def preference_objective(
     model: nn.Module,
     *,
@@ -50,7 +71,7 @@ def preference_objective(
     dist_info: DistInfo,
     work_dir: Path,
     resumed_checkpoint: Path | None,
-) -> Objective:
+) -> PreferenceRun:
     """The DPO objective; computes (or loads) full fine-tuning's reference log-probabilities first."""
     if settings.reference_free or settings.simpo_gamma > 0:
         return _objective(settings, NoReference(), NoReference())
@@ -88,11 +109,12 @@ def _objective(
     validation_reference: Reference,
     *,
     attachments: tuple[tuple[str, Path], ...] = (),
-) -> Objective:
+) -> PreferenceRun:
     training = PreferenceLoss(settings=settings, reference=train_reference)
-    return Objective(
+    objective = Objective(
         loss=training,
         eval_loss=PreferenceLoss(settings=settings, reference=validation_reference),
         step_metrics=training.step_metrics,
         checkpoint_attachments=attachments,
     )
+    return PreferenceRun(objective=objective, loss=training)

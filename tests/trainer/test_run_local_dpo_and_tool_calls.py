@@ -1,0 +1,202 @@
+"""`kubetune run --local` runs preference tuning (full and LoRA) and a tool-calling SFT job end to end.
+
+The preference set is learnable: the preferred output continues the user's sentence along the
+word chain the tiny tokenizers were trained on, the non-preferred one is the same words reversed.
+DPO must learn to prefer the first: the reward accuracy over the last epoch's steps rises well
+above 0.5 (a model equal to its reference scores 0: every margin is 0). The run's stages, its
+termination message and the saved model are checked as a user would.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from kubetune_trainer.contract import ErrorClass, Outcome
+from kubetune_trainer.data.chat_template import DEFAULT_CHAT_TEMPLATE
+from kubetune_trainer.hf_cache import publish_folder
+from kubetune_trainer.tiny_model import TinyModel, markov_sentences
+
+from .local_runs import STAGE_LINES, kubetune_run, model_card_lineage, write_manifest
+
+
+def preference_line(sentence: str) -> dict[str, Any]:
+    words = sentence.split()
+    half = max(1, len(words) // 2)
+    rest = words[half:] if len(words) - half > 1 else [*words[half:], words[0]]
+    return {
+        "input": {"messages": [{"role": "user", "content": " ".join(words[:half])}]},
+        "preferred_output": [{"role": "assistant", "content": " ".join(rest)}],
+        "non_preferred_output": [{"role": "assistant", "content": " ".join(reversed(rest))}],
+    }
+
+
+def write_preference_data(directory: Path, *, train: int = 48, validation: int = 8) -> tuple[Path, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    sentences = [s for s in markov_sentences(3 * (train + validation), seed=3) if len(s.split()) >= 4]
+    lines = [preference_line(s) for s in sentences[: train + validation]]
+    lines = [line for line in lines if line["preferred_output"] != line["non_preferred_output"]]
+    train_file, validation_file = directory / "pairs.jsonl", directory / "pairs-valid.jsonl"
+    train_file.write_text("".join(json.dumps(line) + "\n" for line in lines[:train]))
+    validation_file.write_text("".join(json.dumps(line) + "\n" for line in lines[train:]))
+    return train_file, validation_file
+
+
+def dpo_spec(repo: str, data: tuple[Path, Path], *, lora: bool, output: Path) -> dict[str, Any]:
+    train_file, validation_file = data
+    return {
+        "model": "auto",
+        "fromHfModel": repo,
+        "trainingFile": str(train_file),
+        "validationFile": str(validation_file),
+        "trainingMethod": "dpo",
+        "hyperparameters": {
+            "nEpochs": 3,
+            "batchSize": 8,
+            "learningRate": 1e-2 if lora else 2e-3,
+            "nEvals": 1,
+            "nCheckpoints": 2,
+            "seed": 7,
+            "dpoBeta": 0.1,
+        },
+        "lora": {"enabled": lora, "r": 8, "alpha": 16, "merge": True} if lora else {"enabled": False},
+        "checkpoint": {"uri": str(output.parent / "checkpoints")},
+        "output": {"uri": str(output)},
+        "suffix": "dpo",
+    }
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_dpo_learns_the_preference_and_saves_a_model(
+    lora: bool, tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    data = write_preference_data(tmp_path / "data")
+    output = tmp_path / "models" / "dpo"
+    manifest = write_manifest(
+        tmp_path / "job.yaml", name="tiny-dpo", spec=dpo_spec(tiny_llama.repo_id, data, lora=lora, output=output)
+    )
+
+    run = kubetune_run(manifest, workdir=tmp_path / "work", hf_home=tiny_hf_home, environ=offline_env)
+
+    assert run.returncode == 0, run.output
+    assert run.stage_lines() == STAGE_LINES
+    assert run.result.outcome is Outcome.SUCCEEDED
+    assert "reward acc" in run.output  # the progress line shows the preference metrics
+    metrics = model_card_lineage(output)["metrics"]
+    assert metrics["reward_accuracy"] > 0.8, metrics
+    assert metrics["reward_margin"] > 0, metrics
+    assert metrics["chosen_logps"] > metrics["rejected_logps"], metrics
+    assert metrics["eval_loss"] < metrics["eval_loss_before"], metrics
+    AutoModelForCausalLM.from_pretrained(output)
+    # Full fine-tuning keeps its reference log-probabilities in every checkpoint, for a resume.
+    checkpoints = sorted((tmp_path / "models" / "checkpoints" / "tiny-dpo").glob("step-*"))
+    assert len(checkpoints) == 2
+    kept = {path.name for path in checkpoints[-1].iterdir()}
+    assert ("reference_logps.pt" in kept) is (not lora)
+
+
+def tool_conversation(sentence: str, number: int) -> dict[str, Any]:
+    words = sentence.split()
+    call = {
+        "id": f"call_{number}",
+        "type": "function",
+        "function": {"name": "lookup", "arguments": json.dumps({"q": words[0]})},
+    }
+    return {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "description": "Finds the rest of a sentence.",
+                    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+                },
+            }
+        ],
+        "messages": [
+            {"role": "user", "content": words[0]},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": f"call_{number}", "content": " ".join(words[1:])},
+            {"role": "assistant", "content": " ".join(words[1:]), "reasoning": "The tool found it."},
+        ],
+    }
+
+
+def write_tool_data(directory: Path, *, count: int = 32) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "tools.jsonl"
+    sentences = [s for s in markov_sentences(2 * count, seed=5) if len(s.split()) >= 2][:count]
+    path.write_text("".join(json.dumps(tool_conversation(s, n)) + "\n" for n, s in enumerate(sentences)) + "\n")
+    return path  # a trailing blank line, as editors write: accepted
+
+
+def test_a_tool_calling_sft_job_trains(
+    tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    train_file = write_tool_data(tmp_path / "data")
+    output = tmp_path / "models" / "tools"
+    spec = {
+        "model": "auto",
+        "fromHfModel": tiny_llama.repo_id,
+        "trainingFile": str(train_file),
+        "hyperparameters": {"nEpochs": 1, "batchSize": 8, "learningRate": 3e-3, "seed": 7},
+        "lora": {"enabled": False},
+        "output": {"uri": str(output)},
+    }
+    run = kubetune_run(
+        write_manifest(tmp_path / "job.yaml", name="tiny-tools", spec=spec),
+        workdir=tmp_path / "work",
+        hf_home=tiny_hf_home,
+        environ=offline_env,
+    )
+    assert run.returncode == 0, run.output
+    assert run.stage_lines() == STAGE_LINES
+    assert run.result.outcome is Outcome.SUCCEEDED
+    AutoModelForCausalLM.from_pretrained(output)
+
+
+@pytest.fixture
+def no_tools_model(tiny_llama: TinyModel, tiny_hf_home: Path, tmp_path: Path) -> str:
+    """The tiny Llama again, with plain ChatML for a chat template: it cannot render tools."""
+    folder = tmp_path / "no-tools"
+    shutil.copytree(tiny_llama.snapshot_path, folder)
+    for template in folder.glob("chat_template.jinja"):
+        template.write_text(DEFAULT_CHAT_TEMPLATE, encoding="utf-8")
+    config_path = folder / "tokenizer_config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    if "chat_template" in config:
+        config["chat_template"] = DEFAULT_CHAT_TEMPLATE
+        config_path.write_text(json.dumps(config), encoding="utf-8")
+    repo = "tiny-org/tiny-llama-no-tools"
+    publish_folder(folder, repo_id=repo, hub_cache=tiny_hf_home / "hub")
+    return repo
+
+
+def test_tool_data_on_a_template_without_tools_is_refused_before_training(
+    no_tools_model: str, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    spec = {
+        "model": "auto",
+        "fromHfModel": no_tools_model,
+        "trainingFile": str(write_tool_data(tmp_path / "data", count=4)),
+        "hyperparameters": {"nEpochs": 1, "batchSize": 4},
+        "lora": {"enabled": False},
+    }
+    run = kubetune_run(
+        write_manifest(tmp_path / "job.yaml", name="tiny-no-tools", spec=spec),
+        workdir=tmp_path / "work",
+        hf_home=tiny_hf_home,
+        environ=offline_env,
+    )
+    assert run.returncode != 0
+    error = run.result.error
+    assert error is not None
+    assert (error.error_class, error.reason) == (ErrorClass.INVALID_INPUT, "ChatTemplateCannotRenderTools")
+    assert "tiny-org/tiny-llama-no-tools" in error.message
+    assert "it leaves out the tools offered, the assistant's tool calls" in error.message
+    assert run.stage_lines() == ["==> DataDownload"]
