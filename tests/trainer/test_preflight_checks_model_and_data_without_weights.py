@@ -25,6 +25,7 @@ from kubetune_trainer.tiny_model import TinyModel, markov_sentences
 from .conftest import RefusedRepos
 from .local_runs import trainer_config
 from .mock_hub import MockHub
+from .tool_data import publish_without_tool_template, write_tool_data
 
 OFFLINE = {"HF_HUB_OFFLINE": "1"}
 
@@ -150,3 +151,50 @@ def test_a_missing_training_file_names_the_field(
     assert result.error is not None
     assert result.error.error_class is ErrorClass.INVALID_INPUT
     assert "spec.trainingFile" in result.error.message + (result.error.hint or "")
+
+
+def test_tool_data_on_a_template_that_cannot_render_tools_is_refused_naming_the_template(
+    tiny_llama: TinyModel, tiny_hf_home: Path, tmp_path: Path, llama_template: TemplateExpectations
+) -> None:
+    repo = publish_without_tool_template(tiny_llama, hf_home=tiny_hf_home, scratch=tmp_path)
+    tools = write_tool_data(tmp_path / "data", count=4)
+    result = run_preflight(
+        _config(repo, hf_home=tiny_hf_home, training_file=tools, template=llama_template), environ=OFFLINE
+    )
+
+    assert result.outcome is Outcome.FAILED
+    assert result.error is not None
+    assert (result.error.error_class, result.error.reason) == (
+        ErrorClass.INVALID_INPUT,
+        "ChatTemplateCannotRenderTools",
+    )
+    assert f"the chat template of chat_template.jinja of {repo}@" in result.error.message
+    assert "spec.trainingFile holds function-calling data" in result.error.message
+
+
+def test_tool_data_on_a_template_that_renders_tools_passes(
+    tiny_llama: TinyModel, tiny_hf_home: Path, tmp_path: Path, llama_template: TemplateExpectations
+) -> None:
+    tools = write_tool_data(tmp_path / "data", count=4)
+    config = _config(tiny_llama.repo_id, hf_home=tiny_hf_home, training_file=tools, template=llama_template)
+    result = run_preflight(config, environ=OFFLINE)
+    assert result.outcome is Outcome.SUCCEEDED, result.error
+
+
+def test_preference_pairs_for_an_sft_job_are_refused_naming_dpo(
+    tiny_llama: TinyModel, tiny_hf_home: Path, tmp_path: Path, llama_template: TemplateExpectations
+) -> None:
+    pairs = tmp_path / "pairs.jsonl"
+    pair = {
+        "input": {"messages": [{"role": "user", "content": "Hi"}]},
+        "preferred_output": [{"role": "assistant", "content": "Hello!"}],
+        "non_preferred_output": [{"role": "assistant", "content": "Go away."}],
+    }
+    pairs.write_text(json.dumps(pair) + "\n")
+    config = _config(tiny_llama.repo_id, hf_home=tiny_hf_home, training_file=pairs, template=llama_template)
+    result = run_preflight(config, environ=OFFLINE)
+
+    assert result.error is not None
+    assert (result.error.error_class, result.error.reason) == (ErrorClass.INVALID_INPUT, "InvalidTrainingData")
+    assert "pairs.jsonl:1: preference pairs" in result.error.message
+    assert "set trainingMethod: dpo" in result.error.message

@@ -10,7 +10,6 @@ termination message and the saved model are checked as a user would.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,10 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from kubetune_trainer.contract import ErrorClass, Outcome
-from kubetune_trainer.data.chat_template import DEFAULT_CHAT_TEMPLATE
-from kubetune_trainer.hf_cache import publish_folder
 from kubetune_trainer.tiny_model import TinyModel, markov_sentences
 
 from .local_runs import STAGE_LINES, kubetune_run, model_card_lineage, write_manifest
+from .tool_data import publish_without_tool_template, write_tool_data
 
 
 def preference_line(sentence: str) -> dict[str, Any]:
@@ -100,41 +98,6 @@ def test_dpo_learns_the_preference_and_saves_a_model(
     assert ("reference_logps.pt" in kept) is (not lora)
 
 
-def tool_conversation(sentence: str, number: int) -> dict[str, Any]:
-    words = sentence.split()
-    call = {
-        "id": f"call_{number}",
-        "type": "function",
-        "function": {"name": "lookup", "arguments": json.dumps({"q": words[0]})},
-    }
-    return {
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": "lookup",
-                    "description": "Finds the rest of a sentence.",
-                    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
-                },
-            }
-        ],
-        "messages": [
-            {"role": "user", "content": words[0]},
-            {"role": "assistant", "content": None, "tool_calls": [call]},
-            {"role": "tool", "tool_call_id": f"call_{number}", "content": " ".join(words[1:])},
-            {"role": "assistant", "content": " ".join(words[1:]), "reasoning": "The tool found it."},
-        ],
-    }
-
-
-def write_tool_data(directory: Path, *, count: int = 32) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "tools.jsonl"
-    sentences = [s for s in markov_sentences(2 * count, seed=5) if len(s.split()) >= 2][:count]
-    path.write_text("".join(json.dumps(tool_conversation(s, n)) + "\n" for n, s in enumerate(sentences)) + "\n")
-    return path  # a trailing blank line, as editors write: accepted
-
-
 def test_a_tool_calling_sft_job_trains(
     tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -162,19 +125,7 @@ def test_a_tool_calling_sft_job_trains(
 
 @pytest.fixture
 def no_tools_model(tiny_llama: TinyModel, tiny_hf_home: Path, tmp_path: Path) -> str:
-    """The tiny Llama again, with plain ChatML for a chat template: it cannot render tools."""
-    folder = tmp_path / "no-tools"
-    shutil.copytree(tiny_llama.snapshot_path, folder)
-    for template in folder.glob("chat_template.jinja"):
-        template.write_text(DEFAULT_CHAT_TEMPLATE, encoding="utf-8")
-    config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    if "chat_template" in config:
-        config["chat_template"] = DEFAULT_CHAT_TEMPLATE
-        config_path.write_text(json.dumps(config), encoding="utf-8")
-    repo = "tiny-org/tiny-llama-no-tools"
-    publish_folder(folder, repo_id=repo, hub_cache=tiny_hf_home / "hub")
-    return repo
+    return publish_without_tool_template(tiny_llama, hf_home=tiny_hf_home, scratch=tmp_path)
 
 
 def test_tool_data_on_a_template_without_tools_is_refused_before_training(
@@ -183,8 +134,8 @@ def test_tool_data_on_a_template_without_tools_is_refused_before_training(
     spec = {
         "model": "auto",
         "fromHfModel": no_tools_model,
-        "trainingFile": str(write_tool_data(tmp_path / "data", count=4)),
-        "hyperparameters": {"nEpochs": 1, "batchSize": 4},
+        "trainingFile": str(write_tool_data(tmp_path / "data", count=8)),
+        "hyperparameters": {"nEpochs": 1, "batchSize": 8},
         "lora": {"enabled": False},
     }
     run = kubetune_run(
@@ -193,7 +144,7 @@ def test_tool_data_on_a_template_without_tools_is_refused_before_training(
         hf_home=tiny_hf_home,
         environ=offline_env,
     )
-    assert run.returncode != 0
+    assert run.returncode != 0, run.output
     error = run.result.error
     assert error is not None
     assert (error.error_class, error.reason) == (ErrorClass.INVALID_INPUT, "ChatTemplateCannotRenderTools")
