@@ -29,6 +29,7 @@ from kubetune_trainer.training.resume import verify
 
 from .test_preference_loss_matches_the_papers import random_pairs, reference_table, tiny_llama
 
+DPO = DpoSettings()
 CPU = PrecisionPlan(load_dtype=torch.float32, autocast_dtype=None, device_type="cpu")
 
 
@@ -45,7 +46,7 @@ def _objective(
     *,
     work: Path,
     resumed: Path | None,
-    settings: DpoSettings = DpoSettings(),
+    settings: DpoSettings = DPO,
 ) -> PreferenceRun:
     return preference_objective(
         model,
