@@ -39,12 +39,19 @@ from ..data.tokenization import IGNORE_INDEX
 from .distributed import all_reduce_sum
 
 
-def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row: the summed log-probability of its label tokens (fp32), and how many there are."""
-    predicted = logits[:, :-1, :].float()
-    targets = labels[:, 1:]
+def sequence_logps(model: nn.Module, batch: ModelBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of `batch`: the summed log-probability of its label tokens (fp32), and how many there are.
+
+    As in `training.loss`, the output head runs only at positions followed by a label in some row
+    (`logits_to_keep`): a pair's input is masked, so most positions of a DPO row need no logits.
+    Each kept position t scores the label at t + 1: log softmax, without materialising it, as the
+    logit picked minus the log-sum-exp of the row.
+    """
+    keep = (batch.labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    logits = model(**batch.model_inputs(), use_cache=False, logits_to_keep=keep).logits.float()
+    targets = batch.labels[:, keep + 1]
     mask = targets != IGNORE_INDEX
-    picked = torch.gather(functional.log_softmax(predicted, dim=-1), 2, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
     return (picked * mask).sum(dim=-1), mask.sum(dim=-1)
 
 
@@ -104,8 +111,7 @@ class AdapterDisabledReference:
 
     def logps(self, model: nn.Module, batch: PairBatch) -> torch.Tensor:
         with torch.no_grad(), adapter_disabled(model):
-            logits = model(**batch.model_inputs(), use_cache=False).logits
-        summed, _ = sequence_logps(logits, batch.labels)
+            summed, _ = sequence_logps(model, batch)
         return summed.view(-1, 2)
 
 
@@ -160,8 +166,7 @@ class PreferenceLoss:
         if not isinstance(batch, PairBatch):
             raise TypeError("the preference loss takes micro-batches of pairs (data.preference_pairs.collate_pairs)")
         reference = self.reference.logps(model, batch)
-        logits = model(**batch.model_inputs(), use_cache=False).logits
-        summed, lengths = sequence_logps(logits, batch.labels)
+        summed, lengths = sequence_logps(model, batch)
         pairs, pair_lengths = summed.view(-1, 2), lengths.view(-1, 2).clamp(min=1)
         terms = preference_terms(
             chosen_logps=pairs[:, 0],

@@ -56,8 +56,7 @@ def compute_reference_logps(
             chunk = chunks[min(index, len(chunks) - 1)]
             batch = collate_pairs(chunk, pad_token_id=pad_token_id).to(device)
             with precision.autocast():
-                logits = model(**batch.model_inputs(), use_cache=False).logits
-            summed, _ = sequence_logps(logits, batch.labels)
+                summed, _ = sequence_logps(model, batch)
             if index < len(chunks):
                 table[list(batch.pair_indices)] = summed.view(-1, 2).double().cpu()
     model.train(was_training)
