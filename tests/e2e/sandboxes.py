@@ -8,6 +8,7 @@ operator never renders it, so a fault can only come from here.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -31,6 +32,9 @@ OPERATOR_ENV = {
     "KUBETUNE_TERMINATION_MARGIN_SECONDS": "10",
 }
 POD_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+# The code under test: a checkout run with PYTHONPATH (a worktree beside an installed copy) runs its
+# own operator and trainer in the sandbox's processes too, not the installed ones.
+CODE_UNDER_TEST = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
 
 
 @dataclass
@@ -70,8 +74,8 @@ async def e2e_sandbox(
     sandbox = Sandbox(
         workdir,
         hf_home=models.hf_home,
-        operator_env={**OPERATOR_ENV, **(operator_env or {})},
-        pod_env=POD_ENV,
+        operator_env={**OPERATOR_ENV, **CODE_UNDER_TEST, **(operator_env or {})},
+        pod_env={**POD_ENV, **CODE_UNDER_TEST},
         env_hook=faults,
     )
     async with sandbox, user_view(sandbox.kubeconfig, operator_log=workdir / "operator.log") as view:

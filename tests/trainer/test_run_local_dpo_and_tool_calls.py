@@ -9,7 +9,6 @@ termination message and the saved model are checked as a user would.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +16,11 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from kubetune_trainer.contract import ErrorClass, Outcome
-from kubetune_trainer.tiny_model import TinyModel, markov_sentences
+from kubetune_trainer.tiny_model import TinyModel
 
 from .local_runs import STAGE_LINES, kubetune_run, model_card_lineage, write_manifest
+from .preference_data import write_preference_data
 from .tool_data import publish_without_tool_template, write_tool_data
-
-
-def preference_line(sentence: str) -> dict[str, Any]:
-    words = sentence.split()
-    half = max(1, len(words) // 2)
-    rest = words[half:] if len(words) - half > 1 else [*words[half:], words[0]]
-    return {
-        "input": {"messages": [{"role": "user", "content": " ".join(words[:half])}]},
-        "preferred_output": [{"role": "assistant", "content": " ".join(rest)}],
-        "non_preferred_output": [{"role": "assistant", "content": " ".join(reversed(rest))}],
-    }
-
-
-def write_preference_data(directory: Path, *, train: int = 48, validation: int = 8) -> tuple[Path, Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    sentences = [s for s in markov_sentences(3 * (train + validation), seed=3) if len(s.split()) >= 4]
-    lines = [preference_line(s) for s in sentences[: train + validation]]
-    lines = [line for line in lines if line["preferred_output"] != line["non_preferred_output"]]
-    train_file, validation_file = directory / "pairs.jsonl", directory / "pairs-valid.jsonl"
-    train_file.write_text("".join(json.dumps(line) + "\n" for line in lines[:train]))
-    validation_file.write_text("".join(json.dumps(line) + "\n" for line in lines[train:]))
-    return train_file, validation_file
 
 
 def dpo_spec(repo: str, data: tuple[Path, Path], *, lora: bool, output: Path) -> dict[str, Any]:
