@@ -108,6 +108,18 @@ def test_a_50_mib_line_is_refused_at_its_line_without_being_held(tmp_path: Path)
     # One line at the limit and a skip buffer at most, never the 50 MiB line.
     assert peak < 2 * DataLimits().max_line_bytes + 2 * MIB, peak
 
+    # DataDownload's loader (and so the preflight's and the job's) refuses it the same way.
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidInput) as refused:
+            load_examples(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "huge.jsonl:2: the line is longer than 8 MiB" in refused.value.message
+    assert refused.value.reason == "InvalidTrainingData"
+    assert peak < 2 * DataLimits().max_line_bytes + 2 * MIB, peak
+
 
 def test_the_line_limit_is_a_setting(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
