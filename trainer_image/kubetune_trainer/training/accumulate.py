@@ -35,7 +35,7 @@ def accumulate_step(
     device: torch.device,
     scaler: torch.amp.GradScaler | None,
     oom: OomPolicy | None = None,
-    loss: MicroBatchLoss = summed_label_loss,
+    micro_batch_loss: MicroBatchLoss = summed_label_loss,
 ) -> torch.Tensor:
     """Backpropagate every micro-batch of `step`; returns this rank's share of the step loss (float64, CPU).
 
@@ -48,7 +48,13 @@ def accumulate_step(
         try:
             with optimizer_step(step.number):
                 return _backward(
-                    model, step, world_size=world_size, precision=precision, device=device, scaler=scaler, loss=loss
+                    model,
+                    step,
+                    world_size=world_size,
+                    precision=precision,
+                    device=device,
+                    scaler=scaler,
+                    micro_batch_loss=micro_batch_loss,
                 )
         except torch.OutOfMemoryError as error:
             retry = policy.smaller(step, error)
@@ -67,7 +73,7 @@ def _backward(
     precision: PrecisionPlan,
     device: torch.device,
     scaler: torch.amp.GradScaler | None,
-    loss: MicroBatchLoss = summed_label_loss,
+    micro_batch_loss: MicroBatchLoss = summed_label_loss,
 ) -> torch.Tensor:
     divisor = max(step.label_tokens, 1) / world_size
     step_loss = torch.zeros((), dtype=torch.float64)
@@ -75,10 +81,10 @@ def _backward(
     def forward(micro_batch: ModelBatch) -> torch.Tensor:
         # Labels are -100 on masked prompts, padding and the first token of each example.
         with precision.autocast():
-            return loss(model, micro_batch.to(device)) / divisor
+            return micro_batch_loss(model, micro_batch.to(device)) / divisor
 
-    def backward(scaled: torch.Tensor) -> None:
-        (scaler.scale(scaled) if scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
+    def backward(loss: torch.Tensor) -> None:
+        (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
 
     *local, synced = step.micro_batches
     # FSDP gathers weights inside every forward pass: a rank that stops mid-forward leaves its
@@ -92,9 +98,9 @@ def _backward(
     try:
         for micro_batch in local:
             with gradient_sync(model, enabled=False):
-                share = forward(micro_batch)
-                backward(share)
-            step_loss += share.detach().double().cpu()
+                loss = forward(micro_batch)
+                backward(loss)
+            step_loss += loss.detach().double().cpu()
     except torch.OutOfMemoryError as error:
         if not agree:
             raise
@@ -104,14 +110,14 @@ def _backward(
     # a peer that failed.
     _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
     try:
-        share = forward(synced)
+        loss = forward(synced)
     except torch.OutOfMemoryError as error:
         if not agree:
             raise
         ran_out = str(error)
     _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
-    backward(share)
-    return step_loss + share.detach().double().cpu()
+    backward(loss)
+    return step_loss + loss.detach().double().cpu()
 
 
 def _raise_if_any_rank_ran_out(ran_out: str | None, *, world_size: int) -> None:

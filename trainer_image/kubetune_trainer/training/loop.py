@@ -218,7 +218,7 @@ def train(
                     precision=precision,
                     device=device,
                     scaler=scaler,
-                    loss=objective.loss,
+                    micro_batch_loss=objective.loss,
                 )
                 loss_value, signalled = _agree(step_loss, world_size=world, preemption=preemption)
                 if not math.isfinite(loss_value):
