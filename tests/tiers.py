@@ -39,6 +39,8 @@ SLOW_MODULES = frozenset(
         "tests/trainer/test_checkpoint_s3_on_two_nodes.py",
         "tests/trainer/test_checkpoint_sigterm_then_resume_is_exact.py",
         "tests/trainer/test_checkpoint_sigterm_under_torchrun.py",
+        "tests/trainer/test_preference_loss_matches_the_papers.py",
+        "tests/trainer/test_run_local_dpo_and_tool_calls.py",
         "tests/trainer/test_run_local_fine_tunes_tiny_models.py",
         "tests/trainer/test_run_local_reaches_every_error_class.py",
         "tests/trainer/test_run_local_torchrun_two_ranks.py",

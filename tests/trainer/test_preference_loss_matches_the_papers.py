@@ -28,6 +28,9 @@ from kubetune_trainer.training.preference_loss import (
     PreferenceLoss,
 )
 
+# Real (tiny, random) transformers models built in this process: integration, not unit.
+pytestmark = pytest.mark.integration
+
 VOCAB = 64
 TOLERANCE = 1e-5
 

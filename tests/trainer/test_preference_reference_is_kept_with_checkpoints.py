@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -28,6 +29,9 @@ from kubetune_trainer.training.preference_setup import (
 from kubetune_trainer.training.resume import verify
 
 from .test_preference_loss_matches_the_papers import random_pairs, reference_table, tiny_llama
+
+# Real (tiny, random) transformers models built in this process: integration, not unit.
+pytestmark = pytest.mark.integration
 
 DPO = DpoSettings()
 CPU = PrecisionPlan(load_dtype=torch.float32, autocast_dtype=None, device_type="cpu")
