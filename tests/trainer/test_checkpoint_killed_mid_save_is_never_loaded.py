@@ -17,10 +17,11 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
-from kubetune_trainer.training.checkpoint import MODEL_FILE, checkpoint_dir
-from kubetune_trainer.training.resume import find_checkpoint, read_state
+from kubetune_trainer.training.checkpoint import checkpoint_dir
+from kubetune_trainer.training.resume import find_checkpoint, load_weights, read_state
+
+from .checkpoint_saver import model_at
 
 KILLS = 20
 SEED = int(os.environ.get("KUBETUNE_KILL_SEED", "20261122"))
@@ -57,9 +58,9 @@ def _assert_loads_intact(root: Path) -> int | None:
     if found is None:
         return None
     state = read_state(found)
-    weights = load_file(str(found / MODEL_FILE))
-    assert all(torch.all(tensor == float(state.step)) for tensor in weights.values()), found
-    torch.load(found / "optimizer.pt", weights_only=True)
+    model = model_at(0)
+    load_weights(found, model=model, state=state, lora=False)
+    assert all(torch.all(parameter == float(state.step)) for parameter in model.parameters()), found
     torch.load(found / "scheduler.pt", weights_only=True)
     torch.load(found / "rng-0.pt", weights_only=True)
     return state.step
@@ -91,7 +92,7 @@ def test_a_checkpoint_damaged_after_its_marker_is_skipped(tmp_path: Path) -> Non
     saver.kill(0.0)
     saver.close()
     newest = max(int(p.name.removeprefix("step-")) for p in root.glob("step-*") if (p / "COMPLETE").exists())
-    weights = checkpoint_dir(root, newest) / MODEL_FILE
+    (weights,) = (checkpoint_dir(root, newest) / "shards").glob("__0_*.distcp")
     weights.write_bytes(weights.read_bytes()[:100])  # truncated after its marker was written
 
     assert _assert_loads_intact(root) == newest - 1

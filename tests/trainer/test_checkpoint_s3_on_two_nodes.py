@@ -1,13 +1,13 @@
 """Two nodes without a shared filesystem checkpoint to an `s3://` location, and each resumes from the store.
 
-Each node has its own work directory, as pods on different machines do; checkpoints are written
-there and rank 0 copies them to the store. Every rank's RNG states must reach the store: rank 0
-writes all of them (gathered), since the other node has no staging directory of its own to write
-into and its files would never be copied. Two torchrun agents on loopback (static rendezvous, one
+Each node has its own work directory, as pods on different machines do; every rank writes its
+shards and RNG states there and copies them to the store itself, and rank 0 copies the marker
+last, once every rank's files are in. Every rank's files must reach the store, since no node sees
+another's work directory. Two torchrun agents on loopback (static rendezvous, one
 gloo process each) play the two nodes, against a moto S3 server.
 
-- The first run ends with every checkpoint in the store holding `rng-0.pt` and `rng-1.pt`, both
-  in its marker.
+- The first run ends with every checkpoint in the store holding both ranks' shard files and
+  RNG states, all in its marker.
 - A retry in two fresh work directories resumes from `tiny:8` on both nodes and finishes.
 """
 
@@ -80,8 +80,10 @@ def test_two_nodes_checkpoint_every_rank_to_s3_and_resume_from_it(
     assert result_of(first[0]).outcome is Outcome.SUCCEEDED
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     for step in ("step-00000008", "step-00000016"):
-        files = {k.rsplit("/", 1)[1] for k in keys if k.startswith(f"runs/tiny/{step}/")}
-        assert {"rng-0.pt", "rng-1.pt", "model.safetensors", "optimizer.pt", "COMPLETE"} <= files
+        files = {k.removeprefix(f"runs/tiny/{step}/") for k in keys if k.startswith(f"runs/tiny/{step}/")}
+        # Each node copied its own rank's shard file and RNG states; rank 0 the metadata and the marker.
+        shards = {"shards/.metadata", "shards/__0_0.distcp", "shards/__1_0.distcp"}
+        assert {"rng-0.pt", "rng-1.pt", "COMPLETE", *shards} <= files
         marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/{step}/COMPLETE")["Body"].read())
         assert set(marker["sha256"]) == files - {"COMPLETE"}
 

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from kubetune_trainer.stages import initialize, train
 from kubetune_trainer.tiny_model import TinyModel
-from kubetune_trainer.training.checkpoint import MODEL_FILE, STATE_FILE, CheckpointState
+from kubetune_trainer.training.checkpoint import METADATA_FILE, STATE_FILE, CheckpointState
 
 from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
 
@@ -59,6 +59,7 @@ def test_eval_loss_falls_and_every_step_is_reported(tiny_llama: TinyModel, tmp_p
     checkpoints = sorted(p.name for p in (tmp_path / "ckpt" / "tiny").iterdir())  # one directory per job
     assert checkpoints == ["step-00000018", "step-00000036"]
     last = tmp_path / "ckpt" / "tiny" / "step-00000036"
-    assert {MODEL_FILE, STATE_FILE, "optimizer.pt", "scheduler.pt", "rng-0.pt"} <= {p.name for p in last.iterdir()}
+    files = {p.relative_to(last).as_posix() for p in last.rglob("*") if p.is_file()}
+    assert {METADATA_FILE, "shards/__0_0.distcp", STATE_FILE, "scheduler.pt", "rng-0.pt", "COMPLETE"} <= files
     state = CheckpointState.model_validate_json((last / STATE_FILE).read_text())
     assert (state.step, state.epoch, state.step_in_epoch) == (36, 3, 0)

@@ -259,6 +259,11 @@ class RuntimeSettings(WireModel):
         description="The job's own fromCheckpoint (`<job>[:<step>]`): where a retry starts when its own job "
         "has no checkpoint yet.",
     )
+    reshard_on_resume: bool = Field(
+        True,
+        description="Resume this job's own checkpoint on another number of processes (nodes x GPUs) by "
+        "resharding it on load; false: a checkpoint of another world size is refused.",
+    )
     checkpoint_grace_seconds: float = Field(
         25.0,
         ge=0.0,

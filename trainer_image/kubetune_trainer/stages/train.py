@@ -26,7 +26,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from ..context import RunContext
 from ..contract import TrainingMethod
 from ..data import TRAINING_FIELD
-from ..errors import InvalidInput
+from ..errors import CheckpointInvalid, InvalidInput
 from ..storage import S3Settings
 from ..training.checkpoint import CheckpointState, checkpoint_dir
 from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, ResumeReference, job_checkpoints
@@ -34,7 +34,7 @@ from ..training.distributed import barrier
 from ..training.loop import SUPERVISED, train
 from ..training.optim import build_optimizer
 from ..training.preference_setup import preference_objective
-from ..training.remote import fetch_checkpoint, push_checkpoint
+from ..training.remote import S3Mirror, fetch_checkpoint
 from ..training.resume import agreed_checkpoint, load_training_state, load_weights, read_state
 from ..training.resumed_epoch import epoch_steps
 from ..training.schedule import build_scheduler
@@ -113,11 +113,9 @@ def run(ctx: RunContext) -> None:
                 resumed_checkpoint=checkpoint_dir(own.local, start.step) if start is not None else None,
             )
 
+    mirror = S3Mirror(own.remote, S3Settings.from_env(ctx.environ)) if own.remote is not None else None
+
     def on_checkpoint(step: int) -> None:
-        if own.remote is not None and ctx.dist.is_main:
-            push_checkpoint(
-                checkpoint_dir(own.local, step), remote=own.remote, settings=S3Settings.from_env(ctx.environ)
-            )
         ctx.checkpoint_step = step
 
     result = train(
@@ -145,6 +143,7 @@ def run(ctx: RunContext) -> None:
         on_checkpoint=on_checkpoint,
         unwatched=unwatched,
         objective=preference.objective if preference is not None else SUPERVISED,
+        mirror=mirror,
     )
     ctx.metrics.update(
         steps=float(result.steps),
@@ -234,7 +233,13 @@ def start_from_checkpoint(
     if not own:
         log.warning("starting from the weights of %s step %d; training starts at step 0", reference.job, state.step)
         return None
-    _check_same_run(state, world_size=ctx.dist.world_size, total_steps=total_steps, directory=directory)
+    _check_same_run(
+        state,
+        world_size=ctx.dist.world_size,
+        total_steps=total_steps,
+        directory=directory,
+        reshard=runtime.reshard_on_resume,
+    )
     load_training_state(directory, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=ctx.dist)
     ctx.checkpoint_step = state.step
     log.warning("resumed from %s: step %d of %d", directory, state.step, total_steps)
@@ -253,24 +258,42 @@ def _find(ctx: RunContext, reference: ResumeReference) -> Path | None:
     return agreed_checkpoint(place.local, step=reference.step, reference=str(reference), dist_info=ctx.dist)
 
 
-def _check_same_run(state: CheckpointState, *, world_size: int, total_steps: int, directory: Path) -> None:
-    """An exact resume needs the same steps: the planner's steps depend on the world size and the data."""
-    if state.world_size != world_size:
-        raise InvalidInput(
-            f"The checkpoint {directory} was trained by {state.world_size} process(es), this run has {world_size}: "
-            "the same step would be different examples.",
+def _check_same_run(
+    state: CheckpointState, *, world_size: int, total_steps: int, directory: Path, reshard: bool
+) -> None:
+    """An exact resume needs the same steps: the planner's steps depend on the data and the hyperparameters.
+
+    The examples of each step do not depend on the world size (batchSize is the effective batch),
+    so another world size resumes exactly by resharding the checkpoint, unless that is switched off.
+    """
+    if state.world_size != world_size and not reshard:
+        raise CheckpointInvalid(
+            f"The checkpoint {directory} was written by {state.world_size} process(es), this run has {world_size}, "
+            "and runtime.reshardOnResume is off.",
             reason="ResumeWorldSizeChanged",
             field=RESUME_FIELD,
-            hint=f"Resume with {state.world_size} processes (nodes x GPUs per node), or start a new job with "
-            "fromCheckpoint, which takes the weights and trains from step 0.",
+            hint=f"Resume with {state.world_size} processes (nodes x GPUs per node), or turn reshardOnResume on.",
         )
     if state.total_steps != total_steps:
-        raise InvalidInput(
+        changed = (
+            f" With {world_size} processes instead of {state.world_size}, a last step with fewer examples than "
+            "processes is dropped, which changed the count."
+            if state.world_size != world_size
+            else ""
+        )
+        raise CheckpointInvalid(
             f"The checkpoint {directory} belongs to a run of {state.total_steps} steps, this run has {total_steps}: "
-            "the training data or hyperparameters changed.",
+            f"the training data, hyperparameters or process count changed.{changed}",
             reason="ResumeRunChanged",
             field=RESUME_FIELD,
-            hint="Resume with the same trainingFile and hyperparameters, or start a new job with fromCheckpoint.",
+            hint="Resume with the same trainingFile, hyperparameters and process count, or start a new job with "
+            "fromCheckpoint.",
+        )
+    if state.world_size != world_size:
+        log.warning(
+            "resharding the checkpoint of %d process(es) onto %d; the steps and their examples are the same",
+            state.world_size,
+            world_size,
         )
 
 

@@ -3,7 +3,7 @@
 `save_checkpoint` writes one; this keeps what the loop needs around it: the newest step saved
 (a preemption right after a scheduled save writes nothing more), the slowest save so far (the
 estimate a SIGTERM's remaining budget is weighed against), and the hook that tells the stage
-about every checkpoint (the Result's step, the copy to an object store).
+about every checkpoint (the Result's step).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import DistInfo
-from .checkpoint import CheckpointState, save_checkpoint
+from .checkpoint import CheckpointMirror, CheckpointState, save_checkpoint
 from .distributed import all_reduce_sum
 
 
@@ -36,6 +36,8 @@ class CheckpointSaves:
     """The step watchdog's pause: a save (and its copy to an object store) is not a step."""
     attachments: dict[str, Path] = field(default_factory=dict)
     """Files every checkpoint carries (name -> file), e.g. DPO's reference log-probabilities."""
+    mirror: CheckpointMirror | None = None
+    """Where every rank copies its files as they are written (an s3:// location); None: local only."""
     newest: int | None = None
     slowest_seconds: float = 0.0
     written: list[Path] = field(default_factory=list)
@@ -53,9 +55,10 @@ class CheckpointSaves:
                 scheduler=scheduler,
                 dist_info=self.dist_info,
                 attachments=self.attachments,
+                mirror=self.mirror,
             )
             self.slowest_seconds = max(self.slowest_seconds, self.timer() - started)
-            self.written.append(saved)
+            self.written.append(saved.directory)
             self.newest = state.step
             self.on_checkpoint(state.step)
 

@@ -29,7 +29,7 @@ from ..errors import ComputationFailed
 from ..preemption import Preemption, preempted
 from ..report import Reporter
 from .accumulate import accumulate_step
-from .checkpoint import CheckpointState
+from .checkpoint import CheckpointMirror, CheckpointState
 from .checkpoint_saves import CheckpointSaves
 from .distributed import all_reduce_sum
 from .evaluation import evaluate
@@ -150,6 +150,7 @@ def train(
     timer: Callable[[], float] = time.perf_counter,
     unwatched: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     objective: Objective = SUPERVISED,
+    mirror: CheckpointMirror | None = None,
 ) -> LoopResult:
     """Train `hyperparameters.n_epochs` epochs of `epochs(epoch)` steps; report, evaluate, checkpoint.
 
@@ -175,6 +176,7 @@ def train(
         on_checkpoint=on_checkpoint,
         unwatched=unwatched,
         attachments=dict(objective.checkpoint_attachments),
+        mirror=mirror,
     )
     # The heartbeat is the time of the last completed step; before the first one, the loop's start.
     last_step_at = clock()

@@ -1,9 +1,11 @@
 """Checkpoints in an object store (`s3://`): written locally, copied out complete, fetched back to resume.
 
-An object store has no rename, so completeness is the COMPLETE marker alone: it is uploaded
-after every other file of the checkpoint, and a checkpoint whose marker is not there is not
-listed as one. Fetching copies a marked checkpoint into a hidden local directory and renames it
-into the job's local checkpoint directory; the local loader (`training.resume`) then checks
+Each rank copies the files it wrote (its shards, its RNG states) from its own staging directory,
+so nodes that share no filesystem each contribute their part. An object store has no rename, so
+completeness is the COMPLETE marker alone: rank 0 uploads it after every rank's files are there,
+and a checkpoint whose marker is not there is not listed as one. Fetching copies a marked
+checkpoint (its `shards/` included) into a hidden local directory and renames it into the job's
+local checkpoint directory; the local loader (`training.resume`) then checks
 every file against the marker's hashes as for any other checkpoint, so an object that changed
 or broke in the store is never loaded.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,21 +30,25 @@ from .resume import verify
 log = logging.getLogger(__name__)
 
 
-def push_checkpoint(directory: Path, *, remote: str, settings: S3Settings) -> None:
-    """Copy the checkpoint `directory` to `<remote>/<its name>/`, its COMPLETE marker last."""
-    target = f"{remote}/{directory.name}"
-    try:
-        fs = _filesystem(settings)
-        for child in sorted(directory.iterdir()):
-            if child.is_file() and child.name != COMPLETE_FILE:
-                fs.put_file(str(child), f"{target}/{child.name}")
-        fs.put_file(str(directory / COMPLETE_FILE), f"{target}/{COMPLETE_FILE}")
-    except Exception as exc:  # s3fs and botocore raise many kinds; all mean the store failed us
-        raise InfrastructureFailure(
-            f"could not copy the checkpoint {directory.name} to {target}: {type(exc).__name__}: {exc}",
-            reason="CheckpointUploadFailed",
-            hint="Check the bucket of checkpoint.uri exists and the pod's S3 credentials may write to it.",
-        ) from exc
+@dataclass(frozen=True)
+class S3Mirror:
+    """Checkpoints copied to `remote` (`s3://bucket/prefix/<job>`): each rank its own files, rank 0 the marker last."""
+
+    remote: str
+    settings: S3Settings
+
+    def put(self, directory: Path, names: Sequence[str], *, step_name: str) -> None:
+        target = f"{self.remote}/{step_name}"
+        try:
+            fs = _filesystem(self.settings)
+            for name in names:
+                fs.put_file(str(directory / name), f"{target}/{name}")
+        except Exception as exc:  # s3fs and botocore raise many kinds; all mean the store failed us
+            raise InfrastructureFailure(
+                f"could not copy the checkpoint {step_name} to {target}: {type(exc).__name__}: {exc}",
+                reason="CheckpointUploadFailed",
+                hint="Check the bucket of checkpoint.uri exists and the pod's S3 credentials may write to it.",
+            ) from exc
 
 
 def fetch_checkpoint(local_job_dir: Path, *, remote: str, step: int | None, settings: S3Settings) -> None:
@@ -95,10 +103,12 @@ def _download(fs: Any, key: str, local: Path) -> None:
     staging = local.parent / f".{local.name}.fetch"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    names = sorted(k.rsplit("/", 1)[-1] for k in fs.ls(key, detail=False))
+    base = key.rstrip("/")
+    names = sorted(k.removeprefix(base).lstrip("/") for k in fs.find(base))
     # The marker last, as it was written: a fetch cut short leaves a directory the loader ignores.
     for name in [n for n in names if n != COMPLETE_FILE] + [COMPLETE_FILE]:
-        fs.get_file(f"{key}/{name}", str(staging / name))
+        (staging / name).parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(f"{base}/{name}", str(staging / name))
     if local.exists():
         shutil.rmtree(local)
     os.replace(staging, local)

@@ -2,12 +2,19 @@
 
 Only directories named `step-<N>` are candidates; hidden staging directories (`.step-<N>.partial`)
 and directories without a COMPLETE marker are what a killed writer leaves, and are never read. A
-marked checkpoint is loaded only if every file hashes to its marker; one that does not is skipped
-with a warning and the next older one is tried.
+marked checkpoint is loaded only if every file hashes to its marker and the marker lists every
+rank's files (the RNG states of each rank that wrote it, and every shard file the DCP metadata
+maps); one that does not is skipped with a warning and the next older one is tried.
 
-The pickled files (`optimizer.pt`, `scheduler.pt`, `rng-<rank>.pt`) are our own artefacts, read
-with `torch.load(weights_only=True)`, which unpickles only tensors and plain containers; the
-weights are safetensors.
+The weights and optimizer state are loaded with torch.distributed.checkpoint into this run's own
+layout: each rank reads only the slices it holds (its FSDP2 shards), whatever world size wrote
+them, so a checkpoint of 4 ranks resumes on 2 or 8 (`runtime.reshardOnResume`). Before anything
+is read, the checkpoint's tensor names and shapes are compared with this model's: a checkpoint of
+another model is refused whole (CheckpointInvalid, a ValueError-class failure), never loaded half.
+
+The pickled files (`scheduler.pt`, `rng-<rank>.pt`, the DCP `.metadata`) are our own artefacts,
+read only after their hashes matched the marker; the first two with
+`torch.load(weights_only=True)`, which unpickles only tensors and plain containers.
 """
 
 from __future__ import annotations
@@ -19,13 +26,17 @@ from typing import Any
 
 import torch
 from pydantic import ValidationError
-from safetensors.torch import load_file
 from torch import nn
+from torch.distributed.checkpoint.filesystem import FileSystemReader
+from torch.distributed.checkpoint.metadata import Metadata, TensorStorageMetadata
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
     set_model_state_dict,
     set_optimizer_state_dict,
 )
+from torch.distributed.checkpoint.state_dict_loader import load as dcp_load
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -34,22 +45,25 @@ from ..errors import CheckpointInvalid, InvalidInput
 from ..hashing import file_sha256
 from .checkpoint import (
     COMPLETE_FILE,
-    MODEL_FILE,
-    OPTIMIZER_FILE,
+    METADATA_FILE,
+    MODEL_KEY,
+    OPTIMIZER_KEY,
     SCHEDULER_FILE,
+    SHARDS_DIR,
     STATE_FILE,
     STEP_PREFIX,
     CheckpointState,
     CompleteMarker,
     checkpoint_dir,
     rng_file,
+    trainable_only,
 )
 from .checkpoint_location import RESUME_FIELD
 from .distributed import all_reduce_sum, unwrap
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FILES = (STATE_FILE, MODEL_FILE, OPTIMIZER_FILE, SCHEDULER_FILE, rng_file(0))
+REQUIRED_FILES = (STATE_FILE, METADATA_FILE, SCHEDULER_FILE, rng_file(0))
 
 
 def marked_checkpoints(job_dir: Path) -> dict[int, Path]:
@@ -81,7 +95,27 @@ def verify(directory: Path, *, step: int) -> str | None:
             return f"{name} is missing"
         if file_sha256(path) != expected:
             return f"{name} does not match its sha256"
+    return _every_rank_listed(directory, listed=set(marker.sha256))
+
+
+def _every_rank_listed(directory: Path, *, listed: set[str]) -> str | None:
+    """None when the marker lists every writer's files: each rank's RNG states and every shard file."""
+    try:
+        state = read_state(directory)
+        metadata = read_metadata(directory)
+    except (OSError, ValidationError, ValueError, EOFError) as unreadable:
+        return f"its {STATE_FILE} or {METADATA_FILE} is unreadable ({type(unreadable).__name__})"
+    wanted = {rng_file(rank) for rank in range(state.world_size)}
+    wanted |= {f"{SHARDS_DIR}/{info.relative_path}" for info in (metadata.storage_data or {}).values()}
+    absent = sorted(wanted - listed)
+    if absent:
+        return f"its shard set is partial: the {state.world_size} rank(s) that wrote it left no {', '.join(absent[:5])}"
     return None
+
+
+def read_metadata(directory: Path) -> Metadata:
+    """The DCP metadata: which tensors the shards hold, their global shapes, and which file holds each slice."""
+    return FileSystemReader(str(directory / SHARDS_DIR)).read_metadata()
 
 
 def find_checkpoint(job_dir: Path, *, step: int | None, reference: str) -> Path | None:
@@ -142,7 +176,10 @@ def read_state(directory: Path) -> CheckpointState:
 
 
 def load_weights(directory: Path, *, model: nn.Module, state: CheckpointState, lora: bool) -> None:
-    """The checkpoint's weights into `model`: all of them, or under LoRA the adapter onto the fresh base."""
+    """The checkpoint's weights into `model`: all of them, or under LoRA the adapter onto the fresh base.
+
+    Each rank reads only its own slices (resharded when the checkpoint's world size differs).
+    """
     if state.lora != lora:
         held, wanted = ("a LoRA adapter", "the full model") if state.lora else ("full weights", "a LoRA adapter")
         raise InvalidInput(
@@ -152,32 +189,66 @@ def load_weights(directory: Path, *, model: nn.Module, state: CheckpointState, l
             hint="Set lora the way the checkpoint's job had it, or start from another checkpoint.",
         )
     inner = unwrap(model)
-    weights: dict[str, Any] = load_file(str(directory / MODEL_FILE))
-    try:
-        keys = set_model_state_dict(inner, weights, options=StateDictOptions(full_state_dict=True, strict=not lora))
-    except RuntimeError as mismatch:
-        raise _not_this_model(directory, str(mismatch)) from None
-    trainable = {name for name, p in inner.named_parameters() if p.requires_grad}
-    missing_trainable = sorted(set(keys.missing_keys) & trainable)
-    if keys.unexpected_keys or missing_trainable:
-        raise _not_this_model(
-            directory, f"unexpected {sorted(keys.unexpected_keys)[:5]}, missing {missing_trainable[:5]}"
-        )
+    weights: dict[str, Any] = dict(get_model_state_dict(inner))
+    if lora:
+        weights = trainable_only(inner, weights)
+    _refuse_another_model(directory, read_metadata(directory), weights)
+    _read_shards(directory, {MODEL_KEY: weights})
+    set_model_state_dict(inner, weights, options=StateDictOptions(strict=not lora))
 
 
 def load_training_state(
     directory: Path, *, model: nn.Module, optimizer: Optimizer, scheduler: LRScheduler, dist_info: DistInfo
 ) -> None:
-    """Optimizer, schedule and this rank's random number generators, exactly as they were."""
+    """Optimizer, schedule and this rank's random number generators, exactly as they were.
+
+    A rank the checkpoint's run did not have (resumed on more processes) takes rank 0's RNG states.
+    """
     inner = unwrap(model)
-    optimizer_state = _trusted_load(directory / OPTIMIZER_FILE)
-    set_optimizer_state_dict(inner, optimizer, optimizer_state, options=StateDictOptions(full_state_dict=True))
+    # The optimizer's state as this run lays it out (its state initialised, sharded as the weights).
+    optimizer_state = get_optimizer_state_dict(inner, optimizer)
+    _read_shards(directory, {OPTIMIZER_KEY: optimizer_state})
+    set_optimizer_state_dict(inner, optimizer, optimizer_state)
     scheduler.load_state_dict(_trusted_load(directory / SCHEDULER_FILE))
-    rng = _trusted_load(directory / rng_file(dist_info.rank))
+    own = directory / rng_file(dist_info.rank)
+    rng = _trusted_load(own if own.is_file() else directory / rng_file(0))
     torch.set_rng_state(rng["torch"])
     random.setstate(_as_tuples(rng["python"]))
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _read_shards(directory: Path, state: dict[str, Any]) -> None:
+    """Fill `state` in place from the checkpoint's shards: each rank reads the slices it holds."""
+    reader = FileSystemReader(str(directory / SHARDS_DIR))
+    dcp_load(state, storage_reader=reader, no_dist=not torch.distributed.is_initialized())
+
+
+def _refuse_another_model(directory: Path, metadata: Metadata, weights: dict[str, Any]) -> None:
+    """Refuse, before any tensor is read, a checkpoint whose weights differ from `weights` in name or shape."""
+    prefix = f"{MODEL_KEY}."
+    held = {
+        name.removeprefix(prefix): tuple(entry.size)
+        for name, entry in metadata.state_dict_metadata.items()
+        if name.startswith(prefix) and isinstance(entry, TensorStorageMetadata)
+    }
+    wanted = {name: tuple(tensor.shape) for name, tensor in weights.items()}
+    missing = sorted(set(wanted) - set(held))
+    unexpected = sorted(set(held) - set(wanted))
+    mismatched = [
+        f"{name}: checkpoint {list(held[name])} vs model {list(shape)}"
+        for name, shape in sorted(wanted.items())
+        if name in held and held[name] != shape
+    ]
+    problems = []
+    if mismatched:
+        problems.append(f"{len(mismatched)} tensor(s) of another shape ({'; '.join(mismatched[:5])})")
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) of this model missing ({', '.join(missing[:5])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensor(s) this model lacks ({', '.join(unexpected[:5])})")
+    if problems:
+        raise _not_this_model(directory, "; ".join(problems))
 
 
 def _trusted_load(path: Path) -> Any:
