@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,11 +136,14 @@ def save_checkpoint(
     staging.mkdir(parents=True, exist_ok=True)
     model_state, optimizer_state = sharded_states(model, optimizer, lora=state.lora)
     writer = FileSystemWriter(str(staging / SHARDS_DIR), sync_files=True)
-    dcp_save(
-        {MODEL_KEY: model_state, OPTIMIZER_KEY: optimizer_state},
-        storage_writer=writer,
-        no_dist=not dist.is_initialized(),
-    )
+    with warnings.catch_warnings():
+        # One process, no group: DCP says so every time; it is the intent.
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp_save(
+            {MODEL_KEY: model_state, OPTIMIZER_KEY: optimizer_state},
+            storage_writer=writer,
+            no_dist=not dist.is_initialized(),
+        )
     del model_state, optimizer_state
     torch.save(_rng_states(), staging / rng_file(dist_info.rank))
     if dist_info.is_main:

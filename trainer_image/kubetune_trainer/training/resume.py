@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ from .distributed import all_reduce_sum, unwrap
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = (STATE_FILE, METADATA_FILE, SCHEDULER_FILE, rng_file(0))
+PARTIAL = "its shard set is partial"
 
 
 def marked_checkpoints(job_dir: Path) -> dict[int, Path]:
@@ -109,7 +111,7 @@ def _every_rank_listed(directory: Path, *, listed: set[str]) -> str | None:
     wanted |= {f"{SHARDS_DIR}/{info.relative_path}" for info in (metadata.storage_data or {}).values()}
     absent = sorted(wanted - listed)
     if absent:
-        return f"its shard set is partial: the {state.world_size} rank(s) that wrote it left no {', '.join(absent[:5])}"
+        return f"{PARTIAL}: the {state.world_size} rank(s) that wrote it left no {', '.join(absent[:5])} in its marker"
     return None
 
 
@@ -128,6 +130,13 @@ def find_checkpoint(job_dir: Path, *, step: int | None, reference: str) -> Path 
     if step is not None:
         directory = marked.get(step, checkpoint_dir(job_dir, step))
         problem = verify(directory, step=step) if step in marked else "it has no complete checkpoint there"
+        if problem is not None and problem.startswith(PARTIAL):
+            raise CheckpointInvalid(
+                f"{RESUME_FIELD} {reference}: step {step} in {job_dir} is not loaded: {problem}.",
+                reason="CheckpointShardsMissing",
+                field=RESUME_FIELD,
+                hint="Copy the checkpoint whole (every rank's files), or name another step.",
+            )
         if problem is not None:
             raise InvalidInput(
                 f"{RESUME_FIELD} {reference}: step {step} cannot be loaded from {job_dir}: {problem}.",
@@ -147,13 +156,13 @@ def find_checkpoint(job_dir: Path, *, step: int | None, reference: str) -> Path 
 
 def agreed_checkpoint(job_dir: Path, *, step: int | None, reference: str, dist_info: DistInfo) -> Path | None:
     """`find_checkpoint` decided by rank 0 (only it hashes the files), the same answer on every rank."""
-    refusal: InvalidInput | None = None
+    refusal: InvalidInput | CheckpointInvalid | None = None
     found: Path | None = None
     chosen = torch.zeros(dist_info.world_size, dtype=torch.float64)
     if dist_info.is_main:
         try:
             found = find_checkpoint(job_dir, step=step, reference=reference)
-        except InvalidInput as refused:
+        except (InvalidInput, CheckpointInvalid) as refused:
             refusal = refused
         chosen[0] = -2 if refusal is not None else (-1 if found is None else int(found.name.removeprefix(STEP_PREFIX)))
     decided = int(all_reduce_sum(chosen)[0])
@@ -221,7 +230,10 @@ def load_training_state(
 def _read_shards(directory: Path, state: dict[str, Any]) -> None:
     """Fill `state` in place from the checkpoint's shards: each rank reads the slices it holds."""
     reader = FileSystemReader(str(directory / SHARDS_DIR))
-    dcp_load(state, storage_reader=reader, no_dist=not torch.distributed.is_initialized())
+    with warnings.catch_warnings():
+        # One process, no group: DCP says so every time; it is the intent.
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled")
+        dcp_load(state, storage_reader=reader, no_dist=not torch.distributed.is_initialized())
 
 
 def _refuse_another_model(directory: Path, metadata: Metadata, weights: dict[str, Any]) -> None:
