@@ -7,8 +7,9 @@ import logging
 from transformers import AutoTokenizer
 
 from ..context import RunContext
+from ..contract import Strategy
 from ..faults import install_faults
-from ..training.distributed import init_process_group, pick_device, unwrap
+from ..training.distributed import init_process_group, max_over_ranks, pick_device, unwrap
 from ..training.oom import MicroBatchReduction, OomPolicy, attach_oom_policy
 from ..training.seeding import seed_everything
 from ..training.setup import prepare_model
@@ -39,6 +40,8 @@ def run(ctx: RunContext) -> None:
             auto_batch=ctx.config.hyperparameters.auto_batch_on_oom,
             world_size=ctx.dist.world_size,
             on_reduced=micro_batch_reduced,
+            agreed=ctx.config.runtime.strategy is not Strategy.FSDP,
+            max_over_ranks=max_over_ranks,
         ),
     )
     # Test-only (KUBETUNE_FAULT_INJECTION): nothing is installed unless a test set it. On the

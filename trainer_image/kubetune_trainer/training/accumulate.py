@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch.distributed.fsdp import FSDPModule
+from torch.nn.parallel import DistributedDataParallel
 
 from ..data.packing import ModelBatch
 from ..faults import optimizer_step
@@ -109,15 +110,32 @@ def _backward(
     # every rank says whether it ran out of memory, so none is left waiting in a collective for
     # a peer that failed.
     _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
+    ddp = isinstance(model, DistributedDataParallel)
     try:
-        loss = forward(synced)
+        # Under DDP the forward itself runs unsynchronised too: a synchronised forward leaves the
+        # reducer expecting this backward, and a step abandoned here (a peer ran out) would then
+        # reduce gradients in the retry's first backward on this rank alone.
+        with gradient_sync(model, enabled=not ddp):
+            loss = forward(synced)
     except torch.OutOfMemoryError as error:
         if not agree:
             raise
         ran_out = str(error)
     _raise_if_any_rank_ran_out(ran_out, world_size=world_size)
+    if isinstance(model, DistributedDataParallel):
+        _arm_gradient_reduction(model)
     backward(loss)
     return step_loss + loss.detach().double().cpu()
+
+
+def _arm_gradient_reduction(model: DistributedDataParallel) -> None:
+    """Make DDP reduce gradients in the coming backward, as its synchronised forward would have.
+
+    What `DistributedDataParallel._post_forward` does after a forward outside `no_sync` when no
+    unused parameters are searched for (`wrap_model`'s setting), done once every rank agreed.
+    """
+    model.require_forward_param_sync = True
+    model.reducer.prepare_for_backward([])
 
 
 def _raise_if_any_rank_ran_out(ran_out: str | None, *, world_size: int) -> None:

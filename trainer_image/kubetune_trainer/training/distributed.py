@@ -96,6 +96,11 @@ def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
     return _all_reduce(values, op=dist.ReduceOp.MAX)
 
 
+def max_over_ranks(value: float) -> float:
+    """The largest of every rank's `value` (a collective; `value` itself without a process group)."""
+    return float(all_reduce_max(torch.tensor([value], dtype=torch.float64))[0])
+
+
 def _all_reduce(values: torch.Tensor, *, op: Any) -> torch.Tensor:
     if not dist.is_initialized():
         return values

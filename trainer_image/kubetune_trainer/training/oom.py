@@ -12,9 +12,20 @@ record the reduction, and the retry may land on a GPU with more free memory. If 
 again, the first step halves again (one failed pass per halving) and the resumed run's Result
 carries its own MicroBatchReduced warning; the losses are unaffected either way.
 
-Several processes never retry: the rank that ran out would redo micro-batches its peers already
-synchronised, and they would wait for it in a collective forever. There the OOM fails the run at
-once (torchrun then stops the other ranks), with a hint on what to change.
+Under DDP every rank retries together. Each forward and backward pass of a step's micro-batches
+runs without a collective except the last micro-batch's backward (the gradient all-reduce);
+before that backward, and after the rank's other micro-batches, one all-reduce of an "ran out"
+flag tells every rank whether any of them ran out (`training.accumulate`). Then all ranks start
+the step over, and the smaller budget is agreed with one all-reduce per halving (the largest
+micro-batch over all ranks, and whether every rank is down to one example per micro-batch), so
+every rank re-plans the same step at the same budget and no rank waits in a collective its peers
+skipped. An out-of-memory error inside the last backward itself (during the gradient all-reduce)
+is not recoverable this way and fails the run.
+
+Under FSDP2 the forward pass itself is a sequence of collectives (each block's weights are
+gathered as it runs), so a rank that stops mid-forward leaves its peers inside an all-gather it
+will never join: there the OOM fails the run at once on every rank (torchrun stops the others),
+with a hint on what to change.
 """
 
 from __future__ import annotations
@@ -58,6 +69,10 @@ class OomPolicy:
     auto_batch: bool = False
     world_size: int = 1
     on_reduced: Callable[[MicroBatchReduction], None] = lambda reduction: None
+    agreed: bool = True
+    """Whether all ranks can retry together (DDP, or one process); False under FSDP2."""
+    max_over_ranks: Callable[[float], float] = lambda value: value
+    """The largest of every rank's value (a collective; the value itself in one process)."""
 
     def smaller(self, step: StepBatches, error: BaseException) -> StepBatches:
         """`step` in smaller micro-batches, or the CudaOOM failure when there is no smaller."""
@@ -69,27 +84,32 @@ class OomPolicy:
                 field="hyperparameters.autoBatchOnOOM",
                 hint=f"Set hyperparameters.autoBatchOnOOM to true to retry with smaller micro-batches. {OOM_HINT}",
             ) from error
-        if self.world_size > 1:
+        if self.world_size > 1 and not self.agreed:
             raise OutOfMemory(
                 f"Out of memory in {where} on one of {self.world_size} processes: {error}. "
-                "Smaller micro-batches are retried only in single-process runs.",
+                "Under FSDP a forward pass is a sequence of collectives, so smaller micro-batches are retried only "
+                "with strategy ddp or a single process.",
                 reason="OutOfMemory",
                 hint=OOM_HINT,
             ) from error
-        if step.reduce_budget is None or step.one_example_per_micro_batch or step.token_budget <= 1:
+        one_each = self._everywhere(step.one_example_per_micro_batch)
+        if step.reduce_budget is None or one_each or step.token_budget <= 1:
             raise OutOfMemory(
-                f"Out of memory in {where} with one example per micro-batch: {error}",
+                f"Out of memory in {where} with the smallest micro-batches it can form"
+                f"{' (one example each)' if one_each else ''}: {error}",
                 reason="OutOfMemoryAtOneExample",
                 hint=OOM_HINT,
             ) from error
-        largest = max(batch.input_ids.numel() for batch in step.micro_batches)
+        largest = self.max_over_ranks(_largest(step))
         budget = step.token_budget
         smaller = step
-        # Halve until the largest micro-batch really shrinks: a retry at the same size would fail again.
-        while budget > 1 and not smaller.one_example_per_micro_batch:
+        # Halve until the largest micro-batch (over every rank) really shrinks: a retry at the same
+        # size would fail again. Every rank decides on the same agreed values, so all stop together.
+        while budget > 1 and not one_each:
             budget //= 2
             smaller = step.reduce_budget(budget)
-            if max(batch.input_ids.numel() for batch in smaller.micro_batches) < largest:
+            one_each = self._everywhere(smaller.one_example_per_micro_batch)
+            if self.max_over_ranks(_largest(smaller)) < largest:
                 break
         self.on_reduced(
             MicroBatchReduction(
@@ -100,6 +120,15 @@ class OomPolicy:
             )
         )
         return smaller
+
+    def _everywhere(self, flag: bool) -> bool:
+        """Whether `flag` holds on every rank (one all-reduce under several processes)."""
+        return self.max_over_ranks(0.0 if flag else 1.0) == 0.0
+
+
+def _largest(step: StepBatches) -> float:
+    """Tokens (padding included) of this rank's largest micro-batch of `step`."""
+    return float(max((batch.input_ids.numel() for batch in step.micro_batches), default=0))
 
 
 _POLICIES: weakref.WeakKeyDictionary[nn.Module, OomPolicy] = weakref.WeakKeyDictionary()
