@@ -95,7 +95,7 @@ def test_a_checkpoint_carries_the_table_and_a_resume_loads_it_without_a_forward_
         scheduler=scheduler,
         dist_info=DistInfo(),
         attachments=dict(run.objective.checkpoint_attachments),
-    )
+    ).directory
     assert verify(saved, step=3) is None  # the tables are hashed into the COMPLETE marker
     assert (saved / TRAIN_REFERENCE_FILE).is_file()
 
