@@ -233,3 +233,13 @@ def test_spec_values_are_bounded_so_cel_cost_is_bounded() -> None:
         if node.get("x-kubernetes-int-or-string") and "maxLength" not in node:
             unbounded.append(path)
     assert unbounded == []
+
+
+def test_cancel_may_be_set_after_creation_but_never_undone(spec_rules: list[CelRule]) -> None:
+    immutability = spec_rules[0]
+    old, new = _update(lambda s: s.update(cancel=True))
+    assert immutability.allows(new, old), "cancel may be set on a running job"
+    cancelled = {**old, "cancel": True}
+    assert not immutability.allows({**cancelled, "cancel": False}, cancelled), "a cancel cannot be undone"
+    assert not immutability.allows({k: v for k, v in cancelled.items() if k != "cancel"}, cancelled)
+    assert immutability.allows(cancelled, cancelled)

@@ -345,3 +345,34 @@ def test_a_resume_after_a_suspend_takes_the_newest_checkpoint_not_one_an_earlier
     machine.tick(attempt_seen(2, RunState.RUNNING, live_pods=1), at=5000)
     machine.edit_spec(suspend=False)
     assert creates(machine.tick(Observation(), at=5100)) == [CreateAttempt(attempt=3, resume_from="support-bot")]
+
+
+def test_cancel_removes_the_pods_and_ends_cancelled_keeping_the_checkpoints() -> None:
+    machine = Machine()
+    machine.start_running()
+    machine.trainer_reports(Stage.TRAINING, done=(Stage.DATA_DOWNLOAD, Stage.INITIALIZATION))
+    machine.edit_spec(cancel=True)
+    step = machine.tick(attempt_seen(1, RunState.RUNNING, pod_seconds=600, live_pods=1), at=600)
+    assert step.status.phase == Phase.CANCELLED
+    assert DeleteAttempt(attempt=1) in step.actions
+    assert step.status.gpu_seconds == 600 * 8
+    assert step.status.completion_time is not None
+    assert machine.condition(ConditionType.CANCELLED).status == ConditionStatus.TRUE
+    assert reasons(step.events)[-1] == "Cancelled"
+    # The pods checkpoint on SIGTERM and end Preempted: the step is recorded, nothing is retried.
+    step = machine.tick(_preempted(1, step=120), at=620)
+    assert step.status.phase == Phase.CANCELLED
+    assert [c.step for c in step.status.checkpoints] == [120]
+    assert creates(step) == []
+    assert step.events == []
+    # Terminal and sticky: unsetting suspend or anything else starts nothing.
+    quiet = machine.tick(Observation(), at=700)
+    assert quiet.status.phase == Phase.CANCELLED
+    assert quiet.actions == []
+
+
+def test_cancel_before_it_started_creates_nothing() -> None:
+    machine = Machine(cancel=True)
+    step = machine.tick()
+    assert step.status.phase == Phase.CANCELLED
+    assert step.actions == []

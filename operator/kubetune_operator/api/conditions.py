@@ -54,6 +54,7 @@ class Reason(enum.StrEnum):
     # Suspension and cleanup.
     SUSPENDED = "Suspended"
     RESUMED = "Resumed"
+    CANCELLED = "Cancelled"
     TTL_EXPIRED = "TTLExpired"
 
 

@@ -288,6 +288,11 @@ class FineTuneJobSpec(WireModel):
         None, description="Continue from another FineTuneJob's checkpoint: `<job>` or `<job>:<step>`."
     )
     suspend: bool = Field(False, description="True removes the pods and pauses the job; false resumes it.")
+    cancel: bool = Field(
+        False,
+        description="True cancels the job for good: its pods are removed, phase Cancelled, the record and its "
+        "checkpoints are kept (fromCheckpoint continues from them). Cannot be set back to false.",
+    )
     max_retries: int = Field(2, ge=0, le=20, description="Retries of retryable failures. Default 2.")
     active_deadline_seconds: int | None = Field(
         None, ge=1, description="Fail the job when it has run longer than this."

@@ -31,9 +31,10 @@ class Phase(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    CANCELLED = "Cancelled"
 
 
-TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED, Phase.CANCELLED})
 
 
 class ConditionType(enum.StrEnum):
@@ -43,6 +44,7 @@ class ConditionType(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
     SUSPENDED = "Suspended"
+    CANCELLED = "Cancelled"
 
 
 class ConditionStatus(enum.StrEnum):
@@ -54,7 +56,7 @@ class ConditionStatus(enum.StrEnum):
 class Condition(WireModel):
     """A condition in Kubernetes' standard shape (metav1.Condition)."""
 
-    type: ConditionType = Field(description="Validated, Scheduled, Running, Succeeded, Failed or Suspended.")
+    type: ConditionType = Field(description="Validated, Scheduled, Running, Succeeded, Failed, Suspended or Cancelled.")
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(
         min_length=1,
@@ -104,7 +106,7 @@ class FineTuneJobStatus(WireModel):
     """Observed state of a FineTuneJob."""
 
     phase: Phase | None = Field(
-        None, description="Pending, Validating, Queued, Running, Succeeded, Failed or Suspended."
+        None, description="Pending, Validating, Queued, Running, Succeeded, Failed, Suspended or Cancelled."
     )
     stage: Stage | None = Field(None, description="Trainer stage running now.")
     stages: list[StageRecord] = Field(default_factory=list, description="Stages of the current attempt.")

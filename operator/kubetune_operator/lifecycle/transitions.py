@@ -4,7 +4,7 @@ Pure and total: every input combination gives a step, time is an argument, and t
 inputs give the same step, so a replayed event or a restarted operator repeats nothing.
 
 Phases: Pending -> Validating (the CPU preflight) -> Queued -> Running -> Succeeded | Failed,
-and Suspended from any phase not terminal. Terminal phases are sticky: nothing is created for
+Suspended from any phase not terminal, and Cancelled (terminal, `spec.cancel`) from any phase not terminal. Terminal phases are sticky: nothing is created for
 a finished job, whatever happens to its children. The shell applies the actions and patches
 the status once, only what changed.
 """
@@ -61,6 +61,8 @@ def _run(draft: StatusDraft, situation: Situation) -> None:
     elif spec is None or situation.resolution.problem == Unresolved.INVALID_SPEC:
         hint = "fix the fields listed; `kubetune validate job.yaml` shows them before `kubectl apply`"
         draft.fail(_input_error(situation, Reason.INVALID_SPEC, hint), situation=situation)
+    elif spec.cancel:
+        _cancel(draft, situation)
     elif spec.suspend:
         _suspend(draft, situation)
     elif phase == Phase.SUSPENDED:
@@ -80,6 +82,10 @@ def _run(draft: StatusDraft, situation: Situation) -> None:
 def _finished(draft: StatusDraft, situation: Situation) -> None:
     """Sticky: only make sure no pod still holds a GPU, and honour ttlSecondsAfterFinished."""
     seen = situation.seen
+    if draft.status.phase == Phase.CANCELLED and seen.attempt == draft.status.attempt:
+        # A cancelled attempt checkpoints on SIGTERM: keep that step in the record.
+        resolved = situation.resolution.job
+        draft.record_checkpoint(seen.trainer, uri=resolved.checkpoint_uri if resolved is not None else None)
     if seen.trainer.live_pods and seen.attempt:
         draft.actions.append(DeleteAttempt(attempt=seen.attempt))
     if seen.preflight.live_pods:
@@ -258,6 +264,26 @@ def _suspend(draft: StatusDraft, situation: Situation) -> None:
     if find_condition(draft.status.conditions, ConditionType.RUNNING) is not None:
         draft.condition(ConditionType.RUNNING, FALSE, Reason.SUSPENDED, "suspended")
     draft.events.append(EventNote.normal(Reason.SUSPENDED, "suspended: pods removed, GPUs released"))
+
+
+def _cancel(draft: StatusDraft, situation: Situation) -> None:
+    """Terminal: the pods go as for suspend, the record (status, checkpoints, output so far) stays."""
+    if draft.status.attempt:
+        draft.actions.append(DeleteAttempt(attempt=draft.status.attempt))
+    if draft.status.phase == Phase.VALIDATING or situation.seen.preflight.live_pods:
+        draft.actions.append(DeletePreflight())
+    if draft.status.phase != Phase.SUSPENDED:
+        _account_live_attempt(draft, situation)
+    draft.update(phase=Phase.CANCELLED, completion_time=draft.stamp)
+    if find_condition(draft.status.conditions, ConditionType.RUNNING) is not None:
+        draft.condition(ConditionType.RUNNING, FALSE, Reason.CANCELLED, "cancelled")
+    kept = f"; checkpoints kept (newest step {draft.status.checkpoints[-1].step})" if draft.status.checkpoints else ""
+    message = f"spec.cancel is true: pods removed, GPUs released{kept}"
+    draft.condition(ConditionType.CANCELLED, TRUE, Reason.CANCELLED, message)
+    draft.events.append(EventNote.normal(Reason.CANCELLED, message))
+    ttl = situation.spec.ttl_seconds_after_finished if situation.spec is not None else None
+    if ttl is not None:
+        draft.look_again(draft.seconds_until(draft.stamp, ttl))
 
 
 def _resume(draft: StatusDraft, situation: Situation) -> None:
