@@ -3,10 +3,10 @@
 Pure and total: every input combination gives a step, time is an argument, and the same
 inputs give the same step, so a replayed event or a restarted operator repeats nothing.
 
-Phases: Pending -> Validating (the CPU preflight) -> Queued -> Running -> Succeeded | Failed,
-Suspended from any phase not terminal, and Cancelled (terminal, `spec.cancel`) from any phase not terminal. Terminal phases are sticky: nothing is created for
-a finished job, whatever happens to its children. The shell applies the actions and patches
-the status once, only what changed.
+Phases: Pending -> Validating (the CPU preflight) -> Queued -> Running -> Succeeded | Failed;
+from any phase not terminal, Suspended, and Cancelled (terminal, `spec.cancel`).
+Terminal phases are sticky: nothing is created for a finished job, whatever happens to its
+children. The shell applies the actions and patches the status once, only what changed.
 """
 
 from __future__ import annotations
