@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from kubetune_operator.cli import check as check_model
-from kubetune_operator.cli import crds, data, manifests, run, sandbox, templates
+from kubetune_operator.cli import crds, data, jobs, manifests, run, sandbox, templates
 from kubetune_operator.cli import tiny as tiny_model
 
 from .. import __version__
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(commands)
     run.register(commands)
     sandbox.register(commands)
+    jobs.register(commands)
     return parser
 
 

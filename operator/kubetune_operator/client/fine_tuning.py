@@ -19,7 +19,9 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 
+from ..api.errors import validate
 from ..api.names import GROUP, VERSION
+from ..api.spec import FineTuneJobSpec
 from ..api.status import TERMINAL_PHASES
 from .create_request import build_create_request, new_job_name
 from .download import DownloadError, copy_tokenizer, fetch_folder, folder_bytes
@@ -93,6 +95,27 @@ class FineTuning:
                 f"owning Secret {secret.name}", self._core.patch_namespaced_secret, secret.name, self.namespace, patch
             )
         return job_response(created)
+
+    def create_manifest(self, manifest: Json, *, name: str | None = None) -> Json:
+        """Create a FineTuneJob from a manifest (as `kubectl create -f`), after the operator's own validation."""
+        if manifest.get("kind") != "FineTuneJob":
+            raise JobRequestError(
+                f"the manifest's kind is {manifest.get('kind')!r}: kubetune jobs creates FineTuneJobs"
+            )
+        validate(FineTuneJobSpec, manifest.get("spec"), kind="FineTuneJob")
+        metadata = dict(manifest.get("metadata") or {})
+        metadata["name"] = name or metadata.get("name") or new_job_name()
+        metadata["namespace"] = self.namespace
+        body = {**manifest, "metadata": metadata}
+        return self._call(
+            f"creating FineTuneJob {metadata['name']}",
+            self._objects.create_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            PLURAL,
+            body,
+        )
 
     def retrieve(self, id: str) -> FinetuneResponse:
         return job_response(self._get(id))
