@@ -194,6 +194,11 @@ def test_spec_is_immutable_except_suspend(spec_rules: list[CelRule]) -> None:
         pytest.param({"validationFile": None}, id="evals-without-validation-file"),
         pytest.param({"validationFile": None, "hyperparameters": {"nEvals": 0}}, id="no-evals-no-file"),
         pytest.param({"validationFile": None, "hyperparameters": {}}, id="default-evals-no-file"),
+        pytest.param({"trainingFile": "s3://AKIAKEY:secret@bucket/train.jsonl"}, id="credentials-in-training-file"),
+        pytest.param({"validationFile": "https://user:pw@example.com/v.jsonl"}, id="credentials-in-validation-file"),
+        pytest.param({"output": {"uri": "s3://key:secret@bucket/out"}}, id="credentials-in-output"),
+        pytest.param({"checkpoint": {"uri": "s3://key@bucket/ckpt"}}, id="credentials-in-checkpoint"),
+        pytest.param({"trainingFile": "s3://bucket/user@example.com/train.jsonl"}, id="at-sign-in-a-key-is-fine"),
     ],
 )
 def test_cel_cross_field_rules_agree_with_the_model(spec_rules: list[CelRule], spec_change: dict[str, Any]) -> None:
@@ -243,3 +248,13 @@ def test_cancel_may_be_set_after_creation_but_never_undone(spec_rules: list[CelR
     assert not immutability.allows({**cancelled, "cancel": False}, cancelled), "a cancel cannot be undone"
     assert not immutability.allows({k: v for k, v in cancelled.items() if k != "cancel"}, cancelled)
     assert immutability.allows(cancelled, cancelled)
+
+
+def test_credentials_in_a_uri_are_never_echoed() -> None:
+    spec = {**copy.deepcopy(VALID_JOB["spec"]), "trainingFile": "s3://AKIAKEY:SeCrEt@bucket/train.jsonl"}
+    with pytest.raises(InvalidResourceError) as refused:
+        validate(FineTuneJobSpec, spec, kind="FineTuneJobSpec")
+    assert [error.path for error in refused.value.errors] == ["trainingFile"]
+    assert "SeCrEt" not in str(refused.value)
+    assert "AKIAKEY" not in str(refused.value)
+    assert "s3://<redacted>@bucket/train.jsonl" in str(refused.value)

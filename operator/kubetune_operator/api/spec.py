@@ -7,6 +7,7 @@ tune defaults per model without a user's explicit value ever being overridden.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Self
 
 from pydantic import ConfigDict, Field, JsonValue, model_validator
@@ -215,6 +216,33 @@ AUTO_NEEDS_HF_MODEL = (
     "(e.g. togethercomputer/llama-2-7b-chat) to train its own model"
 )
 
+CREDENTIALS_IN_URI = (
+    "credentials written into a URI are refused: they would be stored in the job and shown by kubectl; "
+    "remove the user:password@ part and give the storage's keys through a Secret (hfTokenSecretRef for hf://; "
+    "for s3://, the pods' ServiceAccount (IRSA, Workload Identity) or node credentials)"
+)
+_CREDENTIALS_CEL = "^([a-z0-9+.-]+://)[^/]*@"
+"""A URI whose authority holds `user[:password]@`: the same test in CEL and in Python."""
+_CREDENTIALS = re.compile(_CREDENTIALS_CEL)
+URI_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("trainingFile",),
+    ("validationFile",),
+    ("output", "uri"),
+    ("checkpoint", "uri"),
+)
+
+
+def _credentials_rule(path: tuple[str, ...]) -> JsonValue:
+    field = "self." + ".".join(path)
+    present = " && ".join(f"has(self.{'.'.join(path[: i + 1])})" for i in range(len(path)))
+    return {
+        "rule": f"!({present}) || !{field}.matches('{_CREDENTIALS_CEL}')",
+        "message": f"{'.'.join(path)}: {CREDENTIALS_IN_URI}",
+        "fieldPath": "." + ".".join(path),
+        "reason": "FieldValueForbidden",
+    }
+
+
 CEL_RULES: list[JsonValue] = [
     {
         "rule": "self.model != 'auto' || has(self.fromHfModel)",
@@ -235,6 +263,7 @@ CEL_RULES: list[JsonValue] = [
         "fieldPath": ".hyperparameters.nEvals",
         "reason": "FieldValueRequired",
     },
+    *(_credentials_rule(path) for path in URI_FIELDS),
 ]
 CEL_RULES.extend(
     {
@@ -339,6 +368,12 @@ def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
                 N_EVALS_NEEDS_VALIDATION,
             )
         )
+    for path in URI_FIELDS:
+        value: object = spec
+        for name in path:
+            value = getattr(value, _snake(name), None) if value is not None else None
+        if isinstance(value, str) and _CREDENTIALS.match(value):
+            found.append(Violation(path, _CREDENTIALS.sub(r"\1<redacted>@", value, count=1), CREDENTIALS_IN_URI))
     return found
 
 
