@@ -153,3 +153,33 @@ def test_ranks_other_than_0_report_nowhere(tmp_path: Path) -> None:
     except httpx.ConnectError:
         return
     raise AssertionError("rank 1 must not serve metrics")
+
+
+def test_a_refused_wandb_key_is_a_warning_in_the_result_never_the_key(tmp_path: Path) -> None:
+    from kubetune_trainer.pipeline import run_pipeline
+    from kubetune_trainer.report import RecordingReporter
+    from kubetune_trainer.wandb_report import WANDB_OFF, WandbReporter
+
+    config = trainer_config(tmp_path).model_copy(
+        update={"wandb": WandbTarget(project="kubetune-tests", api_key_env="MY_WANDB_KEY")}
+    )
+    refused_key = "too-short-key-1234"
+    reporter, warning = WandbReporter.start(config, environ={"MY_WANDB_KEY": refused_key}, directory=tmp_path / "wandb")
+    assert reporter is None
+    assert warning is not None
+    assert warning.reason == WANDB_OFF
+    assert "spec.wandb.apiKeySecretRef" in warning.message
+    assert refused_key not in warning.message
+
+    # The run trains on, and its Result (which the operator puts in status.warnings with an Event) says so.
+    result = run_pipeline(
+        config,
+        environ={},
+        clock=lambda: T0,
+        reporter=RecordingReporter(),
+        dist=DistInfo(),
+        stages=(),
+        warnings=[warning],
+    )
+    assert result.outcome is Outcome.SUCCEEDED
+    assert [w.reason for w in result.warnings] == [WANDB_OFF]

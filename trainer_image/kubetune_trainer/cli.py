@@ -23,7 +23,7 @@ from pydantic import ValidationError
 
 from . import log_masking
 from .context import DistInfo
-from .contract import TrainerConfig
+from .contract import TrainerConfig, WarningNote
 from .kube_report import InClusterAccess, KubernetesReporter, StatusPatcher
 from .metrics import TrainerMetrics, serve_metrics
 from .preemption import Preemption
@@ -110,7 +110,7 @@ def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo,
     # own process, so the previous handler is put back afterwards.
     preemption = Preemption(budget_seconds=config.runtime.checkpoint_grace_seconds)
     restore_signals = preemption.install()
-    reporter, stop, watchdog = _reporters_and_watchdog(config, environ=environ, dist=dist, stream=stream)
+    reporter, stop, watchdog, warnings = _reporters_and_watchdog(config, environ=environ, dist=dist, stream=stream)
     try:
         result = run_pipeline(
             config,
@@ -120,6 +120,7 @@ def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo,
             dist=dist,
             preemption=preemption,
             step_watchdog=watchdog,
+            warnings=warnings,
         )
     finally:
         restore_signals()
@@ -136,15 +137,16 @@ def build_reporter(
 ) -> tuple[Reporter, Callable[[], None]]:
     """Rank 0's reporters and step watchdog for `config`, and a function stopping the metrics server and
     the watchdog; silence elsewhere."""
-    reporter, stop, _ = _reporters_and_watchdog(config, environ=environ, dist=dist, stream=stream)
+    reporter, stop, _, _ = _reporters_and_watchdog(config, environ=environ, dist=dist, stream=stream)
     return reporter, stop
 
 
 def _reporters_and_watchdog(
     config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo, stream: TextIO
-) -> tuple[Reporter, Callable[[], None], StepWatchdog | None]:
+) -> tuple[Reporter, Callable[[], None], StepWatchdog | None, list[WarningNote]]:
+    """Rank 0's reporters, their stop, the step watchdog, and warnings about sinks asked for that are off."""
     if not dist.is_main:
-        return NullReporter(), lambda: None, None
+        return NullReporter(), lambda: None, None, []
     reporters: list[Reporter] = []
     if config.report.kind == "terminal":
         reporters.append(
@@ -161,9 +163,12 @@ def _reporters_and_watchdog(
         else:
             patcher = StatusPatcher(access=access, job=config.job)
             reporters.append(KubernetesReporter(patcher, min_interval_seconds=config.report.min_interval_seconds))
-    wandb = WandbReporter.start(config, environ=environ, directory=Path(config.runtime.work_dir) / "wandb")
+    warnings: list[WarningNote] = []
+    wandb, wandb_off = WandbReporter.start(config, environ=environ, directory=Path(config.runtime.work_dir) / "wandb")
     if wandb is not None:
         reporters.append(wandb)
+    if wandb_off is not None:
+        warnings.append(wandb_off)
     stops: list[Callable[[], None]] = []
     if config.metrics_port:
         metrics = TrainerMetrics(CollectorRegistry())
@@ -178,7 +183,7 @@ def _reporters_and_watchdog(
         for each in stops:
             each()
 
-    return FanOutReporter([*reporters, watchdog]), stop, watchdog
+    return FanOutReporter([*reporters, watchdog]), stop, watchdog, warnings
 
 
 def entry(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .classify import classify, exit_code_for
 from .context import Clock, DistInfo, RunContext, WorkPaths
-from .contract import JobError, Outcome, Result, Stage, StageRecord, StageState, TrainerConfig
+from .contract import JobError, Outcome, Result, Stage, StageRecord, StageState, TrainerConfig, WarningNote
 from .errors import TrainerError
 from .preemption import Preemption, preempted
 from .report import Reporter
@@ -49,8 +49,12 @@ def run_pipeline(
     stages: Sequence[tuple[Stage, StageFn]] = STAGES,
     preemption: Preemption | None = None,
     step_watchdog: StepWatchdog | None = None,
+    warnings: Sequence[WarningNote] = (),
 ) -> Result:
-    """Run every stage in order; stop at the first failure; return (and write) the Result."""
+    """Run every stage in order; stop at the first failure; return (and write) the Result.
+
+    `warnings` are what the run found before it started (a sink asked for that is off); they end in the Result.
+    """
     ctx = RunContext(
         config=config,
         environ=environ,
@@ -61,6 +65,8 @@ def run_pipeline(
         preemption=preemption,
         step_watchdog=step_watchdog,
     )
+    for note in warnings:
+        ctx.warn(note.reason, note.message)
     records: list[StageRecord] = []
     if preemption is not None:
         preemption.on_deadline(lambda: _out_of_grace(ctx, stage=records[-1].name if records else None))

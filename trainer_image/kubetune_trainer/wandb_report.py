@@ -2,7 +2,8 @@
 
 The API key comes from the environment variable the config names (the pod fills it from the
 job's Secret); it is handed to wandb's settings and never logged. W&B is an observer: if it
-cannot start or log, the run says so and trains on.
+cannot start (a refused key, an unreachable server) the run trains on, and says so where the user
+looks: a `WandbOff` warning in the Result, which the operator puts in status.warnings with an Event.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .contract import Outcome, Progress, Result, Stage, StageRecord, StageState, TrainerConfig
+from .contract import Outcome, Progress, Result, Stage, StageRecord, StageState, TrainerConfig, WarningNote
 
 log = logging.getLogger(__name__)
+WANDB_OFF = "WandbOff"
 
 
 class WandbReporter:
@@ -22,11 +24,14 @@ class WandbReporter:
         self._run = run
 
     @classmethod
-    def start(cls, config: TrainerConfig, *, environ: Mapping[str, str], directory: Path) -> WandbReporter | None:
-        """Start the W&B run for `config.wandb`; None (with a logged reason) when W&B cannot start."""
+    def start(
+        cls, config: TrainerConfig, *, environ: Mapping[str, str], directory: Path
+    ) -> tuple[WandbReporter | None, WarningNote | None]:
+        """Start the W&B run for `config.wandb`: the reporter, or None and the warning saying why W&B is off."""
         target = config.wandb
         if target is None:
-            return None
+            return None, None
+        key = environ.get(target.api_key_env) or ""
         try:
             import wandb  # noqa: PLC0415 (an optional extra, imported only when a job asks for it)
 
@@ -57,9 +62,19 @@ class WandbReporter:
                 settings=settings,
             )
         except Exception as failed:  # W&B is optional: no failure of its own may stop training
-            log.warning("Weights & Biases logging is off: %s: %s", type(failed).__name__, failed)
-            return None
-        return cls(run)
+            detail = f"{type(failed).__name__}: {failed}"
+            if key:
+                detail = detail.replace(key, "<api key>")
+            where = target.base_url or "https://api.wandb.ai"
+            log.warning("Weights & Biases logging is off: %s", detail)
+            note = WarningNote(
+                reason=WANDB_OFF,
+                message=f"Weights & Biases logging is off: W&B at {where} refused the run or could not be reached "
+                f"({detail[:300]}); training went on without it. Check the key in spec.wandb.apiKeySecretRef and "
+                "spec.wandb.baseUrl",
+            )
+            return None, note
+        return cls(run), None
 
     def stage_changed(self, stage: Stage, stages: Sequence[StageRecord]) -> None:
         record = stages[-1]
