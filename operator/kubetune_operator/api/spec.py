@@ -369,11 +369,11 @@ def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
             )
         )
     for path in URI_FIELDS:
-        value: object = spec
+        node: object = spec
         for name in path:
-            value = getattr(value, _snake(name), None) if value is not None else None
-        if isinstance(value, str) and _CREDENTIALS.match(value):
-            found.append(Violation(path, _CREDENTIALS.sub(r"\1<redacted>@", value, count=1), CREDENTIALS_IN_URI))
+            node = getattr(node, _snake(name), None) if node is not None else None
+        if isinstance(node, str) and _CREDENTIALS.match(node):
+            found.append(Violation(path, _CREDENTIALS.sub(r"\1<redacted>@", node, count=1), CREDENTIALS_IN_URI))
     return found
 
 
