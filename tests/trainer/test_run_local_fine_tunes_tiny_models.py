@@ -16,7 +16,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from kubetune_trainer.contract import Outcome
+from kubetune_trainer.contract import AttentionKernel, Outcome
 from kubetune_trainer.storage import MANIFEST_NAME
 from kubetune_trainer.tiny_model import TinyModel
 
@@ -75,6 +75,15 @@ def test_a_tiny_model_fine_tunes_from_a_manifest(
     assert metrics["eval_loss"] < 0.9 * metrics["eval_loss_before"], metrics
     assert not [p.name for p in model_dir.rglob("*") if p.suffix in {".bin", ".pt", ".pth", ".pkl"}]
     _generates(model_dir)
+    # Packed rows attended per example (the CPU's exact and fastest path), named on screen and in the Result;
+    # a CPU has no MFU and no GPU memory to report.
+    assert "attention: sdpa (per example), template asked auto" in run.output
+    performance = result.performance
+    assert performance is not None
+    assert (performance.attention, performance.compiled, performance.device) == (AttentionKernel.SDPA, False, "cpu")
+    assert performance.tokens_per_second is not None
+    assert performance.tokens_per_second > 0
+    assert (performance.mfu, performance.peak_gpu_memory_bytes) == (None, None)
 
 
 def test_a_lora_job_saves_an_adapter_and_a_merged_model_that_both_load(

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contract import ModelFacts, OutputSummary, TrainerConfig, WarningNote
+from .contract import ModelFacts, OutputSummary, TrainerConfig, TrainingPerformance, WarningNote
 
 if TYPE_CHECKING:
     from .adapter import AdapterLineage
@@ -129,6 +129,8 @@ class RunContext:
     """Step of this job's newest complete checkpoint (written, or resumed from)."""
     resumed_from_step: int | None = None
     """Step of the checkpoint training started from (this job's own, or fromCheckpoint's)."""
+    performance: TrainingPerformance | None = None
+    """Initialization: the kernels chosen; Training: with the throughput, peak memory and MFU reached."""
 
     # Saving: the directory holding everything to upload, and what is in it.
     saved_dir: Path | None = None

@@ -239,6 +239,19 @@ class Strategy(enum.StrEnum):
     FSDP = "fsdp"
 
 
+class AttentionKernel(enum.StrEnum):
+    """How packed rows attend, each example only to itself: never through a dense mask."""
+
+    AUTO = "auto"
+    """varlen where torch and the GPU have it, else flex, else sdpa (the only one on a CPU)."""
+    VARLEN = "varlen"
+    """torch's variable-length flash kernel over the packing's document boundaries (CUDA)."""
+    FLEX = "flex"
+    """compiled flex_attention with a document BlockMask built once per micro-batch (CUDA)."""
+    SDPA = "sdpa"
+    """scaled_dot_product_attention once per packed example (any device)."""
+
+
 DEFAULT_STEP_WATCHDOG_FLOOR_SECONDS = 900.0
 """No training step for this long is a stall, however fast steps were (see kubetune_trainer.watchdog)."""
 
@@ -247,6 +260,14 @@ class RuntimeSettings(WireModel):
     precision: Precision = Field(Precision.BF16, description="Training precision on GPU; CPU runs use fp32.")
     strategy: Strategy = Field(Strategy.DDP, description="Data-parallel strategy across processes.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    attention: AttentionKernel = Field(
+        AttentionKernel.AUTO,
+        description="Attention kernel for packed rows: auto, varlen, flex or sdpa. One the device cannot run falls "
+        "back (warning AttentionFallback).",
+    )
+    compile: bool = Field(
+        False, description="torch.compile the decoder layers; if compilation fails, eager (warning CompileFallback)."
+    )
     checkpoint_uri: str | None = Field(None, description="Where checkpoints outlive pods; absent: retries start over.")
     checkpoint_root: str | None = Field(
         None,
@@ -359,6 +380,12 @@ class Progress(WireModel):
     preference: PreferenceProgress | None = Field(
         None, description="Reward accuracy, margin and log-probabilities of the last step (trainingMethod dpo)."
     )
+    peak_gpu_memory_bytes: int | None = Field(
+        None, ge=0, description="Most GPU memory allocated by rank 0's tensors so far (absent on a CPU)."
+    )
+    mfu: float | None = Field(
+        None, ge=0.0, description="Model FLOPs utilization: 6 x parameters x tokens/s over the GPUs' bf16 dense peak."
+    )
     summary: str | None = Field(None, max_length=64, description="Short text for `kubectl get`, e.g. `30% (120/400)`.")
 
     @staticmethod
@@ -417,6 +444,17 @@ class OutputSummary(WireModel):
     bytes: int = Field(ge=0, description="Total bytes uploaded.")
 
 
+class TrainingPerformance(WireModel):
+    """How the Training stage computed, and how fast: the kernels used and what they achieved."""
+
+    attention: AttentionKernel = Field(description="The attention kernel packed rows used (never auto).")
+    compiled: bool = Field(description="Whether the decoder layers ran compiled by torch.compile.")
+    device: str = Field(description="cpu, or the GPU's name.")
+    tokens_per_second: float | None = Field(None, ge=0.0, description="Trained (non-pad) tokens per second.")
+    peak_gpu_memory_bytes: int | None = Field(None, ge=0, description="Peak GPU memory allocated (rank 0).")
+    mfu: float | None = Field(None, ge=0.0, description="Model FLOPs utilization (absent off known GPUs).")
+
+
 class Outcome(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -438,6 +476,9 @@ class Result(WireModel):
     checkpoint_step: int | None = Field(None, ge=0, description="Step of the newest complete checkpoint.")
     resumed_from_step: int | None = Field(
         None, ge=0, description="Checkpoint step this run resumed from (its own job's, or fromCheckpoint's)."
+    )
+    performance: TrainingPerformance | None = Field(
+        None, description="The kernels training used and its throughput, once training ran."
     )
 
     def to_termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:

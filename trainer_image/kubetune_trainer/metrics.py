@@ -1,4 +1,5 @@
-"""Rank 0's Prometheus metrics: step, loss, learning rate, tokens per second, the stage running and
+"""Rank 0's Prometheus metrics: step, loss, learning rate, tokens per second, peak GPU memory and MFU
+(on a GPU; never set on a CPU), the stage running and
 the time of the last completed step (the heartbeat that stall alerts compare with `time()`).
 
 The metrics live on their own `CollectorRegistry` (never the process-global default), passed in,
@@ -48,6 +49,10 @@ class TrainerMetrics:
             "DPO: mean log-probability of the non-preferred outputs.",
             registry=registry,
         )
+        # Registered at their first value: on a CPU (or a GPU without a known peak) they stay absent
+        # from the scrape, rather than reading 0.
+        self.peak_gpu_memory: Gauge | None = None
+        self.mfu: Gauge | None = None
         # Set from each report's heartbeat_time: alerts fire on `time() - this` growing, so it holds
         # unix seconds rather than an age that would only change when a report arrives.
         self.last_step_timestamp = Gauge(
@@ -80,6 +85,22 @@ class TrainerMetrics:
         ):
             if value is not None:
                 gauge.set(value)
+        if progress.peak_gpu_memory_bytes is not None:
+            if self.peak_gpu_memory is None:
+                self.peak_gpu_memory = Gauge(
+                    "kubetune_trainer_peak_gpu_memory_bytes",
+                    "Most GPU memory rank 0's tensors have held (torch.cuda.max_memory_allocated).",
+                    registry=self.registry,
+                )
+            self.peak_gpu_memory.set(progress.peak_gpu_memory_bytes)
+        if progress.mfu is not None:
+            if self.mfu is None:
+                self.mfu = Gauge(
+                    "kubetune_trainer_mfu",
+                    "Model FLOPs utilization: 6 x parameters x tokens/s over the GPUs' dense bf16 peak (0 to 1).",
+                    registry=self.registry,
+                )
+            self.mfu.set(progress.mfu)
 
     def note(self, message: str) -> None:
         pass

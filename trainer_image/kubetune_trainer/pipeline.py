@@ -119,6 +119,7 @@ def _result(ctx: RunContext, error: JobError | None) -> Result:
         output=ctx.output,
         checkpoint_step=ctx.checkpoint_step,
         resumed_from_step=ctx.resumed_from_step,
+        performance=ctx.performance,
     )
 
 

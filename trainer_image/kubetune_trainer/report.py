@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
-from .contract import Progress, Result, Stage, StageRecord, StageState
+from .contract import Progress, Result, Stage, StageRecord, StageState, TrainingPerformance
 
 
 class Reporter(Protocol):
@@ -104,8 +104,23 @@ def describe_result(result: Result) -> list[str]:
         lines = [f"{result.outcome.value}{where}: {error.error_class.value} ({error.reason})", f"  {error.message}"]
         if error.hint:
             lines.append(f"  hint: {error.hint}")
+    if result.performance is not None:
+        lines.append(performance_line(result.performance))
     lines += [f"warning {w.reason}: {w.message}" for w in result.warnings]
     return lines
+
+
+def performance_line(performance: TrainingPerformance) -> str:
+    """`training: attention varlen, compiled, NVIDIA H200, 41,000 tok/s, MFU 30.1%, peak 40.2 GiB`"""
+    parts = [f"training: attention {performance.attention.value}", "compiled" if performance.compiled else "eager"]
+    parts.append(performance.device)
+    if performance.tokens_per_second is not None:
+        parts.append(f"{performance.tokens_per_second:,.0f} tok/s")
+    if performance.mfu is not None:
+        parts.append(f"MFU {performance.mfu:.1%}")
+    if performance.peak_gpu_memory_bytes is not None:
+        parts.append(f"peak {performance.peak_gpu_memory_bytes / 2**30:.1f} GiB")
+    return ", ".join(parts)
 
 
 BAR_WIDTH = 24
@@ -129,6 +144,10 @@ def progress_line(progress: Progress) -> str:
         parts.append(f"lr {progress.learning_rate:.2e}")
     if progress.tokens_per_second is not None:
         parts.append(f"{progress.tokens_per_second:,.0f} tok/s")
+    if progress.mfu is not None:
+        parts.append(f"MFU {progress.mfu:.1%}")
+    if progress.peak_gpu_memory_bytes is not None:
+        parts.append(f"peak {progress.peak_gpu_memory_bytes / 2**30:.1f} GiB")
     if progress.eta_seconds is not None:
         hours, rest = divmod(progress.eta_seconds, 3600)
         parts.append(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}")

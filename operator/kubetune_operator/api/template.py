@@ -12,7 +12,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from kubetune_trainer.contract import Precision, Strategy, WireModel
+from kubetune_trainer.contract import AttentionKernel, Precision, Strategy, WireModel
 
 from .crossfield import Violation, raise_violations
 from .fields import HfRepoId, LabelValue, Quantity, Version
@@ -82,6 +82,16 @@ class TrainingDefaults(WireModel):
     strategy: Strategy = Field(Strategy.DDP, description="ddp, or fsdp for models too large for one GPU.")
     precision: Precision = Field(Precision.BF16, description="bf16, fp16 or fp32 on GPU. Default bf16.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
+    attention: AttentionKernel = Field(
+        AttentionKernel.AUTO,
+        description="Attention kernel for packed rows: auto (varlen, else flex, else sdpa), varlen, flex or sdpa. "
+        "A kernel the device cannot run falls back, with a warning. Default auto.",
+    )
+    compile: bool = Field(
+        False,
+        description="torch.compile the decoder layers; where compilation fails the run goes on eager, with a "
+        "warning. Default false.",
+    )
     hyperparameters: Hyperparameters = Field(
         default_factory=Hyperparameters, description="Defaults for hyperparameters a job leaves out."
     )

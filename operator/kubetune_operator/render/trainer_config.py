@@ -68,6 +68,8 @@ def build_trainer_config(
             precision=resolved.precision,
             strategy=resolved.strategy,
             gradient_checkpointing=resolved.gradient_checkpointing,
+            attention=resolved.attention,
+            compile=resolved.compile,
             checkpoint_uri=resolved.checkpoint_uri,
             checkpoint_root=resolved.checkpoint_root,
             resume_from=resume_from or resolved.from_checkpoint,

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from kubetune_trainer.contract import (
+    AttentionKernel,
     LoraConfig,
     ModelFacts,
     Precision,
@@ -72,6 +73,8 @@ class ResolvedJob(WireModel):
     strategy: Strategy = Field(description="ddp or fsdp.")
     precision: Precision = Field(description="Training precision.")
     gradient_checkpointing: bool = Field(description="Recompute activations to save memory.")
+    attention: AttentionKernel = Field(AttentionKernel.AUTO, description="Attention kernel for packed rows.")
+    compile: bool = Field(False, description="torch.compile the decoder layers.")
     preflight: bool = Field(description="Whether the CPU-only preflight runs before GPUs are held.")
     queue_name: str | None = Field(None, description="Kueue LocalQueue.")
     priority_class_name: str | None = Field(None, description="PriorityClass of trainer pods.")
@@ -310,6 +313,8 @@ def _apply(
         strategy=tspec.training.strategy,
         precision=tspec.training.precision,
         gradient_checkpointing=tspec.training.gradient_checkpointing,
+        attention=tspec.training.attention,
+        compile=tspec.training.compile,
         preflight=preflight,
         queue_name=spec.queue_name,
         priority_class_name=spec.priority_class_name,

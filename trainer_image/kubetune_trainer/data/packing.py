@@ -21,8 +21,10 @@ gradients over ranks, so each rank multiplies its share by the world size:
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.nn import functional
@@ -43,14 +45,30 @@ class ModelBatch:
     """Real (non-pad) tokens, the figure tokens/s counts."""
     label_tokens: int
     """Tokens that count in the loss."""
+    cu_seq_lens: torch.Tensor | None = None
+    """Packed: where each example starts and the row ends ([0, l0, l0 + l1, ...], int32)."""
+    max_length: int = 0
+    """Packed: the longest example's tokens."""
 
-    def model_inputs(self) -> dict[str, torch.Tensor]:
-        """Keyword arguments for `model(**inputs)`, labels left out: compute the loss with `summed_token_loss`."""
-        inputs = {"input_ids": self.input_ids}
+    def model_inputs(self) -> dict[str, Any]:
+        """Keyword arguments for `model(**inputs)`, labels left out: compute the loss with `summed_token_loss`.
+
+        A packed row also carries its examples' boundaries, under the names transformers hands to
+        every attention layer; the document-masked kernels (`training.attention`) read them, and
+        transformers' own attention implementations ignore them.
+        """
+        inputs: dict[str, Any] = {"input_ids": self.input_ids}
         if self.position_ids is not None:
             inputs["position_ids"] = self.position_ids
         if self.attention_mask is not None:
             inputs["attention_mask"] = self.attention_mask
+        if self.cu_seq_lens is not None:
+            inputs.update(
+                cu_seq_lens_q=self.cu_seq_lens,
+                cu_seq_lens_k=self.cu_seq_lens,
+                max_length_q=self.max_length,
+                max_length_k=self.max_length,
+            )
         return inputs
 
     def to(self, device: torch.device | str) -> ModelBatch:
@@ -65,6 +83,8 @@ class ModelBatch:
             examples=self.examples,
             tokens=self.tokens,
             label_tokens=self.label_tokens,
+            cu_seq_lens=move(self.cu_seq_lens),
+            max_length=self.max_length,
         )
 
 
@@ -81,6 +101,7 @@ def collate_packed(examples: Sequence[TokenizedExample]) -> ModelBatch:
         labels.extend([IGNORE_INDEX, *example.labels[1:]])
         positions.extend(range(len(example)))
     label_tensor = torch.tensor([labels], dtype=torch.long)
+    lengths = [len(example) for example in examples]
     return ModelBatch(
         input_ids=torch.tensor([input_ids], dtype=torch.long),
         labels=label_tensor,
@@ -89,6 +110,8 @@ def collate_packed(examples: Sequence[TokenizedExample]) -> ModelBatch:
         examples=len(examples),
         tokens=len(input_ids),
         label_tokens=int((label_tensor != IGNORE_INDEX).sum()),
+        cu_seq_lens=torch.tensor([0, *itertools.accumulate(lengths)], dtype=torch.int32),
+        max_length=max(lengths),
     )
 
 

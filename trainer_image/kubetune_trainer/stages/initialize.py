@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from transformers import AutoTokenizer
 
 from ..context import RunContext
-from ..contract import Strategy
+from ..contract import AttentionKernel, Strategy, TrainingPerformance
 from ..faults import install_faults
 from ..training.distributed import init_process_group, max_over_ranks, pick_device, unwrap
 from ..training.oom import MicroBatchReduction, OomPolicy, attach_oom_policy
 from ..training.seeding import seed_everything
-from ..training.setup import prepare_model
+from ..training.setup import TrainingSetup, prepare_model
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,7 @@ def run(ctx: RunContext) -> None:
     ctx.model, ctx.training_state = prepare_model(
         ctx.model_path, runtime=ctx.config.runtime, lora=ctx.config.lora, dist_info=ctx.dist
     )
+    _announce_kernels(ctx, ctx.training_state)
 
     def micro_batch_reduced(reduction: MicroBatchReduction) -> None:
         log.warning("%s", reduction.message())
@@ -47,3 +49,24 @@ def run(ctx: RunContext) -> None:
     # Test-only (KUBETUNE_FAULT_INJECTION): nothing is installed unless a test set it. On the
     # model inside DDP, so a fault fires after DDP's own forward collectives, as a real OOM would.
     install_faults(unwrap(ctx.model), environ=ctx.environ, rank=ctx.dist.rank)
+
+
+def _announce_kernels(ctx: RunContext, setup: TrainingSetup) -> None:
+    """Log which attention kernel and compilation the run got; warn where the template's choice fell back."""
+    attention, compiled = setup.attention, setup.compiled
+    for line in (attention.message(), compiled.message()):
+        log.info("%s", line)
+        if ctx.dist.is_main:
+            ctx.reporter.note(line)
+    on_gpu_without_kernel = setup.device.type == "cuda" and attention.kernel is AttentionKernel.SDPA
+    if attention.fell_back or (on_gpu_without_kernel and attention.requested is AttentionKernel.AUTO):
+        log.warning("%s", attention.message())
+        ctx.warn("AttentionFallback", attention.message())
+    if compiled.requested and not compiled.compiled:
+        log.warning("%s", compiled.message())
+        ctx.warn("CompileFallback", compiled.message())
+    ctx.performance = TrainingPerformance(
+        attention=attention.kernel,
+        compiled=compiled.compiled,
+        device=torch.cuda.get_device_name(setup.device) if setup.device.type == "cuda" else "cpu",
+    )

@@ -31,6 +31,7 @@ from ..storage import S3Settings
 from ..training.checkpoint import CheckpointState, checkpoint_dir
 from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, ResumeReference, job_checkpoints
 from ..training.distributed import barrier
+from ..training.gpu_stats import GpuStats
 from ..training.loop import SUPERVISED, train
 from ..training.optim import build_optimizer
 from ..training.preference_setup import preference_objective
@@ -112,6 +113,7 @@ def run(ctx: RunContext) -> None:
                 work_dir=ctx.paths.root,
                 resumed_checkpoint=checkpoint_dir(own.local, start.step) if start is not None else None,
             )
+    gpu_stats = GpuStats.for_run(ctx.model, device=setup.device, world_size=ctx.dist.world_size)
 
     mirror = S3Mirror(own.remote, S3Settings.from_env(ctx.environ)) if own.remote is not None else None
 
@@ -144,7 +146,16 @@ def run(ctx: RunContext) -> None:
         unwatched=unwatched,
         objective=preference.objective if preference is not None else SUPERVISED,
         mirror=mirror,
+        gpu_stats=gpu_stats,
     )
+    if ctx.performance is not None:
+        ctx.performance = ctx.performance.model_copy(
+            update={
+                "tokens_per_second": result.tokens_per_second,
+                "peak_gpu_memory_bytes": gpu_stats.peak_memory_bytes(),
+                "mfu": gpu_stats.mfu(result.tokens_per_second),
+            }
+        )
     ctx.metrics.update(
         steps=float(result.steps),
         trained_tokens=float(result.trained_tokens),

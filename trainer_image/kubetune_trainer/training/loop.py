@@ -33,6 +33,7 @@ from .checkpoint import CheckpointMirror, CheckpointState
 from .checkpoint_saves import CheckpointSaves
 from .distributed import all_reduce_sum
 from .evaluation import evaluate
+from .gpu_stats import GpuStats
 from .loss import summed_label_loss
 from .micro_batch_loss import MicroBatchLoss
 from .precision import PrecisionPlan
@@ -151,6 +152,7 @@ def train(
     unwatched: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     objective: Objective = SUPERVISED,
     mirror: CheckpointMirror | None = None,
+    gpu_stats: GpuStats | None = None,
 ) -> LoopResult:
     """Train `hyperparameters.n_epochs` epochs of `epochs(epoch)` steps; report, evaluate, checkpoint.
 
@@ -253,6 +255,8 @@ def train(
                     eta_seconds=int((total_steps - result.steps) * result.training_seconds / result.steps),
                     heartbeat_time=last_step_at,
                     preference=objective.step_metrics(),
+                    peak_gpu_memory_bytes=gpu_stats.peak_memory_bytes() if gpu_stats else None,
+                    mfu=gpu_stats.mfu(result.tokens_per_second) if gpu_stats else None,
                 )
                 report(progress)
 

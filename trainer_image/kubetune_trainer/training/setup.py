@@ -12,6 +12,8 @@ from transformers import AutoModelForCausalLM
 
 from ..context import DistInfo
 from ..contract import LoraConfig, RuntimeSettings
+from .attention import AttentionChoice, AttentionShape, choose_attention, use_attention
+from .compile import CompileOutcome, compile_layers, probe_pass
 from .distributed import pick_device, wrap_model
 from .lora import apply_lora
 from .precision import PrecisionPlan, plan_precision
@@ -25,6 +27,8 @@ class TrainingSetup:
     device: torch.device
     precision: PrecisionPlan
     lora: bool
+    attention: AttentionChoice
+    compiled: CompileOutcome
 
 
 def load_model(snapshot: Path, *, dtype: torch.dtype) -> Any:
@@ -61,14 +65,31 @@ def load_model(snapshot: Path, *, dtype: torch.dtype) -> Any:
 def prepare_model(
     snapshot: Path, *, runtime: RuntimeSettings, lora: LoraConfig | None, dist_info: DistInfo
 ) -> tuple[nn.Module, TrainingSetup]:
-    """Load, optionally checkpoint activations and add LoRA, move to the device, wrap for DDP/FSDP."""
+    """Load, choose the attention kernel, optionally checkpoint activations and add LoRA, move to the
+    device, optionally compile, wrap for DDP/FSDP."""
     device = pick_device(dist_info)
     precision = plan_precision(runtime.precision, device=device)
     model = load_model(snapshot, dtype=precision.load_dtype)
+    attention = choose_attention(
+        runtime.attention,
+        shape=AttentionShape.of(model),
+        device=device,
+        dtype=precision.autocast_dtype or precision.load_dtype,
+    )
+    use_attention(model, attention.kernel)
     if runtime.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if lora is not None:
         model = apply_lora(model, lora)
     model.to(device)
+    vocab_size = int(model.config.get_text_config().vocab_size)
+
+    def probe(compiled_model: nn.Module) -> None:
+        with precision.autocast():
+            probe_pass(compiled_model, device=device, vocab_size=vocab_size)
+
+    compiled = compile_layers(model, requested=runtime.compile, device=device, vocab_size=vocab_size, probe=probe)
     wrapped = wrap_model(model, info=dist_info, strategy=runtime.strategy, device=device)
-    return wrapped, TrainingSetup(device=device, precision=precision, lora=lora is not None)
+    return wrapped, TrainingSetup(
+        device=device, precision=precision, lora=lora is not None, attention=attention, compiled=compiled
+    )

@@ -1,0 +1,501 @@
+"""GPU throughput: kubetune's Training stage against the Hugging Face Trainer, on one GPU, in one run.
+
+    python bench/gpu_throughput.py [--steps 24] [--batch-size 24] [--micro-batch 8]
+        [--variants hf-padded,kubetune,kubetune-lora] [--tiny]
+
+One model, one data set and one effective batch for every variant. By default the model is a
+random Llama-3.2-1B shape (hidden 2048, 16 layers, 32 heads, 8 KV heads, vocab 128,256, tied
+embeddings: 1.24 B parameters) in bf16, and the data are chat examples of 42 to 2,013 tokens
+(loss on the assistant part, 20-50% of each example masked as the prompt), token ids drawn at
+random, the same ids for every variant. Variants, each in a process of its own:
+
+  hf-padded         the HF Trainer: bf16, sdpa, dynamic padding (DataCollatorForSeq2Seq),
+                    --micro-batch rows per forward, gradient accumulation up to --batch-size
+  kubetune          kubetune's Initialization and Training stages as a job runs them (packing,
+                    the template defaults: attention auto, no compile)
+  kubetune-compile  the same with `compile: true`
+  kubetune-lora     LoRA with the catalog's defaults (r 64, alpha 128, all-linear)
+
+Useful tokens/s counts real (non-pad) tokens over the steps after the first five, between step
+ends with the GPU synchronised; MFU is 6 x parameters x tok/s over the GPU's dense bf16 peak
+(`kubetune_trainer.training.gpu_stats`); peak memory is torch.cuda.max_memory_allocated. The
+table ends with the ratios against hf-padded. --tiny runs the same plumbing with a 2-layer model
+and short examples on the CPU (MFU and GPU memory are then n/a), so it is tested without a GPU.
+"""
+
+# Imports sit inside the functions on purpose: each variant's process loads only what it uses.
+# ruff: noqa: PLC0415
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "trainer_image"))
+
+VARIANTS = ("hf-padded", "kubetune", "kubetune-compile", "kubetune-lora")
+DEFAULT_VARIANTS = "hf-padded,kubetune,kubetune-lora"
+WARM_STEPS = 5
+
+
+@dataclass(frozen=True)
+class Shape:
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    lengths: tuple[int, int]
+    max_seq_length: int
+
+
+LLAMA_1B = Shape(
+    hidden=2048,
+    intermediate=8192,
+    layers=16,
+    heads=32,
+    kv_heads=8,
+    vocab=128_256,
+    lengths=(42, 2013),
+    max_seq_length=2048,
+)
+TINY = Shape(
+    hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=768, lengths=(16, 120), max_seq_length=128
+)
+
+
+@dataclass
+class Figures:
+    variant: str
+    steps: int
+    useful_tokens: int
+    seconds: float
+    peak_memory_bytes: int | None
+    peak_rss_mb: float
+    mfu: float | None
+    parameters: int
+    device: str
+    paths: str
+    final_loss: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.useful_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+# --------------------------------------------------------------------------- the job, built once
+
+
+def build_job(workdir: Path, *, shape: Shape, steps: int, batch_size: int, seed: int) -> None:
+    """The model (random weights, bf16 on a GPU), a tokenizer for its special ids, and the examples."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from kubetune_trainer.tiny_model import train_tokenizer
+
+    tokenizer: Any = train_tokenizer(vocab_size=768)
+    tokenizer.save_pretrained(workdir / "model")
+    config = LlamaConfig(
+        vocab_size=max(shape.vocab, len(tokenizer)),
+        hidden_size=shape.hidden,
+        intermediate_size=shape.intermediate,
+        num_hidden_layers=shape.layers,
+        num_attention_heads=shape.heads,
+        num_key_value_heads=shape.kv_heads,
+        max_position_embeddings=max(2048, shape.max_seq_length),
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    on_gpu = torch.cuda.is_available()
+    with torch.device("cuda" if on_gpu else "cpu"):
+        model = LlamaForCausalLM(config)
+    (model.to(torch.bfloat16) if on_gpu else model).save_pretrained(workdir / "model")
+
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(steps * batch_size):
+        length = rng.randint(*shape.lengths)
+        prompt = max(1, int(length * rng.uniform(0.2, 0.5)))
+        ids = [rng.randrange(8, config.vocab_size) for _ in range(length)]
+        examples.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    (workdir / "examples.json").write_text(json.dumps(examples))
+
+
+# --------------------------------------------------------------------------- one variant, in its own process
+
+
+class _StepClock:
+    def __init__(self) -> None:
+        self.marks: list[float] = []
+
+    def tick(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.marks.append(time.perf_counter())
+
+    def seconds(self) -> float:
+        return self.marks[-1] - self.marks[WARM_STEPS - 1]
+
+
+def run_variant(name: str, workdir: Path, *, steps: int, batch_size: int, micro_batch: int, seed: int) -> Figures:
+    import torch
+
+    from kubetune_trainer.data.tokenization import TokenizedExample
+
+    examples = [
+        TokenizedExample(e["input_ids"], e["labels"]) for e in json.loads((workdir / "examples.json").read_text())
+    ]
+    if name == "hf-padded":
+        figures = _hf_padded(workdir, examples, steps=steps, batch_size=batch_size, micro_batch=micro_batch, seed=seed)
+    else:
+        figures = _kubetune(name, workdir, examples, steps=steps, batch_size=batch_size, seed=seed)
+    if torch.cuda.is_available():
+        figures.peak_memory_bytes = int(torch.cuda.max_memory_allocated())
+    figures.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return figures
+
+
+def _stats(model: Any) -> Any:
+    import torch
+
+    from kubetune_trainer.training.gpu_stats import GpuStats
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return GpuStats.for_run(model, device=device, world_size=1)
+
+
+def _useful_tokens(per_step: list[int], steps: int) -> int:
+    return sum(per_step[WARM_STEPS:steps])
+
+
+def _hf_padded(
+    workdir: Path, examples: list[Any], *, steps: int, batch_size: int, micro_batch: int, seed: int
+) -> Figures:
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    on_gpu = torch.cuda.is_available()
+    tokenizer = AutoTokenizer.from_pretrained(str(workdir / "model"))
+    model = AutoModelForCausalLM.from_pretrained(
+        str(workdir / "model"), dtype=torch.bfloat16 if on_gpu else torch.float32, attn_implementation="sdpa"
+    )
+    stats = _stats(model)
+    pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+    tokens_per_batch: list[int] = []  # in the order the batches are collated, which is the order they train
+
+    def collate(features: list[dict[str, Any]]) -> Any:
+        batch = pad([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features])
+        tokens_per_batch.append(int(batch["attention_mask"].sum()))
+        return batch
+
+    clock = _StepClock()
+
+    class Tick(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            clock.tick()
+
+    arguments = TrainingArguments(
+        output_dir=str(workdir / "out-hf"),
+        per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=max(1, batch_size // micro_batch),
+        max_steps=steps,
+        learning_rate=1e-5,
+        lr_scheduler_type="cosine",
+        warmup_steps=1,
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        bf16=on_gpu,
+        use_cpu=not on_gpu,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        seed=seed,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        disable_tqdm=True,
+    )
+    dataset = [{"input_ids": e.input_ids, "labels": e.labels} for e in examples]
+    trainer = Trainer(model=model, args=arguments, train_dataset=dataset, data_collator=collate, callbacks=[Tick()])
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    accumulation = arguments.gradient_accumulation_steps
+    per_step = [sum(tokens_per_batch[i : i + accumulation]) for i in range(0, len(tokens_per_batch), accumulation)]
+    useful = _useful_tokens(per_step, steps)
+    seconds = clock.seconds()
+    return Figures(
+        variant="hf-padded",
+        steps=steps,
+        useful_tokens=useful,
+        seconds=seconds,
+        peak_memory_bytes=None,
+        peak_rss_mb=0.0,
+        mfu=stats.mfu(useful / seconds),
+        parameters=stats.parameters,
+        device=stats.device_name,
+        paths="sdpa with a padding mask, fp32 logits",
+        final_loss=float(losses[-1]) if losses else math.nan,
+    )
+
+
+def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batch_size: int, seed: int) -> Figures:
+    from transformers import AutoTokenizer
+
+    from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
+    from kubetune_trainer.contract import (
+        DataSource,
+        JobIdentity,
+        LoraConfig,
+        LrScheduler,
+        ModelSource,
+        OutputTarget,
+        Progress,
+        ReportTarget,
+        RuntimeSettings,
+        TemplateExpectations,
+        TrainerConfig,
+        TrainingHyperparameters,
+    )
+    from kubetune_trainer.report import RecordingReporter
+    from kubetune_trainer.stages import initialize
+    from kubetune_trainer.stages import train as train_stage
+    from kubetune_trainer.training import loss as loss_module
+
+    max_seq_length = max(len(e) for e in examples)
+    config = TrainerConfig(
+        job=JobIdentity(namespace="bench", name="bench", uid="bench"),
+        model=ModelSource(
+            repo="bench/llama",
+            template=TemplateExpectations(
+                name="bench",
+                family="llama",
+                model_types=["llama"],
+                architectures=["LlamaForCausalLM"],
+                parameters=1,
+                max_seq_length=max_seq_length,
+                transformers_ceiling="5.99.0",
+            ),
+        ),
+        data=DataSource(training_file=str(workdir / "unused.jsonl")),
+        hyperparameters=TrainingHyperparameters(
+            n_epochs=1,
+            learning_rate=1e-5,
+            batch_size=batch_size,
+            lr_scheduler=LrScheduler(),
+            warmup_ratio=0.05,
+            max_grad_norm=1.0,
+            weight_decay=0.01,
+            n_checkpoints=1,
+            n_evals=0,
+            train_on_inputs="auto",
+            max_seq_length=max_seq_length,
+            packing=True,
+            seed=seed,
+        ),
+        lora=LoraConfig(r=64, alpha=128, dropout=0.0, target_modules=["all-linear"], merge=False)
+        if name == "kubetune-lora"
+        else None,
+        output=OutputTarget(uri=str(workdir / "uploaded"), model_name="bench"),
+        runtime=RuntimeSettings(work_dir=str(workdir / f"work-{name}"), compile=name == "kubetune-compile"),
+        report=ReportTarget(kind="none"),
+    )
+    clock = _StepClock()
+
+    class TimedReporter(RecordingReporter):
+        def progress(self, progress: Progress) -> None:
+            if progress.loss is not None and progress.eval_loss is None:
+                clock.tick()
+            super().progress(progress)
+
+    reporter = TimedReporter()
+    ctx = RunContext(
+        config=config,
+        environ={},
+        clock=lambda: datetime.now(UTC),
+        reporter=reporter,
+        dist=DistInfo(),
+        paths=WorkPaths(Path(config.runtime.work_dir)),
+    )
+    ctx.model_path = workdir / "model"
+    ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model_path))
+    ctx.train_examples = examples
+    ctx.max_seq_length = max_seq_length
+    initialize.run(ctx)
+    train_stage.run(ctx)
+
+    # Every optimizer step takes `batch_size` examples in the planner's order; count the same ones.
+    from kubetune_trainer.training.steps import BatchingPlan, EpochSteps
+
+    plan = BatchingPlan(examples_per_step=batch_size, token_budget=10**9, packing=True, pad_token_id=0, seed=seed)
+    per_step = [step.tokens for step in EpochSteps(examples, plan=plan, epoch=0)]
+    useful = _useful_tokens(per_step, steps)
+    seconds = clock.seconds()
+    stats = _stats(ctx.model)
+    setup = ctx.training_state
+    losses = [p.loss for p in reporter.progresses if p.loss is not None]
+    # The loss path is whatever training.loss says it is (LOSS_PATH), else the plain fp32 cross-entropy.
+    loss_path = getattr(loss_module, "LOSS_PATH", "label positions only, fp32 logits")
+    return Figures(
+        variant=name,
+        steps=steps,
+        useful_tokens=useful,
+        seconds=seconds,
+        peak_memory_bytes=None,
+        peak_rss_mb=0.0,
+        mfu=stats.mfu(useful / seconds),
+        parameters=stats.parameters,
+        device=stats.device_name,
+        paths=f"{setup.attention.message()}; {setup.compiled.message()}; loss: {loss_path}",
+        final_loss=float(losses[-1]) if losses else math.nan,
+    )
+
+
+# --------------------------------------------------------------------------- the parent: run, compare, print
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--batch-size", type=int, default=24, help="effective batch: examples per optimizer step")
+    parser.add_argument("--micro-batch", type=int, default=8, help="rows per forward pass of the HF Trainer")
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--tiny", action="store_true", help="a 2-layer model and short examples (CPU plumbing check)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, help="keep the job here (default: a temp dir)")
+    parser.add_argument("--json", type=Path, help="also write every variant's figures here")
+    parser.add_argument("--run-variant", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.steps <= WARM_STEPS:
+        parser.error(f"--steps must exceed the {WARM_STEPS} warm-up steps")
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
+
+    if args.run_variant:
+        figures = run_variant(
+            args.run_variant,
+            args.workdir,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            micro_batch=args.micro_batch,
+            seed=args.seed,
+        )
+        print("FIGURES " + json.dumps(asdict(figures)))
+        return 0
+
+    with tempfile.TemporaryDirectory(prefix="kubetune-gpu-bench-") as scratch:
+        workdir = args.workdir or Path(scratch)
+        workdir.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        shape = TINY if args.tiny else LLAMA_1B
+        build_job(workdir, shape=shape, steps=args.steps, batch_size=args.batch_size, seed=args.seed)
+        print(
+            f"job: {args.steps} steps of {args.batch_size} examples of {shape.lengths[0]}-{shape.lengths[1]} tokens, "
+            f"model hidden {shape.hidden} x {shape.layers} layers, vocab {shape.vocab}; "
+            f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.2f}",
+            flush=True,
+        )
+        results = {}
+        for name in args.variants.split(","):
+            results[name] = _spawn(name, workdir, args)
+            print(f"  {name}: {results[name].tokens_per_second:,.0f} tok/s; {results[name].paths}", flush=True)
+        print()
+        for line in table(results):
+            print(line)
+        if args.json:
+            args.json.write_text(json.dumps({name: asdict(f) for name, f in results.items()}, indent=1))
+        print(f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _spawn(name: str, workdir: Path, args: argparse.Namespace) -> Figures:
+    command = [
+        sys.executable,
+        __file__,
+        "--run-variant",
+        name,
+        "--workdir",
+        str(workdir),
+        "--steps",
+        str(args.steps),
+        "--batch-size",
+        str(args.batch_size),
+        "--micro-batch",
+        str(args.micro_batch),
+        "--seed",
+        str(args.seed),
+    ]
+    environ = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=environ, check=False)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("FIGURES ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"variant {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return Figures(**json.loads(line.removeprefix("FIGURES ")))
+
+
+def table(results: dict[str, Figures]) -> list[str]:
+    """The markdown table, then each variant's ratios against hf-padded (and LoRA's against kubetune)."""
+
+    def gib(value: int | None) -> str:
+        return "n/a" if value is None else f"{value / 2**30:.1f} GiB"
+
+    lines = [
+        "| variant | useful tok/s | MFU | peak GPU memory | peak RSS | last loss |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, f in results.items():
+        mfu = "n/a" if f.mfu is None else f"{f.mfu:.1%}"
+        lines.append(
+            f"| {name} | {f.tokens_per_second:,.0f} | {mfu} | {gib(f.peak_memory_bytes)} | {f.peak_rss_mb:,.0f} MB "
+            f"| {f.final_loss:.4f} |"
+        )
+    lines.append("")
+    base = results.get("hf-padded")
+    for name, f in results.items():
+        if base is not None and name != "hf-padded":
+            lines.append(f"{name} / hf-padded: {_ratios(f, base)}")
+    full, lora = results.get("kubetune"), results.get("kubetune-lora")
+    if full is not None and lora is not None:
+        lines.append(f"kubetune-lora / kubetune: {_ratios(lora, full)}")
+    devices = {f.device for f in results.values()}
+    lines.append(f"device: {', '.join(sorted(devices))}; parameters: {next(iter(results.values())).parameters:,}")
+    return lines
+
+
+def _ratios(mine: Figures, theirs: Figures) -> str:
+    speed = mine.tokens_per_second / theirs.tokens_per_second if theirs.tokens_per_second else math.nan
+    text = f"tok/s {speed:.2f}x"
+    if mine.peak_memory_bytes and theirs.peak_memory_bytes:
+        text += f", peak GPU memory {mine.peak_memory_bytes / theirs.peak_memory_bytes:.2f}x"
+    else:
+        text += f", peak RSS {mine.peak_rss_mb / theirs.peak_rss_mb:.2f}x"
+    return text
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,76 @@
+"""Peak GPU memory and MFU: from the detected GPU's bf16 peak, in progress, Result and metrics; absent on a CPU."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import torch
+from prometheus_client import CollectorRegistry, generate_latest
+from torch import nn
+
+from kubetune_trainer.contract import Progress
+from kubetune_trainer.metrics import TrainerMetrics
+from kubetune_trainer.training.gpu_stats import GpuStats, bf16_peak_flops, parameter_count
+
+
+@pytest.mark.parametrize(
+    ("name", "peak"),
+    [
+        ("NVIDIA H200", 989e12),
+        ("NVIDIA H100 80GB HBM3", 989e12),
+        ("NVIDIA H100 PCIe", 756e12),
+        ("NVIDIA A100-SXM4-80GB", 312e12),
+        ("NVIDIA L4", 121e12),
+        ("NVIDIA L40S", 362e12),
+        ("Tesla T4", None),
+        ("cpu", None),
+    ],
+)
+def test_the_bf16_peak_is_looked_up_by_the_gpu_name(name: str, peak: float | None) -> None:
+    assert bf16_peak_flops(name) == peak
+
+
+def test_mfu_is_six_n_tokens_per_second_over_the_peak_of_every_gpu() -> None:
+    h200 = GpuStats(
+        device=torch.device("cuda"), device_name="NVIDIA H200", parameters=1_235_814_400, gpus=1, peak_flops=989e12
+    )
+    # The issue's figure: 16,207 tok/s of the 1.24B model on one H200 is 12.2% MFU.
+    mfu = h200.mfu(16_207)
+    assert mfu is not None
+    assert round(mfu, 3) == 0.122
+    two = GpuStats(
+        device=torch.device("cuda"), device_name="NVIDIA H200", parameters=1_235_814_400, gpus=2, peak_flops=989e12
+    )
+    assert two.mfu(2 * 16_207) == pytest.approx(mfu)
+    unknown = GpuStats(device=torch.device("cuda"), device_name="Tesla T4", parameters=10, gpus=1, peak_flops=None)
+    assert unknown.mfu(1000.0) is None
+
+
+def test_on_a_cpu_there_is_no_mfu_and_no_gpu_memory() -> None:
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10))
+    model[1].weight = model[0].weight  # tied: counted once
+    stats = GpuStats.for_run(model, device=torch.device("cpu"), world_size=1)
+    assert stats.parameters == parameter_count(model) == 10 * 4 + 10
+    assert stats.device_name == "cpu"
+    assert stats.mfu(5000.0) is None
+    assert stats.peak_memory_bytes() is None
+
+
+def _scrape(metrics: TrainerMetrics) -> dict[str, float]:
+    text = generate_latest(metrics.registry).decode()
+    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and line[0] != "#"}
+
+
+def test_metrics_show_peak_memory_and_mfu_only_once_reported() -> None:
+    metrics = TrainerMetrics(CollectorRegistry())
+    now = datetime(2026, 12, 4, tzinfo=UTC)
+    metrics.progress(Progress(step=1, total_steps=4, tokens_per_second=900.0, heartbeat_time=now))
+    before = _scrape(metrics)
+    assert before["kubetune_trainer_tokens_per_second"] == 900.0
+    assert "kubetune_trainer_mfu" not in before  # a CPU run: absent, not 0
+    assert "kubetune_trainer_peak_gpu_memory_bytes" not in before
+    metrics.progress(Progress(step=2, total_steps=4, peak_gpu_memory_bytes=3 * 2**30, mfu=0.41, heartbeat_time=now))
+    after = _scrape(metrics)
+    assert after["kubetune_trainer_peak_gpu_memory_bytes"] == 3 * 2**30
+    assert after["kubetune_trainer_mfu"] == 0.41
