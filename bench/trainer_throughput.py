@@ -64,6 +64,8 @@ class Figures:
     peak_rss_mb: float
     train_losses: list[float] = field(default_factory=list)
     eval_loss: float = math.nan
+    paths: str = ""
+    """The attention and loss paths the variant trained with."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -344,7 +346,19 @@ def _kubetune(
         cpu_seconds=cpu,
         peak_rss_mb=0.0,
         train_losses=[float(x) for x in losses if x is not None],
+        paths=_kubetune_paths(ctx),
     )
+
+
+def _kubetune_paths(ctx: Any) -> str:
+    """Which attention kernel and loss the run used, as the trainer logged them."""
+    from kubetune_trainer.training import loss as loss_module
+
+    setup = ctx.training_state
+    attention = setup.attention.message() if hasattr(setup, "attention") else "attention: transformers sdpa"
+    # training.loss names its path in LOSS_PATH where it has one; before that it was the plain fp32 loss.
+    loss_path = getattr(loss_module, "LOSS_PATH", "label positions only (logits_to_keep), fp32 logits")
+    return f"{attention}; loss: {loss_path}"
 
 
 def _kubetune_plan(ctx: Any) -> Any:
@@ -573,6 +587,9 @@ def _print_table(best: dict[str, Figures]) -> None:
         print(f"peak RSS (c)/(a): {c.peak_rss_mb / a.peak_rss_mb:.2f}; goal <= 1.1")
         spread = max(abs(f.eval_loss - a.eval_loss) / a.eval_loss for f in (b, c))
         print(f"eval loss spread against (a): {spread:.1%}; goal within 2%")
+    for name, f in best.items():
+        if f.paths:
+            print(f"{name} paths: {f.paths}")
     if {"kubetune", "kubetune-accelerate"} <= best.keys():
         c, d = best["kubetune"], best["kubetune-accelerate"]
         print(
