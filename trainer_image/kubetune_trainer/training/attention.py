@@ -172,7 +172,10 @@ class _BlockMasks:
         def same_document_causal(batch: Any, head: Any, q_index: Any, kv_index: Any) -> Any:
             return (document[q_index] == document[kv_index]) & (q_index >= kv_index)
 
-        mask = create_block_mask(same_document_causal, None, None, length, length, device=device)
+        # Compiled on a GPU, the mask is built block by block; eager, it would materialise rows x rows first.
+        mask = create_block_mask(
+            same_document_causal, None, None, length, length, device=device, _compile=device.type == "cuda"
+        )
         self._last = (cu_seq_lens, mask)
         return mask
 
