@@ -87,6 +87,8 @@ class WandbReporter:
             "train/loss": progress.loss,
             "train/learning_rate": progress.learning_rate,
             "train/tokens_per_second": progress.tokens_per_second,
+            "train/mfu": progress.mfu,
+            "train/peak_gpu_memory_bytes": progress.peak_gpu_memory_bytes,
             "train/epoch": progress.epoch,
             "eval/loss": progress.eval_loss,
         }
