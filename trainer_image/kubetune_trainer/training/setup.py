@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM
 
 from ..context import DistInfo
-from ..contract import LoraConfig, RuntimeSettings
+from ..contract import AttentionKernel, LoraConfig, RuntimeSettings
 from .attention import AttentionChoice, AttentionShape, choose_attention, use_attention
 from .compile import CompileOutcome, compile_layers, probe_pass
 from .distributed import pick_device, wrap_model
@@ -27,8 +27,10 @@ class TrainingSetup:
     device: torch.device
     precision: PrecisionPlan
     lora: bool
-    attention: AttentionChoice
-    compiled: CompileOutcome
+    attention: AttentionChoice = field(
+        default_factory=lambda: AttentionChoice(requested=AttentionKernel.AUTO, kernel=AttentionKernel.SDPA)
+    )
+    compiled: CompileOutcome = field(default_factory=lambda: CompileOutcome(requested=False, compiled=False))
 
 
 def load_model(snapshot: Path, *, dtype: torch.dtype) -> Any:
