@@ -28,7 +28,7 @@ def run(ctx: RunContext) -> None:
     ctx.model, ctx.training_state = prepare_model(
         ctx.model_path, runtime=ctx.config.runtime, lora=ctx.config.lora, dist_info=ctx.dist
     )
-    _announce_kernels(ctx, ctx.training_state)
+    announce_kernels(ctx, ctx.training_state)
 
     def micro_batch_reduced(reduction: MicroBatchReduction) -> None:
         log.warning("%s", reduction.message())
@@ -51,7 +51,7 @@ def run(ctx: RunContext) -> None:
     install_faults(unwrap(ctx.model), environ=ctx.environ, rank=ctx.dist.rank)
 
 
-def _announce_kernels(ctx: RunContext, setup: TrainingSetup) -> None:
+def announce_kernels(ctx: RunContext, setup: TrainingSetup) -> None:
     """Log which attention kernel and compilation the run got; warn where the template's choice fell back."""
     attention, compiled = setup.attention, setup.compiled
     for line in (attention.message(), compiled.message()):
