@@ -8,16 +8,33 @@ argument, so tests and `kubetune run --local` pass their own.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ENV_PREFIX = "KUBETUNE_"
 RENAMED = {"PREFLIGHT_RESULT_GRACE_SECONDS": "RESULT_GRACE_SECONDS"}
 """Old setting names still read (with a warning), to their new names; the new name wins when both are set."""
 
 log = logging.getLogger(__name__)
+
+ANNOTATION_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+"""A Kubernetes annotation key: an optional DNS-subdomain prefix and `/`, then a name."""
+
+
+def _key_values(raw: str, variable: str) -> dict[str, str]:
+    """`k=v,k=v` -> a dict; an item without `=` names the variable and the shape expected."""
+    pairs: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"invalid operator settings in {variable}: {item!r} is not key=value")
+        pairs[key.strip()] = value.strip()
+    return pairs
 
 
 class OperatorSettings(BaseModel):
@@ -85,6 +102,12 @@ class OperatorSettings(BaseModel):
     preflight_cpu: str = Field("1", description="CPU request and limit of the preflight pod.")
     preflight_memory: str = Field("4Gi", description="Memory request and limit of the preflight pod.")
     run_as_user: int = Field(1000, ge=1, description="Non-root UID trainer pods run as.")
+    service_account_annotations: dict[str, str] | None = Field(
+        None,
+        description="Annotations on the ServiceAccounts of trainer and preflight pods, for cloud identities: "
+        "eks.amazonaws.com/role-arn=<arn> (IRSA) or iam.gke.io/gcp-service-account=<email> (Workload Identity); "
+        "comma-separated key=value in the environment; unset: none.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OperatorSettings:
@@ -103,12 +126,25 @@ class OperatorSettings(BaseModel):
             if suffix not in known:
                 continue  # other KUBETUNE_* variables (e.g. the CLI's) are not settings
             name = known[suffix]
-            values[name] = tuple(n for n in raw.split(",") if n) if name == "namespaces" else raw
+            if name == "namespaces":
+                values[name] = tuple(n for n in raw.split(",") if n)
+            elif name == "service_account_annotations":
+                values[name] = _key_values(raw, f"{ENV_PREFIX}{suffix}")
+            else:
+                values[name] = raw
         try:
             return cls.model_validate(values)
         except ValidationError as error:
             fields = ", ".join(f"{ENV_PREFIX}{'_'.join(map(str, e['loc'])).upper()}" for e in error.errors())
             raise ValueError(f"invalid operator settings in {fields}: {error}") from None
+
+    @field_validator("service_account_annotations")
+    @classmethod
+    def _annotation_keys(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for key in value or {}:
+            if not ANNOTATION_KEY.fullmatch(key):
+                raise ValueError(f"{key!r} is not an annotation key such as eks.amazonaws.com/role-arn")
+        return value
 
     @property
     def termination_grace_seconds(self) -> int:

@@ -20,13 +20,34 @@ async def test_a_sentinel_secret_value_appears_nowhere(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     sentinel = f"SENTINEL-{uuid.uuid4()}"
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": {"token": sentinel}}
+    keys = {"token": sentinel, "s3-id": f"{sentinel}-access-key-id", "s3-key": f"{sentinel}-secret-access-key"}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": keys}
     async with cluster.post(f"/api/v1/namespaces/{NAMESPACE}/secrets", json=secret) as made:
         assert made.status < 400
 
+    storage = {
+        "s3": {
+            "credentialsSecretRef": {"name": "hf-token", "accessKeyIdKey": "s3-id", "secretAccessKeyKey": "s3-key"},
+            "endpointUrl": "http://minio.storage.svc:9000",
+            "region": "us-east-1",
+        }
+    }
     (pod,) = await to_running(
-        cluster, actors, "private", wandb={"apiKeySecretRef": {"name": "hf-token", "key": "token"}}
+        cluster,
+        actors,
+        "private",
+        wandb={"apiKeySecretRef": {"name": "hf-token", "key": "token"}},
+        storage=storage,
     )
+    (trainer_job,) = [
+        obj.raw
+        for (resource, _, name), obj in cluster.objects.items()
+        if resource.plural == "jobs" and name == "private-a1"
+    ]
+    (container,) = trainer_job["spec"]["template"]["spec"]["containers"]
+    trainer_env = {e["name"]: e.get("valueFrom") for e in container["env"]}
+    assert trainer_env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "hf-token", "key": "s3-id"}}
+    assert trainer_env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "hf-token", "key": "s3-key"}}
     await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
     await actors.job_condition("private-a1", "Complete")
     await until_phase(cluster, "private", "Succeeded")

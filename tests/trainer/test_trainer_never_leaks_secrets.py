@@ -1,4 +1,5 @@
-"""The HF token and the W&B API key reach no log line, report, Result, model card or file the trainer writes.
+"""The HF token, the W&B API key and the S3 secret key and session token reach no log line, report,
+Result, model card or file the trainer writes.
 
 Sentinel values go into the variables the config names (`model.tokenEnv`, `wandb.apiKeyEnv`),
 and the real trainer runs with them:
@@ -14,31 +15,42 @@ and the real trainer runs with them:
   error's message and hint, the Result, the reports and the logs in process, and the entry
   point's stdout, stderr, termination message and files in a subprocess.
 
+- `kubetune run --local --upload` reading its training data from s3:// and uploading its model
+  there (moto's server, reached through spec.storage.s3's endpoint and region) with sentinel
+  AWS keys, and the same with a missing key: the output, the files and the stored objects.
+
 The subprocesses get HOME, XDG_CONFIG_HOME, XDG_CACHE_HOME and TMPDIR under the test's directory,
 so what libraries write beside the work directory (W&B's settings, a netrc, temp files) is searched too.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import boto3  # type: ignore[import-untyped]
 import pytest
+from moto.server import ThreadedMotoServer
 
 from kubetune_trainer.contract import ErrorClass, Outcome, Result, TrainerConfig, WandbTarget
 from kubetune_trainer.pipeline import run_pipeline
 from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.tiny_model import TinyModel
 
+from .local_runs import chat_spec, kubetune_run, write_chat_data, write_manifest
 from .mock_hub import MockHub
 from .training_jobs import chat_lines, trainer_config, write_jsonl
 
 HF_TOKEN = "hf_kubetuneSENTINEL7f3a9c1e5b2d4a6f8e0c"
 WANDB_KEY = "wandb-key-SENTINEL0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e"
-SENTINELS = (HF_TOKEN, WANDB_KEY)
+S3_SECRET_KEY = "s3-secret-SENTINEL5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b"
+S3_SESSION_TOKEN = "s3-session-SENTINEL9a8b7c6d5e4f3a2b1c0d"
+SENTINELS = (HF_TOKEN, WANDB_KEY, S3_SECRET_KEY, S3_SESSION_TOKEN)
 PRIVATE_REPO = "org/private-llama"
 
 
@@ -211,3 +223,69 @@ def _assert_nothing_leaks(reporter: RecordingReporter, result: Result, caplog: p
         "logs": "\n".join(caplog.handler.format(record) for record in caplog.records),
     }
     assert [leak for where, text in texts.items() for leak in _leaks(text, where)] == []
+
+
+@pytest.fixture
+def s3_store() -> Iterator[tuple[str, object]]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="setup", aws_secret_access_key="setup")
+    client.create_bucket(Bucket="datasets")
+    client.create_bucket(Bucket="models")
+    try:
+        yield endpoint, client
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("present", [True, False], ids=["succeeds", "missing-key"])
+def test_an_s3_run_writes_the_object_store_keys_nowhere(  # noqa: PLR0917 - pytest passes fixtures by position
+    s3_store: tuple[str, object],
+    present: bool,
+    tiny_qwen2: TinyModel,
+    tiny_hf_home: Path,
+    offline_env: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    endpoint, client = s3_store
+    train, validation = write_chat_data(tmp_path / "data")
+    # moto's store is shared by every server in this process: the missing key is one nobody writes.
+    key = "chat/train.jsonl" if present else "chat/never-written.jsonl"
+    if present:
+        client.put_object(Bucket="datasets", Key=key, Body=train.read_bytes())  # type: ignore[attr-defined]
+    storage = {"s3": {"endpointUrl": endpoint, "region": "us-east-1"}}
+    spec = chat_spec(
+        tiny_qwen2.repo_id,
+        (train, validation),
+        trainingFile=f"s3://datasets/{key}",
+        output={"uri": "s3://models/team/chat"},
+        storage=storage,
+    )
+    manifest = write_manifest(tmp_path / "job.yaml", name="s3-secrets", spec=spec)
+    environ = {
+        **offline_env,
+        "AWS_ACCESS_KEY_ID": "AKIASENTINELKEYID",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_SESSION_TOKEN": S3_SESSION_TOKEN,
+    }
+    caplog.set_level(logging.DEBUG)
+
+    run = kubetune_run(manifest, workdir=tmp_path / "run", hf_home=tiny_hf_home, environ=environ, extra=("--upload",))
+
+    if present:
+        assert run.returncode == 0, run.output
+        stored = client.list_objects_v2(Bucket="models").get("Contents", [])  # type: ignore[attr-defined]
+        assert any(o["Key"].endswith("model.safetensors") for o in stored), "the model went to the endpoint"
+        bodies = b"".join(
+            client.get_object(Bucket="models", Key=o["Key"])["Body"].read()  # type: ignore[attr-defined]
+            for o in stored
+        )
+        assert _leaks(bodies, "the uploaded objects") == []
+    else:
+        assert run.returncode != 0
+        assert "spec.trainingFile" in run.output
+    assert _leaks(run.output, "output") + _leaks(caplog.text, "logs") + _files_leaking(tmp_path) == []
+    assert _leaks(run.result.to_termination_message(), "Result") == []

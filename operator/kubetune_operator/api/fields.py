@@ -58,6 +58,7 @@ CHECKPOINT_REF = _pattern(
 )
 SUFFIX = _pattern(r"^[A-Za-z0-9][A-Za-z0-9._-]*$", "letters, digits, '-', '_' and '.', starting with a letter or digit")
 HTTPS_URL = _pattern(r"^https?://[^\s/]+(/\S*)?$", "an http(s) URL such as https://wandb.example.com")
+REGION = _pattern(r"^[A-Za-z0-9][A-Za-z0-9_-]*$", "a region name such as us-east-1: letters, digits, '-' and '_'")
 VERSION = _pattern(r"^[0-9]+(\.[0-9]+){0,2}$", "a version such as 5.23.0")
 QUANTITY = _pattern(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
@@ -78,6 +79,7 @@ OutputUri = Annotated[str, Field(min_length=1, max_length=2048, pattern=OUTPUT_U
 CheckpointUri = Annotated[str, Field(min_length=1, max_length=2048, pattern=CHECKPOINT_URI)]
 CheckpointRef = Annotated[str, Field(min_length=1, max_length=80, pattern=CHECKPOINT_REF)]
 Suffix = Annotated[str, Field(min_length=1, max_length=40, pattern=SUFFIX)]
+Region = Annotated[str, Field(min_length=1, max_length=64, pattern=REGION)]
 HttpUrl = Annotated[str, Field(min_length=1, max_length=2048, pattern=HTTPS_URL)]
 Version = Annotated[str, Field(min_length=1, max_length=32, pattern=VERSION)]
 

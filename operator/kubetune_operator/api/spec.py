@@ -26,6 +26,7 @@ from .fields import (
     HttpUrl,
     LabelValueName,
     OutputUri,
+    Region,
     SecretKey,
     Suffix,
 )
@@ -204,6 +205,73 @@ class CheckpointSpec(WireModel):
     uri: CheckpointUri = Field(description="pvc://claim/path (ReadWriteMany for multi-node) or s3://bucket/prefix.")
 
 
+class S3CredentialsSecretRef(WireModel):
+    """A Secret of the job's namespace holding S3-style keys. The operator never reads it; pods get it as env."""
+
+    name: DnsSubdomain = Field(description="Name of the Secret, in the FineTuneJob's namespace.")
+    access_key_id_key: SecretKey = Field(
+        "AWS_ACCESS_KEY_ID", description="Key holding the access key id. Default AWS_ACCESS_KEY_ID."
+    )
+    secret_access_key_key: SecretKey = Field(
+        "AWS_SECRET_ACCESS_KEY", description="Key holding the secret access key. Default AWS_SECRET_ACCESS_KEY."
+    )
+    session_token_key: SecretKey | None = Field(
+        None, description="Key holding a session token, for temporary credentials. Default: none."
+    )
+
+
+ENDPOINT_CREDENTIALS = (
+    "credentials written into endpointUrl are refused: they would be stored in the job and shown by kubectl; "
+    "remove the user:password@ part and put the keys in a Secret named by storage.s3.credentialsSecretRef"
+)
+_ENDPOINT_CREDENTIALS_CEL = "^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]*@"
+"""An endpoint whose authority holds `user[:password]@`: the same test in CEL and in Python."""
+_ENDPOINT_CREDENTIALS = re.compile(_ENDPOINT_CREDENTIALS_CEL)
+
+
+class S3StorageSpec(WireModel):
+    """How pods reach s3:// data, checkpoints and outputs: AWS S3, MinIO, Ceph RGW or another S3-style store."""
+
+    # Object-level (not a pattern on the field), so the API server's message never holds the value.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"!has(self.endpointUrl) || !self.endpointUrl.matches('{_ENDPOINT_CREDENTIALS_CEL}')",
+                    "message": f"endpointUrl: {ENDPOINT_CREDENTIALS}",
+                    "fieldPath": ".endpointUrl",
+                    "reason": "FieldValueForbidden",
+                }
+            ]
+        }
+    )
+
+    credentials_secret_ref: S3CredentialsSecretRef | None = Field(
+        None,
+        description="Secret with the access keys. Default: none (node IAM, IRSA or Workload Identity "
+        "through the operator's serviceAccountAnnotations).",
+    )
+    endpoint_url: HttpUrl | None = Field(
+        None, description="Endpoint of a non-AWS store, e.g. http://minio.storage:9000. Default: AWS S3."
+    )
+    region: Region | None = Field(None, description="Region of the bucket, e.g. us-east-1. Default: the SDK's.")
+
+    @model_validator(mode="after")
+    def _refuse_credentials_in_the_endpoint(self) -> Self:
+        if self.endpoint_url is not None and _ENDPOINT_CREDENTIALS.match(self.endpoint_url):
+            shown = _ENDPOINT_CREDENTIALS.sub(
+                lambda m: m.group(0).split("://")[0] + "://<redacted>@", self.endpoint_url
+            )
+            raise_violations("S3StorageSpec", [Violation(("endpointUrl",), shown, ENDPOINT_CREDENTIALS)])
+        return self
+
+
+class StorageSpec(WireModel):
+    """Object-store access shared by every s3:// URI of the job (trainingFile, validationFile, output, checkpoint)."""
+
+    s3: S3StorageSpec | None = Field(None, description="S3-style credentials, endpoint and region.")
+
+
 FROM_CHECKPOINT_EXCLUSIVE = (
     "fromCheckpoint and fromHfModel exclude each other: continue a job's checkpoint, "
     "or start from a Hugging Face model, not both"
@@ -219,7 +287,7 @@ AUTO_NEEDS_HF_MODEL = (
 CREDENTIALS_IN_URI = (
     "credentials written into a URI are refused: they would be stored in the job and shown by kubectl; "
     "remove the user:password@ part and give the storage's keys through a Secret (hfTokenSecretRef for hf://; "
-    "for s3://, the pods' ServiceAccount (IRSA, Workload Identity) or node credentials)"
+    "for s3://, storage.s3.credentialsSecretRef, or the pods' ServiceAccount (IRSA, Workload Identity))"
 )
 _CREDENTIALS_CEL = "^([a-z0-9+.-]+://)[^/]*@"
 """A URI whose authority holds `user[:password]@`: the same test in CEL and in Python."""
@@ -313,6 +381,9 @@ class FineTuneJobSpec(WireModel):
     wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
     output: OutputSpec | None = Field(None, description="Where the trained model goes. Default: the operator's.")
     checkpoint: CheckpointSpec | None = Field(None, description="Where checkpoints live. Default: the template's.")
+    storage: StorageSpec | None = Field(
+        None, description="Object-store credentials, endpoint and region for s3:// URIs. Default: none."
+    )
     from_checkpoint: CheckpointRef | None = Field(
         None, description="Continue from another FineTuneJob's checkpoint: `<job>` or `<job>:<step>`."
     )

@@ -26,6 +26,7 @@ from kubetune_trainer.contract import JobIdentity, ModelFacts, ReportTarget, Tra
 from ..api.errors import InvalidResourceError, validate
 from ..api.manifest_yaml import ManifestYamlError, read_documents
 from ..api.resources import FineTuneJob
+from ..render.object_store import local_object_store_env
 from ..render.trainer_config import HF_TOKEN_ENV, build_trainer_config
 from ..resolve.catalog import load_catalog
 from ..resolve.resolution import Resolution, resolve_job
@@ -69,6 +70,9 @@ def run_local(args: argparse.Namespace, *, environ: Mapping[str, str], stream: T
     job = _read_job(args.manifest, stream=stream)
     if job is None:
         return EXIT_INVALID
+    environ, storage_note = local_object_store_env(job.spec.storage.s3 if job.spec.storage else None, environ)
+    if storage_note is not None:
+        print(f"note: {storage_note}", file=stream)
     workdir = (args.workdir or Path("kubetune-runs") / job.metadata.name).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     config = _trainer_config(job, args=args, environ=environ, workdir=workdir, stream=stream)

@@ -20,7 +20,7 @@ from .labels import PREFLIGHT, TRAINER, JobRef, labels_for
 from .naming import attempt_name, preflight_name
 from .pod import HF_CACHE_DIR, WORK_DIR
 from .preflight import preflight_job
-from .rbac import trainer_rbac
+from .rbac import service_account, trainer_rbac
 from .service import headless_service
 from .trainer_config import build_trainer_config
 
@@ -51,7 +51,10 @@ def render_attempt(
         work_dir=WORK_DIR,
     )
     service = name if resolved.nodes > 1 else None
-    objects = [*trainer_rbac(job), config_map(job, name=name, labels=labels, config=config)]
+    objects = [
+        *trainer_rbac(job, annotations=settings.service_account_annotations or {}),
+        config_map(job, name=name, labels=labels, config=config),
+    ]
     if service is not None:
         objects.append(headless_service(job, name=service, labels=labels))
     objects.append(
@@ -70,7 +73,11 @@ def render_attempt(
 
 
 def render_preflight(resolved: ResolvedJob, *, job: JobRef, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """The preflight's ConfigMap and Job: no GPU, no API token, the trainer image."""
+    """The preflight's ConfigMap and Job: no GPU, no API token, the trainer image.
+
+    With the operator's serviceAccountAnnotations set, a ServiceAccount of its own (no Role) comes first,
+    so the preflight reads s3:// data with the same cloud identity as the trainer.
+    """
     name = preflight_name(job.name)
     labels = labels_for(job, component=PREFLIGHT)
     config = build_trainer_config(
@@ -81,7 +88,15 @@ def render_preflight(resolved: ResolvedJob, *, job: JobRef, settings: OperatorSe
         cache_dir=HF_CACHE_DIR,
         work_dir=WORK_DIR,
     )
-    return [
-        config_map(job, name=name, labels=labels, config=config),
-        preflight_job(resolved, job=job, name=name, labels=labels, config_map=name, settings=settings),
-    ]
+    account = None
+    objects: list[dict[str, Any]] = []
+    if settings.service_account_annotations:
+        account = name
+        objects.append(service_account(job, name=name, labels=labels, annotations=settings.service_account_annotations))
+    objects.append(config_map(job, name=name, labels=labels, config=config))
+    objects.append(
+        preflight_job(
+            resolved, job=job, name=name, labels=labels, config_map=name, settings=settings, service_account=account
+        )
+    )
+    return objects

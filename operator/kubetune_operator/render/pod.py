@@ -12,6 +12,7 @@ from typing import Any
 from ..resolve.resolution import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import CONFIG_DIR
+from .object_store import object_store_env
 from .trainer_config import HF_TOKEN_ENV, WANDB_API_KEY_ENV
 
 CACHE_DIR = "/cache"
@@ -42,14 +43,15 @@ def container_security_context() -> dict[str, Any]:
 
 
 def secret_env(resolved: ResolvedJob) -> list[dict[str, Any]]:
-    """The HF token and W&B key as references: the operator never reads a Secret's value."""
-    env = []
+    """The HF token, W&B key and object-store env (keys as references): the operator never reads a Secret."""
+    env: list[dict[str, Any]] = []
     if resolved.hf_token_secret_ref is not None:
         ref = resolved.hf_token_secret_ref
         env.append({"name": HF_TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     if resolved.wandb is not None:
         ref = resolved.wandb.api_key_secret_ref
         env.append({"name": WANDB_API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    env.extend(object_store_env(resolved))
     return env
 
 

@@ -21,6 +21,7 @@ def preflight_job(
     labels: dict[str, str],
     config_map: str,
     settings: OperatorSettings,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
     volumes, mounts = volumes_and_mounts(resolved, config_map=config_map, settings=settings, shm=False)
     amounts = {"cpu": settings.preflight_cpu, "memory": settings.preflight_memory}
@@ -37,6 +38,18 @@ def preflight_job(
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "File",
     }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        # The preflight reports only through its termination message: no API token.
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": pod_security_context(settings),
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if service_account is not None:
+        # A cloud identity (IRSA, Workload Identity) for s3:// data; still no Kubernetes API token.
+        pod_spec["serviceAccountName"] = service_account
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -47,15 +60,7 @@ def preflight_job(
             "backoffLimit": 0,
             "template": {
                 "metadata": {"labels": dict(labels)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    # The preflight reports only through its termination message: no API token.
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(settings),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                "spec": pod_spec,
             },
         },
     }

@@ -13,17 +13,20 @@ from .labels import TRAINER, JobRef, labels_for, metadata_for
 from .naming import trainer_account_name
 
 
-def trainer_rbac(job: JobRef) -> list[dict[str, Any]]:
+def service_account(job: JobRef, *, name: str, labels: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
+    """A ServiceAccount with no token mounted by default; `annotations` carry a cloud identity (IRSA, GKE WI)."""
+    metadata = metadata_for(job, name=name, labels=labels)
+    if annotations:
+        metadata["annotations"] = {**metadata.get("annotations", {}), **annotations}
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": metadata, "automountServiceAccountToken": False}
+
+
+def trainer_rbac(job: JobRef, *, annotations: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """ServiceAccount, Role and RoleBinding, in the order they are created."""
     name = trainer_account_name(job.name)
     labels = labels_for(job, component=TRAINER)
     return [
-        {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "metadata": metadata_for(job, name=name, labels=labels),
-            "automountServiceAccountToken": False,
-        },
+        service_account(job, name=name, labels=labels, annotations=annotations or {}),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",

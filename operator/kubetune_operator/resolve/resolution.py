@@ -32,6 +32,7 @@ from ..api.spec import (
     DEFAULT_HYPERPARAMETERS,
     DEFAULT_LORA,
     FineTuneJobSpec,
+    S3StorageSpec,
     SecretKeyRef,
     WandbSpec,
 )
@@ -68,6 +69,7 @@ class ResolvedJob(WireModel):
     )
     from_checkpoint: str | None = Field(None, description="Another job's checkpoint to start from.")
     wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
+    s3: S3StorageSpec | None = Field(None, description="S3-style credentials reference, endpoint and region.")
     image: str = Field(description="Trainer image.")
     resources: Resources = Field(description="Nodes, GPUs and placement of trainer pods.")
     strategy: Strategy = Field(description="ddp or fsdp.")
@@ -308,6 +310,7 @@ def _apply(
         checkpoint_root=checkpoint_root,
         from_checkpoint=spec.from_checkpoint,
         wandb=spec.wandb,
+        s3=spec.storage.s3 if spec.storage else None,
         image=tspec.image or settings.trainer_image,
         resources=tspec.resources,
         strategy=tspec.training.strategy,
