@@ -92,6 +92,12 @@ class TrainingDefaults(WireModel):
         description="torch.compile the decoder layers; where compilation fails the run goes on eager, with a "
         "warning. Default false.",
     )
+    expected_tokens_per_second_per_gpu: float | None = Field(
+        None,
+        gt=0.0,
+        description="Trained tokens per second per GPU this template reaches, as measured by the administrator; "
+        "what `kubetune estimate job.yaml` divides by. Absent: no estimate.",
+    )
     hyperparameters: Hyperparameters = Field(
         default_factory=Hyperparameters, description="Defaults for hyperparameters a job leaves out."
     )

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from kubetune_operator.cli import check as check_model
-from kubetune_operator.cli import crds, data, jobs, manifests, run, sandbox, templates
+from kubetune_operator.cli import crds, data, estimate, jobs, manifests, run, sandbox, templates
 from kubetune_operator.cli import tiny as tiny_model
 
 from .. import __version__
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     tiny_model.register(commands)
     check_model.register(commands)
     data.register(commands)
+    estimate.register(commands)
     run.register(commands)
     sandbox.register(commands)
     jobs.register(commands)
