@@ -1,7 +1,7 @@
-"""`kubetune estimate JOB.yaml --data FILE`: GPU-hours before launch, from the data and the template.
+"""`kubetune estimate JOB.yaml [TEMPLATE.yaml...] --data FILE`: GPU-hours before launch.
 
-The job is resolved as the operator resolves it (the shipped catalog, or --templates DIR, plus any
-BaseModelTemplate in the manifest), its training file's tokens are counted, and tokens x epochs are
+The one FineTuneJob in the files is resolved as the operator resolves it (the shipped catalog, or
+--templates DIR, plus any BaseModelTemplate in the files), its training file's tokens are counted, and tokens x epochs are
 divided by the template's `spec.training.expectedTokensPerSecondPerGpu` x the job's GPUs.
 
 Tokens are counted with the model's own tokenizer when it is in the local Hugging Face cache
@@ -44,7 +44,9 @@ def register(commands: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("manifest", type=Path, metavar="JOB.yaml", help="a FineTuneJob manifest")
+    parser.add_argument(
+        "files", nargs="+", type=Path, metavar="FILE", help="the FineTuneJob manifest, and any BaseModelTemplates"
+    )
     parser.add_argument("--data", type=Path, metavar="FILE", help="training data (default: the job's trainingFile)")
     parser.add_argument("--templates", "--catalog", dest="templates", type=Path, metavar="DIR", help="template YAML")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
@@ -56,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def estimate(args: argparse.Namespace, *, environ: Mapping[str, str], stream: TextIO, errors: TextIO) -> int:
+    shown = " ".join(str(f) for f in args.files)
     try:
-        documents = read_documents(args.manifest)
+        documents = [d for path in args.files for d in read_documents(path)]
         jobs = [validate(FineTuneJob, d, kind="FineTuneJob") for d in documents if _kind(d) == "FineTuneJob"]
         extra = [
             validate(BaseModelTemplate, d, kind="BaseModelTemplate")
@@ -66,7 +69,7 @@ def estimate(args: argparse.Namespace, *, environ: Mapping[str, str], stream: Te
         ]
         catalog = load_catalog(args.templates)
     except (ManifestYamlError, InvalidResourceError, OSError) as unreadable:
-        print(f"{args.manifest}: {unreadable}", file=errors)
+        print(f"{shown}: {unreadable}", file=errors)
         return EXIT_INVALID
     if len(jobs) != 1:
         print(
