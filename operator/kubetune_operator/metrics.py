@@ -1,6 +1,7 @@
 """Operator metrics in their own registry, served with `/healthz` by a small aiohttp server.
 
-No label is per job (no names, no namespaces): cardinality stays bounded however many jobs run.
+No label is per job (no job names): cardinality stays bounded however many jobs run. The one
+namespace label (GPU-hours) is bounded by the namespaces that run jobs.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ class OperatorMetrics:
         )
         self.retries = Counter(
             "kubetune_job_retries_total", "Retries started, by reason.", ["reason"], registry=self.registry
+        )
+        self.gpu_hours = Counter(
+            "kubetune_gpu_hours",
+            "GPU-hours held by trainer pods (status.gpuSeconds / 3600), by namespace.",
+            ["namespace"],
+            registry=self.registry,
         )
         self.reconcile_duration = Histogram(
             "kubetune_reconcile_duration_seconds",

@@ -1,8 +1,9 @@
 """`kubetune estimate JOB.yaml [TEMPLATE.yaml...] --data FILE`: GPU-hours before launch.
 
 The one FineTuneJob in the files is resolved as the operator resolves it (the shipped catalog, or
---templates DIR, plus any BaseModelTemplate in the files), its training file's tokens are counted, and tokens x epochs are
-divided by the template's `spec.training.expectedTokensPerSecondPerGpu` x the job's GPUs.
+--templates DIR, plus any BaseModelTemplate in the files), its training file's tokens are counted,
+and tokens x epochs are divided by the template's `spec.training.expectedTokensPerSecondPerGpu` x
+the job's GPUs.
 
 Tokens are counted with the model's own tokenizer when it is in the local Hugging Face cache
 (`kubetune check ORG/NAME` or any earlier download puts it there; nothing is downloaded), over every

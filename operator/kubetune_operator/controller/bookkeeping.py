@@ -1,4 +1,4 @@
-"""Metrics from one reconcile step: phase, failures, retries and stage durations, once each."""
+"""Metrics from one reconcile step: phase, failures, retries, stage durations and GPU-hours, once each."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ _FINISHED = re.compile(r"(?:^stage |; |\(stage )(?P<stage>" + "|".join(Stage) + 
 """A stage's finish as stage Events word it: alone ("stage Training finished in 3s"), after the next
 stage's start ("stage Training started; Initialization finished in 3s"), or inside the Completed
 Event that absorbs the last one ("the job succeeded ... (stage Training finished in 5s)")."""
+SECONDS_PER_HOUR = 3600.0
 _CARRY_FINISHES = frozenset({Reason.STAGE_STARTED, Reason.STAGE_FINISHED, Reason.COMPLETED})
 
 
@@ -27,6 +28,10 @@ def record_step(metrics: OperatorMetrics, key: JobKey, *, old: FineTuneJobStatus
     # A job waiting for its template shows TemplateNotFound in status.error, but it has not failed.
     if error is not None and error != old.error and error.reason != Reason.TEMPLATE_NOT_FOUND:
         metrics.failures.labels(error_class=error.error_class.value, stage=str(error.stage or "None")).inc()
+    # GPU time is counted as the status grows, from the stored status: a restarted operator counts no hour twice.
+    held = (new.gpu_seconds or 0.0) - (old.gpu_seconds or 0.0)
+    if held > 0:
+        metrics.gpu_hours.labels(namespace=key[0]).inc(held / SECONDS_PER_HOUR)
     finished: set[str] = set()
     for note in step.events:
         if note.reason == Reason.RETRYING and error is not None:
