@@ -1,29 +1,125 @@
-"""The summed token loss of a micro-batch, with the output head computed only where a label is due.
+"""The summed token loss of a micro-batch, without ever holding the whole micro-batch's logits.
 
-Masked prompt tokens, padding and each example's first token carry no label, yet a plain
-forward computes vocabulary-wide logits for them too: on chat data that is a third of the output
-head's work and of the cross-entropy. Passing the positions that precede a label as
-`logits_to_keep` makes the model apply its head to those positions alone. The sum is the same as
-`data.packing.summed_token_loss` over full logits: each kept position t is scored against the
-label at t + 1, exactly as the shifted loss does.
+Two savings, both exact:
+
+- **Only where a label is due.** Masked prompt tokens, padding and each example's first token
+  carry no label, yet a plain forward computes vocabulary-wide logits for them too: on chat data
+  a third of the output head's work. Only the positions that precede a label are scored, each
+  against the label at t + 1, as the shifted loss does.
+- **In chunks.** The model runs with its output head applied to no position
+  (`logits_to_keep` empty); the decoder's last hidden states are taken by a forward hook, and
+  the head, the fp32 upcast and the cross-entropy run over chunks of `loss_chunk_tokens`
+  positions. Under autograd each chunk is checkpointed: its logits are freed as soon as its
+  loss is summed and recomputed, one chunk at a time, in the backward pass, so the peak is one
+  chunk's logits instead of `[tokens, vocab]` in fp32 (31.9 GiB at 16k tokens x 128k vocab).
+  The head is called as a module, so tied embeddings, a LoRA-adapted head, DDP's and FSDP's
+  hooks all see an ordinary call; a model whose logits are more than `head(hidden)` (Gemma's
+  final soft-capping) gets it applied per chunk too.
+
+The result is the same sum as `data.packing.summed_token_loss` over full logits, forward and
+gradients (tests: `test_training_chunked_loss_is_exact.py`); the loop divides it by the step's
+label tokens for exact gradient accumulation (`training.accumulate`).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional
+from torch.utils.checkpoint import checkpoint
 
 from ..data.packing import ModelBatch
 from ..data.tokenization import IGNORE_INDEX
+from ..memory_model import loss_chunk_tokens
+
+_SCALED_LOGITS = ("logit_scale", "logits_scaling", "output_multiplier_scale")
+"""config.json fields of models that rescale logits after the head: these keep the plain path."""
 
 
-def summed_label_loss(model: nn.Module, batch: ModelBatch) -> torch.Tensor:
-    """Sum of the token losses of `batch` (divide by the step's label tokens for the mean)."""
+def summed_label_loss(model: nn.Module, batch: ModelBatch, *, chunk_tokens: int | None = None) -> torch.Tensor:
+    """Sum of the token losses of `batch` (divide by the step's label tokens for the mean).
+
+    `chunk_tokens` overrides the chunk size (default: `memory_model.loss_chunk_tokens` of the vocabulary).
+    """
     # Positions whose next token is a label in any row; rows share the sequence axis.
     keep = (batch.labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
-    logits = model(**batch.model_inputs(), logits_to_keep=keep).logits
-    targets = batch.labels[:, keep + 1]
-    return functional.cross_entropy(
-        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
+    targets = batch.labels[:, keep + 1].flatten()
+    causal_lm = causal_lm_of(model)
+    if causal_lm is None:
+        logits = model(**batch.model_inputs(), logits_to_keep=keep).logits
+        return _cross_entropy(logits.flatten(0, 1), targets)
+    hidden = _last_hidden_states(model, causal_lm, batch)[:, keep].flatten(0, 1)
+    head = causal_lm.get_output_embeddings()
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    vocab = int(getattr(head, "out_features", 0) or causal_lm.config.vocab_size)
+    size = chunk_tokens or loss_chunk_tokens(vocab)
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for start in range(0, hidden.shape[0], size):
+        piece, wanted = hidden[start : start + size], targets[start : start + size]
+        if torch.is_grad_enabled() and hidden.shape[0] > size:
+            # Recomputed in backward: only this chunk's logits ever exist at once.
+            chunk = checkpoint(_head_loss, head, piece, wanted, softcap, use_reentrant=False)
+        else:
+            chunk = _head_loss(head, piece, wanted, softcap)
+        total = total + chunk
+    return total
+
+
+def _head_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None) -> torch.Tensor:
+    logits = head(hidden).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return _cross_entropy(logits, targets)
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def causal_lm_of(model: nn.Module) -> Any | None:
+    """The transformers causal LM inside DDP, peft and torch.compile wrappers; None when the head cannot be split off.
+
+    The chunked path needs `get_output_embeddings()` (the head) and `get_decoder()` (whose
+    output the head reads). Models that rescale their logits after the head keep the plain path.
+    """
+    inner: Any = model
+    for _ in range(4):
+        if isinstance(inner, nn.parallel.DistributedDataParallel):
+            inner = inner.module
+        elif hasattr(inner, "_orig_mod"):  # torch.compile's OptimizedModule
+            inner = inner._orig_mod
+        elif hasattr(inner, "get_base_model") and callable(inner.get_base_model):  # peft
+            inner = inner.get_base_model()
+        else:
+            break
+    if not (hasattr(inner, "get_output_embeddings") and hasattr(inner, "get_decoder")):
+        return None
+    config = getattr(inner, "config", None)
+    if config is None or any(getattr(config, name, None) not in (None, 1, 1.0) for name in _SCALED_LOGITS):
+        return None
+    head = inner.get_output_embeddings()
+    decoder = inner.get_decoder()
+    if not isinstance(head, nn.Module) or not isinstance(decoder, nn.Module) or decoder is inner:
+        return None
+    return inner
+
+
+def _last_hidden_states(model: nn.Module, causal_lm: Any, batch: ModelBatch) -> torch.Tensor:
+    """The decoder's output for `batch`, from a forward of the whole (wrapped) model that applies the head nowhere."""
+    captured: list[torch.Tensor] = []
+
+    def grab(module: nn.Module, args: Any, output: Any) -> None:
+        captured.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
+
+    # The whole model's forward (not the decoder's alone): DDP's and FSDP's hooks run as usual.
+    handle = causal_lm.get_decoder().register_forward_hook(grab)
+    try:
+        empty = torch.zeros(0, dtype=torch.long, device=batch.input_ids.device)
+        model(**batch.model_inputs(), logits_to_keep=empty)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise RuntimeError(f"the decoder ran {len(captured)} times in one forward pass; expected once")
+    return captured[0]

@@ -1,0 +1,258 @@
+"""How much device memory a fine-tune needs, from config.json numbers alone: no torch, no weights.
+
+The trainer plans its micro-batch token budget with it (`plan_token_budget`, from the free memory
+`torch.cuda.mem_get_info` reports once the model is on the GPU); the operator can size GPUs with
+it (`estimate`), as both see only numbers. Every figure is bytes on one device.
+
+    shape = ModelShape.from_config(json.loads(Path("config.json").read_text()))
+    setup = TrainingSetup.for_run(shape, precision="bf16", master_weights="fp32", lora_rank=None)
+    estimate(shape, setup, micro_batch_tokens=16384).total          # bytes at that micro-batch
+    plan_token_budget(shape, setup, free_bytes=..., max_seq_length=2048)   # -> MemoryPlan
+
+What is counted:
+
+- **static**: weights (the whole model, at the weight dtype), gradients and AdamW state of the
+  trainable parameters (m and v; an fp32 master copy or a bf16 compensation buffer where the
+  precision policy keeps one), DDP's gradient buckets; divided by the shard count under FSDP.
+- **activations per token**: what autograd keeps for backward in one decoder layer, times the
+  layers, from hidden, intermediate, heads and KV heads (coefficients counted with saved-tensor
+  hooks on Llama in transformers 5, see docs/training.md); with gradient checkpointing one
+  layer's input per layer plus one whole layer being recomputed.
+- **the loss chunk**: the head's output for `loss_chunk_tokens` positions in the compute dtype,
+  its fp32 upcast and the fp32 gradient of it (`training.loss` never holds more).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+GIB = 1024**3
+LOSS_CHUNK_LOGIT_BYTES = GIB
+"""fp32 logits per loss chunk: 2,048 tokens at a 128k vocabulary, all of a micro-batch at a small one."""
+MIN_LOSS_CHUNK_TOKENS = 256
+RESERVE_BYTES = GIB
+"""Left free besides the plan: CUDA context growth, kernels' workspaces, the allocator's fragments."""
+USABLE_FRACTION = 0.9
+"""Of the free memory, the share the plan may fill."""
+BUDGET_CEILING_TOKENS = 65536
+"""Largest micro-batch planned: past this, matmuls are no faster and a step holds fewer micro-batches."""
+BUDGET_STEP_TOKENS = 1024
+"""Budgets are whole multiples of this (above one sequence)."""
+
+# Elements autograd keeps per token in one decoder layer, as multiples of hidden (d), KV width
+# (kv), intermediate (i) and heads (h, fp32 softmax statistics), at the compute dtype; counted
+# with saved-tensor hooks on transformers 5's Llama layer (sdpa): norms keep their fp32 input,
+# attention its q, k, v, rotated q and k, output; the MLP gate, up, activation and product.
+_LAYER_D = 10.0
+_LAYER_KV = 4.0
+_LAYER_I = 4.0
+_LAYER_H = 1.0
+_NORM_FP32_D = 2.0
+"""RMSNorm upcasts its input to fp32 and keeps it: two norms per layer, d fp32 elements each."""
+_LORA_EXTRA_D = 0.0
+"""LoRA adapters keep only their rank-r intermediate (negligible) besides the input the base keeps."""
+
+
+def loss_chunk_tokens(vocab_size: int) -> int:
+    """Positions per loss chunk: `LOSS_CHUNK_LOGIT_BYTES` of fp32 logits, at least `MIN_LOSS_CHUNK_TOKENS`."""
+    return max(MIN_LOSS_CHUNK_TOKENS, LOSS_CHUNK_LOGIT_BYTES // (4 * max(vocab_size, 1)))
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The numbers of config.json that memory depends on."""
+
+    hidden_size: int
+    num_layers: int
+    intermediate_size: int
+    num_heads: int
+    num_kv_heads: int
+    vocab_size: int
+    head_dim: int
+    tied_embeddings: bool
+    parameters: int
+    """Parameter count: given (counted on the meta device) or estimated from the shape."""
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, parameters: int | None = None) -> ModelShape:
+        """From a config.json dict (a multimodal model's `text_config` when it has one)."""
+        text = config.get("text_config") if isinstance(config.get("text_config"), Mapping) else config
+        assert isinstance(text, Mapping)
+        hidden = int(text["hidden_size"])
+        heads = int(text.get("num_attention_heads") or 1)
+        kv_heads = int(text.get("num_key_value_heads") or heads)
+        head_dim = int(text.get("head_dim") or hidden // heads)
+        layers = int(text["num_hidden_layers"])
+        intermediate = int(text.get("intermediate_size") or 4 * hidden)
+        vocab = int(text["vocab_size"])
+        tied = bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)))
+        if parameters is None:
+            per_layer = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * intermediate
+            parameters = layers * (per_layer + 2 * hidden) + vocab * hidden * (1 if tied else 2) + hidden
+        return cls(hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters)
+
+    def lora_parameters(self, rank: int) -> int:
+        """Adapter parameters of rank `rank` on every linear of every layer (all-linear), the head left out."""
+        q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        pairs = [(self.hidden_size, q), (self.hidden_size, kv), (self.hidden_size, kv), (q, self.hidden_size)]
+        pairs += [(self.hidden_size, self.intermediate_size)] * 2 + [(self.intermediate_size, self.hidden_size)]
+        return self.num_layers * rank * sum(a + b for a, b in pairs)
+
+
+@dataclass(frozen=True)
+class TrainingSetup:
+    """How the model trains, in bytes per element and per parameter."""
+
+    weight_bytes: int
+    """Bytes per weight as held on the device (2 for bf16/fp16, 4 for fp32)."""
+    compute_bytes: int
+    """Bytes per activation element (2 under bf16/fp16 compute, 4 in fp32)."""
+    trainable_parameters: int
+    gradient_bytes: int
+    """Bytes per gradient element of a trainable parameter."""
+    optimizer_bytes: int
+    """AdamW state per trainable parameter: m and v, plus a master copy or compensation buffer."""
+    gradient_checkpointing: bool = False
+    shards: int = 1
+    """FSDP's world size: weights, gradients and optimizer state are divided by it."""
+    ddp_buckets: bool = False
+    """DDP keeps its own gradient-sized buckets."""
+
+    @classmethod
+    def for_run(
+        cls,
+        shape: ModelShape,
+        *,
+        precision: str = "bf16",
+        master_weights: str = "fp32",
+        lora_rank: int | None = None,
+        gradient_checkpointing: bool = False,
+        shards: int = 1,
+        ddp_buckets: bool = False,
+        device: str = "cuda",
+    ) -> TrainingSetup:
+        """The setup the trainer uses for this template precision and master-weights policy.
+
+        `precision` bf16/fp16/fp32 and `master_weights` fp32/bf16-compensated/bf16 as in the
+        template; on a CPU everything is fp32. Under LoRA the base is frozen (no gradient, no
+        state) and the adapters train in fp32.
+        """
+        low = device == "cuda" and precision in ("bf16", "fp16")
+        compute = 2 if low else 4
+        weight = 2 if device == "cuda" and precision == "bf16" else 4
+        if lora_rank is not None:
+            return cls(weight, compute, shape.lora_parameters(lora_rank), 4, 8, gradient_checkpointing, shards, ddp_buckets)
+        if weight == 4:
+            optimizer = 8
+        else:
+            optimizer = {"fp32": 12, "bf16-compensated": 10, "bf16": 4}.get(master_weights, 12)
+        return cls(weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, shards, ddp_buckets)
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes on one device for one micro-batch size."""
+
+    weights: int
+    gradients: int
+    optimizer: int
+    activations: int
+    loss_chunk: int
+
+    @property
+    def static(self) -> int:
+        return self.weights + self.gradients + self.optimizer
+
+    @property
+    def total(self) -> int:
+        return self.static + self.activations + self.loss_chunk
+
+
+def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
+    """What backward keeps per token of a micro-batch, every layer together."""
+    d, kv, i = shape.hidden_size, shape.num_kv_heads * shape.head_dim, shape.intermediate_size
+    q = shape.num_heads * shape.head_dim
+    layer = (
+        (_LAYER_D * d + (q - d) * 3 + _LAYER_KV * kv + _LAYER_I * i + _LORA_EXTRA_D * d) * setup.compute_bytes
+        + _NORM_FP32_D * d * 4
+        + _LAYER_H * shape.num_heads * 4
+    )
+    embeddings = d * setup.compute_bytes * 2
+    if setup.gradient_checkpointing:
+        return int(shape.num_layers * d * setup.compute_bytes + layer + embeddings)
+    return int(shape.num_layers * layer + embeddings)
+
+
+def loss_chunk_bytes(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int) -> int:
+    """The loss's largest transient: one chunk's logits (compute dtype), their fp32 upcast and its gradient."""
+    tokens = min(micro_batch_tokens, loss_chunk_tokens(shape.vocab_size))
+    return tokens * shape.vocab_size * (setup.compute_bytes + 4 + 4)
+
+
+def estimate(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int) -> MemoryEstimate:
+    """Peak bytes on one device for micro-batches of `micro_batch_tokens` tokens."""
+    trainable = setup.trainable_parameters
+    gradients = trainable * setup.gradient_bytes * (2 if setup.ddp_buckets else 1)
+    return MemoryEstimate(
+        weights=shape.parameters * setup.weight_bytes // setup.shards,
+        gradients=gradients // setup.shards,
+        optimizer=trainable * setup.optimizer_bytes // setup.shards,
+        activations=activation_bytes_per_token(shape, setup) * micro_batch_tokens,
+        loss_chunk=loss_chunk_bytes(shape, setup, micro_batch_tokens=micro_batch_tokens),
+    )
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """The micro-batch token budget chosen, and the figures it was chosen from (bytes)."""
+
+    token_budget: int
+    free_bytes: int
+    static_bytes: int
+    activation_bytes_per_token: int
+    loss_chunk_bytes: int
+    limited_by: str
+    """`memory` (what fits), `ceiling` (BUDGET_CEILING_TOKENS), or `sequence` (one maxSeqLength: less would not hold the longest example)."""
+
+    def describe(self) -> str:
+        return (
+            f"micro-batch budget {self.token_budget} tokens ({self.limited_by}): {self.free_bytes / GIB:.1f} GiB free, "
+            f"{self.static_bytes / GIB:.1f} GiB gradients and optimizer state, "
+            f"{self.activation_bytes_per_token / 1024:.0f} KiB activations per token, "
+            f"{self.loss_chunk_bytes / GIB:.2f} GiB loss chunk"
+        )
+
+
+def plan_token_budget(
+    shape: ModelShape,
+    setup: TrainingSetup,
+    *,
+    free_bytes: int,
+    max_seq_length: int,
+    weights_resident: bool = True,
+    ceiling: int = BUDGET_CEILING_TOKENS,
+) -> MemoryPlan:
+    """The largest micro-batch (tokens) whose activations fit `free_bytes` beside what training adds.
+
+    `free_bytes` is measured with the weights already on the device (`weights_resident`), so
+    only gradients and optimizer state are taken off it; otherwise the weights are too. Never
+    below one `max_seq_length` (the longest example must fit a micro-batch; out-of-memory
+    remediation is the safety net) nor above `ceiling`.
+    """
+    full = estimate(shape, setup, micro_batch_tokens=1)
+    static = full.gradients + full.optimizer + (0 if weights_resident else full.weights)
+    per_token = activation_bytes_per_token(shape, setup)
+    chunk = loss_chunk_bytes(shape, setup, micro_batch_tokens=ceiling)
+    room = int(free_bytes * USABLE_FRACTION) - RESERVE_BYTES - static - chunk
+    fits = max(room // max(per_token, 1), 0)
+    floor = max_seq_length
+    ceiling = max(ceiling, floor)
+    if fits >= ceiling:
+        budget, limited = ceiling, "ceiling"
+    elif fits <= floor:
+        budget, limited = floor, "sequence"
+    else:
+        budget, limited = max(floor, fits // BUDGET_STEP_TOKENS * BUDGET_STEP_TOKENS), "memory"
+    return MemoryPlan(budget, free_bytes, static, per_token, chunk, limited)
