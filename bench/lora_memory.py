@@ -70,7 +70,8 @@ def environment(hf_home: Path) -> dict[str, str]:
 def write_model(hf_home: Path, env: dict[str, str]) -> None:
     code = (
         "from pathlib import Path; from kubetune_trainer.tiny_model import TinyShape, write_tiny_model; "
-        f"write_tiny_model(arch='llama', repo_id={REPO!r}, hf_home=Path({str(hf_home)!r}), shape=TinyShape(**{SHAPE!r}))"
+        f"write_tiny_model(arch='llama', repo_id={REPO!r}, hf_home=Path({str(hf_home)!r}), "
+        f"shape=TinyShape(**{SHAPE!r}))"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
@@ -174,14 +175,16 @@ def main() -> int:
         write_data(data, examples=args.examples)
         runs: dict[str, list[Run]] = {"full": [], "lora": []}
         for round_index in range(args.rounds):
-            for name in runs:
+            for name, found in runs.items():
                 job = root / f"{name}.yaml"
-                write_job(job, name=name, data=data, lora=name == "lora", batch_size=args.batch_size, epochs=args.epochs)
+                write_job(
+                    job, name=name, data=data, lora=name == "lora", batch_size=args.batch_size, epochs=args.epochs
+                )
                 result = run_job(job, workdir=root / f"work-{name}-{round_index}", env=env, name=name)
                 if result.exit_code != 0:
                     print(f"{name} failed with exit code {result.exit_code}", file=sys.stderr)
                     return 1
-                runs[name].append(result)
+                found.append(result)
         best = {name: min(found, key=lambda r: r.peak_rss_mb) for name, found in runs.items()}
         print(f"{'run':<6} {'peak RSS MB':>12} {'wall s':>8}  peak stage  (sampled peak per stage, MB)")
         for run in best.values():

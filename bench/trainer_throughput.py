@@ -362,15 +362,12 @@ def _kubetune_paths(ctx: Any) -> str:
 
 
 def _kubetune_plan(ctx: Any) -> Any:
-    import torch
-
-    from kubetune_trainer.stages.train import token_budget
     from kubetune_trainer.training.steps import BatchingPlan
 
     hyper = ctx.config.hyperparameters
     return BatchingPlan(
         examples_per_step=hyper.batch_size,
-        token_budget=token_budget(ctx.max_seq_length, device=torch.device("cpu")),
+        token_budget=ctx.max_seq_length,  # the trainer's CPU rule (training/memory_plan.py)
         packing=hyper.packing,
         pad_token_id=ctx.tokenizer.pad_token_id,
         seed=hyper.seed,

@@ -1,4 +1,4 @@
-"""The chunked loss equals the plain full-logit loss, forward and every gradient, and never keeps more than a chunk of logits."""
+"""The chunked loss equals the plain full-logit loss, forward and every gradient; it keeps at most a chunk of logits."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def _assert_same_loss_and_gradients(model: torch.nn.Module, batch: ModelBatch) -
     chunked = _gradients(model, chunked_loss)
     assert batch.label_tokens > 3 * CHUNK  # really several chunks
     torch.testing.assert_close(chunked_loss, plain_loss, rtol=1e-5, atol=1e-5)
-    assert plain.keys() == chunked.keys() and plain
+    assert plain
+    assert plain.keys() == chunked.keys()
     for name, gradient in plain.items():
         torch.testing.assert_close(chunked[name], gradient, rtol=1e-5, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
 

@@ -13,7 +13,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .contract import ModelFacts, OutputSummary, TrainerConfig, TrainingPerformance, WarningNote
+from .contract import (
+    MemoryPlanReport,
+    ModelFacts,
+    OutputSummary,
+    TrainerConfig,
+    TrainingPerformance,
+    WarningNote,
+)
 
 if TYPE_CHECKING:
     from .adapter import AdapterLineage
@@ -128,6 +135,7 @@ class RunContext:
     checkpoint_step: int | None = None
     """Step of this job's newest complete checkpoint (written, or resumed from)."""
     resumed_from_step: int | None = None
+    memory_plan: MemoryPlanReport | None = None
     """Step of the checkpoint training started from (this job's own, or fromCheckpoint's)."""
     performance: TrainingPerformance | None = None
     """Initialization: the kernels chosen; Training: with the throughput, peak memory and MFU reached."""

@@ -234,6 +234,21 @@ class Precision(enum.StrEnum):
     FP32 = "fp32"
 
 
+class MasterWeights(enum.StrEnum):
+    """How bf16 training keeps the weights the optimizer updates (docs/training.md has the measurements).
+
+    At learning rates near 1e-5 most AdamW updates are smaller than half a bf16 step of the
+    weight they apply to and are rounded away in pure bf16.
+    """
+
+    FP32 = "fp32"
+    """bf16 weights and compute; the optimizer keeps an fp32 master copy and writes it back rounded."""
+    BF16_COMPENSATED = "bf16-compensated"
+    """bf16 weights and compute; the optimizer keeps each weight's rounding error (bf16) and adds it back."""
+    BF16 = "bf16"
+    """Pure bf16: updates below half a bf16 step are lost."""
+
+
 class Strategy(enum.StrEnum):
     DDP = "ddp"
     FSDP = "fsdp"
@@ -258,6 +273,11 @@ DEFAULT_STEP_WATCHDOG_FLOOR_SECONDS = 900.0
 
 class RuntimeSettings(WireModel):
     precision: Precision = Field(Precision.BF16, description="Training precision on GPU; CPU runs use fp32.")
+    master_weights: MasterWeights = Field(
+        MasterWeights.FP32,
+        description="With bf16 precision on GPU: fp32 (an fp32 master copy in the optimizer), bf16-compensated "
+        "(each weight's rounding error kept and added back) or bf16 (pure bf16, small updates lost).",
+    )
     strategy: Strategy = Field(Strategy.DDP, description="Data-parallel strategy across processes.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     attention: AttentionKernel = Field(
@@ -455,6 +475,21 @@ class TrainingPerformance(WireModel):
     mfu: float | None = Field(None, ge=0.0, description="Model FLOPs utilization (absent off known GPUs).")
 
 
+class MemoryPlanReport(WireModel):
+    """The micro-batch token budget the trainer planned from the device's memory, and its inputs."""
+
+    token_budget: int = Field(ge=1, description="Most tokens in one micro-batch.")
+    limited_by: str = Field(
+        max_length=32,
+        description="memory (what fits), ceiling (the planner's largest), sequence (one maxSeqLength, the least) "
+        "or cpu (one maxSeqLength, the CPU rule).",
+    )
+    free_bytes: int = Field(ge=0, description="Free device memory once the model was loaded.")
+    static_bytes: int = Field(ge=0, description="Gradients and optimizer state set aside.")
+    activation_bytes_per_token: int = Field(ge=0, description="Activations kept for backward, per token.")
+    loss_chunk_bytes: int = Field(ge=0, description="The loss's largest transient (one chunk of logits).")
+
+
 class Outcome(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"
@@ -480,6 +515,9 @@ class Result(WireModel):
     performance: TrainingPerformance | None = Field(
         None, description="The kernels training used and its throughput, once training ran."
     )
+
+
+    memory_plan: MemoryPlanReport | None = Field(None, description="The micro-batch budget planned from memory.")
 
     def to_termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
         """Serialize, shortening the longest free-text fields (then dropping warnings) to fit `limit` bytes."""

@@ -41,18 +41,18 @@ BUDGET_CEILING_TOKENS = 65536
 BUDGET_STEP_TOKENS = 1024
 """Budgets are whole multiples of this (above one sequence)."""
 
-# Elements autograd keeps per token in one decoder layer, as multiples of hidden (d), KV width
-# (kv), intermediate (i) and heads (h, fp32 softmax statistics), at the compute dtype; counted
-# with saved-tensor hooks on transformers 5's Llama layer (sdpa): norms keep their fp32 input,
-# attention its q, k, v, rotated q and k, output; the MLP gate, up, activation and product.
-_LAYER_D = 10.0
-_LAYER_KV = 4.0
-_LAYER_I = 4.0
-_LAYER_H = 1.0
-_NORM_FP32_D = 2.0
-"""RMSNorm upcasts its input to fp32 and keeps it: two norms per layer, d fp32 elements each."""
-_LORA_EXTRA_D = 0.0
-"""LoRA adapters keep only their rank-r intermediate (negligible) besides the input the base keeps."""
+# Elements autograd keeps per token in one decoder layer, counted with saved-tensor hooks on
+# transformers 5's Llama layer (sdpa) at three shapes: 8 x hidden + 2 x KV width + 4 x
+# intermediate, at the compute dtype, of which two hidden-sized ones (the RMSNorms' inputs,
+# upcast) are fp32 under bf16 compute; plus fp32 softmax statistics per head. LoRA adds each
+# adapter's rank-r intermediate (7 adapters on all-linear).
+_LAYER_D = 8
+_LAYER_KV = 2
+_LAYER_I = 4
+_NORM_FP32_D = 2
+_LORA_ADAPTERS = 7
+_OUTSIDE_LAYERS_D = 2
+"""The embeddings' output and the final norm's input."""
 
 
 def loss_chunk_tokens(vocab_size: int) -> int:
@@ -115,6 +115,8 @@ class TrainingSetup:
     optimizer_bytes: int
     """AdamW state per trainable parameter: m and v, plus a master copy or compensation buffer."""
     gradient_checkpointing: bool = False
+    lora_rank: int = 0
+    """Rank of the LoRA adapters; 0 for full fine-tuning."""
     shards: int = 1
     """FSDP's world size: weights, gradients and optimizer state are divided by it."""
     ddp_buckets: bool = False
@@ -143,12 +145,11 @@ class TrainingSetup:
         compute = 2 if low else 4
         weight = 2 if device == "cuda" and precision == "bf16" else 4
         if lora_rank is not None:
-            return cls(weight, compute, shape.lora_parameters(lora_rank), 4, 8, gradient_checkpointing, shards, ddp_buckets)
-        if weight == 4:
-            optimizer = 8
-        else:
-            optimizer = {"fp32": 12, "bf16-compensated": 10, "bf16": 4}.get(master_weights, 12)
-        return cls(weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, shards, ddp_buckets)
+            trainable = shape.lora_parameters(lora_rank)
+            return cls(weight, compute, trainable, 4, 8, gradient_checkpointing, lora_rank, shards, ddp_buckets)
+        # m and v in fp32 plus a master copy (4) or a compensation buffer (2); pure bf16 keeps bf16 m and v.
+        optimizer = 8 if weight == 4 else {"fp32": 12, "bf16-compensated": 10, "bf16": 4}.get(master_weights, 12)
+        return cls(weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, 0, shards, ddp_buckets)
 
 
 @dataclass(frozen=True)
@@ -174,15 +175,15 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     """What backward keeps per token of a micro-batch, every layer together."""
     d, kv, i = shape.hidden_size, shape.num_kv_heads * shape.head_dim, shape.intermediate_size
     q = shape.num_heads * shape.head_dim
-    layer = (
-        (_LAYER_D * d + (q - d) * 3 + _LAYER_KV * kv + _LAYER_I * i + _LORA_EXTRA_D * d) * setup.compute_bytes
-        + _NORM_FP32_D * d * 4
-        + _LAYER_H * shape.num_heads * 4
-    )
-    embeddings = d * setup.compute_bytes * 2
+    compute, fp32 = setup.compute_bytes, 4
+    elements = (_LAYER_D - _NORM_FP32_D) * d + 3 * (q - d) + _LAYER_KV * kv + _LAYER_I * i
+    elements += _LORA_ADAPTERS * setup.lora_rank
+    layer = elements * compute + _NORM_FP32_D * d * fp32 + shape.num_heads * fp32
+    outside = _OUTSIDE_LAYERS_D * d * compute
     if setup.gradient_checkpointing:
-        return int(shape.num_layers * d * setup.compute_bytes + layer + embeddings)
-    return int(shape.num_layers * layer + embeddings)
+        # Each layer keeps its input; one layer at a time is recomputed whole in backward.
+        return shape.num_layers * d * compute + layer + outside
+    return shape.num_layers * layer + outside
 
 
 def loss_chunk_bytes(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int) -> int:
@@ -214,7 +215,8 @@ class MemoryPlan:
     activation_bytes_per_token: int
     loss_chunk_bytes: int
     limited_by: str
-    """`memory` (what fits), `ceiling` (BUDGET_CEILING_TOKENS), or `sequence` (one maxSeqLength: less would not hold the longest example)."""
+    """`memory` (what fits), `ceiling` (BUDGET_CEILING_TOKENS), `sequence` (one maxSeqLength, the least
+    that holds the longest example) or `cpu` (one maxSeqLength, the CPU rule)."""
 
     def describe(self) -> str:
         return (

@@ -120,6 +120,7 @@ def _result(ctx: RunContext, error: JobError | None) -> Result:
         checkpoint_step=ctx.checkpoint_step,
         resumed_from_step=ctx.resumed_from_step,
         performance=ctx.performance,
+        memory_plan=ctx.memory_plan,
     )
 
 

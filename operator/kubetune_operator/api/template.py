@@ -12,7 +12,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from kubetune_trainer.contract import AttentionKernel, Precision, Strategy, WireModel
+from kubetune_trainer.contract import AttentionKernel, MasterWeights, Precision, Strategy, WireModel
 
 from .crossfield import Violation, raise_violations
 from .fields import HfRepoId, LabelValue, Quantity, Version
@@ -81,6 +81,12 @@ class TrainingDefaults(WireModel):
 
     strategy: Strategy = Field(Strategy.DDP, description="ddp, or fsdp for models too large for one GPU.")
     precision: Precision = Field(Precision.BF16, description="bf16, fp16 or fp32 on GPU. Default bf16.")
+    master_weights: MasterWeights = Field(
+        MasterWeights.FP32,
+        description="How bf16 training keeps the weights AdamW updates: fp32 (an fp32 master copy, 4 more bytes "
+        "per parameter), bf16-compensated (each weight's rounding error kept, 2 more bytes) or bf16 (pure bf16: "
+        "updates below half a bf16 step, most of them at learning rates near 1e-5, are lost). Default fp32.",
+    )
     gradient_checkpointing: bool = Field(False, description="Recompute activations to save memory.")
     attention: AttentionKernel = Field(
         AttentionKernel.AUTO,

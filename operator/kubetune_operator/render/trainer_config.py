@@ -66,6 +66,7 @@ def build_trainer_config(
         output=OutputTarget(uri=resolved.output_uri, model_name=resolved.output_name, private=resolved.output_private),
         runtime=RuntimeSettings(
             precision=resolved.precision,
+            master_weights=resolved.master_weights,
             strategy=resolved.strategy,
             gradient_checkpointing=resolved.gradient_checkpointing,
             attention=resolved.attention,

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 from kubetune_trainer.contract import (
     AttentionKernel,
     LoraConfig,
+    MasterWeights,
     ModelFacts,
     Precision,
     Strategy,
@@ -74,6 +75,9 @@ class ResolvedJob(WireModel):
     resources: Resources = Field(description="Nodes, GPUs and placement of trainer pods.")
     strategy: Strategy = Field(description="ddp or fsdp.")
     precision: Precision = Field(description="Training precision.")
+    master_weights: MasterWeights = Field(
+        MasterWeights.FP32, description="How bf16 training keeps the weights AdamW updates."
+    )
     gradient_checkpointing: bool = Field(description="Recompute activations to save memory.")
     attention: AttentionKernel = Field(AttentionKernel.AUTO, description="Attention kernel for packed rows.")
     compile: bool = Field(False, description="torch.compile the decoder layers.")
@@ -315,6 +319,7 @@ def _apply(
         resources=tspec.resources,
         strategy=tspec.training.strategy,
         precision=tspec.training.precision,
+        master_weights=tspec.training.master_weights,
         gradient_checkpointing=tspec.training.gradient_checkpointing,
         attention=tspec.training.attention,
         compile=tspec.training.compile,

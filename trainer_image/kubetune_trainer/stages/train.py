@@ -18,7 +18,6 @@ import logging
 import math
 from pathlib import Path
 
-import torch
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -33,6 +32,7 @@ from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, Resume
 from ..training.distributed import barrier
 from ..training.gpu_stats import GpuStats
 from ..training.loop import SUPERVISED, train
+from ..training.memory_plan import plan_memory, report_of
 from ..training.optim import build_optimizer
 from ..training.preference_setup import preference_objective
 from ..training.remote import S3Mirror, fetch_checkpoint
@@ -44,21 +44,6 @@ from ..training.steps import BatchingPlan, steps_per_epoch, validation_batches
 
 log = logging.getLogger(__name__)
 
-GPU_TOKEN_BUDGET = 16384
-"""Tokens per micro-batch on a GPU: large matmuls keep it busy; gradient accumulation covers the rest."""
-
-
-def token_budget(max_seq_length: int, *, device: torch.device) -> int:
-    """Most tokens in one micro-batch; never below the longest example.
-
-    On a CPU the attention over a packed row grows with the row's square while the matmuls are
-    already efficient at a few hundred tokens, so one sequence-length's worth is fastest
-    (measured in docs/training.md); a GPU wants bigger micro-batches.
-    """
-    if device.type == "cuda":
-        return max(max_seq_length, GPU_TOKEN_BUDGET)
-    return max_seq_length
-
 
 def run(ctx: RunContext) -> None:
     setup = ctx.training_state
@@ -66,9 +51,19 @@ def run(ctx: RunContext) -> None:
         raise RuntimeError("Training needs the model from Initialization and the examples from DataDownload")
     hyperparameters = ctx.config.hyperparameters
     dpo = hyperparameters.dpo if hyperparameters.training_method is TrainingMethod.DPO else None
+    # The micro-batch budget from the device's free memory (on a CPU: one maxSeqLength).
+    memory = plan_memory(
+        ctx.model,
+        runtime=ctx.config.runtime,
+        lora_rank=ctx.config.lora.r if ctx.config.lora is not None else None,
+        max_seq_length=ctx.max_seq_length,
+        device=setup.device,
+        world_size=ctx.dist.world_size,
+    )
+    ctx.memory_plan = report_of(memory)
     plan = BatchingPlan(
         examples_per_step=hyperparameters.batch_size,
-        token_budget=token_budget(ctx.max_seq_length, device=setup.device),
+        token_budget=memory.token_budget,
         packing=hyperparameters.packing and dpo is None,  # preference pairs are padded, never packed
         pad_token_id=_pad_token_id(ctx.tokenizer),
         seed=hyperparameters.seed,
@@ -81,7 +76,10 @@ def run(ctx: RunContext) -> None:
     total_steps = steps_per_epoch(len(ctx.train_examples), plan=plan) * hyperparameters.n_epochs
     ctx.total_steps = total_steps
     optimizer = build_optimizer(
-        ctx.model, learning_rate=hyperparameters.learning_rate, weight_decay=hyperparameters.weight_decay
+        ctx.model,
+        learning_rate=hyperparameters.learning_rate,
+        weight_decay=hyperparameters.weight_decay,
+        master_weights=ctx.config.runtime.master_weights,
     )
     scheduler = build_scheduler(
         optimizer,

@@ -53,6 +53,15 @@ def peft_wrapped(model: nn.Module, peft_config: Any) -> Any:
         return get_peft_model(model, peft_config)
 
 
+def keep_adapter_inputs_as_they_come(model: nn.Module) -> None:
+    """Stop peft casting each adapter's input to the adapter's dtype (fp32): under autocast the
+    adapter then computes in the compute dtype and autograd keeps the (shared) bf16 input, not an
+    fp32 copy of every adapted layer's input."""
+    for module in model.modules():
+        if hasattr(module, "cast_input_dtype_enabled"):
+            module.cast_input_dtype_enabled = False
+
+
 def _refuse_unmatched(model: nn.Module, targets: list[str]) -> None:
     """Every listed module name must name a module: peft refuses a list only when none matches, so
     a misspelt name beside a correct one would quietly train fewer layers than the job says."""

@@ -34,6 +34,8 @@ from ..data.packing import ModelBatch
 from ..data.tokenization import IGNORE_INDEX
 from ..memory_model import loss_chunk_tokens
 
+LOSS_PATH = "label positions only; head and fp32 cross-entropy in checkpointed chunks (memory_model.loss_chunk_tokens)"
+"""What benchmarks print as the loss path."""
 _SCALED_LOGITS = ("logit_scale", "logits_scaling", "output_multiplier_scale")
 """config.json fields of models that rescale logits after the head: these keep the plain path."""
 

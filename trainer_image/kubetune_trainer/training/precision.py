@@ -1,8 +1,11 @@
 """How numbers are held while training: load dtype, autocast and loss scaling.
 
 On CPU everything is fp32 (bf16 matmuls are slow on most CPUs and the tests compare weights to
-1e-5). On GPU, bf16 weights are loaded as bf16; fp16 keeps fp32 weights under fp16 autocast with
-a gradient scaler, because pure fp16 weights under AdamW underflow.
+1e-5). On GPU, `bf16` loads the weights as bf16 and runs under bf16 autocast, which is a no-op
+for the bf16 model and makes fp32 LoRA adapters compute in bf16 (no fp32 copy of their
+inputs); how the optimizer keeps bf16 weights is `runtime.masterWeights` (`training.optim`,
+`training.master_weights`). fp16 keeps fp32 weights under fp16 autocast with a gradient scaler,
+because pure fp16 weights under AdamW underflow.
 """
 
 from __future__ import annotations
@@ -41,5 +44,5 @@ def plan_precision(precision: Precision, *, device: torch.device) -> PrecisionPl
     if device.type != "cuda" or precision is Precision.FP32:
         return PrecisionPlan(load_dtype=torch.float32, autocast_dtype=None, device_type=device.type)
     if precision is Precision.BF16:
-        return PrecisionPlan(load_dtype=torch.bfloat16, autocast_dtype=None, device_type=device.type)
+        return PrecisionPlan(load_dtype=torch.bfloat16, autocast_dtype=torch.bfloat16, device_type=device.type)
     return PrecisionPlan(load_dtype=torch.float32, autocast_dtype=torch.float16, device_type=device.type)

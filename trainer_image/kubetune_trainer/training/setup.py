@@ -15,7 +15,7 @@ from ..contract import AttentionKernel, LoraConfig, RuntimeSettings
 from .attention import AttentionChoice, AttentionShape, choose_attention, use_attention
 from .compile import CompileOutcome, compile_layers, probe_pass
 from .distributed import pick_device, wrap_model
-from .lora import apply_lora
+from .lora import apply_lora, keep_adapter_inputs_as_they_come
 from .precision import PrecisionPlan, plan_precision
 from .weights import check_weight_shapes, weights_do_not_match
 
@@ -83,6 +83,9 @@ def prepare_model(
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if lora is not None:
         model = apply_lora(model, lora)
+        if precision.autocast_dtype is not None:
+            # The fp32 adapters run under autocast on the input as it comes (bf16): no fp32 copy of it.
+            keep_adapter_inputs_as_they_come(model)
     model.to(device)
     vocab_size = int(model.config.get_text_config().vocab_size)
 
