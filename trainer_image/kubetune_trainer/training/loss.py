@@ -113,7 +113,10 @@ def _last_hidden_states(model: nn.Module, causal_lm: Any, batch: ModelBatch) -> 
     captured: list[torch.Tensor] = []
 
     def grab(module: nn.Module, args: Any, output: Any) -> None:
-        captured.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
+        if isinstance(output, torch.Tensor):
+            captured.append(output)
+        else:
+            captured.append(output.last_hidden_state if hasattr(output, "last_hidden_state") else output[0])
 
     # The whole model's forward (not the decoder's alone): DDP's and FSDP's hooks run as usual.
     handle = causal_lm.get_decoder().register_forward_hook(grab)
