@@ -132,7 +132,8 @@ def head_and_loss(tokens: int) -> None:
     (pl, ph, pw), (cl, ch, cw) = results["plain"], results["chunked"]
     print(
         f"loss chunked vs plain: loss rel diff {float((cl - pl).abs() / pl.abs()):.2e}, hidden grad max rel "
-        f"{float((ch - ph).abs().max() / ph.abs().max()):.2e}, head grad max rel {float((cw - pw).abs().max() / pw.abs().max()):.2e}",
+        f"{float((ch - ph).abs().max() / ph.abs().max()):.2e}, head grad max rel "
+        f"{float((cw - pw).abs().max() / pw.abs().max()):.2e}",
         flush=True,
     )
 
@@ -144,7 +145,7 @@ class _Identity(torch.nn.Module):
 
 def training_step(*, layers: int, tokens: int, policy: str) -> None:
     """One step of the trainer's loss and optimizer; measured peak against the memory model."""
-    from transformers import AutoModelForCausalLM, LlamaConfig
+    from transformers import AutoModelForCausalLM, LlamaConfig  # noqa: PLC0415 - only the step needs it
 
     device = DEVICE
     config = LlamaConfig(**CONFIG, num_hidden_layers=layers)

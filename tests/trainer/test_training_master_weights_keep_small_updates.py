@@ -1,4 +1,4 @@
-"""bf16 weights under AdamW at a fine-tuning learning rate: the master copy and the compensation keep the updates pure bf16 loses."""
+"""bf16 weights under AdamW at learning rate 1e-5: a master copy or compensation keeps the updates pure bf16 loses."""
 
 from __future__ import annotations
 

@@ -59,7 +59,7 @@ def keep_adapter_inputs_as_they_come(model: nn.Module) -> None:
     fp32 copy of every adapted layer's input."""
     for module in model.modules():
         if hasattr(module, "cast_input_dtype_enabled"):
-            module.cast_input_dtype_enabled = False
+            setattr(module, "cast_input_dtype_enabled", False)  # noqa: B010 - peft's flag, not a module attribute mypy knows
 
 
 def _refuse_unmatched(model: nn.Module, targets: list[str]) -> None:
