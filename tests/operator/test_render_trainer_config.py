@@ -5,7 +5,7 @@ from __future__ import annotations
 from kubetune_operator.render.trainer_config import build_trainer_config
 from kubetune_trainer.contract import JobIdentity, ReportTarget, TrainerConfig
 
-from .core_builders import resolved, spec
+from .core_builders import resolved, spec, template, with_template_changes
 
 
 def test_the_config_round_trips_and_names_env_vars_not_secrets() -> None:
@@ -50,3 +50,13 @@ def test_from_checkpoint_is_where_a_first_attempt_starts() -> None:
     assert config.runtime.resume_from == "support-bot:400"
     retry = build_trainer_config(job, job=identity, report=ReportTarget(kind="none"), resume_from="round-2:100")
     assert retry.runtime.resume_from == "round-2:100"
+
+
+def test_the_templates_master_weights_policy_reaches_the_trainer() -> None:
+    identity = JobIdentity(namespace="ml", name="j", uid="u", attempt=1)
+    default = build_trainer_config(resolved(), job=identity, report=ReportTarget(kind="none"))
+    assert default.runtime.master_weights == "fp32"
+    base = template("llama-2-7b-chat").spec.training.to_wire()
+    changed = with_template_changes("llama-2-7b-chat", training={**base, "masterWeights": "bf16-compensated"})
+    config = build_trainer_config(resolved(templates=(changed,)), job=identity, report=ReportTarget(kind="none"))
+    assert config.runtime.master_weights == "bf16-compensated"

@@ -66,6 +66,10 @@ def test_a_tiny_model_fine_tunes_from_a_manifest(
     assert result.model.revision_sha == tiny.revision_sha
     assert result.output is not None
     assert result.output.name == f"tiny-{arch}-chat"
+    # On a CPU the micro-batch budget stays one maxSeqLength; the plan and its figures are in the Result.
+    assert result.memory_plan is not None
+    assert result.memory_plan.limited_by == "cpu"
+    assert result.memory_plan.activation_bytes_per_token > 0
     model_dir = tmp_path / "work" / "pvc" / "models" / "team" / "chat"
     assert (model_dir / MANIFEST_NAME).is_file()
     lineage = model_card_lineage(model_dir)
