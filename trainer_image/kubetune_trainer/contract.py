@@ -516,7 +516,6 @@ class Result(WireModel):
         None, description="The kernels training used and its throughput, once training ran."
     )
 
-
     memory_plan: MemoryPlanReport | None = Field(None, description="The micro-batch budget planned from memory.")
 
     def to_termination_message(self, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
