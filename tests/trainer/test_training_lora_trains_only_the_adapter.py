@@ -6,11 +6,13 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+from torch.distributed.checkpoint import FileSystemReader
 from transformers import AutoTokenizer
 
 from kubetune_trainer.contract import LoraConfig
 from kubetune_trainer.stages import initialize, train
 from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.checkpoint import MODEL_KEY, SHARDS_DIR
 
 from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
 
@@ -43,6 +45,8 @@ def test_only_adapter_parameters_change(tiny_llama: TinyModel, tmp_path: Path) -
     changed = [n for n, p in ctx.model.named_parameters() if "lora_B" in n and not torch.equal(p, lora_b_before[n])]
     assert len(changed) == len(lora_b_before)
     # The checkpoint holds the adapter alone, not another copy of the frozen base.
-    checkpoint = load_file(str(next((ctx.paths.checkpoints / "tiny").iterdir()) / "model.safetensors"))
-    assert checkpoint
-    assert all("lora_" in name for name in checkpoint)
+    step = next(path for path in (ctx.paths.checkpoints / "tiny").rglob("step-*") if (path / SHARDS_DIR).is_dir())
+    stored = FileSystemReader(str(step / SHARDS_DIR)).read_metadata().state_dict_metadata
+    weights = [name for name in stored if name.startswith(f"{MODEL_KEY}.")]
+    assert weights
+    assert all("lora_" in name for name in weights)
