@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from kubetune_operator.api.record import ResolvedJob
 from kubetune_operator.api.resources import BaseModelTemplate
 from kubetune_operator.api.spec import FineTuneJobSpec
 from kubetune_operator.render import JobRef
 from kubetune_operator.resolve.catalog import load_catalog
-from kubetune_operator.resolve.resolution import ResolvedJob, resolve_job
+from kubetune_operator.resolve.resolution import resolve_job
 from kubetune_operator.settings import OperatorSettings
 from kubetune_trainer.contract import Result
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from kubetune_operator.api.spec import FineTuneJobSpec, LoraSpec
-from kubetune_operator.resolve.resolution import PREFLIGHT_ANNOTATION, Resolution, Unresolved, parse_spec, resolve_job
+from kubetune_operator.resolve.resolution import (
+    PREFLIGHT_ANNOTATION,
+    Resolution,
+    Unresolved,
+    parse_spec,
+    resolve_job,
+    status_resolved,
+)
 from kubetune_trainer.contract import ModelFacts
 
 from .core_builders import CATALOG, JOB, SETTINGS, resolved, spec, template, with_template_changes
@@ -44,7 +51,7 @@ def test_auto_picks_the_closest_template_from_the_model_facts() -> None:
     # SmolLM2 has 8192 positions: templates training longer sequences are set aside, then size decides.
     assert outcome.job.template.name == "llama-2-7b-chat"
     assert any(reason.startswith("sequence length") for reason in outcome.job.template_reasons)
-    assert outcome.job.status_resolved(SMOL_FACTS).revision_sha == SMOL_FACTS.revision_sha
+    assert status_resolved(outcome.job, SMOL_FACTS).revision_sha == SMOL_FACTS.revision_sha
 
 
 def test_auto_without_facts_waits_for_the_preflight_with_a_provisional_job_to_run_it() -> None:

@@ -22,6 +22,8 @@ from kubetune_trainer.contract import (
     WireModel,
 )
 
+from .record import ResolvedJob
+
 
 class Phase(enum.StrEnum):
     PENDING = "Pending"
@@ -85,6 +87,12 @@ class Resolved(WireModel):
     image: str | None = Field(None, description="Trainer image.")
     hyperparameters: TrainingHyperparameters | None = Field(None, description="Hyperparameters as they run.")
     lora: LoraConfig | None = Field(None, description="LoRA as it runs; absent for full fine-tuning.")
+    record: ResolvedJob | None = Field(
+        None,
+        description="The whole resolution, stored once at admission (after the preflight): every attempt, "
+        "retry and resume renders from it, never from the live template.",
+    )
+    hash: str | None = Field(None, description="sha256 of `record`; the attempt's ConfigMap carries the same.")
 
 
 class CheckpointRecord(WireModel):

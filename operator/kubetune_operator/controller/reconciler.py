@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ..api.record import ResolvedJob
 from ..api.status import FineTuneJobStatus
 from ..kube import FINETUNEJOBS, JOBS, ApiError, KubeClient
 from ..lifecycle.actions import (
@@ -47,6 +48,11 @@ def status_patch(old: dict[str, Any], new: FineTuneJobStatus) -> dict[str, Any]:
     patch: dict[str, Any] = {key: value for key, value in wanted.items() if old.get(key) != value}
     patch.update({key: None for key in old if key not in wanted})
     return patch
+
+
+def _record(status: FineTuneJobStatus) -> ResolvedJob | None:
+    """What an attempt runs: the record stored at admission, never a fresh resolution."""
+    return status.resolved.record if status.resolved is not None else None
 
 
 class Reconciler:
@@ -117,11 +123,11 @@ class Reconciler:
                     manifests = render_preflight(inputs.resolution.preflight_job, job=job, settings=self.settings)
                     await apply_children(self.client, manifests)
                     self.view.expect(key, preflight_name(name))
-            elif isinstance(action, CreateAttempt) and inputs.resolution.job is not None:
+            elif isinstance(action, CreateAttempt) and (record := _record(step.status)) is not None:
                 if self.view.awaiting(key, attempt_name(name, action.attempt)):
                     continue
                 manifests = render_attempt(
-                    inputs.resolution.job,
+                    record,
                     job=job,
                     attempt=action.attempt,
                     settings=self.settings,

@@ -10,8 +10,10 @@ from __future__ import annotations
 from kubetune_trainer.contract import JobError, Stage
 
 from ..api.conditions import EventNote, Reason, find_condition
+from ..api.record import ResolvedJob
 from ..api.status import ConditionStatus, ConditionType, OutputModel, Phase
 from ..observe.observation import RunObservation, RunState
+from ..resolve.resolution import status_resolved
 from ..settings import OperatorSettings
 from .actions import CreateAttempt, DeleteAttempt
 from .status_draft import Situation, StatusDraft
@@ -25,8 +27,27 @@ def retry_backoff_seconds(retry: int, settings: OperatorSettings) -> float:
     return min(doubled, settings.retry_backoff_cap_seconds)
 
 
+def recorded_job(draft: StatusDraft, situation: Situation) -> ResolvedJob | None:
+    """What every attempt runs: the record stored at admission (None: nothing resolved to record yet).
+
+    A job admitted before records existed gets one now, from its resolution with the commit sha
+    its preflight found, so from its next attempt on it too runs one fixed record.
+    """
+    resolved = draft.status.resolved
+    if resolved is not None and resolved.record is not None:
+        return resolved.record
+    job = situation.resolution.job
+    if job is None:
+        return None
+    sha = resolved.revision_sha if resolved is not None else None
+    record = job if sha is None else ResolvedJob.parse({**job.to_wire(), "revisionSha": sha})
+    summary = resolved if resolved is not None else status_resolved(job)
+    draft.update(resolved=summary.model_copy(update={"record": record, "hash": record.digest()}))
+    return record
+
+
 def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> None:
-    if situation.resolution.job is None:  # the template went away meanwhile: wait for it
+    if recorded_job(draft, situation) is None:  # the template went away before admission: wait for it
         draft.look_again(situation.settings.template_retry_seconds)
         return
     resume = resume_point(draft, situation, attempt)
@@ -54,7 +75,8 @@ def resume_point(draft: StatusDraft, situation: Situation, attempt: int) -> str 
     checkpoint location (a suspended or lost attempt reports nothing). Without a checkpoint
     location there is nothing to resume from, and the job carries a warning saying so.
     """
-    checkpoint_uri = situation.resolution.job.checkpoint_uri if situation.resolution.job is not None else None
+    record = recorded_job(draft, situation)
+    checkpoint_uri = record.checkpoint_uri if record is not None else None
     if attempt == 1 or checkpoint_uri is None:
         return None
     # Only the attempt just ended can name the newest step: after a suspend or a lost Job, an
@@ -178,7 +200,8 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
     draft.account_gpu_time(run)
     if run.result is not None:
         draft.add_warnings(run.result.warnings)
-    draft.record_checkpoint(run, uri=situation.resolution.job.checkpoint_uri if situation.resolution.job else None)
+    record = recorded_job(draft, situation)
+    draft.record_checkpoint(run, uri=record.checkpoint_uri if record is not None else None)
     # Counted apart from the attempt number: a suspend and resume also starts a new attempt.
     retries_used = draft.status.retries
     if not error.retryable or retries_used >= spec.max_retries:

@@ -29,10 +29,16 @@ def resolve_for(
     observation: Observation,
     settings: OperatorSettings,
 ) -> tuple[FineTuneJobSpec | None, Resolution]:
-    """Parse and resolve as the machine needs: with the preflight's facts, keeping an earlier `auto` choice."""
+    """Parse and resolve as the machine needs: with the preflight's facts, keeping an earlier `auto` choice.
+
+    Once admitted, the job is never resolved again: its record (`status.resolved.record`) is
+    what runs, whatever the templates say now.
+    """
     parsed = parse_spec(raw_spec)
     if isinstance(parsed, Resolution):
         return None, parsed
+    if status.resolved is not None and status.resolved.record is not None:
+        return parsed, Resolution(job=status.resolved.record)
     chosen = status.resolved.template if status.resolved is not None else None
     return parsed, resolve_job(
         parsed,

@@ -19,7 +19,7 @@ from ..api.conditions import EventNote, Reason, find_condition
 from ..api.spec import AUTO_TEMPLATE, FineTuneJobSpec
 from ..api.status import TERMINAL_PHASES, ConditionStatus, ConditionType, FineTuneJobStatus, Phase
 from ..observe.observation import Observation, RunState
-from ..resolve.resolution import Resolution, Unresolved
+from ..resolve.resolution import Resolution, Unresolved, status_resolved
 from ..settings import OperatorSettings
 from .actions import Action, CreatePreflight, DeleteAttempt, DeleteFineTuneJob, DeletePreflight
 from .attempts import advance_attempt, retry_backoff_seconds, start_attempt
@@ -155,7 +155,8 @@ def _validate(draft: StatusDraft, situation: Situation) -> None:
         draft.look_again(settings.template_retry_seconds)
         return
     if resolution.job is not None:
-        draft.update(resolved=resolution.job.status_resolved())
+        # A preview until admission; with no preflight to wait for, this is admission.
+        draft.update(resolved=status_resolved(resolution.job, record=not runs.preflight))
         draft.add_warnings(resolution.job.warnings)
     if runs.preflight or resolution.job is None:
         draft.update(phase=Phase.VALIDATING)
@@ -202,7 +203,8 @@ def _preflight(draft: StatusDraft, situation: Situation) -> None:
     if situation.spec is not None and situation.spec.model == AUTO_TEMPLATE:
         compared |= _PROVISIONAL_WARNINGS
     warnings = [w for w in warnings if w.reason not in compared]
-    draft.update(resolved=resolved.status_resolved(situation.seen.model_facts))
+    # Admission: the whole resolution, with the commit the preflight found, is what runs from now on.
+    draft.update(resolved=status_resolved(resolved, situation.seen.model_facts, record=True))
     draft.condition(ConditionType.VALIDATED, TRUE, Reason.PREFLIGHT_PASSED, "model and data checked")
     draft.events.append(EventNote.normal(Reason.PREFLIGHT_PASSED, f"model and data checked: {resolved.model_repo}"))
     draft.add_warnings([*resolved.warnings, *warnings])

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubetune_trainer.contract import JobIdentity, ReportTarget
 
-from ..resolve.resolution import ResolvedJob
+from ..api.record import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import config_map
 from .job import trainer_job
@@ -24,7 +24,10 @@ from .rbac import service_account, trainer_rbac
 from .service import headless_service
 from .trainer_config import build_trainer_config
 
-__all__ = ["JobRef", "build_trainer_config", "render_attempt", "render_preflight"]
+__all__ = ["RESOLVED_HASH_ANNOTATION", "JobRef", "build_trainer_config", "render_attempt", "render_preflight"]
+
+RESOLVED_HASH_ANNOTATION = "kubetune.dev/resolved-hash"
+"""On an attempt's ConfigMap: the digest of the record it was rendered from (status.resolved.hash)."""
 
 
 def render_attempt(
@@ -51,10 +54,10 @@ def render_attempt(
         work_dir=WORK_DIR,
     )
     service = name if resolved.nodes > 1 else None
-    objects = [
-        *trainer_rbac(job, annotations=settings.service_account_annotations or {}),
-        config_map(job, name=name, labels=labels, config=config),
-    ]
+    configuration = config_map(job, name=name, labels=labels, config=config)
+    # Which record this attempt runs: the same digest as status.resolved.hash.
+    configuration["metadata"]["annotations"] = {RESOLVED_HASH_ANNOTATION: resolved.digest()}
+    objects = [*trainer_rbac(job, annotations=settings.service_account_annotations or {}), configuration]
     if service is not None:
         objects.append(headless_service(job, name=service, labels=labels))
     objects.append(

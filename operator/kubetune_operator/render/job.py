@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api.record import ResolvedJob
 from ..api.template import GPU_PRODUCT_LABEL
-from ..resolve.resolution import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import CONFIG_PATH
 from .labels import QUEUE_LABEL, JobRef, metadata_for

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..api.record import ResolvedJob
 from ..api.spec import S3StorageSpec
-from ..resolve.resolution import ResolvedJob
 
 ACCESS_KEY_ID_ENV = "AWS_ACCESS_KEY_ID"
 SECRET_ACCESS_KEY_ENV = "AWS_SECRET_ACCESS_KEY"

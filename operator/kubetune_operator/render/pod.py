@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..resolve.resolution import ResolvedJob
+from ..api.record import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import CONFIG_DIR
 from .object_store import object_store_env

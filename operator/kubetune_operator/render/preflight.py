@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..resolve.resolution import ResolvedJob
+from ..api.record import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import CONFIG_PATH
 from .labels import JobRef, metadata_for

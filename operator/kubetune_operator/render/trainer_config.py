@@ -18,8 +18,7 @@ from kubetune_trainer.contract import (
     WandbTarget,
 )
 
-from ..resolve.resolution import ResolvedJob
-from ..resolve.selection import expectations_of
+from ..api.record import ResolvedJob
 
 HF_TOKEN_ENV = "HF_TOKEN"
 """The variable huggingface_hub itself reads, so the token works with no extra wiring."""
@@ -52,9 +51,10 @@ def build_trainer_config(
         job=job,
         model=ModelSource(
             repo=resolved.model_repo,
-            revision=resolved.revision,
+            # Pinned at admission: a branch moved since then does not change what a retry trains.
+            revision=resolved.revision_sha or resolved.revision,
             token_env=HF_TOKEN_ENV if resolved.hf_token_secret_ref is not None else None,
-            template=expectations_of(resolved.template),
+            template=resolved.template,
         ),
         data=DataSource(
             training_file=resolved.training_file,

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from kubetune_trainer.contract import WireModel
 
-from .resolution import ResolvedJob
+from ..api.record import ResolvedJob
 
 THROUGHPUT_FIELD = "spec.training.expectedTokensPerSecondPerGpu"
 SECONDS_PER_HOUR = 3600.0
@@ -37,7 +37,7 @@ class CostEstimate(WireModel):
 def estimate_cost(job: ResolvedJob, *, tokens: int, basis: str) -> CostEstimate:
     """The estimate for `job` training `tokens` tokens per epoch; EstimateUnavailable names the missing figure."""
     template = job.template
-    throughput = template.spec.training.expected_tokens_per_second_per_gpu
+    throughput = job.expected_tokens_per_second_per_gpu
     if throughput is None:
         raise EstimateUnavailable(
             f"template {template.name} declares no throughput: set {THROUGHPUT_FIELD} on the BaseModelTemplate "

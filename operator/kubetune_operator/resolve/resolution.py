@@ -15,102 +15,29 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from kubetune_trainer.contract import (
-    AttentionKernel,
-    LoraConfig,
-    MasterWeights,
     ModelFacts,
-    Precision,
-    Strategy,
-    TrainingHyperparameters,
     WarningNote,
     WireModel,
 )
 
 from ..api.errors import FieldError, field_errors
+from ..api.record import ResolvedJob
 from ..api.resources import BaseModelTemplate
 from ..api.spec import (
     AUTO_TEMPLATE,
     DEFAULT_HYPERPARAMETERS,
     DEFAULT_LORA,
     FineTuneJobSpec,
-    S3StorageSpec,
-    SecretKeyRef,
-    WandbSpec,
 )
 from ..api.status import Resolved
-from ..api.template import Resources
 from ..settings import OperatorSettings
 from .limits import checked_hyperparameters, checked_lora
-from .selection import mismatch_warnings, recommend
+from .selection import expectations_of, mismatch_warnings, recommend
 
 PREFLIGHT_ANNOTATION = "kubetune.dev/preflight"
 """On a BaseModelTemplate, `"false"` turns the preflight off for jobs on it."""
 
 NO_CHECKPOINT_LOCATION = "NoCheckpointLocation"
-
-
-class ResolvedJob(WireModel):
-    """A FineTuneJob with its template applied: every value concrete, every limit checked."""
-
-    template: BaseModelTemplate = Field(description="The template the job runs under.")
-    template_reasons: list[str] = Field(default_factory=list, description="Why this template (model: auto).")
-    model_repo: str = Field(description="Hugging Face repo trained.")
-    revision: str = Field(description="Revision requested.")
-    hf_token_secret_ref: SecretKeyRef | None = Field(None, description="Secret key of the HF token.")
-    training_file: str = Field(description="Training data URI.")
-    validation_file: str | None = Field(None, description="Validation data URI.")
-    hyperparameters: TrainingHyperparameters = Field(description="Hyperparameters as they run.")
-    lora: LoraConfig | None = Field(None, description="LoRA as it runs; absent for full fine-tuning.")
-    output_uri: str = Field(description="Where the trained model goes.")
-    output_name: str = Field(description="Output model name: <model>-<suffix>.")
-    output_private: bool = Field(True, description="Create Hugging Face output repos as private.")
-    checkpoint_uri: str | None = Field(None, description="Where checkpoints live; absent: retries start over.")
-    checkpoint_root: str | None = Field(
-        None, description="The location holding `<root>/<job>/` per job: checkpoint.uri, or <default>/<namespace>."
-    )
-    from_checkpoint: str | None = Field(None, description="Another job's checkpoint to start from.")
-    wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
-    s3: S3StorageSpec | None = Field(None, description="S3-style credentials reference, endpoint and region.")
-    image: str = Field(description="Trainer image.")
-    resources: Resources = Field(description="Nodes, GPUs and placement of trainer pods.")
-    strategy: Strategy = Field(description="ddp or fsdp.")
-    precision: Precision = Field(description="Training precision.")
-    master_weights: MasterWeights = Field(
-        MasterWeights.FP32, description="How bf16 training keeps the weights AdamW updates."
-    )
-    gradient_checkpointing: bool = Field(description="Recompute activations to save memory.")
-    attention: AttentionKernel = Field(AttentionKernel.AUTO, description="Attention kernel for packed rows.")
-    compile: bool = Field(False, description="torch.compile the decoder layers.")
-    preflight: bool = Field(description="Whether the CPU-only preflight runs before GPUs are held.")
-    queue_name: str | None = Field(None, description="Kueue LocalQueue.")
-    priority_class_name: str | None = Field(None, description="PriorityClass of trainer pods.")
-    warnings: list[WarningNote] = Field(default_factory=list, description="What resolution noticed.")
-
-    @property
-    def nodes(self) -> int:
-        return self.resources.nodes
-
-    @property
-    def gpus_per_node(self) -> int:
-        return self.resources.gpus_per_node
-
-    def status_resolved(self, facts: ModelFacts | None = None) -> Resolved:
-        """`status.resolved`: what runs, with the preflight's model facts once known."""
-        return Resolved(
-            template=self.template.name,
-            template_reasons=list(self.template_reasons),
-            model_repo=self.model_repo,
-            revision=self.revision,
-            revision_sha=facts.revision_sha if facts else None,
-            architecture=(facts.architectures[0] if facts.architectures else facts.model_type) if facts else None,
-            parameters=facts.parameters if facts else None,
-            max_positions=facts.max_positions if facts else None,
-            nodes=self.nodes,
-            gpus_per_node=self.gpus_per_node,
-            image=self.image,
-            hyperparameters=self.hyperparameters,
-            lora=self.lora,
-        )
 
 
 class Unresolved(enum.StrEnum):
@@ -299,7 +226,7 @@ def _apply(
     output_uri = spec.output.uri if spec.output else f"{_scoped(settings.default_output_uri, namespace)}/{job_name}"
     preflight = settings.preflight and template.metadata.annotations.get(PREFLIGHT_ANNOTATION, "true") != "false"
     return ResolvedJob(
-        template=template,
+        template=expectations_of(template),
         model_repo=repo,
         revision=spec.hf_model_revision or "main",
         hf_token_secret_ref=spec.hf_token_secret_ref,
@@ -323,6 +250,7 @@ def _apply(
         gradient_checkpointing=tspec.training.gradient_checkpointing,
         attention=tspec.training.attention,
         compile=tspec.training.compile,
+        expected_tokens_per_second_per_gpu=tspec.training.expected_tokens_per_second_per_gpu,
         preflight=preflight,
         queue_name=spec.queue_name,
         priority_class_name=spec.priority_class_name,
@@ -342,3 +270,36 @@ def _at_spec(error: FieldError) -> str:
 def _problem(problem: Unresolved, summary: str, errors: Sequence[FieldError | str]) -> Resolution:
     lines = [e if isinstance(e, str) else _at_spec(e) for e in errors]
     return Resolution(problem=problem, message=f"{summary}: " + "; ".join(lines), field_errors=lines)
+
+
+def admitted(job: ResolvedJob, facts: ModelFacts | None) -> ResolvedJob:
+    """The record of what runs from admission on: `job` with the commit its revision resolved to pinned."""
+    if facts is None or not facts.revision_sha:
+        return job
+    return ResolvedJob.parse({**job.to_wire(), "revisionSha": facts.revision_sha})
+
+
+def status_resolved(job: ResolvedJob, facts: ModelFacts | None = None, *, record: bool = False) -> Resolved:
+    """`status.resolved`: what runs, with the preflight's model facts once known.
+
+    With `record` (at admission), the whole resolution is stored too, with its digest: every
+    attempt renders from that record from then on.
+    """
+    stored = admitted(job, facts) if record else None
+    return Resolved(
+        template=job.template.name,
+        template_reasons=list(job.template_reasons),
+        model_repo=job.model_repo,
+        revision=job.revision,
+        revision_sha=facts.revision_sha if facts else None,
+        architecture=(facts.architectures[0] if facts.architectures else facts.model_type) if facts else None,
+        parameters=facts.parameters if facts else None,
+        max_positions=facts.max_positions if facts else None,
+        nodes=job.nodes,
+        gpus_per_node=job.gpus_per_node,
+        image=job.image,
+        hyperparameters=job.hyperparameters,
+        lora=job.lora,
+        record=stored,
+        hash=stored.digest() if stored is not None else None,
+    )
