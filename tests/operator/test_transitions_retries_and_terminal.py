@@ -376,3 +376,20 @@ def test_cancel_before_it_started_creates_nothing() -> None:
     step = machine.tick()
     assert step.status.phase == Phase.CANCELLED
     assert step.actions == []
+
+
+def test_the_next_attempt_waits_until_no_pod_of_the_previous_one_remains() -> None:
+    machine = Machine(maxRetries=2)
+    machine.start_running()
+    machine.tick(_preempted(1, step=200), at=100)
+    # The backoff is over, the Job is gone, but one pod is still Terminating (its checkpoint in flight).
+    terminating = Observation(attempt=1, attempt_pods_present=1)
+    step = machine.tick(terminating, at=130)
+    assert creates(step) == []
+    assert DeleteAttempt(attempt=1) in step.actions
+    assert reasons(step.events) == ["PreviousAttemptStopping"]
+    assert machine.status.attempt == 1
+    assert machine.condition(ConditionType.SCHEDULED).reason == Reason.RETRY_BACKOFF
+    assert reasons(machine.tick(terminating, at=131).events) == [], "announced once"
+    step = machine.tick(Observation(attempt=1), at=140)
+    assert creates(step) == [CreateAttempt(attempt=2, resume_from="support-bot:200")]

@@ -34,6 +34,7 @@ class Reason(enum.StrEnum):
     UNSCHEDULABLE = "Unschedulable"
     PODS_SCHEDULED = "PodsScheduled"
     RETRY_BACKOFF = "RetryBackoff"
+    PREVIOUS_ATTEMPT_STOPPING = "PreviousAttemptStopping"
     # Running and ending.
     PODS_RUNNING = "PodsRunning"
     NOT_RUNNING = "NotRunning"

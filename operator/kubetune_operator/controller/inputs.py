@@ -71,6 +71,9 @@ def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSett
     job_uids = {job["metadata"].get("uid") for job in jobs.values()}
     pods = [pod for pod in view.pods(key) if _controller_uid(pod) in job_uids or _controller_uid(pod) is None]
     attempt = status.attempt
+    # Fencing counts every pod of the attempt, its Job's or not: a pod whose Job is gone may still be
+    # Terminating, writing its SIGTERM checkpoint.
+    present = _labelled(view.pods(key), **{COMPONENT_LABEL: TRAINER, ATTEMPT_LABEL: str(attempt)}) if attempt else []
     observation = observe(
         preflight_job=jobs.get(preflight_name(name)),
         preflight_pods=_labelled(pods, **{COMPONENT_LABEL: PREFLIGHT}),
@@ -79,6 +82,7 @@ def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSett
         attempt_pods=_labelled(pods, **{COMPONENT_LABEL: TRAINER, ATTEMPT_LABEL: str(attempt)}) if attempt else [],
         now=now,
         settings=settings,
+        attempt_pods_present=len(present),
     )
 
     # The same parse-and-resolve the pure-core tests run (reconcile.resolve_for), not a copy of it.

@@ -46,9 +46,45 @@ def recorded_job(draft: StatusDraft, situation: Situation) -> ResolvedJob | None
     return record
 
 
+def previous_attempt_stopping(draft: StatusDraft, situation: Situation, attempt: int) -> bool:
+    """Fencing: attempt `attempt` may start only once nothing of attempt `attempt - 1` remains.
+
+    A pod that is Terminating still runs (its SIGTERM checkpoint may be in flight); were the next
+    attempt to start beside it, both would write the same job's checkpoints. So its Job is deleted
+    (again: idempotent) and the start waits; the pod's deletion wakes the job.
+    """
+    previous, seen = attempt - 1, situation.seen
+    if previous < 1 or seen.attempt != previous or not seen.attempt_stopping:
+        return False
+    draft.actions.append(DeleteAttempt(attempt=previous))
+    draft.look_again(FENCE_RECHECK_SECONDS)
+    return True
+
+
+def _announce_fence(draft: StatusDraft, attempt: int) -> None:
+    """Say once why the next attempt has not started: in the Scheduled condition's message and one Event.
+
+    The condition keeps its status and reason (RetryBackoff: the machine still waits to retry) and
+    its lastTransitionTime; only the message changes, which is also the memory that the Event was posted.
+    """
+    waiting = f"attempt {attempt} waits for attempt {attempt - 1}'s pods to be gone (Terminating counts)"
+    scheduled = find_condition(draft.status.conditions, ConditionType.SCHEDULED)
+    if scheduled is None or scheduled.message == waiting:
+        return
+    draft.condition(ConditionType.SCHEDULED, scheduled.status, scheduled.reason, waiting)
+    draft.events.append(EventNote.normal(Reason.PREVIOUS_ATTEMPT_STOPPING, waiting))
+
+
+FENCE_RECHECK_SECONDS = 5.0
+"""A safety net only: the deletion of the previous attempt's last pod wakes the job by itself."""
+
+
 def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> None:
     if recorded_job(draft, situation) is None:  # the template went away before admission: wait for it
         draft.look_again(situation.settings.template_retry_seconds)
+        return
+    if previous_attempt_stopping(draft, situation, attempt):
+        _announce_fence(draft, attempt)
         return
     resume = resume_point(draft, situation, attempt)
     draft.update(

@@ -22,7 +22,7 @@ from ..observe.observation import Observation, RunState
 from ..resolve.resolution import Resolution, Unresolved, status_resolved
 from ..settings import OperatorSettings
 from .actions import Action, CreatePreflight, DeleteAttempt, DeleteFineTuneJob, DeletePreflight
-from .attempts import advance_attempt, retry_backoff_seconds, start_attempt
+from .attempts import advance_attempt, previous_attempt_stopping, retry_backoff_seconds, start_attempt
 from .status_draft import JobFacts, Situation, StatusDraft, Step
 
 __all__ = ["Action", "JobFacts", "Step", "advance", "retry_backoff_seconds"]
@@ -289,6 +289,8 @@ def _cancel(draft: StatusDraft, situation: Situation) -> None:
 
 
 def _resume(draft: StatusDraft, situation: Situation) -> None:
+    if previous_attempt_stopping(draft, situation, draft.status.attempt + 1):
+        return  # still Suspended until the suspended attempt's last pod is gone
     draft.condition(ConditionType.SUSPENDED, FALSE, Reason.RESUMED, "spec.suspend is false")
     draft.events.append(EventNote.normal(Reason.RESUMED, "resumed"))
     # As a batch Job's: resuming starts startTime, and activeDeadlineSeconds with it, again.

@@ -63,6 +63,17 @@ class Observation(WireModel):
     preflight: RunObservation = Field(ABSENT, description="The preflight Job and pod.")
     attempt: int = Field(0, ge=0, description="The attempt observed; 0: none.")
     trainer: RunObservation = Field(ABSENT, description="The attempt's Job and pods.")
+    attempt_pods_present: int = Field(
+        0,
+        ge=0,
+        description="Pods of the attempt that still exist, whatever their phase or owner (Terminating ones "
+        "included): the next attempt starts only at 0, so two attempts never write checkpoints at once.",
+    )
+
+    @property
+    def attempt_stopping(self) -> bool:
+        """Whether anything of the observed attempt remains: its Job, or any of its pods."""
+        return self.trainer.state != RunState.ABSENT or self.attempt_pods_present > 0
 
     @property
     def model_facts(self) -> ModelFacts | None:
@@ -80,6 +91,7 @@ def observe(
     attempt_pods: Sequence[Manifest],
     now: datetime,
     settings: OperatorSettings,
+    attempt_pods_present: int | None = None,
 ) -> Observation:
     """Observe the preflight and attempt `attempt` (their Jobs may be None when absent)."""
     pull_grace, result_grace = settings.image_pull_grace_seconds, settings.result_grace_seconds
@@ -90,6 +102,7 @@ def observe(
         preflight=_with_result(preflight, preflight_job, now=now, grace=result_grace),
         attempt=attempt,
         trainer=trainer,
+        attempt_pods_present=len(attempt_pods) if attempt_pods_present is None else attempt_pods_present,
     )
 
 
