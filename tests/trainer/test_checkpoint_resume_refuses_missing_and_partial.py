@@ -23,7 +23,7 @@ from .preemption_runs import resumable_job
 
 
 def _half_written(checkpoints: Path) -> None:
-    job = checkpoints / "tiny"
+    job = checkpoints / "tiny" / "uid-1234"  # the job's own directory is its uid's
     (job / ".step-00000012.partial").mkdir(parents=True)
     (job / ".step-00000012.partial" / "model.safetensors").write_bytes(b"\0" * 64)
     (job / "step-00000007").mkdir()

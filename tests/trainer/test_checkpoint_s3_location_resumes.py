@@ -60,10 +60,12 @@ def test_checkpoints_go_to_s3_complete_and_a_fresh_retry_resumes_from_there(
     assert result.outcome is Outcome.SUCCEEDED, result.error
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     for step in ("step-00000008", "step-00000016"):
-        files = {k.removeprefix(f"runs/tiny/{step}/") for k in keys if k.startswith(f"runs/tiny/{step}/")}
+        files = {
+            k.removeprefix(f"runs/tiny/uid-1234/{step}/") for k in keys if k.startswith(f"runs/tiny/uid-1234/{step}/")
+        }
         shards = {"shards/.metadata", "shards/__0_0.distcp"}
         assert {"COMPLETE", "scheduler.pt", "rng-0.pt", "state.json", *shards} <= files
-        marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/{step}/COMPLETE")["Body"].read())
+        marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/uid-1234/{step}/COMPLETE")["Body"].read())
         assert set(marker["sha256"]) == files - {"COMPLETE"}
 
     retry = resumable_job(

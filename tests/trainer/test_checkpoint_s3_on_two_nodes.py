@@ -80,11 +80,13 @@ def test_two_nodes_checkpoint_every_rank_to_s3_and_resume_from_it(
     assert result_of(first[0]).outcome is Outcome.SUCCEEDED
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     for step in ("step-00000008", "step-00000016"):
-        files = {k.removeprefix(f"runs/tiny/{step}/") for k in keys if k.startswith(f"runs/tiny/{step}/")}
+        files = {
+            k.removeprefix(f"runs/tiny/uid-1234/{step}/") for k in keys if k.startswith(f"runs/tiny/uid-1234/{step}/")
+        }
         # Each node copied its own rank's shard file and RNG states; rank 0 the metadata and the marker.
         shards = {"shards/.metadata", "shards/__0_0.distcp", "shards/__1_0.distcp"}
         assert {"rng-0.pt", "rng-1.pt", "COMPLETE", *shards} <= files
-        marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/{step}/COMPLETE")["Body"].read())
+        marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/uid-1234/{step}/COMPLETE")["Body"].read())
         assert set(marker["sha256"]) == files - {"COMPLETE"}
 
     retry = [

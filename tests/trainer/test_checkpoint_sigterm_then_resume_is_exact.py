@@ -64,7 +64,7 @@ def test_sigterm_checkpoints_and_the_retry_resumes_exactly(
     assert preempted.error.stage.value == "Training"
     assert preempted.checkpoint_step == 5
     assert trainer.returncode == preempted.exit_code != 0
-    assert (checkpoints / "tiny" / "step-00000005" / "COMPLETE").is_file()
+    assert (checkpoints / "tiny" / "uid-1234" / "step-00000005" / "COMPLETE").is_file()
     # Steps 1-5 ran as in the reference (the progress log shows 4 decimals).
     before = step_losses(lines + rest.splitlines())
     assert sorted(before) == [1, 2, 3, 4, 5]

@@ -45,7 +45,7 @@ def test_sigterm_to_torchrun_checkpoints_both_ranks_and_the_retry_finishes(
         True,
     )
     assert preempted.checkpoint_step == 3
-    checkpoint = checkpoints / "tiny" / "step-00000003"
+    checkpoint = checkpoints / "tiny" / "uid-1234" / "step-00000003"
     assert (checkpoint / "COMPLETE").is_file()
     assert sorted(p.name for p in checkpoint.glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
 

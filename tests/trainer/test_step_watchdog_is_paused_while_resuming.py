@@ -114,7 +114,7 @@ def test_resuming_from_a_slow_to_verify_checkpoint_is_not_a_stall(
     assert written.outcome is Outcome.SUCCEEDED
     floor = max(4 * first_times.slowest_gap(), 0.5)
     size = int(4 * floor * _sha256_bytes_per_second()) // len(BLOCK) * len(BLOCK) + len(BLOCK)
-    _enlarge(checkpoint_dir(checkpoints / "tiny", 8), size=size)
+    _enlarge(checkpoint_dir(checkpoints / "tiny" / "uid-1234", 8), size=size)
 
     stalls: list[Result] = []
     watchdog = StepWatchdog(floor_seconds=floor, on_stall=stalls.append, clock=lambda: datetime.now(UTC))

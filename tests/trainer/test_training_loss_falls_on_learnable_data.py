@@ -56,9 +56,9 @@ def test_eval_loss_falls_and_every_step_is_reported(tiny_llama: TinyModel, tmp_p
     assert [p.step for p in evals] == [0, 12, 24, 36]  # one before training, then n_evals spread out
 
     # n_checkpoints=2: complete checkpoints at the middle and the end, nothing half-written left over.
-    checkpoints = sorted(p.name for p in (tmp_path / "ckpt" / "tiny").iterdir())  # one directory per job
+    checkpoints = sorted(p.name for p in (tmp_path / "ckpt" / "tiny" / "uid-1234").iterdir())  # one per job uid
     assert checkpoints == ["step-00000018", "step-00000036"]
-    last = tmp_path / "ckpt" / "tiny" / "step-00000036"
+    last = tmp_path / "ckpt" / "tiny" / "uid-1234" / "step-00000036"
     files = {p.relative_to(last).as_posix() for p in last.rglob("*") if p.is_file()}
     assert {METADATA_FILE, "shards/__0_0.distcp", STATE_FILE, "scheduler.pt", "rng-0.pt", "COMPLETE"} <= files
     state = CheckpointState.model_validate_json((last / STATE_FILE).read_text())

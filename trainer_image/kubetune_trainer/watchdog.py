@@ -290,6 +290,7 @@ def newest_complete_checkpoint(config: TrainerConfig) -> int | None:
         work_checkpoints=WorkPaths(Path(config.runtime.work_dir)).checkpoints,
         pvc_mount_root=config.data.pvc_mount_root,
         root=config.runtime.checkpoint_root,
+        uid=config.job.uid,
     )
     if place.remote is not None:
         return None

@@ -53,7 +53,9 @@ class ResolvedJob(WireModel):
     checkpoint_root: str | None = Field(
         None, description="The location holding `<root>/<job>/` per job: checkpoint.uri, or <default>/<namespace>."
     )
-    from_checkpoint: str | None = Field(None, description="Another job's checkpoint to start from.")
+    from_checkpoint: str | None = Field(
+        None, description="Another job's checkpoint to start from, `<job>@<uid>[:<step>]` (its uid's checkpoints)."
+    )
     wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
     s3: S3StorageSpec | None = Field(None, description="S3-style credentials reference, endpoint and region.")
     image: str = Field(description="Trainer image.")

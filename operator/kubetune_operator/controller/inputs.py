@@ -41,6 +41,16 @@ def _labelled(pods: list[Body], **wanted: str) -> list[Body]:
     return [pod for pod in pods if all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
 
 
+def _checkpoint_sources(view: ClusterView, namespace: str, reference: object) -> dict[str, str]:
+    """The uid of the FineTuneJob `fromCheckpoint` names, if it exists: its checkpoints are that uid's."""
+    if not isinstance(reference, str):
+        return {}
+    source = reference.partition(":")[0].partition("@")[0]
+    body = view.job((namespace, source))
+    uid = (body or {}).get("metadata", {}).get("uid")
+    return {source: uid} if isinstance(uid, str) else {}
+
+
 def templates_of(view: ClusterView) -> list[BaseModelTemplate]:
     """The valid templates, each parsed once per resourceVersion (a pass must not re-parse a catalog)."""
     parsed = []
@@ -86,12 +96,14 @@ def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSett
     )
 
     # The same parse-and-resolve the pure-core tests run (reconcile.resolve_for), not a copy of it.
+    raw_spec = body.get("spec") or {}
     spec, resolution = resolve_for(
         job=facts,
-        raw_spec=body.get("spec") or {},
+        raw_spec=raw_spec,
         status=status,
         templates=templates_of(view),
         observation=observation,
         settings=settings,
+        checkpoint_sources=_checkpoint_sources(view, namespace, raw_spec.get("fromCheckpoint")),
     )
     return JobInputs(facts=facts, spec=spec, status=status, resolution=resolution, observation=observation)

@@ -28,6 +28,7 @@ def resolve_for(
     templates: Sequence[BaseModelTemplate],
     observation: Observation,
     settings: OperatorSettings,
+    checkpoint_sources: Mapping[str, str] | None = None,
 ) -> tuple[FineTuneJobSpec | None, Resolution]:
     """Parse and resolve as the machine needs: with the preflight's facts, keeping an earlier `auto` choice.
 
@@ -48,6 +49,7 @@ def resolve_for(
         settings=settings,
         facts=observation.model_facts,
         chosen_template=chosen,
+        checkpoint_sources=checkpoint_sources,
     )
 
 

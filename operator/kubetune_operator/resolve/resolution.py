@@ -98,14 +98,20 @@ def resolve_job(
     settings: OperatorSettings,
     facts: ModelFacts | None = None,
     chosen_template: str | None = None,
+    checkpoint_sources: Mapping[str, str] | None = None,
 ) -> Resolution:
     """Resolve `spec` against `templates`.
 
     `facts` are config.json facts from the preflight (needed by `model: auto`, and used for
     the sequence-length default and mismatch warnings). `chosen_template` is the template
     already recorded in `status.resolved.template`, so an `auto` job keeps its choice across
-    reconciles without needing the facts again.
+    reconciles without needing the facts again. `checkpoint_sources` maps the FineTuneJobs of the
+    namespace to their uids (None: not known, as for a local run): `fromCheckpoint` must name one,
+    and the record names its uid, whose checkpoints it starts from.
     """
+    from_checkpoint = _checkpoint_source(spec.from_checkpoint, sources=checkpoint_sources, namespace=namespace)
+    if isinstance(from_checkpoint, Resolution):
+        return from_checkpoint
     picked = _pick_template(spec, templates=templates, facts=facts, chosen=chosen_template)
     if isinstance(picked, Resolution):
         if picked.problem != Unresolved.AWAITING_MODEL_FACTS:
@@ -131,7 +137,29 @@ def resolve_job(
         )
     if facts is not None and spec.model != AUTO_TEMPLATE:
         warnings = [*warnings, *mismatch_warnings(facts, template)]
-    return Resolution(job=job.model_copy(update={"template_reasons": reasons, "warnings": [*warnings, *job.warnings]}))
+    changes = {"template_reasons": reasons, "warnings": [*warnings, *job.warnings], "from_checkpoint": from_checkpoint}
+    return Resolution(job=job.model_copy(update=changes))
+
+
+def _checkpoint_source(
+    reference: str | None, *, sources: Mapping[str, str] | None, namespace: str
+) -> str | Resolution | None:
+    """`fromCheckpoint` as the trainer reads it, `<job>@<uid>[:<step>]`, or why it names no job."""
+    if reference is None or sources is None:
+        return reference
+    job, _, step = reference.partition(":")
+    job = job.partition("@")[0]
+    uid = sources.get(job)
+    if uid is None:
+        return _problem(
+            Unresolved.INVALID_SPEC,
+            "the spec is invalid",
+            [
+                f"spec.fromCheckpoint: no FineTuneJob {job!r} in namespace {namespace}: name a job of this "
+                "namespace that wrote checkpoints (`kubectl get ftj` lists them)"
+            ],
+        )
+    return f"{job}@{uid}" + (f":{step}" if step else "")
 
 
 def _pick_template(

@@ -28,7 +28,13 @@ from ..data import TRAINING_FIELD
 from ..errors import CheckpointInvalid, InvalidInput
 from ..storage import S3Settings
 from ..training.checkpoint import CheckpointState, checkpoint_dir
-from ..training.checkpoint_location import RESUME_FIELD, CheckpointPlace, ResumeReference, job_checkpoints
+from ..training.checkpoint_location import (
+    RESUME_FIELD,
+    CheckpointPlace,
+    ResumeReference,
+    job_checkpoints,
+    sole_uid,
+)
 from ..training.distributed import barrier
 from ..training.gpu_stats import GpuStats
 from ..training.loop import SUPERVISED, train
@@ -190,19 +196,30 @@ def _check_every_rank_has_data(examples: int, *, batch_size: int, world: int) ->
 
 
 def own_checkpoints(ctx: RunContext) -> CheckpointPlace:
-    """This job's checkpoint directory (`training.checkpoint_location` says where)."""
-    return _checkpoints_of(ctx, ctx.config.job.name)
+    """This job's checkpoint directory, its uid's (`training.checkpoint_location` says where)."""
+    return _checkpoints_of(ctx, ResumeReference(job=ctx.config.job.name, uid=ctx.config.job.uid))
 
 
-def _checkpoints_of(ctx: RunContext, job: str) -> CheckpointPlace:
-    return job_checkpoints(
+def _own(ctx: RunContext, reference: ResumeReference) -> bool:
+    job = ctx.config.job
+    return reference.job == job.name and reference.uid in (None, job.uid)
+
+
+def _checkpoints_of(ctx: RunContext, reference: ResumeReference) -> CheckpointPlace:
+    # This job's own are always its uid's: a job that had its name before never lends it checkpoints.
+    uid = ctx.config.job.uid if _own(ctx, reference) else reference.uid
+    place = job_checkpoints(
         ctx.config.runtime.checkpoint_uri,
-        job=job,
+        job=reference.job,
         own_job=ctx.config.job.name,
         work_checkpoints=ctx.paths.checkpoints,
         pvc_mount_root=ctx.config.data.pvc_mount_root,
         root=ctx.config.runtime.checkpoint_root,
+        uid=uid,
     )
+    if uid is None and place.remote is None and (only := sole_uid(place.local)) is not None:
+        return CheckpointPlace(local=place.local / only)
+    return place
 
 
 def start_from_checkpoint(
@@ -220,16 +237,16 @@ def start_from_checkpoint(
         return None
     reference = ResumeReference.parse(runtime.resume_from)
     directory = _find(ctx, reference)
-    if directory is None and reference.job == ctx.config.job.name and runtime.from_checkpoint is not None:
+    if directory is None and _own(ctx, reference) and runtime.from_checkpoint is not None:
         # A fromCheckpoint job stopped before its first checkpoint starts from fromCheckpoint again.
         reference = ResumeReference.parse(runtime.from_checkpoint)
         directory = _find(ctx, reference)
-    own = reference.job == ctx.config.job.name
+    own = _own(ctx, reference)
     if directory is None:
         if not own:
             raise InvalidInput(
                 f"{RESUME_FIELD} {reference}: job {reference.job} has no complete checkpoint under "
-                f"{_checkpoints_of(ctx, reference.job).local}.",
+                f"{_checkpoints_of(ctx, reference).local}.",
                 reason="CheckpointNotFound",
                 field=RESUME_FIELD,
                 hint="Name a job that wrote checkpoints to the same checkpoint location as this one.",
@@ -256,7 +273,7 @@ def start_from_checkpoint(
 
 
 def _find(ctx: RunContext, reference: ResumeReference) -> Path | None:
-    place = _checkpoints_of(ctx, reference.job)
+    place = _checkpoints_of(ctx, reference)
     if place.remote is not None:
         # One copy per node (the work directory is the node's own); the others wait for it.
         if ctx.dist.local_rank == 0:

@@ -15,6 +15,13 @@ Every job has a directory of its own, holding its `step-<N>` checkpoints:
   other job's checkpoints when both name that root.
 - Without a location they stay in `<workDir>/checkpoints/<job>/`, which a pod does not outlive.
 
+Inside a job's directory each FineTuneJob has its own, named by its uid: `<root>/<job>/<uid>/step-<N>`.
+A job deleted and re-created under the same name gets a new uid, so it never resumes (or trips
+over) the checkpoints of the job that had its name before. A reference names the uid as
+`<job>@<uid>[:<step>]`; the operator writes it for `fromCheckpoint` (it knows the source job's
+uid), and a retry's own `<job>[:<step>]` means this job's uid. A `<job>` of another job with no
+uid (a hand-written local config) reads the layout from before uids, `<root>/<job>/step-<N>`.
+
 A path, `file://` and `pvc://claim/path` (the claim mounted under `data.pvcMountRoot`) are read
 and written directly. Under `s3://bucket/prefix` checkpoints are written to the work directory
 first and copied out complete (`training.remote`), and fetched back from there to resume.
@@ -29,15 +36,19 @@ from pathlib import Path, PurePosixPath
 from ..errors import InvalidInput
 
 RESUME_FIELD = "fromCheckpoint"
-_REFERENCE = re.compile(r"^(?P<job>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)(:(?P<step>[0-9]+))?$")
+_REFERENCE = re.compile(
+    r"^(?P<job>[a-z0-9]([-a-z0-9.]*[a-z0-9])?)(@(?P<uid>[A-Za-z0-9][-A-Za-z0-9]{0,63}))?(:(?P<step>[0-9]+))?$"
+)
 
 
 @dataclass(frozen=True)
 class ResumeReference:
-    """`<job>` (its newest complete checkpoint) or `<job>:<step>` (exactly that one)."""
+    """`<job>` (its newest complete checkpoint) or `<job>:<step>` (exactly that one), optionally `<job>@<uid>`."""
 
     job: str
     step: int | None = None
+    uid: str | None = None
+    """The FineTuneJob's uid: which of the jobs ever named `job` wrote the checkpoints."""
 
     @classmethod
     def parse(cls, text: str) -> ResumeReference:
@@ -50,10 +61,11 @@ class ResumeReference:
                 hint="Write <job> for that job's newest checkpoint, or <job>:<step> for one step.",
             )
         step = found.group("step")
-        return cls(job=found.group("job"), step=int(step) if step is not None else None)
+        return cls(job=found.group("job"), step=int(step) if step is not None else None, uid=found.group("uid"))
 
     def __str__(self) -> str:
-        return self.job if self.step is None else f"{self.job}:{self.step}"
+        named = self.job if self.uid is None else f"{self.job}@{self.uid}"
+        return named if self.step is None else f"{named}:{self.step}"
 
 
 @dataclass(frozen=True)
@@ -73,21 +85,38 @@ def job_checkpoints(
     work_checkpoints: Path,
     pvc_mount_root: str,
     root: str | None = None,
+    uid: str | None = None,
 ) -> CheckpointPlace:
     """The checkpoint directory of `job`, seen from `own_job` whose checkpoint location is `location`.
 
     `root` (`runtime.checkpointRoot`), when the operator gave one, decides alone: `<root>/<job>`.
+    `uid` names the FineTuneJob among those ever called `job`: `<root>/<job>/<uid>`.
     """
+    inner = f"{job}/{uid}" if uid else job
     if root is not None:
         location = root
         directory = f"{root.rstrip('/')}/{job}"
     elif location is None:
-        return CheckpointPlace(local=work_checkpoints / job)
+        return CheckpointPlace(local=work_checkpoints / inner)
     else:
         directory = _job_directory(location.rstrip("/"), job=job, own_job=own_job)
+    if uid:
+        directory = f"{directory}/{uid}"
     if directory.startswith("s3://"):
-        return CheckpointPlace(local=work_checkpoints / job, remote=directory)
+        return CheckpointPlace(local=work_checkpoints / inner, remote=directory)
     return CheckpointPlace(local=_filesystem_path(directory, location=location, pvc_mount_root=pvc_mount_root))
+
+
+def sole_uid(job_dir: Path) -> str | None:
+    """The one uid directory under a job's directory on a filesystem (None: none, several, or the old flat layout).
+
+    Lets a hand-written `fromCheckpoint: <job>` (a local run, which knows no uids) find the only
+    FineTuneJob that ever wrote under that name; with several the reference must name the uid.
+    """
+    if not job_dir.is_dir() or any(child.name.startswith("step-") for child in job_dir.iterdir()):
+        return None
+    uids = [child.name for child in job_dir.iterdir() if child.is_dir() and not child.name.startswith(".")]
+    return uids[0] if len(uids) == 1 else None
 
 
 def _job_directory(location: str, *, job: str, own_job: str) -> str:
