@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from . import saved_output
 from .classify import classify, exit_code_for
 from .context import Clock, DistInfo, RunContext, WorkPaths
 from .contract import JobError, Outcome, Result, Stage, StageRecord, StageState, TrainerConfig, WarningNote
@@ -71,6 +72,12 @@ def run_pipeline(
     if preemption is not None:
         preemption.on_deadline(lambda: _out_of_grace(ctx, stage=records[-1].name if records else None))
     error: JobError | None = None
+    kept = _kept_model(ctx)
+    if kept is not None:
+        # An earlier attempt saved and verified this model, then failed to upload it: upload, never train again.
+        ctx.saved_dir, ctx.output_name = kept, config.output.model_name
+        log.warning("the model saved by an earlier attempt is complete (%s): resuming at Upload", kept)
+        stages = [(stage, run) for stage, run in stages if stage == Stage.UPLOAD]
     for stage, run in stages:
         records.append(StageRecord(name=stage, state=StageState.RUNNING, start_time=clock()))
         reporter.stage_changed(stage, records)
@@ -95,6 +102,11 @@ def run_pipeline(
         write_termination_message(result, Path(config.termination_log_path))
     reporter.finished(result)
     return result
+
+
+def _kept_model(ctx: RunContext) -> Path | None:
+    job_dir = train.kept_model_dir(ctx)
+    return saved_output.find(job_dir, name=ctx.config.output.model_name) if job_dir is not None else None
 
 
 def _out_of_grace(ctx: RunContext, *, stage: Stage | None) -> int:

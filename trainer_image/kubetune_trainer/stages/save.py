@@ -30,6 +30,7 @@ import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from transformers import AutoModelForCausalLM
 
+from .. import saved_output
 from ..context import RunContext
 from ..contract import Strategy
 from ..data.tokenization import TokenizedExample
@@ -39,6 +40,7 @@ from ..model_rules import PICKLE_SUFFIXES
 from ..training.distributed import unwrap
 from ..training.setup import TrainingSetup
 from ..verify_output import OutputCheck, loss_tolerance, mean_loss, verification_examples, verify_saved_output
+from .train import kept_model_dir
 
 SHARD_SIZE = "5GB"
 """Largest safetensors file written, as on the Hugging Face Hub."""
@@ -93,6 +95,8 @@ def run(ctx: RunContext, *, before_verify: Callable[[Path], None] | None = None)
     ctx.metrics["output_verification_loss_difference"] = check.loss_difference
     (folder / "README.md").write_text(render_model_card(ctx, layout=layout), encoding="utf-8")
     _readable_by_all(folder)
+    if (job_dir := kept_model_dir(ctx)) is not None:
+        saved_output.keep(folder, job_dir=job_dir, name=name)  # a retry after this point resumes at Upload
     ctx.saved_dir = folder
     ctx.output_name = name
     files = [p for p in folder.rglob("*") if p.is_file()]

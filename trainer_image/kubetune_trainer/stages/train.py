@@ -200,6 +200,15 @@ def own_checkpoints(ctx: RunContext) -> CheckpointPlace:
     return _checkpoints_of(ctx, ResumeReference(job=ctx.config.job.name, uid=ctx.config.job.uid))
 
 
+def kept_model_dir(ctx: RunContext) -> Path | None:
+    """Where this job keeps its saved model for a retry: beside its checkpoints, on a filesystem only."""
+    runtime = ctx.config.runtime
+    if runtime.checkpoint_uri is None and runtime.checkpoint_root is None:
+        return None  # the work directory does not outlive the pod
+    place = own_checkpoints(ctx)
+    return place.local if place.remote is None else None
+
+
 def _own(ctx: RunContext, reference: ResumeReference) -> bool:
     job = ctx.config.job
     return reference.job == job.name and reference.uid in (None, job.uid)
