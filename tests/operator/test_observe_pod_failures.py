@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from kubetune_operator.observe.observation import RunObservation, RunState, observe, observe_run
+from kubetune_trainer.classify import classify
 from kubetune_trainer.contract import ErrorClass, JobError, ModelFacts, Outcome, OutputSummary, Result
 
 from .core_builders import (
@@ -92,13 +93,25 @@ def test_a_missing_secret_object_is_named_too() -> None:
     assert "Secret hf-token is missing" in seen.error.message
 
 
-def test_an_oom_killed_container_has_its_own_reason_and_a_memory_hint() -> None:
+def test_an_oom_killed_container_is_host_out_of_memory_as_the_trainer_says_it() -> None:
     seen = _run([pod(phase="Failed", container_state=terminated(exit_code=137, reason="OOMKilled"))])
     assert seen.state == RunState.FAILED
     assert seen.error is not None
-    assert seen.error.reason == "OOMKilled"
-    assert seen.error.hint is not None
-    assert "resources.memory" in seen.error.hint
+    # One vocabulary for host memory: the kubelet's OOMKilled reads as the trainer's MemoryError does.
+    trainer = classify(MemoryError(), stage=None, job_uid="u")
+    assert (
+        (seen.error.error_class, seen.error.reason, seen.error.retryable, seen.error.hint)
+        == (
+            trainer.error_class,
+            trainer.reason,
+            trainer.retryable,
+            trainer.hint,
+        )
+        == (ErrorClass.CUDA_OOM, "HostOutOfMemory", False, trainer.hint)
+    )
+    assert "OOMKilled" in seen.error.message
+    assert trainer.hint is not None
+    assert "resources.memory" in trainer.hint
 
 
 def test_eviction_is_preempted_and_retryable() -> None:

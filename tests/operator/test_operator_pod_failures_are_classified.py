@@ -60,15 +60,16 @@ async def test_missing_secret_key_is_invalid_input_naming_secret_and_key(
     assert "token" in error["message"]
 
 
-async def test_oom_killed_container_has_its_own_reason_and_a_memory_hint(
+async def test_oom_killed_container_is_host_out_of_memory_with_a_memory_hint(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
     (pod,) = await to_running(cluster, actors, "oom", maxRetries=0)
     await actors.terminate(pod, exit_code=137, reason="OOMKilled")
     await until_phase(cluster, "oom", "Failed")
     error = error_of(cluster, "oom")
-    assert error["reason"] == "OOMKilled"
-    assert "memory" in error["hint"]
+    assert (error["class"], error["reason"], error["retryable"]) == ("CudaOOM", "HostOutOfMemory", False)
+    assert "OOMKilled" in error["message"]
+    assert "resources.memory" in error["hint"]
 
 
 async def test_eviction_is_internal_preempted_and_retried(

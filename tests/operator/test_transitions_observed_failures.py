@@ -59,12 +59,12 @@ def test_a_missing_secret_fails_as_invalid_input_without_retry() -> None:
     assert [a for a in machine.actions if isinstance(a, CreateAttempt) and a.attempt > 1] == []
 
 
-def test_an_oom_kill_fails_with_its_hint_in_the_event() -> None:
-    hint = "raise resources.memory in the BaseModelTemplate"
-    machine, _ = _failed_with(_error(ErrorClass.INTERNAL, Reason.OOM_KILLED, retryable=False, hint=hint))
+def test_host_out_of_memory_fails_with_its_hint_in_the_event() -> None:
+    hint = "raise the template's resources.memory"
+    machine, _ = _failed_with(_error(ErrorClass.CUDA_OOM, "HostOutOfMemory", retryable=False, hint=hint))
     assert machine.status.phase == Phase.FAILED
     failure = machine.events[-1]
-    assert (failure.type, failure.reason) == ("Warning", "OOMKilled")
+    assert (failure.type, failure.reason) == ("Warning", "HostOutOfMemory")
     assert hint in failure.message
 
 

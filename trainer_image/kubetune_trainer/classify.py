@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .contract import ErrorClass, JobError, Stage
+from .contract import HOST_OUT_OF_MEMORY, HOST_OUT_OF_MEMORY_HINT, ErrorClass, JobError, Stage
 from .errors import TrainerError
 
 EXIT_CODES: dict[ErrorClass | None, int] = {
@@ -134,9 +134,8 @@ RULES: tuple[Rule, ...] = (
             or (isinstance(exc, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(exc))
         ),
         ErrorClass.CUDA_OOM,
-        "HostOutOfMemory",
-        "The pod ran out of host (CPU) memory: raise the template's resources.memory, lower "
-        "hyperparameters.batchSize or maxSeqLength, or enable lora.",
+        HOST_OUT_OF_MEMORY,
+        HOST_OUT_OF_MEMORY_HINT,
     ),
     Rule(
         is_a("safetensors._safetensors_rust.SafetensorError"),

@@ -83,6 +83,15 @@ class ErrorClass(enum.StrEnum):
     INVALID_INPUT = "InvalidInput"
 
 
+HOST_OUT_OF_MEMORY = "HostOutOfMemory"
+"""The one reason for a pod out of host (CPU) memory, whoever saw it: the trainer (MemoryError) or the
+kubelet (OOMKilled). Class CudaOOM, Together's out-of-memory class, not retried: the same memory fails again."""
+HOST_OUT_OF_MEMORY_HINT = (
+    "The pod ran out of host (CPU) memory: raise the template's resources.memory, lower "
+    "hyperparameters.batchSize or maxSeqLength, or enable lora."
+)
+
+
 class StageState(enum.StrEnum):
     PENDING = "Pending"
     RUNNING = "Running"

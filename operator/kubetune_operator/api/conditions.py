@@ -47,7 +47,6 @@ class Reason(enum.StrEnum):
     IMAGE_PULL_FAILED = "ImagePullFailed"
     SECRET_NOT_READABLE = "SecretNotReadable"
     CONTAINER_CONFIG_INVALID = "ContainerConfigInvalid"
-    OOM_KILLED = "OOMKilled"
     PREEMPTED = "Preempted"
     CRASHED = "Crashed"
     STALLED = "Stalled"

@@ -132,9 +132,7 @@ def advance_attempt(draft: StatusDraft, situation: Situation) -> None:
     run = seen.trainer if seen.attempt == attempt else RunObservation(state=RunState.ABSENT)
     if run.state == RunState.ABSENT:
         if draft.status.phase == Phase.RUNNING:
-            lost = draft.internal(
-                Reason.PREEMPTED, f"attempt {attempt}'s Job disappeared", uid=situation.job.uid, retryable=True
-            )
+            lost = draft.found(Reason.PREEMPTED, f"attempt {attempt}'s Job disappeared", uid=situation.job.uid)
             _attempt_failed(draft, situation, lost, run)
         else:  # created in an earlier step whose create did not land: create-if-absent again
             draft.actions.append(CreateAttempt(attempt=attempt, resume_from=resume_point(draft, situation, attempt)))
@@ -151,7 +149,7 @@ def advance_attempt(draft: StatusDraft, situation: Situation) -> None:
     elif run.state == RunState.SUCCEEDED:
         _succeeded(draft, run)
     else:
-        error = run.error or draft.internal(Reason.CRASHED, "the attempt failed", uid=situation.job.uid)
+        error = run.error or draft.found(Reason.CRASHED, "the attempt failed", uid=situation.job.uid)
         _attempt_failed(draft, situation, error, run)
 
 
@@ -197,11 +195,10 @@ def _check_heartbeat(draft: StatusDraft, situation: Situation, run: RunObservati
         draft.look_again(left)
         return
     silent = (draft.now - since).total_seconds()
-    stalled = draft.internal(
+    stalled = draft.found(
         Reason.STALLED,
         f"no training heartbeat for {silent:.0f}s (threshold {threshold:.0f}s) at step {progress.step}",
         uid=situation.job.uid,
-        retryable=True,
     )
     _attempt_failed(draft, situation, stalled, run)
 

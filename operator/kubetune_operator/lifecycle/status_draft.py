@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from kubetune_trainer.contract import ErrorClass, JobError, WarningNote, WireModel
+from kubetune_trainer.contract import JobError, WarningNote, WireModel
 
 from ..api.conditions import EventNote, Reason, find_condition, with_condition
+from ..api.error_table import operator_error
 from ..api.spec import FineTuneJobSpec
 from ..api.status import CheckpointRecord, ConditionStatus, ConditionType, FineTuneJobStatus, Phase
 from ..observe.observation import Observation, RunObservation
@@ -166,13 +167,6 @@ class StatusDraft:
         if spec is not None and spec.ttl_seconds_after_finished is not None:
             self.look_again(self.seconds_until(self.stamp, spec.ttl_seconds_after_finished))
 
-    def internal(self, reason: Reason, message: str, *, uid: str, retryable: bool = False) -> JobError:
-        """An Internal error found by the operator, at the current stage."""
-        return JobError(
-            error_class=ErrorClass.INTERNAL,
-            reason=reason,
-            message=message,
-            hint=f"report FineTuneJob UID {uid} if it persists",
-            stage=self.status.stage,
-            retryable=retryable,
-        )
+    def found(self, reason: Reason, message: str, *, uid: str) -> JobError:
+        """An error the operator found, at the current stage: class, retryable and hint from the error table."""
+        return operator_error(reason, message, stage=self.status.stage, uid=uid)

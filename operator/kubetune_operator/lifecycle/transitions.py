@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from kubetune_trainer.contract import ErrorClass, JobError
+from kubetune_trainer.contract import JobError
 
 from ..api.conditions import EventNote, Reason, find_condition
+from ..api.error_table import operator_error
 from ..api.spec import AUTO_TEMPLATE, FineTuneJobSpec
 from ..api.status import TERMINAL_PHASES, ConditionStatus, ConditionType, FineTuneJobStatus, Phase
 from ..observe.observation import Observation, RunState
@@ -59,8 +60,7 @@ def _run(draft: StatusDraft, situation: Situation) -> None:
     if phase in TERMINAL_PHASES:
         _finished(draft, situation)
     elif spec is None or situation.resolution.problem == Unresolved.INVALID_SPEC:
-        hint = "fix the fields listed; `kubetune validate job.yaml` shows them before `kubectl apply`"
-        draft.fail(_input_error(situation, Reason.INVALID_SPEC, hint), situation=situation)
+        draft.fail(_input_error(situation, Reason.INVALID_SPEC), situation=situation)
     elif spec.cancel:
         _cancel(draft, situation)
     elif spec.suspend:
@@ -111,13 +111,8 @@ def _deadline_passed(draft: StatusDraft, situation: Situation, spec: FineTuneJob
         draft.look_again(remaining)
         return False
     _account_live_attempt(draft, situation)
-    expired = JobError(
-        error_class=ErrorClass.INTERNAL,
-        reason=Reason.DEADLINE_EXCEEDED,
-        message=f"the job ran longer than activeDeadlineSeconds ({limit}s)",
-        hint="raise spec.activeDeadlineSeconds, or train less (nEpochs, data) per job",
-        stage=draft.status.stage,
-        retryable=False,
+    expired = draft.found(
+        Reason.DEADLINE_EXCEEDED, f"the job ran longer than activeDeadlineSeconds ({limit}s)", uid=situation.job.uid
     )
     draft.fail(expired, situation=situation)
     return True
@@ -147,8 +142,7 @@ def _validate(draft: StatusDraft, situation: Situation) -> None:
     if draft.status.error is not None and draft.status.error.reason == Reason.TEMPLATE_NOT_FOUND:
         draft.update(error=None)
     if resolution.problem == Unresolved.TEMPLATE_LIMIT_EXCEEDED:
-        hint = "change the fields listed, or name a template whose limits allow them"
-        draft.fail(_input_error(situation, Reason.TEMPLATE_LIMIT_EXCEEDED, hint), situation=situation)
+        draft.fail(_input_error(situation, Reason.TEMPLATE_LIMIT_EXCEEDED), situation=situation)
         return
     runs = resolution.preflight_job
     if runs is None:  # `auto` with no template installed yet
@@ -176,7 +170,7 @@ def _preflight(draft: StatusDraft, situation: Situation) -> None:
         _wait_for_preflight_retry(draft, situation)
         return
     if run.state == RunState.FAILED:
-        error = run.error or draft.internal(Reason.CRASHED, "the preflight failed", uid=situation.job.uid)
+        error = run.error or draft.found(Reason.CRASHED, "the preflight failed", uid=situation.job.uid)
         _preflight_failed(draft, situation, error)
         return
     if run.state != RunState.SUCCEEDED:
@@ -185,8 +179,7 @@ def _preflight(draft: StatusDraft, situation: Situation) -> None:
         return
     if resolution.problem == Unresolved.TEMPLATE_LIMIT_EXCEEDED:  # e.g. maxSeqLength over the model's positions
         draft.condition(ConditionType.VALIDATED, FALSE, Reason.TEMPLATE_LIMIT_EXCEEDED, resolution.message)
-        hint = "change the fields listed"
-        draft.fail(_input_error(situation, Reason.TEMPLATE_LIMIT_EXCEEDED, hint), situation=situation)
+        draft.fail(_input_error(situation, Reason.TEMPLATE_LIMIT_EXCEEDED), situation=situation)
         return
     resolved = resolution.job
     if resolved is None:
@@ -194,7 +187,7 @@ def _preflight(draft: StatusDraft, situation: Situation) -> None:
             draft.look_again(situation.settings.template_retry_seconds)
             return
         missing = "the preflight passed but reported no model facts"
-        draft.fail(draft.internal(Reason.PREFLIGHT_FAILED, missing, uid=situation.job.uid), situation=situation)
+        draft.fail(draft.found(Reason.PREFLIGHT_FAILED, missing, uid=situation.job.uid), situation=situation)
         return
     warnings = run.result.warnings if run.result is not None else []
     # Resolution already compared the model with its template; with `model: auto` the
@@ -304,21 +297,8 @@ def _resume(draft: StatusDraft, situation: Situation) -> None:
 
 
 def _template_not_found(situation: Situation) -> JobError:
-    return JobError(
-        error_class=ErrorClass.INVALID_INPUT,
-        reason=Reason.TEMPLATE_NOT_FOUND,
-        message=situation.resolution.message,
-        hint="create the BaseModelTemplate (`kubectl get bmt` lists those installed) or set spec.model to one of "
-        "them; the job proceeds by itself once its template exists",
-        retryable=True,
-    )
+    return operator_error(Reason.TEMPLATE_NOT_FOUND, situation.resolution.message, uid=situation.job.uid)
 
 
-def _input_error(situation: Situation, reason: Reason, hint: str) -> JobError:
-    return JobError(
-        error_class=ErrorClass.INVALID_INPUT,
-        reason=reason,
-        message=situation.resolution.message or "the spec is invalid",
-        hint=hint,
-        retryable=False,
-    )
+def _input_error(situation: Situation, reason: Reason) -> JobError:
+    return operator_error(reason, situation.resolution.message or "the spec is invalid", uid=situation.job.uid)

@@ -14,11 +14,12 @@ from typing import Any
 
 from pydantic import Field
 
-from kubetune_trainer.contract import ErrorClass, JobError, ModelFacts, Result, WireModel
+from kubetune_trainer.contract import JobError, ModelFacts, Result, WireModel
 
 from ..api.conditions import Reason
+from ..api.error_table import operator_error
 from ..settings import OperatorSettings
-from .pod_state import Manifest, PodView, completion_index, operator_error, parse_time
+from .pod_state import Manifest, PodView, completion_index, parse_time
 
 
 class RunState(enum.StrEnum):
@@ -153,13 +154,7 @@ def observe_run(
             wait = min(RESULT_RECHECK_SECONDS, result_grace - waited)
             return RunObservation(state=RunState.RUNNING, live_pods=0, recheck_after=wait, **timing)
     if job_failure is not None:
-        error = operator_error(
-            ErrorClass.INTERNAL,
-            Reason.CRASHED,
-            f"the batch Job failed ({job_failure}) and left no termination message",
-            hint="check the pods' logs; report the FineTuneJob's UID if it persists",
-            retryable=True,
-        )
+        error = operator_error(Reason.CRASHED, f"the batch Job failed ({job_failure}) and left no termination message")
         return RunObservation(state=RunState.FAILED, error=error, live_pods=live, **timing)
     succeeded = sum(1 for v in views if v.succeeded)
     if _job_condition(job, "Complete") is not None or (views and succeeded >= expected):
@@ -199,13 +194,7 @@ def _with_result(run: RunObservation, job: Manifest | None, *, now: datetime, gr
             recheck = min(RESULT_RECHECK_SECONDS, grace - waited)
             return run.model_copy(update={"state": RunState.RUNNING, "recheck_after": recheck})
         why = f"the preflight Job is Complete but its pod's termination message was not seen within {grace:.0f}s"
-    error = operator_error(
-        ErrorClass.INTERNAL,
-        Reason.PREFLIGHT_RESULT_MISSING,
-        why,
-        hint="nothing to change if it passes on a retry; else check the preflight pod's logs",
-        retryable=True,
-    )
+    error = operator_error(Reason.PREFLIGHT_RESULT_MISSING, why)
     return run.model_copy(update={"state": RunState.FAILED, "error": error})
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubetune_trainer.contract import ErrorClass, JobError, Outcome, Result
+from kubetune_trainer.contract import HOST_OUT_OF_MEMORY, JobError, Outcome, Result
 
 from ..api.conditions import Reason
+from ..api.error_table import operator_error
 
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName"})
@@ -89,12 +90,9 @@ class PodView:
             else:
                 self.error = self.result.error or _crashed(f"exit code {exit_code}, Result without an error")
         elif terminated.get("reason") == "OOMKilled":
+            # The kubelet's word for what the trainer calls HostOutOfMemory: one reason, one hint.
             self.error = operator_error(
-                ErrorClass.INTERNAL,
-                Reason.OOM_KILLED,
-                "the trainer container ran out of host memory and was killed (OOMKilled)",
-                hint="raise resources.memory in the BaseModelTemplate, or lower batchSize or maxSeqLength",
-                retryable=False,
+                HOST_OUT_OF_MEMORY, "the trainer container ran out of host memory and was killed (OOMKilled)"
             )
         elif exit_code != 0:
             self.error = _crashed(f"the trainer exited with code {exit_code} without a termination message")
@@ -112,13 +110,7 @@ def _disruption(pod: Manifest) -> JobError | None:
         why = f"{status.get('reason') or 'node lost'}: {status.get('message', '')}".rstrip(": ")
     else:
         return None
-    return operator_error(
-        ErrorClass.INTERNAL,
-        Reason.PREEMPTED,
-        f"pod {pod.get('metadata', {}).get('name', '')} was taken away ({why})",
-        hint="nothing to change: the job resumes from its newest checkpoint on a new attempt",
-        retryable=True,
-    )
+    return operator_error(Reason.PREEMPTED, f"pod {pod.get('metadata', {}).get('name', '')} was taken away ({why})")
 
 
 _SECRET_PATTERNS = (
@@ -142,11 +134,7 @@ def _waiting_error(
             return None
         image = container.get("image", "?")
         return operator_error(
-            ErrorClass.INTERNAL,
-            Reason.IMAGE_PULL_FAILED,
-            f"image {image} could not be pulled ({reason}) for over {grace:.0f}s",
-            hint=f"check the image name and tag exist and the nodes can reach its registry: {image}",
-            retryable=False,
+            Reason.IMAGE_PULL_FAILED, f"image {image} could not be pulled ({reason}) for over {grace:.0f}s", image=image
         )
     if reason == "CreateContainerConfigError":
         message = str(waiting.get("message", ""))
@@ -154,11 +142,7 @@ def _waiting_error(
             return _secret_error(pod, message)
         # Not a Secret (e.g. runAsNonRoot against a root image): the kubelet's words, which hold no values.
         return operator_error(
-            ErrorClass.INTERNAL,
-            Reason.CONTAINER_CONFIG_INVALID,
-            f"the trainer container cannot start: {message or reason}",
-            hint="check the trainer image and the template's pod settings; `kubectl describe pod` shows more",
-            retryable=False,
+            Reason.CONTAINER_CONFIG_INVALID, f"the trainer container cannot start: {message or reason}"
         )
     return None
 
@@ -184,11 +168,8 @@ def _secret_error(pod: Manifest, kubelet_message: str) -> JobError:
     described = "; ".join(f"env {env} from Secret {name} key {key}" for env, name, key in chosen or refs)
     what = f"Secret {named[0]}" + (f" key {named[1]}" if named[1] else "") if named else "a referenced Secret"
     return operator_error(
-        ErrorClass.INVALID_INPUT,
         Reason.SECRET_NOT_READABLE,
         f"the trainer cannot start: {what} is missing ({described or 'no secret references'})",
-        hint="create the Secret with that key in the job's namespace, or fix hfTokenSecretRef / wandb.apiKeySecretRef",
-        retryable=False,
     )
 
 
@@ -203,17 +184,7 @@ def _secret_refs(pod: Manifest) -> list[tuple[str, str, str]]:
 
 
 def _crashed(detail: str) -> JobError:
-    return operator_error(
-        ErrorClass.INTERNAL,
-        Reason.CRASHED,
-        f"the trainer crashed: {detail}",
-        hint="check the pod's logs; report the FineTuneJob's UID if it persists",
-        retryable=True,
-    )
-
-
-def operator_error(error_class: ErrorClass, reason: Reason, message: str, *, hint: str, retryable: bool) -> JobError:
-    return JobError(error_class=error_class, reason=str(reason), message=message, hint=hint, retryable=retryable)
+    return operator_error(Reason.CRASHED, f"the trainer crashed: {detail}")
 
 
 def _result(message: str | None) -> Result | None:
