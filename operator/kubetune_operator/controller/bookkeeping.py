@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-
-from kubetune_trainer.contract import Stage
 
 from ..api.conditions import Reason, find_condition
 from ..api.status import ConditionType, FineTuneJobStatus, Phase
@@ -13,12 +10,7 @@ from ..lifecycle.transitions import Step
 from ..metrics import OperatorMetrics
 from .cache import JobKey
 
-_FINISHED = re.compile(r"(?:^stage |; |\(stage )(?P<stage>" + "|".join(Stage) + r") finished\b")
-"""A stage's finish as stage Events word it: alone ("stage Training finished in 3s"), after the next
-stage's start ("stage Training started; Initialization finished in 3s"), or inside the Completed
-Event that absorbs the last one ("the job succeeded ... (stage Training finished in 5s)")."""
 SECONDS_PER_HOUR = 3600.0
-_CARRY_FINISHES = frozenset({Reason.STAGE_STARTED, Reason.STAGE_FINISHED, Reason.COMPLETED})
 
 
 def record_step(metrics: OperatorMetrics, key: JobKey, *, old: FineTuneJobStatus, step: Step) -> None:
@@ -32,12 +24,11 @@ def record_step(metrics: OperatorMetrics, key: JobKey, *, old: FineTuneJobStatus
     held = (new.gpu_seconds or 0.0) - (old.gpu_seconds or 0.0)
     if held > 0:
         metrics.gpu_hours.labels(namespace=key[0]).inc(held / SECONDS_PER_HOUR)
-    finished: set[str] = set()
     for note in step.events:
         if note.reason == Reason.RETRYING and error is not None:
             metrics.retries.labels(reason=error.reason).inc()
-        elif note.reason in _CARRY_FINISHES:
-            finished.update(match["stage"] for match in _FINISHED.finditer(note.message))
+    # From the step's structured record of the finishes it announced, never from the Events' words.
+    finished = set(step.finished_stages)
     for record in new.stages:
         if record.name in finished and record.start_time is not None and record.end_time is not None:
             seconds = (record.end_time - record.start_time).total_seconds()

@@ -29,6 +29,18 @@ def stage_events(
     stages: list[StageRecord],
     finished: bool = False,
 ) -> list[EventNote]:
+    """The Events alone (see `stage_transitions`)."""
+    events, _ = stage_transitions(announced=announced, current=current, stages=stages, finished=finished)
+    return events
+
+
+def stage_transitions(
+    *,
+    announced: Stage | None,
+    current: Stage | None,
+    stages: list[StageRecord],
+    finished: bool = False,
+) -> tuple[list[EventNote], list[Stage]]:
     """The Events between the stage last announced and `current`, one per transition, in order.
 
     Every reported stage after `announced` up to `current` has started; every one before
@@ -42,10 +54,11 @@ def stage_events(
     if finished:
         reached = max([reached, last, *(_position(name) for name in records)])
     if reached < 0:
-        return []
+        return [], []
     finishes_through = reached if finished else reached - 1
     events: list[EventNote] = []
     ended: list[str] = []
+    done: list[Stage] = []
     for position in range(max(last, 0), reached + 1):
         stage = _ORDER[position]
         if stage not in records and stage != current:
@@ -55,9 +68,10 @@ def stage_events(
             ended = []
         if position <= finishes_through:
             ended.append(_finish(stage, records.get(stage)))
+            done.append(stage)
     if ended:
         events.append(EventNote.normal(Reason.STAGE_FINISHED, "stage " + "; ".join(ended)))
-    return events
+    return events, done
 
 
 def _finish(stage: Stage, record: StageRecord | None) -> str:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from pydantic import Field
 
-from kubetune_trainer.contract import JobError, WarningNote, WireModel
+from kubetune_trainer.contract import JobError, Stage, WarningNote, WireModel
 
 from ..api.conditions import EventNote, Reason, find_condition, with_condition
 from ..api.error_table import operator_error
@@ -22,7 +22,7 @@ from ..observe.pod_state import seconds_left
 from ..resolve.resolution import Resolution
 from ..settings import OperatorSettings
 from .actions import Action, DeleteAttempt, DeletePreflight, RequeueAfter
-from .stage_events import announced_stage, stage_events
+from .stage_events import announced_stage, stage_transitions
 
 
 class JobFacts(WireModel):
@@ -40,6 +40,9 @@ class Step(WireModel):
     status: FineTuneJobStatus = Field(description="The new status (patch only what differs).")
     events: list[EventNote] = Field(default_factory=list, description="Events, in order.")
     actions: list[Action] = Field(default_factory=list, description="Actions, in order.")
+    finished_stages: list[Stage] = Field(
+        default_factory=list, description="Stages whose finish this step announced (for the duration metric)."
+    )
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,13 @@ class StatusDraft:
         self.events: list[EventNote] = []
         self.actions: list[Action] = []
         self.requeue: float | None = None
+        self.finished_stages: list[Stage] = []
 
     def step(self) -> Step:
         actions = list(self.actions)
         if self.requeue is not None:
             actions.append(RequeueAfter(seconds=max(0.0, self.requeue)))
-        return Step(status=self.status, events=self.events, actions=actions)
+        return Step(status=self.status, events=self.events, actions=actions, finished_stages=self.finished_stages)
 
     def update(self, **changes: object) -> None:
         self.status = self.status.model_copy(update=changes)
@@ -132,9 +136,11 @@ class StatusDraft:
     def announce_stages(self, *, finished: bool) -> None:
         announced = announced_stage(self.reason(ConditionType.RUNNING))
         status = self.status
-        self.events.extend(
-            stage_events(announced=announced, current=status.stage, stages=status.stages, finished=finished)
+        events, done = stage_transitions(
+            announced=announced, current=status.stage, stages=status.stages, finished=finished
         )
+        self.events.extend(events)
+        self.finished_stages.extend(stage for stage in done if stage not in self.finished_stages)
 
     def account_gpu_time(self, run: RunObservation) -> None:
         """Add an ended attempt's GPU time (pod run time x GPUs per pod); called once per attempt end."""
