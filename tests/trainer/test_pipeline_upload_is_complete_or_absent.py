@@ -234,10 +234,11 @@ def test_an_s3_upload_that_fails_part_way_leaves_nothing(
     (source / "zz-denied.bin").write_bytes(b"x")
     uri = f"s3://{bucket}/m"
 
-    with pytest.raises(InfrastructureFailure) as failure:
+    with pytest.raises(InvalidInput) as failure:
         upload(source, S3Destination(uri), uri=uri, name="m", s3=settings)
 
-    assert failure.value.retryable
+    # A refusal is the job's input (its credentials), named and not retried: a retry meets it again.
+    assert (failure.value.reason, failure.value.field, failure.value.retryable) == ("AccessDenied", "output.uri", False)
     assert "Access Denied" in failure.value.message
     assert _objects(client, bucket) == {}
 

@@ -55,6 +55,24 @@ _STANDARD_WEIGHTS = re.compile(r"^(model|adapter_model)(-\d+-of-\d+)?\.safetenso
 _TRUTHY = {"1", "true", "yes", "on"}
 
 
+def _check_header_value(token: str, *, token_env: str) -> None:
+    """A token is sent as `Authorization: Bearer <token>`: one that no header can carry is the job's input error.
+
+    Found wherever the token is first read, the preflight included, so before any GPU is held. The
+    message names the Secret and what is wrong, never the value.
+    """
+    if token.isascii() and token.isprintable():
+        return
+    what = "a line break or control character" if token.isascii() else "a character that is not ASCII"
+    raise InvalidInput(
+        f"the Hugging Face token in {TOKEN_FIELD} (env {token_env}) holds {what}, so no HTTP header can carry it",
+        reason="InvalidToken",
+        field=TOKEN_FIELD,
+        hint="Store only the token in the Secret (hf_...; no quotes, spaces inside or extra lines), "
+        "e.g. `kubectl create secret generic hf-token --from-literal=token=hf_...`.",
+    )
+
+
 @dataclass(frozen=True)
 class HubSettings:
     """How to reach the hub, from the environment. The token never appears in a repr."""
@@ -71,6 +89,8 @@ class HubSettings:
             # A Secret made with `echo token > file` ends in a newline: sent as is, the header is
             # refused (and the library's error quotes it, token included).
             token = environ.get(token_env, "").strip() or False
+            if isinstance(token, str):
+                _check_header_value(token, token_env=token_env)
         return cls(
             endpoint=environ.get("HF_ENDPOINT") or None,
             offline=environ.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUTHY,

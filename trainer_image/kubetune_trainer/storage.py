@@ -265,6 +265,7 @@ def _to_s3(source: Path, destination: S3Destination, manifest: Manifest, *, sett
             exc,
             f"could not upload the model to {destination.url}: {type(exc).__name__}: {exc}",
             hint="Check the bucket exists and the pod's S3 credentials may write to it.",
+            field="output.uri",
         ) from exc
 
 
@@ -306,20 +307,24 @@ def _to_hub(
             exc,
             f"could not upload the model to hf://{repo_id}: {type(exc).__name__}: {exc}",
             hint="Check the token in the job's hfTokenSecretRef may write to the repo (a write token).",
+            field="spec.hfTokenSecretRef",
         ) from exc
 
 
-def upload_failed(exc: BaseException, message: str, *, hint: str) -> InfrastructureFailure:
-    """The failure of an upload, Internal, with what the classification table says of its causes.
+def upload_failed(
+    exc: BaseException, message: str, *, hint: str, field: str = "output.uri"
+) -> InfrastructureFailure | InvalidInput:
+    """The failure of an upload, with what the classification table says of its causes.
 
-    Retried, unless retrying cannot help (a full disk). A refusal (401/403) is retried too: storage
-    permissions are often fixed while the job waits (and a proxy may refuse one object of many), but
-    its hint names the credentials to check.
+    A refusal (401/403) is InvalidInput naming `field` (the credentials that were refused), never
+    retried: each retry would meet the same refusal (a retry resumes at Upload, so it costs no
+    training, but the job would only end later with the same answer). Anything else is Internal and
+    retried, unless retrying cannot help (a full disk).
     """
     rules = [rule_for(cause) for cause in _causes(exc)]
     refusal = next((rule for rule in rules if rule.error_class is ErrorClass.INVALID_INPUT), None)
     if refusal is not None:
-        hint = f"{hint} {refusal.hint}"
+        return InvalidInput(redact_urls(message), reason=refusal.reason, field=field, hint=f"{hint} {refusal.hint}")
     retryable = not any(rule.error_class is ErrorClass.INTERNAL and not rule.retryable for rule in rules)
     return InfrastructureFailure(
         # The message quotes the library's error, which may quote a URL's query or a refused header.
