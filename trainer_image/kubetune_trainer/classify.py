@@ -114,7 +114,8 @@ OOM_HINT = (
 RETRY_HINT = "Retried automatically; if it persists, report it with the job UID {job_uid}."
 TOKEN_HINT = (
     "Set hfTokenSecretRef to a Secret holding a Hugging Face token that can read the repo "
-    "(and accept the repo's terms on its page, for a gated model), or check fromHfModel names the right repo."
+    "(and accept the repo's terms on its page, for a gated model), or check the model repo is the right one "
+    "(status.resolved.modelRepo: spec.fromHfModel, the template's hfModel, or a fromCheckpoint job's model)."
 )
 
 RULES: tuple[Rule, ...] = (
@@ -149,7 +150,8 @@ RULES: tuple[Rule, ...] = (
         is_a("huggingface_hub.errors.RepositoryNotFoundError"),
         ErrorClass.INVALID_INPUT,
         "RepoNotFound",
-        "Check the repo id in fromHfModel (or the hf:// data URI); a private repo also needs hfTokenSecretRef.",
+        "Check the repo id in status.resolved.modelRepo (from spec.fromHfModel, the template's hfModel, or a "
+        "fromCheckpoint job's model) or the hf:// data URI; a private repo also needs hfTokenSecretRef.",
     ),
     Rule(
         is_a("huggingface_hub.errors.RevisionNotFoundError"),

@@ -82,6 +82,11 @@ class Resolved(WireModel):
     architecture: str | None = Field(None, description="Model architecture, e.g. LlamaForCausalLM.")
     parameters: int | None = Field(None, ge=0, description="Parameter count of the model trained.")
     max_positions: int | None = Field(None, ge=1, description="The model's own maximum sequence length.")
+    from_checkpoint: str | None = Field(
+        None,
+        description="The lineage of a fromCheckpoint job: the checkpoint it continues, `<job>@<uid>[:<step>]` "
+        "(modelRepo and revisionSha are that job's).",
+    )
     nodes: int | None = Field(None, ge=1, description="Trainer pods.")
     gpus_per_node: int | None = Field(None, ge=0, description="GPUs per trainer pod.")
     image: str | None = Field(None, description="Trainer image.")

@@ -16,7 +16,7 @@ from ..lifecycle.transitions import JobFacts
 from ..observe.observation import Observation, observe
 from ..render.labels import ATTEMPT_LABEL, COMPONENT_LABEL, PREFLIGHT, TRAINER
 from ..render.naming import attempt_name, preflight_name
-from ..resolve.resolution import Resolution
+from ..resolve.resolution import CheckpointSource, Resolution
 from ..settings import OperatorSettings
 from .cache import Body, ClusterView, JobKey
 
@@ -41,14 +41,26 @@ def _labelled(pods: list[Body], **wanted: str) -> list[Body]:
     return [pod for pod in pods if all((pod["metadata"].get("labels") or {}).get(k) == v for k, v in wanted.items())]
 
 
-def _checkpoint_sources(view: ClusterView, namespace: str, reference: object) -> dict[str, str]:
-    """The uid of the FineTuneJob `fromCheckpoint` names, if it exists: its checkpoints are that uid's."""
+def _checkpoint_sources(view: ClusterView, namespace: str, reference: object) -> dict[str, CheckpointSource]:
+    """The FineTuneJob `fromCheckpoint` names, if it exists: its uid (whose checkpoints) and what it trained."""
     if not isinstance(reference, str):
         return {}
     source = reference.partition(":")[0].partition("@")[0]
     body = view.job((namespace, source))
     uid = (body or {}).get("metadata", {}).get("uid")
-    return {source: uid} if isinstance(uid, str) else {}
+    if body is None or not isinstance(uid, str):
+        return {}
+    resolved = (body.get("status") or {}).get("resolved") or {}
+    record = resolved.get("record") or {}
+    repo = record.get("modelRepo") or resolved.get("modelRepo")
+    sha = record.get("revisionSha") or resolved.get("revisionSha")
+    return {
+        source: CheckpointSource(
+            uid=uid,
+            model_repo=repo if isinstance(repo, str) else None,
+            revision_sha=sha if isinstance(sha, str) else None,
+        )
+    }
 
 
 def templates_of(view: ClusterView) -> list[BaseModelTemplate]:

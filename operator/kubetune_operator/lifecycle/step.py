@@ -15,7 +15,7 @@ from ..api.resources import BaseModelTemplate
 from ..api.spec import FineTuneJobSpec
 from ..api.status import FineTuneJobStatus
 from ..observe.observation import Observation
-from ..resolve.resolution import Resolution, parse_spec, resolve_job
+from ..resolve.resolution import CheckpointSource, Resolution, parse_spec, resolve_job
 from ..settings import OperatorSettings
 from .transitions import JobFacts, Step, advance
 
@@ -28,7 +28,7 @@ def resolve_for(
     templates: Sequence[BaseModelTemplate],
     observation: Observation,
     settings: OperatorSettings,
-    checkpoint_sources: Mapping[str, str] | None = None,
+    checkpoint_sources: Mapping[str, CheckpointSource] | None = None,
 ) -> tuple[FineTuneJobSpec | None, Resolution]:
     """Parse and resolve as the machine needs: with the preflight's facts, keeping an earlier `auto` choice.
 

@@ -40,6 +40,14 @@ PREFLIGHT_ANNOTATION = "kubetune.dev/preflight"
 NO_CHECKPOINT_LOCATION = "NoCheckpointLocation"
 
 
+class CheckpointSource(WireModel):
+    """The FineTuneJob a `fromCheckpoint` names, as its record shows it: whose checkpoints, of which model."""
+
+    uid: str = Field(description="Its uid: its checkpoints are `<root>/<job>/<uid>/`.")
+    model_repo: str | None = Field(None, description="The repo it trained (its status.resolved).")
+    revision_sha: str | None = Field(None, description="The exact commit it trained.")
+
+
 class Unresolved(enum.StrEnum):
     """Why a job has no ResolvedJob yet."""
 
@@ -98,7 +106,7 @@ def resolve_job(
     settings: OperatorSettings,
     facts: ModelFacts | None = None,
     chosen_template: str | None = None,
-    checkpoint_sources: Mapping[str, str] | None = None,
+    checkpoint_sources: Mapping[str, CheckpointSource] | None = None,
 ) -> Resolution:
     """Resolve `spec` against `templates`.
 
@@ -106,12 +114,14 @@ def resolve_job(
     the sequence-length default and mismatch warnings). `chosen_template` is the template
     already recorded in `status.resolved.template`, so an `auto` job keeps its choice across
     reconciles without needing the facts again. `checkpoint_sources` maps the FineTuneJobs of the
-    namespace to their uids (None: not known, as for a local run): `fromCheckpoint` must name one,
-    and the record names its uid, whose checkpoints it starts from.
+    namespace `fromCheckpoint` may name to what their records show (None: not known, as for a local
+    run): it must name one, and the job continues exactly what that one trained, its repo at its
+    commit, from its uid's checkpoints.
     """
     from_checkpoint = _checkpoint_source(spec.from_checkpoint, sources=checkpoint_sources, namespace=namespace)
     if isinstance(from_checkpoint, Resolution):
         return from_checkpoint
+    source = _source_of(spec.from_checkpoint, checkpoint_sources)
     picked = _pick_template(spec, templates=templates, facts=facts, chosen=chosen_template)
     if isinstance(picked, Resolution):
         if picked.problem != Unresolved.AWAITING_MODEL_FACTS:
@@ -128,6 +138,7 @@ def resolve_job(
         settings=settings,
         facts=facts,
         errors=errors,
+        source=source,
     )
     if errors:
         return _problem(
@@ -141,16 +152,22 @@ def resolve_job(
     return Resolution(job=job.model_copy(update=changes))
 
 
+def _source_of(reference: str | None, sources: Mapping[str, CheckpointSource] | None) -> CheckpointSource | None:
+    if reference is None or sources is None:
+        return None
+    return sources.get(reference.partition(":")[0].partition("@")[0])
+
+
 def _checkpoint_source(
-    reference: str | None, *, sources: Mapping[str, str] | None, namespace: str
+    reference: str | None, *, sources: Mapping[str, CheckpointSource] | None, namespace: str
 ) -> str | Resolution | None:
     """`fromCheckpoint` as the trainer reads it, `<job>@<uid>[:<step>]`, or why it names no job."""
     if reference is None or sources is None:
         return reference
     job, _, step = reference.partition(":")
     job = job.partition("@")[0]
-    uid = sources.get(job)
-    if uid is None:
+    found = sources.get(job)
+    if found is None:
         return _problem(
             Unresolved.INVALID_SPEC,
             "the spec is invalid",
@@ -159,7 +176,7 @@ def _checkpoint_source(
                 "namespace that wrote checkpoints (`kubectl get ftj` lists them)"
             ],
         )
-    return f"{job}@{uid}" + (f":{step}" if step else "")
+    return f"{job}@{found.uid}" + (f":{step}" if step else "")
 
 
 def _pick_template(
@@ -222,6 +239,7 @@ def _apply(
     settings: OperatorSettings,
     facts: ModelFacts | None,
     errors: list[FieldError] | None,
+    source: CheckpointSource | None = None,
 ) -> ResolvedJob:
     """The spec over the template's defaults; limit violations go to `errors` (None: not checked)."""
     tspec = template.spec
@@ -232,8 +250,10 @@ def _apply(
     hyperparameters = checked_hyperparameters(
         hyper, template, lora=lora is not None, facts=facts, errors=found, method=spec.training_method
     )
-    repo = spec.from_hf_model or tspec.hf_model
-    # Every job's checkpoints are `<root>/<job>/`, so fromCheckpoint finds another job's under the same root.
+    # A fromCheckpoint job continues exactly what its source trained: that repo at that commit.
+    repo = (source.model_repo if source is not None else None) or spec.from_hf_model or tspec.hf_model
+    revision = (source.revision_sha if source is not None else None) or spec.hf_model_revision or "main"
+    # Every job's checkpoints are `<root>/<job>/<uid>/`, so fromCheckpoint finds another job's under the same root.
     if spec.checkpoint is not None:
         checkpoint_root: str | None = spec.checkpoint.uri.rstrip("/")
         checkpoint_uri: str | None = spec.checkpoint.uri
@@ -256,7 +276,7 @@ def _apply(
     return ResolvedJob(
         template=expectations_of(template),
         model_repo=repo,
-        revision=spec.hf_model_revision or "main",
+        revision=revision,
         hf_token_secret_ref=spec.hf_token_secret_ref,
         training_file=spec.training_file,
         validation_file=spec.validation_file,
@@ -323,6 +343,7 @@ def status_resolved(job: ResolvedJob, facts: ModelFacts | None = None, *, record
         architecture=(facts.architectures[0] if facts.architectures else facts.model_type) if facts else None,
         parameters=facts.parameters if facts else None,
         max_positions=facts.max_positions if facts else None,
+        from_checkpoint=job.from_checkpoint,
         nodes=job.nodes,
         gpus_per_node=job.gpus_per_node,
         image=job.image,
