@@ -15,6 +15,7 @@ import yaml
 
 from .context import RunContext
 from .data.sources import shown_uri
+from .training.checkpoint_location import ResumeReference
 
 
 def _kubetune_version() -> str:
@@ -48,6 +49,11 @@ def render_model_card(ctx: RunContext, *, layout: str) -> str:
                 f"`{merged.adapter_repo}@{merged.adapter_sha}` into `{merged.base_repo}@{merged.base_sha}`",
             )
         )
+    source = continued_from(ctx)
+    if source is not None:
+        step = f"step {source['step']}" if source.get("step") is not None else "its newest checkpoint"
+        uid = f", uid `{source['uid']}`" if source.get("uid") else ""
+        lineage.append(("continued from", f"job `{source['job']}`{uid}, {step} (fromCheckpoint)"))
     if ctx.model_facts is not None:
         facts = ctx.model_facts
         lineage.append(("architecture", f"{facts.model_type} ({', '.join(facts.architectures) or '-'})"))
@@ -137,6 +143,18 @@ def _results(ctx: RunContext) -> list[str]:
     return rows
 
 
+def continued_from(ctx: RunContext) -> dict[str, object] | None:
+    """The job and step a fromCheckpoint job continued: `{job, uid, step}` (step None: not known here)."""
+    runtime = ctx.config.runtime
+    if runtime.from_checkpoint is None:
+        return None
+    source = ResumeReference.parse(runtime.from_checkpoint)
+    step = source.step
+    if step is None and runtime.resume_from == runtime.from_checkpoint:  # this attempt loaded the source itself
+        step = ctx.resumed_from_step
+    return {"job": source.job, "uid": source.uid, "step": step}
+
+
 def _machine_lineage(ctx: RunContext) -> dict[str, object]:
     config = ctx.config
     lineage: dict[str, object] = {
@@ -147,6 +165,8 @@ def _machine_lineage(ctx: RunContext) -> dict[str, object]:
         "trainingFileSha256": ctx.training_file_sha256,
         "metrics": dict(sorted(ctx.metrics.items())),
     }
+    if (source := continued_from(ctx)) is not None:
+        lineage["fromCheckpoint"] = source
     if ctx.adapter_lineage is not None:
         lineage["mergedAdapter"] = {
             "adapterRepo": ctx.adapter_lineage.adapter_repo,
