@@ -30,6 +30,7 @@ from ..storage import S3Settings
 from ..training.checkpoint import CheckpointState, checkpoint_dir
 from ..training.checkpoint_location import (
     RESUME_FIELD,
+    CheckpointModel,
     CheckpointPlace,
     ResumeReference,
     job_checkpoints,
@@ -101,6 +102,9 @@ def run(ctx: RunContext) -> None:
         )
 
     own = own_checkpoints(ctx)
+    if ctx.dist.is_main and kept_model_dir(ctx) is not None:
+        # Which model these checkpoints continue, for a job that starts from them (fromCheckpoint).
+        CheckpointModel(repo=ctx.config.model.repo, revision_sha=ctx.revision_sha).write(own.local)
     preference = None
     if dpo is not None:
         with unwatched():  # the reference pass is no step
@@ -262,6 +266,8 @@ def start_from_checkpoint(
             )
         log.warning("no complete checkpoint of %s yet: training starts at step 0", reference.job)
         return None
+    if not own:
+        check_same_model(ctx, directory.parent, reference=reference)
     state = read_state(directory)
     load_weights(directory, model=model, state=state, lora=lora)
     ctx.resumed_from_step = state.step
@@ -291,6 +297,26 @@ def _find(ctx: RunContext, reference: ResumeReference) -> Path | None:
             )
         barrier()
     return agreed_checkpoint(place.local, step=reference.step, reference=str(reference), dist_info=ctx.dist)
+
+
+def check_same_model(ctx: RunContext, job_dir: Path, *, reference: ResumeReference) -> None:
+    """Another job's checkpoints continue only the model they were trained from: its repo at its commit."""
+    trained = CheckpointModel.read(job_dir)
+    if trained is None:
+        return  # written before models were recorded: the operator's record named the source's model
+    wanted = CheckpointModel(repo=ctx.config.model.repo, revision_sha=ctx.revision_sha)
+    same_sha = (
+        trained.revision_sha is None or wanted.revision_sha is None or trained.revision_sha == wanted.revision_sha
+    )
+    if trained.repo != wanted.repo or not same_sha:
+        raise InvalidInput(
+            f"{RESUME_FIELD} {reference}: its checkpoints continue {trained.repo}@{trained.revision_sha}, "
+            f"but this job loads {wanted.repo}@{wanted.revision_sha}.",
+            reason="CheckpointModelMismatch",
+            field=RESUME_FIELD,
+            hint="Start from a checkpoint of the same model (a job created by the operator takes the source "
+            "job's repo and commit by itself), or train the other model from its hub repo.",
+        )
 
 
 def _check_same_run(

@@ -29,6 +29,7 @@ first and copied out complete (`training.remote`), and fetched back from there t
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -105,6 +106,33 @@ def job_checkpoints(
     if directory.startswith("s3://"):
         return CheckpointPlace(local=work_checkpoints / inner, remote=directory)
     return CheckpointPlace(local=_filesystem_path(directory, location=location, pvc_mount_root=pvc_mount_root))
+
+
+MODEL_FILE = "MODEL.json"
+"""Beside a job's `step-<N>` directories: the repo and commit its checkpoints were trained from."""
+
+
+@dataclass(frozen=True)
+class CheckpointModel:
+    """Which model a job's checkpoints continue: read back by a job that starts from them."""
+
+    repo: str
+    revision_sha: str | None
+
+    def write(self, job_dir: Path) -> None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        staging = job_dir / f".{MODEL_FILE}.partial"
+        staging.write_text(json.dumps({"repo": self.repo, "revisionSha": self.revision_sha}), encoding="utf-8")
+        staging.replace(job_dir / MODEL_FILE)
+
+    @classmethod
+    def read(cls, job_dir: Path) -> CheckpointModel | None:
+        try:
+            raw = json.loads((job_dir / MODEL_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        repo, sha = raw.get("repo"), raw.get("revisionSha")
+        return cls(repo=repo, revision_sha=sha if isinstance(sha, str) else None) if isinstance(repo, str) else None
 
 
 def sole_uid(job_dir: Path) -> str | None:
