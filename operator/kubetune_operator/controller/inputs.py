@@ -91,11 +91,12 @@ def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSett
     # Only children this FineTuneJob controls count: a same-named job's leftovers are someone else's.
     jobs = {job["metadata"]["name"]: job for job in view.batch_jobs(key) if _controller_uid(job) == meta["uid"]}
     job_uids = {job["metadata"].get("uid") for job in jobs.values()}
-    pods = [pod for pod in view.pods(key) if _controller_uid(pod) in job_uids or _controller_uid(pod) is None]
+    every_pod = view.pods(key)
+    pods = [pod for pod in every_pod if _controller_uid(pod) in job_uids or _controller_uid(pod) is None]
     attempt = status.attempt
     # Fencing counts every pod of the attempt, its Job's or not: a pod whose Job is gone may still be
     # Terminating, writing its SIGTERM checkpoint.
-    present = _labelled(view.pods(key), **{COMPONENT_LABEL: TRAINER, ATTEMPT_LABEL: str(attempt)}) if attempt else []
+    present = _labelled(every_pod, **{COMPONENT_LABEL: TRAINER, ATTEMPT_LABEL: str(attempt)}) if attempt else []
     observation = observe(
         preflight_job=jobs.get(preflight_name(name)),
         preflight_pods=_labelled(pods, **{COMPONENT_LABEL: PREFLIGHT}),
