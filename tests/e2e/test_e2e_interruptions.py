@@ -57,9 +57,11 @@ def checkpointed_spec(data: str) -> dict[str, object]:
 
 
 async def wait_for_checkpoint(directory: Path, *, step: int, timeout: float) -> None:
-    """Until `directory` holds a complete checkpoint of `step` (its COMPLETE marker is written last)."""
+    """Until `directory` (a job's, `<uid>/step-<N>` inside) holds a complete checkpoint of `step` (COMPLETE is last)."""
     deadline = time.monotonic() + timeout
-    while not any(int(found.parent.name.removeprefix("step-")) == step for found in directory.glob("step-*/COMPLETE")):
+    while not any(
+        int(found.parent.name.removeprefix("step-")) == step for found in directory.glob("*/step-*/COMPLETE")
+    ):
         assert time.monotonic() < deadline, f"no complete checkpoint of step {step} in {directory}"
         await asyncio.sleep(0.3)
 
@@ -69,7 +71,7 @@ def checkpoints_written(running: Running, name: str) -> dict[int, float]:
     directory = running.volume("checkpoints") / "runs" / name
     return {
         int(found.parent.name.removeprefix("step-")): found.stat().st_mtime
-        for found in directory.glob("step-*/COMPLETE")
+        for found in directory.glob("*/step-*/COMPLETE")  # <job>/<uid>/step-<N>: this job has one uid
     }
 
 
@@ -127,7 +129,7 @@ async def assert_retried_from_step_two(running: Running, name: str, *, failure: 
     assert result.resumed_from_step == 2
     (second,) = await view.pods(name, component=TRAINER, attempt=2)
     log = await view.kubectl("logs", second["metadata"]["name"])
-    assert re.search(rf"resumed from \S+/{name}/step-0*2: step 2 of 4", log), log[-2000:]
+    assert re.search(rf"resumed from \S+/{name}/[-0-9a-f]+/step-0*2: step 2 of 4", log), log[-2000:]
     assert "HTTP Request:" not in log  # the trainer's own lines, not one per status patch
     # The checkpoint folder agrees: a step trained again would have its checkpoint written again.
     # Steps 1 and 2's are from before attempt 2's container started, steps 3 and 4's from after.
