@@ -9,7 +9,8 @@ status older than the one it wrote.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable, Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any
 
 from ..render.labels import JOB_LABEL
@@ -17,6 +18,8 @@ from ..render.labels import JOB_LABEL
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 KOPF_ANNOTATIONS = ("kopf.zalando.org/", "kubetune.dev/last-handled-configuration")
 JobKey = tuple[str, str]
+PARSED_SPECS_KEPT = 256
+"""Bounded: the jobs being woken now, not every job ever seen (their memory would grow with the cluster)."""
 Body = dict[str, Any]
 
 
@@ -55,6 +58,18 @@ class ClusterView:
         self._expected: dict[JobKey, set[str]] = {}
         self.parsed_templates: dict[tuple[str, str], Any] = {}
         """BaseModelTemplates parsed once per (name, resourceVersion); None for an invalid one."""
+        self.parsed_specs: OrderedDict[tuple[str, str, str, int], Any] = OrderedDict()
+        """Specs parsed once per (namespace, name, uid, generation), the most recent `PARSED_SPECS_KEPT`."""
+
+    def parsed_spec(self, key: tuple[str, str, str, int], parse: Callable[[], Any]) -> Any:
+        """`parse()` for a spec not seen at this generation; the spec is immutable but for `suspend`."""
+        if key in self.parsed_specs:
+            self.parsed_specs.move_to_end(key)
+            return self.parsed_specs[key]
+        parsed = self.parsed_specs[key] = parse()
+        if len(self.parsed_specs) > PARSED_SPECS_KEPT:
+            self.parsed_specs.popitem(last=False)
+        return parsed
 
     def attach(self, **indexes: Mapping[Hashable, Iterable[Any]]) -> None:
         """kopf hands its indexes to handlers only; the first handler call passes them on."""

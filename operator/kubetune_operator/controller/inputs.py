@@ -16,7 +16,7 @@ from ..lifecycle.transitions import JobFacts
 from ..observe.observation import Observation, observe
 from ..render.labels import ATTEMPT_LABEL, COMPONENT_LABEL, PREFLIGHT, TRAINER
 from ..render.naming import attempt_name, preflight_name
-from ..resolve.resolution import CheckpointSource, Resolution
+from ..resolve.resolution import CheckpointSource, Resolution, parse_spec
 from ..settings import OperatorSettings
 from .cache import Body, ClusterView, JobKey
 
@@ -110,13 +110,16 @@ def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSett
 
     # The same parse-and-resolve the pure-core tests run (reconcile.resolve_for), not a copy of it.
     raw_spec = body.get("spec") or {}
+    admitted = status.resolved is not None and status.resolved.record is not None  # resolved once, never again
+    parsed = view.parsed_spec((namespace, name, facts.uid, facts.generation), lambda: parse_spec(raw_spec))
     spec, resolution = resolve_for(
         job=facts,
         raw_spec=raw_spec,
         status=status,
-        templates=templates_of(view),
+        templates=[] if admitted else templates_of(view),
         observation=observation,
         settings=settings,
-        checkpoint_sources=_checkpoint_sources(view, namespace, raw_spec.get("fromCheckpoint")),
+        checkpoint_sources=None if admitted else _checkpoint_sources(view, namespace, raw_spec.get("fromCheckpoint")),
+        parsed=parsed,
     )
     return JobInputs(facts=facts, spec=spec, status=status, resolution=resolution, observation=observation)

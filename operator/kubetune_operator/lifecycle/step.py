@@ -29,13 +29,15 @@ def resolve_for(
     observation: Observation,
     settings: OperatorSettings,
     checkpoint_sources: Mapping[str, CheckpointSource] | None = None,
+    parsed: FineTuneJobSpec | Resolution | None = None,
 ) -> tuple[FineTuneJobSpec | None, Resolution]:
     """Parse and resolve as the machine needs: with the preflight's facts, keeping an earlier `auto` choice.
 
     Once admitted, the job is never resolved again: its record (`status.resolved.record`) is
     what runs, whatever the templates say now.
     """
-    parsed = parse_spec(raw_spec)
+    if parsed is None:  # `parsed`: the shell's cached parse of this very spec
+        parsed = parse_spec(raw_spec)
     if isinstance(parsed, Resolution):
         return None, parsed
     if status.resolved is not None and status.resolved.record is not None:
