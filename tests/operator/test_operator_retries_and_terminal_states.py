@@ -45,6 +45,9 @@ async def test_retryable_failure_starts_the_next_attempt_from_the_newest_checkpo
     status = status_of(cluster, "flaky")
     assert status["attempt"] == 2
     assert status["checkpoints"][-1]["step"] == 40
+    owner = cluster.live(FTJ, NAMESPACE, "flaky")
+    assert owner is not None
+    assert status["checkpoints"][-1]["uri"] == f"pvc://checkpoints/flaky/flaky/{owner['metadata']['uid']}"
     assert job is not None
 
     (pod,) = await run_attempt(cluster, actors, "flaky", 2)

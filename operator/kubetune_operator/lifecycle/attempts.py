@@ -233,8 +233,7 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
     draft.account_gpu_time(run)
     if run.result is not None:
         draft.add_warnings(run.result.warnings)
-    record = recorded_job(draft, situation)
-    draft.record_checkpoint(run, uri=record.checkpoint_uri if record is not None else None)
+    draft.record_checkpoint(run, uri=_checkpoints_of_this_job(draft, situation))
     # Counted apart from the attempt number: a suspend and resume also starts a new attempt.
     retries_used = draft.status.retries
     if not error.retryable or retries_used >= spec.max_retries:
@@ -254,6 +253,17 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
     draft.events.append(EventNote.warning(Reason.RETRYING, message))
     draft.actions.append(DeleteAttempt(attempt=attempt))
     draft.look_again(wait)
+
+
+def _checkpoints_of_this_job(draft: StatusDraft, situation: Situation) -> str | None:
+    """Where this job's checkpoints really are: `<root>/<job>/<uid>` (its uid's, not its name's)."""
+    record = recorded_job(draft, situation)
+    if record is None or record.checkpoint_uri is None:
+        return None
+    job = situation.job
+    if record.checkpoint_root is None:  # a record from before roots: its location is the job's own
+        return f"{record.checkpoint_uri.rstrip('/')}/{job.uid}"
+    return f"{record.checkpoint_root.rstrip('/')}/{job.name}/{job.uid}"
 
 
 def _wait_for_retry(draft: StatusDraft, situation: Situation, attempt: int) -> None:
