@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import shutil
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -115,6 +116,9 @@ def test_resuming_from_a_slow_to_verify_checkpoint_is_not_a_stall(
     floor = max(4 * first_times.slowest_gap(), 0.5)
     size = int(4 * floor * _sha256_bytes_per_second()) // len(BLOCK) * len(BLOCK) + len(BLOCK)
     _enlarge(checkpoint_dir(checkpoints / "tiny" / "uid-1234", 8), size=size)
+    # The first run saved its model beside its checkpoints; a retry would upload that and train nothing.
+    # This one must resume training (as after a stop before Saving), so the kept model goes.
+    shutil.rmtree(checkpoints / "tiny" / "uid-1234" / "saved")
 
     stalls: list[Result] = []
     watchdog = StepWatchdog(floor_seconds=floor, on_stall=stalls.append, clock=lambda: datetime.now(UTC))
