@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass, TrainerConfig
 
@@ -51,7 +49,7 @@ async def test_a_template_edited_before_a_retry_does_not_change_what_attempt_2_r
     resolved = status_of(cluster, "steady")["resolved"]
     assert second_digest == first_digest == resolved["hash"]
     assert resolved["hyperparameters"]["learningRate"] == second.hyperparameters.learning_rate
-    assert resolved["record"]["hyperparameters"] == json.loads(second.hyperparameters.model_dump_json(by_alias=True))
+    assert resolved["record"]["hyperparameters"] == second.hyperparameters.to_wire()
 
 
 async def test_a_template_edited_reaches_a_new_job(
