@@ -233,7 +233,7 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
     draft.account_gpu_time(run)
     if run.result is not None:
         draft.add_warnings(run.result.warnings)
-    draft.record_checkpoint(run, uri=_checkpoints_of_this_job(draft, situation))
+    draft.record_checkpoint(run, uri=checkpoints_of_this_job(draft, situation))
     # Counted apart from the attempt number: a suspend and resume also starts a new attempt.
     retries_used = draft.status.retries
     if not error.retryable or retries_used >= spec.max_retries:
@@ -255,7 +255,7 @@ def _attempt_failed(draft: StatusDraft, situation: Situation, error: JobError, r
     draft.look_again(wait)
 
 
-def _checkpoints_of_this_job(draft: StatusDraft, situation: Situation) -> str | None:
+def checkpoints_of_this_job(draft: StatusDraft, situation: Situation) -> str | None:
     """Where this job's checkpoints really are: `<root>/<job>/<uid>` (its uid's, not its name's)."""
     record = recorded_job(draft, situation)
     if record is None or record.checkpoint_uri is None:

@@ -23,7 +23,13 @@ from ..observe.observation import Observation, RunState
 from ..resolve.resolution import Resolution, Unresolved, status_resolved
 from ..settings import OperatorSettings
 from .actions import Action, CreatePreflight, DeleteAttempt, DeleteFineTuneJob, DeletePreflight
-from .attempts import advance_attempt, previous_attempt_stopping, retry_backoff_seconds, start_attempt
+from .attempts import (
+    advance_attempt,
+    checkpoints_of_this_job,
+    previous_attempt_stopping,
+    retry_backoff_seconds,
+    start_attempt,
+)
 from .status_draft import JobFacts, Situation, StatusDraft, Step
 
 __all__ = ["Action", "JobFacts", "Step", "advance", "retry_backoff_seconds"]
@@ -84,8 +90,7 @@ def _finished(draft: StatusDraft, situation: Situation) -> None:
     seen = situation.seen
     if draft.status.phase == Phase.CANCELLED and seen.attempt == draft.status.attempt:
         # A cancelled attempt checkpoints on SIGTERM: keep that step in the record.
-        resolved = situation.resolution.job
-        draft.record_checkpoint(seen.trainer, uri=resolved.checkpoint_uri if resolved is not None else None)
+        draft.record_checkpoint(seen.trainer, uri=checkpoints_of_this_job(draft, situation))
     if seen.trainer.live_pods and seen.attempt:
         draft.actions.append(DeleteAttempt(attempt=seen.attempt))
     if seen.preflight.live_pods:
