@@ -42,7 +42,7 @@ def test_a_two_rank_checkpoint_resumes_in_one_process_exactly(
     environ = {**offline_env, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     output = finish(start_trainer(first, environ=environ, nproc=2), timeout=300)
     assert result_of(first).outcome is Outcome.SUCCEEDED, output[-3000:]
-    shards = sorted(p.name for p in (checkpoints / "tiny" / "step-00000004" / "shards").glob("*.distcp"))
+    shards = sorted(p.name for p in (checkpoints / "tiny" / "uid-1234" / "step-00000004" / "shards").glob("*.distcp"))
     assert shards == ["__0_0.distcp", "__1_0.distcp"]
 
     retry = _job(

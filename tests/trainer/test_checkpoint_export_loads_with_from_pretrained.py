@@ -36,7 +36,7 @@ def _checkpoints_of_a_run(
         dist=DistInfo(),
     )
     assert result.outcome is Outcome.SUCCEEDED, result.error
-    return checkpoints / "tiny"
+    return checkpoints / "tiny" / "uid-1234"  # the job's own directory is its uid's
 
 
 def _generate(folder: Path, *, adapter_base: Path | None = None) -> tuple[int, int]:

@@ -57,7 +57,7 @@ def test_four_fsdp_ranks_checkpoint_and_resume_on_four_and_on_two(
     assert result_of(first).outcome is Outcome.SUCCEEDED, output[-3000:]
     _assert_close(output_weights(first), expected)
 
-    step_4 = checkpoints / "tiny" / "step-00000004"
+    step_4 = checkpoints / "tiny" / "uid-1234" / "step-00000004"
     shards = {p.name: p.stat().st_size for p in (step_4 / "shards").glob("*.distcp")}
     assert sorted(shards) == [f"__{rank}_0.distcp" for rank in range(4)]
     # Each rank wrote its own quarter of the weights and optimizer state, never the whole.

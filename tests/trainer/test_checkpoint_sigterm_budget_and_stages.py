@@ -75,7 +75,7 @@ def test_a_step_longer_than_the_budget_still_ends_with_a_result(
     )
     trainer = start_trainer(job, environ=subprocess_environ(offline_env, stall_step=5, stall_seconds=STALL_SECONDS))
     wait_for_line(trainer, "   4/16")
-    step_4 = checkpoint_dir(tmp_path / "checkpoints" / "tiny", 4) / COMPLETE_FILE
+    step_4 = checkpoint_dir(tmp_path / "checkpoints" / "tiny" / "uid-1234", 4) / COMPLETE_FILE
     deadline = time.monotonic() + 120
     while not step_4.exists():  # step 4's checkpoint is written; step 5 stalls for ten minutes
         assert time.monotonic() < deadline, "step 4's checkpoint was never completed"

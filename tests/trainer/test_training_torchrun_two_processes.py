@@ -137,6 +137,6 @@ def test_two_ranks_train_like_one_and_only_rank_0_writes(  # noqa: PLR0917 (pyte
     assert "==> Training" in rank_logs[0]
     assert "==> Training" not in rank_logs[1]
     # Rank 0 alone writes: one checkpoint with both ranks' RNG state, one output, one termination log.
-    (checkpoint,) = (double / "checkpoints" / "tiny").iterdir()
+    (checkpoint,) = (double / "checkpoints" / "tiny" / "uid-1234").iterdir()
     assert sorted(p.name for p in checkpoint.glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
     assert (double / "termination-log").read_text().startswith('{"outcome":"Succeeded"')
