@@ -8,6 +8,7 @@ steps 5-8 and ends with the weights of one process that trained all 8 steps with
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def test_a_two_rank_checkpoint_resumes_in_one_process_exactly(
     assert result_of(first).outcome is Outcome.SUCCEEDED, output[-3000:]
     shards = sorted(p.name for p in (checkpoints / "tiny" / "uid-1234" / "step-00000004" / "shards").glob("*.distcp"))
     assert shards == ["__0_0.distcp", "__1_0.distcp"]
+    # The finished run kept its saved model for a retry, which would only upload it: this one must train.
+    shutil.rmtree(checkpoints / "tiny" / "uid-1234" / "saved")
 
     retry = _job(
         tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "retry", checkpoints=checkpoints, resume_from="tiny:4"

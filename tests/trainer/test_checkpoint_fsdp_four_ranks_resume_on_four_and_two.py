@@ -67,6 +67,8 @@ def test_four_fsdp_ranks_checkpoint_and_resume_on_four_and_on_two(
     for ranks in (4, 2):
         root = tmp_path / f"on-{ranks}"
         shutil.copytree(checkpoints, root / "checkpoints")
+        # The finished run kept its saved model for a retry, which would only upload it: this one must train.
+        shutil.rmtree(root / "checkpoints" / "tiny" / "uid-1234" / "saved")
         retry = _job(
             tiny_llama,
             hf_home=tiny_hf_home,
