@@ -32,14 +32,14 @@ def _marked(directory: Path, step: int) -> None:
 
 def test_a_checkpoint_only_in_the_work_directory_is_not_named_under_s3(tmp_path: Path) -> None:
     config = _with_location(tmp_path, "s3://bucket/checkpoints")
-    _marked(Path(config.runtime.work_dir) / "checkpoints" / config.job.name, 2)
+    _marked(Path(config.runtime.work_dir) / "checkpoints" / config.job.name / config.job.uid, 2)
 
     assert newest_complete_checkpoint(config) is None
 
 
 def test_the_newest_marked_checkpoint_is_named_on_a_filesystem_location(tmp_path: Path) -> None:
     config = _with_location(tmp_path, f"file://{tmp_path / 'store'}")
-    _marked(tmp_path / "store" / config.job.name, 2)
-    _marked(tmp_path / "store" / config.job.name, 4)
+    _marked(tmp_path / "store" / config.job.name / config.job.uid, 2)  # the job's own: its uid's
+    _marked(tmp_path / "store" / config.job.name / config.job.uid, 4)
 
     assert newest_complete_checkpoint(config) == 4
