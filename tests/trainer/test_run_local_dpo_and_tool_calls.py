@@ -70,7 +70,7 @@ def test_dpo_learns_the_preference_and_saves_a_model(
     assert metrics["eval_loss"] < metrics["eval_loss_before"], metrics
     AutoModelForCausalLM.from_pretrained(output)
     # Full fine-tuning keeps its reference log-probabilities in every checkpoint, for a resume.
-    checkpoints = sorted((tmp_path / "models" / "checkpoints" / "tiny-dpo").glob("step-*"))
+    checkpoints = sorted((tmp_path / "models" / "checkpoints" / "tiny-dpo").glob("*/step-*"))  # <job>/<uid>/step-<N>
     assert len(checkpoints) == 2
     kept = {path.name for path in checkpoints[-1].iterdir()}
     assert ("reference_logps.pt" in kept) is (not lora)
