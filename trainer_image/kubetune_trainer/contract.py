@@ -295,7 +295,9 @@ class RuntimeSettings(WireModel):
         "back (warning AttentionFallback).",
     )
     compile: bool = Field(
-        False, description="torch.compile the decoder layers; if compilation fails, eager (warning CompileFallback)."
+        False,
+        description="torch.compile the decoder layers on a GPU (a CPU run stays eager); if compilation fails, "
+        "eager (warning CompileFallback).",
     )
     checkpoint_uri: str | None = Field(None, description="Where checkpoints outlive pods; absent: retries start over.")
     checkpoint_root: str | None = Field(

@@ -107,7 +107,8 @@ def optimizer_step(number: int) -> Iterator[None]:
 
 
 class FaultInjector:
-    """Fires a `FaultPlan` from forward hooks on the model: before its forward (oom, stall), after it (NaN)."""
+    """Fires a `FaultPlan` from forward hooks on the model: before its forward (oom, stall), on its token
+    embeddings' output (NaN: every later activation and the loss are NaN, whichever loss path reads them)."""
 
     def __init__(self, plan: FaultPlan, *, rank: int, sleep: Callable[[float], None] = time.sleep) -> None:
         self.plan = plan
@@ -117,9 +118,12 @@ class FaultInjector:
 
     def install(self, model: nn.Module) -> list[RemovableHandle]:
         """Hook `model`'s forward; Initialization passes the model inside DDP, so DDP's collectives come first."""
+        # The chunked loss applies the head outside the model's forward (its logits are empty), so NaN
+        # logits would reach no loss: the fault poisons the token embeddings instead.
+        embeddings = next((module for module in model.modules() if isinstance(module, nn.Embedding)), model)
         return [
             model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
-            model.register_forward_hook(self._after_forward),
+            embeddings.register_forward_hook(self._after_forward),
         ]
 
     def _firing(self) -> list[tuple[int, Fault, int]]:
@@ -148,7 +152,9 @@ class FaultInjector:
 
     def _after_forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
         if any(fault.kind == "nonFiniteLoss" for _, fault, _ in self._firing()):
-            # NaN logits: the loss is NaN, as after weights diverged.
+            # NaN activations: the loss is NaN, as after weights diverged.
+            if isinstance(output, torch.Tensor):
+                return output * torch.nan
             output.logits = output.logits * torch.nan
         return output
 

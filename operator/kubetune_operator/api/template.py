@@ -95,8 +95,9 @@ class TrainingDefaults(WireModel):
     )
     compile: bool = Field(
         False,
-        description="torch.compile the decoder layers; where compilation fails the run goes on eager, with a "
-        "warning. Default false.",
+        description="torch.compile the decoder layers on GPUs (a run on a CPU stays eager: inductor's C++ build "
+        "takes minutes there for little gain); where compilation fails the run goes on eager, with a warning. "
+        "Default false.",
     )
     expected_tokens_per_second_per_gpu: float | None = Field(
         None,

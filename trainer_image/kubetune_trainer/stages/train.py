@@ -58,6 +58,10 @@ def run(ctx: RunContext) -> None:
         raise RuntimeError("Training needs the model from Initialization and the examples from DataDownload")
     hyperparameters = ctx.config.hyperparameters
     dpo = hyperparameters.dpo if hyperparameters.training_method is TrainingMethod.DPO else None
+    # A rank without an example would wait for the others forever: refused before anything is planned.
+    _check_every_rank_has_data(
+        len(ctx.train_examples), batch_size=hyperparameters.batch_size, world=ctx.dist.world_size
+    )
     # The micro-batch budget from the device's free memory (on a CPU: one maxSeqLength).
     memory = plan_memory(
         ctx.model,
@@ -76,9 +80,6 @@ def run(ctx: RunContext) -> None:
         seed=hyperparameters.seed,
         rank=ctx.dist.rank,
         world_size=ctx.dist.world_size,
-    )
-    _check_every_rank_has_data(
-        len(ctx.train_examples), batch_size=hyperparameters.batch_size, world=ctx.dist.world_size
     )
     total_steps = steps_per_epoch(len(ctx.train_examples), plan=plan) * hyperparameters.n_epochs
     ctx.total_steps = total_steps

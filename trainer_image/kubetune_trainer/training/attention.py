@@ -452,8 +452,8 @@ def probe_kernel(
     for got, want in pairs:
         if got is None or want is None:
             return "gave no gradient"
-        error = float((got.float() - want.float()).abs().max())
-        scale_of = max(1.0, float(want.float().abs().max()))
+        error = float((got.detach().float() - want.detach().float()).abs().max())
+        scale_of = max(1.0, float(want.detach().float().abs().max()))
         if not math.isfinite(error) or error > tolerance * scale_of:
             return f"differs from per-example attention by {error:.3g} on the probe row"
     return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from .distributed import pick_device, wrap_model
 from .lora import apply_lora, keep_adapter_inputs_as_they_come
 from .precision import PrecisionPlan, plan_precision
 from .weights import check_weight_shapes, weights_do_not_match
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,7 +96,14 @@ def prepare_model(
         with precision.autocast():
             probe_pass(compiled_model, device=device, vocab_size=vocab_size)
 
-    compiled = compile_layers(model, requested=runtime.compile, device=device, vocab_size=vocab_size, probe=probe)
+    # The template's compile is for GPUs: on a CPU inductor's C++ build takes minutes for little gain (a tiny
+    # model's local run would wait on it), so the run stays eager and says so once.
+    on_gpu = device.type == "cuda"
+    if runtime.compile and not on_gpu:
+        log.info("torch.compile: the template asks for it on GPUs; this run on %s stays eager", device.type)
+    compiled = compile_layers(
+        model, requested=runtime.compile and on_gpu, device=device, vocab_size=vocab_size, probe=probe
+    )
     wrapped = wrap_model(model, info=dist_info, strategy=runtime.strategy, device=device)
     return wrapped, TrainingSetup(
         device=device, precision=precision, lora=lora is not None, attention=attention, compiled=compiled
