@@ -68,6 +68,12 @@ class OperatorSettings(BaseModel):
             "rank 0's or the failed pod's Result) to be seen."
         ),
     )
+    progress_event_interval_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="At most one CheckpointSaved, one EpochCompleted and one EvaluationCompleted Event per job "
+        "in this many seconds; what happens in between is told by the next one (the latest wins).",
+    )
     heartbeat_stale_seconds: float = Field(
         900.0, gt=0, description="A training heartbeat older than this fails the attempt as Stalled (retried)."
     )

@@ -396,6 +396,24 @@ class PreferenceProgress(WireModel):
     rejected_logps: float = Field(description="Mean log-probability of the non-preferred outputs under the model.")
 
 
+class CheckpointReport(WireModel):
+    """A checkpoint rank 0 finished writing, as `status.progress.lastCheckpoint` reports it."""
+
+    step: int = Field(ge=0, description="Optimizer step the checkpoint holds.")
+    epoch: float | None = Field(None, ge=0.0, description="Epochs completed at that step, fractional.")
+    train_loss: float | None = Field(None, description="Training loss of that step.")
+    eval_loss: float | None = Field(None, description="Loss on the validation file, when evaluated at that step.")
+    time: KubeTime = Field(description="When the checkpoint was complete.")
+
+
+class EvalReport(WireModel):
+    """An evaluation on the validation file, as `status.progress.lastEval` reports it."""
+
+    step: int = Field(ge=0, description="Optimizer steps completed when it ran (0: before training).")
+    eval_loss: float = Field(description="Loss on the validation file.")
+    time: KubeTime = Field(description="When the evaluation finished.")
+
+
 class Progress(WireModel):
     """Training progress, as shown in `status.progress`."""
 
@@ -418,6 +436,12 @@ class Progress(WireModel):
         None, ge=0.0, description="Model FLOPs utilization: 6 x parameters x tokens/s over the GPUs' bf16 dense peak."
     )
     summary: str | None = Field(None, max_length=64, description="Short text for `kubectl get`, e.g. `30% (120/400)`.")
+    last_checkpoint: CheckpointReport | None = Field(
+        None, description="The newest checkpoint of this run (the operator lists them in status.checkpoints)."
+    )
+    last_eval: EvalReport | None = Field(
+        None, description="The newest evaluation of this run (the operator keeps them in status.evalHistory)."
+    )
 
     @staticmethod
     def summarize(step: int, total_steps: int | None) -> str:

@@ -43,6 +43,10 @@ class Reason(enum.StrEnum):
     STAGE_FINISHED = "StageFinished"
     RETRYING = "Retrying"
     RETRIES_EXHAUSTED = "RetriesExhausted"
+    # Training progress (rate-limited: see lifecycle/progress_record.py).
+    CHECKPOINT_SAVED = "CheckpointSaved"
+    EPOCH_COMPLETED = "EpochCompleted"
+    EVALUATION_COMPLETED = "EvaluationCompleted"
     # Failures the operator itself observes.
     IMAGE_PULL_FAILED = "ImagePullFailed"
     SECRET_NOT_READABLE = "SecretNotReadable"

@@ -106,6 +106,32 @@ class CheckpointRecord(WireModel):
     time: KubeTime = Field(description="When it was written.")
     type: str = Field("Intermediate", description="Intermediate or Final.")
     attempt: int | None = Field(None, ge=1, description="The attempt that reported it.")
+    epoch: float | None = Field(None, ge=0.0, description="Epochs completed at that step, fractional.")
+    train_loss: float | None = Field(None, description="Training loss of that step.")
+    eval_loss: float | None = Field(None, description="Validation loss, when evaluated at that step.")
+
+
+class EvalRecord(WireModel):
+    """One evaluation on the validation file, as status.evalHistory keeps it."""
+
+    step: int = Field(ge=0, description="Optimizer steps completed when it ran (0: before training).")
+    eval_loss: float = Field(description="Loss on the validation file.")
+    time: KubeTime = Field(description="When the evaluation finished.")
+
+
+class Announcement(WireModel):
+    """The last Event of one progress kind the operator posted: what it said and when."""
+
+    value: float = Field(description="The step (checkpoints, evaluations) or the epoch number announced.")
+    time: KubeTime = Field(description="When the Event was posted.")
+
+
+class Announcements(WireModel):
+    """The last progress Events posted, so they stay rate-limited across reconciles and operator restarts."""
+
+    checkpoint: Announcement | None = Field(None, description="The last CheckpointSaved Event.")
+    epoch: Announcement | None = Field(None, description="The last EpochCompleted Event.")
+    evaluation: Announcement | None = Field(None, description="The last EvaluationCompleted Event.")
 
 
 class OutputModel(WireModel):
@@ -135,7 +161,15 @@ class FineTuneJobStatus(WireModel):
     preflight_retries: int = Field(
         0, ge=0, description="Preflight runs repeated after a retryable failure (limited by spec.maxRetries)."
     )
-    checkpoints: list[CheckpointRecord] = Field(default_factory=list, description="Checkpoints written.")
+    checkpoints: list[CheckpointRecord] = Field(
+        default_factory=list, description="Checkpoints written, oldest first (the newest 20 are kept)."
+    )
+    eval_history: list[EvalRecord] = Field(
+        default_factory=list, description="Evaluations on the validation file, oldest first (the newest 50 are kept)."
+    )
+    announced: Announcements | None = Field(
+        None, description="The last checkpoint, epoch and evaluation Events posted (their rate limit's memory)."
+    )
     output_model: OutputModel | None = Field(None, description="The trained model.")
     start_time: KubeTime | None = Field(None, description="When the first attempt started, or the job last resumed.")
     completion_time: KubeTime | None = Field(None, description="When the job finished.")

@@ -16,12 +16,13 @@ from kubetune_trainer.contract import JobError, Stage, WarningNote, WireModel
 from ..api.conditions import EventNote, Reason, find_condition, with_condition
 from ..api.error_table import operator_error
 from ..api.spec import FineTuneJobSpec
-from ..api.status import CheckpointRecord, ConditionStatus, ConditionType, FineTuneJobStatus, Phase
+from ..api.status import TERMINAL_PHASES, CheckpointRecord, ConditionStatus, ConditionType, FineTuneJobStatus, Phase
 from ..observe.observation import Observation, RunObservation
 from ..observe.pod_state import seconds_left
 from ..resolve.resolution import Resolution
 from ..settings import OperatorSettings
 from .actions import Action, DeleteAttempt, DeletePreflight, RequeueAfter
+from .progress_record import CHECKPOINTS_KEPT, kept_newest, progress_events, with_reports
 from .stage_events import announced_stage, stage_transitions
 
 
@@ -155,7 +156,22 @@ class StatusDraft:
         if step is None or uri is None or any(c.step == step for c in self.status.checkpoints):
             return
         record = CheckpointRecord(step=step, uri=uri, time=self.stamp, attempt=self.status.attempt or None)
-        self.update(checkpoints=[*self.status.checkpoints, record])
+        self.update(checkpoints=kept_newest(self.status.checkpoints, record, keep=CHECKPOINTS_KEPT))
+
+    def record_progress(self, situation: Situation, *, uri: str | None) -> None:
+        """List the checkpoints and evaluations the trainer reported (stored under `uri`, the job's
+        checkpoint location); post their rate-limited Events."""
+        progress = self.status.progress
+        if progress is not None:
+            self.update(**with_reports(self.status, progress, uri=uri, attempt=self.status.attempt or None))
+        # A finished job's values no longer change: what a window withheld is told at once.
+        finished = self.status.phase in TERMINAL_PHASES
+        interval = 0.0 if finished else situation.settings.progress_event_interval_seconds
+        events, announced, wait = progress_events(self.status, now=self.stamp, interval=interval)
+        self.events.extend(events)
+        self.update(announced=announced)
+        if wait is not None and not finished:
+            self.look_again(wait)
 
     def fail(self, error: JobError, *, situation: Situation) -> None:
         """Terminal failure: phase Failed, the error and its hint in the status and an Event, pods freed."""

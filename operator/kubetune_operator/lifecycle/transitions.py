@@ -52,6 +52,7 @@ def advance(
     """The next step for a FineTuneJob. `spec` is None when it failed validation (see `resolution`)."""
     situation = Situation(job=job, spec=spec, resolution=resolution, seen=observation, now=now, settings=settings)
     draft = StatusDraft(status, now=now, generation=job.generation)
+    draft.record_progress(situation, uri=checkpoints_of_this_job(draft, situation))
     _run(draft, situation)
     if draft.status.phase not in (*TERMINAL_PHASES, Phase.SUSPENDED):
         # A grace running out (an image pull, a preflight's message) brings no event: look again then.

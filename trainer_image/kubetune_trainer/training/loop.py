@@ -23,7 +23,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import Clock, DistInfo
-from ..contract import PreferenceProgress, Progress, TrainingHyperparameters
+from ..contract import CheckpointReport, EvalReport, PreferenceProgress, Progress, TrainingHyperparameters
 from ..data.packing import ModelBatch
 from ..errors import ComputationFailed
 from ..preemption import Preemption, preempted
@@ -183,9 +183,7 @@ def train(
     # The heartbeat is the time of the last completed step; before the first one, the loop's start.
     last_step_at = clock()
 
-    def report(progress: Progress) -> None:
-        if dist_info.is_main:
-            reporter.progress(progress)
+    report = _RankZeroReport(reporter, is_main=dist_info.is_main, clock=clock)
 
     if start is not None:
         # The evaluation before training ran in the first attempt; show where this one starts.
@@ -204,8 +202,8 @@ def train(
         eval_loss = _evaluate(
             model, validation, precision=precision, device=device, unwatched=unwatched, loss=objective.eval_loss
         )
-        result.eval_losses.append((0, eval_loss))
-        report(Progress(step=0, total_steps=total_steps, epoch=0.0, eval_loss=eval_loss, heartbeat_time=last_step_at))
+        before = Progress(step=0, total_steps=total_steps, epoch=0.0, heartbeat_time=last_step_at)
+        report(report.evaluated(0, eval_loss, into=result.eval_losses, progress=before))
 
     model.train()
     first_epoch = start.epoch if start is not None else 0
@@ -281,9 +279,9 @@ def train(
                         unwatched=unwatched,
                         loss=objective.eval_loss,
                     )
-                    result.eval_losses.append((result.steps, eval_loss))
                     # The step's report again, with its eval loss (and no ETA: the evaluation's time is not a step's).
-                    report(progress.model_copy(update={"eval_loss": eval_loss, "eta_seconds": None}))
+                    progress = report.evaluated(result.steps, eval_loss, into=result.eval_losses, progress=progress)
+                    report(progress.model_copy(update={"eta_seconds": None}))
 
                 if result.steps in checkpoint_at:
                     saves.save(
@@ -292,11 +290,46 @@ def train(
                         optimizer=optimizer,
                         scheduler=scheduler,
                     )
+                    if saves.newest == result.steps:
+                        report(report.saved(progress))
     result.checkpoints = saves.written
     if preemption is not None and preemption.requested:
         # SIGTERM after the last step's boundary: the final checkpoint is written, the output is not.
         raise preempted(f"training had finished all {result.steps} steps; {saves.describe()}")
     return result
+
+
+class _RankZeroReport:
+    """Rank 0's progress reports, each carrying the run's newest checkpoint and evaluation: a
+    rate-limited reporter that drops intermediate reports never drops those (the operator lists
+    them from `lastCheckpoint` and `lastEval`). Other ranks report nothing."""
+
+    def __init__(self, reporter: Reporter, *, is_main: bool, clock: Clock) -> None:
+        self._reporter, self._is_main, self._clock = reporter, is_main, clock
+        self.last_checkpoint: CheckpointReport | None = None
+        self.last_eval: EvalReport | None = None
+
+    def __call__(self, progress: Progress) -> None:
+        if self._is_main:
+            update = {"last_checkpoint": self.last_checkpoint, "last_eval": self.last_eval}
+            self._reporter.progress(progress.model_copy(update=update))
+
+    def evaluated(self, step: int, eval_loss: float, *, into: list[tuple[int, float]], progress: Progress) -> Progress:
+        """Remember an evaluation (and append it to the run's losses `into`); `progress` with its eval loss."""
+        into.append((step, eval_loss))
+        self.last_eval = EvalReport(step=step, eval_loss=eval_loss, time=self._clock())
+        return progress.model_copy(update={"eval_loss": eval_loss})
+
+    def saved(self, progress: Progress) -> Progress:
+        """Remember that the checkpoint of `progress`'s step is complete; `progress` to report it with (no ETA)."""
+        self.last_checkpoint = CheckpointReport(
+            step=progress.step,
+            epoch=progress.epoch,
+            train_loss=progress.loss,
+            eval_loss=progress.eval_loss,
+            time=self._clock(),
+        )
+        return progress.model_copy(update={"eta_seconds": None})
 
 
 def _evaluate(
