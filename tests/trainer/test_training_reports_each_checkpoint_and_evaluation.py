@@ -1,0 +1,65 @@
+"""Rank 0 reports each checkpoint it completes and each evaluation, carried by every later report.
+
+The operator lists status.checkpoints and status.evalHistory from `progress.lastCheckpoint` and
+`progress.lastEval`; since reports are rate-limited, every report carries the newest of both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoTokenizer
+
+from kubetune_trainer.stages import initialize, train
+from kubetune_trainer.tiny_model import TinyModel
+
+from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
+
+
+def test_every_checkpoint_and_evaluation_reaches_the_progress_reports(tiny_llama: TinyModel, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama.snapshot_path))
+    lines, held_out = chat_lines(16, seed=3), chat_lines(4, seed=9)
+    config = trainer_config(
+        tiny_llama,
+        work_dir=tmp_path,
+        training_file=write_jsonl(tmp_path / "t.jsonl", lines),
+        validation_file=write_jsonl(tmp_path / "v.jsonl", held_out),
+        batch_size=4,
+        n_checkpoints=2,
+        n_evals=2,
+    )
+    ctx, reporter = training_context(
+        config,
+        model=tiny_llama,
+        tokenizer=tokenizer,
+        train=tokenized(tokenizer, lines),
+        validation=tokenized(tokenizer, held_out),
+    )
+
+    initialize.run(ctx)
+    train.run(ctx)
+
+    reports = reporter.progresses
+    total = reports[-1].total_steps
+    assert total is not None
+    assert total >= 2
+    saved = sorted({p.last_checkpoint.step for p in reports if p.last_checkpoint is not None})
+    evaluated = sorted({p.last_eval.step for p in reports if p.last_eval is not None})
+    assert len(saved) == 2, saved
+    assert saved[-1] == total
+    assert evaluated == sorted({0, evaluated[1], total}), "one before training, two during"
+    assert len(evaluated) == 3
+
+    final = reports[-1].last_checkpoint
+    assert final is not None
+    step_report = next(p for p in reports if p.step == total and p.loss is not None)
+    assert (final.epoch, final.train_loss) == (1.0, step_report.loss)
+    last_eval = reports[-1].last_eval
+    assert last_eval is not None
+    assert final.eval_loss == last_eval.eval_loss, "the last step was evaluated before its checkpoint"
+    # A checkpoint, once reported, is carried by every later report (a dropped report loses nothing).
+    first = next(i for i, p in enumerate(reports) if p.last_checkpoint is not None)
+    assert all(p.last_checkpoint is not None for p in reports[first:])
+    # The eval losses reported are the run's own.
+    by_step = {p.last_eval.step: p.last_eval.eval_loss for p in reports if p.last_eval is not None}
+    assert ctx.metrics["eval_loss"] == by_step[total]
