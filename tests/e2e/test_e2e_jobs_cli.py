@@ -95,7 +95,19 @@ def create_flags(cli: Cli, name: str, *extra: str) -> list[str]:
 
 async def test_create_follow_list_and_download_a_job(cli: Cli, tmp_path: Path) -> None:
     created = await cli.ok(
-        *create_flags(cli, "cli-full", "--n-epochs", "1", "--no-lora", "--output-uri", "pvc://models/cli-full")
+        *create_flags(
+            cli,
+            "cli-full",
+            "--n-epochs",
+            "1",
+            "--no-lora",
+            "--output-uri",
+            "pvc://models/cli-full",
+            "--checkpoint-uri",
+            "pvc://checkpoints",
+            "--n-checkpoints",
+            "2",
+        )
     )
     assert created.strip() == "finetunejob.kubetune.dev/cli-full"
 
@@ -126,6 +138,13 @@ async def test_create_follow_list_and_download_a_job(cli: Cli, tmp_path: Path) -
 
     checkpoints = json.loads(await cli.ok("checkpoints", "cli-full", "-o", "json"))
     assert [c["type"] for c in checkpoints if c["step"] is None] == ["Final"]
+    # Each checkpoint the trainer completed, reported by rank 0 and listed by the operator, newest first.
+    steps = [c for c in checkpoints if c["step"] is not None]
+    assert [c["step"] for c in steps] == [4, 2], checkpoints
+    assert [c["epoch"] for c in steps] == [1.0, 0.5]
+    assert all(c["train_loss"] is not None and c["location"] for c in steps), steps
+    assert "CheckpointSaved" in events
+    assert "EpochCompleted" in events
 
     target = tmp_path / "model"
     said = await cli.ok("download", "cli-full", "--output", str(target))

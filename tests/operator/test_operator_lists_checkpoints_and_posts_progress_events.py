@@ -25,8 +25,10 @@ def _progress(step: int, *, loss: float, eval_loss: float) -> Progress:
         loss=loss,
         eval_loss=eval_loss,
         heartbeat_time=now,
-        last_checkpoint=CheckpointReport(step=step, epoch=step / 10, train_loss=loss, eval_loss=eval_loss, time=now),
-        last_eval=EvalReport(step=step, eval_loss=eval_loss, time=now),
+        recent_checkpoints=[
+            CheckpointReport(step=step, epoch=step / 10, train_loss=loss, eval_loss=eval_loss, time=now)
+        ],
+        recent_evals=[EvalReport(step=step, eval_loss=eval_loss, time=now)],
     )
 
 

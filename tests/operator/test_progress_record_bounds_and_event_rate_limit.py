@@ -1,6 +1,6 @@
 """status.checkpoints and status.evalHistory stay bounded; progress Events are rate-limited, the latest wins.
 
-Pure: the trainer's `progress.lastCheckpoint` / `progress.lastEval` go in, the status lists and
+Pure: the trainer's `progress.recentCheckpoints` / `progress.recentEvals` go in, the status lists and
 the Events come out, under a fake clock.
 """
 
@@ -29,7 +29,14 @@ def _progress(step: int, *, checkpoint: int | None = None, evaluated: tuple[int,
         else None
     )
     last_eval = EvalReport(step=evaluated[0], eval_loss=evaluated[1], time=at) if evaluated is not None else None
-    return Progress(step=step, total_steps=1000, epoch=step / 10, loss=1.5, last_checkpoint=saved, last_eval=last_eval)
+    return Progress(
+        step=step,
+        total_steps=1000,
+        epoch=step / 10,
+        loss=1.5,
+        recent_checkpoints=[saved] if saved is not None else [],
+        recent_evals=[last_eval] if last_eval is not None else [],
+    )
 
 
 def _seen(status: FineTuneJobStatus, progress: Progress) -> FineTuneJobStatus:
@@ -103,3 +110,16 @@ def test_a_flood_of_checkpoints_posts_at_most_one_event_per_interval() -> None:
     assert len(posted) == 10
     assert posted[0] == f"checkpoint of step 1 saved in {URI}"
     assert posted[-1] == f"checkpoint of step 541 saved in {URI}"
+
+
+def test_every_checkpoint_a_report_carries_is_listed_even_when_passes_are_missed() -> None:
+    at = T0
+    saved = [CheckpointReport(step=s, epoch=s / 10, train_loss=1.0, time=at) for s in (2, 4, 6)]
+    evals = [EvalReport(step=s, eval_loss=2.0 - s / 10, time=at) for s in (0, 3, 6)]
+    progress = Progress(step=6, total_steps=6, epoch=0.6, recent_checkpoints=saved, recent_evals=evals)
+    status = _seen(FineTuneJobStatus(phase=Phase.RUNNING), progress)
+    assert [c.step for c in status.checkpoints] == [2, 4, 6]
+    assert [(e.step, e.eval_loss) for e in status.eval_history] == [(0, 2.0), (3, 1.7), (6, 1.4)]
+    # A job without a checkpoint location lists none (it has nowhere to resume from).
+    without = FineTuneJobStatus(phase=Phase.RUNNING)
+    assert "checkpoints" not in with_reports(without, progress, uri=None, attempt=1)

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kubetune_trainer.contract import (
+    CheckpointReport,
+    EvalReport,
     JobIdentity,
     Outcome,
     Progress,
@@ -183,6 +185,30 @@ def test_progress_held_back_by_the_rate_limit_is_sent_when_the_run_ends(
     reporter.finished(Result(outcome=Outcome.SUCCEEDED))
 
     assert fake.requests[-1]["body"]["status"]["progress"]["step"] == 3
+
+
+def test_a_new_checkpoint_or_evaluation_is_sent_at_once_despite_the_rate_limit(
+    api: tuple[FakeApi, dict[str, str], Path],
+) -> None:
+    fake, environ, account = api
+    ticks = Ticks()
+    reporter = _reporter(environ, account, ticks)
+    reporter.stage_changed(Stage.TRAINING, [_record(Stage.TRAINING, StageState.RUNNING)])
+    saved = CheckpointReport(step=2, epoch=0.5, train_loss=1.0, time=T0)
+    evaluated = EvalReport(step=3, eval_loss=1.5, time=T0)
+    ticks.now = 1.0
+    reporter.progress(Progress(step=1, total_steps=4))  # held back
+    ticks.now = 1.5
+    reporter.progress(Progress(step=2, total_steps=4, recent_checkpoints=[saved]))  # sent: a new checkpoint
+    ticks.now = 2.0
+    reporter.progress(Progress(step=3, total_steps=4, recent_checkpoints=[saved]))  # held back: nothing new
+    ticks.now = 2.5
+    reporter.progress(Progress(step=3, total_steps=4, recent_checkpoints=[saved], recent_evals=[evaluated]))
+
+    sent = [r["body"]["status"].get("progress", {}) for r in fake.requests]
+    assert [p.get("step") for p in sent] == [None, 2, 3]
+    assert sent[1]["recentCheckpoints"][0]["step"] == 2
+    assert sent[2]["recentEvals"] == [{"step": 3, "evalLoss": 1.5, "time": "2026-01-01T00:00:00Z"}]
 
 
 def test_a_refused_patch_is_logged_without_the_token_and_reporting_goes_on(

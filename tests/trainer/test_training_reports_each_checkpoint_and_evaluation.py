@@ -1,7 +1,7 @@
 """Rank 0 reports each checkpoint it completes and each evaluation, carried by every later report.
 
-The operator lists status.checkpoints and status.evalHistory from `progress.lastCheckpoint` and
-`progress.lastEval`; since reports are rate-limited, every report carries the newest of both.
+The operator lists status.checkpoints and status.evalHistory from `progress.recentCheckpoints` and
+`progress.recentEvals`; since reports are rate-limited, every report carries the newest of both.
 """
 
 from __future__ import annotations
@@ -43,23 +43,22 @@ def test_every_checkpoint_and_evaluation_reaches_the_progress_reports(tiny_llama
     total = reports[-1].total_steps
     assert total is not None
     assert total >= 2
-    saved = sorted({p.last_checkpoint.step for p in reports if p.last_checkpoint is not None})
-    evaluated = sorted({p.last_eval.step for p in reports if p.last_eval is not None})
+    saved = [c.step for c in reports[-1].recent_checkpoints]
+    evaluated = [e.step for e in reports[-1].recent_evals]
     assert len(saved) == 2, saved
     assert saved[-1] == total
-    assert evaluated == sorted({0, evaluated[1], total}), "one before training, two during"
+    assert evaluated[0] == 0, "the evaluation before training"
     assert len(evaluated) == 3
+    assert evaluated[-1] == total
 
-    final = reports[-1].last_checkpoint
-    assert final is not None
+    final = reports[-1].recent_checkpoints[-1]
     step_report = next(p for p in reports if p.step == total and p.loss is not None)
     assert (final.epoch, final.train_loss) == (1.0, step_report.loss)
-    last_eval = reports[-1].last_eval
-    assert last_eval is not None
-    assert final.eval_loss == last_eval.eval_loss, "the last step was evaluated before its checkpoint"
+    assert final.eval_loss == reports[-1].recent_evals[-1].eval_loss, (
+        "the last step was evaluated before its checkpoint"
+    )
     # A checkpoint, once reported, is carried by every later report (a dropped report loses nothing).
-    first = next(i for i, p in enumerate(reports) if p.last_checkpoint is not None)
-    assert all(p.last_checkpoint is not None for p in reports[first:])
+    first = next(i for i, p in enumerate(reports) if p.recent_checkpoints)
+    assert all(p.recent_checkpoints[0].step == saved[0] for p in reports[first:])
     # The eval losses reported are the run's own.
-    by_step = {p.last_eval.step: p.last_eval.eval_loss for p in reports if p.last_eval is not None}
-    assert ctx.metrics["eval_loss"] == by_step[total]
+    assert ctx.metrics["eval_loss"] == reports[-1].recent_evals[-1].eval_loss

@@ -396,8 +396,15 @@ class PreferenceProgress(WireModel):
     rejected_logps: float = Field(description="Mean log-probability of the non-preferred outputs under the model.")
 
 
+RECENT_CHECKPOINTS = 5
+"""Checkpoints every progress report carries: a report the rate limit drops, or two the operator
+reads in one pass, lose none unless more than this many are written in between."""
+RECENT_EVALS = 10
+"""Evaluations every progress report carries (as RECENT_CHECKPOINTS)."""
+
+
 class CheckpointReport(WireModel):
-    """A checkpoint rank 0 finished writing, as `status.progress.lastCheckpoint` reports it."""
+    """A checkpoint rank 0 finished writing, as `status.progress.recentCheckpoints` reports it."""
 
     step: int = Field(ge=0, description="Optimizer step the checkpoint holds.")
     epoch: float | None = Field(None, ge=0.0, description="Epochs completed at that step, fractional.")
@@ -407,7 +414,7 @@ class CheckpointReport(WireModel):
 
 
 class EvalReport(WireModel):
-    """An evaluation on the validation file, as `status.progress.lastEval` reports it."""
+    """An evaluation on the validation file, as `status.progress.recentEvals` reports it."""
 
     step: int = Field(ge=0, description="Optimizer steps completed when it ran (0: before training).")
     eval_loss: float = Field(description="Loss on the validation file.")
@@ -436,11 +443,15 @@ class Progress(WireModel):
         None, ge=0.0, description="Model FLOPs utilization: 6 x parameters x tokens/s over the GPUs' bf16 dense peak."
     )
     summary: str | None = Field(None, max_length=64, description="Short text for `kubectl get`, e.g. `30% (120/400)`.")
-    last_checkpoint: CheckpointReport | None = Field(
-        None, description="The newest checkpoint of this run (the operator lists them in status.checkpoints)."
+    recent_checkpoints: list[CheckpointReport] = Field(
+        default_factory=list,
+        max_length=RECENT_CHECKPOINTS,
+        description="The newest checkpoints of this run, oldest first (the operator lists them in status.checkpoints).",
     )
-    last_eval: EvalReport | None = Field(
-        None, description="The newest evaluation of this run (the operator keeps them in status.evalHistory)."
+    recent_evals: list[EvalReport] = Field(
+        default_factory=list,
+        max_length=RECENT_EVALS,
+        description="The newest evaluations of this run, oldest first (the operator keeps them in status.evalHistory).",
     )
 
     @staticmethod

@@ -3,7 +3,8 @@
 The pod's ServiceAccount may `get` and `patch` only `finetunejobs/status` of its own job, and
 the trainer writes only `status.stage`, `status.stages` and `status.progress` with a JSON merge
 patch: everything else in the status belongs to the operator. Patches are rate-limited to one
-every `report.minIntervalSeconds`, except that a stage transition is always sent at once.
+every `report.minIntervalSeconds`, except that a stage transition, a new checkpoint and a new
+evaluation are always sent at once.
 
 A failed patch is logged and forgotten (the next one carries the whole state again): reporting
 must never stop training. The termination message, not this channel, carries the final result.
@@ -87,6 +88,12 @@ class StatusPatcher:
             self._client.close()
 
 
+def _newest_steps(progress: Progress) -> tuple[int | None, int | None]:
+    """The steps of the newest checkpoint and evaluation a report carries."""
+    checkpoints, evals = progress.recent_checkpoints, progress.recent_evals
+    return (checkpoints[-1].step if checkpoints else None, evals[-1].step if evals else None)
+
+
 def _api_reason(response: httpx.Response) -> str:
     """The API server's `Status.reason`/`message`; never the request (it holds the token)."""
     try:
@@ -122,10 +129,14 @@ class KubernetesReporter:
     def progress(self, progress: Progress) -> None:
         if progress.summary is None:
             progress = progress.model_copy(update={"summary": Progress.summarize(progress.step, progress.total_steps)})
+        # A new checkpoint or evaluation is sent at once, like a stage transition: they are few
+        # (nCheckpoints, nEvals), and the operator posts their Events when it sees them.
+        before = _newest_steps(self._progress) if self._progress is not None else (None, None)
+        news = _newest_steps(progress) != before
         self._progress = progress
         self._unsent = True
         now = self._monotonic()
-        if self._sent_at is None or now - self._sent_at >= self._min_interval:
+        if news or self._sent_at is None or now - self._sent_at >= self._min_interval:
             self._send()
 
     def note(self, message: str) -> None:

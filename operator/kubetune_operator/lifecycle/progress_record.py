@@ -1,18 +1,18 @@
 """Checkpoints and evaluations the trainer reports, kept in bounded lists and told in rate-limited Events.
 
-Rank 0 may patch only `status.progress`; it reports its newest checkpoint and evaluation there
-(`progress.lastCheckpoint`, `progress.lastEval`). The operator, owner of every other status
-field, appends each new one to `status.checkpoints` (newest `CHECKPOINTS_KEPT`) and
-`status.evalHistory` (newest `EVALS_KEPT`), and posts CheckpointSaved, EpochCompleted and
-EvaluationCompleted Events.
+Rank 0 may patch only `status.progress`; every report carries its newest few checkpoints and
+evaluations there (`progress.recentCheckpoints`, `progress.recentEvals`), and one with a new
+checkpoint or evaluation is sent at once. The operator, owner of every other status field,
+adds each new one to `status.checkpoints` (newest `CHECKPOINTS_KEPT`) and `status.evalHistory`
+(newest `EVALS_KEPT`), and posts CheckpointSaved, EpochCompleted and EvaluationCompleted Events.
 
 The rate limit, per job and per kind: at most one Event every
 `settings.progressEventIntervalSeconds`. What happens inside the window is not lost but folded:
 when it reopens, one Event tells the latest value (the latest wins), and a reconcile is
-requested for that moment. The last Event of each kind is remembered in `status.announced`,
-so the limit holds across reconciles and operator restarts. With reports themselves
-rate-limited (`report.minIntervalSeconds`), two checkpoints or evaluations closer together
-than one report interval may reach the operator as only the later one.
+requested for that moment; a finished job's withheld Events are posted at once. The last Event
+of each kind is remembered in `status.announced`, so the limit holds across reconciles and
+operator restarts. Only more than the contract's RECENT_CHECKPOINTS checkpoints (RECENT_EVALS
+evaluations) written between two passes of the operator would lose the oldest of them.
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ def kept_newest(records: list[_Kept], new: _Kept, *, keep: int) -> list[_Kept]:
 def with_reports(
     status: FineTuneJobStatus, progress: Progress, *, uri: str | None, attempt: int | None
 ) -> dict[str, object]:
-    """The status changes that record the progress's newest checkpoint and evaluation, if new."""
+    """The status changes that record the checkpoints and evaluations the progress carries, if new."""
     changes: dict[str, object] = {}
-    saved = progress.last_checkpoint
-    if saved is not None and uri is not None and not any(c.step == saved.step for c in status.checkpoints):
+    checkpoints = status.checkpoints
+    for saved in progress.recent_checkpoints:
+        if uri is None or any(c.step == saved.step for c in checkpoints):
+            continue
         record = CheckpointRecord(
             step=saved.step,
             uri=uri,
@@ -56,13 +58,15 @@ def with_reports(
             train_loss=saved.train_loss,
             eval_loss=saved.eval_loss,
         )
-        changes["checkpoints"] = kept_newest(status.checkpoints, record, keep=CHECKPOINTS_KEPT)
-    evaluated = progress.last_eval
-    if evaluated is not None and not any(
-        e.step == evaluated.step and e.eval_loss == evaluated.eval_loss for e in status.eval_history
-    ):
+        checkpoints = kept_newest(checkpoints, record, keep=CHECKPOINTS_KEPT)
+        changes["checkpoints"] = checkpoints
+    history = status.eval_history
+    for evaluated in progress.recent_evals:
+        if any(e.step == evaluated.step and e.eval_loss == evaluated.eval_loss for e in history):
+            continue
         record_eval = EvalRecord(step=evaluated.step, eval_loss=evaluated.eval_loss, time=evaluated.time)
-        changes["eval_history"] = kept_newest(status.eval_history, record_eval, keep=EVALS_KEPT)
+        history = kept_newest(history, record_eval, keep=EVALS_KEPT)
+        changes["eval_history"] = history
     return changes
 
 

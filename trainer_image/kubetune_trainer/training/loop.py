@@ -23,7 +23,15 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import Clock, DistInfo
-from ..contract import CheckpointReport, EvalReport, PreferenceProgress, Progress, TrainingHyperparameters
+from ..contract import (
+    RECENT_CHECKPOINTS,
+    RECENT_EVALS,
+    CheckpointReport,
+    EvalReport,
+    PreferenceProgress,
+    Progress,
+    TrainingHyperparameters,
+)
 from ..data.packing import ModelBatch
 from ..errors import ComputationFailed
 from ..preemption import Preemption, preempted
@@ -300,35 +308,36 @@ def train(
 
 
 class _RankZeroReport:
-    """Rank 0's progress reports, each carrying the run's newest checkpoint and evaluation: a
+    """Rank 0's progress reports, each carrying the run's newest checkpoints and evaluations: a
     rate-limited reporter that drops intermediate reports never drops those (the operator lists
-    them from `lastCheckpoint` and `lastEval`). Other ranks report nothing."""
+    them from `recentCheckpoints` and `recentEvals`). Other ranks report nothing."""
 
     def __init__(self, reporter: Reporter, *, is_main: bool, clock: Clock) -> None:
         self._reporter, self._is_main, self._clock = reporter, is_main, clock
-        self.last_checkpoint: CheckpointReport | None = None
-        self.last_eval: EvalReport | None = None
+        self.checkpoints: list[CheckpointReport] = []
+        self.evals: list[EvalReport] = []
 
     def __call__(self, progress: Progress) -> None:
         if self._is_main:
-            update = {"last_checkpoint": self.last_checkpoint, "last_eval": self.last_eval}
+            update = {"recent_checkpoints": list(self.checkpoints), "recent_evals": list(self.evals)}
             self._reporter.progress(progress.model_copy(update=update))
 
     def evaluated(self, step: int, eval_loss: float, *, into: list[tuple[int, float]], progress: Progress) -> Progress:
         """Remember an evaluation (and append it to the run's losses `into`); `progress` with its eval loss."""
         into.append((step, eval_loss))
-        self.last_eval = EvalReport(step=step, eval_loss=eval_loss, time=self._clock())
+        self.evals = [*self.evals, EvalReport(step=step, eval_loss=eval_loss, time=self._clock())][-RECENT_EVALS:]
         return progress.model_copy(update={"eval_loss": eval_loss})
 
     def saved(self, progress: Progress) -> Progress:
         """Remember that the checkpoint of `progress`'s step is complete; `progress` to report it with (no ETA)."""
-        self.last_checkpoint = CheckpointReport(
+        saved = CheckpointReport(
             step=progress.step,
             epoch=progress.epoch,
             train_loss=progress.loss,
             eval_loss=progress.eval_loss,
             time=self._clock(),
         )
+        self.checkpoints = [*self.checkpoints, saved][-RECENT_CHECKPOINTS:]
         return progress.model_copy(update={"eta_seconds": None})
 
 
