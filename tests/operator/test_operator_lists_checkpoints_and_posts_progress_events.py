@@ -53,7 +53,10 @@ async def test_checkpoints_and_evaluations_are_listed_and_announced_within_the_r
 
     await actors.report("chat", Stage.TRAINING, done=TRAINING_DONE, progress=_progress(5, loss=1.5, eval_loss=1.7))
     await wait_for(lambda: len(_messages(cluster, "EvaluationCompleted")) == 1, what="the first evaluation's Event")
-    assert _messages(cluster, "CheckpointSaved") == ["checkpoint of step 5 saved in pvc://checkpoints/chat"]
+    job = cluster.live(FTJ, NAMESPACE, "chat")
+    assert job is not None
+    where = f"pvc://checkpoints/chat/chat/{job['metadata']['uid']}"  # <root>/<job>/<uid>
+    assert _messages(cluster, "CheckpointSaved") == [f"checkpoint of step 5 saved in {where}"]
     assert _messages(cluster, "EvaluationCompleted") == ["evaluation at step 5: eval loss 1.7000"]
     assert _messages(cluster, "EpochCompleted") == []  # half an epoch
 
@@ -68,7 +71,7 @@ async def test_checkpoints_and_evaluations_are_listed_and_announced_within_the_r
         (10, 1.2, 1.4),
     ]
     assert [(e["step"], e["evalLoss"]) for e in status["evalHistory"]] == [(5, 1.7), (10, 1.4)]
-    assert _messages(cluster, "CheckpointSaved") == ["checkpoint of step 5 saved in pvc://checkpoints/chat"]
+    assert _messages(cluster, "CheckpointSaved") == [f"checkpoint of step 5 saved in {where}"]
 
     # The job succeeds: what the window withheld is told once, and the checkpoints stay listed.
     await actors.terminate(trainer, exit_code=0, message=trainer_succeeded(checkpoint_step=10))
@@ -76,7 +79,7 @@ async def test_checkpoints_and_evaluations_are_listed_and_announced_within_the_r
     await wait_for(lambda: "Completed" in event_reasons(cluster, "chat"), what="the job Completed")
     await wait_for(lambda: len(_messages(cluster, "CheckpointSaved")) == 2, what="the withheld checkpoint Event")
     await wait_for(lambda: len(_messages(cluster, "EvaluationCompleted")) == 2, what="the withheld evaluation Event")
-    assert _messages(cluster, "CheckpointSaved")[-1] == "checkpoint of step 10 saved in pvc://checkpoints/chat"
+    assert _messages(cluster, "CheckpointSaved")[-1] == f"checkpoint of step 10 saved in {where}"
     assert _messages(cluster, "EpochCompleted") == ["epoch 1 of 1 completed at step 10, train loss 1.2000"]
     assert _messages(cluster, "EvaluationCompleted")[-1] == "evaluation at step 10: eval loss 1.4000"
 
