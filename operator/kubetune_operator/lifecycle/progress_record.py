@@ -100,15 +100,15 @@ def progress_events(
     withheld Event may be posted (None: nothing withheld).
     """
     due = _Due(status.announced, now=now, interval=interval)
-    if status.checkpoints:
-        newest = status.checkpoints[-1]
-        where = f" in {newest.uri}" if newest.uri else ""
-        due.offer(
-            "checkpoint",
-            newest.step,
-            EventNote.normal(Reason.CHECKPOINT_SAVED, f"checkpoint of step {newest.step} saved{where}"),
-        )
     progress = status.progress
+    # Only what the trainer reported saving is announced (a failed attempt's Result step is listed, not told again).
+    if progress is not None and progress.recent_checkpoints:
+        step = progress.recent_checkpoints[-1].step
+        uris = [c.uri for c in status.checkpoints if c.step == step]
+        where = f" in {uris[0]}" if uris else ""
+        due.offer(
+            "checkpoint", step, EventNote.normal(Reason.CHECKPOINT_SAVED, f"checkpoint of step {step} saved{where}")
+        )
     if progress is not None and progress.epoch is not None:
         # 1e-9: the epoch is a float sum; the last step of an epoch reports it within rounding.
         done = math.floor(progress.epoch + 1e-9)
