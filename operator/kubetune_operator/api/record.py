@@ -25,6 +25,7 @@ from kubetune_trainer.contract import (
     WireModel,
 )
 
+from .gpu_plan import GpuPlan
 from .spec import S3StorageSpec, SecretKeyRef, WandbSpec
 from .template import Resources
 
@@ -75,6 +76,9 @@ class ResolvedJob(WireModel):
     queue_name: str | None = Field(None, description="Kueue LocalQueue.")
     priority_class_name: str | None = Field(None, description="PriorityClass of trainer pods.")
     warnings: list[WarningNote] = Field(default_factory=list, description="What resolution noticed.")
+    gpu_plan: GpuPlan | None = Field(
+        None, description="The GPUs the model needs (absent on CPU templates); pods still get the template's count."
+    )
 
     @property
     def nodes(self) -> int:

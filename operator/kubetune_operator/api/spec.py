@@ -373,6 +373,13 @@ class FineTuneJobSpec(WireModel):
         "preferred and a non-preferred output; hyperparameters dpoBeta, rpoAlpha, simpoGamma, dpoReferenceFree). "
         "Default sft.",
     )
+    gpus: int | None = Field(
+        None,
+        ge=1,
+        le=2048,
+        description="GPUs the job holds, when more than the GPU planner sizes for the model: 1 to the template's "
+        "gpusPerNode, or whole nodes of it, up to its nodes x gpusPerNode. Default: the fewest that fit.",
+    )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings. LoRA is on by default.")
     suffix: Suffix | None = Field(

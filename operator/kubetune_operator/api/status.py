@@ -22,6 +22,7 @@ from kubetune_trainer.contract import (
     WireModel,
 )
 
+from .gpu_plan import GpuPlan
 from .record import ResolvedJob
 
 
@@ -98,6 +99,7 @@ class Resolved(WireModel):
         "retry and resume renders from it, never from the live template.",
     )
     hash: str | None = Field(None, description="sha256 of `record`; the attempt's ConfigMap carries the same.")
+    gpu_plan: GpuPlan | None = Field(None, description="The GPUs the model needs, as the GPU planner sized them.")
 
 
 class CheckpointRecord(WireModel):

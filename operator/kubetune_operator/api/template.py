@@ -66,6 +66,11 @@ class Resources(WireModel):
         None,
         description=f"GPU model, selected through the `{GPU_PRODUCT_LABEL}` node label, e.g. NVIDIA-H100-80GB-HBM3.",
     )
+    gpu_memory: Quantity | None = Field(
+        None,
+        description="Memory of one GPU, e.g. 80G, which the GPU planner sizes jobs against. Default: the "
+        "gpuProduct's (a -NNGB in its name), else 80G.",
+    )
     node_selector: dict[str, LabelValue] = Field(default_factory=dict, description="Extra node selector labels.")
     tolerations: list[Toleration] = Field(
         default_factory=list, max_length=32, description="Tolerations of trainer pods."

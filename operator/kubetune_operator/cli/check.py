@@ -22,6 +22,7 @@ from ..api.errors import InvalidResourceError
 from ..api.manifest_yaml import ManifestYamlError
 from ..api.resources import BaseModelTemplate
 from ..resolve.catalog import Catalog, load_catalog
+from ..resolve.gpu_plan import template_plans
 from ..resolve.selection import expectations_of, recommend
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ def _print_template(inspection: ModelInspection, *, catalog: Catalog, named: Bas
     if facts is None:
         return
     warnings = list(inspection.check.warnings)
+    template = named
     if named is not None:
         print(f"template: {named.name}")
     else:
@@ -134,6 +136,9 @@ def _print_template(inspection: ModelInspection, *, catalog: Catalog, named: Bas
         for reason in advice.reasons:
             print(f"  because {reason}")
         warnings = [*advice.warnings, *warnings]
+    if template is not None and template.spec.resources.gpus_per_node > 0:
+        for how, plan in template_plans(template.spec, parameters=facts.parameters, max_positions=facts.max_positions):
+            print(f"gpus ({how}): {plan.describe()}")
     seen: set[str] = set()
     for warning in warnings:
         if warning.reason not in seen:

@@ -14,6 +14,7 @@ from kubetune_trainer.contract import ModelFacts
 from ..api.errors import InvalidResourceError
 from ..api.manifest_yaml import ManifestYamlError
 from ..resolve.catalog import Catalog, load_catalog
+from ..resolve.gpu_plan import template_plans
 from ..resolve.selection import human_count, recommend
 
 _COUNT = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([kKmMbBtT]?)\s*$")
@@ -109,4 +110,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(f"  because {reason}")
     for warning in advice.warnings:
         print(f"  warning {warning.reason}: {warning.message}")
+    if template is not None:
+        for how, plan in template_plans(template.spec, parameters=facts.parameters, max_positions=facts.max_positions):
+            print(f"gpus ({how}): {plan.describe()}")
     return 0

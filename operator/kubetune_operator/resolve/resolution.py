@@ -15,12 +15,14 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from kubetune_trainer.contract import (
+    LoraConfig,
     ModelFacts,
     WarningNote,
     WireModel,
 )
 
 from ..api.errors import FieldError, field_errors
+from ..api.gpu_plan import GpuPlan
 from ..api.record import ResolvedJob
 from ..api.resources import BaseModelTemplate
 from ..api.spec import (
@@ -31,6 +33,7 @@ from ..api.spec import (
 )
 from ..api.status import Resolved
 from ..settings import OperatorSettings
+from .gpu_plan import plan_gpus
 from .limits import checked_hyperparameters, checked_lora
 from .selection import expectations_of, mismatch_warnings, recommend
 
@@ -273,6 +276,7 @@ def _apply(
         )
     output_uri = spec.output.uri if spec.output else f"{_scoped(settings.default_output_uri, namespace)}/{job_name}"
     preflight = settings.preflight and template.metadata.annotations.get(PREFLIGHT_ANNOTATION, "true") != "false"
+    gpu_plan = _gpu_plan(spec, template, facts=facts, lora=lora, seq=hyperparameters.max_seq_length, errors=found)
     return ResolvedJob(
         template=expectations_of(template),
         model_repo=repo,
@@ -295,7 +299,8 @@ def _apply(
         strategy=tspec.training.strategy,
         precision=tspec.training.precision,
         master_weights=tspec.training.master_weights,
-        gradient_checkpointing=tspec.training.gradient_checkpointing,
+        gradient_checkpointing=gpu_plan.gradient_checkpointing if gpu_plan else tspec.training.gradient_checkpointing,
+        gpu_plan=gpu_plan,
         attention=tspec.training.attention,
         compile=tspec.training.compile,
         expected_tokens_per_second_per_gpu=tspec.training.expected_tokens_per_second_per_gpu,
@@ -304,6 +309,38 @@ def _apply(
         priority_class_name=spec.priority_class_name,
         warnings=warnings,
     )
+
+
+def _gpu_plan(
+    spec: FineTuneJobSpec,
+    template: BaseModelTemplate,
+    *,
+    facts: ModelFacts | None,
+    lora: LoraConfig | None,
+    seq: int,
+    errors: list[FieldError],
+) -> GpuPlan | None:
+    """The GPU planner's sizing (None on a CPU template); a spec.gpus it cannot run goes to `errors`."""
+    if template.spec.resources.gpus_per_node == 0:
+        if spec.gpus is not None:
+            errors.append(FieldError("spec.gpus", str(spec.gpus), f"template {template.name} runs on CPUs only"))
+        return None
+    try:
+        return plan_gpus(
+            template.spec,
+            parameters=facts.parameters if facts is not None and facts.parameters else None,
+            lora_rank=lora.r if lora is not None else None,
+            max_seq_length=seq,
+            requested_gpus=spec.gpus,
+        )
+    except ValueError as error:
+        errors.append(FieldError("spec.gpus", str(spec.gpus), str(error)))
+        return plan_gpus(
+            template.spec,
+            parameters=facts.parameters if facts is not None and facts.parameters else None,
+            lora_rank=lora.r if lora is not None else None,
+            max_seq_length=seq,
+        )
 
 
 def _scoped(uri: str, namespace: str) -> str:
@@ -351,4 +388,5 @@ def status_resolved(job: ResolvedJob, facts: ModelFacts | None = None, *, record
         lora=job.lora,
         record=stored,
         hash=stored.digest() if stored is not None else None,
+        gpu_plan=job.gpu_plan,
     )

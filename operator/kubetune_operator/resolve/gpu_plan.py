@@ -1,0 +1,231 @@
+"""How many GPUs and nodes a fine-tune needs, from the model's size and the template's GPUs. Pure.
+
+Built on the trainer's memory model (`kubetune_trainer.memory_model`, which imports no torch):
+for each GPU count from one up to the template's maximum (nodes x gpusPerNode) the planner
+estimates the peak bytes on one GPU for one micro-batch of `maxSeqLength` tokens (the least the
+trainer's token budget ever plans) and keeps the first count that fits the template's memory per
+GPU, less the memory model's reserve and usable fraction. Activation checkpointing is turned on
+only when the count would not fit without it. Under DDP every GPU holds the whole model, so more
+GPUs never make it fit: the plan is one GPU or none. Under FSDP the weights, gradients and
+optimizer state divide by the GPU count. Within one node any count up to gpusPerNode is planned;
+past one node only whole nodes are.
+
+A template knows the parameter count, not the layer shapes: the shape is a Llama-like decoder of
+that size (`shape_for_parameters`), which sets the activations only; the static memory (weights,
+gradients, AdamW state) uses the exact count. A job can ask for more GPUs than planned
+(`spec.gpus`), never for more than the template's maximum.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from kubetune_trainer.contract import MasterWeights, Precision, Strategy
+from kubetune_trainer.memory_model import (
+    RESERVE_BYTES,
+    USABLE_FRACTION,
+    ModelShape,
+    TrainingSetup,
+    estimate,
+)
+
+from ..api.gpu_plan import GpuPlan
+from ..api.template import BaseModelTemplateSpec
+
+GB = 1000**3
+GIB = 1024**3
+__all__ = ["GpuPlan", "gpu_memory_bytes", "plan_gpus", "quantity_bytes", "shape_for_parameters"]
+DEFAULT_GPU_MEMORY_BYTES = 80 * GB
+"""Memory per GPU when neither resources.gpuMemory nor the gpuProduct name says it: an 80 GB H100/A100."""
+GPU_MEMORY_OF_PRODUCT: dict[str, int] = {
+    "NVIDIA-H100-80GB-HBM3": 80 * GB,
+    "NVIDIA-H200": 141 * GB,
+    "NVIDIA-A100-SXM4-40GB": 40 * GB,
+    "NVIDIA-A100-SXM4-80GB": 80 * GB,
+    "NVIDIA-L40S": 48 * GB,
+}
+"""Memory per GPU of the nvidia.com/gpu.product values kubetune knows (vendor figures, decimal GB)."""
+_GB_IN_NAME = re.compile(r"-(\d+)GB\b")
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_QUANTITY_UNITS = {None: 1, "k": 1000, "M": 1000**2, "G": GB, "T": 1000**4}
+_QUANTITY_UNITS.update({"Ki": 1024, "Mi": 1024**2, "Gi": GIB, "Ti": 1024**4})
+HEAD_DIM = 128
+"""Head width of the shape assumed from a parameter count (Llama, Mistral, Qwen2.5 all use 128)."""
+ASSUMED_VOCAB = 32000
+ACTIVATION_HEADROOM = 1
+"""Micro-batches planned on one GPU: one, of maxSeqLength tokens (the trainer's floor)."""
+
+
+def quantity_bytes(quantity: int | str) -> int:
+    """A Kubernetes quantity (`80Gi`, `141G`, an integer) in bytes; ValueError names the bad value."""
+    if isinstance(quantity, int):
+        return quantity
+    match = _QUANTITY.match(quantity)
+    if match is None:
+        raise ValueError(f"resources.gpuMemory {quantity!r} is not a quantity: write e.g. 80Gi or 141G")
+    return int(float(match.group(1)) * _QUANTITY_UNITS[match.group(2)])
+
+
+def gpu_memory_bytes(spec: BaseModelTemplateSpec) -> int:
+    """resources.gpuMemory; else the known gpuProduct's; else its name's `-NNGB`; else 80 GB."""
+    resources = spec.resources
+    if resources.gpu_memory is not None:
+        return quantity_bytes(resources.gpu_memory)
+    product = resources.gpu_product or ""
+    if product in GPU_MEMORY_OF_PRODUCT:
+        return GPU_MEMORY_OF_PRODUCT[product]
+    named = _GB_IN_NAME.search(product)
+    return int(named.group(1)) * GB if named else DEFAULT_GPU_MEMORY_BYTES
+
+
+def shape_for_parameters(parameters: int) -> ModelShape:
+    """A Llama-like decoder of `parameters` parameters: 12 x layers x hidden^2 with hidden = 128 x layers.
+
+    Llama-2-7B (4096 hidden, 32 layers) and the 8B Llamas sit on that line; only activations
+    depend on it, the parameter count itself is kept exact.
+    """
+    hidden = max(HEAD_DIM, round((HEAD_DIM * parameters / 12) ** (1 / 3) / HEAD_DIM) * HEAD_DIM)
+    layers = max(1, round(hidden / HEAD_DIM))
+    heads = hidden // HEAD_DIM
+    intermediate = math.ceil(8 * hidden / 3 / 256) * 256
+    return ModelShape(hidden, layers, intermediate, heads, heads, ASSUMED_VOCAB, HEAD_DIM, False, parameters)
+
+
+def _counts(max_nodes: int, gpus_per_node: int) -> list[tuple[int, int]]:
+    """(nodes, GPUs per node) from fewest GPUs up: 1..gpusPerNode on one node, then whole nodes."""
+    within = [(1, g) for g in range(1, gpus_per_node + 1)]
+    return within + [(n, gpus_per_node) for n in range(2, max_nodes + 1)]
+
+
+def plan_gpus(
+    spec: BaseModelTemplateSpec,
+    *,
+    parameters: int | None = None,
+    shape: ModelShape | None = None,
+    lora_rank: int | None,
+    strategy: Strategy | None = None,
+    precision: Precision | None = None,
+    master_weights: MasterWeights | None = None,
+    max_seq_length: int | None = None,
+    requested_gpus: int | None = None,
+) -> GpuPlan:
+    """The fewest GPUs of `spec`'s maximum that fit the model, or `requested_gpus` when the job asks for more.
+
+    `parameters` defaults to the template's, `shape` to a Llama-like one of that size; the other
+    settings default to the template's. `lora_rank` None is full fine-tuning. ValueError when
+    `requested_gpus` is past the template's maximum or not a whole number of nodes.
+    """
+    training = spec.training
+    count = parameters if parameters is not None else spec.parameters
+    model = shape if shape is not None else shape_for_parameters(count)
+    strategy = strategy or training.strategy
+    precision = precision or training.precision
+    master = master_weights or training.master_weights
+    seq = max_seq_length or spec.max_seq_length
+    memory = gpu_memory_bytes(spec)
+    usable = int(memory * USABLE_FRACTION) - RESERVE_BYTES
+    per_node = max(1, spec.resources.gpus_per_node)
+    counts = _counts(spec.resources.nodes, per_node)
+    max_gpus = counts[-1][0] * counts[-1][1]
+
+    def at(nodes: int, gpus: int, checkpointing: bool) -> tuple[int, int, int]:
+        total = nodes * gpus
+        setup = TrainingSetup.for_run(
+            model,
+            precision=precision.value,
+            master_weights=master.value,
+            lora_rank=lora_rank,
+            gradient_checkpointing=checkpointing,
+            shards=total if strategy is Strategy.FSDP else 1,
+            ddp_buckets=strategy is Strategy.DDP and total > 1,
+        )
+        figures = estimate(model, setup, micro_batch_tokens=seq * ACTIVATION_HEADROOM)
+        return figures.total, figures.static, figures.activations + figures.loss_chunk
+
+    def plan(nodes: int, gpus: int, requested: bool) -> GpuPlan | None:
+        for checkpointing in dict.fromkeys([training.gradient_checkpointing, True]):
+            total, static, activations = at(nodes, gpus, checkpointing)
+            if total <= usable or (requested and checkpointing):
+                return GpuPlan(
+                    gpus=nodes * gpus,
+                    nodes=nodes,
+                    gpus_per_node=gpus,
+                    gradient_checkpointing=checkpointing,
+                    fits=total <= usable,
+                    requested=requested,
+                    per_gpu_bytes=total,
+                    usable_bytes=max(usable, 0),
+                    gpu_memory_bytes=memory,
+                    static_bytes=static,
+                    activation_bytes=activations,
+                    max_gpus=max_gpus,
+                )
+        return None
+
+    if requested_gpus is not None:
+        for nodes, gpus in counts:
+            if nodes * gpus == requested_gpus:
+                chosen = plan(nodes, gpus, requested=True)
+                assert chosen is not None
+                planned = plan_gpus(
+                    spec,
+                    parameters=count,
+                    shape=model,
+                    lora_rank=lora_rank,
+                    strategy=strategy,
+                    precision=precision,
+                    master_weights=master,
+                    max_seq_length=seq,
+                )
+                if planned.gpus <= requested_gpus:
+                    return chosen
+                return planned
+        raise ValueError(
+            f"spec.gpus {requested_gpus} is not a count this template runs: 1 to {per_node} on one node, or a "
+            f"multiple of {per_node} up to {max_gpus} (the template's nodes x gpusPerNode)"
+        )
+    for nodes, gpus in counts:
+        if strategy is Strategy.DDP and nodes * gpus > 1:
+            break
+        found = plan(nodes, gpus, requested=False)
+        if found is not None:
+            return found
+    # Nothing fits: the template's maximum (FSDP) or one GPU (DDP), marked as not fitting.
+    nodes, gpus = counts[-1] if strategy is Strategy.FSDP else (1, 1)
+    total, static, activations = at(nodes, gpus, True)
+    return GpuPlan(
+        gpus=nodes * gpus,
+        nodes=nodes,
+        gpus_per_node=gpus,
+        gradient_checkpointing=True,
+        fits=False,
+        per_gpu_bytes=total,
+        usable_bytes=max(usable, 0),
+        gpu_memory_bytes=memory,
+        static_bytes=static,
+        activation_bytes=activations,
+        max_gpus=max_gpus,
+    )
+
+
+def default_lora_rank(spec: BaseModelTemplateSpec) -> int | None:
+    """The rank a job on `spec` trains LoRA at by default (the template's, else its maximum); None: no LoRA."""
+    bounds = spec.limits.lora_training
+    if bounds is None:
+        return None
+    return spec.training.lora.r or bounds.max_rank
+
+
+def template_plans(
+    spec: BaseModelTemplateSpec, *, parameters: int | None = None, max_positions: int | None = None
+) -> list[tuple[str, GpuPlan]]:
+    """The plan for each way `spec` trains at its defaults: (`LoRA r=N` or `full`, plan)."""
+    seq = min(spec.max_seq_length, max_positions) if max_positions else spec.max_seq_length
+    plans: list[tuple[str, GpuPlan]] = []
+    rank = default_lora_rank(spec)
+    if rank is not None:
+        plans.append((f"LoRA r={rank}", plan_gpus(spec, parameters=parameters, lora_rank=rank, max_seq_length=seq)))
+    if spec.limits.full_training is not None:
+        plans.append(("full", plan_gpus(spec, parameters=parameters, lora_rank=None, max_seq_length=seq)))
+    return plans

@@ -1,0 +1,147 @@
+"""The GPU planner: the fewest GPUs of a template's maximum that fit the model, checked against published figures.
+
+Published figures used:
+- ZeRO (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter Models",
+  SC20, arXiv:1910.02054, section 3.1 and figure 1): mixed-precision Adam keeps 2 (fp16 weights)
+  + 2 (fp16 gradients) + 12 (fp32 master weights, momentum, variance) = 16 bytes per parameter;
+  a 7.5B model needs 120 GB unsharded, and 1.9 GB per device when all three are partitioned
+  over 64 devices (ZeRO stage 3, "Pos+g+p", figure 1).
+- Llama-2-7B (Touvron et al. 2023, arXiv:2307.09288; 6,738,415,616 parameters in the template):
+  16 bytes x 6.74B = 108 GB of weights, gradients and AdamW state, more than one 80 GB GPU holds.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kubetune_operator.api.template import BaseModelTemplateSpec
+from kubetune_operator.resolve.catalog import load_catalog
+from kubetune_operator.resolve.gpu_plan import (
+    GB,
+    gpu_memory_bytes,
+    plan_gpus,
+    quantity_bytes,
+    shape_for_parameters,
+    template_plans,
+)
+from kubetune_operator.resolve.resolution import resolve_job, status_resolved
+from kubetune_trainer.contract import ModelFacts, Strategy
+from kubetune_trainer.memory_model import TrainingSetup, estimate
+
+from .core_builders import CATALOG, JOB, SETTINGS, spec
+
+ZERO_MODEL_PARAMETERS = 7_500_000_000
+SMOL_PARAMETERS = 134_515_008
+
+
+def _template(name: str, **resources: object) -> BaseModelTemplateSpec:
+    found = load_catalog().find(name)
+    assert found is not None
+    if not resources:
+        return found.spec
+    return found.spec.model_copy(update={"resources": found.spec.resources.model_copy(update=resources)})
+
+
+def test_mixed_precision_adamw_holds_16_bytes_per_parameter_as_in_the_zero_paper() -> None:
+    shape = shape_for_parameters(ZERO_MODEL_PARAMETERS)
+    setup = TrainingSetup.for_run(shape, precision="bf16", master_weights="fp32", lora_rank=None)
+    static = estimate(shape, setup, micro_batch_tokens=1).static
+    assert static == 16 * ZERO_MODEL_PARAMETERS
+    assert static == 120 * GB  # ZeRO figure 1, baseline
+
+
+def test_sharding_over_64_gpus_divides_the_16_bytes_as_zero_stage_3_does() -> None:
+    shape = shape_for_parameters(ZERO_MODEL_PARAMETERS)
+    setup = TrainingSetup.for_run(shape, precision="bf16", master_weights="fp32", lora_rank=None, shards=64)
+    static = estimate(shape, setup, micro_batch_tokens=1).static
+    assert static / GB == pytest.approx(1.875, abs=0.01)  # ZeRO figure 1, Pos+g+p: 1.9 GB
+
+
+def test_llama_2_7b_full_fine_tune_needs_more_than_one_80gb_gpu() -> None:
+    llama = _template("llama-2-7b-chat")
+    plan = plan_gpus(llama, lora_rank=None)
+    assert plan.gpu_memory_bytes == 80 * GB
+    assert plan.fits
+    assert plan.gpus > 1
+    # The static memory unsharded is the 108 GB the ZeRO arithmetic gives: over 80 GB before activations.
+    assert plan.static_bytes * plan.gpus >= 16 * llama.parameters - plan.gpus
+    unsharded = plan_gpus(llama, lora_rank=None, strategy=Strategy.DDP)
+    assert unsharded.gpus == 1
+    assert not unsharded.fits
+    assert "does not fit" in unsharded.describe()
+
+
+def test_a_135m_model_never_holds_8_gpus() -> None:
+    llama = _template("llama-2-7b-chat")
+    assert llama.resources.gpus_per_node == 8
+    for how, plan in template_plans(llama, parameters=SMOL_PARAMETERS, max_positions=8192):
+        assert (how, plan.gpus, plan.nodes, plan.fits) == (how, 1, 1, True)
+
+
+def test_lora_on_a_7b_model_fits_one_gpu_where_full_training_does_not() -> None:
+    plans = dict(template_plans(_template("llama-2-7b-chat")))
+    assert plans["LoRA r=64"].gpus == 1
+    assert plans["full"].gpus > 1
+
+
+def test_past_one_node_only_whole_nodes_are_planned() -> None:
+    mixtral = _template("mixtral-8x7b-instruct-v0.1")
+    assert (mixtral.resources.nodes, mixtral.resources.gpus_per_node) == (2, 8)
+    plan = plan_gpus(mixtral, lora_rank=None, max_seq_length=4096)
+    assert plan.gpus > 8
+    assert plan.gpus == plan.nodes * 8
+
+
+def test_activation_checkpointing_is_turned_on_only_when_the_gpu_count_needs_it() -> None:
+    small = _template("llama-3.2-1b-instruct")
+    assert not small.training.gradient_checkpointing
+    short = plan_gpus(small, lora_rank=None, max_seq_length=2048)
+    assert not short.gradient_checkpointing
+    long = plan_gpus(small, lora_rank=None, max_seq_length=131072)
+    assert long.gradient_checkpointing
+    assert long.fits
+
+
+def test_the_job_can_ask_for_more_gpus_but_never_fewer_than_fit_nor_past_the_maximum() -> None:
+    llama = _template("llama-2-7b-chat")
+    needed = plan_gpus(llama, lora_rank=None).gpus
+    more = plan_gpus(llama, lora_rank=None, requested_gpus=8)
+    assert (more.gpus, more.requested) == (8, True)
+    fewer = plan_gpus(llama, lora_rank=None, requested_gpus=1)
+    assert (fewer.gpus, fewer.requested) == (needed, False)
+    with pytest.raises(ValueError, match="spec.gpus 12"):
+        plan_gpus(llama, lora_rank=None, requested_gpus=12)
+
+
+def test_memory_per_gpu_comes_from_the_field_else_the_product_else_80gb() -> None:
+    assert gpu_memory_bytes(_template("llama-2-7b-chat")) == 80 * GB
+    assert gpu_memory_bytes(_template("llama-2-7b-chat", gpu_product="NVIDIA-H200")) == 141 * GB
+    assert gpu_memory_bytes(_template("llama-2-7b-chat", gpu_product="NVIDIA-A100-SXM4-40GB")) == 40 * GB
+    assert gpu_memory_bytes(_template("llama-2-7b-chat", gpu_product=None)) == 80 * GB
+    assert gpu_memory_bytes(_template("llama-2-7b-chat", gpu_memory="24Gi")) == 24 * 1024**3
+    assert quantity_bytes("141G") == 141 * GB
+    with pytest.raises(ValueError, match="resources.gpuMemory"):
+        quantity_bytes("lots")
+    # A bigger GPU needs fewer of them.
+    big = plan_gpus(_template("llama-2-7b-chat", gpu_product="NVIDIA-H200"), lora_rank=None)
+    assert big.gpus < plan_gpus(_template("llama-2-7b-chat"), lora_rank=None).gpus
+
+
+def test_the_plan_is_recorded_in_status_resolved_and_a_bad_gpus_names_the_field() -> None:
+    facts = ModelFacts(model_type="llama", architectures=["LlamaForCausalLM"], parameters=SMOL_PARAMETERS)
+    job_spec = spec(model="llama-2-7b-chat", fromHfModel="HuggingFaceTB/SmolLM2-135M-Instruct")
+    outcome = resolve_job(
+        job_spec, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS, facts=facts
+    )
+    assert outcome.job is not None
+    resolved = status_resolved(outcome.job, facts)
+    assert resolved.gpu_plan is not None
+    assert resolved.gpu_plan.gpus == 1
+    wire = resolved.to_wire()
+    assert wire["gpuPlan"]["gpus"] == 1
+    asked = spec(model="llama-2-7b-chat", fromHfModel="HuggingFaceTB/SmolLM2-135M-Instruct", gpus=64)
+    refused = resolve_job(
+        asked, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS, facts=facts
+    )
+    assert refused.job is None
+    assert any(error.startswith("spec.gpus") for error in refused.field_errors)
