@@ -68,6 +68,14 @@ def test_recommend_explains_itself_in_words() -> None:
     assert any(line.strip().startswith("warning NoArchitectureMatch:") for line in rest)
 
 
+def test_recommend_prints_the_gpu_plan_a_135m_model_gets_one_gpu_of_eight() -> None:
+    done = kubetune("templates", "recommend", "--model-type", "llama", "--parameters", "135M", "--max-positions", "8192")
+    assert done.returncode == 0, done.stderr
+    plans = [line for line in done.stdout.splitlines() if line.startswith("gpus (")]
+    assert [line.split(":")[0] for line in plans] == ["gpus (LoRA r=64)", "gpus (full)"]
+    assert all(": 1 GPU(s) on 1 node(s) planned (template maximum 8)" in line for line in plans)
+
+
 def test_recommend_refuses_a_parameter_count_it_cannot_read() -> None:
     done = kubetune("templates", "recommend", "--model-type", "llama", "--parameters", "lots")
     assert done.returncode == 2

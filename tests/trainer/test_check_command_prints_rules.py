@@ -49,6 +49,9 @@ def test_a_tiny_model_passes_every_rule_and_gets_a_template(
     assert f"recommended template: {template}" in out
     assert f"template(s) accept model_type {arch}" in out
     assert "warning SequenceLengthCapped" in out
+    # A tiny model is planned onto one GPU of the template's, whatever its maximum.
+    assert "gpus (LoRA r=" in out
+    assert all(" 1 GPU(s) on 1 node(s) planned" in line for line in out.splitlines() if line.startswith("gpus ("))
     assert out.rstrip().endswith("result: every rule passed")
 
 
