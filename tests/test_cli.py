@@ -69,7 +69,9 @@ def test_recommend_explains_itself_in_words() -> None:
 
 
 def test_recommend_prints_the_gpu_plan_a_135m_model_gets_one_gpu_of_eight() -> None:
-    done = kubetune("templates", "recommend", "--model-type", "llama", "--parameters", "135M", "--max-positions", "8192")
+    done = kubetune(
+        "templates", "recommend", "--model-type", "llama", "--parameters", "135M", "--max-positions", "8192"
+    )
     assert done.returncode == 0, done.stderr
     plans = [line for line in done.stdout.splitlines() if line.startswith("gpus (")]
     assert [line.split(":")[0] for line in plans] == ["gpus (LoRA r=64)", "gpus (full)"]

@@ -109,7 +109,7 @@ def test_the_job_can_ask_for_more_gpus_but_never_fewer_than_fit_nor_past_the_max
     assert (more.gpus, more.requested) == (8, True)
     fewer = plan_gpus(llama, lora_rank=None, requested_gpus=1)
     assert (fewer.gpus, fewer.requested) == (needed, False)
-    with pytest.raises(ValueError, match="spec.gpus 12"):
+    with pytest.raises(ValueError, match=r"spec\.gpus 12"):
         plan_gpus(llama, lora_rank=None, requested_gpus=12)
 
 
@@ -120,7 +120,7 @@ def test_memory_per_gpu_comes_from_the_field_else_the_product_else_80gb() -> Non
     assert gpu_memory_bytes(_template("llama-2-7b-chat", gpu_product=None)) == 80 * GB
     assert gpu_memory_bytes(_template("llama-2-7b-chat", gpu_memory="24Gi")) == 24 * 1024**3
     assert quantity_bytes("141G") == 141 * GB
-    with pytest.raises(ValueError, match="resources.gpuMemory"):
+    with pytest.raises(ValueError, match=r"resources\.gpuMemory"):
         quantity_bytes("lots")
     # A bigger GPU needs fewer of them.
     big = plan_gpus(_template("llama-2-7b-chat", gpu_product="NVIDIA-H200"), lora_rank=None)
