@@ -75,7 +75,7 @@ async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModel
         await running.view.create(finetunejob("single", tiny_spec(data, output={"uri": "pvc://models/single"})))
         lora = {"enabled": True, "r": 8, "alpha": 16, "merge": True}
         await running.view.create(finetunejob("lora", tiny_spec(data, lora=lora, output={"uri": "pvc://models/lora"})))
-        two_nodes = tiny_spec(data, model=TWO_NODE_TEMPLATE, output={"uri": "pvc://models/two-nodes"})
+        two_nodes = tiny_spec(data, model=TWO_NODE_TEMPLATE, output={"uri": "pvc://models/two-nodes"}, gpus=2)
         await running.view.create(finetunejob("two-nodes", two_nodes))
         watching = asyncio.create_task(TWO_NODE_PROCESSES.record(running, job="two-nodes"))
         yield running

@@ -63,7 +63,10 @@ async def cluster() -> AsyncIterator[ApiEmulator]:
 
 
 def _two_node_template(template: dict[str, Any]) -> dict[str, Any]:
-    """`two-nodes`: the Llama 3.2 1B template on 2 nodes x 2 GPUs, for multi-node jobs."""
+    """`two-nodes`: the Llama 3.2 1B template on 2 nodes x 2 GPUs, for multi-node jobs.
+
+    They ask for `gpus: 4`: the GPU planner puts a 1B model on one GPU.
+    """
     template = copy.deepcopy(template)
     template["metadata"] = {"name": "two-nodes"}
     template["spec"]["aliases"] = []

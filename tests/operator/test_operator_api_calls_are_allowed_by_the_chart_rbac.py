@@ -69,7 +69,7 @@ async def _lifecycle(cluster: ApiEmulator, actors: Actors) -> None:
     await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
     await until_phase(cluster, "flaky", "Succeeded")
     await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "flaky") is None, timeout=30, what="the TTL deletion")
-    pods = await to_running(cluster, actors, "wide", model="two-nodes")
+    pods = await to_running(cluster, actors, "wide", model="two-nodes", gpus=4)
     assert len(pods) == 2
 
 

@@ -23,7 +23,7 @@ async def test_every_object_the_operator_created_is_valid_and_restricted(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
     await pass_preflight(cluster, actors, "solo")
-    await pass_preflight(cluster, actors, "pair", model="two-nodes")
+    await pass_preflight(cluster, actors, "pair", model="two-nodes", gpus=4)
     await wait_for(lambda: len(_created(cluster)) >= 14, what="both jobs' children")
 
     created = _created(cluster)

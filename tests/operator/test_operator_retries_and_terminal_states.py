@@ -78,7 +78,7 @@ async def test_a_terminal_failure_deletes_the_surviving_pods(
     cluster: ApiEmulator, actors: Actors, start_operator: StartOperator
 ) -> None:
     await start_operator()
-    await pass_preflight(cluster, actors, "wide", model="two-nodes")
+    await pass_preflight(cluster, actors, "wide", model="two-nodes", gpus=4)
     pods = await run_attempt(cluster, actors, "wide", 1)
     assert len(pods) == 2
     fatal = trainer_failed(ErrorClass.VALUE_ERROR, "ShapeMismatch", retryable=False)

@@ -13,7 +13,7 @@ from .journeys import pass_preflight, run_attempt, until_phase
 async def test_two_node_job_gets_a_headless_service_and_an_indexed_job_that_rendezvous_at_pod_zero(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
-    await pass_preflight(cluster, actors, "duo", model="two-nodes")
+    await pass_preflight(cluster, actors, "duo", model="two-nodes", gpus=4)
 
     service = await wait_for(lambda: cluster.live(SERVICES, NAMESPACE, "duo-a1"), what="the headless Service")
     assert service["spec"]["clusterIP"] == "None"

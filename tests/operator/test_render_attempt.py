@@ -71,7 +71,7 @@ def test_the_role_allows_only_get_and_patch_on_this_jobs_status() -> None:
 
 
 def test_a_single_node_job_has_no_service_and_a_standalone_torchrun() -> None:
-    objects = render_attempt(resolved(), job=JOB, attempt=1, settings=SETTINGS)
+    objects = render_attempt(resolved(spec(gpus=8)), job=JOB, attempt=1, settings=SETTINGS)
     assert "Service" not in _by_kind(objects)
     (container,) = _pod(objects)["containers"]
     assert container["command"] == [
@@ -102,8 +102,18 @@ def test_a_multi_node_job_is_an_indexed_job_with_a_rendezvous_at_pod_zero() -> N
     assert ports == {"rendezvous": 29500, "metrics": SETTINGS.trainer_metrics_port}
 
 
+def test_the_pod_holds_the_gpus_the_model_needs_not_the_templates_maximum() -> None:
+    # LoRA on Llama-2-7B fits one 80 GB GPU: the template's eight are its maximum, not what a job holds.
+    planned = _pod(render_attempt(resolved(), job=JOB, attempt=1, settings=SETTINGS))
+    assert planned["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    full = _pod(render_attempt(resolved(spec(lora={"enabled": False})), job=JOB, attempt=1, settings=SETTINGS))
+    assert 1 < int(full["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) <= 8
+    (container,) = full["containers"]
+    assert container["command"][3:5] == ["--nproc-per-node", container["resources"]["limits"]["nvidia.com/gpu"]]
+
+
 def test_gpus_placement_and_memory_come_from_the_template() -> None:
-    pod = _pod(render_attempt(resolved(), job=JOB, attempt=1, settings=SETTINGS))
+    pod = _pod(render_attempt(resolved(spec(gpus=8)), job=JOB, attempt=1, settings=SETTINGS))
     resources = pod["containers"][0]["resources"]
     assert resources["requests"] == resources["limits"]
     assert resources["limits"]["nvidia.com/gpu"] == "8"

@@ -22,7 +22,10 @@ def test_a_new_job_resolves_and_starts_the_preflight_before_any_gpu() -> None:
     assert step.status.observed_generation == 1
     resolved = step.status.resolved
     assert resolved is not None
-    assert (resolved.template, resolved.nodes, resolved.gpus_per_node) == ("llama-2-7b-chat", 1, 8)
+    # LoRA on a 7B model: the GPU planner holds one of the template's eight.
+    assert (resolved.template, resolved.nodes, resolved.gpus_per_node) == ("llama-2-7b-chat", 1, 1)
+    assert resolved.gpu_plan is not None
+    assert resolved.gpu_plan.max_gpus == 8
     assert resolved.hyperparameters is not None
     assert resolved.hyperparameters.batch_size == 64
     validated = machine.condition(ConditionType.VALIDATED)
@@ -124,7 +127,7 @@ def test_success_finishes_the_remaining_stages_and_records_output_and_gpu_time()
     assert status.completion_time == T0 + timedelta(seconds=3600)
     assert status.output_model is not None
     assert status.output_model.uri == "s3://models/support-bot"
-    assert status.gpu_seconds == 3600 * 8
+    assert status.gpu_seconds == 3600 * 1  # one planned GPU for an hour
     assert [(e.reason, e.message) for e in step.events] == [
         ("StageStarted", "stage Saving started; Training finished: Training done"),
         ("StageStarted", "stage Upload started; Saving finished: Saving done"),

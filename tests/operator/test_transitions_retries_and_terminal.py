@@ -17,6 +17,9 @@ from .machine_harness import Machine, attempt_seen, creates, reasons, requeue, s
 
 PREEMPTED = JobError(error_class=ErrorClass.INTERNAL, reason="Preempted", message="node drained", retryable=True)
 
+PLANNED_GPUS = 1
+"""GPUs the default job holds: LoRA on llama-2-7b-chat fits one of the template's eight (the GPU planner)."""
+
 
 def _preempted(attempt: int, *, step: int | None = None) -> Observation:
     result = Result(outcome=Outcome.FAILED, exit_code=143, error=PREEMPTED, checkpoint_step=step)
@@ -110,7 +113,7 @@ def test_suspend_deletes_the_job_and_resume_starts_a_new_attempt_from_the_newest
     step = machine.tick(attempt_seen(1, RunState.RUNNING, pod_seconds=600, live_pods=1), at=600)
     assert step.status.phase == Phase.SUSPENDED
     assert DeleteAttempt(attempt=1) in step.actions
-    assert step.status.gpu_seconds == 600 * 8
+    assert step.status.gpu_seconds == 600 * PLANNED_GPUS
     assert machine.condition(ConditionType.SUSPENDED).status == ConditionStatus.TRUE
     assert reasons(step.events)[-1] == "Suspended"
     quiet = machine.tick(Observation(), at=700)
@@ -246,12 +249,12 @@ def test_gpu_seconds_add_up_over_attempts_and_warnings_of_a_failed_attempt_are_k
     noted = WarningNote(reason="SlowStorage", message="checkpoint upload took 300s")
     result = Result(outcome=Outcome.FAILED, exit_code=143, error=PREEMPTED, warnings=[noted])
     machine.tick(attempt_seen(1, RunState.FAILED, error=PREEMPTED, result=result, pod_seconds=100), at=100)
-    assert machine.status.gpu_seconds == 100 * 8
+    assert machine.status.gpu_seconds == 100 * PLANNED_GPUS
     assert noted in machine.status.warnings
     machine.tick(Observation(), at=130)
     machine.tick(attempt_seen(2, RunState.RUNNING), at=140)
     done = attempt_seen(2, RunState.SUCCEEDED, result=succeeded_result(), pod_seconds=50)
-    assert machine.tick(done, at=200).status.gpu_seconds == 150 * 8
+    assert machine.tick(done, at=200).status.gpu_seconds == 150 * PLANNED_GPUS
 
 
 def test_a_suspend_and_resume_uses_no_retry() -> None:
@@ -292,12 +295,12 @@ def test_gpu_time_of_a_failed_attempt_is_counted_once_when_the_job_is_suspended_
         machine.start_running()
         failed = _preempted(1).trainer.model_copy(update={"pod_seconds": 600.0})
         step = machine.tick(Observation(attempt=1, trainer=failed), at=600)
-        assert step.status.gpu_seconds == 600 * 8
+        assert step.status.gpu_seconds == 600 * PLANNED_GPUS
         machine.edit_spec(**edit)
         # The failed attempt's Job is still listed while it is being deleted.
         step = machine.tick(Observation(attempt=1, trainer=failed), at=710)
         assert step.status.phase in (Phase.SUSPENDED, Phase.FAILED)
-        assert step.status.gpu_seconds == 600 * 8, edit
+        assert step.status.gpu_seconds == 600 * PLANNED_GPUS, edit
 
 
 def test_a_training_heartbeat_from_before_kueue_took_the_admission_back_does_not_stall_the_readmitted_pods() -> None:
@@ -355,7 +358,7 @@ def test_cancel_removes_the_pods_and_ends_cancelled_keeping_the_checkpoints() ->
     step = machine.tick(attempt_seen(1, RunState.RUNNING, pod_seconds=600, live_pods=1), at=600)
     assert step.status.phase == Phase.CANCELLED
     assert DeleteAttempt(attempt=1) in step.actions
-    assert step.status.gpu_seconds == 600 * 8
+    assert step.status.gpu_seconds == 600 * PLANNED_GPUS
     assert step.status.completion_time is not None
     assert machine.condition(ConditionType.CANCELLED).status == ConditionStatus.TRUE
     assert reasons(step.events)[-1] == "Cancelled"

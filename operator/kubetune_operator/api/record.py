@@ -77,7 +77,7 @@ class ResolvedJob(WireModel):
     priority_class_name: str | None = Field(None, description="PriorityClass of trainer pods.")
     warnings: list[WarningNote] = Field(default_factory=list, description="What resolution noticed.")
     gpu_plan: GpuPlan | None = Field(
-        None, description="The GPUs the model needs (absent on CPU templates); pods still get the template's count."
+        None, description="The GPUs the model needs (absent on CPU templates): `resources` holds its nodes and GPUs."
     )
 
     @property

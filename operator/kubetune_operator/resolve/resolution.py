@@ -295,7 +295,11 @@ def _apply(
         wandb=spec.wandb,
         s3=spec.storage.s3 if spec.storage else None,
         image=tspec.image or settings.trainer_image,
-        resources=tspec.resources,
+        resources=(
+            tspec.resources.model_copy(update={"nodes": gpu_plan.nodes, "gpus_per_node": gpu_plan.gpus_per_node})
+            if gpu_plan is not None
+            else tspec.resources
+        ),
         strategy=tspec.training.strategy,
         precision=tspec.training.precision,
         master_weights=tspec.training.master_weights,
