@@ -129,14 +129,22 @@ def test_memory_per_gpu_comes_from_the_field_else_the_product_else_80gb() -> Non
 
 def test_the_plan_is_recorded_in_status_resolved_and_a_bad_gpus_names_the_field() -> None:
     facts = ModelFacts(model_type="llama", architectures=["LlamaForCausalLM"], parameters=SMOL_PARAMETERS)
-    job_spec = spec(model="llama-2-7b-chat", fromHfModel="HuggingFaceTB/SmolLM2-135M-Instruct")
+    # Full fine-tuning: the template's own 6.7B needs several GPUs; the preflight's 135M needs one.
+    job_spec = spec(model="llama-2-7b-chat", fromHfModel="HuggingFaceTB/SmolLM2-135M-Instruct", lora={"enabled": False})
+    before = resolve_job(job_spec, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS)
+    assert before.job is not None
+    assert before.job.gpu_plan is not None
+    assert before.job.gpu_plan.gpus > 1
     outcome = resolve_job(
         job_spec, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS, facts=facts
     )
     assert outcome.job is not None
-    resolved = status_resolved(outcome.job, facts)
+    resolved = status_resolved(outcome.job, facts, record=True)
     assert resolved.gpu_plan is not None
     assert resolved.gpu_plan.gpus == 1
+    assert (resolved.nodes, resolved.gpus_per_node) == (1, 1)
+    assert resolved.record is not None
+    assert resolved.record.resources.gpus_per_node == 1  # what every attempt's pods are rendered from
     wire = resolved.to_wire()
     assert wire["gpuPlan"]["gpus"] == 1
     asked = spec(model="llama-2-7b-chat", fromHfModel="HuggingFaceTB/SmolLM2-135M-Instruct", gpus=64)
