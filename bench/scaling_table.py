@@ -6,9 +6,10 @@
 
 Pure arithmetic, no GPU: the plan is the operator's GPU planner (kubetune_operator.resolve.gpu_plan)
 at each template's defaults (its maxSeqLength, LoRA at its default rank, full training where the
-template offers it). Tokens/s = MFU x peak x GPUs / FLOPs per token, with the MFU an assumption
-(ASSUMED_MFU; no GPU measurement exists yet) and FLOPs per token 6N (PaLM's model-FLOPs
-definition, the one the trainer's reported MFU uses).
+template offers it). Tokens/s = MFU x peak x GPUs / FLOPs per token, with the single-GPU MFU
+measured on one H200 (docs/performance.md, issue 13: a Llama-3.2-1B shape at 2,048 tokens) and
+FLOPs per token 6N (PaLM's model-FLOPs definition, the one the trainer's reported MFU uses);
+scaling across GPUs is assumed perfect (not measured).
 """
 
 from __future__ import annotations
@@ -26,8 +27,12 @@ from kubetune_trainer.memory_model import TrainingSetup
 DOC = Path(__file__).resolve().parent.parent / "docs" / "scaling.md"
 BEGIN = "<!-- scaling-table:begin (bench/scaling_table.py --write) -->"
 END = "<!-- scaling-table:end -->"
-ASSUMED_MFU = 0.40
-"""Single-GPU model FLOPs utilization assumed for the tokens/s column: not measured on any GPU yet."""
+MEASURED_MFU_FULL = 0.358
+"""Full fine-tune, eager, one H200 (docs/performance.md, the gpu-bench yardstick, 2026-12-04)."""
+MEASURED_MFU_LORA = 0.389
+"""LoRA r 64 all-linear, eager, same run."""
+MEASURED_MFU_COMPILED = 0.433
+"""Full fine-tune with compile on (bench/gpu_throughput.py, same GPU): templates with `compile: true`."""
 PEAK_FLOPS_OF_PRODUCT = {"NVIDIA-H100-80GB-HBM3": 989e12, "NVIDIA-H200": 989e12}
 """Dense bf16 tensor-core peak (NVIDIA datasheets), the figure the trainer's gpu_stats uses too."""
 DEFAULT_PEAK_FLOPS = 989e12
@@ -53,18 +58,25 @@ def checkpoint_bytes(spec: BaseModelTemplateSpec, plan_name: str) -> int:
     return spec.parameters * (setup.weight_bytes + setup.optimizer_bytes)
 
 
-def tokens_per_second(spec: BaseModelTemplateSpec, plan: GpuPlan) -> float:
-    """MFU x peak x GPUs / (6 x N): the job's trained tokens per second at the assumed MFU."""
+def mfu(spec: BaseModelTemplateSpec, plan_name: str) -> float:
+    """The measured single-GPU MFU this row uses: compiled where the template compiles, else LoRA's or full's."""
+    if spec.training.compile:
+        return MEASURED_MFU_COMPILED
+    return MEASURED_MFU_LORA if plan_name.startswith("LoRA") else MEASURED_MFU_FULL
+
+
+def tokens_per_second(spec: BaseModelTemplateSpec, plan: GpuPlan, plan_name: str) -> float:
+    """MFU x peak x GPUs / (6 x N): the job's trained tokens per second at the measured single-GPU MFU."""
     peak = PEAK_FLOPS_OF_PRODUCT.get(spec.resources.gpu_product or "", DEFAULT_PEAK_FLOPS)
-    return ASSUMED_MFU * peak * plan.gpus / (FLOPS_PER_PARAMETER_TOKEN * spec.parameters)
+    return mfu(spec, plan_name) * peak * plan.gpus / (FLOPS_PER_PARAMETER_TOKEN * spec.parameters)
 
 
 def table() -> str:
     """The Markdown table, one row per template and training kind."""
     rows = [
         "| template | params | training | seq | max GPUs | planned GPUs x nodes | activation ckpt | "
-        "GiB per GPU (of usable) | fits | checkpoint GB | tokens/s (job) |",
-        "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: |",
+        "GiB per GPU (of usable) | fits | checkpoint GB | MFU | tokens/s (job) |",
+        "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: | ---: |",
     ]
     for template in load_catalog():
         spec = template.spec
@@ -73,8 +85,8 @@ def table() -> str:
                 f"| {template.name} | {spec.parameters / 1e9:.2f}B | {how} | {spec.max_seq_length} | {plan.max_gpus} | "
                 f"{plan.gpus} x {plan.nodes} | {'on' if plan.gradient_checkpointing else 'off'} | "
                 f"{plan.per_gpu_bytes / 1024**3:.1f} ({plan.usable_bytes / 1024**3:.1f}) | "
-                f"{'yes' if plan.fits else 'no'} | {checkpoint_bytes(spec, how) / GB:.1f} | "
-                f"{tokens_per_second(spec, plan):,.0f} |"
+                f"{'yes' if plan.fits else 'no'} | {checkpoint_bytes(spec, how) / GB:.1f} | {mfu(spec, how):.1%} | "
+                f"{tokens_per_second(spec, plan, how):,.0f} |"
             )
     return "\n".join(rows)
 
