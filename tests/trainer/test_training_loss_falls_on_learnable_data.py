@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -47,16 +48,23 @@ def test_eval_loss_falls_and_every_step_is_reported(tiny_llama: TinyModel, tmp_p
     assert after < 0.75 * before, (before, after)
 
     steps = [p for p in reporter.progresses if p.loss is not None and p.eval_loss is None]
-    assert [p.step for p in steps] == list(range(1, 37))
+    # Every step once, in order; a step is reported again only to carry the checkpoint or evaluation
+    # it just completed (progress.recentCheckpoints / recentEvals), as soon as it is complete.
+    assert list(dict.fromkeys(p.step for p in steps)) == list(range(1, 37))
+    repeated = [p for earlier, p in itertools.pairwise(steps) if p.step == earlier.step]
+    assert 18 in [p.step for p in repeated]
+    assert all(p.step in [r.step for r in (*p.recent_checkpoints, *p.recent_evals)] for p in repeated)
+    steps = [p for p in steps if not any(p is again for again in repeated)]  # each step's own report
     assert all(p.total_steps == 36 and p.tokens_per_second and p.tokens_per_second > 0 for p in steps)
     assert all(p.learning_rate is not None and p.eta_seconds is not None for p in steps)
     assert steps[-1].epoch is not None
     assert math.isclose(steps[-1].epoch, 3.0)
     evals = [p for p in reporter.progresses if p.eval_loss is not None]
-    assert [p.step for p in evals] == [0, 12, 24, 36]  # one before training, then n_evals spread out
+    # One before training, then n_evals spread out (the last step's report repeats it with the last checkpoint).
+    assert list(dict.fromkeys(p.step for p in evals)) == [0, 12, 24, 36]
 
     # n_checkpoints=2: complete checkpoints at the middle and the end, nothing half-written left over.
-    checkpoints = sorted(p.name for p in (tmp_path / "ckpt" / "tiny" / "uid-1234").iterdir())  # one per job uid
+    checkpoints = sorted(p.name for p in (tmp_path / "ckpt" / "tiny" / "uid-1234").glob("step-*"))  # one per job uid
     assert checkpoints == ["step-00000018", "step-00000036"]
     last = tmp_path / "ckpt" / "tiny" / "uid-1234" / "step-00000036"
     files = {p.relative_to(last).as_posix() for p in last.rglob("*") if p.is_file()}
