@@ -114,6 +114,7 @@ def test_the_loop_evaluates_and_saves_only_inside_the_pause(tiny_llama: TinyMode
     )
 
     assert [step for step, _ in result.eval_losses] == [0, 2]
-    # Reports: the evaluation before training (1), step 1 (2), step 2 (3), step 2's evaluation (4).
+    # Reports: the evaluation before training (1), step 1 (2), step 1 again carrying its checkpoint, sent
+    # once the save is done (3), step 2 (4), step 2's evaluation (5).
     # Pauses: the evaluation before training; step 1's save; step 2's evaluation; step 2's save.
-    assert pauses == [(0, 0, 0, 0), (0, 2, 1, 2), (1, 3, 1, 3), (1, 4, 2, 4)]
+    assert pauses == [(0, 0, 0, 0), (0, 2, 1, 2), (1, 4, 1, 4), (1, 5, 2, 5)]

@@ -47,7 +47,8 @@ def _train(
     initialize.run(ctx)
     train.run(ctx)
     weights = {name: tensor.detach().clone() for name, tensor in ctx.model.state_dict().items()}
-    losses = [p.loss for p in reporter.progresses if p.loss is not None]
+    # One loss per step (a step's report may be repeated to carry the checkpoint it just completed).
+    losses = list({p.step: p.loss for p in reporter.progresses if p.loss is not None}.values())
     return weights, losses, ctx, reporter
 
 
