@@ -49,6 +49,10 @@ def stamp(moment: datetime | None = None) -> str:
     return (moment or datetime.now(tz=UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class JobGone(AssertionError):
+    """The batch Job a test's controller pass was for is gone (a failure, unless the test expects the race)."""
+
+
 async def wait_for(check: Callable[[], Any], *, timeout: float = 30.0, what: str = "condition") -> Any:
     """Poll `check` until it returns something truthy; fail naming `what` after `timeout` seconds."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -125,7 +129,8 @@ class Actors:
         """The Job controller's pass over the pods' phases; the Job must then have condition `kind` (and `reason`)."""
         await (await self._job_controller()).reconcile(self.namespace, job_name)
         job = self.cluster.live(JOBS, self.namespace, job_name)
-        assert job is not None, f"batch Job {job_name} does not exist"
+        if job is None:
+            raise JobGone(f"batch Job {job_name} does not exist")
         conditions = [
             (c["type"], c.get("reason", "")) for c in (job.get("status") or {}).get("conditions", [])
             if c.get("status") == "True"

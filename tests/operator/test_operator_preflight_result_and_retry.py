@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from kubetune_sandbox.emulator import ApiEmulator
 from kubetune_trainer.contract import ErrorClass
 
-from .cluster_actors import NAMESPACE, Actors, preflight_passed, trainer_failed, wait_for
+from .cluster_actors import NAMESPACE, Actors, JobGone, preflight_passed, trainer_failed, wait_for
 from .conftest import JOBS, RunningOperator, event_reasons, job_manifest, status_of
 
 
@@ -37,7 +38,11 @@ async def test_a_retryable_preflight_failure_runs_the_preflight_again(
     (pod,) = await actors.start_pods("flaky-preflight")
     hub_down = trainer_failed(ErrorClass.INTERNAL, "HubUnavailable", retryable=True)
     await actors.terminate(pod, exit_code=1, message=hub_down)
-    await actors.job_condition("flaky-preflight", "Failed", "BackoffLimitExceeded")
+    # The operator may act on the pod's retryable Result and remove the Job before the Job controller's
+    # pass (seen under load): then there is no Job left to mark Failed, and the retry below is the point.
+    if cluster.live(JOBS, NAMESPACE, "flaky-preflight") is not None:
+        with contextlib.suppress(JobGone):
+            await actors.job_condition("flaky-preflight", "Failed", "BackoffLimitExceeded")
 
     second = await wait_for(
         lambda: (
