@@ -34,7 +34,6 @@ import math
 import os
 import random
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +41,8 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from variant_process import spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
@@ -434,28 +435,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _spawn(name: str, workdir: Path, args: argparse.Namespace) -> Figures:
-    command = [
-        sys.executable,
-        __file__,
-        "--run-variant",
-        name,
-        "--workdir",
-        str(workdir),
-        "--steps",
-        str(args.steps),
-        "--batch-size",
-        str(args.batch_size),
-        "--micro-batch",
-        str(args.micro_batch),
-        "--seed",
-        str(args.seed),
-    ]
-    environ = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=environ, check=False)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("FIGURES ")), None)
-    if done.returncode != 0 or line is None:
-        raise SystemExit(f"variant {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
-    return Figures(**json.loads(line.removeprefix("FIGURES ")))
+    flags = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--micro-batch", str(args.micro_batch)]
+    return Figures(**spawn_variant(__file__, name, workdir=workdir, flags=[*flags, "--seed", str(args.seed)]))
 
 
 def table(results: dict[str, Figures]) -> list[str]:
