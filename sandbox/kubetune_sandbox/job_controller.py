@@ -145,7 +145,12 @@ class JobController:
         if indexed:
             status["completedIndexes"] = _index_ranges(pods.done_indexes())
         if status != (job.get("status") or {}):
-            await self._client.patch_status(JOBS, status, namespace=namespace, name=name)
+            try:
+                await self._client.patch_status(JOBS, status, namespace=namespace, name=name)
+            except ApiError as error:
+                if not error.not_found:
+                    raise
+                log.info("Job %s/%s was deleted during this pass; its status is dropped", namespace, name)
 
     async def _finish(self, pods: _Pods, conditions: _Conditions, kinds: tuple[str, str], why: tuple[str, str]) -> bool:
         """The interim condition at once; the terminal one when no pod of the Job is left running."""

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import kmock
 
 from kubetune_operator.kube.connection import Connection
 from kubetune_operator.kube.resources import JOBS, ApiResource
 from kubetune_sandbox.client import JsonObject, SandboxClient
 from kubetune_sandbox.job_controller import JobController
 
-from .one_node import Node, condition_types, eventually, one_node, python
+from .one_node import NS, Node, condition_types, eventually, one_node, python
 
 
 class DropsTheFirstJobRead(SandboxClient):
@@ -106,3 +107,28 @@ async def test_a_pod_create_whose_answer_is_lost_makes_no_second_pod(tmp_path: P
                 r for r in node.emulator.writes() if r.method.value == "POST" and r.url.path.endswith("/pods")
             ]
             assert len(pod_creates) == 1  # a blind retry would have made a second pod for one completion
+
+
+class DeletesTheJobBeforeItsStatusWrite(SandboxClient):
+    """The Job is deleted (by the operator, say) after the controller read it and before it wrote its status."""
+
+    deleted = 0
+
+    async def patch_status(
+        self, resource: ApiResource, status: JsonObject, *, namespace: str | None, name: str
+    ) -> JsonObject:
+        if resource == JOBS and not self.deleted:
+            self.deleted += 1
+            await self.delete(JOBS, namespace=namespace, name=name)
+        return await super().patch_status(resource, status, namespace=namespace, name=name)
+
+
+async def test_a_job_deleted_during_a_pass_ends_the_pass_quietly(tmp_path: Path) -> None:
+    """The real Job controller drops a Job deleted under it; the sandbox's pass must not fail on its 404."""
+    async with one_node(tmp_path, controller=False) as node:
+        connection = Connection(server=str(node.emulator.url))
+        async with DeletesTheJobBeforeItsStatusWrite(connection) as racing:
+            await node.create_job("brief", python("print('done')"))
+            await JobController(racing).reconcile(NS, "brief")  # must not raise the 404
+            assert racing.deleted == 1
+            assert node.emulator.live(kmock.resource("batch/v1/jobs"), NS, "brief") is None
