@@ -145,12 +145,16 @@ class JobController:
         if indexed:
             status["completedIndexes"] = _index_ranges(pods.done_indexes())
         if status != (job.get("status") or {}):
-            try:
-                await self._client.patch_status(JOBS, status, namespace=namespace, name=name)
-            except ApiError as error:
-                if not error.not_found:
-                    raise
-                log.info("Job %s/%s was deleted during this pass; its status is dropped", namespace, name)
+            await self._write_status(namespace, name, status)
+
+    async def _write_status(self, namespace: str, name: str, status: JsonObject) -> None:
+        """The pass's status; a Job deleted during the pass (a 404) is dropped, as the real Job controller does."""
+        try:
+            await self._client.patch_status(JOBS, status, namespace=namespace, name=name)
+        except ApiError as error:
+            if not error.not_found:
+                raise
+            log.info("Job %s/%s was deleted during this pass; its status is dropped", namespace, name)
 
     async def _finish(self, pods: _Pods, conditions: _Conditions, kinds: tuple[str, str], why: tuple[str, str]) -> bool:
         """The interim condition at once; the terminal one when no pod of the Job is left running."""
