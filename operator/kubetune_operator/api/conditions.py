@@ -60,6 +60,10 @@ class Reason(enum.StrEnum):
     RESUMED = "Resumed"
     CANCELLED = "Cancelled"
     TTL_EXPIRED = "TTLExpired"
+    # Serving hand-off (spec.serve).
+    SERVING_CREATED = "ServingCreated"
+    SERVING_READY = "ServingReady"
+    SERVING_NOT_CREATED = "ServingNotCreated"
 
 
 class EventType(enum.StrEnum):

@@ -30,6 +30,7 @@ from .fields import (
     SecretKey,
     Suffix,
 )
+from .serve import SERVE_CEL_RULE, ServeSpec, output_violations
 
 AUTO_TEMPLATE = "auto"
 
@@ -332,6 +333,7 @@ CEL_RULES: list[JsonValue] = [
         "reason": "FieldValueRequired",
     },
     *(_credentials_rule(path) for path in URI_FIELDS),
+    SERVE_CEL_RULE,
 ]
 CEL_RULES.extend(
     {
@@ -411,6 +413,11 @@ class FineTuneJobSpec(WireModel):
         None, description="Kueue LocalQueue that admits the job (a label value: 63 characters at most)."
     )
     priority_class_name: DnsSubdomain | None = Field(None, description="PriorityClass of the trainer pods.")
+    serve: ServeSpec | None = Field(
+        None,
+        description="Serve the model once the job has Succeeded: a KServe InferenceService or a vLLM Deployment "
+        "and Service (status.serving). Default: not served.",
+    )
 
     @model_validator(mode="after")
     def _check_cross_field_rules(self) -> Self:
@@ -446,6 +453,7 @@ def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
                 N_EVALS_NEEDS_VALIDATION,
             )
         )
+    found.extend(output_violations(spec.serve, spec.output.uri if spec.output is not None else None))
     for path in URI_FIELDS:
         node: object = spec
         for name in path:

@@ -24,6 +24,7 @@ from kubetune_trainer.contract import (
 
 from .gpu_plan import GpuPlan
 from .record import ResolvedJob
+from .serve import ServingStatus
 
 
 class Phase(enum.StrEnum):
@@ -176,4 +177,7 @@ class FineTuneJobStatus(WireModel):
     start_time: KubeTime | None = Field(None, description="When the first attempt started, or the job last resumed.")
     completion_time: KubeTime | None = Field(None, description="When the job finished.")
     gpu_seconds: float | None = Field(None, ge=0.0, description="GPU time held, summed over attempts.")
+    serving: ServingStatus | None = Field(
+        None, description="The serving objects made for spec.serve once the job Succeeded, or why not."
+    )
     observed_generation: int | None = Field(None, ge=0, description="The spec generation last acted on.")

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..api.record import ResolvedJob
+from ..api.serve import ServeSpec
 from ..api.status import FineTuneJobStatus
 from ..kube import FINETUNEJOBS, JOBS, ApiError, KubeClient
 from ..lifecycle.actions import (
@@ -23,6 +24,7 @@ from ..lifecycle.actions import (
     DeleteAttempt,
     DeleteFineTuneJob,
     DeletePreflight,
+    EnsureServing,
     RequeueAfter,
 )
 from ..lifecycle.transitions import Step, advance
@@ -33,6 +35,7 @@ from ..settings import OperatorSettings
 from .bookkeeping import record_step
 from .cache import Body, ClusterView, JobKey
 from .inputs import JobInputs, gather
+from .serving import ensure_serving
 from .writes import apply_children, post_events
 
 logger = logging.getLogger(__name__)
@@ -141,8 +144,27 @@ class Reconciler:
                 await self.client.delete(JOBS, namespace=namespace, name=preflight_name(name))
             elif isinstance(action, DeleteAttempt):
                 await self.client.delete(JOBS, namespace=namespace, name=attempt_name(name, action.attempt))
+            elif isinstance(action, EnsureServing) and inputs.spec is not None and inputs.spec.serve is not None:
+                if not await self._serve(key, job, inputs.spec.serve, now=now):
+                    requeue = 0.0  # our status write met a newer object: look again
             elif isinstance(action, DeleteFineTuneJob):
                 await self.client.delete(FINETUNEJOBS, namespace=namespace, name=name)
             elif isinstance(action, RequeueAfter):
                 requeue = action.seconds if requeue is None else min(requeue, action.seconds)
         return requeue
+
+    async def _serve(self, key: JobKey, job: JobRef, serve: ServeSpec, *, now: datetime) -> bool:
+        """Ensure the serving objects, then store status.serving (a second, guarded write) and post its Events."""
+        body = self.view.job(key)  # as this pass stored it (or newer): the outcome goes on top of that
+        if body is None:
+            return True
+        stored = FineTuneJobStatus.parse(body.get("status") or {})
+        outcome = await ensure_serving(
+            self.client, serve=serve, job=job, status=stored, settings=self.settings, now=now
+        )
+        if outcome is None:
+            return True
+        if not await self._store_status(key, body, outcome.status):
+            return False
+        await post_events(self.client, body, outcome.events, now=now)
+        return True

@@ -17,6 +17,7 @@ from .resources import (
     ApiResource,
     resource_of,
 )
+from .serving_objects import ensure_objects
 
 __all__ = [
     "BASEMODELTEMPLATES",
@@ -34,6 +35,7 @@ __all__ = [
     "KubeClient",
     "ObjectRef",
     "ensure_child",
+    "ensure_objects",
     "post_event",
     "resource_of",
 ]

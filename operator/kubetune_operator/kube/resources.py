@@ -43,10 +43,24 @@ SERVICEACCOUNTS = ApiResource("", "v1", "serviceaccounts", "ServiceAccount")
 EVENTS = ApiResource("", "v1", "events", "Event")
 ROLES = ApiResource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLEBINDINGS = ApiResource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
+DEPLOYMENTS = ApiResource("apps", "v1", "deployments", "Deployment")
+INFERENCESERVICES = ApiResource("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService")
 
 _BY_KIND = {
     (resource.api_version, resource.kind): resource
-    for resource in (FINETUNEJOBS, JOBS, PODS, CONFIGMAPS, SERVICES, SERVICEACCOUNTS, EVENTS, ROLES, ROLEBINDINGS)
+    for resource in (
+        FINETUNEJOBS,
+        JOBS,
+        PODS,
+        CONFIGMAPS,
+        SERVICES,
+        SERVICEACCOUNTS,
+        EVENTS,
+        ROLES,
+        ROLEBINDINGS,
+        DEPLOYMENTS,
+        INFERENCESERVICES,
+    )
 }
 
 

@@ -46,6 +46,12 @@ class DeleteFineTuneJob(WireModel):
     kind: Literal["DeleteFineTuneJob"] = "DeleteFineTuneJob"
 
 
+class EnsureServing(WireModel):
+    """Create spec.serve's objects unless they exist, and record them (or why not) in status.serving."""
+
+    kind: Literal["EnsureServing"] = "EnsureServing"
+
+
 class RequeueAfter(WireModel):
     """Reconcile again after `seconds`, even if nothing changes (a backoff, a deadline, a heartbeat)."""
 
@@ -54,6 +60,12 @@ class RequeueAfter(WireModel):
 
 
 Action = Annotated[
-    CreatePreflight | DeletePreflight | CreateAttempt | DeleteAttempt | DeleteFineTuneJob | RequeueAfter,
+    CreatePreflight
+    | DeletePreflight
+    | CreateAttempt
+    | DeleteAttempt
+    | DeleteFineTuneJob
+    | EnsureServing
+    | RequeueAfter,
     Field(discriminator="kind"),
 ]

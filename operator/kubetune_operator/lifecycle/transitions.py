@@ -22,7 +22,7 @@ from ..api.status import TERMINAL_PHASES, ConditionStatus, ConditionType, FineTu
 from ..observe.observation import Observation, RunState
 from ..resolve.resolution import Resolution, Unresolved, status_resolved
 from ..settings import OperatorSettings
-from .actions import Action, CreatePreflight, DeleteAttempt, DeleteFineTuneJob, DeletePreflight
+from .actions import Action, CreatePreflight, DeleteAttempt, DeleteFineTuneJob, DeletePreflight, EnsureServing
 from .attempts import (
     advance_attempt,
     checkpoints_of_this_job,
@@ -30,6 +30,7 @@ from .attempts import (
     retry_backoff_seconds,
     start_attempt,
 )
+from .serving import serving_wanted
 from .status_draft import JobFacts, Situation, StatusDraft, Step
 
 __all__ = ["Action", "JobFacts", "Step", "advance", "retry_backoff_seconds"]
@@ -96,6 +97,11 @@ def _finished(draft: StatusDraft, situation: Situation) -> None:
         draft.actions.append(DeleteAttempt(attempt=seen.attempt))
     if seen.preflight.live_pods:
         draft.actions.append(DeletePreflight())
+    serve_again = serving_wanted(situation.spec, draft.status, now=situation.now)
+    if serve_again is not None:
+        draft.actions.append(EnsureServing())
+        if serve_again > 0:
+            draft.look_again(serve_again)
     ttl = situation.spec.ttl_seconds_after_finished if situation.spec is not None else None
     done_at = draft.status.completion_time
     if ttl is None or done_at is None:

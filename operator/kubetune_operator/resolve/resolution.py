@@ -36,6 +36,7 @@ from ..settings import OperatorSettings
 from .gpu_plan import plan_gpus
 from .limits import checked_hyperparameters, checked_lora
 from .selection import expectations_of, mismatch_warnings, recommend
+from .serving import serving_problems
 
 PREFLIGHT_ANNOTATION = "kubetune.dev/preflight"
 """On a BaseModelTemplate, `"false"` turns the preflight off for jobs on it."""
@@ -143,6 +144,9 @@ def resolve_job(
         errors=errors,
         source=source,
     )
+    serve_errors = serving_problems(spec.serve, job)
+    if serve_errors:
+        return _problem(Unresolved.INVALID_SPEC, "the spec is invalid", serve_errors)
     if errors:
         return _problem(
             Unresolved.TEMPLATE_LIMIT_EXCEEDED,
