@@ -100,6 +100,9 @@ class OperatorSettings(BaseModel):
         None, description="Where checkpoints go when a job names none: <uri>/<namespace>/<job>; unset: none."
     )
     pvc_mount_root: str = Field("/mnt/pvc", description="Where pvc:// claims are mounted in trainer pods.")
+    serving_url_poll_seconds: float = Field(
+        30.0, gt=0, description="How often a served job looks for its InferenceService's status.url (for an hour)."
+    )
     cache_claim: str | None = Field(
         None, description="PersistentVolumeClaim for the Hugging Face cache; unset: an emptyDir per pod."
     )

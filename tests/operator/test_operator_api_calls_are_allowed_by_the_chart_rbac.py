@@ -18,7 +18,7 @@ from ..deploy.chart import NAMESPACE as RELEASE_NAMESPACE
 from ..deploy.chart import RELEASE, render
 from ..deploy.rbac import Access, operator_grants
 from .cluster_actors import NAMESPACE, Actors, trainer_failed, trainer_succeeded, wait_for
-from .conftest import FTJ, OPERATOR_AGENT, StartOperator
+from .conftest import FTJ, OPERATOR_AGENT, StartOperator, status_of
 from .journeys import run_attempt, to_running, until_phase
 
 KOPF_AGENT = "kopf/"
@@ -60,8 +60,8 @@ def operator_accesses(cluster: ApiEmulator) -> set[Access]:
 
 
 async def _lifecycle(cluster: ApiEmulator, actors: Actors) -> None:
-    """Preflight, a retried attempt, a two-node attempt, success and the TTL deletion."""
-    (pod,) = await to_running(cluster, actors, "flaky", maxRetries=1, ttlSecondsAfterFinished=1)
+    """Preflight, a retried attempt, a two-node attempt, success (served by vLLM, then KServe) and the TTL deletion."""
+    (pod,) = await to_running(cluster, actors, "flaky", maxRetries=1, ttlSecondsAfterFinished=1, serve={"kind": "vllm"})
     await actors.terminate(
         pod, exit_code=1, message=trainer_failed(ErrorClass.INTERNAL, "UploadFailed", retryable=True)
     )
@@ -71,6 +71,10 @@ async def _lifecycle(cluster: ApiEmulator, actors: Actors) -> None:
     await wait_for(lambda: cluster.live(FTJ, NAMESPACE, "flaky") is None, timeout=30, what="the TTL deletion")
     pods = await to_running(cluster, actors, "wide", model="two-nodes", gpus=4)
     assert len(pods) == 2
+    (pod,) = await to_running(cluster, actors, "served", serve={"kind": "kserve"})
+    await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
+    await actors.job_condition("served-a1", "Complete")
+    await wait_for(lambda: (status_of(cluster, "served").get("serving") or {}).get("state"), what="served's serving")
 
 
 @pytest.mark.parametrize(
@@ -90,6 +94,7 @@ async def test_every_operator_request_is_allowed_by_the_chart_rbac(
     made = {(a.verb, a.resource) for a in accesses}
     expected = {("create", "jobs"), ("delete", "jobs"), ("patch", "finetunejobs/status"), ("create", "roles")}
     expected |= {("create", "services"), ("delete", "finetunejobs"), ("create", "events"), ("watch", "pods")}
+    expected |= {("create", "deployments"), ("create", "inferenceservices")}
     assert expected <= made
 
 

@@ -32,6 +32,16 @@ escalate, bind or impersonate.
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "create", "patch", "delete"]
+{{- if .Values.rbac.serving }}
+# spec.serve, once a job Succeeded: the vLLM Deployment (its Service is above) or the KServe
+# InferenceService, created if absent and read back (KServe's status.url).
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "create"]
+- apiGroups: ["serving.kserve.io"]
+  resources: ["inferenceservices"]
+  verbs: ["get", "create"]
+{{- end }}
 # Events on FineTuneJobs (the operator's transitions, kopf's warnings).
 - apiGroups: [""]
   resources: ["events"]

@@ -12,15 +12,15 @@ from ..api.serve import ServeKind, ServingState
 from ..api.spec import FineTuneJobSpec
 from ..api.status import FineTuneJobStatus, Phase
 
-URL_POLL_SECONDS = 30.0
-"""How often a Succeeded job looks for its InferenceService's status.url."""
 URL_POLL_FOR_SECONDS = 3600.0
 """How long it looks: KServe reports the URL once the predictor is ready (weights loaded)."""
 
 
-def serving_wanted(spec: FineTuneJobSpec | None, status: FineTuneJobStatus, *, now: datetime) -> float | None:
+def serving_wanted(
+    spec: FineTuneJobSpec | None, status: FineTuneJobStatus, *, now: datetime, poll_seconds: float
+) -> float | None:
     """None when nothing is to be done; else ensure the serving objects, and look again after the value
-    (0: no need to look again)."""
+    (0: no need to look again); `poll_seconds`: how often to look for KServe's URL."""
     if spec is None or spec.serve is None or status.phase != Phase.SUCCEEDED:
         return None
     serving = status.serving
@@ -32,4 +32,4 @@ def serving_wanted(spec: FineTuneJobSpec | None, status: FineTuneJobStatus, *, n
         and serving.url is None
         and (now - serving.time).total_seconds() < URL_POLL_FOR_SECONDS
     )
-    return URL_POLL_SECONDS if waiting_for_url else None
+    return poll_seconds if waiting_for_url else None

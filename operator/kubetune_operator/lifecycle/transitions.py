@@ -97,7 +97,9 @@ def _finished(draft: StatusDraft, situation: Situation) -> None:
         draft.actions.append(DeleteAttempt(attempt=seen.attempt))
     if seen.preflight.live_pods:
         draft.actions.append(DeletePreflight())
-    serve_again = serving_wanted(situation.spec, draft.status, now=situation.now)
+    serve_again = serving_wanted(
+        situation.spec, draft.status, now=situation.now, poll_seconds=situation.settings.serving_url_poll_seconds
+    )
     if serve_again is not None:
         draft.actions.append(EnsureServing())
         if serve_again > 0:
