@@ -8,6 +8,7 @@
     kubetune jobs cancel NAME
     kubetune jobs checkpoints NAME [-o json|yaml]
     kubetune jobs download NAME [--checkpoint-step N] [--checkpoint-type merged|adapter] [--output DIR]
+    kubetune jobs serve NAME [--dry-run] [--kind kserve|vllm] [--owned|--no-owned] [--name N] [--gpus G]
     kubetune jobs delete NAME
 
 Every command takes -n/--namespace, --kubeconfig and --context as kubectl does. A refused request
@@ -126,8 +127,21 @@ def register(commands: Any) -> None:
     download.add_argument("--output", type=Path, help="folder to write (default: ./NAME)")
     download.add_argument("--pvc-root", type=Path, help="where pvc:// claims are mounted here (one folder per claim)")
 
+    _serve_flags(action("serve", run_serve, "serve a Succeeded job's model: a KServe InferenceService or vLLM"))
+
     delete = action("delete", run_delete, "delete a job, its pods and its Secrets")
     delete.add_argument("name")
+
+
+def _serve_flags(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument("name")
+    serve.add_argument("--dry-run", action="store_true", help="print the manifests (YAML) and create nothing")
+    serve.add_argument("--kind", choices=["kserve", "vllm"], help="what to create (default: spec.serve.kind)")
+    serve.add_argument(
+        "--owned", action=argparse.BooleanOptionalAction, default=None, help="deleted with the job (default: true)"
+    )
+    serve.add_argument("--name", dest="serve_name", help="name of the serving objects (default: the job's)")
+    serve.add_argument("--gpus", type=int, help="GPUs of the server (default: sized from the job's record)")
 
 
 def _output_flag(parser: argparse.ArgumentParser, *, table: bool) -> None:
@@ -296,6 +310,18 @@ def run_download(args: argparse.Namespace) -> int:
     )
     step = f" (step {result.checkpoint_step})" if result.checkpoint_step is not None else ""
     print(f"{result.id}{step}: {result.size} bytes in {result.filename}")
+    return 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from ..client.serving import ServeRequest  # noqa: PLC0415
+
+    request = ServeRequest(kind=args.kind, owned=args.owned, name=args.serve_name, gpus=args.gpus)
+    manifests, created = _jobs(args).serve(args.name, dry_run=args.dry_run, request=request)
+    if args.dry_run:
+        print(yaml.safe_dump_all(manifests, sort_keys=False), end="")
+    else:
+        print("\n".join(created))
     return 0
 
 

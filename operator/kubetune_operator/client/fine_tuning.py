@@ -23,8 +23,10 @@ from ..api.errors import validate
 from ..api.names import GROUP, VERSION
 from ..api.spec import FineTuneJobSpec
 from ..api.status import TERMINAL_PHASES
+from ..settings import OperatorSettings
 from .create_request import build_create_request, new_job_name
 from .download import DownloadError, copy_tokenizer, fetch_folder, folder_bytes
+from .serving import ServeRefused, ServeRequest, create_serving, ready_to_serve, serving_plan
 from .shapes import (
     FinetuneCheckpoint,
     FinetuneDeleteResponse,
@@ -39,6 +41,7 @@ PLURAL = "finetunejobs"
 Json = dict[str, Any]
 Checkpoints = list[FinetuneCheckpoint]
 Objects = list[Json]
+Lines = list[str]
 CheckpointType = Literal["default", "merged", "adapter"]
 
 
@@ -209,6 +212,19 @@ class FineTuning:
         return FinetuneDownloadResult(id=id, checkpoint_step=checkpoint_step, filename=str(target), size=size)
 
     # kubetune's own ----------------------------------------------------------------------
+
+    def serve(self, id: str, *, dry_run: bool = False, request: ServeRequest | None = None) -> tuple[Objects, Lines]:
+        """The serving objects of spec.serve (or `request`'s), and, unless `dry_run`, what creating them did."""
+        job = self._get(id)
+        try:
+            plan = serving_plan(job, request or ServeRequest(), settings=OperatorSettings())
+            if dry_run:
+                return plan.manifests, []
+            ready_to_serve(job)
+            created = create_serving(self._api, plan, namespace=self.namespace, uid=job["metadata"]["uid"])
+        except ServeRefused as refused:
+            raise JobRequestError(str(refused)) from None
+        return plan.manifests, created
 
     def logs(self, id: str, *, tail_lines: int | None = None) -> str:
         """Rank 0's log of the newest attempt (the preflight's before any attempt)."""
