@@ -12,11 +12,13 @@ import yaml
 from kubetune_operator.api.resources import BaseModelTemplate
 from kubetune_operator.api.spec import FineTuneJobSpec
 from kubetune_operator.render import JobRef, render_attempt, render_preflight
+from kubetune_operator.render.serving import render_serving
 from kubetune_operator.resolve.resolution import Unresolved, parse_spec, resolve_job
 from kubetune_trainer.contract import ModelFacts
 
 from ..conftest import EXAMPLES_DIR
 from .core_builders import CATALOG, SETTINGS
+from .kserve_sdk_schema import validate as kserve_problems
 from .pod_security import pod_spec_of, restricted_violations
 
 SMOLLM2_FACTS = ModelFacts(
@@ -59,3 +61,14 @@ def test_example_resolves_and_renders(file_name: str, manifest: dict[str, Any]) 
         kubernetes_validate.validate(made, "1.33.0", strict=True)
         if made["kind"] == "Job":
             assert restricted_violations(pod_spec_of(made)) == []
+    if spec.serve is not None:  # what the operator creates once the job Succeeded
+        plan = render_serving(spec.serve, outcome.job, job=owner, parameters=None, settings=SETTINGS)
+        for made in plan.manifests:
+            if made["kind"] == "InferenceService":
+                assert kserve_problems(made) == []
+            else:
+                kubernetes_validate.validate(made, "1.33.0", strict=True)
+
+
+def test_an_example_serves_its_model() -> None:
+    assert any("serve" in manifest["spec"] for _, manifest in JOBS)
