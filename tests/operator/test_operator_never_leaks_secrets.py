@@ -6,12 +6,13 @@ import json
 import logging
 import uuid
 
+import kmock
 import pytest
 
 from kubetune_sandbox.emulator import ApiEmulator
 
-from .cluster_actors import NAMESPACE, Actors, trainer_succeeded
-from .conftest import RunningOperator
+from .cluster_actors import NAMESPACE, Actors, trainer_succeeded, wait_for
+from .conftest import RunningOperator, status_of
 from .journeys import pass_preflight, to_running, until_phase
 
 
@@ -38,6 +39,8 @@ async def test_a_sentinel_secret_value_appears_nowhere(
         "private",
         wandb={"apiKeySecretRef": {"name": "hf-token", "key": "token"}},
         storage=storage,
+        output={"uri": "s3://models/private"},
+        serve={"kind": "vllm"},  # its server copies the model from s3 with the same keys
     )
     (trainer_job,) = [
         obj.raw
@@ -51,6 +54,12 @@ async def test_a_sentinel_secret_value_appears_nowhere(
     await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
     await actors.job_condition("private-a1", "Complete")
     await until_phase(cluster, "private", "Succeeded")
+    await wait_for(lambda: (status_of(cluster, "private").get("serving") or {}).get("state") == "Created")
+    server = cluster.live(kmock.resource("apps/v1/deployments"), NAMESPACE, "private")
+    assert server is not None
+    (download,) = server["spec"]["template"]["spec"]["initContainers"]
+    server_env = {e["name"]: e.get("valueFrom") for e in download["env"]}
+    assert server_env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "hf-token", "key": "s3-key"}}
     await pass_preflight(cluster, actors, "missing")
     (pod,) = await actors.start_pods("missing-a1")
     await actors.waiting(pod, "CreateContainerConfigError", "couldn't find key token in Secret ml/hf-token")
