@@ -3,8 +3,8 @@
 Against the emulator: a vLLM Deployment and Service owned by the job (collected with it) and named in
 status.serving with their cluster DNS URL; a KServe InferenceService left after the job is deleted, whose
 status.url reaches status.serving once KServe reports it; where KServe is not installed (404), the job stays
-Succeeded with a ServingNotCreated warning and Event; and a serve block no server could honour is refused
-at admission, before any pod.
+Succeeded with a ServingNotCreated warning and Event; and a serve block no server could honour (an output
+left in the trainer's pod) is refused at admission, before any pod.
 """
 
 from __future__ import annotations
@@ -156,12 +156,12 @@ async def test_a_serve_block_no_server_can_honour_is_refused_before_any_pod(
 ) -> None:
     from .conftest import job_manifest
 
-    manifest = job_manifest("chat", serve={"kind": "kserve"}, output={"uri": "s3://models/chat"}, lora={"merge": False})
+    manifest = job_manifest("chat", serve={"kind": "kserve"}, output={"uri": "/models/chat"})
     await actors.apply_job(manifest)
     status = await until_phase(cluster, "chat", "Failed")
     error = error_of(cluster, "chat")
     assert error["class"] == "InvalidInput"
     assert "spec.serve" in error["message"]
-    assert "lora.merge: true" in error["message"]
+    assert "pvc://claim/path" in error["message"]
     assert status.get("serving") is None
     assert cluster.live(JOBS, NAMESPACE, "chat-preflight") is None

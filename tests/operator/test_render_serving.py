@@ -38,8 +38,7 @@ def _plan(kind: str, output: str, lora: str, **serve: Any) -> tuple[ServingPlan,
 
 
 def _cases(kind: str) -> list[tuple[str, str, str]]:
-    cases = [(kind, output, lora) for output in OUTPUTS for lora in LORA]
-    return [c for c in cases if not (kind == "kserve" and c[1] == "s3" and c[2] == "adapter")]  # refused
+    return [(kind, output, lora) for output in OUTPUTS for lora in LORA]
 
 
 VLLM_CASES = _cases("vllm")
@@ -125,17 +124,23 @@ def test_an_unmerged_adapter_is_served_over_its_base_at_the_commit_trained() -> 
     assert plan.model == record.output_name, "a client asks for the adapter by the job's output name"
 
 
-def test_kserve_serves_an_unmerged_adapter_from_its_claim_with_the_vllm_backend() -> None:
-    plan, record = _plan("kserve", "pvc", "adapter")
-    predictor = plan.manifests[0]["spec"]["predictor"]
-    model = predictor["model"]
-    assert "storageUri" not in model, "storageUri would load the adapter as the model"
+@pytest.mark.parametrize("output", ["pvc", "s3"])
+def test_kserve_serves_an_unmerged_adapter_over_its_base_with_the_vllm_backend(output: str) -> None:
+    plan, record = _plan("kserve", output, "adapter")
+    model = plan.manifests[0]["spec"]["predictor"]["model"]
+    # The runtime loads --model_id when given: the base; storageUri (the adapter) lands in /mnt/models.
+    assert model["storageUri"] == OUTPUTS[output]["output"]["uri"]
     assert f"--model_id={record.model_repo}" in model["args"]
     assert "--backend=vllm" in model["args"]
-    assert f"--lora-modules={record.output_name}=/mnt/adapter/support/v1" in model["args"]
-    assert predictor["volumes"] == [
-        {"name": "adapter", "persistentVolumeClaim": {"claimName": "models", "readOnly": True}}
-    ]
+    assert "--enable-lora" in model["args"]
+    assert f"--lora-modules={record.output_name}=/mnt/models" in model["args"]
+
+
+def test_kserve_serves_a_hub_adapter_by_its_repo() -> None:
+    plan, record = _plan("kserve", "hf", "adapter")
+    model = plan.manifests[0]["spec"]["predictor"]["model"]
+    assert "storageUri" not in model
+    assert f"--lora-modules={record.output_name}=acme/support-bot" in model["args"]
 
 
 def test_kserve_reads_a_model_on_a_claim_or_in_a_bucket_through_storage_uri() -> None:

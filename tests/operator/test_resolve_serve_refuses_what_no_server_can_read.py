@@ -20,6 +20,7 @@ from kubetune_operator.api.spec import FineTuneJobSpec
 from kubetune_operator.resolve.resolution import Unresolved, parse_spec, resolve_job
 from kubetune_operator.resolve.serving import serving_problems
 from kubetune_operator.settings import OperatorSettings
+from kubetune_trainer.contract import ModelFacts
 
 from ..conftest import VALID_JOB, crd_schema
 from .core_builders import CATALOG, JOB, SETTINGS, resolved, spec
@@ -76,17 +77,32 @@ def test_the_operators_own_default_output_is_checked_when_the_job_names_none() -
     assert served.job is not None, "the default pvc:// location is served"
 
 
-def test_kserve_refuses_an_unmerged_adapter_in_a_bucket_and_names_three_fixes() -> None:
-    job = spec(output={"uri": "s3://models/support"}, lora={"merge": False}, serve={"kind": "kserve"})
-    outcome = resolve_job(job, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS)
+def test_an_adapter_over_a_model_that_is_itself_an_adapter_is_refused_once_the_preflight_says_so() -> None:
+    job = spec(model="auto", fromHfModel="acme/llama-chat-lora", lora={"merge": False}, serve={"kind": "vllm"})
+    facts = ModelFacts(
+        model_type="llama",
+        architectures=["LlamaForCausalLM"],
+        parameters=6_738_415_616,
+        max_positions=4096,
+        revision_sha="b" * 40,
+        adapter_of="meta-llama/Llama-2-7b-chat-hf@" + "c" * 40,
+    )
+    outcome = resolve_job(
+        job, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS, facts=facts
+    )
     assert outcome.problem == Unresolved.INVALID_SPEC
-    assert "spec.serve" in outcome.message
-    assert "lora.merge: true" in outcome.message
-    assert "serve.kind: vllm" in outcome.message
-    merged = spec(output={"uri": "s3://models/support"}, lora={"merge": True}, serve={"kind": "kserve"})
-    assert resolve_job(merged, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS).ok
-    vllm = spec(output={"uri": "s3://models/support"}, lora={"merge": False}, serve={"kind": "vllm"})
-    assert resolve_job(vllm, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS).ok
+    (line,) = outcome.field_errors
+    assert line.startswith("spec.serve: the output is a LoRA adapter over acme/llama-chat-lora")
+    assert "lora.merge: true" in line
+    merged = spec(model="auto", fromHfModel="acme/llama-chat-lora", lora={"merge": True}, serve={"kind": "vllm"})
+    assert resolve_job(
+        merged, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS, facts=facts
+    ).ok
+
+
+def test_kserve_serves_an_adapter_in_a_bucket_through_storage_uri_over_its_base() -> None:
+    job = spec(output={"uri": "s3://models/support"}, lora={"merge": False}, serve={"kind": "kserve"})
+    assert resolve_job(job, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS).ok
 
 
 def test_an_unmerged_adapter_above_vllms_largest_rank_is_refused_a_merged_one_is_not() -> None:

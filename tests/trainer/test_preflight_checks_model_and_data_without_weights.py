@@ -79,6 +79,28 @@ def test_a_good_job_succeeds_with_facts_and_the_sequence_cap(
     assert Result.from_termination_message(result.to_termination_message()) == result
 
 
+def test_an_adapter_repo_reports_the_base_it_is_merged_into(
+    tiny_adapter: TinyModel,
+    tiny_llama: TinyModel,
+    tiny_hf_home: Path,
+    chat_file: Path,
+    llama_template: TemplateExpectations,
+) -> None:
+    """What trains is the adapter merged into its base: no server has that model (spec.serve needs a merge)."""
+    config = _config(tiny_adapter.repo_id, hf_home=tiny_hf_home, training_file=chat_file, template=llama_template)
+    result = run_preflight(config, environ=OFFLINE, data_validator=validate_file)
+    assert result.outcome is Outcome.SUCCEEDED, result.error
+    assert result.model is not None
+    assert result.model.adapter_of == f"{tiny_llama.repo_id}@{tiny_llama.revision_sha}"
+    plain = run_preflight(
+        _config(tiny_llama.repo_id, hf_home=tiny_hf_home, training_file=chat_file, template=llama_template),
+        environ=OFFLINE,
+        data_validator=validate_file,
+    )
+    assert plain.model is not None
+    assert plain.model.adapter_of is None
+
+
 def test_online_the_preflight_reads_config_json_and_no_weights(
     tiny_llama: TinyModel,
     mock_hub: MockHub,

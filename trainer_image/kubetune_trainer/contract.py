@@ -501,6 +501,11 @@ class ModelFacts(WireModel):
     max_positions: int | None = Field(None, ge=1, description="Longest sequence the model supports.")
     transformers_version: str | None = Field(None, description="config.json `transformers_version`.")
     revision_sha: str | None = Field(None, description="Resolved commit sha of the model repo.")
+    adapter_of: str | None = Field(
+        None,
+        description="When the repo is itself a LoRA adapter: the base it is merged into before training "
+        "(`repo@sha`); the model trained is that merge, which exists only in the trainer.",
+    )
 
 
 class OutputSummary(WireModel):

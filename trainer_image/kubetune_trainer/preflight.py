@@ -51,6 +51,9 @@ def run_preflight(
 def _check_model(config: TrainerConfig, *, environ: Mapping[str, str]) -> tuple[ModelFacts, list[WarningNote]]:
     inspection = inspect_model(config.model, cache_dir=Path(config.runtime.cache_dir), environ=environ)
     facts = inspection.check.facts_or_raise()
+    if inspection.base is not None:  # an adapter repo: what trains is it merged into this base
+        base = inspection.base
+        facts = ModelFacts.parse({**facts.to_wire(), "adapterOf": f"{base.repo}@{base.sha}"})
     _, warnings = compat.with_sequence_cap(config.hyperparameters.max_seq_length, facts, inspection.check.warnings)
     return facts, warnings
 

@@ -33,9 +33,7 @@ SERVED_UID_ANNOTATION = "kubetune.dev/served-job-uid"
 """On every serving object: the uid of that FineTuneJob, so a create meeting 409 knows its own object."""
 VLLM_PORT = 8000
 MODEL_DIR = "/mnt/models"
-"""Where a downloaded (s3://) output lands in a vLLM pod; KServe's storage initializer uses it too."""
-ADAPTER_MOUNT = "/mnt/adapter"
-"""Where a KServe predictor mounts the claim holding an unmerged adapter."""
+"""Where a downloaded (s3://) output lands in a vLLM pod, and where KServe's storage initializer puts storageUri."""
 S3_DOWNLOADER_IMAGE = "amazon/aws-cli:2.27.50"
 """Copies an s3:// output into the vLLM pod before the server starts (it reads AWS_* like the trainer)."""
 CACHE_DIR = "/tmp/cache"
@@ -274,23 +272,22 @@ def vllm_service(serve: ServeSpec, *, job: JobRef, name: str) -> dict[str, Any]:
 def inference_service(
     serve: ServeSpec, record: ResolvedJob, *, job: JobRef, name: str, gpus: int, parameters: int | None
 ) -> dict[str, Any]:
-    """The Hugging Face runtime with the vLLM backend: storageUri for a model on a claim or in a bucket."""
+    """The Hugging Face runtime with the vLLM backend: storageUri for what is on a claim or in a bucket."""
     output = record.output_uri
     model: dict[str, Any] = {"modelFormat": {"name": "huggingface"}}
     args = ["--backend=vllm"]
     predictor: dict[str, Any] = {"minReplicas": serve.replicas}
     if unmerged_adapter(record):
+        # --model_id takes precedence over the downloaded storageUri: the base comes from the Hub at the
+        # commit trained, and the adapter (a claim's or a bucket's) is what KServe puts in /mnt/models.
         args += [f"--model_name={name}", f"--model_id={record.model_repo}"]
         if record.revision_sha:
             args.append(f"--model_revision={record.revision_sha}")
-        if output.startswith("pvc://"):
-            claim, adapter = _pvc_path(output, ADAPTER_MOUNT)
-            predictor["volumes"] = [
-                {"name": "adapter", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-            ]
-            model["volumeMounts"] = [{"name": "adapter", "mountPath": ADAPTER_MOUNT, "readOnly": True}]
-        else:  # hf://org/repo (s3:// is refused at admission)
+        if output.startswith("hf://"):
             adapter = output.removeprefix("hf://")
+        else:
+            model["storageUri"] = output.rstrip("/")
+            adapter = MODEL_DIR
         args += _lora_args(record, adapter)
     elif output.startswith("hf://"):
         args += [f"--model_name={record.output_name}", f"--model_id={output.removeprefix('hf://')}"]

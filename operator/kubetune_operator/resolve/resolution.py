@@ -144,7 +144,7 @@ def resolve_job(
         errors=errors,
         source=source,
     )
-    serve_errors = serving_problems(spec.serve, job)
+    serve_errors = serving_problems(spec.serve, job, facts=facts)
     if serve_errors:
         return _problem(Unresolved.INVALID_SPEC, "the spec is invalid", serve_errors)
     if errors:

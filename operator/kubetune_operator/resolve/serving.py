@@ -6,9 +6,11 @@ naming spec.serve and the fix), never discovered after training.
 
 from __future__ import annotations
 
+from kubetune_trainer.contract import ModelFacts
+
 from ..api.errors import FieldError
 from ..api.record import ResolvedJob
-from ..api.serve import OUTPUT_NOT_SERVABLE, ServeKind, ServeSpec, output_servable
+from ..api.serve import OUTPUT_NOT_SERVABLE, ServeSpec, output_servable
 
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 """The adapter ranks vLLM's `--max-lora-rank` accepts; a larger adapter cannot be served unmerged."""
@@ -32,8 +34,11 @@ def lora_rank_for_vllm(rank: int) -> int | None:
     return next((allowed for allowed in VLLM_LORA_RANKS if allowed >= rank), None)
 
 
-def serving_problems(serve: ServeSpec | None, job: ResolvedJob) -> list[FieldError]:
-    """Why `serve` cannot serve this job's output, each naming spec.serve and what to change."""
+def serving_problems(serve: ServeSpec | None, job: ResolvedJob, *, facts: ModelFacts | None = None) -> list[FieldError]:
+    """Why `serve` cannot serve this job's output, each naming spec.serve and what to change.
+
+    `facts`: the preflight's, once known (a fromHfModel that is itself an adapter is found there).
+    """
     if serve is None:
         return []
     found: list[FieldError] = []
@@ -41,6 +46,16 @@ def serving_problems(serve: ServeSpec | None, job: ResolvedJob) -> list[FieldErr
         found.append(FieldError("spec.serve", serve.kind.value, f"output {job.output_uri}: {OUTPUT_NOT_SERVABLE}"))
     if unmerged_adapter(job):
         assert job.lora is not None
+        if facts is not None and facts.adapter_of is not None:
+            found.append(
+                FieldError(
+                    "spec.serve",
+                    serve.kind.value,
+                    f"the output is a LoRA adapter over {job.model_repo}, itself an adapter the trainer merges into "
+                    f"{facts.adapter_of}: that base exists only in the trainer, so no server can load the adapter; "
+                    "set lora.merge: true to serve the merged model",
+                )
+            )
         if lora_rank_for_vllm(job.lora.r) is None:
             found.append(
                 FieldError(
@@ -49,15 +64,6 @@ def serving_problems(serve: ServeSpec | None, job: ResolvedJob) -> list[FieldErr
                     f"the output is an unmerged LoRA adapter of rank {job.lora.r}, above the largest vLLM serves "
                     f"({VLLM_LORA_RANKS[-1]}): set lora.merge: true to serve a merged model, or lora.r "
                     f"{VLLM_LORA_RANKS[-1]} or less",
-                )
-            )
-        if serve.kind == ServeKind.KSERVE and job.output_uri.startswith("s3://"):
-            found.append(
-                FieldError(
-                    "spec.serve",
-                    serve.kind.value,
-                    "kind kserve loads one storageUri, the model: an unmerged LoRA adapter on s3:// would have no "
-                    "base to sit on; set lora.merge: true, or serve.kind: vllm, or an output on pvc:// or hf://",
                 )
             )
     return found
