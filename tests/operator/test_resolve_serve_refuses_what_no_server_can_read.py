@@ -122,3 +122,12 @@ def test_a_refused_spec_is_an_invalid_spec_resolution_listing_the_field() -> Non
     assert not isinstance(parsed, FineTuneJobSpec)
     assert parsed.problem == Unresolved.INVALID_SPEC
     assert parsed.field_errors[0].startswith("spec.serve:")
+
+
+def test_an_owned_server_of_a_job_with_a_ttl_is_a_warning_an_unowned_one_is_not() -> None:
+    owned = resolved(spec(serve={"kind": "vllm"}, ttlSecondsAfterFinished=600))
+    (warning,) = [w for w in owned.warnings if w.reason == "ServerDeletedWithJob"]
+    assert "600s after it finished" in warning.message
+    assert "serve.owned: false" in warning.message
+    kept = resolved(spec(serve={"kind": "vllm", "owned": False}, ttlSecondsAfterFinished=600))
+    assert not [w for w in kept.warnings if w.reason == "ServerDeletedWithJob"]

@@ -36,7 +36,7 @@ from ..settings import OperatorSettings
 from .gpu_plan import plan_gpus
 from .limits import checked_hyperparameters, checked_lora
 from .selection import expectations_of, mismatch_warnings, recommend
-from .serving import serving_problems
+from .serving import serving_problems, serving_warnings
 
 PREFLIGHT_ANNOTATION = "kubetune.dev/preflight"
 """On a BaseModelTemplate, `"false"` turns the preflight off for jobs on it."""
@@ -155,6 +155,7 @@ def resolve_job(
         )
     if facts is not None and spec.model != AUTO_TEMPLATE:
         warnings = [*warnings, *mismatch_warnings(facts, template)]
+    warnings = [*warnings, *serving_warnings(spec.serve, ttl=spec.ttl_seconds_after_finished)]
     changes = {"template_reasons": reasons, "warnings": [*warnings, *job.warnings], "from_checkpoint": from_checkpoint}
     return Resolution(job=job.model_copy(update=changes))
 

@@ -6,7 +6,7 @@ naming spec.serve and the fix), never discovered after training.
 
 from __future__ import annotations
 
-from kubetune_trainer.contract import ModelFacts
+from kubetune_trainer.contract import ModelFacts, WarningNote
 
 from ..api.errors import FieldError
 from ..api.record import ResolvedJob
@@ -67,6 +67,20 @@ def serving_problems(serve: ServeSpec | None, job: ResolvedJob, *, facts: ModelF
                 )
             )
     return found
+
+
+SERVER_DELETED_WITH_JOB = "ServerDeletedWithJob"
+
+
+def serving_warnings(serve: ServeSpec | None, *, ttl: int | None) -> list[WarningNote]:
+    """What the user should know of a serve block that is valid: an owned server goes with a job's TTL."""
+    if serve is None or not serve.owned or ttl is None:
+        return []
+    message = (
+        f"spec.serve is owned by the job and ttlSecondsAfterFinished is {ttl}: the server is deleted with the job "
+        f"{ttl}s after it finished; set serve.owned: false to keep it"
+    )
+    return [WarningNote(reason=SERVER_DELETED_WITH_JOB, message=message)]
 
 
 def server_memory_gib(job: ResolvedJob, *, parameters: int | None) -> int:
