@@ -18,8 +18,10 @@ from pydantic import ValidationError
 from ..api.record import ResolvedJob
 from ..api.serve import ServeSpec
 from ..api.status import Phase
+from ..render.inference_service import KSERVE_API_VERSION
 from ..render.labels import JobRef
-from ..render.serving import KSERVE_API_VERSION, SERVED_UID_ANNOTATION, ServingPlan, render_serving
+from ..render.serving import ServingPlan, render_serving
+from ..render.serving_parts import SERVED_UID_ANNOTATION
 from ..resolve.serving import serving_problems
 from ..settings import OperatorSettings
 

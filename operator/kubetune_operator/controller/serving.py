@@ -19,8 +19,9 @@ from ..api.conditions import EventNote, Reason
 from ..api.serve import ServeKind, ServeSpec, ServingState, ServingStatus
 from ..api.status import FineTuneJobStatus
 from ..kube import ApiError, ForeignOwner, KubeClient, ensure_objects
+from ..render.inference_service import KSERVE_API_VERSION
 from ..render.labels import JobRef
-from ..render.serving import KSERVE_API_VERSION, ServingPlan, render_serving
+from ..render.serving import ServingPlan, render_serving
 from ..settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
