@@ -131,3 +131,25 @@ def test_an_owned_server_of_a_job_with_a_ttl_is_a_warning_an_unowned_one_is_not(
     assert "serve.owned: false" in warning.message
     kept = resolved(spec(serve={"kind": "vllm", "owned": False}, ttlSecondsAfterFinished=600))
     assert not [w for w in kept.warnings if w.reason == "ServerDeletedWithJob"]
+
+
+def test_an_image_is_for_vllm_only_in_cel_and_in_the_model() -> None:
+    spec_schema = crd_schema("finetunejobs.yaml")["properties"]["spec"]
+    (rule,) = spec_schema["properties"]["serve"]["x-kubernetes-validations"]
+    environment = celpy.Environment()
+    program = environment.program(environment.compile(rule["rule"]))
+    for serve, refused in (
+        ({"kind": "vllm", "image": "vllm/vllm-openai:v0.11.0"}, False),
+        ({"kind": "kserve"}, False),
+        ({"kind": "kserve", "image": "vllm/vllm-openai:v0.11.0"}, True),
+    ):
+        assert bool(program.evaluate({"self": celpy.json_to_cel(serve)})) is not refused
+        body = copy.deepcopy(VALID_JOB["spec"]) | {"serve": serve}
+        if not refused:
+            validate(FineTuneJobSpec, body, kind="FineTuneJobSpec")
+            continue
+        with pytest.raises(InvalidResourceError) as raised:
+            validate(FineTuneJobSpec, body, kind="FineTuneJobSpec")
+        (error,) = raised.value.errors
+        assert error.loc == ("serve", "image")
+        assert "kind: vllm" in error.message

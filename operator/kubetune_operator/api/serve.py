@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field, JsonValue
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 
 from kubetune_trainer.contract import KubeTime, WireModel
 
-from .crossfield import Violation
+from .crossfield import Violation, raise_violations
 from .fields import DnsSubdomain
 
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.11.0"
@@ -39,8 +39,24 @@ class ServeKind(enum.StrEnum):
     VLLM = "vllm"
 
 
+IMAGE_NEEDS_VLLM = "only kind vllm takes an image (KServe picks its runtime's): remove image, or set kind: vllm"
+
+
 class ServeSpec(WireModel):
     """Serve the trained model once the job has Succeeded."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.kind == 'vllm' || !has(self.image)",
+                    "message": f"image: {IMAGE_NEEDS_VLLM}",
+                    "fieldPath": ".image",
+                    "reason": "FieldValueForbidden",
+                }
+            ]
+        }
+    )
 
     kind: ServeKind = Field(
         description="kserve: a KServe InferenceService (serving.kserve.io/v1beta1, Hugging Face runtime, vLLM "
@@ -70,6 +86,12 @@ class ServeSpec(WireModel):
         description="ServiceAccount of the server pods, e.g. one holding s3:// credentials for KServe's storage "
         "initializer, or an IRSA or Workload Identity role. Default: the namespace's default.",
     )
+
+    @model_validator(mode="after")
+    def _image_only_for_vllm(self) -> Self:
+        if self.image is not None and self.kind != ServeKind.VLLM:
+            raise_violations("ServeSpec", [Violation(("image",), self.image, IMAGE_NEEDS_VLLM)])
+        return self
 
 
 class ServingState(enum.StrEnum):
