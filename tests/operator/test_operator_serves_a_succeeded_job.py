@@ -165,3 +165,29 @@ async def test_a_serve_block_no_server_can_honour_is_refused_before_any_pod(
     assert "pvc://claim/path" in error["message"]
     assert status.get("serving") is None
     assert cluster.live(JOBS, NAMESPACE, "chat-preflight") is None
+
+
+FORBIDDEN = {
+    "apiVersion": "v1",
+    "kind": "Status",
+    "status": "Failure",
+    "reason": "Forbidden",
+    "message": 'deployments.apps is forbidden: User "system:serviceaccount:kubetune:kubetune" cannot create resource',
+    "code": 403,
+}
+
+
+async def test_a_server_the_operator_may_not_create_is_a_warning_naming_the_rights_and_the_command(
+    cluster: ApiEmulator, actors: Actors, operator: RunningOperator
+) -> None:
+    cluster[DEPLOYMENTS] << 403 << FORBIDDEN
+    await _succeed(cluster, actors, "chat", serve={"kind": "vllm"})
+    serving = await wait_for(lambda: _serving(cluster, "chat").get("state") and _serving(cluster, "chat"))
+    assert serving["state"] == "Failed"
+    assert "403 Forbidden" in serving["message"]
+    assert "rbac.serving" in serving["message"]
+    assert "kubetune jobs serve chat" in serving["message"]
+    status = status_of(cluster, "chat")
+    assert status["phase"] == "Succeeded"
+    assert [w["reason"] for w in status["warnings"]].count("ServingNotCreated") == 1
+    await wait_for(lambda: "ServingNotCreated" in event_reasons(cluster, "chat"), what="the Warning Event")
