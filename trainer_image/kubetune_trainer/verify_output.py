@@ -140,20 +140,29 @@ def verify_saved_output(
     `adapter_base` is the local snapshot the adapter was trained on when `folder` holds an
     unmerged LoRA adapter; None when it holds a full model.
     """
-    _check_tokenizer(folder, tokenizer=tokenizer, examples=examples)
+    check_tokenizer(folder, tokenizer=tokenizer, examples=examples)
     model = _reload(folder, weight_dtype=weight_dtype, adapter_base=adapter_base)
     try:
         reloaded = mean_loss(model, examples, device=torch.device("cpu"))
     finally:
         del model
         gc.collect()
+    return compare_losses(
+        folder, reference_loss=reference_loss, reloaded_loss=reloaded, examples=len(examples), tolerance=tolerance
+    )
+
+
+def compare_losses(
+    folder: Path, *, reference_loss: float, reloaded_loss: float, examples: int, tolerance: float
+) -> OutputCheck:
+    """The check of the reloaded weights' loss against the trained one; raises when it is off."""
     check = OutputCheck(
-        examples=len(examples), reference_loss=reference_loss, reloaded_loss=reloaded, tolerance=tolerance
+        examples=examples, reference_loss=reference_loss, reloaded_loss=reloaded_loss, tolerance=tolerance
     )
     allowed = tolerance * max(1.0, abs(reference_loss))
-    if not math.isfinite(reloaded) or not check.loss_difference <= allowed:
-        raise _failed(
-            f"the model reloaded from {folder.name} has loss {reloaded:.6f} on {len(examples)} example(s) where "
+    if not math.isfinite(reloaded_loss) or not check.loss_difference <= allowed:
+        raise output_invalid(
+            f"the model reloaded from {folder.name} has loss {reloaded_loss:.6f} on {examples} example(s) where "
             f"the trained model had {reference_loss:.6f} (difference {check.loss_difference:.2e}, allowed "
             f"{allowed:.2e}): the saved weights are not the trained ones"
         )
@@ -175,17 +184,17 @@ def _reload(folder: Path, *, weight_dtype: torch.dtype, adapter_base: Path | Non
 
             model = PeftModel.from_pretrained(model, str(folder), local_files_only=True)
     except Exception as unloadable:  # any reason it cannot load is a broken output
-        raise _failed(
+        raise output_invalid(
             f"the saved output {folder.name} cannot be loaded back: {type(unloadable).__name__}: {unloadable}"
         ) from unloadable
     return model
 
 
-def _check_tokenizer(folder: Path, *, tokenizer: Any, examples: Sequence[TokenizedExample]) -> None:
+def check_tokenizer(folder: Path, *, tokenizer: Any, examples: Sequence[TokenizedExample]) -> None:
     try:
         reloaded = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False, local_files_only=True)
     except Exception as unloadable:
-        raise _failed(
+        raise output_invalid(
             f"the saved tokenizer in {folder.name} cannot be loaded back: {type(unloadable).__name__}: {unloadable}"
         ) from unloadable
     texts = [SAMPLE_TEXT, *(tokenizer.decode(example.input_ids) for example in examples)]
@@ -195,10 +204,10 @@ def _check_tokenizer(folder: Path, *, tokenizer: Any, examples: Sequence[Tokeniz
             first = next((i for i, (a, b) in enumerate(zip(expected, got, strict=False)) if a != b), None)
             where = f"first at token {first}" if first is not None else f"{len(expected)} vs {len(got)} tokens"
             which = "the sample text" if index == 0 else f"verification example {index}"
-            raise _failed(f"the saved tokenizer encodes {which} differently from the trained one ({where})")
+            raise output_invalid(f"the saved tokenizer encodes {which} differently from the trained one ({where})")
     expected_prompt, got_prompt = _rendered(tokenizer), _rendered(reloaded)
     if expected_prompt != got_prompt:
-        raise _failed(
+        raise output_invalid(
             "the saved chat template renders a conversation differently from the one training used: "
             f"expected {expected_prompt[:120]!r}, got {got_prompt[:120]!r}"
         )
@@ -218,7 +227,7 @@ def _rendered(tokenizer: Any) -> str:
         return f"<refused: {type(refused).__name__}: {refused}>"
 
 
-def _failed(message: str) -> CheckpointInvalid:
+def output_invalid(message: str) -> CheckpointInvalid:
     return CheckpointInvalid(
         f"output verification failed: {message}. Nothing was uploaded.",
         reason=REASON,

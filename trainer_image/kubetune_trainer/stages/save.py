@@ -2,13 +2,18 @@
 
 Layout of the folder (`output.modelName` under the work directory, then uploaded whole):
 
-- full fine-tuning: the model (safetensors, sharded above `SHARD_SIZE`), config.json,
+- full fine-tuning: the model (safetensors files of at most `SHARD_BYTES`, 5 GB, with their index), config.json,
   generation_config.json, the tokenizer and its chat template, README.md;
 - LoRA: the adapter (adapter_config.json, adapter_model.safetensors) with the tokenizer and
   README.md; with `lora.merge`, the folder holds the merged full model instead and the adapter
   moves to `adapter/`.
 
-Under FSDP gathering the full weights is a collective: every rank takes part, rank 0 writes.
+Under FSDP2 no process ever holds the whole model (`saving`): every rank plans the same output
+files from the parameters' names and sizes, each file's tensors are gathered one at a time (a
+LoRA merge computed per tensor), rank 0 writes the file and frees it before the next; the
+verification loads the files back into the ranks' own shards, one tensor at a time, and scores
+them with the sharded forward. In one process or under DDP (every rank holds the whole model
+already) rank 0 writes with `save_pretrained`, file by file, and reloads the folder as a user would.
 
 Before the model card is written, the folder is verified (`verify_output`): reloaded from disk
 as a user loads it, it must give the in-memory model's loss on a few examples and tokenize and
@@ -27,8 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-from transformers import AutoModelForCausalLM
 
 from .. import saved_output
 from ..context import RunContext
@@ -37,63 +40,61 @@ from ..data.tokenization import TokenizedExample
 from ..errors import ComputationFailed
 from ..model_card import render_model_card
 from ..model_rules import PICKLE_SUFFIXES
+from ..saving.sharded import OutputKind, gathered_adapter, verify_in_shards, write_model
+from ..saving.shards import SHARD_BYTES
 from ..training.distributed import unwrap
 from ..training.setup import TrainingSetup
 from ..verify_output import OutputCheck, loss_tolerance, mean_loss, verification_examples, verify_saved_output
 from .train import kept_model_dir
 
-SHARD_SIZE = "5GB"
-"""Largest safetensors file written, as on the Hugging Face Hub."""
-
 ADAPTER_DIR = "adapter"
 
 
-def run(ctx: RunContext, *, before_verify: Callable[[Path], None] | None = None) -> None:
-    """Write the output folder and verify it; `before_verify` (tests only) may damage it in between."""
+def run(
+    ctx: RunContext,
+    *,
+    before_verify: Callable[[Path], None] | None = None,
+    max_shard_bytes: int = SHARD_BYTES,
+) -> None:
+    """Write the output folder and verify it; `before_verify` (tests only) may damage it in between.
+
+    `max_shard_bytes` is the largest safetensors file written (tests set a small one).
+    """
     if ctx.model is None or ctx.tokenizer is None:
         raise RuntimeError("Saving needs the trained model and tokenizer (ctx.model or ctx.tokenizer is unset)")
     config = ctx.config
     model: Any = unwrap(ctx.model)
+    sharded = _sharded(ctx)
     # Scored before merging changes the model in place, so a merged output is checked against
     # the model as trained (adapter applied). Under FSDP forwards are collectives: every rank scores.
-    reference = _reference(ctx, model) if ctx.dist.is_main or _sharded(ctx) else None
-    state_dict = _gathered_state_dict(model) if _sharded(ctx) else None
-    if not ctx.dist.is_main or reference is None:
+    reference = _reference(ctx, model) if ctx.dist.is_main or sharded else None
+    if reference is None:
         return
     name = config.output.model_name
     folder = ctx.paths.output / name
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    writes = ctx.dist.is_main
+    if writes:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
     # Training switched the KV cache off (packing needs it off); whoever loads the model wants it.
     _base_config(model).use_cache = True
 
     lora = config.lora
-    if lora is None:
-        model.save_pretrained(folder, state_dict=state_dict, max_shard_size=SHARD_SIZE)
-        layout = "The full fine-tuned model: load it with `AutoModelForCausalLM.from_pretrained(<this folder>)`."
-    elif not lora.merge:
-        _save_adapter(ctx, model, folder, state_dict=state_dict)
-        layout = (
-            "A LoRA adapter for the base model named in the lineage: load it with "
-            "`PeftModel.from_pretrained(base_model, <this folder>)`."
-        )
+    kind = OutputKind.FULL if lora is None else OutputKind.MERGED if lora.merge else OutputKind.ADAPTER
+    if sharded:
+        _write_from_shards(ctx, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
     else:
-        adapter = folder / ADAPTER_DIR
-        _save_adapter(ctx, model, adapter, state_dict=state_dict)
-        merged = _merged(ctx, model, adapter)
-        merged.save_pretrained(folder, max_shard_size=SHARD_SIZE)
-        layout = (
-            "The base model with the trained LoRA adapter merged in: load it with "
-            "`AutoModelForCausalLM.from_pretrained(<this folder>)`. The adapter alone is in `adapter/` "
-            "(`PeftModel.from_pretrained(base_model, <this folder>/adapter)`)."
-        )
-    ctx.tokenizer.save_pretrained(folder)
-    _refuse_pickles(folder)
-    if before_verify is not None:
-        before_verify(folder)
-    check = _verify(ctx, folder, reference=reference, adapter=lora is not None and not lora.merge)
+        _write_whole(ctx, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
+    if writes:
+        ctx.tokenizer.save_pretrained(folder)
+        _refuse_pickles(folder)
+        if before_verify is not None:
+            before_verify(folder)
+    check = _verify(ctx, model, folder, reference=reference, kind=kind, sharded=sharded)
+    if check is None:  # a rank other than 0 under FSDP: its part is done
+        return
     ctx.metrics["output_verification_loss_difference"] = check.loss_difference
-    (folder / "README.md").write_text(render_model_card(ctx, layout=layout), encoding="utf-8")
+    (folder / "README.md").write_text(render_model_card(ctx, layout=_LAYOUTS[kind]), encoding="utf-8")
     _readable_by_all(folder)
     if (job_dir := kept_model_dir(ctx)) is not None:
         saved_output.keep(folder, job_dir=job_dir, name=name)  # a retry after this point resumes at Upload
@@ -101,6 +102,45 @@ def run(ctx: RunContext, *, before_verify: Callable[[Path], None] | None = None)
     ctx.output_name = name
     files = [p for p in folder.rglob("*") if p.is_file()]
     ctx.reporter.note(f"saved {name}: {len(files)} files, {sum(p.stat().st_size for p in files):,} bytes")
+
+
+_LAYOUTS = {
+    OutputKind.FULL: "The full fine-tuned model: load it with `AutoModelForCausalLM.from_pretrained(<this folder>)`.",
+    OutputKind.ADAPTER: (
+        "A LoRA adapter for the base model named in the lineage: load it with "
+        "`PeftModel.from_pretrained(base_model, <this folder>)`."
+    ),
+    OutputKind.MERGED: (
+        "The base model with the trained LoRA adapter merged in: load it with "
+        "`AutoModelForCausalLM.from_pretrained(<this folder>)`. The adapter alone is in `adapter/` "
+        "(`PeftModel.from_pretrained(base_model, <this folder>/adapter)`)."
+    ),
+}
+
+
+def _write_whole(ctx: RunContext, model: Any, folder: Path, *, kind: OutputKind, max_shard_bytes: int) -> None:
+    """One process, or DDP's rank 0 (every rank holds the whole model): transformers writes file by file."""
+    if kind is OutputKind.FULL:
+        model.save_pretrained(folder, max_shard_size=max_shard_bytes)
+        return
+    adapter = folder if kind is OutputKind.ADAPTER else folder / ADAPTER_DIR
+    _save_adapter(ctx, model, adapter, state_dict=None)
+    if kind is OutputKind.MERGED:
+        model.merge_and_unload().save_pretrained(folder, max_shard_size=max_shard_bytes)
+
+
+def _write_from_shards(ctx: RunContext, model: Any, folder: Path, *, kind: OutputKind, max_shard_bytes: int) -> None:
+    """FSDP2: every rank takes part in each tensor's gather, rank 0 writes file by file (`saving`)."""
+    writes = ctx.dist.is_main
+    if kind is not OutputKind.FULL:
+        adapter_state = gathered_adapter(model, keeps=writes)
+        if writes:
+            _save_adapter(
+                ctx, model, folder if kind is OutputKind.ADAPTER else folder / ADAPTER_DIR, state_dict=adapter_state
+            )
+        del adapter_state
+    if kind is not OutputKind.ADAPTER:
+        write_model(folder, model, merged=kind is OutputKind.MERGED, writes=writes, max_shard_bytes=max_shard_bytes)
 
 
 @dataclass(frozen=True)
@@ -130,16 +170,35 @@ def _reference(ctx: RunContext, model: Any) -> _Reference:
     )
 
 
-def _verify(ctx: RunContext, folder: Path, *, reference: _Reference, adapter: bool) -> OutputCheck:
-    check = verify_saved_output(
-        folder,
-        reference_loss=reference.loss,
-        examples=reference.examples,
-        tokenizer=ctx.tokenizer,
-        weight_dtype=reference.weight_dtype,
-        tolerance=reference.tolerance,
-        adapter_base=ctx.model_path if adapter else None,
-    )
+def _verify(
+    ctx: RunContext, model: Any, folder: Path, *, reference: _Reference, kind: OutputKind, sharded: bool
+) -> OutputCheck | None:
+    if sharded:
+        setup = ctx.training_state
+        check = verify_in_shards(
+            folder,
+            model,
+            kind=kind,
+            is_main=ctx.dist.is_main,
+            reference_loss=reference.loss,
+            examples=reference.examples,
+            tokenizer=ctx.tokenizer,
+            tolerance=reference.tolerance,
+            device=setup.device if isinstance(setup, TrainingSetup) else torch.device("cpu"),
+            autocast=setup.precision.autocast if isinstance(setup, TrainingSetup) else nullcontext,
+        )
+        if check is None:
+            return None
+    else:
+        check = verify_saved_output(
+            folder,
+            reference_loss=reference.loss,
+            examples=reference.examples,
+            tokenizer=ctx.tokenizer,
+            weight_dtype=reference.weight_dtype,
+            tolerance=reference.tolerance,
+            adapter_base=ctx.model_path if kind is OutputKind.ADAPTER else None,
+        )
     ctx.reporter.note(
         f"verified {folder.name}: reloaded loss {check.reloaded_loss:.6f} vs trained {check.reference_loss:.6f} "
         f"on {check.examples} example(s) (difference {check.loss_difference:.1e}); tokenizer and chat template match"
@@ -149,12 +208,6 @@ def _verify(ctx: RunContext, folder: Path, *, reference: _Reference, adapter: bo
 
 def _sharded(ctx: RunContext) -> bool:
     return ctx.dist.distributed and ctx.config.runtime.strategy is Strategy.FSDP
-
-
-def _gathered_state_dict(model: Any) -> dict[str, Any]:
-    """The full, unsharded weights on every rank (FSDP2 keeps only a shard each)."""
-    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-    return dict(get_model_state_dict(model, options=options))
 
 
 def _base_model(model: Any) -> Any:
@@ -179,16 +232,6 @@ def _point_adapter_at(folder: Path, *, repo: str, revision: str | None) -> None:
     adapter_config["base_model_name_or_path"] = repo
     adapter_config["revision"] = revision
     path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
-
-
-def _merged(ctx: RunContext, model: Any, adapter: Path) -> Any:
-    """The base with the adapter folded in. Under FSDP the base is loaded afresh: shards cannot merge."""
-    if not _sharded(ctx):
-        return model.merge_and_unload()
-    from peft import PeftModel  # noqa: PLC0415 (seconds to import; only this rare path needs it here)
-
-    base = AutoModelForCausalLM.from_pretrained(str(ctx.model_path), trust_remote_code=False, use_safetensors=True)
-    return PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
 
 
 def _refuse_pickles(folder: Path) -> None:

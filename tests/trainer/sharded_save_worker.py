@@ -1,0 +1,136 @@
+"""One rank of an FSDP2 Saving stage, for tests and the benchmark (started by torchrun, gloo on the CPU).
+
+    torchrun --standalone --nproc-per-node 2 -m tests.trainer.sharded_save_worker SETTINGS.json
+
+The settings name a published model snapshot, a work directory, LoRA (none, adapter or merged),
+whether to train first and the largest output file. Each rank runs the real Initialization (the
+model loaded and sharded with FSDP2), optionally the real Training, then the real Saving stage
+while a thread samples its VmRSS every 2 ms, and writes `rank-<N>.json` into the work directory:
+its RSS after imports, before Saving, and at its highest during Saving, the growth of one forward
+pass of the sharded model (measured first), with the bytes of the
+model's own shard on this rank and of the whole model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kubetune_trainer.context import DistInfo
+from kubetune_trainer.contract import LoraConfig, Strategy
+from kubetune_trainer.stages import initialize, save, train
+from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.distributed import barrier, teardown
+from kubetune_trainer.verify_output import mean_loss, verification_examples
+
+from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
+
+
+def rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakRss:
+    """The highest VmRSS seen while the `with` block runs (sampled every 2 ms)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._running = False
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, rss_bytes())
+            time.sleep(0.002)
+
+    def __enter__(self) -> PeakRss:
+        self.peak = rss_bytes()
+        self._running = True
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes())
+
+
+def main(settings_path: Path) -> None:
+    settings: dict[str, Any] = json.loads(settings_path.read_text(encoding="utf-8"))
+    after_imports = rss_bytes()
+    torch.set_num_threads(1)
+    info = DistInfo.from_env(os.environ)
+    work = Path(settings["work_dir"])
+    model = TinyModel(settings["repo_id"], settings["revision_sha"], Path(settings["snapshot"]))
+    from transformers import AutoTokenizer  # noqa: PLC0415
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model.snapshot_path))
+    lines, valid = chat_lines(16, seed=3), chat_lines(4, seed=9)
+    lora = settings["lora"]
+    config = trainer_config(
+        model,
+        work_dir=work,
+        training_file=write_jsonl(work / f"train-{info.rank}.jsonl", lines),
+        validation_file=write_jsonl(work / f"valid-{info.rank}.jsonl", valid),
+        lora=None
+        if lora == "none"
+        else LoraConfig(r=8, alpha=16, dropout=0.0, target_modules=["all-linear"], merge=lora == "merged"),
+        batch_size=4,
+        learning_rate=2e-2 if lora != "none" else 3e-3,
+        n_evals=0,
+    )
+    runtime = config.runtime.model_copy(update={"strategy": Strategy.FSDP})
+    config = config.model_copy(update={"runtime": runtime})
+    ctx, _ = training_context(
+        config,
+        model=model,
+        tokenizer=tokenizer,
+        train=tokenized(tokenizer, lines),
+        validation=tokenized(tokenizer, valid),
+    )
+    ctx.dist = info
+    initialize.run(ctx)
+    if settings["train"]:
+        train.run(ctx)
+    own = sum(p.to_local().numel() * p.element_size() for p in ctx.model.parameters())  # type: ignore[union-attr]
+    whole = sum(p.numel() * p.element_size() for p in ctx.model.parameters())  # type: ignore[union-attr]
+    # What one forward pass of the sharded model takes (FSDP2 gathers a block or two at a time):
+    # the Saving stage scores the model twice, so its peak includes this much whatever it writes.
+    examples = verification_examples(ctx.validation_examples, ctx.train_examples)
+    barrier()
+    with PeakRss() as forward:
+        before_forward = rss_bytes()
+        mean_loss(ctx.model, examples, device=torch.device("cpu"))  # type: ignore[arg-type]
+    barrier()
+    before = rss_bytes()
+    started = time.monotonic()
+    with PeakRss() as sampled:
+        save.run(ctx, max_shard_bytes=int(settings["max_shard_bytes"]))
+    seconds = time.monotonic() - started
+    figures = {
+        "rank": info.rank,
+        "after_imports": after_imports,
+        "before_saving": before,
+        "peak_saving": sampled.peak,
+        "forward_growth": forward.peak - before_forward,
+        "own_shard_bytes": own,
+        "model_bytes": whole,
+        "saving_seconds": seconds,
+    }
+    (work / f"rank-{info.rank}.json").write_text(json.dumps(figures), encoding="utf-8")
+    barrier()
+    teardown()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
