@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoTokenizer
 
 from kubetune_trainer.context import DistInfo
 from kubetune_trainer.contract import LoraConfig, Strategy
@@ -72,8 +73,6 @@ def main(settings_path: Path) -> None:
     info = DistInfo.from_env(os.environ)
     work = Path(settings["work_dir"])
     model = TinyModel(settings["repo_id"], settings["revision_sha"], Path(settings["snapshot"]))
-    from transformers import AutoTokenizer  # noqa: PLC0415
-
     tokenizer = AutoTokenizer.from_pretrained(str(model.snapshot_path))
     lines, valid = chat_lines(16, seed=3), chat_lines(4, seed=9)
     lora = settings["lora"]
@@ -102,15 +101,15 @@ def main(settings_path: Path) -> None:
     initialize.run(ctx)
     if settings["train"]:
         train.run(ctx)
-    own = sum(p.to_local().numel() * p.element_size() for p in ctx.model.parameters())  # type: ignore[union-attr]
-    whole = sum(p.numel() * p.element_size() for p in ctx.model.parameters())  # type: ignore[union-attr]
+    own = sum(p.to_local().numel() * p.element_size() for p in ctx.model.parameters())
+    whole = sum(p.numel() * p.element_size() for p in ctx.model.parameters())
     # What one forward pass of the sharded model takes (FSDP2 gathers a block or two at a time):
     # the Saving stage scores the model twice, so its peak includes this much whatever it writes.
     examples = verification_examples(ctx.validation_examples, ctx.train_examples)
     barrier()
     with PeakRss() as forward:
         before_forward = rss_bytes()
-        mean_loss(ctx.model, examples, device=torch.device("cpu"))  # type: ignore[arg-type]
+        mean_loss(ctx.model, examples, device=torch.device("cpu"))
     barrier()
     before = rss_bytes()
     started = time.monotonic()
