@@ -1,8 +1,9 @@
 """`kubetune run --local --nproc-per-node 2`: the same job under torchrun, two gloo ranks on the CPU.
 
 Both ranks train; only rank 0 reports (one set of stage lines on screen), saves, uploads and
-writes the termination message. Under FSDP the weights are sharded: saving gathers them (a
-collective of every rank) and the LoRA merge reloads the base, so that path has its own test.
+writes the termination message. Under FSDP the weights are sharded: saving streams them from the
+shards (every rank takes part in each tensor's gather) and merges the LoRA adapter tensor by
+tensor, so that path has its own test.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def test_two_ranks_train_and_only_rank_0_reports_and_writes(
     AutoModelForCausalLM.from_pretrained(models / "ddp-chat")
 
 
-def test_under_fsdp_the_gathered_adapter_and_merged_model_are_saved_and_agree(
+def test_under_fsdp_the_streamed_adapter_and_merged_model_are_saved_and_agree(
     tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
     catalog = fsdp_catalog(tmp_path / "catalog")
