@@ -3,12 +3,13 @@
     torchrun --standalone --nproc-per-node 2 -m tests.trainer.sharded_save_worker SETTINGS.json
 
 The settings name a published model snapshot, a work directory, LoRA (none, adapter or merged),
-whether to train first and the largest output file. Each rank runs the real Initialization (the
-model loaded and sharded with FSDP2), optionally the real Training, then the real Saving stage
-while a thread samples its VmRSS every 2 ms, and writes `rank-<N>.json` into the work directory:
-its RSS after imports, before Saving, and at its highest during Saving, the growth of one forward
-pass of the sharded model (measured first), with the bytes of the
-model's own shard on this rank and of the whole model.
+whether to train first, the largest output file, and optionally a damage done to the folder
+before it is verified. Each rank runs the real Initialization (the model loaded and sharded with
+FSDP2), optionally the real Training, measures one forward pass of the sharded model, then runs
+the real Saving stage while a thread samples its VmRSS every 2 ms, and writes `rank-<N>.json`
+into the work directory: its RSS after imports, before Saving and at its highest during Saving,
+the forward pass's growth, the bytes of its own shard and of the whole model, the stage's
+seconds, and `refused` (the verification's reason and message, when it failed the output).
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
 from kubetune_trainer.context import DistInfo
 from kubetune_trainer.contract import LoraConfig, Strategy
+from kubetune_trainer.errors import CheckpointInvalid
 from kubetune_trainer.stages import initialize, save, train
 from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.distributed import barrier, teardown
@@ -64,6 +68,25 @@ class PeakRss:
         self._running = False
         self._thread.join()
         self.peak = max(self.peak, rss_bytes())
+
+
+def _damage(settings: dict[str, Any]) -> Callable[[Path], None] | None:
+    """What a test does to the written folder before it is verified: zero one tensor, or drop it."""
+    how = settings.get("damage")
+    if how is None:
+        return None
+
+    def damage(folder: Path) -> None:
+        path = folder / "model.safetensors"
+        tensors = load_file(path)
+        name = "model.layers.0.mlp.down_proj.weight"
+        if how == "zero":
+            tensors[name] = torch.zeros_like(tensors[name])
+        else:
+            del tensors[name]
+        save_file(tensors, path, metadata={"format": "pt"})
+
+    return damage
 
 
 def main(settings_path: Path) -> None:
@@ -113,8 +136,12 @@ def main(settings_path: Path) -> None:
     barrier()
     before = rss_bytes()
     started = time.monotonic()
+    refused: str | None = None
     with PeakRss() as sampled:
-        save.run(ctx, max_shard_bytes=int(settings["max_shard_bytes"]))
+        try:
+            save.run(ctx, max_shard_bytes=int(settings["max_shard_bytes"]), before_verify=_damage(settings))
+        except CheckpointInvalid as error:
+            refused = f"{error.reason}: {error.message}"
     seconds = time.monotonic() - started
     figures = {
         "rank": info.rank,
@@ -125,6 +152,7 @@ def main(settings_path: Path) -> None:
         "own_shard_bytes": own,
         "model_bytes": whole,
         "saving_seconds": seconds,
+        "refused": refused,
     }
     (work / f"rank-{info.rank}.json").write_text(json.dumps(figures), encoding="utf-8")
     barrier()

@@ -42,7 +42,7 @@ BIG = TinyShape(
 
 
 def _run_ranks(
-    model: TinyModel, work: Path, *, lora: str, train: bool, environ: dict[str, str]
+    model: TinyModel, work: Path, *, lora: str, train: bool, environ: dict[str, str], damage: str | None = None
 ) -> list[dict[str, Any]]:
     work.mkdir(parents=True)
     settings = {
@@ -53,6 +53,7 @@ def _run_ranks(
         "lora": lora,
         "train": train,
         "max_shard_bytes": OUTPUT_FILE_BYTES,
+        "damage": damage,
     }
     (work / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
     env = {
@@ -155,3 +156,32 @@ def test_fsdp_ranks_save_the_trained_adapter_and_its_exact_merge(
     for name, tensor in expected.items():
         assert torch.equal(saved[name], tensor), name
     AutoModelForCausalLM.from_pretrained(folder)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message", "other_told"),
+    [
+        # Found by the loss, after every collective: rank 0 fails the stage, the other rank's part is done.
+        ("zero", "the saved weights are not the trained ones", False),
+        # Found before the reload: the other rank is told, instead of waiting in a scatter rank 0 never joins.
+        ("drop", "the saved weights lack ['model.layers.0.mlp.down_proj.weight']", True),
+    ],
+)
+def test_a_damaged_output_fails_the_verification(  # noqa: PLR0917 (pytest fixtures)
+    damage: str,
+    message: str,
+    other_told: bool,
+    tiny_llama: TinyModel,
+    offline_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    ranks = _run_ranks(tiny_llama, tmp_path / "work", lora="none", train=False, environ=offline_env, damage=damage)
+
+    main, other = ranks
+    assert main["refused"].startswith("OutputVerificationFailed: output verification failed: ")
+    assert message in main["refused"]
+    if other_told:
+        told = "OutputVerificationFailed: output verification failed: rank 0 refused the saved output tiny-out."
+        assert other["refused"].startswith(told), other["refused"]
+    else:
+        assert other["refused"] is None

@@ -97,6 +97,10 @@ def verify_in_shards(
                 raise output_invalid(problem)
         except CheckpointInvalid as refused:
             failure = refused
+        except Exception as broken:  # every rank must learn of it, or the others wait in a collective forever
+            failure = output_invalid(
+                f"the saved output {folder.name} cannot be read back: {type(broken).__name__}: {broken}"
+            )
     verdict = agreed(None if failure is None else failure.message)
     if failure is not None:
         raise failure
