@@ -6,8 +6,9 @@ during the stage; its growth over the RSS before the stage must stay within what
 of the sharded model takes (measured just before: the stage scores the model), two output files
 (the gathered tensors and safetensors' copy while writing), one tensor and a margin: a limit
 under half the model's size (the shard each rank already holds), which the old gather of the
-whole model to rank 0 broke. The output holds what `save_pretrained` writes for the same weights: the same index metadata and tensor
-names, the same tensors bit for bit, and `from_pretrained` loads it.
+whole model to rank 0 broke. The output holds what `save_pretrained` writes for the same
+weights: the same index metadata and tensor names, the same tensors bit for bit, and
+`from_pretrained` loads it.
 
 With LoRA the adapter and the merged model are computed from the shards too; the merged
 weights equal peft's `merge_and_unload` of the saved adapter on the base, bit for bit.
