@@ -124,6 +124,8 @@ class RunContext:
     train_examples: list[Any] = field(default_factory=list)
     validation_examples: list[Any] = field(default_factory=list)
     max_seq_length: int | None = None
+    training_tokens: int | None = None
+    """Tokens of the tokenized training examples, one epoch: the DataDownload record reports it."""
 
     # Initialization: the model (wrapped for DDP/FSDP/LoRA) and anything the loop needs.
     model: Any = None

@@ -383,6 +383,12 @@ class StageRecord(WireModel):
     start_time: KubeTime | None = Field(None, description="When the stage started.")
     end_time: KubeTime | None = Field(None, description="When the stage ended.")
     message: str | None = Field(None, max_length=1024, description="What the stage did or why it failed.")
+    training_tokens: int | None = Field(
+        None,
+        ge=0,
+        description="DataDownload only: tokens of the training file as tokenized for this run (one epoch, after "
+        "truncation to maxSeqLength); the operator's GPU-hour estimate (status.estimate) rests on it.",
+    )
 
 
 class PreferenceProgress(WireModel):

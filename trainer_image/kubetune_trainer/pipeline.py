@@ -93,6 +93,9 @@ def run_pipeline(
             reporter.stage_changed(stage, records)
             break
         records[-1] = _ended(records[-1], StageState.SUCCEEDED, clock=clock, message=None)
+        if stage == Stage.DATA_DOWNLOAD and ctx.training_tokens is not None:
+            # The operator estimates the job's GPU-hours from this count (status.estimate).
+            records[-1] = StageRecord.model_validate({**dict(records[-1]), "training_tokens": ctx.training_tokens})
         reporter.stage_changed(stage, records)
 
     result = _result(ctx, error)

@@ -132,6 +132,7 @@ def _tokenize(ctx: RunContext) -> None:
             hint="Add assistant messages or completions, or set hyperparameters.trainOnInputs: true.",
         )
     tokens = sum(len(example) for example in ctx.train_examples)
+    ctx.training_tokens = tokens
     ctx.reporter.note(f"data: {len(ctx.train_examples)} training examples, {tokens:,} tokens")
 
 

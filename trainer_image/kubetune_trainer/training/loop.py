@@ -276,6 +276,8 @@ def train(
                         remaining_seconds=preemption.remaining_seconds(),
                     )
                     result.checkpoints = saves.written
+                    # Reported like a scheduled save, so the operator lists it (a cancel, a preemption).
+                    report.checkpoint_if_saved(saves.newest, progress)
                     raise preempted(f"training stopped after step {result.steps}; {saves.describe()}")
 
                 if has_validation and result.steps in eval_at:
@@ -298,8 +300,7 @@ def train(
                         optimizer=optimizer,
                         scheduler=scheduler,
                     )
-                    if saves.newest == result.steps:
-                        report(report.saved(progress))
+                    report.checkpoint_if_saved(saves.newest, progress)
     result.checkpoints = saves.written
     if preemption is not None and preemption.requested:
         # SIGTERM after the last step's boundary: the final checkpoint is written, the output is not.
@@ -327,6 +328,11 @@ class _RankZeroReport:
         into.append((step, eval_loss))
         self.evals = [*self.evals, EvalReport(step=step, eval_loss=eval_loss, time=self._clock())][-RECENT_EVALS:]
         return progress.model_copy(update={"eval_loss": eval_loss})
+
+    def checkpoint_if_saved(self, newest: int | None, progress: Progress) -> None:
+        """Report `progress` with its checkpoint when the newest complete checkpoint is of its step."""
+        if newest == progress.step:
+            self(self.saved(progress))
 
     def saved(self, progress: Progress) -> Progress:
         """Remember that the checkpoint of `progress`'s step is complete; `progress` to report it with (no ETA)."""
