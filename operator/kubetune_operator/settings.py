@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 
 ANNOTATION_KEY = re.compile(r"([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
 """A Kubernetes annotation key: an optional DNS-subdomain prefix and `/`, then a name."""
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A namespace name: a DNS label."""
 
 
 def _key_values(raw: str, variable: str) -> dict[str, str]:
@@ -118,6 +120,17 @@ class OperatorSettings(BaseModel):
         "comma-separated key=value in the environment; unset: none.",
     )
 
+    gpu_hour_budgets: dict[str, float] | None = Field(
+        None,
+        description="GPU-hour budget per namespace: a new job waits Queued (reason BudgetExceeded) while the "
+        "GPU-hours its namespace has spent, plus its own estimate once known, would exceed it, and starts by "
+        "itself once they fit; `*` is the budget of every namespace not named. Comma-separated namespace=hours "
+        "in the environment (`team-a=500,*=100`); unset: no budget.",
+    )
+    budget_recheck_seconds: float = Field(
+        60.0, gt=0, description="How often a job waiting for its namespace's GPU-hour budget looks again."
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> OperatorSettings:
         """Settings from `KUBETUNE_<FIELD>` variables; a bad value names its variable."""
@@ -137,14 +150,15 @@ class OperatorSettings(BaseModel):
             name = known[suffix]
             if name == "namespaces":
                 values[name] = tuple(n for n in raw.split(",") if n)
-            elif name == "service_account_annotations":
+            elif name in ("service_account_annotations", "gpu_hour_budgets"):
                 values[name] = _key_values(raw, f"{ENV_PREFIX}{suffix}")
             else:
                 values[name] = raw
         try:
             return cls.model_validate(values)
         except ValidationError as error:
-            fields = ", ".join(f"{ENV_PREFIX}{'_'.join(map(str, e['loc'])).upper()}" for e in error.errors())
+            # The field's variable, not a dict key inside it (KUBETUNE_GPU_HOUR_BUDGETS, not ..._TEAM-A).
+            fields = ", ".join(sorted({f"{ENV_PREFIX}{str(e['loc'][0]).upper()}" for e in error.errors() if e["loc"]}))
             raise ValueError(f"invalid operator settings in {fields}: {error}") from None
 
     @field_validator("service_account_annotations")
@@ -154,6 +168,21 @@ class OperatorSettings(BaseModel):
             if not ANNOTATION_KEY.fullmatch(key):
                 raise ValueError(f"{key!r} is not an annotation key such as eks.amazonaws.com/role-arn")
         return value
+
+    @field_validator("gpu_hour_budgets")
+    @classmethod
+    def _budget_namespaces(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for namespace, hours in (value or {}).items():
+            if namespace != "*" and not NAMESPACE_NAME.fullmatch(namespace):
+                raise ValueError(f"{namespace!r} is not a namespace name (or `*` for every other namespace)")
+            if hours < 0:
+                raise ValueError(f"the budget of {namespace} is {hours:g}: give GPU-hours of 0 or more")
+        return value
+
+    def gpu_hour_budget(self, namespace: str) -> float | None:
+        """The namespace's GPU-hour budget: its own, else `*`'s; None: no budget."""
+        budgets = self.gpu_hour_budgets or {}
+        return budgets.get(namespace, budgets.get("*"))
 
     @property
     def termination_grace_seconds(self) -> int:

@@ -35,6 +35,8 @@ class Reason(enum.StrEnum):
     PODS_SCHEDULED = "PodsScheduled"
     RETRY_BACKOFF = "RetryBackoff"
     PREVIOUS_ATTEMPT_STOPPING = "PreviousAttemptStopping"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    BUDGET_AVAILABLE = "BudgetAvailable"
     # Running and ending.
     PODS_RUNNING = "PodsRunning"
     NOT_RUNNING = "NotRunning"
@@ -47,6 +49,9 @@ class Reason(enum.StrEnum):
     CHECKPOINT_SAVED = "CheckpointSaved"
     EPOCH_COMPLETED = "EpochCompleted"
     EVALUATION_COMPLETED = "EvaluationCompleted"
+    ESTIMATED = "Estimated"
+    # What the operator could not do for the user (item 8: said in status.warnings, never only a log line).
+    EVENT_NOT_POSTED = "EventNotPosted"
     # Failures the operator itself observes.
     IMAGE_PULL_FAILED = "ImagePullFailed"
     SECRET_NOT_READABLE = "SecretNotReadable"

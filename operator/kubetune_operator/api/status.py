@@ -22,6 +22,7 @@ from kubetune_trainer.contract import (
     WireModel,
 )
 
+from .estimate import CostEstimate
 from .gpu_plan import GpuPlan
 from .record import ResolvedJob
 from .serve import ServingStatus
@@ -179,5 +180,10 @@ class FineTuneJobStatus(WireModel):
     gpu_seconds: float | None = Field(None, ge=0.0, description="GPU time held, summed over attempts.")
     serving: ServingStatus | None = Field(
         None, description="The serving objects made for spec.serve once the job Succeeded, or why not."
+    )
+    estimate: CostEstimate | None = Field(
+        None,
+        description="GPU-hours the job should take: the trainer's token count at DataDownload x epochs over the "
+        "template's declared tokens/s per GPU (or, without one, the job's measured tokens/s), times its GPUs.",
     )
     observed_generation: int | None = Field(None, ge=0, description="The spec generation last acted on.")

@@ -18,6 +18,7 @@ from ..render.labels import ATTEMPT_LABEL, COMPONENT_LABEL, PREFLIGHT, TRAINER
 from ..render.naming import attempt_name, preflight_name
 from ..resolve.resolution import CheckpointSource, Resolution, parse_spec
 from ..settings import OperatorSettings
+from .budget import spent_gpu_hours
 from .cache import Body, ClusterView, JobKey
 
 logger = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class JobInputs:
     status: FineTuneJobStatus
     resolution: Resolution
     observation: Observation
+    spent_gpu_hours: float | None = None
 
 
 def _controller_uid(obj: Body) -> str | None:
@@ -122,4 +124,11 @@ def gather(view: ClusterView, key: JobKey, body: Body, *, settings: OperatorSett
         checkpoint_sources=None if admitted else _checkpoint_sources(view, namespace, raw_spec.get("fromCheckpoint")),
         parsed=parsed,
     )
-    return JobInputs(facts=facts, spec=spec, status=status, resolution=resolution, observation=observation)
+    return JobInputs(
+        facts=facts,
+        spec=spec,
+        status=status,
+        resolution=resolution,
+        observation=observation,
+        spent_gpu_hours=spent_gpu_hours(view, key, status, settings=settings),
+    )

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from ..api.conditions import EventNote
 from ..api.record import ResolvedJob
 from ..api.serve import ServeSpec
 from ..api.status import FineTuneJobStatus
@@ -27,6 +28,7 @@ from ..lifecycle.actions import (
     EnsureServing,
     RequeueAfter,
 )
+from ..lifecycle.event_failures import with_unposted
 from ..lifecycle.transitions import Step, advance
 from ..metrics import OperatorMetrics
 from ..render import JobRef, render_attempt, render_preflight
@@ -87,14 +89,35 @@ class Reconciler:
                 observation=inputs.observation,
                 now=now,
                 settings=self.settings,
+                spent_gpu_hours=inputs.spent_gpu_hours,
             )
             logger.debug("%s/%s: %d events, %d actions", *key, len(step.events), len(step.actions))
             if not await self._store_status(key, body, step.status):
                 return 0.0  # stale read: run again on the fresher object
             record_step(self.metrics, key, old=inputs.status, step=step)
             requeue = await self._act(key, body, inputs, step, now=now)
-            await post_events(self.client, body, step.events, now=now)
+            refused = await post_events(self.client, body, step.events, now=now)
+            if refused:
+                await self._warn_unposted(key, step.status, refused)
             return requeue
+
+    async def _warn_unposted(
+        self, key: JobKey, status: FineTuneJobStatus, refused: list[tuple[EventNote, str]]
+    ) -> None:
+        """Say in status.warnings which Events the API refused (deduplicated, bounded: lifecycle/event_failures)."""
+        warnings = with_unposted(status.warnings, refused)
+        if warnings is None:
+            return
+        namespace, name = key
+        patch = {"status": {"warnings": [w.to_wire() for w in warnings]}}
+        try:
+            stored = await self.client.merge_patch(
+                FINETUNEJOBS, patch, namespace=namespace, name=name, subresource="status"
+            )
+        except ApiError as error:  # the job went, or the API refuses this too: said in the log only
+            logger.warning("could not record the unposted Events of %s/%s: %s", namespace, name, error.reason)
+            return
+        self.view.remember(key, stored)
 
     async def _store_status(self, key: JobKey, body: Body, status: FineTuneJobStatus) -> bool:
         patch = status_patch(body.get("status") or {}, status)

@@ -29,8 +29,10 @@ async def apply_children(client: KubeClient, manifests: list[dict[str, Any]]) ->
     return outcomes[-1] == ChildOutcome.CREATED
 
 
-async def post_events(client: KubeClient, body: Body, notes: list[EventNote], *, now: datetime) -> None:
-    """Post each note as an Event on the FineTuneJob; a lost Event is logged, never fatal."""
+async def post_events(
+    client: KubeClient, body: Body, notes: list[EventNote], *, now: datetime
+) -> list[tuple[EventNote, str]]:
+    """Post each note as an Event on the FineTuneJob; those the API refused, with its reason (never fatal)."""
     meta = body["metadata"]
     involved = ObjectRef(
         api_version=body.get("apiVersion", "kubetune.dev/v1alpha1"),
@@ -39,6 +41,7 @@ async def post_events(client: KubeClient, body: Body, notes: list[EventNote], *,
         name=meta["name"],
         uid=meta["uid"],
     )
+    refused: list[tuple[EventNote, str]] = []
     for note in notes:
         try:
             await post_event(
@@ -46,3 +49,5 @@ async def post_events(client: KubeClient, body: Body, notes: list[EventNote], *,
             )
         except ApiError as error:
             logger.warning("could not post Event %s on %s: %s", note.reason, meta["name"], error.reason)
+            refused.append((note, f"{error.status} {error.reason}"))
+    return refused

@@ -56,6 +56,9 @@ class Situation:
     seen: Observation
     now: datetime
     settings: OperatorSettings
+    spent_gpu_hours: float | None = None
+    """GPU-hours the job's namespace has spent besides this job (lifecycle/budget.py); None: not counted
+    (no budget applies, or the job is past the budget's gates)."""
 
 
 def recordable(moment: datetime) -> datetime:

@@ -27,9 +27,12 @@ from .attempts import (
     advance_attempt,
     checkpoints_of_this_job,
     previous_attempt_stopping,
+    recorded_job,
     retry_backoff_seconds,
     start_attempt,
 )
+from .budget import hold, over_budget, start_within_budget, wait_for_budget
+from .estimate_record import estimate_event, new_estimate
 from .serving import serving_wanted
 from .status_draft import JobFacts, Situation, StatusDraft, Step
 
@@ -49,9 +52,21 @@ def advance(
     observation: Observation,
     now: datetime,
     settings: OperatorSettings,
+    spent_gpu_hours: float | None = None,
 ) -> Step:
-    """The next step for a FineTuneJob. `spec` is None when it failed validation (see `resolution`)."""
-    situation = Situation(job=job, spec=spec, resolution=resolution, seen=observation, now=now, settings=settings)
+    """The next step for a FineTuneJob. `spec` is None when it failed validation (see `resolution`).
+
+    `spent_gpu_hours`: what the job's namespace has spent besides it, when a GPU-hour budget applies (budget.py).
+    """
+    situation = Situation(
+        job=job,
+        spec=spec,
+        resolution=resolution,
+        seen=observation,
+        now=now,
+        settings=settings,
+        spent_gpu_hours=spent_gpu_hours,
+    )
     draft = StatusDraft(status, now=now, generation=job.generation)
     draft.record_progress(situation, uri=checkpoints_of_this_job(draft, situation))
     _run(draft, situation)
@@ -81,10 +96,26 @@ def _run(draft: StatusDraft, situation: Situation) -> None:
         _validate(draft, situation)
     elif phase == Phase.VALIDATING:
         _preflight(draft, situation)
-    else:
+    elif draft.reason(ConditionType.SCHEDULED) == Reason.BUDGET_EXCEEDED:
+        wait_for_budget(draft, situation)
+    elif not _estimated_over_budget(draft, situation):
         advance_attempt(draft, situation)
         if draft.status.phase == Phase.SUCCEEDED:
             _finished(draft, situation)
+
+
+def _estimated_over_budget(draft: StatusDraft, situation: Situation) -> bool:
+    """Record the GPU-hour estimate once the trainer has counted the tokens; stop the attempt if it does not fit."""
+    estimate = new_estimate(draft.status, recorded_job(draft, situation))
+    if estimate is None:
+        return False
+    draft.update(estimate=estimate)
+    draft.events.append(estimate_event(estimate))
+    message = over_budget(situation, estimate_hours=estimate.gpu_hours)
+    if message is None:
+        return False
+    hold(draft, situation, message)
+    return True
 
 
 def _finished(draft: StatusDraft, situation: Situation) -> None:
@@ -174,7 +205,7 @@ def _validate(draft: StatusDraft, situation: Situation) -> None:
         draft.actions.append(CreatePreflight())
         return
     draft.condition(ConditionType.VALIDATED, TRUE, Reason.PREFLIGHT_SKIPPED, "preflight off for this template")
-    start_attempt(draft, situation, 1)
+    start_within_budget(draft, situation, 1)
 
 
 def _preflight(draft: StatusDraft, situation: Situation) -> None:
@@ -215,7 +246,7 @@ def _preflight(draft: StatusDraft, situation: Situation) -> None:
     draft.condition(ConditionType.VALIDATED, TRUE, Reason.PREFLIGHT_PASSED, "model and data checked")
     draft.events.append(EventNote.normal(Reason.PREFLIGHT_PASSED, f"model and data checked: {resolved.model_repo}"))
     draft.add_warnings([*resolved.warnings, *warnings])
-    start_attempt(draft, situation, 1)
+    start_within_budget(draft, situation, 1)
 
 
 def _preflight_failed(draft: StatusDraft, situation: Situation, error: JobError) -> None:
