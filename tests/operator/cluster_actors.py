@@ -200,10 +200,23 @@ class Actors:
 
     # The trainer (rank 0's Kubernetes reporter patches only stage, stages and progress).
 
-    async def report(self, job: str, stage: Stage, *, done: list[Stage], progress: Progress | None = None) -> None:
+    async def report(
+        self,
+        job: str,
+        stage: Stage,
+        *,
+        done: list[Stage],
+        progress: Progress | None = None,
+        training_tokens: int | None = None,
+    ) -> None:
+        """`training_tokens`: DataDownload's count, in its record once that stage is done."""
         records = [
             StageRecord(
-                name=s, state=StageState.SUCCEEDED, start_time=datetime.now(tz=UTC), end_time=datetime.now(tz=UTC)
+                name=s,
+                state=StageState.SUCCEEDED,
+                start_time=datetime.now(tz=UTC),
+                end_time=datetime.now(tz=UTC),
+                training_tokens=training_tokens if s == Stage.DATA_DOWNLOAD else None,
             )
             for s in done
         ]

@@ -61,6 +61,8 @@ class Machine:
         self.status = FineTuneJobStatus()
         self.events: list[EventNote] = []
         self.actions: list[Action] = []
+        self.spent_gpu_hours: float | None = None
+        """What the namespace's other jobs have spent (the shell counts it where a GPU-hour budget applies)."""
 
     def tick(self, seen: Observation | None = None, *, at: float = 0.0) -> Step:
         """Reconcile `at` seconds after T0 with `seen` (default: nothing exists)."""
@@ -72,6 +74,7 @@ class Machine:
             observation=seen or Observation(),
             now=T0 + timedelta(seconds=at),
             settings=self.settings,
+            spent_gpu_hours=self.spent_gpu_hours,
         )
         # Stored and read back as the shell does: times on the wire are whole seconds.
         self.status = FineTuneJobStatus.parse(step.status.to_wire())

@@ -64,6 +64,7 @@ def reconcile_step(
     observation: Observation,
     now: datetime,
     settings: OperatorSettings,
+    spent_gpu_hours: float | None = None,
 ) -> tuple[Step, Resolution]:
     """The whole pure core for one reconcile: parse, resolve, advance.
 
@@ -81,5 +82,6 @@ def reconcile_step(
         observation=observation,
         now=now,
         settings=settings,
+        spent_gpu_hours=spent_gpu_hours,
     )
     return step, resolution
