@@ -19,7 +19,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -73,40 +73,49 @@ def estimate(args: argparse.Namespace, *, environ: Mapping[str, str], stream: Te
         print(f"{shown}: {unreadable}", file=errors)
         return EXIT_INVALID
     if len(jobs) != 1:
-        print(
-            f"{args.manifest}: not a FineTuneJob manifest: it must hold one document of kind FineTuneJob", file=errors
-        )
+        print(f"{shown}: not a FineTuneJob manifest: it must hold one document of kind FineTuneJob", file=errors)
         return EXIT_INVALID
     (job,) = jobs
-    name = job.metadata.name
     templates = Catalog((*catalog.templates, *extra)).templates if extra else catalog.templates
+    try:
+        cost = estimate_for(job, templates=templates, data=args.data, environ=environ)
+    except NoEstimate as refused:
+        print(refused, file=errors)
+        return EXIT_INVALID
+    print_estimate(cost, name=job.metadata.name, output=args.output, stream=stream)
+    return 0
+
+
+class NoEstimate(ValueError):
+    """No estimate can be made: the message names the job and what to do."""
+
+
+def estimate_for(
+    job: FineTuneJob, *, templates: Sequence[BaseModelTemplate], data: Path | None, environ: Mapping[str, str]
+) -> CostEstimate:
+    """`job`'s estimate against `templates`, counting the tokens of `data` (default: a local trainingFile)."""
+    name = job.metadata.name
     resolution = resolve_job(
         job.spec, job_name=name, namespace=job.metadata.namespace or "default", templates=templates,
         settings=OperatorSettings(),
     )  # fmt: skip
     if resolution.job is None:
-        print(f"job {name}: no estimate: {resolution.message}", file=errors)
-        for line in resolution.field_errors:
-            print(f"  {line}", file=errors)
-        return EXIT_INVALID
+        lines = [f"job {name}: no estimate: {resolution.message}", *(f"  {line}" for line in resolution.field_errors)]
+        raise NoEstimate("\n".join(lines))
     resolved = resolution.job
-    data = args.data or _local_path(job.spec.training_file)
+    data = data or _local_path(job.spec.training_file)
     if data is None:
-        print(
-            f"job {name}: trainingFile {job.spec.training_file} is not a local file: "
-            "give a local copy with --data FILE",
-            file=errors,
+        raise NoEstimate(
+            f"job {name}: trainingFile {job.spec.training_file} is not a local file: give a local copy of the "
+            "training data (kubetune estimate --data FILE, kubetune jobs create --estimate-data FILE)"
         )
-        return EXIT_INVALID
     if not data.is_file():
-        print(f"job {name}: no such data file {data}: give the training data with --data FILE", file=errors)
-        return EXIT_INVALID
+        raise NoEstimate(f"job {name}: no such data file {data}: give the training data's local copy")
     tokenizer = _cached_tokenizer(resolved.model_repo, resolved.revision, cache_dir=hub_cache_dir(environ))
     try:
         tokens = count_tokens(data, tokenizer=tokenizer)
     except ValueError as unreadable:
-        print(f"job {name}: cannot read {data}: {unreadable}", file=errors)
-        return EXIT_INVALID
+        raise NoEstimate(f"job {name}: cannot read {data}: {unreadable}") from None
     basis = (
         f"tokenizer of {resolved.model_repo}@{resolved.revision} (local cache)"
         if tokenizer is not None
@@ -114,12 +123,9 @@ def estimate(args: argparse.Namespace, *, environ: Mapping[str, str], stream: Te
         f"in the local Hugging Face cache; `kubetune check {resolved.model_repo}` downloads it)"
     )
     try:
-        cost = estimate_cost(resolved, tokens=tokens, basis=basis)
+        return estimate_cost(resolved, tokens=tokens, basis=basis)
     except EstimateUnavailable as missing:
-        print(f"job {name}: no estimate: {missing}", file=errors)
-        return EXIT_INVALID
-    _print(cost, name=name, output=args.output, stream=stream)
-    return 0
+        raise NoEstimate(f"job {name}: no estimate: {missing}") from None
 
 
 def _kind(document: Any) -> Any:
@@ -168,7 +174,7 @@ def count_tokens(path: Path, *, tokenizer: Any | None) -> int:
     return total
 
 
-def _print(cost: CostEstimate, *, name: str, output: str, stream: TextIO) -> None:
+def print_estimate(cost: CostEstimate, *, name: str, output: str, stream: TextIO) -> None:
     if output == "json":
         print(json.dumps({"job": name, **cost.to_wire()}, indent=2), file=stream)
         return

@@ -1,6 +1,7 @@
 """`kubetune jobs`: Together's fine-tuning verbs on the command line, printed the way kubectl prints.
 
     kubetune jobs create -f job.yaml | --model M --training-file URI [--n-epochs N ...]
+                         [--estimate [--estimate-data FILE]] [--dry-run]
     kubetune jobs list [-o wide|json|yaml|name] [-w] [-l SELECTOR]
     kubetune jobs get NAME [-o ...] [-w]
     kubetune jobs events NAME [-o json|yaml]
@@ -18,7 +19,9 @@ Every command takes -n/--namespace, --kubeconfig and --context as kubectl does. 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -94,6 +97,23 @@ def register(commands: Any) -> None:
     create.add_argument("--train-on-inputs", choices=["true", "false", "auto"], help="prompt tokens in the loss")
     create.add_argument("--packing", action=argparse.BooleanOptionalAction, default=None, help="pack examples")
     create.add_argument("-o", "--output", choices=["name", "json", "yaml"], help="print the created job")
+    create.add_argument(
+        "--estimate",
+        action="store_true",
+        help="print the job's GPU-hour estimate (its template's tokens/s per GPU, the data's tokens) before creating; "
+        "no estimate, no job",
+    )
+    create.add_argument(
+        "--estimate-data",
+        type=Path,
+        metavar="FILE",
+        help="a local copy of the training data to count (default: the trainingFile, when it is a local path)",
+    )
+    create.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="create nothing: print the job (-o yaml by default) and, with --estimate, its estimate",
+    )
 
     listing = action("list", run_list, "list jobs as a table")
     _output_flag(listing, table=True)
@@ -197,25 +217,60 @@ def run_create(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 1
-        job = _create_from_manifest(jobs, args.filename, name=args.name)
+        manifest = _read_manifest(args.filename)
+    elif "training_file" not in given or "model" not in given:
+        print("error: create needs -f FILE, or --model and --training-file", file=sys.stderr)
+        return 1
     else:
-        if "training_file" not in given or "model" not in given:
-            print("error: create needs -f FILE, or --model and --training-file", file=sys.stderr)
-            return 1
-        job = jobs.create(name=args.name, **given)
+        manifest = jobs.manifest_for(name=args.name, **given)
+    if args.estimate and (refused := _estimate(jobs, manifest, name=args.name, data=args.estimate_data)):
+        print(f"error: {refused}; nothing was created", file=sys.stderr)
+        return 1
+    if args.dry_run:
+        _dump(manifest, args.output if args.output in ("json", "yaml") else "yaml")
+        return 0
+    if args.filename is not None:
+        job = _create_from_manifest(jobs, manifest, name=args.name)
+    else:
+        job = jobs.create(name=manifest["metadata"]["name"], **given)
     _print_objects([job.raw], output=args.output or "name")
     return 0
 
 
-def _create_from_manifest(jobs: FineTuning, path: Path, *, name: str | None) -> FinetuneResponse:
-    from ..client.views import job_response  # noqa: PLC0415
+def _estimate(jobs: FineTuning, manifest: Json, *, name: str | None, data: Path | None) -> str | None:
+    """Print the job's estimate against the cluster's templates; why there is none, if there is none."""
+    from ..api.errors import validate  # noqa: PLC0415
+    from ..api.resources import BaseModelTemplate, FineTuneJob  # noqa: PLC0415
+    from .estimate import NoEstimate, estimate_for, print_estimate  # noqa: PLC0415
 
+    metadata = {**(manifest.get("metadata") or {}), "namespace": jobs.namespace}
+    metadata["name"] = name or metadata.get("name") or "the-new-job"
+    job = validate(FineTuneJob, {**manifest, "metadata": metadata}, kind="FineTuneJob")
+    templates = []
+    for raw in jobs.templates():
+        with contextlib.suppress(ValueError):  # an invalid template is ignored, as the operator ignores it
+            templates.append(BaseModelTemplate.parse({k: v for k, v in raw.items() if k != "status"}))
+    try:
+        cost = estimate_for(job, templates=templates, data=data, environ=os.environ)
+    except NoEstimate as refused:
+        return str(refused)
+    print_estimate(cost, name=job.metadata.name, output="text", stream=sys.stdout)
+    return None
+
+
+def _read_manifest(path: Path) -> Json:
     try:
         manifest: Json = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as unreadable:
         from ..client import JobRequestError  # noqa: PLC0415
 
         raise JobRequestError(f"cannot read {path}: {unreadable}") from None
+    return manifest
+
+
+def _create_from_manifest(jobs: FineTuning, manifest: Json, *, name: str | None) -> FinetuneResponse:
+    from ..client.views import job_response  # noqa: PLC0415
+
     return job_response(jobs.create_manifest(manifest, name=name))
 
 

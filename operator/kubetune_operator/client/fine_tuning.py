@@ -120,6 +120,27 @@ class FineTuning:
             body,
         )
 
+    def manifest_for(self, *, training_file: str, name: str | None = None, **arguments: Any) -> Json:
+        """The FineTuneJob `create` would make from these arguments, without creating anything."""
+        arguments.pop("verbose", None)
+        arguments.pop("model_limits", None)
+        request = build_create_request(
+            name=name or new_job_name(), namespace=self.namespace, training_file=training_file, **arguments
+        )
+        return request.manifest
+
+    def templates(self) -> Objects:
+        """The cluster's BaseModelTemplates: what the operator resolves a job's `model` against."""
+        listed = self._call(
+            "listing BaseModelTemplates",
+            self._objects.list_cluster_custom_object,
+            GROUP,
+            VERSION,
+            "basemodeltemplates",
+        )
+        items: Objects = listed.get("items", [])
+        return items
+
     def retrieve(self, id: str) -> FinetuneResponse:
         return job_response(self._get(id))
 
