@@ -120,6 +120,20 @@ class OperatorSettings(BaseModel):
         "comma-separated key=value in the environment; unset: none.",
     )
 
+    pod_env_allowed: tuple[str, ...] = Field(
+        (),
+        description="Environment variable names a job may add to its pods (spec.pod.env, spec.pod.envFromSecrets); "
+        "shell-style patterns allowed (`NCCL_*`); comma-separated in the environment; empty: none.",
+    )
+    pod_volume_claims_allowed: tuple[str, ...] = Field(
+        (),
+        description="PersistentVolumeClaims a job may mount (spec.pod.volumes), by name or pattern (`dataset-*`); "
+        "comma-separated in the environment; empty: none.",
+    )
+    pod_tolerations_allowed: bool = Field(
+        False, description="Whether a job may add tolerations (spec.pod.tolerations)."
+    )
+    pod_affinity_allowed: bool = Field(False, description="Whether a job may set node affinity (spec.pod.affinity).")
     gpu_hour_budgets: dict[str, float] | None = Field(
         None,
         description="GPU-hour budget per namespace: a new job waits Queued (reason BudgetExceeded) while the "
@@ -148,8 +162,8 @@ class OperatorSettings(BaseModel):
             if suffix not in known:
                 continue  # other KUBETUNE_* variables (e.g. the CLI's) are not settings
             name = known[suffix]
-            if name == "namespaces":
-                values[name] = tuple(n for n in raw.split(",") if n)
+            if name in ("namespaces", "pod_env_allowed", "pod_volume_claims_allowed"):
+                values[name] = tuple(n.strip() for n in raw.split(",") if n.strip())
             elif name in ("service_account_annotations", "gpu_hour_budgets"):
                 values[name] = _key_values(raw, f"{ENV_PREFIX}{suffix}")
             else:

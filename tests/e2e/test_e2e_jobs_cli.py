@@ -207,6 +207,14 @@ async def test_cancel_ends_the_job_cancelled_with_its_record_and_no_pod(
             break
         await asyncio.sleep(0.3)
     assert [p for p in await running.view.pods("cli-long") if p["status"].get("phase") == "Running"] == []
+    # The trainer checkpoints on SIGTERM and reports it; the operator lists it though the job is Cancelled.
+    listed = await running.view.wait_until(
+        "cli-long", lambda s: bool(s.get("checkpoints")), timeout=60, what="the SIGTERM checkpoint in status"
+    )
+    assert listed["phase"] == "Cancelled"
+    assert listed["checkpoints"][-1]["step"] >= status["progress"]["step"]
+    steps = (await cli.ok("checkpoints", "cli-long")).splitlines()[1].split()
+    assert steps[0] == f"cli-long:{listed['checkpoints'][-1]['step']}", "the CLI lists it"
     wide = (await cli.ok("get", "cli-long", "-o", "wide")).splitlines()[1].split()
     assert wide[1] == "Cancelled"
     assert "cancelled" in wide

@@ -26,6 +26,7 @@ from kubetune_trainer.contract import (
 )
 
 from .gpu_plan import GpuPlan
+from .pod_additions import PodAdditions
 from .spec import S3StorageSpec, SecretKeyRef, WandbSpec
 from .template import Resources
 
@@ -59,6 +60,9 @@ class ResolvedJob(WireModel):
     )
     wandb: WandbSpec | None = Field(None, description="Weights & Biases logging.")
     s3: S3StorageSpec | None = Field(None, description="S3-style credentials reference, endpoint and region.")
+    pod: PodAdditions | None = Field(
+        None, description="The job's pod additions (spec.pod), as the operator's settings allowed them at admission."
+    )
     image: str = Field(description="Trainer image.")
     resources: Resources = Field(description="Nodes, GPUs and placement of trainer pods.")
     strategy: Strategy = Field(description="ddp or fsdp.")

@@ -396,6 +396,12 @@ class FineTuneJobSpec(WireModel):
     from_checkpoint: CheckpointRef | None = Field(
         None, description="Continue from another FineTuneJob's checkpoint: `<job>` or `<job>:<step>`."
     )
+    pod: PodAdditions | None = Field(
+        None,
+        description="Extra env, PersistentVolumeClaims, tolerations and node affinity for the job's pods, as far as "
+        "the operator's settings allow (podEnvAllowed, podVolumeClaimsAllowed, podTolerationsAllowed, "
+        "podAffinityAllowed). Default: none.",
+    )
     suspend: bool = Field(False, description="True removes the pods and pauses the job; false resumes it.")
     cancel: bool = Field(
         False,
@@ -465,3 +471,8 @@ def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
 
 def _snake(camel: str) -> str:
     return "".join(f"_{char.lower()}" if char.isupper() else char for char in camel)
+
+
+from .pod_additions import PodAdditions  # noqa: E402 - it uses SecretKeyRef, defined above
+
+FineTuneJobSpec.model_rebuild()

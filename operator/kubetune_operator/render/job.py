@@ -16,6 +16,7 @@ from .labels import QUEUE_LABEL, JobRef, metadata_for
 from .naming import pod_hostname, trainer_account_name
 from .pod import (
     CONTAINER,
+    added_env,
     container_security_context,
     plain_env,
     pod_security_context,
@@ -95,7 +96,7 @@ def trainer_job(
         "image": resolved.image,
         "imagePullPolicy": "IfNotPresent",
         "command": torchrun_command(resolved, name=job.name, attempt=attempt, service=service, settings=settings),
-        "env": [*plain_env(), *secret_env(resolved)],
+        "env": [*plain_env(), *secret_env(resolved), *added_env(resolved)],
         "resources": trainer_resources(resolved),
         "volumeMounts": mounts,
         "securityContext": container_security_context(),
@@ -125,8 +126,12 @@ def trainer_job(
         pod_spec["subdomain"] = service
     if selector := node_selector(resolved):
         pod_spec["nodeSelector"] = selector
-    if resolved.resources.tolerations:
-        pod_spec["tolerations"] = [t.to_wire() for t in resolved.resources.tolerations]
+    added = resolved.pod
+    tolerations = [*resolved.resources.tolerations, *(added.tolerations if added is not None else [])]
+    if tolerations:
+        pod_spec["tolerations"] = [t.to_wire() for t in tolerations]
+    if added is not None and added.affinity is not None:
+        pod_spec["affinity"] = added.affinity.to_wire()
     if resolved.priority_class_name:
         pod_spec["priorityClassName"] = resolved.priority_class_name
     job_labels = dict(labels)

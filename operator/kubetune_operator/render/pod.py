@@ -2,7 +2,8 @@
 
 Pods satisfy the restricted Pod Security profile: non-root, no privilege escalation, every
 capability dropped, the runtime's default seccomp profile, and only emptyDir, ConfigMap and
-PersistentVolumeClaim volumes.
+PersistentVolumeClaim volumes. A job's own additions (spec.pod, within the operator's allow-lists)
+are added here: env and claims in every pod, tolerations and node affinity in trainer pods.
 """
 
 from __future__ import annotations
@@ -52,6 +53,19 @@ def secret_env(resolved: ResolvedJob) -> list[dict[str, Any]]:
         ref = resolved.wandb.api_key_secret_ref
         env.append({"name": WANDB_API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     env.extend(object_store_env(resolved))
+    return env
+
+
+def added_env(resolved: ResolvedJob) -> list[dict[str, Any]]:
+    """spec.pod's env, as the operator's settings allowed it at admission (Secrets stay references)."""
+    pod = resolved.pod
+    if pod is None:
+        return []
+    env: list[dict[str, Any]] = [{"name": e.name, "value": e.value} for e in pod.env]
+    env += [
+        {"name": e.name, "valueFrom": {"secretKeyRef": {"name": e.secret_key_ref.name, "key": e.secret_key_ref.key}}}
+        for e in pod.env_from_secrets
+    ]
     return env
 
 
@@ -116,4 +130,14 @@ def volumes_and_mounts(
         volume = f"pvc-{index}"
         volumes.append({"name": volume, "persistentVolumeClaim": {"claimName": claim, "readOnly": not writes}})
         mounts.append({"name": volume, "mountPath": f"{settings.pvc_mount_root}/{claim}", "readOnly": not writes})
+    for added in resolved.pod.volumes if resolved.pod is not None else []:
+        name = f"{ADDED_VOLUME_PREFIX}{added.name}"[:63]
+        volumes.append(
+            {"name": name, "persistentVolumeClaim": {"claimName": added.claim_name, "readOnly": added.read_only}}
+        )
+        mounts.append({"name": name, "mountPath": added.mount_path, "readOnly": added.read_only})
     return volumes, mounts
+
+
+ADDED_VOLUME_PREFIX = "extra-"
+"""spec.pod.volumes are named extra-<name> in pods, apart from kubetune's own (config, cache, work, pvc-N...)."""

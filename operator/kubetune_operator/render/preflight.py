@@ -8,7 +8,15 @@ from ..api.record import ResolvedJob
 from ..settings import OperatorSettings
 from .configmap import CONFIG_PATH
 from .labels import JobRef, metadata_for
-from .pod import CONTAINER, container_security_context, plain_env, pod_security_context, secret_env, volumes_and_mounts
+from .pod import (
+    CONTAINER,
+    added_env,
+    container_security_context,
+    plain_env,
+    pod_security_context,
+    secret_env,
+    volumes_and_mounts,
+)
 
 PREFLIGHT_COMMAND = ["python", "-m", "kubetune_trainer", "preflight", "--config", CONFIG_PATH]
 
@@ -30,7 +38,7 @@ def preflight_job(
         "image": resolved.image,
         "imagePullPolicy": "IfNotPresent",
         "command": list(PREFLIGHT_COMMAND),
-        "env": [*plain_env(), *secret_env(resolved)],
+        "env": [*plain_env(), *secret_env(resolved), *added_env(resolved)],
         # No nvidia.com/gpu: the preflight must never hold a GPU.
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
         "volumeMounts": mounts,

@@ -35,6 +35,7 @@ from ..api.status import Resolved
 from ..settings import OperatorSettings
 from .gpu_plan import plan_gpus
 from .limits import checked_hyperparameters, checked_lora
+from .pod_additions import pod_addition_problems
 from .selection import expectations_of, mismatch_warnings, recommend
 from .serving import serving_problems, serving_warnings
 
@@ -122,6 +123,10 @@ def resolve_job(
     run): it must name one, and the job continues exactly what that one trained, its repo at its
     commit, from its uid's checkpoints.
     """
+    if refused := pod_addition_problems(spec.pod, settings):
+        return _problem(
+            Unresolved.INVALID_SPEC, "the spec asks for pod additions this installation does not allow", refused
+        )
     from_checkpoint = _checkpoint_source(spec.from_checkpoint, sources=checkpoint_sources, namespace=namespace)
     if isinstance(from_checkpoint, Resolution):
         return from_checkpoint
@@ -299,6 +304,7 @@ def _apply(
         from_checkpoint=spec.from_checkpoint,
         wandb=spec.wandb,
         s3=spec.storage.s3 if spec.storage else None,
+        pod=spec.pod,
         image=tspec.image or settings.trainer_image,
         resources=(
             tspec.resources.model_copy(update={"nodes": gpu_plan.nodes, "gpus_per_node": gpu_plan.gpus_per_node})
