@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         metrics_host=args.metrics_host,
         metrics_port=args.metrics_port or None,
     )
-    extend = partial(install, options=webhook_options(args)) if args.webhook else None
+    extend = partial(install, options=webhook_options(args), allowing=settings) if args.webhook else None
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_operator(settings=settings, connection=connection, options=options, extend=extend))
     return 0

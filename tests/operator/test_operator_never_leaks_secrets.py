@@ -12,16 +12,23 @@ import pytest
 from kubetune_sandbox.emulator import ApiEmulator
 
 from .cluster_actors import NAMESPACE, Actors, trainer_succeeded, wait_for
-from .conftest import RunningOperator, status_of
+from .conftest import StartOperator, status_of
 from .journeys import pass_preflight, to_running, until_phase
 
 
 async def test_a_sentinel_secret_value_appears_nowhere(
-    cluster: ApiEmulator, actors: Actors, operator: RunningOperator, caplog: pytest.LogCaptureFixture
+    cluster: ApiEmulator, actors: Actors, start_operator: StartOperator, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # spec.pod's env from a Secret and a dataset claim, allowed by the administrator, are as safe.
+    await start_operator(pod_env_allowed=("DATASET_*",), pod_volume_claims_allowed=("datasets-*",))
     sentinel = f"SENTINEL-{uuid.uuid4()}"
-    keys = {"token": sentinel, "s3-id": f"{sentinel}-access-key-id", "s3-key": f"{sentinel}-secret-access-key"}
+    keys = {
+        "token": sentinel,
+        "s3-id": f"{sentinel}-access-key-id",
+        "s3-key": f"{sentinel}-secret-access-key",
+        "dataset": f"{sentinel}-dataset-token",
+    }
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token"}, "stringData": keys}
     async with cluster.post(f"/api/v1/namespaces/{NAMESPACE}/secrets", json=secret) as made:
         assert made.status < 400
@@ -41,6 +48,10 @@ async def test_a_sentinel_secret_value_appears_nowhere(
         storage=storage,
         output={"uri": "s3://models/private"},
         serve={"kind": "vllm"},  # its server copies the model from s3 with the same keys
+        pod={
+            "envFromSecrets": [{"name": "DATASET_TOKEN", "secretKeyRef": {"name": "hf-token", "key": "dataset"}}],
+            "volumes": [{"name": "corpus", "claimName": "datasets-2026", "mountPath": "/data/corpus"}],
+        },
     )
     (trainer_job,) = [
         obj.raw
@@ -51,6 +62,7 @@ async def test_a_sentinel_secret_value_appears_nowhere(
     trainer_env = {e["name"]: e.get("valueFrom") for e in container["env"]}
     assert trainer_env["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "hf-token", "key": "s3-id"}}
     assert trainer_env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "hf-token", "key": "s3-key"}}
+    assert trainer_env["DATASET_TOKEN"] == {"secretKeyRef": {"name": "hf-token", "key": "dataset"}}
     await actors.terminate(pod, exit_code=0, message=trainer_succeeded())
     await actors.job_condition("private-a1", "Complete")
     await until_phase(cluster, "private", "Succeeded")

@@ -85,8 +85,8 @@ class NodeAffinity(WireModel):
     required_during_scheduling_ignored_during_execution: NodeSelector | None = Field(
         None, description="Nodes a pod must run on."
     )
-    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(
-        default_factory=list, max_length=8, description="Nodes a pod prefers."
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] | None = Field(
+        None, max_length=8, description="Nodes a pod prefers."
     )
 
 

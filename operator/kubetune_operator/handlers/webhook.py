@@ -13,7 +13,9 @@ from typing import Any
 import kopf
 
 from ..api.names import GROUP, VERSION
+from ..resolve.pod_additions import pod_addition_problems
 from ..resolve.resolution import Resolution, parse_spec
+from ..settings import OperatorSettings
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,24 @@ class WebhookOptions:
     """Name of the ValidatingWebhookConfiguration kopf keeps in sync; None leaves it to the chart."""
 
 
-def spec_problems(spec: Any) -> list[str]:
-    """Every reason the spec is refused, one per bad field; empty when it is valid."""
+def spec_problems(spec: Any, *, allowing: OperatorSettings | None = None) -> list[str]:
+    """Every reason the spec is refused, one per bad field; empty when it is valid.
+
+    `allowing`: the operator's settings, whose allow-lists spec.pod must keep within.
+    """
     parsed = parse_spec(spec if isinstance(spec, dict) else {})
     if isinstance(parsed, Resolution):
         return list(parsed.field_errors) or [parsed.message]
-    return []
+    return pod_addition_problems(parsed.pod, allowing) if allowing is not None else []
 
 
-def install(registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings, *, options: WebhookOptions) -> None:
+def install(
+    registry: kopf.OperatorRegistry,
+    settings: kopf.OperatorSettings,
+    *,
+    options: WebhookOptions,
+    allowing: OperatorSettings | None = None,
+) -> None:
     """Register the validating handler and serve it with kopf's webhook server."""
     settings.admission.server = kopf.WebhookServer(
         port=options.port, host=options.host, certfile=options.certfile, pkeyfile=options.keyfile
@@ -43,6 +54,6 @@ def install(registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings, *,
 
     @kopf.on.validate(GROUP, VERSION, "finetunejobs", registry=registry, id="validate-finetunejob")
     def validate_finetunejob(spec: kopf.Spec, **_: Any) -> None:
-        problems = spec_problems(dict(spec))
+        problems = spec_problems(dict(spec), allowing=allowing)
         if problems:
             raise kopf.AdmissionError("invalid FineTuneJob: " + "; ".join(problems), code=422)
