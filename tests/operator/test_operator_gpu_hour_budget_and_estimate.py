@@ -52,7 +52,7 @@ async def test_a_spent_budget_keeps_a_new_job_queued_and_a_raised_one_starts_it(
     assert (status["phase"], status.get("attempt", 0)) == ("Queued", 0)
     assert cluster.live(JOBS, NAMESPACE, "new-run-a1") is None, "no GPU pod while the budget is spent"
     (said,) = await wait_for(lambda: _warnings_of(cluster, "BudgetExceeded"), what="the BudgetExceeded Event")
-    for words in (f"namespace {NAMESPACE}", "budget 8", "10 GPU-hours", "raise gpuHourBudgets"):
+    for words in ("job new-run waits", f"namespace {NAMESPACE}", "budget 8", "10 GPU-hours", "raise gpuHourBudgets"):
         assert words in said
     assert status_of(cluster, "last-week")["phase"] == "Succeeded", "a finished record is left alone"
 

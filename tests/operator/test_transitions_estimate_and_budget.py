@@ -119,7 +119,7 @@ def test_a_spent_budget_keeps_a_new_job_queued_until_the_budget_is_raised() -> N
     assert scheduled.reason == Reason.BUDGET_EXCEEDED
     (warning,) = [e for e in step.events if e.reason == Reason.BUDGET_EXCEEDED]
     assert warning.type == "Warning"
-    for words in ("namespace ml", "budget 10", "12.5 GPU-hours", "raise gpuHourBudgets"):
+    for words in ("job support-bot waits", "namespace ml", "budget 10", "12.5 GPU-hours", "raise gpuHourBudgets"):
         assert words in warning.message
     assert requeue(step) == 60.0, "it looks again by itself"
 

@@ -429,9 +429,18 @@ def _row(job: Json, *, wide: bool) -> tuple[str, ...]:
         *row,
         together_status(job).value,
         spec.get("fromHfModel", ""),
-        error.get("reason", ""),
+        error.get("reason") or _waiting_reason(status),
         str(status.get("attempt", "")),
     )
+
+
+def _waiting_reason(status: Json) -> str:
+    """Why a Queued job waits (BudgetExceeded, Unschedulable, ...): its Scheduled condition's reason."""
+    if status.get("phase") != "Queued":
+        return ""
+    conditions: list[Json] = status.get("conditions") or []
+    scheduled: Json = next((c for c in conditions if c.get("type") == "Scheduled"), {})
+    return str(scheduled.get("reason", "")) if scheduled.get("status") == "False" else ""
 
 
 def _age(created: str | None, *, now: datetime | None = None) -> str:

@@ -60,10 +60,10 @@ def over_budget(situation: Situation, *, estimate_hours: float | None) -> str | 
         return None
     mine = f" + this job's estimate {needed:.3g}" if estimate_hours is not None else ""
     return (
-        f"namespace {namespace}: GPU-hour budget {budget:g} exceeded: its jobs have spent {spent:.3g} GPU-hours"
-        f"{mine}; the job waits Queued and starts by itself once it fits: raise gpuHourBudgets for {namespace} "
-        "in the operator's settings (Helm value settings.gpuHourBudgets), or delete finished FineTuneJobs of "
-        "the namespace"
+        f"job {situation.job.name} waits Queued: namespace {namespace}'s GPU-hour budget {budget:g} is exceeded: "
+        f"its other jobs have spent {spent:.3g} GPU-hours{mine}; the job starts by itself once it fits: raise "
+        f"gpuHourBudgets for {namespace} in the operator's settings (Helm value settings.gpuHourBudgets), or "
+        "delete finished FineTuneJobs of the namespace"
     )
 
 
