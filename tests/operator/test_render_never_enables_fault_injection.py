@@ -1,7 +1,8 @@
 """The trainer's test-only fault hook cannot be switched on through a FineTuneJob or a template.
 
 It is enabled only by the KUBETUNE_FAULT_INJECTION environment variable: no rendered pod carries
-it, and neither CRD has a field through which a user could add environment variables.
+it, and the one way a user adds environment variables (spec.pod.env and envFromSecrets, within the
+administrator's allow-list) refuses every KUBETUNE_* name, even when the allow-list is `*`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from typing import Any
 import yaml
 
 from kubetune_operator.render import render_attempt, render_preflight
+from kubetune_operator.resolve.resolution import resolve_job
+from kubetune_operator.settings import OperatorSettings
 from kubetune_trainer.contract import TrainerConfig
 from kubetune_trainer.faults import FAULT_INJECTION_ENV
 
 from ..conftest import REPO
-from .core_builders import JOB, SETTINGS, resolved, spec
+from .core_builders import CATALOG, JOB, SETTINGS, resolved, spec
 
 EVERYTHING_SET = {
     "hfTokenSecretRef": {"name": "hf-token", "key": "token"},
@@ -55,6 +58,22 @@ def test_no_rendered_manifest_carries_the_fault_variable() -> None:
 def test_neither_crd_nor_the_trainer_config_has_a_way_to_set_it() -> None:
     for crd in ("finetunejobs.yaml", "basemodeltemplates.yaml"):
         names = {name.lower() for name in _property_names(yaml.safe_load((REPO / "crds" / crd).read_text()))}
-        assert names.isdisjoint({"env", "extraenv", "envfrom", "faults", "faultinjection"}), crd
+        assert names.isdisjoint({"extraenv", "envfrom", "faults", "faultinjection"}), crd
+    template = yaml.safe_load((REPO / "crds" / "basemodeltemplates.yaml").read_text())
+    assert "env" not in {name.lower() for name in _property_names(template)}
     config_fields = {name.lower() for name in _property_names(TrainerConfig.model_json_schema())}
     assert not {name for name in config_fields if "fault" in name or name in {"env", "environ"}}
+
+
+def test_spec_pod_env_cannot_set_it_even_when_every_name_is_allowed() -> None:
+    everything = OperatorSettings(**{**SETTINGS.model_dump(), "pod_env_allowed": ("*",)})
+    for field, entry in (
+        ("env", {"name": FAULT_INJECTION_ENV, "value": "stall"}),
+        ("envFromSecrets", {"name": FAULT_INJECTION_ENV, "secretKeyRef": {"name": "s", "key": "k"}}),
+    ):
+        outcome = resolve_job(
+            spec(pod={field: [entry]}), job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG,
+            settings=everything,
+        )  # fmt: skip
+        assert outcome.job is None
+        assert f"{FAULT_INJECTION_ENV} is set by kubetune itself" in outcome.message
