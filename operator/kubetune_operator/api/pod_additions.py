@@ -16,8 +16,7 @@ from pydantic import Field
 from kubetune_trainer.contract import WireModel
 
 from .fields import DnsLabel, DnsSubdomain, LabelValue
-from .spec import SecretKeyRef
-from .template import Toleration
+from .kube_shapes import SecretKeyRef, Toleration
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 MOUNT_PATH = r"^/[A-Za-z0-9._/-]*$"

@@ -26,8 +26,9 @@ from kubetune_trainer.contract import (
 )
 
 from .gpu_plan import GpuPlan
+from .kube_shapes import SecretKeyRef
 from .pod_additions import PodAdditions
-from .spec import S3StorageSpec, SecretKeyRef, WandbSpec
+from .spec import S3StorageSpec, WandbSpec
 from .template import Resources
 
 

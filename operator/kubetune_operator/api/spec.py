@@ -30,6 +30,8 @@ from .fields import (
     SecretKey,
     Suffix,
 )
+from .kube_shapes import SecretKeyRef
+from .pod_additions import PodAdditions
 from .serve import SERVE_CEL_RULE, ServeSpec, output_violations
 
 AUTO_TEMPLATE = "auto"
@@ -38,13 +40,6 @@ AUTO_TEMPLATE = "auto"
 def _set_values(model: WireModel) -> dict[str, object]:
     """The fields of `model` that hold a value, as attributes (nested models stay models)."""
     return {name: value for name in type(model).model_fields if (value := getattr(model, name)) is not None}
-
-
-class SecretKeyRef(WireModel):
-    """A key in a Secret of the job's namespace. The operator never reads it; pods get it as env."""
-
-    name: DnsSubdomain = Field(description="Name of the Secret, in the FineTuneJob's namespace.")
-    key: SecretKey = Field(description="Key within the Secret.")
 
 
 class Hyperparameters(WireModel):
@@ -471,8 +466,3 @@ def cross_field_violations(spec: FineTuneJobSpec) -> list[Violation]:
 
 def _snake(camel: str) -> str:
     return "".join(f"_{char.lower()}" if char.isupper() else char for char in camel)
-
-
-from .pod_additions import PodAdditions  # noqa: E402 - it uses SecretKeyRef, defined above
-
-FineTuneJobSpec.model_rebuild()

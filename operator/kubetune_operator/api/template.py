@@ -7,7 +7,6 @@ to run it: GPUs, nodes, node selectors, tolerations, memory.
 
 from __future__ import annotations
 
-import enum
 from typing import Annotated, Self
 
 from pydantic import Field, model_validator
@@ -16,6 +15,7 @@ from kubetune_trainer.contract import AttentionKernel, MasterWeights, Precision,
 
 from .crossfield import Violation, raise_violations
 from .fields import HfRepoId, LabelValue, Quantity, Version
+from .kube_shapes import Toleration
 from .spec import Hyperparameters, LoraSpec
 
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
@@ -34,27 +34,6 @@ class Architecture(WireModel):
     architectures: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         min_length=1, max_length=16, description="config.json `architectures` entries, e.g. [LlamaForCausalLM]."
     )
-
-
-class TolerationOperator(enum.StrEnum):
-    EXISTS = "Exists"
-    EQUAL = "Equal"
-
-
-class TaintEffect(enum.StrEnum):
-    NO_SCHEDULE = "NoSchedule"
-    PREFER_NO_SCHEDULE = "PreferNoSchedule"
-    NO_EXECUTE = "NoExecute"
-
-
-class Toleration(WireModel):
-    """A Kubernetes toleration, copied into trainer pods."""
-
-    key: str | None = Field(None, max_length=316, description="Taint key; empty with Exists matches every taint.")
-    operator: TolerationOperator = Field(TolerationOperator.EQUAL, description="Exists or Equal. Default Equal.")
-    value: str | None = Field(None, max_length=63, description="Taint value, for Equal.")
-    effect: TaintEffect | None = Field(None, description="NoSchedule, PreferNoSchedule or NoExecute; empty: all.")
-    toleration_seconds: int | None = Field(None, ge=0, description="How long a NoExecute taint is tolerated.")
 
 
 class Resources(WireModel):
