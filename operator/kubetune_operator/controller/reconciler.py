@@ -98,14 +98,15 @@ class Reconciler:
             requeue = await self._act(key, body, inputs, step, now=now)
             refused = await post_events(self.client, body, step.events, now=now)
             if refused:
-                await self._warn_unposted(key, step.status, refused)
+                await self._warn_unposted(key, refused)
             return requeue
 
-    async def _warn_unposted(
-        self, key: JobKey, status: FineTuneJobStatus, refused: list[tuple[EventNote, str]]
-    ) -> None:
+    async def _warn_unposted(self, key: JobKey, refused: list[tuple[EventNote, str]]) -> None:
         """Say in status.warnings which Events the API refused (deduplicated, bounded: lifecycle/event_failures)."""
-        warnings = with_unposted(status.warnings, refused)
+        body = self.view.job(key)  # as this pass last stored it (a serving outcome included)
+        if body is None:
+            return
+        warnings = with_unposted(FineTuneJobStatus.parse(body.get("status") or {}).warnings, refused)
         if warnings is None:
             return
         namespace, name = key
@@ -189,5 +190,6 @@ class Reconciler:
             return True
         if not await self._store_status(key, body, outcome.status):
             return False
-        await post_events(self.client, body, outcome.events, now=now)
+        if refused := await post_events(self.client, body, outcome.events, now=now):
+            await self._warn_unposted(key, refused)
         return True
