@@ -106,3 +106,12 @@ def test_a_remote_training_file_without_data_asks_for_a_local_copy(tmp_path: Pat
     code = estimate(args, environ={}, stream=io.StringIO(), errors=err)
     assert code == 2
     assert "--data FILE" in err.getvalue()
+
+
+def test_pod_additions_do_not_stand_in_the_way_of_an_estimate(tmp_path: Path) -> None:
+    """The operator checks spec.pod against its allow-lists; the estimate, which they do not change, does not."""
+    job = _job("measured-llama")
+    job["spec"]["pod"] = {"env": [{"name": "NCCL_DEBUG", "value": "INFO"}]}
+    code, out, err = _run(tmp_path, _template(), job)
+    assert code == 0, err
+    assert "GPU-hours" in out

@@ -35,6 +35,10 @@ from ..settings import OperatorSettings
 from .check import hub_cache_dir
 
 EXIT_INVALID = 2
+ANY_POD_ADDITION = OperatorSettings(
+    pod_env_allowed=("*",), pod_volume_claims_allowed=("*",), pod_tolerations_allowed=True, pod_affinity_allowed=True
+)
+"""The installation's spec.pod allow-lists are not known here (the operator checks them) and cost nothing."""
 CHARACTERS_PER_TOKEN = 4
 
 
@@ -97,7 +101,7 @@ def estimate_for(
     name = job.metadata.name
     resolution = resolve_job(
         job.spec, job_name=name, namespace=job.metadata.namespace or "default", templates=templates,
-        settings=OperatorSettings(),
+        settings=ANY_POD_ADDITION,
     )  # fmt: skip
     if resolution.job is None:
         lines = [f"job {name}: no estimate: {resolution.message}", *(f"  {line}" for line in resolution.field_errors)]
