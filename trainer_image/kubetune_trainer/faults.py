@@ -9,7 +9,9 @@ renders it. Its value is a JSON list of faults:
                                {"kind": "stall", "step": 3, "seconds": 30}]'
 
 - `oom` raises `torch.OutOfMemoryError` from the model's forward pass, while the micro-batch holds
-  more than `aboveTokens` tokens (0: always);
+  more than `aboveTokens` tokens (0: always); with `layer`, from decoder layer `layer`'s forward
+  instead (0-based): mid-forward, after the layers before it ran and, under FSDP, after that
+  layer's weights were gathered, where a real OOM in its activations would strike;
 - `stall` sleeps `seconds` in the forward pass, once (the step's first micro-batch);
 - `nonFiniteLoss` makes the step's loss NaN (the model's logits become NaN, like diverged weights);
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
@@ -51,6 +54,9 @@ class Fault(BaseModel):
     rank: int | None = Field(None, ge=0, description="The only rank it fires on; absent: every rank.")
     above_tokens: int = Field(0, ge=0, description="oom: fires only while the micro-batch has more tokens than this.")
     seconds: float = Field(0.0, ge=0.0, description="stall: how long the forward pass sleeps.")
+    layer: int | None = Field(
+        None, ge=0, description="oom: the decoder layer (0-based) whose forward raises; absent: the model's forward."
+    )
 
     def fires(self, *, step: int, rank: int) -> bool:
         return (self.step is None or self.step == step) and (self.rank is None or self.rank == rank)
@@ -121,10 +127,22 @@ class FaultInjector:
         # The chunked loss applies the head outside the model's forward (its logits are empty), so NaN
         # logits would reach no loss: the fault poisons the token embeddings instead.
         embeddings = next((module for module in model.modules() if isinstance(module, nn.Embedding)), model)
-        return [
+        handles = [
             model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
             embeddings.register_forward_hook(self._after_forward),
         ]
+        layers = decoder_layers(model)
+        for number in sorted({fault.layer for fault in self.plan.faults if fault.layer is not None}):
+            if number >= len(layers):
+                raise InvalidInput(
+                    f"{FAULT_INJECTION_ENV} (test-only) names decoder layer {number}; the model has {len(layers)}.",
+                    reason="FaultInjectionInvalid",
+                    field=FAULT_INJECTION_ENV,
+                    hint="Name a layer the model has.",
+                )
+            hook = functools.partial(self._in_layer, number)
+            handles.append(layers[number].register_forward_pre_hook(hook, with_kwargs=True))
+        return handles
 
     def _firing(self) -> list[tuple[int, Fault, int]]:
         step = _current_step.get()
@@ -136,16 +154,27 @@ class FaultInjector:
             if fault.fires(step=step, rank=self.rank)
         ]
 
+    def _in_layer(self, number: int, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = kwargs.get("hidden_states", args[0] if args else None)
+        tokens = int(hidden.shape[:-1].numel()) if isinstance(hidden, torch.Tensor) else 0
+        for _, fault, step in self._firing():
+            if fault.kind == "oom" and fault.layer == number:
+                self._out_of_memory(fault, step=step, tokens=tokens, where=f" in decoder layer {number}")
+
+    @staticmethod
+    def _out_of_memory(fault: Fault, *, step: int, tokens: int, where: str = "") -> None:
+        if tokens > fault.above_tokens:
+            raise torch.OutOfMemoryError(
+                f"CUDA out of memory (injected by {FAULT_INJECTION_ENV} at step {step}{where}: "
+                f"a micro-batch of {tokens} tokens, above {fault.above_tokens})."
+            )
+
     def _before_forward(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         for index, fault, step in self._firing():
-            if fault.kind == "oom":
+            if fault.kind == "oom" and fault.layer is None:
                 input_ids = kwargs.get("input_ids", args[0] if args else None)
                 tokens = int(input_ids.numel()) if isinstance(input_ids, torch.Tensor) else 0
-                if tokens > fault.above_tokens:
-                    raise torch.OutOfMemoryError(
-                        f"CUDA out of memory (injected by {FAULT_INJECTION_ENV} at step {step}: "
-                        f"a micro-batch of {tokens} tokens, above {fault.above_tokens})."
-                    )
+                self._out_of_memory(fault, step=step, tokens=tokens)
             elif fault.kind == "stall" and (index, step) not in self._stalled:
                 self._stalled.add((index, step))
                 self._sleep(fault.seconds)
@@ -157,6 +186,14 @@ class FaultInjector:
                 return output * torch.nan
             output.logits = output.logits * torch.nan
         return output
+
+
+def decoder_layers(model: nn.Module) -> list[nn.Module]:
+    """The model's decoder layers in order: the modules of the classes it names as never to be split
+    (FSDP2 subclasses a sharded layer's class, so its base classes are searched too)."""
+    declared = (getattr(module, "_no_split_modules", None) for module in model.modules())
+    names: set[str] = next((set(found) for found in declared if found), set())
+    return [module for module in model.modules() if any(cls.__name__ in names for cls in type(module).__mro__)]
 
 
 def install_faults(model: nn.Module, *, environ: Mapping[str, str], rank: int) -> FaultInjector | None:

@@ -11,6 +11,7 @@ from ..context import RunContext
 from ..contract import AttentionKernel, Strategy, TrainingPerformance
 from ..faults import install_faults
 from ..training.distributed import init_process_group, max_over_ranks, pick_device, unwrap
+from ..training.fsdp_oom import install_fsdp_oom_agreement
 from ..training.oom import MicroBatchReduction, OomPolicy, attach_oom_policy
 from ..training.seeding import seed_everything
 from ..training.setup import TrainingSetup, prepare_model
@@ -36,18 +37,24 @@ def run(ctx: RunContext) -> None:
         if ctx.dist.is_main:
             ctx.reporter.note(reduction.message())
 
+    auto_batch = ctx.config.hyperparameters.auto_batch_on_oom
+    # Under FSDP the flag checks that let every rank retry together cost a collective per layer:
+    # only when the job asked for retries in smaller micro-batches.
+    sharded = ctx.config.runtime.strategy is Strategy.FSDP and ctx.dist.world_size > 1
+    agreement = install_fsdp_oom_agreement(ctx.model) if auto_batch and sharded else None
     attach_oom_policy(
         ctx.model,
         OomPolicy(
-            auto_batch=ctx.config.hyperparameters.auto_batch_on_oom,
+            auto_batch=auto_batch,
             world_size=ctx.dist.world_size,
             on_reduced=micro_batch_reduced,
-            agreed=ctx.config.runtime.strategy is not Strategy.FSDP,
+            agreed=not sharded or agreement is not None,
             max_over_ranks=max_over_ranks,
         ),
     )
     # Test-only (KUBETUNE_FAULT_INJECTION): nothing is installed unless a test set it. On the
-    # model inside DDP, so a fault fires after DDP's own forward collectives, as a real OOM would.
+    # model inside DDP, so a fault fires after DDP's own forward collectives, as a real OOM would;
+    # after the FSDP agreement's hooks, so it fires in a unit's computation, after its all-gather.
     install_faults(unwrap(ctx.model), environ=ctx.environ, rank=ctx.dist.rank)
 
 

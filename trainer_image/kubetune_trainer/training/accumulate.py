@@ -10,7 +10,7 @@ runs out of memory is retried here in smaller micro-batches when the policy allo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data.packing import ModelBatch
 from ..faults import optimizer_step
 from .distributed import all_reduce_sum
+from .fsdp_oom import FsdpOomAgreement, fsdp_oom_agreement_for, unrecoverable
 from .loss import summed_label_loss
 from .micro_batch_loss import MicroBatchLoss
 from .oom import OomPolicy, oom_policy_for
@@ -61,6 +62,9 @@ def accumulate_step(
             retry = policy.smaller(step, error)
         # Outside the except block, so the failed pass's tensors (held by the traceback) are freed.
         model.zero_grad(set_to_none=True)
+        if isinstance(model, FSDPModule):
+            # The abandoned pass left gathered weights, hooks and accumulated unsharded gradients behind.
+            model.reset_iter_state()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         step = retry
@@ -87,10 +91,14 @@ def _backward(
     def backward(loss: torch.Tensor) -> None:
         (scaler.scale(loss) if scaler is not None else loss).backward()  # type: ignore[no-untyped-call]
 
+    agreement = fsdp_oom_agreement_for(model) if world_size > 1 else None
+    if agreement is not None:
+        return _fsdp_backward(model, step, agreement, world_size=world_size, forward=forward, backward=backward)
+
     *local, synced = step.micro_batches
-    # FSDP gathers weights inside every forward pass: a rank that stops mid-forward leaves its
-    # peers in an all-gather, and the flag all-reduce below would pair with it (a hang until the
-    # backend's timeout). Such a rank fails at once; its process exits and torchrun stops the rest.
+    # FSDP without the agreement (autoBatchOnOOM off): a rank that stops mid-forward leaves its peers
+    # in an all-gather, and the flag all-reduce below would pair with it (a hang until the backend's
+    # timeout). Such a rank fails at once; its process exits and torchrun stops the rest.
     agree = world_size == 1 or not isinstance(model, FSDPModule)
     # What ran out is kept as a message, never as the exception: its traceback holds the failed
     # pass's activations, and this frame holding it would make a cycle only the garbage collector
@@ -126,6 +134,56 @@ def _backward(
         _arm_gradient_reduction(model)
     backward(loss)
     return step_loss + loss.detach().double().cpu()
+
+
+def _fsdp_backward(
+    model: nn.Module,
+    step: StepBatches,
+    agreement: FsdpOomAgreement,
+    *,
+    world_size: int,
+    forward: Callable[[ModelBatch], torch.Tensor],
+    backward: Callable[[torch.Tensor], None],
+) -> torch.Tensor:
+    """`_backward` under FSDP2 with the OOM agreement (`training.fsdp_oom`): every micro-batch's forward
+    ends in a check all ranks join, so an OOM in a forward is known to all before any backward starts."""
+    step_loss = torch.zeros((), dtype=torch.float64)
+    last = len(step.micro_batches) - 1
+    for index, micro_batch in enumerate(step.micro_batches):
+        with gradient_sync(model, enabled=index == last):
+            loss = _agreed_forward(agreement, forward, micro_batch, world_size=world_size)
+            try:
+                backward(loss)
+            except torch.OutOfMemoryError as error:
+                raise unrecoverable("in a backward pass", world_size=world_size, error=error) from None
+        step_loss += loss.detach().double().cpu()
+    return step_loss
+
+
+def _agreed_forward(
+    agreement: FsdpOomAgreement,
+    forward: Callable[[ModelBatch], torch.Tensor],
+    micro_batch: ModelBatch,
+    *,
+    world_size: int,
+) -> torch.Tensor:
+    """The micro-batch's loss, once every rank said it did not run out; OutOfMemoryError on all ranks otherwise."""
+    ran_out: str | None = None
+    with agreement.forward_pass():
+        try:
+            loss = forward(micro_batch)
+        except torch.OutOfMemoryError as error:
+            if agreement.agreed:
+                raise  # a check in the forward raised it: every rank left from that same check
+            if agreement.gathering:
+                raise unrecoverable(
+                    "while FSDP gathered a layer's weights", world_size=world_size, error=error
+                ) from None
+            # Kept as a message, never the exception (its traceback holds the failed pass's activations).
+            ran_out = str(error)
+    # The check every rank reaches next: after the forward, or (this rank ran out) the one its peers are at.
+    agreement.agree(ran_out)
+    return loss
 
 
 def _arm_gradient_reduction(model: DistributedDataParallel) -> None:

@@ -1,9 +1,11 @@
-"""Under FSDP, a rank that runs out of memory in a forward pass fails at once, never entering a mismatched collective.
+"""Under FSDP with autoBatchOnOOM off, a rank out of memory fails at once, never entering a mismatched collective.
 
 FSDP gathers each block's weights inside the forward pass, so a rank that stops mid-forward
-leaves its peers in an all-gather it will never join. If it then entered the "ran out of memory"
-flag all-reduce that DDP runs use, the two ranks would sit in different collectives (a hang until
-the backend's timeout, or garbage). It must exit instead; torchrun then stops its peer.
+leaves its peers in an all-gather it will never join. Without autoBatchOnOOM the flag checks in
+front of each all-gather (`training.fsdp_oom`) are not installed, so the rank must not enter any
+"ran out" flag all-reduce (the two ranks would sit in different collectives: a hang until the
+backend's timeout, or garbage). It exits instead; torchrun then stops its peer. (With
+autoBatchOnOOM on, test_training_oom_two_fsdp_ranks_halve_together shows both ranks retrying.)
 """
 
 from __future__ import annotations
@@ -22,13 +24,13 @@ PROMPT_SECONDS = 120
 """Well under the subprocess timeout (300 s) and any collective timeout: a mismatched collective waits longer."""
 
 
-def test_one_rank_out_of_memory_under_fsdp_ends_the_run_as_cuda_oom(
+def test_one_rank_out_of_memory_under_fsdp_without_auto_batch_ends_the_run_as_cuda_oom(
     tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
     catalog = fsdp_catalog(tmp_path / "catalog")
     data = write_chat_data(tmp_path / "data", train=16, validation=4)
     spec = chat_spec(tiny_llama.repo_id, data)
-    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8}
+    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8, "autoBatchOnOOM": False}
     manifest = write_manifest(tmp_path / "job.yaml", name="oom-fsdp", spec=spec)
     faults = FaultPlan(faults=(Fault(kind="oom", step=1, rank=1),)).to_env()
 
