@@ -23,9 +23,12 @@ skipped. An out-of-memory error inside the last backward itself (during the grad
 is not recoverable this way and fails the run.
 
 Under FSDP2 the forward pass itself is a sequence of collectives (each block's weights are
-gathered as it runs), so a rank that stops mid-forward leaves its peers inside an all-gather it
-will never join: there the OOM fails the run at once on every rank (torchrun stops the others),
-with a hint on what to change.
+gathered as it runs), so a rank that stops mid-forward would leave its peers inside an all-gather
+it never joins. With autoBatchOnOOM on, `training.fsdp_oom` puts a flag check in front of every
+all-gather and after every micro-batch's forward, so every rank leaves a forward that ran out from
+the same check; the halving is then agreed as above. An OOM inside FSDP's own all-gather or in a
+backward pass still fails the run at once on every rank (torchrun stops the others); so does any
+OOM under FSDP with autoBatchOnOOM off (no checks are installed then).
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class OomPolicy:
     world_size: int = 1
     on_reduced: Callable[[MicroBatchReduction], None] = lambda reduction: None
     agreed: bool = True
-    """Whether all ranks can retry together (DDP, or one process); False under FSDP2."""
+    """Whether all ranks can retry together (DDP, one process, or FSDP2 with the flag checks installed)."""
     max_over_ranks: Callable[[float], float] = lambda value: value
     """The largest of every rank's value (a collective; the value itself in one process)."""
 
