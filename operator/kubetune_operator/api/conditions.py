@@ -37,6 +37,8 @@ class Reason(enum.StrEnum):
     PREVIOUS_ATTEMPT_STOPPING = "PreviousAttemptStopping"
     BUDGET_EXCEEDED = "BudgetExceeded"
     BUDGET_AVAILABLE = "BudgetAvailable"
+    RESIZED = "Resized"
+    RESIZE_REFUSED = "ResizeRefused"
     # Running and ending.
     PODS_RUNNING = "PodsRunning"
     NOT_RUNNING = "NotRunning"

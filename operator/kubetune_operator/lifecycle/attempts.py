@@ -13,6 +13,7 @@ from ..api.conditions import EventNote, Reason, find_condition
 from ..api.record import ResolvedJob
 from ..api.status import ConditionStatus, ConditionType, OutputModel, Phase
 from ..observe.observation import RunObservation, RunState
+from ..resolve.resize import resize_request, resized
 from ..resolve.resolution import status_resolved
 from ..settings import OperatorSettings
 from .actions import CreateAttempt, DeleteAttempt
@@ -86,6 +87,8 @@ def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> Non
     if previous_attempt_stopping(draft, situation, attempt):
         _announce_fence(draft, attempt)
         return
+    if attempt > 1:
+        apply_resize(draft, situation, attempt)
     resume = resume_point(draft, situation, attempt)
     draft.update(
         phase=Phase.QUEUED,
@@ -101,6 +104,32 @@ def start_attempt(draft: StatusDraft, situation: Situation, attempt: int) -> Non
     where = f", resuming from {resume}" if resume else ""
     draft.events.append(EventNote.normal(Reason.ATTEMPT_CREATED, f"attempt {attempt} created{where}"))
     draft.actions.append(CreateAttempt(attempt=attempt, resume_from=resume))
+
+
+def apply_resize(draft: StatusDraft, situation: Situation, attempt: int) -> None:
+    """Resize the record when spec.gpus asks for another count than it holds (`resolve.resize`), before
+    attempt `attempt` (a retry or a resume) is rendered from it; a count it cannot take is refused with
+    a Warning Event and the attempt runs at the recorded size."""
+    record = recorded_job(draft, situation)
+    resolved = draft.status.resolved
+    wanted = resize_request(record, situation.spec.gpus) if record is not None and situation.spec else None
+    if record is None or resolved is None or record.gpu_plan is None or wanted is None:
+        return
+    try:
+        new = resized(record, wanted, parameters=resolved.parameters)
+    except ValueError as error:
+        draft.events.append(EventNote.warning(Reason.RESIZE_REFUSED, f"attempt {attempt}: {error}"))
+        return
+    update = {"record": new, "hash": new.digest(), "nodes": new.nodes, "gpus_per_node": new.gpus_per_node}
+    draft.update(resolved=resolved.model_copy(update={**update, "gpu_plan": new.gpu_plan}))
+    was = record.gpu_plan
+    draft.events.append(
+        EventNote.normal(
+            Reason.RESIZED,
+            f"attempt {attempt} holds {wanted} GPU(s) on {new.nodes} node(s), as spec.gpus asks (attempt "
+            f"{attempt - 1} held {was.gpus} on {was.nodes}); its checkpoint is resharded on load",
+        )
+    )
 
 
 def resume_point(draft: StatusDraft, situation: Situation, attempt: int) -> str | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from kubetune_trainer.contract import MasterWeights, Precision, Strategy
 from kubetune_trainer.memory_model import (
@@ -98,6 +99,64 @@ def _counts(max_nodes: int, gpus_per_node: int) -> list[tuple[int, int]]:
     return within + [(n, gpus_per_node) for n in range(2, max_nodes + 1)]
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """What the memory arithmetic of one job needs, whatever the GPU count: the planner's fixed inputs."""
+
+    shape: ModelShape
+    strategy: Strategy
+    precision: Precision
+    master_weights: MasterWeights
+    lora_rank: int | None
+    seq: int
+    gpu_memory_bytes: int
+    max_gpus: int
+    checkpointing_first: bool
+    """Whether activation checkpointing is tried first (the template's setting); it is turned on when needed."""
+
+    @property
+    def usable(self) -> int:
+        return int(self.gpu_memory_bytes * USABLE_FRACTION) - RESERVE_BYTES
+
+    def at(self, nodes: int, gpus: int, checkpointing: bool) -> tuple[int, int, int]:
+        """(peak bytes on one GPU, static bytes, activation bytes) at `nodes` x `gpus`."""
+        total = nodes * gpus
+        setup = TrainingSetup.for_run(
+            self.shape,
+            precision=self.precision.value,
+            master_weights=self.master_weights.value,
+            lora_rank=self.lora_rank,
+            gradient_checkpointing=checkpointing,
+            shards=total if self.strategy is Strategy.FSDP else 1,
+            ddp_buckets=self.strategy is Strategy.DDP and total > 1,
+        )
+        figures = estimate(self.shape, setup, micro_batch_tokens=self.seq * ACTIVATION_HEADROOM)
+        return figures.total, figures.static, figures.activations + figures.loss_chunk
+
+    def plan(self, nodes: int, gpus: int, requested: bool) -> GpuPlan | None:
+        """The plan at `nodes` x `gpus` (checkpointing turned on if needed); None when it does not fit and
+        was not requested (a requested count is kept, marked as not fitting)."""
+        usable = self.usable
+        for checkpointing in dict.fromkeys([self.checkpointing_first, True]):
+            total, static, activations = self.at(nodes, gpus, checkpointing)
+            if total <= usable or (requested and checkpointing):
+                return GpuPlan(
+                    gpus=nodes * gpus,
+                    nodes=nodes,
+                    gpus_per_node=gpus,
+                    gradient_checkpointing=checkpointing,
+                    fits=total <= usable,
+                    requested=requested,
+                    per_gpu_bytes=total,
+                    usable_bytes=max(usable, 0),
+                    gpu_memory_bytes=self.gpu_memory_bytes,
+                    static_bytes=static,
+                    activation_bytes=activations,
+                    max_gpus=self.max_gpus,
+                )
+        return None
+
+
 def plan_gpus(
     spec: BaseModelTemplateSpec,
     *,
@@ -129,39 +188,18 @@ def plan_gpus(
     counts = _counts(spec.resources.nodes, per_node)
     max_gpus = counts[-1][0] * counts[-1][1]
 
-    def at(nodes: int, gpus: int, checkpointing: bool) -> tuple[int, int, int]:
-        total = nodes * gpus
-        setup = TrainingSetup.for_run(
-            model,
-            precision=precision.value,
-            master_weights=master.value,
-            lora_rank=lora_rank,
-            gradient_checkpointing=checkpointing,
-            shards=total if strategy is Strategy.FSDP else 1,
-            ddp_buckets=strategy is Strategy.DDP and total > 1,
-        )
-        figures = estimate(model, setup, micro_batch_tokens=seq * ACTIVATION_HEADROOM)
-        return figures.total, figures.static, figures.activations + figures.loss_chunk
-
-    def plan(nodes: int, gpus: int, requested: bool) -> GpuPlan | None:
-        for checkpointing in dict.fromkeys([training.gradient_checkpointing, True]):
-            total, static, activations = at(nodes, gpus, checkpointing)
-            if total <= usable or (requested and checkpointing):
-                return GpuPlan(
-                    gpus=nodes * gpus,
-                    nodes=nodes,
-                    gpus_per_node=gpus,
-                    gradient_checkpointing=checkpointing,
-                    fits=total <= usable,
-                    requested=requested,
-                    per_gpu_bytes=total,
-                    usable_bytes=max(usable, 0),
-                    gpu_memory_bytes=memory,
-                    static_bytes=static,
-                    activation_bytes=activations,
-                    max_gpus=max_gpus,
-                )
-        return None
+    sizing = Sizing(
+        shape=model,
+        strategy=strategy,
+        precision=precision,
+        master_weights=master,
+        lora_rank=lora_rank,
+        seq=seq,
+        gpu_memory_bytes=memory,
+        max_gpus=max_gpus,
+        checkpointing_first=training.gradient_checkpointing,
+    )
+    at, plan = sizing.at, sizing.plan
 
     if requested_gpus is not None:
         for nodes, gpus in counts:
