@@ -375,7 +375,9 @@ class FineTuneJobSpec(WireModel):
         ge=1,
         le=2048,
         description="GPUs the job holds, when more than the GPU planner sizes for the model: 1 to the template's "
-        "gpusPerNode, or whole nodes of it, up to its nodes x gpusPerNode. Default: the fewest that fit.",
+        "gpusPerNode, or whole nodes of it, up to its nodes x gpusPerNode. Default: the fewest that fit. Changed "
+        "on a started job, it resizes the next attempt (a retry or a resume): 1 up to the GPUs per node it runs "
+        "on, or whole nodes of them up to the template's maximum, as long as the model fits.",
     )
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters, description="Training hyperparameters.")
     lora: LoraSpec = Field(default_factory=LoraSpec, description="LoRA settings. LoRA is on by default.")
