@@ -17,6 +17,7 @@ import pytest_asyncio
 
 from kubetune_operator.kube.resources import FINETUNEJOBS
 from kubetune_operator.render.labels import TRAINER
+from kubetune_operator.resolve.resolution import PREFLIGHT_ANNOTATION
 from kubetune_trainer.faults import Fault, FaultPlan
 
 from .models import E2eModels, finetunejob, put_data
@@ -36,7 +37,10 @@ async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModel
     faults = FaultsByJob({(NAME, 1): HELD})
     async with e2e_sandbox(tmp_path_factory.mktemp("sandbox"), e2e_models, faults=faults) as running:
         data = put_data(running.volume("datasets"), claim="datasets", source=e2e_models.train, as_name="train.jsonl")
-        await running.view.create(two_node_template())
+        template = two_node_template()
+        # No CPU preflight pod: the model is known to pass it, and this test is about the attempts.
+        template["metadata"]["annotations"] = {PREFLIGHT_ANNOTATION: "false"}
+        await running.view.create(template)
         spec = {
             **checkpointed_spec(data),
             "model": TWO_NODE_TEMPLATE,
