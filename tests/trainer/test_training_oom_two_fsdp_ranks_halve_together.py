@@ -1,13 +1,15 @@
 """Two FSDP2 ranks (gloo, CPU): one runs out of memory mid-forward; both halve, redo the step and train exactly.
 
 Under FSDP2 every decoder layer all-gathers its weights as its forward starts. The fault hook makes
-rank 1 alone run out of memory inside decoder layer 0's forward (after that layer's weights were
+rank 1 alone run out of memory inside a decoder layer's forward (after that layer's weights were
 gathered, where a real OOM in its activations strikes) whenever the micro-batch holds more than 64
-tokens. Rank 0 does not: it goes on towards layer 1's all-gather, and must learn from the check in
-front of it (`training.fsdp_oom`) that its peer ran out, rather than wait in a collective rank 1
-never joins. Both ranks then agree on the smaller budget, reset FSDP's state, redo the step and go
-on. The run succeeds, its Result and log say the micro-batch was reduced, and its final weights
-equal those of one process that trained the same job with no fault, to float tolerance.
+tokens. Rank 0 does not: it goes on, and must learn that its peer ran out from the next check
+(`training.fsdp_oom`) rather than wait in a collective rank 1 never joins: in front of layer 1's
+all-gather when rank 1 ran out in layer 0, the check that ends the forward (after the head and the
+loss) when it ran out in layer 1, the tiny model's last. Both ranks then agree on the smaller
+budget, reset FSDP's state, redo the step and go on. The run succeeds, its Result says the
+micro-batch was reduced, and its final weights equal those of one process that trained the same
+job with no fault, to float tolerance.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from kubetune_trainer.contract import Outcome, Strategy, TrainerConfig
@@ -34,14 +37,15 @@ def _job(model: TinyModel, *, hf_home: Path, work_dir: Path) -> TrainerConfig:
     return config.model_copy(update={"hyperparameters": hyperparameters, "runtime": runtime})
 
 
+@pytest.mark.parametrize("layer", [0, 1])
 def test_rank_1_runs_out_in_a_layer_and_both_fsdp_ranks_halve_and_train_exactly(
-    tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
+    layer: int, tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
     reference_job = _job(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "reference")
     reference, _ = run_in_process(reference_job, offline_env=offline_env)
     assert reference.outcome is Outcome.SUCCEEDED, reference.error
 
-    faults = FaultPlan(faults=(Fault(kind="oom", rank=1, layer=0, above_tokens=64),)).to_env()
+    faults = FaultPlan(faults=(Fault(kind="oom", rank=1, layer=layer, above_tokens=64),)).to_env()
     environ = {**offline_env, **faults, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     job = _job(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "two")
     output = finish(start_trainer(job, environ=environ, nproc=2), timeout=300)
