@@ -49,6 +49,7 @@ SLOW_MODULES = frozenset(
         "tests/trainer/test_termination_message_is_whole_when_ranks_fail_together.py",
         "tests/trainer/test_training_oom_under_fsdp_without_auto_batch_fails_at_once.py",
         "tests/trainer/test_training_oom_two_fsdp_ranks_halve_together.py",
+        "tests/trainer/test_training_oom_in_an_fsdp_backward_fails_at_once.py",
         "tests/trainer/test_training_refuses_more_processes_than_examples.py",
         "tests/trainer/test_training_torchrun_two_processes.py",
         "tests/monitoring/test_dashboard_panels_return_data_from_a_real_prometheus.py",

@@ -11,7 +11,8 @@ renders it. Its value is a JSON list of faults:
 - `oom` raises `torch.OutOfMemoryError` from the model's forward pass, while the micro-batch holds
   more than `aboveTokens` tokens (0: always); with `layer`, from decoder layer `layer`'s forward
   instead (0-based): mid-forward, after the layers before it ran and, under FSDP, after that
-  layer's weights were gathered, where a real OOM in its activations would strike;
+  layer's weights were gathered, where a real OOM in its activations would strike; with `layer`
+  and `backward`, from that layer's backward instead (before its gradients are computed);
 - `stall` sleeps `seconds` in the forward pass, once (the step's first micro-batch);
 - `nonFiniteLoss` makes the step's loss NaN (the model's logits become NaN, like diverged weights);
 
@@ -57,6 +58,7 @@ class Fault(BaseModel):
     layer: int | None = Field(
         None, ge=0, description="oom: the decoder layer (0-based) whose forward raises; absent: the model's forward."
     )
+    backward: bool = Field(False, description="oom with layer: raise in that layer's backward, not its forward.")
 
     def fires(self, *, step: int, rank: int) -> bool:
         return (self.step is None or self.step == step) and (self.rank is None or self.rank == rank)
@@ -142,6 +144,8 @@ class FaultInjector:
                 )
             hook = functools.partial(self._in_layer, number)
             handles.append(layers[number].register_forward_pre_hook(hook, with_kwargs=True))
+            in_backward = functools.partial(self._in_layer_backward, number)
+            handles.append(layers[number].register_full_backward_pre_hook(in_backward))
         return handles
 
     def _firing(self) -> list[tuple[int, Fault, int]]:
@@ -158,8 +162,15 @@ class FaultInjector:
         hidden = kwargs.get("hidden_states", args[0] if args else None)
         tokens = int(hidden.shape[:-1].numel()) if isinstance(hidden, torch.Tensor) else 0
         for _, fault, step in self._firing():
-            if fault.kind == "oom" and fault.layer == number:
+            if fault.kind == "oom" and fault.layer == number and not fault.backward:
                 self._out_of_memory(fault, step=step, tokens=tokens, where=f" in decoder layer {number}")
+
+    def _in_layer_backward(self, number: int, module: nn.Module, grad_output: tuple[torch.Tensor, ...]) -> None:
+        first = grad_output[0] if grad_output else None
+        tokens = int(first.shape[:-1].numel()) if isinstance(first, torch.Tensor) else 0
+        for _, fault, step in self._firing():
+            if fault.kind == "oom" and fault.layer == number and fault.backward:
+                self._out_of_memory(fault, step=step, tokens=tokens, where=f" in decoder layer {number}'s backward")
 
     @staticmethod
     def _out_of_memory(fault: Fault, *, step: int, tokens: int, where: str = "") -> None:

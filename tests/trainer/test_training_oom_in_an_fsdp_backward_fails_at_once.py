@@ -1,0 +1,54 @@
+"""Under FSDP, an OOM in a backward pass cannot be agreed on: the run fails at once as CudaOOM, no rank hangs.
+
+With autoBatchOnOOM on, the flag checks (`training.fsdp_oom`) cover the forward passes only. In a
+backward each layer's weights are gathered again and the last micro-batch's gradients are
+reduce-scattered, so a rank that runs out there has peers inside collectives it will not join.
+It must not enter any flag all-reduce: it exits with CudaOOM naming the backward, and torchrun
+stops its peer well before any collective timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kubetune_trainer.classify import EXIT_CODES
+from kubetune_trainer.contract import ErrorClass, Stage
+from kubetune_trainer.faults import Fault, FaultPlan
+from kubetune_trainer.tiny_model import TinyModel
+
+from .local_runs import chat_spec, fsdp_catalog, kubetune_run, write_chat_data, write_manifest
+
+PROMPT_SECONDS = 120
+"""Well under the subprocess timeout (300 s) and any collective timeout: a mismatched collective waits longer."""
+
+
+def test_one_rank_out_of_memory_in_an_fsdp_backward_ends_the_run_as_cuda_oom(
+    tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    catalog = fsdp_catalog(tmp_path / "catalog")
+    data = write_chat_data(tmp_path / "data", train=16, validation=4)
+    spec = chat_spec(tiny_llama.repo_id, data)
+    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8, "autoBatchOnOOM": True}
+    manifest = write_manifest(tmp_path / "job.yaml", name="oom-fsdp-backward", spec=spec)
+    faults = FaultPlan(faults=(Fault(kind="oom", step=1, rank=1, layer=0, backward=True),)).to_env()
+
+    started = time.monotonic()
+    run = kubetune_run(
+        manifest,
+        workdir=tmp_path / "work",
+        hf_home=tiny_hf_home,
+        environ={**offline_env, **faults},
+        extra=("--nproc-per-node", "2", "--catalog", str(catalog)),
+        in_process=False,
+    )
+    elapsed = time.monotonic() - started
+
+    assert run.returncode != 0, run.output
+    assert elapsed < PROMPT_SECONDS, run.output
+    assert run.result.exit_code == EXIT_CODES[ErrorClass.CUDA_OOM], run.output
+    error = run.result.error
+    assert error is not None
+    assert (error.error_class, error.stage, error.reason) == (ErrorClass.CUDA_OOM, Stage.TRAINING, "OutOfMemory")
+    assert "in a backward pass" in error.message
+    assert "in decoder layer 0's backward" in error.message
