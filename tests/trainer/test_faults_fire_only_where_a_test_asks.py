@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import torch
 from torch import nn
@@ -89,3 +91,45 @@ def test_a_non_finite_loss_fault_makes_the_logits_nan_at_its_step() -> None:
         assert torch.isfinite(_forward(model, 4)).all()
     with optimizer_step(2):
         assert torch.isnan(_forward(model, 4)).all()
+
+
+class Layer(nn.Linear):
+    """A decoder layer: hidden states in, hidden states out."""
+
+
+class Layered(nn.Module):
+    """Two decoder layers the model names as never to be split, as Hugging Face models do."""
+
+    _no_split_modules: ClassVar[list[str]] = ["Layer"]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(4, 4)
+        self.layers = nn.ModuleList([Layer(4, 4), Layer(4, 4)])
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.embed(input_ids)
+        for layer in self.layers:
+            hidden = layer(hidden)
+        return hidden
+
+
+def test_an_oom_in_a_layer_fires_in_that_layer_forward_or_backward_only() -> None:
+    model = Layered()
+    plan = FaultPlan(faults=(Fault(kind="oom", layer=1), Fault(kind="oom", layer=0, backward=True)))
+    FaultInjector(plan, rank=0).install(model)
+    ids = torch.ones(1, 3, dtype=torch.long)
+    model(ids).sum().backward()  # outside a training step: nothing fires
+    with optimizer_step(1), pytest.raises(torch.OutOfMemoryError, match="in decoder layer 1:"):
+        model(ids)  # layer 0's forward ran: its fault is for its backward
+    only_backward = Layered()
+    FaultInjector(FaultPlan(faults=(Fault(kind="oom", layer=0, backward=True),)), rank=0).install(only_backward)
+    with optimizer_step(1):
+        loss = only_backward(ids).sum()  # the forward passes
+        with pytest.raises(torch.OutOfMemoryError, match="in decoder layer 0's backward"):
+            loss.backward()
+
+
+def test_a_layer_the_model_lacks_is_refused_naming_the_variable() -> None:
+    with pytest.raises(InvalidInput, match="names decoder layer 2; the model has 2"):
+        FaultInjector(FaultPlan(faults=(Fault(kind="oom", layer=2),)), rank=0).install(Layered())
