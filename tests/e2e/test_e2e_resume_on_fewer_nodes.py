@@ -19,6 +19,7 @@ from kubetune_operator.kube.resources import FINETUNEJOBS
 from kubetune_operator.render.labels import TRAINER
 from kubetune_operator.resolve.resolution import PREFLIGHT_ANNOTATION
 from kubetune_trainer.faults import Fault, FaultPlan
+from kubetune_trainer.training.checkpoint import STATE_FILE, CheckpointState
 
 from .models import E2eModels, finetunejob, put_data
 from .sandboxes import FaultsByJob, Running, e2e_sandbox
@@ -49,6 +50,12 @@ async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModel
         }
         await running.view.create(finetunejob(NAME, spec))
         yield running
+
+
+def world_size_of(running: Running, *, step: int) -> int:
+    """The number of ranks that wrote the job's checkpoint of `step` (its state.json says so)."""
+    (state,) = (running.volume("checkpoints") / "runs" / NAME).glob(f"*/step-*{step}/{STATE_FILE}")
+    return CheckpointState.model_validate_json(state.read_text(encoding="utf-8")).world_size
 
 
 async def test_a_preempted_two_pod_job_resumes_on_one_pod_and_succeeds(running: Running) -> None:
@@ -84,6 +91,9 @@ async def test_a_preempted_two_pod_job_resumes_on_one_pod_and_succeeds(running: 
     log = await view.kubectl("logs", second["metadata"]["name"])
     assert re.search(rf"resumed from \S+/{NAME}/[-0-9a-f]+/step-0*2: step 2 of 4", log), log[-2000:]
     assert complete_checkpoints(running, NAME) == [1, 2, 3, 4]
+    # Step 2's checkpoint is attempt 1's, written by two ranks; step 3's is attempt 2's, by one.
+    assert world_size_of(running, step=2) == 2
+    assert world_size_of(running, step=3) == 1
     assert status["progress"]["step"] == status["progress"]["totalSteps"] == 4
     prompt, generated = load_and_generate(running.volume("models") / NAME)
     assert generated > prompt
