@@ -25,8 +25,8 @@ torchrun stops its peers, so nothing hangs):
   step's last micro-batch, reduce-scatters the gradients, so a rank that stops mid-backward has
   peers inside those collectives. (DDP recovers an OOM in any backward but the last one.)
 
-Cost: two collectives per unit per micro-batch forward are not free, and on NCCL reading each flag
-waits for the GPU, so the CPU can no longer run ahead of it: the checks are installed only when
+Cost: one all-reduce per unit per micro-batch forward, and one at its end, are not free, and on
+NCCL reading each flag waits for the GPU, so the CPU can no longer run ahead of it: the checks are installed only when
 `autoBatchOnOOM` is on, the strategy is fsdp and there is more than one process.
 """
 
