@@ -114,6 +114,25 @@ def _all_reduce(values: torch.Tensor, *, op: Any) -> torch.Tensor:
     return values
 
 
+def cpu_side_group() -> Any:
+    """A gloo process group over every rank for agreements the CPU decides alone, when the default group is
+    NCCL (None: the default group is gloo already, or there is none). A collective: every rank calls it.
+
+    A flag all-reduced on the CPU over gloo syncs the ranks' CPU threads only; over NCCL it would wait
+    for each rank's GPU stream too, so the CPU could no longer queue work ahead of its GPU.
+    """
+    if not dist.is_initialized() or dist.get_backend() != "nccl":
+        return None
+    return dist.new_group(backend="gloo")
+
+
+def cpu_all_reduce_sum(values: torch.Tensor, *, group: Any) -> torch.Tensor:
+    """Sum a CPU tensor over `group` (a `cpu_side_group`, None: the default gloo group) in place."""
+    if dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM, group=group)
+    return values
+
+
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()

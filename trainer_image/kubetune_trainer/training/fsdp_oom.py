@@ -25,8 +25,11 @@ torchrun stops its peers, so nothing hangs):
   step's last micro-batch, reduce-scatters the gradients, so a rank that stops mid-backward has
   peers inside those collectives. (DDP recovers an OOM in any backward but the last one.)
 
-Cost: one all-reduce per unit per micro-batch forward, and one at its end, are not free, and on
-NCCL reading each flag waits for the GPU, so the CPU can no longer run ahead of it: the checks are installed only when
+Cost: one all-reduce per unit per micro-batch forward, and one at its end. An out-of-memory error
+is raised on the CPU thread when an allocation fails, so the flags are CPU tensors all-reduced over
+a gloo group (`cpu_side_group`; on CPU runs the default group is gloo already): under NCCL they
+sync the ranks' CPU threads, not their GPU streams, and the CPU keeps queuing kernels ahead of its
+GPU; each check costs a gloo round trip on the CPU's timeline. The checks are installed only when
 `autoBatchOnOOM` is on, the strategy is fsdp and there is more than one process.
 """
 
@@ -43,13 +46,15 @@ from torch.distributed.fsdp import FSDPModule
 
 from ..classify import OOM_HINT
 from ..errors import OutOfMemory
-from .distributed import all_reduce_sum
+from .distributed import cpu_all_reduce_sum, cpu_side_group
 
 
 class FsdpOomAgreement:
     """The flag checks in front of every FSDP unit's all-gather, armed only in a training step's forward passes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, group: Any = None) -> None:
+        self._group = group
+        """The gloo group the flags go over (None: the default group, gloo itself)."""
         self._armed = False
         self.agreed = False
         """Whether this forward pass already ended in a check that said some rank ran out."""
@@ -74,7 +79,7 @@ class FsdpOomAgreement:
 
     def agree(self, ran_out: str | None) -> None:
         """One all-reduce of this rank's flag; raises OutOfMemoryError on every rank when any ran out."""
-        flags = all_reduce_sum(torch.tensor([0.0 if ran_out is None else 1.0], dtype=torch.float64))
+        flags = cpu_all_reduce_sum(torch.tensor([0.0 if ran_out is None else 1.0]), group=self._group)
         if ran_out is None and flags[0] > 0:
             ran_out = f"{int(flags[0])} other training process(es) ran out of memory"
         if ran_out is not None:
@@ -104,10 +109,10 @@ _AGREEMENTS: weakref.WeakKeyDictionary[nn.Module, FsdpOomAgreement] = weakref.We
 
 
 def install_fsdp_oom_agreement(model: nn.Module) -> FsdpOomAgreement | None:
-    """Install the checks on a model sharded with FSDP2 (None for any other model)."""
+    """Install the checks on a model sharded with FSDP2 (None for any other model). Every rank calls it."""
     if not isinstance(model, FSDPModule):
         return None
-    agreement = FsdpOomAgreement()
+    agreement = FsdpOomAgreement(group=cpu_side_group())
     agreement.install(model)
     _AGREEMENTS[model] = agreement
     return agreement
