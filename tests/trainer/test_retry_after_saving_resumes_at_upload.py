@@ -16,7 +16,9 @@ from kubetune_trainer.contract import Outcome, Stage, TrainerConfig
 from kubetune_trainer.pipeline import run_pipeline
 from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.saved_output import MARKER, find
+from kubetune_trainer.storage import S3Settings
 from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.checkpoint_location import CheckpointPlace
 
 from .preemption_runs import resumable_job
 
@@ -45,8 +47,13 @@ def test_a_failed_upload_is_retried_without_training_again(
     outcome, reporter, reason = _run(first, offline_env)
     assert (outcome, reason) == (Outcome.FAILED, "UploadFailed")
     assert any(p.step for p in reporter.progresses), "the first attempt trained"
-    kept = checkpoints / "tiny" / job.job.uid / "saved"
-    assert find(kept.parent, name=job.output.model_name) == kept
+    kept = checkpoints / "tiny" / job.job.uid / "saved" / "model"
+    assert (
+        find(
+            CheckpointPlace(local=kept.parent.parent), name=job.output.model_name, dist_info=DistInfo(), s3=S3Settings()
+        )
+        == kept
+    )
 
     retry = _with_output(job, tmp_path / "models" / "model")
     outcome, reporter, reason = _run(retry, offline_env)
@@ -54,14 +61,15 @@ def test_a_failed_upload_is_retried_without_training_again(
     assert [p.step for p in reporter.progresses if p.step] == [], "the retry trained again"
     assert [s.name for s in reporter.transitions[-1][1]] == [Stage.UPLOAD]
     assert (tmp_path / "models" / "model" / "README.md").is_file()
+    assert not (tmp_path / "models" / "model" / MARKER).exists(), "the kept copy's marker reached the user's model"
     assert (tmp_path / "models" / "model" / "config.json").read_bytes() == (kept / "config.json").read_bytes()
 
 
 def test_a_damaged_kept_model_is_not_trusted(tmp_path: Path) -> None:
     folder = tmp_path / "job" / "saved"
-    folder.mkdir(parents=True)
-    (folder / "model.safetensors").write_bytes(b"\0" * 16)
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "model.safetensors").write_bytes(b"\0" * 16)
     (folder / MARKER).write_text(
         '{"modelName": "m", "sha256": {"model.safetensors": "' + "0" * 64 + '"}}', encoding="utf-8"
     )
-    assert find(tmp_path / "job", name="m") is None
+    assert find(CheckpointPlace(local=tmp_path / "job"), name="m", dist_info=DistInfo(), s3=S3Settings()) is None

@@ -24,6 +24,7 @@ from .errors import TrainerError
 from .preemption import Preemption, preempted
 from .report import Reporter
 from .stages import download, initialize, save, train, upload
+from .storage import S3Settings
 from .termination import write_termination_message
 from .watchdog import StepWatchdog
 
@@ -108,8 +109,12 @@ def run_pipeline(
 
 
 def _kept_model(ctx: RunContext) -> Path | None:
-    job_dir = train.kept_model_dir(ctx)
-    return saved_output.find(job_dir, name=ctx.config.output.model_name) if job_dir is not None else None
+    place = train.kept_model_place(ctx)
+    if place is None:
+        return None
+    return saved_output.find(
+        place, name=ctx.config.output.model_name, dist_info=ctx.dist, s3=S3Settings.from_env(ctx.environ)
+    )
 
 
 def _out_of_grace(ctx: RunContext, *, stage: Stage | None) -> int:

@@ -17,13 +17,14 @@ twice gives the same result.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 import fsspec  # type: ignore[import-untyped]
@@ -244,22 +245,9 @@ def _fsync_tree(root: Path) -> None:
 
 
 def _to_s3(source: Path, destination: S3Destination, manifest: Manifest, *, settings: S3Settings) -> None:
-    fs = fsspec.filesystem("s3", **settings.storage_options())
     try:
-        if fs.exists(destination.marker):
-            if Manifest.model_validate_json(fs.cat_file(destination.marker)) == manifest:
-                log.info("%s already holds this model; nothing to upload", destination.url)
-                return
-            # From here until the new manifest lands the destination reads as absent, never as mixed.
-            fs.rm_file(destination.marker)
-        try:
-            for relative in manifest.files:
-                fs.put_file(str(source / relative), f"{destination.url}/{relative}")
-            _remove_other_objects(fs, destination, keep=set(manifest.files))
-            fs.pipe_file(destination.marker, manifest.to_bytes())
-        except Exception:
-            _remove_other_objects(fs, destination, keep=set())
-            raise
+        sources: dict[str, Path | bytes] = {relative: source / relative for relative in manifest.files}
+        _put_s3(destination, manifest, sources=sources, settings=settings)
     except Exception as exc:  # s3fs and botocore raise many kinds: the classification table sorts them
         raise upload_failed(
             exc,
@@ -267,6 +255,81 @@ def _to_s3(source: Path, destination: S3Destination, manifest: Manifest, *, sett
             hint="Check the bucket exists and the pod's S3 credentials may write to it.",
             field="output.uri",
         ) from exc
+
+
+def put_s3_folder(
+    source: Path, url: str, *, files: Manifest, under: str, extra: Mapping[str, bytes], settings: S3Settings
+) -> Manifest:
+    """Copy `source` (whose `manifest_of` is `files`) to `url/under/`, and the small `extra` files beside it, as an
+    upload does: the manifest last. Returns the manifest written.
+
+    Errors are the store's own (s3fs, botocore): the caller says what failed to whom.
+    """
+    sources: dict[str, Path | bytes] = {f"{under}/{relative}": source / relative for relative in files.files}
+    entries = {f"{under}/{relative}": entry for relative, entry in files.files.items()}
+    for name, data in extra.items():
+        sources[name] = data
+        entries[name] = FileEntry(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    manifest = Manifest(files=dict(sorted(entries.items())))
+    _put_s3(S3Destination(url.rstrip("/")), manifest, sources=sources, settings=settings)
+    return manifest
+
+
+def fetch_s3_folder(url: str, target: Path, *, settings: S3Settings) -> Manifest | None:
+    """The complete folder at `url` into `target` (replacing it); None where there is none to trust.
+
+    Complete means its manifest is there (written last) and every file fetched hashes to it; a
+    prefix without one, or with a file that changed in the store, leaves `target` untouched.
+    Errors reaching the store are the store's own.
+    """
+    destination = S3Destination(url.rstrip("/"))
+    fs = fsspec.filesystem("s3", **settings.storage_options())
+    fs.invalidate_cache()
+    if not fs.exists(destination.marker):
+        return None
+    manifest = Manifest.model_validate_json(fs.cat_file(destination.marker))
+    if any(PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts for name in manifest.files):
+        log.warning("%s lists files outside its folder: not fetched", destination.marker)
+        return None
+    staging = target.parent / f".{target.name}.fetch"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for relative in manifest.files:
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(f"{destination.url}/{relative}", str(staging / relative))
+        if manifest_of(staging) != manifest:
+            log.warning("the files under %s do not hash to its manifest: not trusted", destination.url)
+            return None
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
+
+
+def _put_s3(
+    destination: S3Destination, manifest: Manifest, *, sources: Mapping[str, Path | bytes], settings: S3Settings
+) -> None:
+    """`manifest`'s files (each a local file or bytes in `sources`) to `destination`, the manifest last."""
+    fs = fsspec.filesystem("s3", **settings.storage_options())
+    if fs.exists(destination.marker):
+        if Manifest.model_validate_json(fs.cat_file(destination.marker)) == manifest:
+            log.info("%s already holds this model; nothing to upload", destination.url)
+            return
+        # From here until the new manifest lands the destination reads as absent, never as mixed.
+        fs.rm_file(destination.marker)
+    try:
+        for relative in manifest.files:
+            content = sources[relative]
+            if isinstance(content, bytes):
+                fs.pipe_file(f"{destination.url}/{relative}", content)
+            else:
+                fs.put_file(str(content), f"{destination.url}/{relative}")
+        _remove_other_objects(fs, destination, keep=set(manifest.files))
+        fs.pipe_file(destination.marker, manifest.to_bytes())
+    except Exception:
+        _remove_other_objects(fs, destination, keep=set())
+        raise
 
 
 def _remove_other_objects(fs: Any, destination: S3Destination, *, keep: set[str]) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from .. import saved_output
+from ..classify import redact_urls
 from ..context import RunContext
 from ..contract import Strategy
 from ..data.tokenization import TokenizedExample
@@ -42,10 +43,12 @@ from ..model_card import render_model_card
 from ..model_rules import PICKLE_SUFFIXES
 from ..saving.sharded import OutputKind, gathered_adapter, verify_in_shards, write_model
 from ..saving.shards import SHARD_BYTES
+from ..storage import S3Settings
+from ..training.checkpoint_location import CheckpointPlace
 from ..training.distributed import unwrap
 from ..training.setup import TrainingSetup
 from ..verify_output import OutputCheck, loss_tolerance, mean_loss, verification_examples, verify_saved_output
-from .train import kept_model_dir
+from .train import kept_model_place
 
 ADAPTER_DIR = "adapter"
 
@@ -96,12 +99,27 @@ def run(
     ctx.metrics["output_verification_loss_difference"] = check.loss_difference
     (folder / "README.md").write_text(render_model_card(ctx, layout=_LAYOUTS[kind]), encoding="utf-8")
     _readable_by_all(folder)
-    if (job_dir := kept_model_dir(ctx)) is not None:
-        saved_output.keep(folder, job_dir=job_dir, name=name)  # a retry after this point resumes at Upload
+    if (place := kept_model_place(ctx)) is not None:
+        _keep(ctx, folder, place=place, name=name)  # a retry after this point resumes at Upload
     ctx.saved_dir = folder
     ctx.output_name = name
     files = [p for p in folder.rglob("*") if p.is_file()]
     ctx.reporter.note(f"saved {name}: {len(files)} files, {sum(p.stat().st_size for p in files):,} bytes")
+
+
+def _keep(ctx: RunContext, folder: Path, *, place: CheckpointPlace, name: str) -> None:
+    """Keep the verified model for a retry; a keep that fails costs only a retry's training, not this run."""
+    try:
+        saved_output.keep(folder, place=place, name=name, s3=S3Settings.from_env(ctx.environ))
+    except Exception as exc:  # the filesystem's or the store's own errors, of many kinds
+        where = place.remote or str(place.local)
+        ctx.warn(
+            "SavedModelNotKept",
+            redact_urls(
+                f"the saved model could not be kept under {where} ({type(exc).__name__}: {exc}): "
+                "a retry after a failed upload trains again"
+            ),
+        )
 
 
 _LAYOUTS = {

@@ -205,6 +205,15 @@ def own_checkpoints(ctx: RunContext) -> CheckpointPlace:
     return _checkpoints_of(ctx, ResumeReference(job=ctx.config.job.name, uid=ctx.config.job.uid))
 
 
+def kept_model_place(ctx: RunContext) -> CheckpointPlace | None:
+    """Where this job keeps its saved model for a retry (`saved_output`): beside its checkpoints, wherever they
+    outlive the pod (a filesystem or an object store); None without a checkpoint location."""
+    runtime = ctx.config.runtime
+    if runtime.checkpoint_uri is None and runtime.checkpoint_root is None:
+        return None  # the work directory does not outlive the pod
+    return own_checkpoints(ctx)
+
+
 def kept_model_dir(ctx: RunContext) -> Path | None:
     """Where this job keeps its saved model for a retry: beside its checkpoints, on a filesystem only."""
     runtime = ctx.config.runtime
