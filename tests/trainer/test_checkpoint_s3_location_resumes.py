@@ -68,6 +68,11 @@ def test_checkpoints_go_to_s3_complete_and_a_fresh_retry_resumes_from_there(
         marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/uid-1234/{step}/COMPLETE")["Body"].read())
         assert set(marker["sha256"]) == files - {"COMPLETE"}
 
+    # The first run kept its saved model there too, which a retry would upload without training
+    # (test_retry_after_saving_resumes_at_upload_from_s3.py): removed, so that this retry resumes.
+    assert "runs/tiny/uid-1234/saved/.kubetune-complete.json" in keys
+    for key in [k for k in keys if k.startswith("runs/tiny/uid-1234/saved/")]:
+        client.delete_object(Bucket=bucket, Key=key)
     retry = resumable_job(
         tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "retry", checkpoints=tmp_path, resume_from="tiny:8"
     )

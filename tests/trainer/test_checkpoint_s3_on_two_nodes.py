@@ -9,6 +9,8 @@ gloo process each) play the two nodes, against a moto S3 server.
 - The first run ends with every checkpoint in the store holding both ranks' shard files and
   RNG states, all in its marker.
 - A retry in two fresh work directories resumes from `tiny:8` on both nodes and finishes.
+- A run after a saved model was kept in the store (`saved_output`) resumes at Upload on both
+  nodes: rank 0 fetches and checks the copy, and the other node follows its answer.
 """
 
 from __future__ import annotations
@@ -89,6 +91,12 @@ def test_two_nodes_checkpoint_every_rank_to_s3_and_resume_from_it(
         marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/uid-1234/{step}/COMPLETE")["Body"].read())
         assert set(marker["sha256"]) == files - {"COMPLETE"}
 
+    # The first run kept its saved model in the store too: a retry would upload it without training.
+    # Removed here, so that the retry resumes from the checkpoint (the kept copy is checked below).
+    saved = [k for k in keys if k.startswith("runs/tiny/uid-1234/saved/")]
+    assert "runs/tiny/uid-1234/saved/.kubetune-complete.json" in saved
+    for key in saved:
+        client.delete_object(Bucket=bucket, Key=key)
     retry = [
         _node_config(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / f"retry-node{n}", resume_from="tiny:8")
         for n in range(2)
@@ -98,3 +106,16 @@ def test_two_nodes_checkpoint_every_rank_to_s3_and_resume_from_it(
 
     assert [e.returncode for e in resumed] == [0, 0], resumed[1].stderr[-3000:] + resumed[0].stderr[-3000:]
     assert result_of(retry[0]).resumed_from_step == 8
+
+    again = [
+        _node_config(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / f"again-node{n}", resume_from="tiny")
+        for n in range(2)
+    ]
+
+    uploaded = _run_two_nodes(again, environ=environ)
+
+    assert [e.returncode for e in uploaded] == [0, 0], uploaded[1].stderr[-3000:] + uploaded[0].stderr[-3000:]
+    for node in uploaded:
+        assert "resuming at Upload" in node.stderr
+        assert "resumed from" not in node.stderr, "a node trained although the model was kept"
+    assert result_of(again[0]).output is not None
