@@ -4,6 +4,8 @@ and `HfApi.model_info`/`list_repo_files`, with the hub's real error signalling.
 What it emulates (checked against huggingface_hub 2.4.0):
 - `GET /api/models/{repo}[/revision/{rev}]`: model info with sha, gated, private and siblings;
 - `GET /api/models/{repo}/tree/{rev}[/{path}]`: the file list (no pagination; small repos only);
+- `GET /api/whoami-v2`: the answer `identities` holds for the request's bearer token (a dict, or a
+  status such as 403 to refuse it), 401 for any other token or none, as the hub refuses a bad one;
 - `HEAD|GET /{repo}/resolve/{rev}/{path}`: file bytes with X-Repo-Commit and ETag, no Xet headers,
   so downloads are plain HTTP;
 - errors as the hub sends them, a status plus `X-Error-Code`, which `hf_raise_for_status` turns
@@ -50,6 +52,8 @@ class MockHub:
     fail_with: int | None = None
     """When set, every request answers with this status (e.g. 503), as a hub outage would."""
     endpoint: str = ""
+    identities: dict[str, dict[str, Any] | int] = field(default_factory=dict)
+    """whoami's answer per token: the user, its orgs and the token's role, or an HTTP status refusing it."""
 
     def add(
         self, repo_id: str, folder: Path, *, sha: str, revisions: tuple[str, ...] = ("main",), **flags: bool
@@ -105,7 +109,9 @@ def _handler(hub: MockHub) -> type[BaseHTTPRequestHandler]:
             if hub.fail_with is not None:
                 self._send(hub.fail_with, b"upstream unavailable")
                 return
-            if match := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
+            if path == "/api/whoami-v2":
+                self._whoami()
+            elif match := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
                 self._info(match[1], match[2] or "main")
             elif match := re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path):
                 self._tree(match[1], match[2])
@@ -113,6 +119,15 @@ def _handler(hub: MockHub) -> type[BaseHTTPRequestHandler]:
                 self._file(match[1], match[2], match[3])
             else:
                 self._error(404, "NotFound")
+
+        def _whoami(self) -> None:
+            token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            identity = hub.identities.get(token)
+            if identity is None:
+                return self._send(401, b'{"error": "Invalid credentials in Authorization header"}')
+            if isinstance(identity, int):
+                return self._send(identity, b'{"error": "Forbidden"}')
+            return self._json(identity)
 
         def _info(self, repo_id: str, revision: str) -> None:
             repo = self._repo(repo_id)

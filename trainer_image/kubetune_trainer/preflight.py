@@ -1,10 +1,12 @@
 """The preflight: every check that needs no weights, run in a CPU pod before any GPU is held.
 
-Model rules from config.json and the repo's file list (an adapter repo's base included), the
-sequence length the model really allows, then the training and validation files, validated
-line by line. The outcome is the `Result` the operator reads from the termination log:
-Succeeded with the model's facts and warnings, or Failed with the first problem (InvalidInput
-for the job's own mistakes, Internal and retryable when the hub or storage failed).
+Whether the job's token may write its hf:// output repo (a refused token would otherwise be
+found only at Upload, after training), model rules from config.json and the repo's file list
+(an adapter repo's base included), the sequence length the model really allows, then the
+training and validation files, validated line by line. The outcome is the `Result` the
+operator reads from the termination log: Succeeded with the model's facts and warnings, or
+Failed with the first problem (InvalidInput for the job's own mistakes, Internal and retryable
+when the hub or storage failed).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .data.sources import SourceSettings, fetch
 from .data.tool_template import require_tool_template
 from .data.validation import invalid_data
 from .model_source import inspect_model
+from .output_access import check_output_access
 
 DataValidator = Callable[[Path], DataReport]
 """Validates one local data file, e.g. `kubetune_trainer.data.validate_file`."""
@@ -35,6 +38,7 @@ def run_preflight(
     `python -m kubetune_trainer preflight --config FILE` writes the Result to `config.termination_log_path`.
     """
     try:
+        check_output_access(config, environ=environ)
         facts, warnings = _check_model(config, environ=environ)
         validator = data_validator or functools.partial(validate_file, method=config.hyperparameters.training_method)
         tool_files = _check_data(config, environ=environ, data_validator=validator)
