@@ -66,21 +66,25 @@ def _checkpoint_sources(view: ClusterView, namespace: str, reference: object) ->
 
 
 def templates_of(view: ClusterView) -> list[BaseModelTemplate]:
-    """The valid templates, each parsed once per resourceVersion (a pass must not re-parse a catalog)."""
+    """The valid templates, each decoded and parsed once per stored body (a pass must not re-read a catalog)."""
     parsed = []
-    for raw in view.templates():
-        meta = raw.get("metadata", {})
-        cache_key = (meta.get("name", ""), str(meta.get("resourceVersion", "")))
-        if cache_key not in view.parsed_templates:
+    stored = view.stored_templates()
+    for packed_body in stored:
+        if packed_body not in view.parsed_templates:
+            raw = view.unpack_template(packed_body)
             try:
-                view.parsed_templates[cache_key] = BaseModelTemplate.parse(
+                view.parsed_templates[packed_body] = BaseModelTemplate.parse(
                     {k: v for k, v in raw.items() if k != "status"}
                 )
             except ValidationError:
-                logger.warning("BaseModelTemplate %s is invalid and is ignored", meta.get("name"))
-                view.parsed_templates[cache_key] = None
-        if (template := view.parsed_templates[cache_key]) is not None:
+                logger.warning("BaseModelTemplate %s is invalid and is ignored", raw.get("metadata", {}).get("name"))
+                view.parsed_templates[packed_body] = None
+        if (template := view.parsed_templates[packed_body]) is not None:
             parsed.append(template)
+    if len(view.parsed_templates) > 2 * len(stored) + 8:  # edited or deleted templates: forget their old bodies
+        current = set(stored)
+        for gone in [body for body in view.parsed_templates if body not in current]:
+            del view.parsed_templates[gone]
     return parsed
 
 

@@ -5,6 +5,8 @@ FineTuneJob the event concerns, and the job's worker (`workqueue`) reconciles fr
 No handler needs kopf's progress storage or a finalizer, so kopf writes nothing of its own to
 our objects and a FineTuneJob can be deleted while the operator is down. A fresh registry per
 run keeps handlers from leaking between operators in one process (tests start many).
+The index handlers are coroutines: kopf runs a plain function in its thread pool, a hop per
+watch event that a burst of jobs queues behind.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import kopf
 
 from ..api.names import GROUP, VERSION
-from ..controller.cache import ClusterView, job_key_of_child, packed
+from ..controller.cache import ClusterView, job_key_of_child
 from ..controller.workqueue import ReconcileQueue
 from ..kube import Connection
 from ..render.labels import JOB_LABEL
@@ -46,20 +48,20 @@ def build_registry(*, view: ClusterView, queue: ReconcileQueue, connection: Conn
         )
 
     @kopf.index(*FINETUNEJOBS, registry=registry, id="finetunejobs")
-    def finetunejobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {(namespace, name): packed(body)}
+    async def finetunejobs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {(namespace, name): view.pack("finetunejobs", body)}
 
     @kopf.index("batch", "v1", "jobs", labels=CHILD, registry=registry, id="job_children")
-    def job_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {job_key_of_child(namespace, labels): packed(body, drop_template=True)}
+    async def job_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {job_key_of_child(namespace, labels): view.pack("job_children", body, drop_template=True)}
 
     @kopf.index("v1", "pods", labels=CHILD, registry=registry, id="pod_children")
-    def pod_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {job_key_of_child(namespace, labels): packed(body)}
+    async def pod_children(namespace: str | None, labels: kopf.Labels, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {job_key_of_child(namespace, labels): view.pack("pod_children", body)}
 
     @kopf.index(*TEMPLATES, registry=registry, id="templates")
-    def templates(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-        return {name: packed(body)}
+    async def templates(name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+        return {name: view.pack("templates", body)}
 
     @kopf.on.event(*FINETUNEJOBS, registry=registry)
     async def finetunejob_changed(namespace: str | None, name: str, **kwargs: Any) -> None:
