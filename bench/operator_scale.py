@@ -1,6 +1,11 @@
 """Operator scale benchmark against the in-memory API emulator (a script, not a test).
 
     .venv/bin/python bench/operator_scale.py [--sequential 200] [--burst 1000] [--idle-seconds 60]
+    .venv/bin/python bench/operator_scale.py --against 985cf53 --rounds 2 [same options]
+
+With `--against REF` the code at git REF (checked out into a temporary worktree) and this tree are
+measured at the same time, each by its own copy of this script, so both meet the same load; each
+round prints both figures and the after/before ratios.
 
 The emulator (kubetune_operator/sandbox/emulator.py) runs in this process; the operator runs as its own
 process (`python -m kubetune_operator`), so its RSS is its own. Measured:
@@ -254,13 +259,74 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         }
 
 
+COMPARED = (
+    "apply_to_job_ms_p50",
+    "apply_to_job_ms_p99",
+    "burst_all_reconciled_seconds",
+    "burst_per_job_seconds_p99",
+    "rss_idle_mib",
+    "rss_per_job_kib",
+)
+
+
+def measure_tree(tree: Path, options: list[str]) -> subprocess.Popen[str]:
+    """This script as checked out in `tree`, measuring that tree's operator; its figures come on stdout."""
+    paths = [tree / "operator", tree / "trainer_image", tree / "sandbox", tree]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in paths if p.is_dir())}
+    script = tree / "bench" / "operator_scale.py"
+    return subprocess.Popen(
+        [sys.executable, str(script), *options], cwd=tree, env=env, stdout=subprocess.PIPE, text=True
+    )
+
+
+def compare(ref: str, *, rounds: int, options: list[str]) -> list[dict[str, Any]]:
+    """Each round: the code at `ref` and this tree measured at the same time; their figures and ratios."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="operator-scale-") as scratch:
+        before_tree = Path(scratch) / "before"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(before_tree), ref], check=True)
+        try:
+            for _ in range(rounds):
+                load = os.getloadavg()
+                running = {"before": measure_tree(before_tree, options), "after": measure_tree(REPO, options)}
+                figures = {}
+                for side, process in running.items():
+                    out, _ = process.communicate()
+                    if process.returncode != 0:
+                        raise RuntimeError(f"the {side} measurement failed ({process.returncode})")
+                    figures[side] = json.loads(out)
+                ratios = {k: round(figures["after"][k] / figures["before"][k], 2) for k in COMPARED}
+                results.append({"load_average_at_start": load, **figures, "after_over_before": ratios})
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)], check=False)
+    return results
+
+
+def ratio_table(ref: str, results: list[dict[str, Any]]) -> str:
+    lines = [f"| measure | round | {ref} | this tree | after / before |", "| --- | --- | --- | --- | --- |"]
+    for key in COMPARED:
+        for number, result in enumerate(results, start=1):
+            before, after = result["before"][key], result["after"][key]
+            lines.append(f"| {key} | {number} | {before} | {after} | {result['after_over_before'][key]} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    figures = asyncio.run(run(parser.parse_args()))
-    print(json.dumps(figures, indent=2))
+    parser.add_argument("--against", metavar="REF", help="also measure git REF at the same time; print ratios")
+    parser.add_argument("--rounds", type=int, default=1, help="with --against: how many pairs to measure")
+    args = parser.parse_args()
+    if args.against is None:
+        figures = asyncio.run(run(args))
+        print(json.dumps(figures, indent=2))
+        return 0
+    options = [f"--sequential={args.sequential}", f"--burst={args.burst}", f"--idle-seconds={args.idle_seconds}"]
+    results = compare(args.against, rounds=args.rounds, options=options)
+    print(json.dumps(results, indent=2))
+    print(ratio_table(args.against, results))
     return 0
 
 
