@@ -4,8 +4,10 @@
     .venv/bin/python bench/operator_scale.py --against 985cf53 --rounds 2 [same options]
 
 With `--against REF` the code at git REF (checked out into a temporary worktree) and this tree are
-measured at the same time, each by its own copy of this script, so both meet the same load; each
-round prints both figures and the after/before ratios.
+measured one after the other, each by its own copy of this script, the order swapped every round
+(REF first in odd rounds), so a load that rises or falls meets both sides alike; each round prints
+both figures and the after/before ratios. Not at the same time: one side's burst would land on
+the other's sequential jobs.
 
 The emulator (kubetune_operator/sandbox/emulator.py) runs in this process; the operator runs as its own
 process (`python -m kubetune_operator`), so its RSS is its own. Measured:
@@ -280,17 +282,19 @@ def measure_tree(tree: Path, options: list[str]) -> subprocess.Popen[str]:
 
 
 def compare(ref: str, *, rounds: int, options: list[str]) -> list[dict[str, Any]]:
-    """Each round: the code at `ref` and this tree measured at the same time; their figures and ratios."""
+    """Each round: the code at `ref` and this tree, one after the other; their figures and ratios."""
     results = []
     with tempfile.TemporaryDirectory(prefix="operator-scale-") as scratch:
         before_tree = Path(scratch) / "before"
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(before_tree), ref], check=True)
+        add = ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before_tree), ref]
+        subprocess.run(add, check=True, stdout=sys.stderr)
         try:
             for _ in range(rounds):
                 load = os.getloadavg()
-                running = {"before": measure_tree(before_tree, options), "after": measure_tree(REPO, options)}
+                sides = [("before", before_tree), ("after", REPO)]
                 figures = {}
-                for side, process in running.items():
+                for side, tree in sides if len(results) % 2 == 0 else reversed(sides):
+                    process = measure_tree(tree, options)
                     out, _ = process.communicate()
                     if process.returncode != 0:
                         raise RuntimeError(f"the {side} measurement failed ({process.returncode})")
@@ -298,7 +302,8 @@ def compare(ref: str, *, rounds: int, options: list[str]) -> list[dict[str, Any]
                 ratios = {k: round(figures["after"][k] / figures["before"][k], 2) for k in COMPARED}
                 results.append({"load_average_at_start": load, **figures, "after_over_before": ratios})
         finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)], check=False)
+            remove = ["git", "-C", str(REPO), "worktree", "remove", "--force", str(before_tree)]
+            subprocess.run(remove, check=False, stdout=sys.stderr)
     return results
 
 
@@ -316,7 +321,7 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
-    parser.add_argument("--against", metavar="REF", help="also measure git REF at the same time; print ratios")
+    parser.add_argument("--against", metavar="REF", help="also measure git REF, alternating; print ratios")
     parser.add_argument("--rounds", type=int, default=1, help="with --against: how many pairs to measure")
     args = parser.parse_args()
     if args.against is None:

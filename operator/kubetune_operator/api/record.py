@@ -8,6 +8,7 @@ the live template or a fresh resolution, so a template edited later reaches new 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 
@@ -95,5 +96,10 @@ class ResolvedJob(WireModel):
 
     def digest(self) -> str:
         """sha256 of the record's canonical JSON: equal records, equal digests."""
+        return self._digest
+
+    @functools.cached_property
+    def _digest(self) -> str:
+        # Once per record: the admission pass stores it in status and renders it into the ConfigMap.
         canonical = json.dumps(self.to_wire(), sort_keys=True, separators=(",", ":"))
         return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
