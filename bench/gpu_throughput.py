@@ -392,7 +392,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-variant", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps <= WARM_STEPS:
-        parser.error(f"--steps must exceed the {WARM_STEPS} warm-up steps")
+        # The figures count the steps after the warm-up: at least one must be left to count.
+        print(
+            f"gpu_throughput.py: --steps must be at least {WARM_STEPS + 1} (the first {WARM_STEPS} are warm-up, "
+            f"left out of the figures); got {args.steps}",
+            file=sys.stderr,
+        )
+        return 2
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")

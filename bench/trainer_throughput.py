@@ -14,7 +14,8 @@ plus, for the accelerate-or-not decision in docs/training.md, (d) `kubetune-acce
 same steps through `accelerate.Accelerator` (prepare, backward, no_sync).
 
 Each variant runs in a subprocess of its own, so its peak RSS is its own. Throughput counts
-useful (non-pad) tokens per second over the steps after the first five (start-up excluded), per
+useful (non-pad) tokens per second over the steps after the first five (start-up excluded; so
+--steps is at least 6), per
 wall second and per CPU second: on a shared machine the wall figure moves with the neighbours'
 load, the CPU figure much less. With --rounds N every variant runs N times, interleaved, and the
 best round counts. The final loss is the eval loss on the same held-out examples, computed by
@@ -493,6 +494,14 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep the job here (default: a temp dir)")
     parser.add_argument("--run-variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steps <= WARM_STEPS:
+        # The figures count the steps after the warm-up: at least one must be left to count.
+        print(
+            f"trainer_throughput.py: --steps must be at least {WARM_STEPS + 1} (the first {WARM_STEPS} are warm-up, "
+            f"left out of the figures); got {args.steps}",
+            file=sys.stderr,
+        )
+        return 2
 
     if args.run_variant:
         figures = run_variant(
