@@ -14,10 +14,9 @@ plus, for the accelerate-or-not decision in docs/training.md, (d) `kubetune-acce
 same steps through `accelerate.Accelerator` (prepare, backward, no_sync).
 
 Each variant runs in a subprocess of its own, so its peak RSS is its own. Throughput counts
-useful (non-pad) tokens per second over the steps after the first five (start-up excluded; so
---steps is at least 6), per
-wall second and per CPU second: on a shared machine the wall figure moves with the neighbours'
-load, the CPU figure much less. With --rounds N every variant runs N times, interleaved, and the
+useful (non-pad) tokens per second over the steps after the first five (start-up excluded, so
+--steps is at least 6), per wall second and per CPU second: on a shared machine the wall figure
+moves with the neighbours' load, the CPU figure much less. With --rounds N every variant runs N times, interleaved, and the
 best round counts. The final loss is the eval loss on the same held-out examples, computed by
 the same code for every variant.
 """
