@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
+from synthetic import random_llama
 
 
 def run(learning_rate: float, *, steps: int, tokens: int) -> dict[str, float]:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=512, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=8, num_key_value_heads=4,
-        vocab_size=4096, use_cache=False,
+    model = random_llama(
+        seed=0, hidden_size=512, intermediate_size=1024, num_hidden_layers=6, num_attention_heads=8,
+        num_key_value_heads=4, vocab_size=4096, use_cache=False,
     )  # fmt: skip
-    model = AutoModelForCausalLM.from_config(config)
     matrices = [p for p in model.parameters() if p.dim() == 2]
     with torch.no_grad():
         for p in matrices:

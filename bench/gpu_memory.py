@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
 
 import torch  # noqa: E402
+from synthetic import random_llama  # noqa: E402
 from torch.nn import functional  # noqa: E402
 
 from kubetune_trainer.contract import LoraConfig, MasterWeights  # noqa: E402
@@ -53,19 +54,19 @@ def _sync() -> None:
 
 def _reset_peak() -> None:
     if DEVICE.type == "cuda":
-        _reset_peak()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def _allocated() -> int:
-    return _allocated() if DEVICE.type == "cuda" else 0
+    return torch.cuda.memory_allocated() if DEVICE.type == "cuda" else 0
 
 
 def _peak() -> int:
-    return _peak() if DEVICE.type == "cuda" else 0
+    return torch.cuda.max_memory_allocated() if DEVICE.type == "cuda" else 0
 
 
 def _free() -> int:
-    return _free() if DEVICE.type == "cuda" else 80 * GIB
+    return torch.cuda.mem_get_info()[0] if DEVICE.type == "cuda" else 80 * GIB
 
 
 VOCAB = [128256]
@@ -145,15 +146,17 @@ class _Identity(torch.nn.Module):
 
 def training_step(*, layers: int, tokens: int, policy: str) -> None:
     """One step of the trainer's loss and optimizer; measured peak against the memory model."""
-    from transformers import AutoModelForCausalLM, LlamaConfig  # noqa: PLC0415 - only the step needs it
-
     device = DEVICE
-    config = LlamaConfig(**CONFIG, num_hidden_layers=layers)
-    config.use_cache = False
-    torch.manual_seed(0)
-    with torch.device(device):
-        model: Any = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, attn_implementation="sdpa")
-    shape = ModelShape.from_config(config.to_dict(), parameters=sum(p.numel() for p in model.parameters()))
+    model: Any = random_llama(
+        seed=0,
+        device=device.type,
+        dtype=torch.bfloat16,
+        attn_implementation="sdpa",
+        **CONFIG,
+        num_hidden_layers=layers,
+        use_cache=False,
+    )
+    shape = ModelShape.from_config(model.config.to_dict(), parameters=sum(p.numel() for p in model.parameters()))
     lora = policy == "lora"
     if lora:
         model = apply_lora(model, LoraConfig(r=64, alpha=128, dropout=0.0, target_modules=["all-linear"], merge=False))

@@ -42,14 +42,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubetune_stages import run_stages
+from synthetic import save_random_llama, token_examples
 from variant_process import spawn_variant
+from warm_up import WARM_STEPS, too_few_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
 
 VARIANTS = ("hf-padded", "kubetune", "kubetune-compile", "kubetune-lora")
 DEFAULT_VARIANTS = "hf-padded,kubetune,kubetune-lora"
-WARM_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -104,38 +106,22 @@ class Figures:
 def build_job(workdir: Path, *, shape: Shape, steps: int, batch_size: int, seed: int) -> None:
     """The model (random weights, bf16 on a GPU), a tokenizer for its special ids, and the examples."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
 
-    from kubetune_trainer.tiny_model import train_tokenizer
-
-    tokenizer: Any = train_tokenizer(vocab_size=768)
-    tokenizer.save_pretrained(workdir / "model")
-    config = LlamaConfig(
-        vocab_size=max(shape.vocab, len(tokenizer)),
-        hidden_size=shape.hidden,
-        intermediate_size=shape.intermediate,
-        num_hidden_layers=shape.layers,
-        num_attention_heads=shape.heads,
-        num_key_value_heads=shape.kv_heads,
-        max_position_embeddings=max(2048, shape.max_seq_length),
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=True,
+    vocab_size = save_random_llama(
+        workdir / "model",
+        hidden=shape.hidden,
+        intermediate=shape.intermediate,
+        layers=shape.layers,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        tokenizer_vocab=768,
+        vocab_size=shape.vocab,
+        max_positions=max(2048, shape.max_seq_length),
+        tie=True,
+        seed=seed,
+        on_gpu=torch.cuda.is_available(),
     )
-    torch.manual_seed(seed)
-    on_gpu = torch.cuda.is_available()
-    with torch.device("cuda" if on_gpu else "cpu"):
-        model = LlamaForCausalLM(config)
-    (model.to(torch.bfloat16) if on_gpu else model).save_pretrained(workdir / "model")
-
-    rng = random.Random(seed)
-    examples = []
-    for _ in range(steps * batch_size):
-        length = rng.randint(*shape.lengths)
-        prompt = max(1, int(length * rng.uniform(0.2, 0.5)))
-        ids = [rng.randrange(8, config.vocab_size) for _ in range(length)]
-        examples.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    examples = token_examples(steps * batch_size, rng=random.Random(seed), lengths=shape.lengths, vocab_size=vocab_size)
     (workdir / "examples.json").write_text(json.dumps(examples))
 
 
@@ -265,100 +251,30 @@ def _hf_padded(
 
 
 def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batch_size: int, seed: int) -> Figures:
-    from transformers import AutoTokenizer
-
-    from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
-    from kubetune_trainer.contract import (
-        DataSource,
-        JobIdentity,
-        LoraConfig,
-        LrScheduler,
-        ModelSource,
-        OutputTarget,
-        Progress,
-        ReportTarget,
-        RuntimeSettings,
-        TemplateExpectations,
-        TrainerConfig,
-        TrainingHyperparameters,
-    )
-    from kubetune_trainer.report import RecordingReporter
-    from kubetune_trainer.stages import initialize
-    from kubetune_trainer.stages import train as train_stage
     from kubetune_trainer.training import loss as loss_module
-
-    max_seq_length = max(len(e) for e in examples)
-    config = TrainerConfig(
-        job=JobIdentity(namespace="bench", name="bench", uid="bench"),
-        model=ModelSource(
-            repo="bench/llama",
-            template=TemplateExpectations(
-                name="bench",
-                family="llama",
-                model_types=["llama"],
-                architectures=["LlamaForCausalLM"],
-                parameters=1,
-                max_seq_length=max_seq_length,
-                transformers_ceiling="5.99.0",
-            ),
-        ),
-        data=DataSource(training_file=str(workdir / "unused.jsonl")),
-        hyperparameters=TrainingHyperparameters(
-            n_epochs=1,
-            learning_rate=1e-5,
-            batch_size=batch_size,
-            lr_scheduler=LrScheduler(),
-            warmup_ratio=0.05,
-            max_grad_norm=1.0,
-            weight_decay=0.01,
-            n_checkpoints=1,
-            n_evals=0,
-            train_on_inputs="auto",
-            max_seq_length=max_seq_length,
-            packing=True,
-            seed=seed,
-        ),
-        lora=LoraConfig(r=64, alpha=128, dropout=0.0, target_modules=["all-linear"], merge=False)
-        if name == "kubetune-lora"
-        else None,
-        output=OutputTarget(uri=str(workdir / "uploaded"), model_name="bench"),
-        runtime=RuntimeSettings(work_dir=str(workdir / f"work-{name}"), compile=name == "kubetune-compile"),
-        report=ReportTarget(kind="none"),
-    )
-    clock = _StepClock()
-
-    class TimedReporter(RecordingReporter):
-        def progress(self, progress: Progress) -> None:
-            if progress.loss is not None and progress.eval_loss is None:
-                clock.tick()
-            super().progress(progress)
-
-    reporter = TimedReporter()
-    ctx = RunContext(
-        config=config,
-        environ={},
-        clock=lambda: datetime.now(UTC),
-        reporter=reporter,
-        dist=DistInfo(),
-        paths=WorkPaths(Path(config.runtime.work_dir)),
-    )
-    ctx.model_path = workdir / "model"
-    ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model_path))
-    ctx.train_examples = examples
-    ctx.max_seq_length = max_seq_length
-    initialize.run(ctx)
-    train_stage.run(ctx)
-
-    # Every optimizer step takes `batch_size` examples in the planner's order; count the same ones.
     from kubetune_trainer.training.steps import BatchingPlan, EpochSteps
 
+    clock = _StepClock()
+    done = run_stages(
+        model_dir=workdir / "model",
+        work_dir=workdir / f"work-{name}",
+        examples=examples,
+        max_seq_length=max(len(e) for e in examples),
+        batch_size=batch_size,
+        learning_rate=1e-5,
+        warmup_ratio=0.05,
+        seed=seed,
+        on_step=clock.tick,
+        lora=name == "kubetune-lora",
+        compile_model=name == "kubetune-compile",
+    )
+    # Every optimizer step takes `batch_size` examples in the planner's order; count the same ones.
     plan = BatchingPlan(examples_per_step=batch_size, token_budget=10**9, packing=True, pad_token_id=0, seed=seed)
     per_step = [step.tokens for step in EpochSteps(examples, plan=plan, epoch=0)]
     useful = _useful_tokens(per_step, steps)
     seconds = clock.seconds()
-    stats = _stats(ctx.model)
-    setup = ctx.training_state
-    losses = [p.loss for p in reporter.progresses if p.loss is not None]
+    stats = _stats(done.ctx.model)
+    setup = done.ctx.training_state
     # The loss path is whatever training.loss says it is (LOSS_PATH), else the plain fp32 cross-entropy.
     loss_path = getattr(loss_module, "LOSS_PATH", "label positions only, fp32 logits")
     return Figures(
@@ -372,7 +288,7 @@ def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batc
         parameters=stats.parameters,
         device=stats.device_name,
         paths=f"{setup.attention.message()}; {setup.compiled.message()}; loss: {loss_path}",
-        final_loss=float(losses[-1]) if losses else math.nan,
+        final_loss=done.train_losses[-1] if done.train_losses else math.nan,
     )
 
 
@@ -391,13 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every variant's figures here")
     parser.add_argument("--run-variant", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.steps <= WARM_STEPS:
-        # The figures count the steps after the warm-up: at least one must be left to count.
-        print(
-            f"gpu_throughput.py: --steps must be at least {WARM_STEPS + 1} (the first {WARM_STEPS} are warm-up, "
-            f"left out of the figures); got {args.steps}",
-            file=sys.stderr,
-        )
+    refusal = too_few_steps(__file__, args.steps)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
         return 2
     unknown = set(args.variants.split(",")) - set(VARIANTS)
     if unknown:

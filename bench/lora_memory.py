@@ -11,13 +11,11 @@ stage whose peak is the run's peak is found by sampling the child's RSS every 20
 stage lines it prints. Prints a table and LoRA's peak as a ratio of full fine-tuning's.
 """
 
-# The parent imports no ML stack; the model is written by a child process too.
-# ruff: noqa: PLC0415
+# The parent imports no ML stack; the model is written by a child process (synthetic.publish_tiny_llama).
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -29,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from synthetic import offline_environment, publish_tiny_llama, word_chats, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "bench-org/llama-14m"
@@ -51,58 +50,6 @@ class Run:
     exit_code: int
     peak_stage: str
     stage_peaks_mb: dict[str, float] = field(default_factory=dict)
-
-
-def environment(hf_home: Path) -> dict[str, str]:
-    paths = [str(ROOT / "operator"), str(ROOT / "trainer_image")]
-    if (ROOT / "sandbox").is_dir():
-        paths.append(str(ROOT / "sandbox"))
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
-        "HF_HOME": str(hf_home),
-        "HF_HUB_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
-    }
-
-
-def write_model(hf_home: Path, env: dict[str, str]) -> None:
-    code = (
-        "from pathlib import Path; from kubetune_trainer.tiny_model import TinyShape, write_tiny_model; "
-        f"write_tiny_model(arch='llama', repo_id={REPO!r}, hf_home=Path({str(hf_home)!r}), "
-        f"shape=TinyShape(**{SHAPE!r}))"
-    )
-    subprocess.run([sys.executable, "-c", code], env=env, check=True)
-
-
-def write_data(path: Path, *, examples: int, seed: int = 3) -> None:
-    import random
-
-    sys.path.insert(0, str(ROOT / "trainer_image"))
-    from kubetune_trainer.tiny_model import markov_sentences  # no torch needed: the chain is plain python
-
-    rng = random.Random(seed)
-    lines = []
-    for index in range(examples):
-        words: list[str] = []
-        target = rng.randint(40, 400)
-        sentences = markov_sentences(80, seed=seed * 1000 + index)
-        while len(words) < target:
-            words.extend(sentences.pop().split())
-        words = words[:target]
-        half = max(1, len(words) // 3)
-        lines.append(
-            json.dumps(
-                {
-                    "messages": [
-                        {"role": "user", "content": " ".join(words[:half])},
-                        {"role": "assistant", "content": " ".join(words[half:])},
-                    ]
-                }
-            )
-        )
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def write_job(path: Path, *, name: str, data: Path, lora: bool, batch_size: int, epochs: int) -> None:
@@ -169,10 +116,10 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="kubetune-lora-memory-") as scratch:
         root = Path(scratch)
-        env = environment(root / "hf")
-        write_model(root / "hf", env)
+        env = offline_environment(root / "hf")
+        publish_tiny_llama(root / "hf", repo_id=REPO, shape=SHAPE)
         data = root / "train.jsonl"
-        write_data(data, examples=args.examples)
+        write_jsonl(data, word_chats(args.examples))
         runs: dict[str, list[Run]] = {"full": [], "lora": []}
         for round_index in range(args.rounds):
             for name, found in runs.items():

@@ -16,9 +16,9 @@ same steps through `accelerate.Accelerator` (prepare, backward, no_sync).
 Each variant runs in a subprocess of its own, so its peak RSS is its own. Throughput counts
 useful (non-pad) tokens per second over the steps after the first five (start-up excluded, so
 --steps is at least 6), per wall second and per CPU second: on a shared machine the wall figure
-moves with the neighbours' load, the CPU figure much less. With --rounds N every variant runs N times, interleaved, and the
-best round counts. The final loss is the eval loss on the same held-out examples, computed by
-the same code for every variant.
+moves with the neighbours' load, the CPU figure much less. With --rounds N every variant runs N
+times, interleaved, and the best round counts. The final loss is the eval loss on the same
+held-out examples, computed by the same code for every variant.
 """
 
 # Imports sit inside the functions on purpose: the parent imports no ML stack, and each variant's
@@ -39,18 +39,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubetune_stages import run_stages
+from synthetic import save_random_llama, sentence_chats, write_jsonl
 from variant_process import spawn_variant
+from warm_up import WARM_STEPS, too_few_steps
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
 
 VARIANTS = ("hf-padded", "hf-flatten", "kubetune", "kubetune-accelerate")
-WARM_STEPS = 5
-"""Steps left out of the throughput figure: allocator warm-up and first-call overheads."""
 MAX_SEQ_LENGTH = 512
 
 
@@ -86,47 +86,27 @@ class Figures:
 
 def build_job(workdir: Path, *, steps: int, batch_size: int, eval_examples: int, seed: int) -> None:
     """Write the model, tokenizer, chat data and the tokenized examples every variant trains on."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     from kubetune_trainer.data.records import Message, MessagesRecord
     from kubetune_trainer.data.tokenization import tokenize_example
-    from kubetune_trainer.tiny_model import markov_sentences, train_tokenizer
+    from kubetune_trainer.tiny_model import markov_sentences
 
-    tokenizer: Any = train_tokenizer(vocab_size=4096)
     model_dir = workdir / "model"
-    tokenizer.save_pretrained(model_dir)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=256,
-        intermediate_size=688,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
+    save_random_llama(
+        model_dir,
+        hidden=256,
+        intermediate=688,
+        layers=4,
+        heads=4,
+        kv_heads=2,
+        tokenizer_vocab=4096,
+        tie=False,
+        seed=seed,
     )
-    torch.manual_seed(seed)
-    LlamaForCausalLM(config).save_pretrained(model_dir)
-
+    tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir))
     rng = random.Random(seed)
     sentences = markov_sentences(20_000, seed=seed + 1)
-
-    def conversation() -> dict[str, Any]:
-        # Aim for a uniform spread of lengths from 30 to 500 tokens; about 12 tokens a sentence.
-        target = rng.randint(30, 500)
-        count = max(2, round(target / 12))
-        prompt_count = max(1, count // 3)
-        picked = [sentences[rng.randrange(len(sentences))] for _ in range(count)]
-        return {
-            "messages": [
-                {"role": "user", "content": " ".join(picked[:prompt_count])},
-                {"role": "assistant", "content": " ".join(picked[prompt_count:])},
-            ]
-        }
 
     def tokenized(lines: list[dict[str, Any]]) -> list[dict[str, list[int]]]:
         out = []
@@ -136,9 +116,10 @@ def build_job(workdir: Path, *, steps: int, batch_size: int, eval_examples: int,
             out.append({"input_ids": example.input_ids, "labels": example.labels})
         return out
 
-    train_lines = [conversation() for _ in range(steps * batch_size)]
-    eval_lines = [conversation() for _ in range(eval_examples)]
-    (workdir / "train.jsonl").write_text("".join(json.dumps(line) + "\n" for line in train_lines))
+    # Lengths spread uniformly over 30-500 tokens; the held-out examples follow the training ones.
+    train_lines = sentence_chats(steps * batch_size, rng=rng, sentences=sentences)
+    eval_lines = sentence_chats(eval_examples, rng=rng, sentences=sentences)
+    write_jsonl(workdir / "train.jsonl", train_lines)
     (workdir / "examples.json").write_text(json.dumps({"train": tokenized(train_lines), "eval": tokenized(eval_lines)}))
 
 
@@ -256,89 +237,21 @@ def _hf_trainer(
 def _kubetune(
     name: str, workdir: Path, train: list[Any], *, steps: int, batch_size: int, seed: int
 ) -> tuple[Any, Figures]:
-    from transformers import AutoTokenizer
-
-    from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
-    from kubetune_trainer.contract import (
-        DataSource,
-        JobIdentity,
-        LrScheduler,
-        ModelSource,
-        OutputTarget,
-        Progress,
-        ReportTarget,
-        RuntimeSettings,
-        TemplateExpectations,
-        TrainerConfig,
-        TrainingHyperparameters,
-    )
-    from kubetune_trainer.report import RecordingReporter
-    from kubetune_trainer.stages import initialize
-    from kubetune_trainer.stages import train as train_stage
-
-    hyper = _hyper(steps)
-    config = TrainerConfig(
-        job=JobIdentity(namespace="bench", name="bench", uid="bench"),
-        model=ModelSource(
-            repo="bench/llama-5m",
-            template=TemplateExpectations(
-                name="bench",
-                family="llama",
-                model_types=["llama"],
-                architectures=["LlamaForCausalLM"],
-                parameters=5_000_000,
-                max_seq_length=MAX_SEQ_LENGTH,
-                transformers_ceiling="5.99.0",
-            ),
-        ),
-        data=DataSource(training_file=str(workdir / "train.jsonl")),
-        hyperparameters=TrainingHyperparameters(
-            n_epochs=1,
-            learning_rate=hyper["learning_rate"],
-            batch_size=batch_size,
-            lr_scheduler=LrScheduler(),
-            warmup_ratio=0.1,
-            max_grad_norm=hyper["max_grad_norm"],
-            weight_decay=hyper["weight_decay"],
-            n_checkpoints=1,
-            n_evals=0,
-            train_on_inputs="auto",
-            max_seq_length=MAX_SEQ_LENGTH,
-            packing=True,
-            seed=seed,
-        ),
-        output=OutputTarget(uri=str(workdir / "uploaded"), model_name="bench"),
-        runtime=RuntimeSettings(work_dir=str(workdir / f"work-{name}")),
-        report=ReportTarget(kind="none"),
-    )
     clock = _StepClock()
-
-    class TimedReporter(RecordingReporter):
-        def progress(self, progress: Progress) -> None:
-            if progress.loss is not None and progress.eval_loss is None:
-                clock.tick()
-            super().progress(progress)
-
-    reporter = TimedReporter()
-    ctx = RunContext(
-        config=config,
-        environ={},
-        clock=lambda: datetime.now(UTC),
-        reporter=reporter,
-        dist=DistInfo(),
-        paths=WorkPaths(Path(config.runtime.work_dir)),
+    done = run_stages(
+        model_dir=workdir / "model",
+        work_dir=workdir / f"work-{name}",
+        examples=train,
+        max_seq_length=MAX_SEQ_LENGTH,
+        batch_size=batch_size,
+        learning_rate=_hyper(steps)["learning_rate"],
+        warmup_ratio=0.1,
+        seed=seed,
+        on_step=clock.tick,
     )
-    ctx.model_path = workdir / "model"
-    ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model_path))
-    ctx.train_examples = train
-    ctx.max_seq_length = MAX_SEQ_LENGTH
-    initialize.run(ctx)
-    train_stage.run(ctx)
-
-    useful, cells = _kubetune_step_tokens(ctx, train, steps=steps)
+    useful, cells = _kubetune_step_tokens(done.ctx, train, steps=steps)
     wall, cpu = clock.window()
-    losses = [p.loss for p in reporter.progresses if p.loss is not None and p.eval_loss is None]
-    return ctx.model, Figures(
+    return done.ctx.model, Figures(
         variant=name,
         steps=steps,
         useful_tokens=useful,
@@ -346,8 +259,8 @@ def _kubetune(
         wall_seconds=wall,
         cpu_seconds=cpu,
         peak_rss_mb=0.0,
-        train_losses=[float(x) for x in losses if x is not None],
-        paths=_kubetune_paths(ctx),
+        train_losses=done.train_losses,
+        paths=_kubetune_paths(done.ctx),
     )
 
 
@@ -493,13 +406,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, help="keep the job here (default: a temp dir)")
     parser.add_argument("--run-variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.steps <= WARM_STEPS:
-        # The figures count the steps after the warm-up: at least one must be left to count.
-        print(
-            f"trainer_throughput.py: --steps must be at least {WARM_STEPS + 1} (the first {WARM_STEPS} are warm-up, "
-            f"left out of the figures); got {args.steps}",
-            file=sys.stderr,
-        )
+    refusal = too_few_steps(__file__, args.steps)
+    if refusal is not None:
+        print(refusal, file=sys.stderr)
         return 2
 
     if args.run_variant:
