@@ -21,14 +21,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
+
+from .loopback import serve_on_loopback
 
 
 @dataclass
@@ -182,13 +183,6 @@ def _handler(hub: MockHub) -> type[BaseHTTPRequestHandler]:
 def serve_mock_hub() -> Iterator[MockHub]:
     """A MockHub on a free loopback port; pass `hub.endpoint` as HF_ENDPOINT in the environ given to our code."""
     hub = MockHub()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(hub))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    hub.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serve_on_loopback(_handler(hub)) as url:
+        hub.endpoint = url
         yield hub
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()

@@ -4,21 +4,16 @@ wherever it is first read, so the preflight finds it before any GPU is held."""
 
 from __future__ import annotations
 
-import http.server
-import socketserver
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
 
 from kubetune_trainer.contract import ErrorClass, ModelSource, Outcome
 from kubetune_trainer.errors import InvalidInput
 from kubetune_trainer.hub import HubSettings
 from kubetune_trainer.preflight import run_preflight
-from kubetune_trainer.storage import HubDestination, upload
 
+from .answering_hub import serve_answering_hub, upload_to_hub
 from .local_runs import trainer_config
 
 SENTINEL = "hf_SENTINELtoken789"
@@ -49,42 +44,11 @@ def test_the_preflight_finds_a_bad_token_before_any_gpu(tmp_path: Path) -> None:
     assert SENTINEL not in result.to_termination_message()
 
 
-class _Refusing(http.server.BaseHTTPRequestHandler):
-    def _refuse(self) -> None:
-        body = b'{"error": "You don\'t have the rights to create a model under this namespace"}'
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    do_GET = do_POST = do_PUT = _refuse  # noqa: N815 (the names http.server dispatches to)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def refusing_hub() -> Iterator[str]:
-    with socketserver.TCPServer(("127.0.0.1", 0), _Refusing) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-        server.shutdown()
-
-
-def test_an_upload_the_hub_refuses_is_invalid_input_naming_the_token(refusing_hub: str, tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}", encoding="utf-8")
-    with pytest.raises(InvalidInput) as refused:
-        upload(
-            model,
-            HubDestination("org/out"),
-            uri="hf://org/out",
-            name="out",
-            hub=HfApi(endpoint=refusing_hub),
-            hub_token=SENTINEL,
-        )
+def test_an_upload_the_hub_refuses_is_invalid_input_naming_the_token(tmp_path: Path) -> None:
+    refusal = {"error": "You don't have the rights to create a model under this namespace"}
+    with serve_answering_hub(403, refusal) as hub, pytest.raises(InvalidInput) as refused:
+        upload_to_hub(tmp_path, endpoint=hub.url, token=SENTINEL)
+    assert hub.requests, "the upload never reached the hub"
     error = refused.value.to_job_error()
     assert (error.error_class, error.reason, error.retryable) == (ErrorClass.INVALID_INPUT, "Unauthorized", False)
     assert refused.value.field == "spec.hfTokenSecretRef"

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import http.server
-import socketserver
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
 
 from kubetune_trainer.errors import InfrastructureFailure
-from kubetune_trainer.storage import HubDestination, upload
+
+from .answering_hub import serve_answering_hub, upload_to_hub
 
 SENTINEL = "hf_SENTINELwriteToken456"
 
 
-@pytest.fixture
-def endpoint() -> Iterator[str]:
-    with socketserver.TCPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-        server.shutdown()
-
-
-def test_a_token_ending_in_a_newline_fails_the_upload_without_showing_it(endpoint: str, tmp_path: Path) -> None:
-    model = tmp_path / "model"
-    model.mkdir()
-    (model / "config.json").write_text("{}", encoding="utf-8")
-
-    with pytest.raises(InfrastructureFailure) as failed:
-        upload(
-            model,
-            HubDestination("org/out"),
-            uri="hf://org/out",
-            name="out",
-            hub=HfApi(endpoint=endpoint),
-            hub_token=f"{SENTINEL}\n",  # as a Secret made with `echo token > file` holds it
-        )
+def test_a_token_ending_in_a_newline_fails_the_upload_without_showing_it(tmp_path: Path) -> None:
+    # What the hub answers does not matter: the request never leaves with that header.
+    with serve_answering_hub(500) as hub, pytest.raises(InfrastructureFailure) as failed:
+        # as a Secret made with `echo token > file` holds it
+        upload_to_hub(tmp_path, endpoint=hub.url, token=f"{SENTINEL}\n")
 
     error = failed.value.to_job_error()
     assert error.reason == "UploadFailed"

@@ -7,11 +7,6 @@ fine. A self-hosted hub (HF_ENDPOINT) must receive the upload too, not huggingfa
 
 from __future__ import annotations
 
-import http.server
-import socketserver
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,36 +19,10 @@ from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.stages import upload
 from kubetune_trainer.tiny_model import TinyModel
 
+from .answering_hub import saved_model, serve_answering_hub
 from .training_jobs import trainer_config
 
 SENTINEL = "hf_SENTINELuploadToken789"
-
-
-@dataclass
-class Seen:
-    requests: list[tuple[str, str | None]] = field(default_factory=list)
-
-
-@pytest.fixture
-def hub() -> Iterator[tuple[str, Seen]]:
-    seen = Seen()
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def _answer(self) -> None:
-            seen.requests.append((self.path, self.headers.get("Authorization")))
-            self.send_response(500)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_GET = do_POST = do_PUT = do_HEAD = _answer  # noqa: N815 (http.server dispatches on these names)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler) as server:
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-        server.shutdown()
 
 
 def _context(tiny_llama: TinyModel, tmp_path: Path, *, endpoint: str) -> RunContext:
@@ -73,24 +42,18 @@ def _context(tiny_llama: TinyModel, tmp_path: Path, *, endpoint: str) -> RunCont
         dist=DistInfo(),
         paths=WorkPaths(tmp_path),
     )
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    (saved / "config.json").write_text("{}", encoding="utf-8")
-    ctx.saved_dir = saved
+    ctx.saved_dir = saved_model(tmp_path / "saved")
     ctx.output_name = "tiny-out"
     return ctx
 
 
-def test_the_upload_goes_to_hf_endpoint_with_the_stripped_token(
-    tiny_llama: TinyModel, tmp_path: Path, hub: tuple[str, Seen]
-) -> None:
-    endpoint, seen = hub
+def test_the_upload_goes_to_hf_endpoint_with_the_stripped_token(tiny_llama: TinyModel, tmp_path: Path) -> None:
+    # The loopback hub answers 500 to everything: an outage.
+    with serve_answering_hub(500) as hub, pytest.raises(InfrastructureFailure) as failed:
+        upload.run(_context(tiny_llama, tmp_path, endpoint=hub.url))
 
-    with pytest.raises(InfrastructureFailure) as failed:  # the loopback hub answers 500 to everything
-        upload.run(_context(tiny_llama, tmp_path, endpoint=endpoint))
-
-    assert seen.requests, "the upload never reached HF_ENDPOINT"
-    assert {authorization for _, authorization in seen.requests} == {f"Bearer {SENTINEL}"}
+    assert hub.requests, "the upload never reached HF_ENDPOINT"
+    assert {authorization for _, authorization in hub.requests} == {f"Bearer {SENTINEL}"}
     error = failed.value.to_job_error()
     assert error.retryable  # a hub answering 500 is an outage: retried
     assert SENTINEL not in error.message
