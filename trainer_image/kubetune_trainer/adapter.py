@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .model_rules import MODEL_FIELD, RuleOutcome, RuleStatus, is_pickle
+from .peft_models import load_adapter
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -116,14 +117,13 @@ def merge_adapter(*, base_path: Path, adapter_path: Path, output_dir: Path, line
         return output_dir
     # peft takes seconds to import and only the merge needs it: the preflight and `kubetune check` never do.
     import torch  # noqa: PLC0415
-    from peft import PeftModel  # noqa: PLC0415
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     partial = output_dir.with_name(output_dir.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     base = AutoModelForCausalLM.from_pretrained(base_path, trust_remote_code=False, use_safetensors=True, dtype="auto")
     with torch.no_grad():
-        merged = PeftModel.from_pretrained(base, str(adapter_path)).merge_and_unload()
+        merged = load_adapter(base, adapter_path).merge_and_unload()
     merged.save_pretrained(partial)
     # Tokenizer and chat template: the base's, unless the adapter ships its own.
     for source in (base_path, adapter_path):

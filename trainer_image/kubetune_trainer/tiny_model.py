@@ -35,7 +35,7 @@ from transformers import (
 )
 
 from .hf_cache import check_repo_id, publish_folder
-from .training.lora import peft_wrapped
+from .peft_models import wrap_with_adapter
 
 Arch = Literal["llama", "qwen2", "mistral"]
 ARCHES: tuple[Arch, ...] = ("llama", "qwen2", "mistral")
@@ -241,7 +241,7 @@ def write_tiny_adapter(
         init_lora_weights=False,
         task_type="CAUSAL_LM",
     )
-    peft_model = peft_wrapped(model, lora)
+    peft_model = wrap_with_adapter(model, lora)
     with tempfile.TemporaryDirectory(prefix="kubetune-adapter-") as scratch:
         folder = Path(scratch)
         peft_model.save_pretrained(str(folder))

@@ -33,6 +33,7 @@ from .data.packing import collate_padded
 from .data.preference_pairs import TokenizedPair
 from .data.tokenization import TokenizedExample
 from .errors import CheckpointInvalid
+from .peft_models import load_adapter
 from .training.loss import summed_label_loss
 
 REASON = "OutputVerificationFailed"
@@ -180,9 +181,7 @@ def _reload(folder: Path, *, weight_dtype: torch.dtype, adapter_base: Path | Non
             dtype=weight_dtype,
         )
         if adapter_base is not None:
-            from peft import PeftModel  # noqa: PLC0415 (seconds to import; only adapter outputs need it)
-
-            model = PeftModel.from_pretrained(model, str(folder), local_files_only=True)
+            model = load_adapter(model, folder, local_files_only=True)
     except Exception as unloadable:  # any reason it cannot load is a broken output
         raise output_invalid(
             f"the saved output {folder.name} cannot be loaded back: {type(unloadable).__name__}: {unloadable}"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from torch import nn
 
 from ..contract import LoraConfig
 from ..errors import InvalidInput
+from ..peft_models import wrap_with_adapter
 
 
 def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
@@ -28,7 +28,7 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
         bias="none",
     )
     try:
-        return peft_wrapped(model, peft_config)
+        return wrap_with_adapter(model, peft_config)
     except ValueError as exc:
         # peft's NoMatchingPeftModuleError is a ValueError naming the modules it could not find.
         raise InvalidInput(
@@ -37,20 +37,6 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
             field="lora.targetModules",
             hint="Set lora.targetModules to module names of this architecture (e.g. q_proj, v_proj) or to all-linear.",
         ) from exc
-
-
-def peft_wrapped(model: nn.Module, peft_config: Any) -> Any:
-    """`peft.get_peft_model`, without the FutureWarning peft 0.21 causes at every wrap.
-
-    peft 0.21 (the newest) reads transformers' deprecated `is_gradient_checkpointing` alias of
-    `is_activation_checkpointing`: a warning in every trainer log that no user can act on. Only
-    that message is dropped, only around this call; any other warning shows.
-    """
-    from peft import get_peft_model  # noqa: PLC0415
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        return get_peft_model(model, peft_config)
 
 
 def keep_adapter_inputs_as_they_come(model: nn.Module) -> None:
