@@ -2,10 +2,10 @@
 
 peft 0.21 (the newest) reads transformers' deprecated `is_gradient_checkpointing` alias of
 `is_activation_checkpointing` in `PeftModel.__init__`, so every model it wraps (`get_peft_model`,
-LoRA training and checkpoint export) or loads (`PeftModel.from_pretrained`: the adapter merge, the
-FSDP save's merge, output verification) puts a FutureWarning in the trainer's log that no user can
-act on. Only that message, of that category, is dropped, only around these calls; every other
-warning shows. peft is imported when called: it takes seconds, and most jobs never need it.
+LoRA training and checkpoint export) or loads (`PeftModel.from_pretrained`: the adapter merge,
+output verification of an adapter) puts a FutureWarning in the trainer's log that no user can act on.
+Only that message, of that category, is dropped, only around these calls; every other warning shows.
+peft is imported when called: it takes seconds, and most jobs never need it.
 """
 
 from __future__ import annotations
