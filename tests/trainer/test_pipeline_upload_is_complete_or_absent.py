@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kubetune_trainer.errors import InfrastructureFailure, InvalidInput
 from kubetune_trainer.storage import (
@@ -29,6 +27,8 @@ from kubetune_trainer.storage import (
     destination_for,
     upload,
 )
+
+from .loopback import serve_on_loopback, serve_s3_on_loopback
 
 
 def _model_dir(root: Path, *, weights: bytes = b"\x00" * 4096) -> Path:
@@ -105,13 +105,8 @@ def test_unusable_output_uris_name_the_field_and_the_fix(uri: str, fix: str) -> 
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with serve_s3_on_loopback() as url:
+        yield url
 
 
 @pytest.fixture
@@ -214,14 +209,8 @@ def denying_proxy(s3_endpoint: str) -> Iterator[str]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_on_loopback(Proxy) as url:
+        yield url
 
 
 def test_an_s3_upload_that_fails_part_way_leaves_nothing(

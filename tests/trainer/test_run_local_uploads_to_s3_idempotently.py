@@ -16,26 +16,21 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kubetune_trainer.contract import Outcome
 from kubetune_trainer.storage import MANIFEST_NAME, S3Destination, S3Settings, upload
 from kubetune_trainer.tiny_model import TinyModel
 
 from .local_runs import chat_spec, kubetune_run, write_chat_data, write_manifest
+from .loopback import serve_s3_on_loopback
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
 
 
 @pytest.fixture
 def s3_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with serve_s3_on_loopback() as url:
+        yield url
 
 
 def _objects(client: Any, bucket: str) -> dict[str, bytes]:
