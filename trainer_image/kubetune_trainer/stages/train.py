@@ -103,9 +103,13 @@ def run(ctx: RunContext) -> None:
         )
 
     own = own_checkpoints(ctx)
-    if ctx.dist.is_main and kept_model_dir(ctx) is not None:
+    mirror = S3Mirror(own.remote, S3Settings.from_env(ctx.environ)) if own.remote is not None else None
+    if ctx.dist.is_main and kept_model_place(ctx) is not None:
         # Which model these checkpoints continue, for a job that starts from them (fromCheckpoint).
-        CheckpointModel(repo=ctx.config.model.repo, revision_sha=ctx.revision_sha).write(own.local)
+        record = CheckpointModel(repo=ctx.config.model.repo, revision_sha=ctx.revision_sha).write(own.local)
+        if mirror is not None:
+            with unwatched():  # a PUT to the store is no step
+                mirror.put_beside(record)
     preference = None
     if dpo is not None:
         with unwatched():  # the reference pass is no step
@@ -123,8 +127,6 @@ def run(ctx: RunContext) -> None:
                 resumed_checkpoint=checkpoint_dir(own.local, start.step) if start is not None else None,
             )
     gpu_stats = GpuStats.for_run(ctx.model, device=setup.device, world_size=ctx.dist.world_size)
-
-    mirror = S3Mirror(own.remote, S3Settings.from_env(ctx.environ)) if own.remote is not None else None
 
     def on_checkpoint(step: int) -> None:
         ctx.checkpoint_step = step
@@ -212,15 +214,6 @@ def kept_model_place(ctx: RunContext) -> CheckpointPlace | None:
     if runtime.checkpoint_uri is None and runtime.checkpoint_root is None:
         return None  # the work directory does not outlive the pod
     return own_checkpoints(ctx)
-
-
-def kept_model_dir(ctx: RunContext) -> Path | None:
-    """Where this job keeps its saved model for a retry: beside its checkpoints, on a filesystem only."""
-    runtime = ctx.config.runtime
-    if runtime.checkpoint_uri is None and runtime.checkpoint_root is None:
-        return None  # the work directory does not outlive the pod
-    place = own_checkpoints(ctx)
-    return place.local if place.remote is None else None
 
 
 def _own(ctx: RunContext, reference: ResumeReference) -> bool:

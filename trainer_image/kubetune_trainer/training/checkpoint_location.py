@@ -109,7 +109,9 @@ def job_checkpoints(
 
 
 MODEL_FILE = "MODEL.json"
-"""Beside a job's `step-<N>` directories: the repo and commit its checkpoints were trained from."""
+"""Beside a job's `step-<N>` directories: the repo and commit its checkpoints were trained from.
+On a filesystem written in place; under `s3://` written locally, put beside the `step-<N>` prefixes
+and fetched back with the checkpoints (`training.remote`)."""
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,12 @@ class CheckpointModel:
     repo: str
     revision_sha: str | None
 
-    def write(self, job_dir: Path) -> None:
+    def write(self, job_dir: Path) -> Path:
+        """`<job_dir>/MODEL.json`, through a hidden name; its path (an object store's copy is `S3Mirror.put_beside`)."""
         job_dir.mkdir(parents=True, exist_ok=True)
         staging = job_dir / f".{MODEL_FILE}.partial"
         staging.write_text(json.dumps({"repo": self.repo, "revisionSha": self.revision_sha}), encoding="utf-8")
-        staging.replace(job_dir / MODEL_FILE)
+        return staging.replace(job_dir / MODEL_FILE)
 
     @classmethod
     def read(cls, job_dir: Path) -> CheckpointModel | None:

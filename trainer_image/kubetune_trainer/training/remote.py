@@ -8,6 +8,11 @@ checkpoint (its `shards/` included) into a hidden local directory and renames it
 local checkpoint directory; the local loader (`training.resume`) then checks
 every file against the marker's hashes as for any other checkpoint, so an object that changed
 or broke in the store is never loaded.
+
+`MODEL.json` (`checkpoint_location.MODEL_FILE`, the repo and commit the checkpoints continue) sits
+beside the `step-<N>` prefixes, as on a filesystem: one small object, put whole by a single PUT
+(`S3Mirror.put_beside`), and fetched with the checkpoints into the local job directory, where a
+job starting from them reads it back (`stages.train.check_same_model`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import fsspec  # type: ignore[import-untyped]
 from ..errors import InfrastructureFailure
 from ..storage import S3Settings
 from .checkpoint import COMPLETE_FILE, STEP_PREFIX, checkpoint_dir
+from .checkpoint_location import MODEL_FILE
 from .resume import verify
 
 log = logging.getLogger(__name__)
@@ -38,27 +44,36 @@ class S3Mirror:
     settings: S3Settings
 
     def put(self, directory: Path, names: Sequence[str], *, step_name: str) -> None:
-        target = f"{self.remote}/{step_name}"
+        self._copy({name: directory / name for name in names}, target=f"{self.remote}/{step_name}", what=step_name)
+
+    def put_beside(self, file: Path) -> None:
+        """One small file (`MODEL.json`) beside the job's `step-<N>` prefixes: a single PUT, whole or absent."""
+        self._copy({file.name: file}, target=self.remote, what=file.name)
+
+    def _copy(self, files: dict[str, Path], *, target: str, what: str) -> None:
+        """Each local file to `target/<its name>`."""
         try:
             fs = _filesystem(self.settings)
-            for name in names:
-                fs.put_file(str(directory / name), f"{target}/{name}")
+            for name, local in files.items():
+                fs.put_file(str(local), f"{target}/{name}")
         except Exception as exc:  # s3fs and botocore raise many kinds; all mean the store failed us
             raise InfrastructureFailure(
-                f"could not copy the checkpoint {step_name} to {target}: {type(exc).__name__}: {exc}",
+                f"could not copy the checkpoint {what} to {target}: {type(exc).__name__}: {exc}",
                 reason="CheckpointUploadFailed",
                 hint="Check the bucket of checkpoint.uri exists and the pod's S3 credentials may write to it.",
             ) from exc
 
 
 def fetch_checkpoint(local_job_dir: Path, *, remote: str, step: int | None, settings: S3Settings) -> None:
-    """Bring the newest complete checkpoint under `remote` (or exactly `step`'s) into `local_job_dir`.
+    """Bring the newest complete checkpoint under `remote` (or exactly `step`'s) into `local_job_dir`,
+    and the job's `MODEL.json` where it has one.
 
     Nothing to fetch (no marked checkpoint there, or the named one missing) leaves the local
     directory as it is, for the loader to decide what that means.
     """
     try:
         fs = _filesystem(settings)
+        _fetch_model_record(fs, remote, local_job_dir)
         marked = _marked_remote(fs, remote)
         candidates = [step] if step is not None else sorted(marked, reverse=True)
         for number in candidates:
@@ -83,6 +98,17 @@ def _filesystem(settings: S3Settings) -> Any:
     fs = fsspec.filesystem("s3", **settings.storage_options())
     fs.invalidate_cache()
     return fs
+
+
+def _fetch_model_record(fs: Any, remote: str, local_job_dir: Path) -> None:
+    """`<remote>/MODEL.json` into the local job directory (through a hidden name), where there is one."""
+    key = f"{remote}/{MODEL_FILE}"
+    if not fs.exists(key):
+        return
+    local_job_dir.mkdir(parents=True, exist_ok=True)
+    staging = local_job_dir / f".{MODEL_FILE}.fetch"
+    fs.get_file(key, str(staging))
+    os.replace(staging, local_job_dir / MODEL_FILE)
 
 
 def _marked_remote(fs: Any, remote: str) -> dict[int, str]:
