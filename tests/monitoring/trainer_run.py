@@ -8,6 +8,7 @@ step's time, and a stage running.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from kubetune_trainer.contract import Result, RuntimeSettings, Stage
+from kubetune_trainer.contract import Result, RuntimeSettings
 from kubetune_trainer.metrics import TrainerMetrics, serve_metrics
 from kubetune_trainer.report import FanOutReporter, RecordingReporter
 
@@ -83,19 +84,16 @@ class HeldTrainerRun:
         config = config.model_copy(
             update={"runtime": RuntimeSettings(work_dir=str(self.workdir / "work"), cache_dir=str(hf_home / "hub"))}
         )
-        stages = dict(STAGES)
-        real_save = stages[Stage.SAVING]
 
-        def save_when_released(ctx: Any) -> None:
+        def save_when_released(*handed: Any) -> Any:
             self._saving.set()
             self._released.wait(120)
-            real_save(ctx)
+            return STAGES.save(*handed)
 
-        stages[Stage.SAVING] = save_when_released
         return run_pipeline(
             config,
             environ={"HF_HUB_OFFLINE": "1"},
             clock=_utc_now,
             reporter=FanOutReporter([self.metrics, self.recorded]),
-            stages=list(stages.items()),
+            stages=dataclasses.replace(STAGES, save=save_when_released),
         )

@@ -25,6 +25,7 @@ from kubetune_trainer.training.checkpoint import COMPLETE_FILE, checkpoint_dir
 
 from .local_runs import trainer_config
 from .preemption_runs import finish, result_of, resumable_job, start_trainer, subprocess_environ, wait_for_line
+from .stand_in_stages import stand_in_stages
 
 STALL_SECONDS = 600.0
 
@@ -45,7 +46,7 @@ def test_sigterm_outside_training_fails_the_stage_at_once(tmp_path: Path) -> Non
             environ={},
             clock=lambda: datetime.now(UTC),
             reporter=RecordingReporter(),
-            stages=[(Stage.DATA_DOWNLOAD, download)],
+            stages=stand_in_stages(download=download),
             preemption=preemption,
         )
     finally:

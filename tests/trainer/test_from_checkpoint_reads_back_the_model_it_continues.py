@@ -25,14 +25,13 @@ def test_the_recorded_model_reads_back(tmp_path: Path) -> None:
 
 def test_checkpoints_of_another_model_are_refused_naming_from_checkpoint(tiny_llama: TinyModel, tmp_path: Path) -> None:
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "unused.jsonl")
-    ctx, _ = training_context(config, model=tiny_llama, tokenizer=None, train=[])
-    ctx.revision_sha = "2" * 40
+    ctx, _, _ = training_context(config, model=tiny_llama, tokenizer=None, train=[])
     source_dir = tmp_path / "base-chat" / "5d1e"
     CheckpointModel(repo=config.model.repo, revision_sha="2" * 40).write(source_dir)
-    check_same_model(ctx, source_dir, reference=SOURCE)  # the same repo and commit: accepted
+    check_same_model(ctx, source_dir, reference=SOURCE, revision_sha="2" * 40)  # the same repo and commit: accepted
 
     CheckpointModel(repo="acme/other-model", revision_sha="3" * 40).write(source_dir)
     with pytest.raises(InvalidInput) as refused:
-        check_same_model(ctx, source_dir, reference=SOURCE)
+        check_same_model(ctx, source_dir, reference=SOURCE, revision_sha="2" * 40)
     assert (refused.value.reason, refused.value.field) == ("CheckpointModelMismatch", "fromCheckpoint")
     assert "acme/other-model@" + "3" * 40 in str(refused.value)

@@ -21,7 +21,7 @@ def test_a_template_asking_varlen_and_compile_on_a_cpu_gets_warnings_naming_both
     tiny_llama: TinyModel, tmp_path: Path
 ) -> None:
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "t.jsonl")
-    ctx, reporter = training_context(config, model=tiny_llama, tokenizer=None, train=[])
+    ctx, reporter, _ = training_context(config, model=tiny_llama, tokenizer=None, train=[])
     cpu = torch.device("cpu")
     shape = AttentionShape(heads=4, kv_heads=2, head_dim=16)
     setup = TrainingSetup(
@@ -31,27 +31,23 @@ def test_a_template_asking_varlen_and_compile_on_a_cpu_gets_warnings_naming_both
         attention=choose_attention(AttentionKernel.VARLEN, shape=shape, device=cpu, dtype=torch.float32),
         compiled=CompileOutcome(requested=True, compiled=False, reason="no C++ compiler on this machine"),
     )
-    announce_kernels(ctx, setup)
+    kernels = announce_kernels(ctx, setup)
 
-    reasons = {warning.reason: warning.message for warning in ctx.warnings}
+    reasons = {warning.reason: warning.message for warning in ctx.journal.warnings}
     assert set(reasons) == {"AttentionFallback", "CompileFallback"}
     assert "template asked varlen" in reasons["AttentionFallback"]
     assert "CUDA" in reasons["AttentionFallback"]
     assert "no C++ compiler" in reasons["CompileFallback"]
     assert any(note.startswith("attention: sdpa (per example)") for note in reporter.notes)
-    assert ctx.performance is not None
-    assert (ctx.performance.attention, ctx.performance.compiled, ctx.performance.device) == (
-        AttentionKernel.SDPA,
-        False,
-        "cpu",
-    )
+    assert (kernels.attention, kernels.compiled, kernels.device) == (AttentionKernel.SDPA, False, "cpu")
+    assert ctx.journal.performance == kernels  # the run's Result reports them
 
 
 def test_auto_on_a_cpu_is_no_warning(tiny_llama: TinyModel, tmp_path: Path) -> None:
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "t.jsonl")
-    ctx, reporter = training_context(config, model=tiny_llama, tokenizer=None, train=[])
+    ctx, reporter, _ = training_context(config, model=tiny_llama, tokenizer=None, train=[])
     cpu = torch.device("cpu")
     setup = TrainingSetup(device=cpu, precision=plan_precision(config.runtime.precision, device=cpu), lora=False)
     announce_kernels(ctx, setup)
-    assert ctx.warnings == []
+    assert ctx.journal.warnings == []
     assert reporter.notes == ["attention: sdpa (per example), template asked auto", "torch.compile: off"]

@@ -14,10 +14,9 @@ import pytest
 from kubetune_trainer.contract import DataSource
 from kubetune_trainer.data.sources import SourceSettings, fetch
 from kubetune_trainer.errors import InvalidInput
-from kubetune_trainer.model_card import render_model_card
 from kubetune_trainer.tiny_model import TinyModel
 
-from .training_jobs import trainer_config, training_context
+from .training_jobs import model_card, trainer_config
 
 TRAINING_URI = "https://alice:hunter2@data.example/train.jsonl?X-Amz-Signature=s3cr3tsig&X-Amz-Credential=AKIAX"
 VALIDATION_URI = "https://data.example/valid.jsonl?sig=v4lidsig#frag"
@@ -27,11 +26,8 @@ SECRETS = ("hunter2", "alice", "s3cr3tsig", "AKIAX", "v4lidsig")
 def test_model_card_names_the_files_without_their_credentials(tiny_llama: TinyModel, tmp_path: Path) -> None:
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "unused.jsonl")
     config = config.model_copy(update={"data": DataSource(training_file=TRAINING_URI, validation_file=VALIDATION_URI)})
-    ctx, _ = training_context(config, model=tiny_llama, tokenizer=None, train=[])
-    ctx.revision_sha = "0" * 40
-    ctx.training_file_sha256 = "ab" * 32
 
-    card = render_model_card(ctx, layout="model.safetensors")
+    card = model_card(config, model=tiny_llama)
 
     assert "https://data.example/train.jsonl" in card
     assert "https://data.example/valid.jsonl" in card

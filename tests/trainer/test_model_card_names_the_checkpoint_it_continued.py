@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from kubetune_trainer.model_card import render_model_card
 from kubetune_trainer.tiny_model import TinyModel
 
-from .training_jobs import trainer_config, training_context
+from .training_jobs import model_card, trainer_config
 
 SOURCE = "base-chat@5d1e0c9a-7b7f-4c55-8a0e-2b9f0f6c1d3e"
 
@@ -16,13 +15,7 @@ SOURCE = "base-chat@5d1e0c9a-7b7f-4c55-8a0e-2b9f0f6c1d3e"
 def _card(tiny_llama: TinyModel, tmp_path: Path, *, from_checkpoint: str, resume_from: str, loaded: int) -> str:
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "unused.jsonl")
     runtime = config.runtime.model_copy(update={"from_checkpoint": from_checkpoint, "resume_from": resume_from})
-    ctx, _ = training_context(
-        config.model_copy(update={"runtime": runtime}), model=tiny_llama, tokenizer=None, train=[]
-    )
-    ctx.revision_sha = "0" * 40
-    ctx.training_file_sha256 = "ab" * 32
-    ctx.resumed_from_step = loaded
-    return render_model_card(ctx, layout="model.safetensors")
+    return model_card(config.model_copy(update={"runtime": runtime}), model=tiny_llama, resumed_from_step=loaded)
 
 
 def _machine(card: str) -> dict[str, object]:

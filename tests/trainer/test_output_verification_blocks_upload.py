@@ -8,12 +8,15 @@ termination message, Upload never starts, and the destination does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kubetune_trainer.contract import ErrorClass, Outcome, Result, Stage, StageState, TrainerConfig
-from kubetune_trainer.pipeline import STAGES, StageFn, run_pipeline
+from kubetune_trainer.handoffs import SavedModel
+from kubetune_trainer.pipeline import STAGES, Stages, run_pipeline
 from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.stages import save
 from kubetune_trainer.tiny_model import TinyModel
@@ -33,9 +36,11 @@ def _config(tiny_llama: TinyModel, tiny_hf_home: Path, tmp_path: Path) -> Traine
     return config.model_copy(update={"runtime": runtime})
 
 
-def _run(config: TrainerConfig, offline_env: dict[str, str], *, saving: StageFn) -> tuple[Result, RecordingReporter]:
+def _run(
+    config: TrainerConfig, offline_env: dict[str, str], *, saving: Callable[..., SavedModel | None]
+) -> tuple[Result, RecordingReporter]:
     reporter = RecordingReporter()
-    stages = tuple((stage, saving if stage is Stage.SAVING else run) for stage, run in STAGES)
+    stages: Stages = dataclasses.replace(STAGES, save=saving)
     result = run_pipeline(
         config, environ=offline_env, clock=lambda: datetime.now(UTC), reporter=reporter, stages=stages
     )

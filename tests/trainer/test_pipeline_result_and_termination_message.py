@@ -7,7 +7,7 @@ the error classification, and the termination message the operator reads.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,10 +25,11 @@ from kubetune_trainer.contract import (
     StageState,
 )
 from kubetune_trainer.errors import InvalidInput
-from kubetune_trainer.pipeline import STAGES, run_pipeline
+from kubetune_trainer.pipeline import STAGES, Stages, run_pipeline
 from kubetune_trainer.report import RecordingReporter
 
 from .local_runs import trainer_config
+from .stand_in_stages import stand_in_stages
 
 
 class Ticking:
@@ -42,30 +43,22 @@ class Ticking:
         return self.now
 
 
-def _stages(failing: Stage | None, error: Exception | None = None) -> list[tuple[Stage, Callable[[RunContext], None]]]:
-    def make(stage: Stage) -> Callable[[RunContext], None]:
-        def run(ctx: RunContext) -> None:
-            ctx.warn("SeenBy" + stage.value, f"{stage.value} ran")
-            if stage is failing:
-                assert error is not None
-                raise error
-            if stage is Stage.UPLOAD:
-                ctx.output = OutputSummary(uri="pvc://models/chat", name="tiny-llama-chat", files=7, bytes=1000)
+def _stages(failing: Stage | None, error: Exception | None = None) -> Stages:
+    def each(ctx: RunContext, stage: Stage) -> None:
+        ctx.warn("SeenBy" + stage.value, f"{stage.value} ran")
+        if stage is failing:
+            assert error is not None
+            raise error
+        if stage is Stage.UPLOAD:
+            ctx.journal.output = OutputSummary(uri="pvc://models/chat", name="tiny-llama-chat", files=7, bytes=1000)
 
-        return run
-
-    return [(stage, make(stage)) for stage in Stage]
+    return stand_in_stages(each)
 
 
 def test_the_stages_are_the_five_in_order() -> None:
-    assert [stage for stage, _ in STAGES] == list(Stage)
-    assert [run.__module__.rsplit(".", 1)[-1] for _, run in STAGES] == [
-        "download",
-        "initialize",
-        "train",
-        "save",
-        "upload",
-    ]
+    names = ["download", "initialize", "train", "save", "upload"]
+    assert [field.name for field in dataclasses.fields(Stages)] == names
+    assert [getattr(STAGES, name).__module__.rsplit(".", 1)[-1] for name in names] == names
 
 
 def test_a_successful_run_reports_each_transition_and_writes_a_parsable_result(tmp_path: Path) -> None:
@@ -142,7 +135,7 @@ def test_the_termination_message_fits_in_4_kib_however_many_warnings(tmp_path: P
         environ={},
         clock=Ticking(),
         reporter=RecordingReporter(),
-        stages=[(Stage.DATA_DOWNLOAD, noisy)],
+        stages=stand_in_stages(download=noisy),
     )
 
     text = (tmp_path / "termination-log").read_text()

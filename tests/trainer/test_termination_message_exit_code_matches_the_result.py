@@ -30,20 +30,21 @@ SUCCEEDING_RUN_THEN_SIGTERM = textwrap.dedent(
     import os, signal, sys, time
     from datetime import UTC, datetime
     from pathlib import Path
-    from kubetune_trainer.contract import Stage, TrainerConfig
-    from kubetune_trainer.pipeline import run_pipeline
+    from kubetune_trainer.contract import TrainerConfig
+    from kubetune_trainer.pipeline import Stages, run_pipeline
     from kubetune_trainer.preemption import Preemption
     from kubetune_trainer.report import RecordingReporter
 
     config = TrainerConfig.from_json(Path(sys.argv[1]).read_text())
     preemption = Preemption(budget_seconds=0.2)
     restore = preemption.install()
+    nothing = lambda *handed: None  # five stages that succeed at once
     result = run_pipeline(
         config,
         environ={},
         clock=lambda: datetime.now(UTC),
         reporter=RecordingReporter(),
-        stages=[(Stage.DATA_DOWNLOAD, lambda ctx: None)],
+        stages=Stages(download=nothing, initialize=nothing, train=nothing, save=nothing, upload=nothing),
         preemption=preemption,
     )
     # The window between the run's own Result and putting the handler back (cli._train's finally).

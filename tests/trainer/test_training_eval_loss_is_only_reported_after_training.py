@@ -22,7 +22,7 @@ def test_no_evaluation_during_training_means_no_eval_loss_metric(tiny_llama: Tin
         validation_file=write_jsonl(tmp_path / "v.jsonl", held_out),
         n_evals=0,
     )
-    ctx, _ = training_context(
+    ctx, _, downloaded = training_context(
         config,
         model=tiny_llama,
         tokenizer=tokenizer,
@@ -30,8 +30,7 @@ def test_no_evaluation_during_training_means_no_eval_loss_metric(tiny_llama: Tin
         validation=tokenized(tokenizer, held_out),
     )
 
-    initialize.run(ctx)
-    train.run(ctx)
+    trained = train.run(ctx, downloaded, initialize.run(ctx, downloaded))
 
-    assert ctx.metrics["eval_loss_before"] > 0
-    assert "eval_loss" not in ctx.metrics
+    assert trained.metrics["eval_loss_before"] > 0
+    assert "eval_loss" not in trained.metrics

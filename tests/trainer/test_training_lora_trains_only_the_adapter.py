@@ -24,25 +24,28 @@ def test_only_adapter_parameters_change(tiny_llama: TinyModel, tmp_path: Path) -
     config = trainer_config(
         tiny_llama, work_dir=tmp_path, training_file=write_jsonl(tmp_path / "t.jsonl", lines), lora=lora, n_evals=0
     )
-    ctx, _ = training_context(config, model=tiny_llama, tokenizer=tokenizer, train=tokenized(tokenizer, lines))
+    ctx, _, downloaded = training_context(
+        config, model=tiny_llama, tokenizer=tokenizer, train=tokenized(tokenizer, lines)
+    )
 
-    initialize.run(ctx)
-    trainable = {name for name, p in ctx.model.named_parameters() if p.requires_grad}
+    initialized = initialize.run(ctx, downloaded)
+    model = initialized.model
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable
     assert all("lora_" in name for name in trainable)
     # all-linear: every projection of every layer, and never the output head.
     adapted = {name.split(".lora_")[0].rsplit(".", 1)[-1] for name in trainable}
     assert adapted == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-    lora_b_before = {n: p.detach().clone() for n, p in ctx.model.named_parameters() if "lora_B" in n}
+    lora_b_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_B" in n}
 
-    train.run(ctx)
+    train.run(ctx, downloaded, initialized)
 
     base = load_file(str(tiny_llama.snapshot_path / "model.safetensors"))
-    after = ctx.model.get_base_model().state_dict()
+    after = model.get_base_model().state_dict()
     for name, weight in base.items():
         wrapped = name.replace(".weight", ".base_layer.weight")  # peft moves adapted weights under base_layer
         assert torch.equal(after[wrapped if wrapped in after else name], weight), name
-    changed = [n for n, p in ctx.model.named_parameters() if "lora_B" in n and not torch.equal(p, lora_b_before[n])]
+    changed = [n for n, p in model.named_parameters() if "lora_B" in n and not torch.equal(p, lora_b_before[n])]
     assert len(changed) == len(lora_b_before)
     # The checkpoint holds the adapter alone, not another copy of the frozen base.
     step = next(path for path in (ctx.paths.checkpoints / "tiny").rglob("step-*") if (path / SHARDS_DIR).is_dir())

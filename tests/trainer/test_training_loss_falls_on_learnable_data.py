@@ -30,7 +30,7 @@ def test_eval_loss_falls_and_every_step_is_reported(tiny_llama: TinyModel, tmp_p
     config = config.model_copy(
         update={"runtime": config.runtime.model_copy(update={"checkpoint_uri": f"file://{tmp_path / 'ckpt'}"})}
     )
-    ctx, reporter = training_context(
+    ctx, reporter, downloaded = training_context(
         config,
         model=tiny_llama,
         tokenizer=tokenizer,
@@ -38,13 +38,13 @@ def test_eval_loss_falls_and_every_step_is_reported(tiny_llama: TinyModel, tmp_p
         validation=tokenized(tokenizer, validation_lines),
     )
 
-    initialize.run(ctx)
-    assert ctx.model.config.use_cache is False  # packed sequences stay isolated only without a KV cache
-    train.run(ctx)
+    initialized = initialize.run(ctx, downloaded)
+    assert initialized.model.config.use_cache is False  # packed sequences stay isolated only without a KV cache
+    trained = train.run(ctx, downloaded, initialized)
 
     # 96 examples, 8 per step, 3 epochs.
-    assert ctx.total_steps == 36
-    before, after = ctx.metrics["eval_loss_before"], ctx.metrics["eval_loss"]
+    assert trained.total_steps == 36
+    before, after = trained.metrics["eval_loss_before"], trained.metrics["eval_loss"]
     assert after < 0.75 * before, (before, after)
 
     steps = [p for p in reporter.progresses if p.loss is not None and p.eval_loss is None]

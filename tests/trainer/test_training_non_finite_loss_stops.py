@@ -32,11 +32,13 @@ def test_a_corrupt_weight_stops_training_at_the_first_step(tiny_llama: TinyModel
     tokenizer = AutoTokenizer.from_pretrained(str(corrupt))
     lines = chat_lines(16, seed=5)
     config = trainer_config(model, work_dir=tmp_path, training_file=write_jsonl(tmp_path / "t.jsonl", lines))
-    ctx, reporter = training_context(config, model=model, tokenizer=tokenizer, train=tokenized(tokenizer, lines))
-    initialize.run(ctx)
+    ctx, reporter, downloaded = training_context(
+        config, model=model, tokenizer=tokenizer, train=tokenized(tokenizer, lines)
+    )
+    initialized = initialize.run(ctx, downloaded)
 
     with pytest.raises(ComputationFailed) as caught:
-        train.run(ctx)
+        train.run(ctx, downloaded, initialized)
 
     error = classify(caught.value, stage=Stage.TRAINING, job_uid="uid-1234")
     assert (error.error_class, error.reason) == (ErrorClass.RUNTIME_ERROR, "NonFiniteLoss")

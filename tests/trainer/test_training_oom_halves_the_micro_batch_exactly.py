@@ -11,6 +11,7 @@ test_training_oom_two_ddp_ranks_halve_together.py).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,14 @@ def _train(
     config = trainer_config(
         tiny, work_dir=tmp_path, training_file=tmp_path / "unused.jsonl", n_evals=0, max_seq_length=BUDGET
     )
-    ctx, reporter = training_context(config, model=tiny, tokenizer=tokenizer, train=examples)
-    ctx.environ = environ
-    ctx.max_seq_length = token_budget  # on a CPU the micro-batch budget is the sequence length
-    initialize.run(ctx)
-    train.run(ctx)
-    weights = {name: tensor.detach().clone() for name, tensor in ctx.model.state_dict().items()}
+    ctx, reporter, downloaded = training_context(
+        config, model=tiny, tokenizer=tokenizer, train=examples, environ=environ
+    )
+    # On a CPU the micro-batch budget is the sequence length.
+    downloaded = dataclasses.replace(downloaded, max_seq_length=token_budget)
+    initialized = initialize.run(ctx, downloaded)
+    train.run(ctx, downloaded, initialized)
+    weights = {name: tensor.detach().clone() for name, tensor in initialized.model.state_dict().items()}
     # One loss per step (a step's report may be repeated to carry the checkpoint it just completed).
     losses = list({p.step: p.loss for p in reporter.progresses if p.loss is not None}.values())
     return weights, losses, ctx, reporter
@@ -66,7 +69,7 @@ def test_a_step_out_of_memory_is_retried_in_half_the_tokens_and_trains_exactly_t
     assert reduced_losses == small_losses
     for name, tensor in small.items():
         torch.testing.assert_close(reduced[name], tensor, rtol=0, atol=1e-6, msg=name)
-    warnings = [note for note in ctx.warnings if note.reason == "MicroBatchReduced"]
+    warnings = [note for note in ctx.journal.warnings if note.reason == "MicroBatchReduced"]
     assert len(warnings) == 1  # once reduced, later steps start at the smaller budget
     assert "step 1" in warnings[0].message
     assert f"budget of {BUDGET // 2} tokens" in warnings[0].message

@@ -14,7 +14,9 @@ import torch
 from transformers import AutoTokenizer
 
 from kubetune_trainer.context import DistInfo
+from kubetune_trainer.contract import AttentionKernel, TrainingPerformance
 from kubetune_trainer.errors import InvalidInput
+from kubetune_trainer.handoffs import InitializedRun
 from kubetune_trainer.stages import train as training_stage
 from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.precision import plan_precision
@@ -26,17 +28,22 @@ from .training_jobs import chat_lines, tokenized, trainer_config, training_conte
 def _refusal(tiny_llama: TinyModel, tmp_path: Path, *, examples: int, batch_size: int, world: int) -> InvalidInput:
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "t.jsonl", batch_size=batch_size)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama.snapshot_path))
-    ctx, _ = training_context(
-        config, model=tiny_llama, tokenizer=tokenizer, train=tokenized(tokenizer, chat_lines(examples, seed=1))
+    ctx, _, downloaded = training_context(
+        config,
+        model=tiny_llama,
+        tokenizer=tokenizer,
+        train=tokenized(tokenizer, chat_lines(examples, seed=1)),
+        dist=DistInfo(rank=0, world_size=world),
     )
-    ctx.dist = DistInfo(rank=0, world_size=world)
-    ctx.model = torch.nn.Linear(2, 2)
     cpu = torch.device("cpu")
-    ctx.training_state = TrainingSetup(
-        device=cpu, precision=plan_precision(config.runtime.precision, device=cpu), lora=False
+    setup = TrainingSetup(device=cpu, precision=plan_precision(config.runtime.precision, device=cpu), lora=False)
+    initialized = InitializedRun(
+        model=torch.nn.Linear(2, 2),
+        setup=setup,
+        kernels=TrainingPerformance(attention=AttentionKernel.SDPA, compiled=False, device="cpu"),
     )
     with pytest.raises(InvalidInput) as refused:
-        training_stage.run(ctx)
+        training_stage.run(ctx, downloaded, initialized)
     return refused.value
 
 

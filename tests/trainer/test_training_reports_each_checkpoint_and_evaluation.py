@@ -28,7 +28,7 @@ def test_every_checkpoint_and_evaluation_reaches_the_progress_reports(tiny_llama
         n_checkpoints=2,
         n_evals=2,
     )
-    ctx, reporter = training_context(
+    ctx, reporter, downloaded = training_context(
         config,
         model=tiny_llama,
         tokenizer=tokenizer,
@@ -36,8 +36,7 @@ def test_every_checkpoint_and_evaluation_reaches_the_progress_reports(tiny_llama
         validation=tokenized(tokenizer, held_out),
     )
 
-    initialize.run(ctx)
-    train.run(ctx)
+    trained = train.run(ctx, downloaded, initialize.run(ctx, downloaded))
 
     reports = reporter.progresses
     total = reports[-1].total_steps
@@ -61,4 +60,4 @@ def test_every_checkpoint_and_evaluation_reaches_the_progress_reports(tiny_llama
     first = next(i for i, p in enumerate(reports) if p.recent_checkpoints)
     assert all(p.recent_checkpoints[0].step == saved[0] for p in reports[first:])
     # The eval losses reported are the run's own.
-    assert ctx.metrics["eval_loss"] == reports[-1].recent_evals[-1].eval_loss
+    assert trained.metrics["eval_loss"] == reports[-1].recent_evals[-1].eval_loss

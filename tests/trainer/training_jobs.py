@@ -1,4 +1,4 @@
-"""Small training jobs for the training-loop tests: a config, learnable chat data, a context.
+"""Small training jobs for the training-loop tests: a config, learnable chat data, a context, DataDownload's hand-off.
 
 The data is chat turns sampled from the word chain the tiny tokenizers were trained on, so the
 loss has something to learn in a few dozen steps (uniformly random words would not).
@@ -10,6 +10,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import torch
+from transformers import AutoTokenizer
 
 from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
 from kubetune_trainer.contract import (
@@ -27,8 +30,13 @@ from kubetune_trainer.contract import (
 )
 from kubetune_trainer.data.records import Message, MessagesRecord
 from kubetune_trainer.data.tokenization import TokenizedExample, tokenize_example
+from kubetune_trainer.handoffs import DownloadResult, FetchedFile, ModelSnapshot, SupervisedSplits, TrainingOutcome
+from kubetune_trainer.model_card import render_model_card
+from kubetune_trainer.model_rules import evaluate
 from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.tiny_model import TinyModel, markov_sentences
+from kubetune_trainer.training.precision import plan_precision
+from kubetune_trainer.training.setup import TrainingSetup
 
 TEMPLATE = TemplateExpectations(
     name="tiny",
@@ -116,20 +124,68 @@ def training_context(
     tokenizer: Any,
     train: list[TokenizedExample],
     validation: list[TokenizedExample] | None = None,
-) -> tuple[RunContext, RecordingReporter]:
-    """A context as DataDownload leaves it: snapshot path, tokenizer and tokenized examples."""
+    environ: dict[str, str] | None = None,
+    dist: DistInfo | None = None,
+) -> tuple[RunContext, RecordingReporter, DownloadResult]:
+    """A run's context, and DataDownload's hand-off for it: the snapshot, the tokenizer and the tokenized examples.
+
+    `tokenizer` None: the tiny model's own, loaded from its snapshot.
+    """
     reporter = RecordingReporter()
     ctx = RunContext(
         config=config,
-        environ={},
+        environ=environ or {},
         clock=lambda: datetime(2026, 1, 1, tzinfo=UTC),
         reporter=reporter,
-        dist=DistInfo(),
+        dist=dist or DistInfo(),
         paths=WorkPaths(Path(config.runtime.work_dir)),
     )
-    ctx.model_path = model.snapshot_path
-    ctx.tokenizer = tokenizer
-    ctx.train_examples = train
-    ctx.validation_examples = validation or []
-    ctx.max_seq_length = config.hyperparameters.max_seq_length
-    return ctx, reporter
+    return ctx, reporter, downloaded(config, model=model, tokenizer=tokenizer, train=train, validation=validation)
+
+
+def downloaded(
+    config: TrainerConfig,
+    *,
+    model: TinyModel,
+    tokenizer: Any = None,
+    train: list[TokenizedExample] | None = None,
+    validation: list[TokenizedExample] | None = None,
+    training_sha256: str = "ab" * 32,
+) -> DownloadResult:
+    """DataDownload's hand-off as the stage builds it for `model`, with the given tokenized examples."""
+    fetched = WorkPaths(Path(config.runtime.work_dir)).data  # where DataDownload puts the files
+    config_json = json.loads((model.snapshot_path / "config.json").read_text(encoding="utf-8"))
+    check = evaluate(
+        config_json,
+        [path.name for path in model.snapshot_path.iterdir()],
+        repo=model.repo_id,
+        revision_sha=model.revision_sha,
+        template=None,
+    )
+    return DownloadResult(
+        model=ModelSnapshot(path=model.snapshot_path, revision_sha=model.revision_sha, facts=check.facts_or_raise()),
+        training_file=FetchedFile(path=fetched / "training.jsonl", sha256=training_sha256),
+        validation_file=(
+            FetchedFile(path=fetched / "validation.jsonl", sha256="cd" * 32)
+            if config.data.validation_file is not None
+            else None
+        ),
+        tokenizer=tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(str(model.snapshot_path)),
+        default_chat_template=False,
+        max_seq_length=config.hyperparameters.max_seq_length,
+        examples=SupervisedSplits(train=tuple(train or ()), validation=tuple(validation or ())),
+    )
+
+
+def model_card(config: TrainerConfig, *, model: TinyModel, resumed_from_step: int | None = None) -> str:
+    """The model card Saving writes for a run of `config` on `model` (fp32 on the CPU)."""
+    ctx, _, handed_on = training_context(config, model=model, tokenizer=None, train=[])
+    cpu = torch.device("cpu")
+    return render_model_card(
+        ctx,
+        downloaded=handed_on,
+        setup=TrainingSetup(device=cpu, precision=plan_precision(config.runtime.precision, device=cpu), lora=False),
+        trained=TrainingOutcome(total_steps=0, metrics={}, resumed_from_step=resumed_from_step),
+        metrics={},
+        layout="model.safetensors",
+    )

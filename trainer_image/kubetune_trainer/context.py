@@ -1,8 +1,9 @@
-"""The run context: what one trainer run knows, handed from stage to stage.
+"""The run context: the inputs and the world of one trainer run, and the journal its Result is built from.
 
-Each stage is `def run(ctx: RunContext) -> None`: it reads what earlier stages left in the
-context and fills the slots later stages need. The world (environment, clock, reporter) comes
-in through the context too, so no stage reads `os.environ` or the wall clock on its own.
+Every stage takes the context first: the world (environment, clock, reporter) comes in through
+it, so no stage reads `os.environ` or the wall clock on its own. What a stage produces for the
+next ones is not here: each stage returns a typed hand-off (`handoffs.py`) that the pipeline
+passes on.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .contract import (
     MemoryPlanReport,
@@ -23,7 +24,6 @@ from .contract import (
 )
 
 if TYPE_CHECKING:
-    from .adapter import AdapterLineage
     from .preemption import Preemption
     from .report import Reporter
     from .watchdog import StepWatchdog
@@ -87,11 +87,43 @@ class WorkPaths:
 
 
 @dataclass
-class RunContext:
-    """One trainer run: its inputs, the world it runs in, and the artifacts stages hand on.
+class RunJournal:
+    """The run's Result as it stands, recorded by the stages as each fact becomes true.
 
-    Slots start empty (None or empty lists) and are filled by the stage named in their comment.
-    Types from the ML stack are `Any` here so the context imports no torch.
+    A stage that fails half-way leaves what it had recorded (the memory plan of a run that ran
+    out of memory, the newest checkpoint of a preempted one), and SIGTERM's deadline reads it from
+    another thread. Stages write here; none reads what another stage wrote: that travels in the
+    typed hand-offs (`handoffs.py`). The fields are the Result's, optional as they are there: a run
+    that fails early has none of them.
+    """
+
+    warnings: list[WarningNote] = field(default_factory=list)
+    model: ModelFacts | None = None
+    """DataDownload: what config.json says about the model trained."""
+    performance: TrainingPerformance | None = None
+    """Initialization: the kernels chosen; Training: with the throughput, peak memory and MFU reached."""
+    memory_plan: MemoryPlanReport | None = None
+    """Training: the micro-batch budget planned before the first step."""
+    checkpoint_step: int | None = None
+    """Training: step of this job's newest complete checkpoint (written, or resumed from)."""
+    resumed_from_step: int | None = None
+    """Training: step of the checkpoint training started from (this job's own, or fromCheckpoint's)."""
+    output: OutputSummary | None = None
+    """Upload: what reached the destination."""
+
+    def warn(self, reason: str, message: str) -> None:
+        """Record something a user should know that does not stop the run."""
+        note = WarningNote(reason=reason, message=message)
+        if note not in self.warnings:
+            self.warnings.append(note)
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One trainer run: its inputs and the world it runs in, the same for every stage.
+
+    What a stage produces for the next ones is its return value (`handoffs.py`), never a slot
+    here; what the Result reports is recorded in `journal`.
     """
 
     config: TrainerConfig
@@ -104,53 +136,8 @@ class RunContext:
     """SIGTERM's notice and budget (the process entry point installs it; None: signals are not handled)."""
     step_watchdog: StepWatchdog | None = None
     """Rank 0's step watchdog (the entry point starts it); Training pauses it for evaluations and saves."""
-
-    warnings: list[WarningNote] = field(default_factory=list)
-
-    # DataDownload: the model snapshot actually trained (merged base for adapter repos).
-    model_path: Path | None = None
-    revision_sha: str | None = None
-    model_facts: ModelFacts | None = None
-    # DataDownload: set when fromHfModel is a LoRA adapter repo, merged into its base at `model_path`.
-    adapter_lineage: AdapterLineage | None = None
-    # DataDownload: the data files as fetched, and their sha256 (for the model card).
-    training_file_path: Path | None = None
-    validation_file_path: Path | None = None
-    training_file_sha256: str | None = None
-    validation_file_sha256: str | None = None
-    default_chat_template: bool = False
-    # DataDownload: tokenizer and tokenized examples (data engineer's TokenizedExample lists).
-    tokenizer: Any = None
-    train_examples: list[Any] = field(default_factory=list)
-    validation_examples: list[Any] = field(default_factory=list)
-    max_seq_length: int | None = None
-    training_tokens: int | None = None
-    """Tokens of the tokenized training examples, one epoch: the DataDownload record reports it."""
-
-    # Initialization: the model (wrapped for DDP/FSDP/LoRA) and anything the loop needs.
-    model: Any = None
-    training_state: Any = None
-
-    # Training: metrics as run (loss, eval loss before/after, steps, tokens/s).
-    metrics: dict[str, float] = field(default_factory=dict)
-    total_steps: int | None = None
-    checkpoint_step: int | None = None
-    """Step of this job's newest complete checkpoint (written, or resumed from)."""
-    resumed_from_step: int | None = None
-    memory_plan: MemoryPlanReport | None = None
-    """Step of the checkpoint training started from (this job's own, or fromCheckpoint's)."""
-    performance: TrainingPerformance | None = None
-    """Initialization: the kernels chosen; Training: with the throughput, peak memory and MFU reached."""
-
-    # Saving: the directory holding everything to upload, and what is in it.
-    saved_dir: Path | None = None
-    output_name: str | None = None
-
-    # Upload: what reached the destination.
-    output: OutputSummary | None = None
+    journal: RunJournal = field(default_factory=RunJournal)
 
     def warn(self, reason: str, message: str) -> None:
         """Record something a user should know that does not stop the run."""
-        note = WarningNote(reason=reason, message=message)
-        if note not in self.warnings:
-            self.warnings.append(note)
+        self.journal.warn(reason, message)

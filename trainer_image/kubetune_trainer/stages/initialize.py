@@ -1,15 +1,15 @@
-"""Initialization: seed, join the process group, load tokenizer and model, add LoRA, wrap for DDP/FSDP."""
+"""Initialization: seed, join the process group, load the model, add LoRA, wrap for DDP/FSDP."""
 
 from __future__ import annotations
 
 import logging
 
 import torch
-from transformers import AutoTokenizer
 
 from ..context import RunContext
 from ..contract import AttentionKernel, Strategy, TrainingPerformance
 from ..faults import install_faults
+from ..handoffs import DownloadResult, InitializedRun
 from ..training.distributed import init_process_group, max_over_ranks, pick_device, unwrap
 from ..training.fsdp_oom import install_fsdp_oom_agreement
 from ..training.oom import MicroBatchReduction, OomPolicy, attach_oom_policy
@@ -19,17 +19,13 @@ from ..training.setup import TrainingSetup, prepare_model
 log = logging.getLogger(__name__)
 
 
-def run(ctx: RunContext) -> None:
-    if ctx.model_path is None:
-        raise RuntimeError("Initialization needs the model snapshot from DataDownload (ctx.model_path is unset)")
+def run(ctx: RunContext, downloaded: DownloadResult) -> InitializedRun:
     seed_everything(ctx.config.hyperparameters.seed)
     init_process_group(ctx.dist, device=pick_device(ctx.dist))
-    if ctx.tokenizer is None:
-        ctx.tokenizer = AutoTokenizer.from_pretrained(str(ctx.model_path))
-    ctx.model, ctx.training_state = prepare_model(
-        ctx.model_path, runtime=ctx.config.runtime, lora=ctx.config.lora, dist_info=ctx.dist
+    model, setup = prepare_model(
+        downloaded.model.path, runtime=ctx.config.runtime, lora=ctx.config.lora, dist_info=ctx.dist
     )
-    announce_kernels(ctx, ctx.training_state)
+    kernels = announce_kernels(ctx, setup)
 
     def micro_batch_reduced(reduction: MicroBatchReduction) -> None:
         log.warning("%s", reduction.message())
@@ -41,9 +37,9 @@ def run(ctx: RunContext) -> None:
     # Under FSDP the flag checks that let every rank retry together cost a collective per layer:
     # only when the job asked for retries in smaller micro-batches.
     sharded = ctx.config.runtime.strategy is Strategy.FSDP and ctx.dist.world_size > 1
-    agreement = install_fsdp_oom_agreement(ctx.model) if auto_batch and sharded else None
+    agreement = install_fsdp_oom_agreement(model) if auto_batch and sharded else None
     attach_oom_policy(
-        ctx.model,
+        model,
         OomPolicy(
             auto_batch=auto_batch,
             world_size=ctx.dist.world_size,
@@ -55,10 +51,11 @@ def run(ctx: RunContext) -> None:
     # Test-only (KUBETUNE_FAULT_INJECTION): nothing is installed unless a test set it. On the
     # model inside DDP, so a fault fires after DDP's own forward collectives, as a real OOM would;
     # after the FSDP agreement's hooks, so it fires in a unit's computation, after its all-gather.
-    install_faults(unwrap(ctx.model), environ=ctx.environ, rank=ctx.dist.rank)
+    install_faults(unwrap(model), environ=ctx.environ, rank=ctx.dist.rank)
+    return InitializedRun(model=model, setup=setup, kernels=kernels)
 
 
-def announce_kernels(ctx: RunContext, setup: TrainingSetup) -> None:
+def announce_kernels(ctx: RunContext, setup: TrainingSetup) -> TrainingPerformance:
     """Log which attention kernel and compilation the run got; warn where the template's choice fell back."""
     attention, compiled = setup.attention, setup.compiled
     for line in (attention.message(), compiled.message()):
@@ -72,8 +69,10 @@ def announce_kernels(ctx: RunContext, setup: TrainingSetup) -> None:
     if compiled.requested and not compiled.compiled:
         log.warning("%s", compiled.message())
         ctx.warn("CompileFallback", compiled.message())
-    ctx.performance = TrainingPerformance(
+    kernels = TrainingPerformance(
         attention=attention.kernel,
         compiled=compiled.compiled,
         device=torch.cuda.get_device_name(setup.device) if setup.device.type == "cuda" else "cpu",
     )
+    ctx.journal.performance = kernels
+    return kernels

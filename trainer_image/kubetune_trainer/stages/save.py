@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from ..context import RunContext
 from ..contract import Strategy
 from ..data.tokenization import TokenizedExample
 from ..errors import ComputationFailed
+from ..handoffs import DownloadResult, InitializedRun, SavedModel, TrainingOutcome
 from ..model_card import render_model_card
 from ..model_rules import PICKLE_SUFFIXES
 from ..saving.sharded import OutputKind, gathered_adapter, verify_in_shards, write_model
@@ -46,7 +46,6 @@ from ..saving.shards import SHARD_BYTES
 from ..storage import S3Settings
 from ..training.checkpoint_location import CheckpointPlace
 from ..training.distributed import unwrap
-from ..training.setup import TrainingSetup
 from ..verify_output import OutputCheck, loss_tolerance, mean_loss, verification_examples, verify_saved_output
 from .train import kept_model_place
 
@@ -55,24 +54,27 @@ ADAPTER_DIR = "adapter"
 
 def run(
     ctx: RunContext,
+    downloaded: DownloadResult,
+    initialized: InitializedRun,
+    trained: TrainingOutcome,
     *,
     before_verify: Callable[[Path], None] | None = None,
     max_shard_bytes: int = SHARD_BYTES,
-) -> None:
+) -> SavedModel | None:
     """Write the output folder and verify it; `before_verify` (tests only) may damage it in between.
 
-    `max_shard_bytes` is the largest safetensors file written (tests set a small one).
+    `max_shard_bytes` is the largest safetensors file written (tests set a small one). None on the
+    ranks other than 0: they take part in gathering and verifying under FSDP, rank 0 writes.
     """
-    if ctx.model is None or ctx.tokenizer is None:
-        raise RuntimeError("Saving needs the trained model and tokenizer (ctx.model or ctx.tokenizer is unset)")
     config = ctx.config
-    model: Any = unwrap(ctx.model)
+    # The model's save_pretrained, peft's merge_and_unload and get_base_model are not in nn.Module's type.
+    model: Any = unwrap(initialized.model)
     sharded = _sharded(ctx)
     # Scored before merging changes the model in place, so a merged output is checked against
     # the model as trained (adapter applied). Under FSDP forwards are collectives: every rank scores.
-    reference = _reference(ctx, model) if ctx.dist.is_main or sharded else None
+    reference = _reference(downloaded, initialized, model) if ctx.dist.is_main or sharded else None
     if reference is None:
-        return
+        return None
     name = config.output.model_name
     folder = ctx.paths.output / name
     writes = ctx.dist.is_main
@@ -85,26 +87,32 @@ def run(
     lora = config.lora
     kind = OutputKind.FULL if lora is None else OutputKind.MERGED if lora.merge else OutputKind.ADAPTER
     if sharded:
-        _write_from_shards(ctx, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
+        _write_from_shards(ctx, downloaded, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
     else:
-        _write_whole(ctx, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
+        _write_whole(ctx, downloaded, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
     if writes:
-        ctx.tokenizer.save_pretrained(folder)
+        downloaded.tokenizer.save_pretrained(folder)
         _refuse_pickles(folder)
         if before_verify is not None:
             before_verify(folder)
-    check = _verify(ctx, model, folder, reference=reference, kind=kind, sharded=sharded)
+    check = _verify(ctx, downloaded, initialized, model, folder, reference=reference, kind=kind, sharded=sharded)
     if check is None:  # a rank other than 0 under FSDP: its part is done
-        return
-    ctx.metrics["output_verification_loss_difference"] = check.loss_difference
-    (folder / "README.md").write_text(render_model_card(ctx, layout=_LAYOUTS[kind]), encoding="utf-8")
+        return None
+    card = render_model_card(
+        ctx,
+        downloaded=downloaded,
+        setup=initialized.setup,
+        trained=trained,
+        metrics={**trained.metrics, "output_verification_loss_difference": check.loss_difference},
+        layout=_LAYOUTS[kind],
+    )
+    (folder / "README.md").write_text(card, encoding="utf-8")
     _readable_by_all(folder)
     if (place := kept_model_place(ctx)) is not None:
         _keep(ctx, folder, place=place, name=name)  # a retry after this point resumes at Upload
-    ctx.saved_dir = folder
-    ctx.output_name = name
     files = [p for p in folder.rglob("*") if p.is_file()]
     ctx.reporter.note(f"saved {name}: {len(files)} files, {sum(p.stat().st_size for p in files):,} bytes")
+    return SavedModel(folder=folder, name=name)
 
 
 def _keep(ctx: RunContext, folder: Path, *, place: CheckpointPlace, name: str) -> None:
@@ -136,25 +144,33 @@ _LAYOUTS = {
 }
 
 
-def _write_whole(ctx: RunContext, model: Any, folder: Path, *, kind: OutputKind, max_shard_bytes: int) -> None:
+def _write_whole(
+    ctx: RunContext, downloaded: DownloadResult, model: Any, folder: Path, *, kind: OutputKind, max_shard_bytes: int
+) -> None:
     """One process, or DDP's rank 0 (every rank holds the whole model): transformers writes file by file."""
     if kind is OutputKind.FULL:
         model.save_pretrained(folder, max_shard_size=max_shard_bytes)
         return
     adapter = folder if kind is OutputKind.ADAPTER else folder / ADAPTER_DIR
-    _save_adapter(ctx, model, adapter, state_dict=None)
+    _save_adapter(ctx, downloaded, model, adapter, state_dict=None)
     if kind is OutputKind.MERGED:
         model.merge_and_unload().save_pretrained(folder, max_shard_size=max_shard_bytes)
 
 
-def _write_from_shards(ctx: RunContext, model: Any, folder: Path, *, kind: OutputKind, max_shard_bytes: int) -> None:
+def _write_from_shards(
+    ctx: RunContext, downloaded: DownloadResult, model: Any, folder: Path, *, kind: OutputKind, max_shard_bytes: int
+) -> None:
     """FSDP2: every rank takes part in each tensor's gather, rank 0 writes file by file (`saving`)."""
     writes = ctx.dist.is_main
     if kind is not OutputKind.FULL:
         adapter_state = gathered_adapter(model, keeps=writes)
         if writes:
             _save_adapter(
-                ctx, model, folder if kind is OutputKind.ADAPTER else folder / ADAPTER_DIR, state_dict=adapter_state
+                ctx,
+                downloaded,
+                model,
+                folder if kind is OutputKind.ADAPTER else folder / ADAPTER_DIR,
+                state_dict=adapter_state,
             )
         del adapter_state
     if kind is not OutputKind.ADAPTER:
@@ -171,14 +187,10 @@ class _Reference:
     tolerance: float
 
 
-def _reference(ctx: RunContext, model: Any) -> _Reference:
-    examples = verification_examples(ctx.validation_examples, ctx.train_examples)
-    setup = ctx.training_state
-    autocast: Callable[[], AbstractContextManager[None]]
-    if isinstance(setup, TrainingSetup):
-        device, autocast, autocast_dtype = setup.device, setup.precision.autocast, setup.precision.autocast_dtype
-    else:  # a context built without Initialization (tests of this stage alone): the CPU, no autocast
-        device, autocast, autocast_dtype = torch.device("cpu"), nullcontext, None
+def _reference(downloaded: DownloadResult, initialized: InitializedRun, model: Any) -> _Reference:
+    examples = verification_examples(downloaded.examples.validation, downloaded.examples.train)
+    precision = initialized.setup.precision
+    device, autocast, autocast_dtype = initialized.setup.device, precision.autocast, precision.autocast_dtype
     weight_dtype = _base_model(model).dtype
     return _Reference(
         loss=mean_loss(model, examples, device=device, autocast=autocast),
@@ -189,10 +201,18 @@ def _reference(ctx: RunContext, model: Any) -> _Reference:
 
 
 def _verify(
-    ctx: RunContext, model: Any, folder: Path, *, reference: _Reference, kind: OutputKind, sharded: bool
+    ctx: RunContext,
+    downloaded: DownloadResult,
+    initialized: InitializedRun,
+    model: Any,
+    folder: Path,
+    *,
+    reference: _Reference,
+    kind: OutputKind,
+    sharded: bool,
 ) -> OutputCheck | None:
     if sharded:
-        setup = ctx.training_state
+        setup = initialized.setup
         check = verify_in_shards(
             folder,
             model,
@@ -200,10 +220,10 @@ def _verify(
             is_main=ctx.dist.is_main,
             reference_loss=reference.loss,
             examples=reference.examples,
-            tokenizer=ctx.tokenizer,
+            tokenizer=downloaded.tokenizer,
             tolerance=reference.tolerance,
-            device=setup.device if isinstance(setup, TrainingSetup) else torch.device("cpu"),
-            autocast=setup.precision.autocast if isinstance(setup, TrainingSetup) else nullcontext,
+            device=setup.device,
+            autocast=setup.precision.autocast,
         )
         if check is None:
             return None
@@ -212,10 +232,10 @@ def _verify(
             folder,
             reference_loss=reference.loss,
             examples=reference.examples,
-            tokenizer=ctx.tokenizer,
+            tokenizer=downloaded.tokenizer,
             weight_dtype=reference.weight_dtype,
             tolerance=reference.tolerance,
-            adapter_base=ctx.model_path if kind is OutputKind.ADAPTER else None,
+            adapter_base=downloaded.model.path if kind is OutputKind.ADAPTER else None,
         )
     ctx.reporter.note(
         f"verified {folder.name}: reloaded loss {check.reloaded_loss:.6f} vs trained {check.reference_loss:.6f} "
@@ -236,12 +256,14 @@ def _base_config(model: Any) -> Any:
     return _base_model(model).config
 
 
-def _save_adapter(ctx: RunContext, model: Any, folder: Path, *, state_dict: dict[str, Any] | None) -> None:
+def _save_adapter(
+    ctx: RunContext, downloaded: DownloadResult, model: Any, folder: Path, *, state_dict: dict[str, Any] | None
+) -> None:
     model.save_pretrained(folder, state_dict=state_dict)
-    ctx.tokenizer.save_pretrained(folder)
-    if ctx.adapter_lineage is None:
+    downloaded.tokenizer.save_pretrained(folder)
+    if downloaded.model.adapter_lineage is None:
         # peft records the local snapshot path as the base; users need the repo and commit instead.
-        _point_adapter_at(folder, repo=ctx.config.model.repo, revision=ctx.revision_sha)
+        _point_adapter_at(folder, repo=ctx.config.model.repo, revision=downloaded.model.revision_sha)
 
 
 def _point_adapter_at(folder: Path, *, repo: str, revision: str | None) -> None:

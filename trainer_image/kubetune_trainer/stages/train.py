@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 from torch import nn
@@ -23,9 +24,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from ..context import RunContext
-from ..contract import TrainingMethod
+from ..contract import TrainingPerformance
 from ..data import TRAINING_FIELD
 from ..errors import CheckpointInvalid, InvalidInput
+from ..handoffs import DownloadResult, InitializedRun, PreferenceSplits, SupervisedSplits, TrainingOutcome
 from ..storage import S3Settings
 from ..training.checkpoint import CheckpointState, checkpoint_dir
 from ..training.checkpoint_location import (
@@ -46,45 +48,38 @@ from ..training.remote import S3Mirror, fetch_checkpoint
 from ..training.resume import agreed_checkpoint, load_training_state, load_weights, read_state
 from ..training.resumed_epoch import epoch_steps
 from ..training.schedule import build_scheduler
-from ..training.setup import TrainingSetup
 from ..training.steps import BatchingPlan, steps_per_epoch, validation_batches
 
 log = logging.getLogger(__name__)
 
 
-def run(ctx: RunContext) -> None:
-    setup = ctx.training_state
-    if ctx.model is None or not isinstance(setup, TrainingSetup) or ctx.max_seq_length is None:
-        raise RuntimeError("Training needs the model from Initialization and the examples from DataDownload")
+def run(ctx: RunContext, downloaded: DownloadResult, initialized: InitializedRun) -> TrainingOutcome:
+    model, setup, examples = initialized.model, initialized.setup, downloaded.examples
     hyperparameters = ctx.config.hyperparameters
-    dpo = hyperparameters.dpo if hyperparameters.training_method is TrainingMethod.DPO else None
     # A rank without an example would wait for the others forever: refused before anything is planned.
-    _check_every_rank_has_data(
-        len(ctx.train_examples), batch_size=hyperparameters.batch_size, world=ctx.dist.world_size
-    )
+    _check_every_rank_has_data(len(examples.train), batch_size=hyperparameters.batch_size, world=ctx.dist.world_size)
     # The micro-batch budget from the device's free memory (on a CPU: one maxSeqLength).
     memory = plan_memory(
-        ctx.model,
+        model,
         runtime=ctx.config.runtime,
         lora_rank=ctx.config.lora.r if ctx.config.lora is not None else None,
-        max_seq_length=ctx.max_seq_length,
+        max_seq_length=downloaded.max_seq_length,
         device=setup.device,
         world_size=ctx.dist.world_size,
     )
-    ctx.memory_plan = report_of(memory)
+    ctx.journal.memory_plan = report_of(memory)
     plan = BatchingPlan(
         examples_per_step=hyperparameters.batch_size,
         token_budget=memory.token_budget,
-        packing=hyperparameters.packing and dpo is None,  # preference pairs are padded, never packed
-        pad_token_id=_pad_token_id(ctx.tokenizer),
+        packing=hyperparameters.packing and isinstance(examples, SupervisedSplits),  # pairs are padded, never packed
+        pad_token_id=_pad_token_id(downloaded.tokenizer),
         seed=hyperparameters.seed,
         rank=ctx.dist.rank,
         world_size=ctx.dist.world_size,
     )
-    total_steps = steps_per_epoch(len(ctx.train_examples), plan=plan) * hyperparameters.n_epochs
-    ctx.total_steps = total_steps
+    total_steps = steps_per_epoch(len(examples.train), plan=plan) * hyperparameters.n_epochs
     optimizer = build_optimizer(
-        ctx.model,
+        model,
         learning_rate=hyperparameters.learning_rate,
         weight_decay=hyperparameters.weight_decay,
         master_weights=ctx.config.runtime.master_weights,
@@ -98,26 +93,36 @@ def run(ctx: RunContext) -> None:
     unwatched = ctx.step_watchdog.paused if ctx.step_watchdog is not None else contextlib.nullcontext
     # Fetching a large checkpoint from a store and hashing every file is no step either.
     with unwatched():
-        start = start_from_checkpoint(
-            ctx, model=ctx.model, optimizer=optimizer, scheduler=scheduler, lora=setup.lora, total_steps=total_steps
+        loaded = start_from_checkpoint(
+            ctx,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            lora=setup.lora,
+            total_steps=total_steps,
+            revision_sha=downloaded.model.revision_sha,
         )
+    start = loaded.resume if loaded is not None else None
 
     own = own_checkpoints(ctx)
     mirror = S3Mirror(own.remote, S3Settings.from_env(ctx.environ)) if own.remote is not None else None
     if ctx.dist.is_main and kept_model_place(ctx) is not None:
         # Which model these checkpoints continue, for a job that starts from them (fromCheckpoint).
-        record = CheckpointModel(repo=ctx.config.model.repo, revision_sha=ctx.revision_sha).write(own.local)
+        record = CheckpointModel(repo=ctx.config.model.repo, revision_sha=downloaded.model.revision_sha).write(own.local)
         if mirror is not None:
             with unwatched():  # a PUT to the store is no step
                 mirror.put_beside(record)
     preference = None
-    if dpo is not None:
+    if isinstance(examples, PreferenceSplits):
+        dpo = hyperparameters.dpo
+        if dpo is None:
+            raise ValueError("trainingMethod dpo without its settings (hyperparameters.dpo): the config is malformed")
         with unwatched():  # the reference pass is no step
             preference = preference_objective(
-                ctx.model,
+                model,
                 settings=dpo,
-                train_pairs=ctx.train_examples,
-                validation_pairs=ctx.validation_examples,
+                train_pairs=examples.train,
+                validation_pairs=examples.validation,
                 lora=setup.lora,
                 pad_token_id=plan.pad_token_id,
                 precision=setup.precision,
@@ -126,23 +131,23 @@ def run(ctx: RunContext) -> None:
                 work_dir=ctx.paths.root,
                 resumed_checkpoint=checkpoint_dir(own.local, start.step) if start is not None else None,
             )
-    gpu_stats = GpuStats.for_run(ctx.model, device=setup.device, world_size=ctx.dist.world_size)
+    gpu_stats = GpuStats.for_run(model, device=setup.device, world_size=ctx.dist.world_size)
 
     def on_checkpoint(step: int) -> None:
-        ctx.checkpoint_step = step
+        ctx.journal.checkpoint_step = step
 
     result = train(
-        ctx.model,
+        model,
         optimizer=optimizer,
         scheduler=scheduler,
         epochs=lambda epoch: epoch_steps(
-            ctx.train_examples,
+            examples.train,
             plan=plan,
             epoch=epoch,
             start=start.step_in_epoch if start is not None and epoch == start.epoch else 0,
         ),
         total_steps=total_steps,
-        validation=validation_batches(ctx.validation_examples, plan=plan),
+        validation=validation_batches(examples.validation, plan=plan),
         hyperparameters=hyperparameters,
         precision=setup.precision,
         device=setup.device,
@@ -159,27 +164,41 @@ def run(ctx: RunContext) -> None:
         mirror=mirror,
         gpu_stats=gpu_stats,
     )
-    if ctx.performance is not None:
-        ctx.performance = ctx.performance.model_copy(
-            update={
-                "tokens_per_second": result.tokens_per_second,
-                "peak_gpu_memory_bytes": gpu_stats.peak_memory_bytes(),
-                "mfu": gpu_stats.mfu(result.tokens_per_second),
-            }
-        )
-    ctx.metrics.update(
-        steps=float(result.steps),
-        trained_tokens=float(result.trained_tokens),
+    kernels = initialized.kernels
+    ctx.journal.performance = TrainingPerformance(
+        attention=kernels.attention,
+        compiled=kernels.compiled,
+        device=kernels.device,
         tokens_per_second=result.tokens_per_second,
-        train_loss=result.losses[-1] if result.losses else math.nan,
+        peak_gpu_memory_bytes=gpu_stats.peak_memory_bytes(),
+        mfu=gpu_stats.mfu(result.tokens_per_second),
     )
+    metrics = {
+        "steps": float(result.steps),
+        "trained_tokens": float(result.trained_tokens),
+        "tokens_per_second": result.tokens_per_second,
+        "train_loss": result.losses[-1] if result.losses else math.nan,
+    }
     if preference is not None:  # over the last epoch: what the model learnt to prefer by the end
-        ctx.metrics.update(preference.summary(last_steps=total_steps // max(hyperparameters.n_epochs, 1)))
+        metrics.update(preference.summary(last_steps=total_steps // max(hyperparameters.n_epochs, 1)))
     if result.eval_losses:
-        ctx.metrics["eval_loss_before"] = result.eval_losses[0][1]
+        metrics["eval_loss_before"] = result.eval_losses[0][1]
         last_step, last_loss = result.eval_losses[-1]
         if last_step > 0:  # with nEvals 0 only the evaluation before training ran: no eval loss after it
-            ctx.metrics["eval_loss"] = last_loss
+            metrics["eval_loss"] = last_loss
+    return TrainingOutcome(
+        total_steps=total_steps,
+        metrics=metrics,
+        resumed_from_step=loaded.step if loaded is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """The checkpoint training starts from: its step, and where to resume (None: another job's weights, step 0)."""
+
+    step: int
+    resume: CheckpointState | None
 
 
 def _check_every_rank_has_data(examples: int, *, batch_size: int, world: int) -> None:
@@ -246,8 +265,12 @@ def start_from_checkpoint(
     scheduler: LRScheduler,
     lora: bool,
     total_steps: int,
-) -> CheckpointState | None:
-    """Load what `runtime.resumeFrom` names; the position to resume at (None: start at step 0)."""
+    revision_sha: str,
+) -> LoadedCheckpoint | None:
+    """Load what `runtime.resumeFrom` names (None: nothing to load, start at step 0).
+
+    `revision_sha` is the commit of the model this job loads: another job's checkpoints must continue it.
+    """
     runtime = ctx.config.runtime
     if runtime.resume_from is None:
         return None
@@ -270,13 +293,13 @@ def start_from_checkpoint(
         log.warning("no complete checkpoint of %s yet: training starts at step 0", reference.job)
         return None
     if not own:
-        check_same_model(ctx, directory.parent, reference=reference)
+        check_same_model(ctx, directory.parent, reference=reference, revision_sha=revision_sha)
     state = read_state(directory)
     load_weights(directory, model=model, state=state, lora=lora)
-    ctx.resumed_from_step = state.step
+    ctx.journal.resumed_from_step = state.step
     if not own:
         log.warning("starting from the weights of %s step %d; training starts at step 0", reference.job, state.step)
-        return None
+        return LoadedCheckpoint(step=state.step, resume=None)
     _check_same_run(
         state,
         world_size=ctx.dist.world_size,
@@ -285,9 +308,9 @@ def start_from_checkpoint(
         reshard=runtime.reshard_on_resume,
     )
     load_training_state(directory, model=model, optimizer=optimizer, scheduler=scheduler, dist_info=ctx.dist)
-    ctx.checkpoint_step = state.step
+    ctx.journal.checkpoint_step = state.step
     log.warning("resumed from %s: step %d of %d", directory, state.step, total_steps)
-    return state
+    return LoadedCheckpoint(step=state.step, resume=state)
 
 
 def _find(ctx: RunContext, reference: ResumeReference) -> Path | None:
@@ -302,12 +325,15 @@ def _find(ctx: RunContext, reference: ResumeReference) -> Path | None:
     return agreed_checkpoint(place.local, step=reference.step, reference=str(reference), dist_info=ctx.dist)
 
 
-def check_same_model(ctx: RunContext, job_dir: Path, *, reference: ResumeReference) -> None:
-    """Another job's checkpoints continue only the model they were trained from: its repo at its commit."""
+def check_same_model(ctx: RunContext, job_dir: Path, *, reference: ResumeReference, revision_sha: str) -> None:
+    """Another job's checkpoints continue only the model they were trained from: its repo at its commit.
+
+    `revision_sha` is the commit this job loads (DataDownload's).
+    """
     trained = CheckpointModel.read(job_dir)
     if trained is None:
         return  # written before models were recorded: the operator's record named the source's model
-    wanted = CheckpointModel(repo=ctx.config.model.repo, revision_sha=ctx.revision_sha)
+    wanted = CheckpointModel(repo=ctx.config.model.repo, revision_sha=revision_sha)
     same_sha = (
         trained.revision_sha is None or wanted.revision_sha is None or trained.revision_sha == wanted.revision_sha
     )

@@ -8,14 +8,17 @@ from __future__ import annotations
 from huggingface_hub import HfApi
 
 from ..context import RunContext
+from ..contract import OutputSummary
+from ..handoffs import SavedModel
 from ..hub import HubSettings
 from ..storage import HubDestination, S3Settings, destination_for, upload
 
 
-def run(ctx: RunContext) -> None:
+def run(ctx: RunContext, saved: SavedModel | None) -> OutputSummary | None:
+    """What reached `output.uri`; None on the ranks other than 0 (Saving hands them None: rank 0 saved)."""
     if not ctx.dist.is_main:
-        return
-    if ctx.saved_dir is None or ctx.output_name is None:
+        return None
+    if saved is None:
         raise RuntimeError("the Saving stage left no saved model to upload")
     config = ctx.config
     destination = destination_for(config.output.uri, pvc_mount_root=config.data.pvc_mount_root)
@@ -29,16 +32,16 @@ def run(ctx: RunContext) -> None:
         settings = HubSettings.from_env(ctx.environ, token_env=token_env)
         token = settings.token if isinstance(settings.token, str) else None
         hub = HfApi(endpoint=settings.endpoint)
-    ctx.output = upload(
-        ctx.saved_dir,
+    output = upload(
+        saved.folder,
         destination,
         uri=config.output.uri,
-        name=ctx.output_name,
+        name=saved.name,
         s3=S3Settings.from_env(ctx.environ),
         hub=hub,
         hub_token=token,
         private=config.output.private,
     )
-    ctx.reporter.note(
-        f"uploaded {ctx.output.name}: {ctx.output.files} files, {ctx.output.bytes:,} bytes to {ctx.output.uri}"
-    )
+    ctx.journal.output = output
+    ctx.reporter.note(f"uploaded {output.name}: {output.files} files, {output.bytes:,} bytes to {output.uri}")
+    return output

@@ -23,9 +23,9 @@ from .weights import check_weight_shapes, weights_do_not_match
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingSetup:
-    """What Initialization hands to Training besides the model itself."""
+    """How Initialization placed the model: device, precision, LoRA, the kernels chosen (`handoffs.InitializedRun`)."""
 
     device: torch.device
     precision: PrecisionPlan
