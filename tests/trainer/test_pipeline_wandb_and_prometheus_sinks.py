@@ -160,6 +160,8 @@ def test_a_refused_wandb_key_is_a_warning_in_the_result_never_the_key(tmp_path: 
     from kubetune_trainer.report import RecordingReporter
     from kubetune_trainer.wandb_report import WANDB_OFF, WandbReporter
 
+    from .stand_in_stages import stand_in_stages
+
     config = trainer_config(tmp_path).model_copy(
         update={"wandb": WandbTarget(project="kubetune-tests", api_key_env="MY_WANDB_KEY")}
     )
@@ -178,7 +180,7 @@ def test_a_refused_wandb_key_is_a_warning_in_the_result_never_the_key(tmp_path: 
         clock=lambda: T0,
         reporter=RecordingReporter(),
         dist=DistInfo(),
-        stages=(),
+        stages=stand_in_stages(),  # stages that do nothing: the warning alone is under test
         warnings=[warning],
     )
     assert result.outcome is Outcome.SUCCEEDED
