@@ -30,4 +30,5 @@ def downloaded(model_dir: Path, *, repo: str, train: Sequence[TokenizedExample],
         default_chat_template=False,
         max_seq_length=max_seq_length,
         examples=SupervisedSplits(train=tuple(train), validation=()),
+        training_tokens=sum(len(example) for example in train),
     )

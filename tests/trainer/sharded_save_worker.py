@@ -30,6 +30,7 @@ from transformers import AutoTokenizer
 from kubetune_trainer.context import DistInfo
 from kubetune_trainer.contract import LoraConfig, Strategy
 from kubetune_trainer.errors import CheckpointInvalid
+from kubetune_trainer.handoffs import TrainingOutcome
 from kubetune_trainer.stages import initialize, save, train
 from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.distributed import barrier, teardown
@@ -113,33 +114,43 @@ def main(settings_path: Path) -> None:
     )
     runtime = config.runtime.model_copy(update={"strategy": Strategy.FSDP})
     config = config.model_copy(update={"runtime": runtime})
-    ctx, _ = training_context(
+    ctx, _, downloaded = training_context(
         config,
         model=model,
         tokenizer=tokenizer,
         train=tokenized(tokenizer, lines),
         validation=tokenized(tokenizer, valid),
+        dist=info,
     )
-    ctx.dist = info
-    initialize.run(ctx)
-    if settings["train"]:
-        train.run(ctx)
-    own = sum(p.to_local().numel() * p.element_size() for p in ctx.model.parameters())
-    whole = sum(p.numel() * p.element_size() for p in ctx.model.parameters())
+    initialized = initialize.run(ctx, downloaded)
+    trained = (
+        train.run(ctx, downloaded, initialized)
+        if settings["train"]
+        else TrainingOutcome(total_steps=0, metrics={}, resumed_from_step=None)  # the model as loaded
+    )
+    own = sum(p.to_local().numel() * p.element_size() for p in initialized.model.parameters())
+    whole = sum(p.numel() * p.element_size() for p in initialized.model.parameters())
     # What one forward pass of the sharded model takes (FSDP2 gathers a block or two at a time):
     # the Saving stage scores the model twice, so its peak includes this much whatever it writes.
-    examples = verification_examples(ctx.validation_examples, ctx.train_examples)
+    examples = verification_examples(downloaded.examples.validation, downloaded.examples.train)
     barrier()
     with PeakRss() as forward:
         before_forward = rss_bytes()
-        mean_loss(ctx.model, examples, device=torch.device("cpu"))
+        mean_loss(initialized.model, examples, device=torch.device("cpu"))
     barrier()
     before = rss_bytes()
     started = time.monotonic()
     refused: str | None = None
     with PeakRss() as sampled:
         try:
-            save.run(ctx, max_shard_bytes=int(settings["max_shard_bytes"]), before_verify=_damage(settings))
+            save.run(
+                ctx,
+                downloaded,
+                initialized,
+                trained,
+                max_shard_bytes=int(settings["max_shard_bytes"]),
+                before_verify=_damage(settings),
+            )
         except CheckpointInvalid as error:
             refused = f"{error.reason}: {error.message}"
     seconds = time.monotonic() - started

@@ -15,6 +15,7 @@ from kubetune_trainer.stages import download
 from kubetune_trainer.tiny_model import TinyModel
 
 from .preemption_runs import resumable_job
+from .stand_in_stages import stand_in_stages
 from .training_jobs import chat_lines, tokenized
 
 
@@ -29,12 +30,12 @@ def test_the_data_download_record_counts_the_tokens_trained(
         environ=offline_env,
         clock=lambda: datetime.now(UTC),
         reporter=reporter,
-        stages=[(Stage.DATA_DOWNLOAD, download.run)],
+        stages=stand_in_stages(download=download.run),  # the real DataDownload; the later stages stand in
     )
 
     assert result.outcome == Outcome.SUCCEEDED, result.error
     _, records = reporter.transitions[-1]
-    (record,) = records
+    record = records[0]
     assert (record.name, record.state) == (Stage.DATA_DOWNLOAD, StageState.SUCCEEDED)
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama.snapshot_path))
     expected = sum(len(example) for example in tokenized(tokenizer, chat_lines(32, seed=6)))  # resumable_job's data

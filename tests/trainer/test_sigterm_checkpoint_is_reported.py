@@ -7,6 +7,7 @@ read for its termination message, so the report is the only way the SIGTERM chec
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -53,14 +54,16 @@ def test_the_sigterm_checkpoint_reaches_the_progress_reports(tiny_llama: TinyMod
     checkpoints = tmp_path / "checkpoints"
     runtime = config.runtime.model_copy(update={"checkpoint_uri": f"file://{checkpoints}"})
     config = config.model_copy(update={"runtime": runtime})
-    ctx, _ = training_context(config, model=tiny_llama, tokenizer=tokenizer, train=tokenized(tokenizer, lines))
+    ctx, _, downloaded = training_context(
+        config, model=tiny_llama, tokenizer=tokenizer, train=tokenized(tokenizer, lines)
+    )
     preemption = Preemption(budget_seconds=300.0)
     reporter = SignalAfterStep(preemption)
-    ctx.reporter, ctx.preemption = reporter, preemption
+    ctx = dataclasses.replace(ctx, reporter=reporter, preemption=preemption)
 
-    initialize.run(ctx)
+    initialized = initialize.run(ctx, downloaded)
     with pytest.raises(InfrastructureFailure, match="SIGTERM"):
-        train.run(ctx)
+        train.run(ctx, downloaded, initialized)
 
     saved_step = SIGNAL_AT_STEP + 1  # the signal is acted on at the next step's boundary
     assert (checkpoint_dir(checkpoints / "tiny" / "uid-1234", saved_step) / COMPLETE_FILE).exists()

@@ -174,6 +174,7 @@ def downloaded(
         default_chat_template=False,
         max_seq_length=config.hyperparameters.max_seq_length,
         examples=SupervisedSplits(train=tuple(train or ()), validation=tuple(validation or ())),
+        training_tokens=sum(len(example) for example in train or ()),
     )
 
 
