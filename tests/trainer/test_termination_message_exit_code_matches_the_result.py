@@ -28,6 +28,7 @@ from .local_runs import trainer_config
 SUCCEEDING_RUN_THEN_SIGTERM = textwrap.dedent(
     """
     import os, signal, sys, time
+    from types import SimpleNamespace
     from datetime import UTC, datetime
     from pathlib import Path
     from kubetune_trainer.contract import TrainerConfig
@@ -38,13 +39,14 @@ SUCCEEDING_RUN_THEN_SIGTERM = textwrap.dedent(
     config = TrainerConfig.from_json(Path(sys.argv[1]).read_text())
     preemption = Preemption(budget_seconds=0.2)
     restore = preemption.install()
-    nothing = lambda *handed: None  # five stages that succeed at once
+    nothing = lambda *handed: None  # stages that succeed at once
+    counted = lambda ctx: SimpleNamespace(training_tokens=None)  # DataDownload's record reads its count
     result = run_pipeline(
         config,
         environ={},
         clock=lambda: datetime.now(UTC),
         reporter=RecordingReporter(),
-        stages=Stages(download=nothing, initialize=nothing, train=nothing, save=nothing, upload=nothing),
+        stages=Stages(download=counted, initialize=nothing, train=nothing, save=nothing, upload=nothing),
         preemption=preemption,
     )
     # The window between the run's own Result and putting the handler back (cli._train's finally).
