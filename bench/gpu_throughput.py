@@ -273,8 +273,8 @@ def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batc
     per_step = [step.tokens for step in EpochSteps(examples, plan=plan, epoch=0)]
     useful = _useful_tokens(per_step, steps)
     seconds = clock.seconds()
-    stats = _stats(done.ctx.model)
-    setup = done.ctx.training_state
+    stats = _stats(done.initialized.model)
+    setup = done.initialized.setup
     # The loss path is whatever training.loss says it is (LOSS_PATH), else the plain fp32 cross-entropy.
     loss_path = getattr(loss_module, "LOSS_PATH", "label positions only, fp32 logits")
     return Figures(

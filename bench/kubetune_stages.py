@@ -20,9 +20,25 @@ from typing import Any
 @dataclass
 class StagesRun:
     ctx: Any
-    """The RunContext after training: its model, tokenizer and training state."""
+    """The RunContext the stages ran with."""
+    downloaded: Any
+    """DataDownload's hand-off as the stages were given it: the tokenizer, the examples, the sequence length."""
+    initialized: Any
+    """Initialization's hand-off: the model (trained now) and its training setup."""
     train_losses: list[float]
     """The training loss reported at every step, in order."""
+
+    @property
+    def config(self) -> Any:
+        return self.ctx.config
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.downloaded.max_seq_length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.downloaded.tokenizer
 
 
 def run_stages(
@@ -43,6 +59,8 @@ def run_stages(
 
     LoRA, when asked, is the catalog's default (r 64, alpha 128, all-linear, not merged).
     """
+    import json
+
     from transformers import AutoTokenizer
 
     from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
@@ -60,6 +78,8 @@ def run_stages(
         TrainerConfig,
         TrainingHyperparameters,
     )
+    from kubetune_trainer.handoffs import DownloadResult, FetchedFile, ModelSnapshot, SupervisedSplits
+    from kubetune_trainer.model_rules import evaluate
     from kubetune_trainer.report import RecordingReporter
     from kubetune_trainer.stages import initialize
     from kubetune_trainer.stages import train as train_stage
@@ -78,7 +98,7 @@ def run_stages(
                 transformers_ceiling="5.99.0",
             ),
         ),
-        # The examples come tokenized (ctx.train_examples): the stages run here never read the file.
+        # The examples come tokenized (DataDownload's hand-off): the stages run here never read the file.
         data=DataSource(training_file=str(work_dir / "unused.jsonl")),
         hyperparameters=TrainingHyperparameters(
             n_epochs=1,
@@ -116,11 +136,22 @@ def run_stages(
         dist=DistInfo(),
         paths=WorkPaths(work_dir),
     )
-    ctx.model_path = model_dir
-    ctx.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    ctx.train_examples = examples
-    ctx.max_seq_length = max_seq_length
-    initialize.run(ctx)
-    train_stage.run(ctx)
+    # DataDownload's hand-off as the stage builds it: the model's facts from its config.json, its own tokenizer.
+    revision = "0" * 40  # a folder written by the bench: no commit
+    model_config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    files = [path.name for path in model_dir.iterdir()]
+    facts = evaluate(model_config, files, repo=config.model.repo, revision_sha=revision, template=None).facts_or_raise()
+    downloaded = DownloadResult(
+        model=ModelSnapshot(path=model_dir, revision_sha=revision, facts=facts),
+        training_file=FetchedFile(path=Path(config.data.training_file), sha256="0" * 64),
+        validation_file=None,
+        tokenizer=AutoTokenizer.from_pretrained(str(model_dir)),
+        default_chat_template=False,
+        max_seq_length=max_seq_length,
+        examples=SupervisedSplits(train=tuple(examples), validation=()),
+        training_tokens=sum(len(example) for example in examples),
+    )
+    initialized = initialize.run(ctx, downloaded)
+    train_stage.run(ctx, downloaded, initialized)
     losses = [float(p.loss) for p in reporter.progresses if p.loss is not None and p.eval_loss is None]
-    return StagesRun(ctx, losses)
+    return StagesRun(ctx, downloaded, initialized, losses)

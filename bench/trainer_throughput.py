@@ -249,9 +249,9 @@ def _kubetune(
         seed=seed,
         on_step=clock.tick,
     )
-    useful, cells = _kubetune_step_tokens(done.ctx, train, steps=steps)
+    useful, cells = _kubetune_step_tokens(done, train, steps=steps)
     wall, cpu = clock.window()
-    return done.ctx.model, Figures(
+    return done.initialized.model, Figures(
         variant=name,
         steps=steps,
         useful_tokens=useful,
@@ -260,15 +260,14 @@ def _kubetune(
         cpu_seconds=cpu,
         peak_rss_mb=0.0,
         train_losses=done.train_losses,
-        paths=_kubetune_paths(done.ctx),
+        paths=_kubetune_paths(done.initialized.setup),
     )
 
 
-def _kubetune_paths(ctx: Any) -> str:
+def _kubetune_paths(setup: Any) -> str:
     """Which attention kernel and loss the run used, as the trainer logged them."""
     from kubetune_trainer.training import loss as loss_module
 
-    setup = ctx.training_state
     attention = setup.attention.message() if hasattr(setup, "attention") else "attention: transformers sdpa"
     # training.loss names its path in LOSS_PATH where it has one; before that it was the plain fp32 loss.
     loss_path = getattr(loss_module, "LOSS_PATH", "label positions only (logits_to_keep), fp32 logits")

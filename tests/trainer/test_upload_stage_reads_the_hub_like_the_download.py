@@ -15,6 +15,7 @@ import pytest
 from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
 from kubetune_trainer.contract import OutputTarget
 from kubetune_trainer.errors import InfrastructureFailure
+from kubetune_trainer.handoffs import SavedModel
 from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.stages import upload
 from kubetune_trainer.tiny_model import TinyModel
@@ -25,8 +26,8 @@ from .training_jobs import trainer_config
 SENTINEL = "hf_SENTINELuploadToken789"
 
 
-def _context(tiny_llama: TinyModel, tmp_path: Path, *, endpoint: str) -> RunContext:
-    """A context as Saving leaves it, for a job whose output is an hf:// repo and whose token is HF_TOKEN."""
+def _context(tiny_llama: TinyModel, tmp_path: Path, *, endpoint: str) -> tuple[RunContext, SavedModel]:
+    """A context and Saving's hand-off, for a job whose output is an hf:// repo and whose token is HF_TOKEN."""
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "train.jsonl")
     config = config.model_copy(
         update={
@@ -42,15 +43,13 @@ def _context(tiny_llama: TinyModel, tmp_path: Path, *, endpoint: str) -> RunCont
         dist=DistInfo(),
         paths=WorkPaths(tmp_path),
     )
-    ctx.saved_dir = saved_model(tmp_path / "saved")
-    ctx.output_name = "tiny-out"
-    return ctx
+    return ctx, SavedModel(folder=saved_model(tmp_path / "saved"), name="tiny-out")
 
 
 def test_the_upload_goes_to_hf_endpoint_with_the_stripped_token(tiny_llama: TinyModel, tmp_path: Path) -> None:
     # The loopback hub answers 500 to everything: an outage.
     with serve_answering_hub(500) as hub, pytest.raises(InfrastructureFailure) as failed:
-        upload.run(_context(tiny_llama, tmp_path, endpoint=hub.url))
+        upload.run(*_context(tiny_llama, tmp_path, endpoint=hub.url))
 
     assert hub.requests, "the upload never reached HF_ENDPOINT"
     assert {authorization for _, authorization in hub.requests} == {f"Bearer {SENTINEL}"}

@@ -108,7 +108,9 @@ def run(ctx: RunContext, downloaded: DownloadResult, initialized: InitializedRun
     mirror = S3Mirror(own.remote, S3Settings.from_env(ctx.environ)) if own.remote is not None else None
     if ctx.dist.is_main and kept_model_place(ctx) is not None:
         # Which model these checkpoints continue, for a job that starts from them (fromCheckpoint).
-        record = CheckpointModel(repo=ctx.config.model.repo, revision_sha=downloaded.model.revision_sha).write(own.local)
+        record = CheckpointModel(repo=ctx.config.model.repo, revision_sha=downloaded.model.revision_sha).write(
+            own.local
+        )
         if mirror is not None:
             with unwatched():  # a PUT to the store is no step
                 mirror.put_beside(record)
