@@ -36,6 +36,11 @@ def s3_bucket(tmp_path: Path) -> Iterator[tuple[dict[str, str], Any, str]]:
         "s3", endpoint_url=environ["AWS_ENDPOINT_URL"], aws_access_key_id="testing", aws_secret_access_key="testing"
     )
     client.create_bucket(Bucket="checkpoints")
+    # moto's store is one per process: objects an earlier test left under the same keys are removed,
+    # so each test starts from an empty bucket (a stale COMPLETE or MODEL.json would change what it sees).
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket="checkpoints"):
+        for stale in page.get("Contents", []):
+            client.delete_object(Bucket="checkpoints", Key=stale["Key"])
     try:
         yield environ, client, "checkpoints"
     finally:
