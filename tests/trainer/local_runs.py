@@ -12,6 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from kubetune_trainer.contract import (
     TrainerConfig,
     TrainingHyperparameters,
 )
+from kubetune_trainer.faults import Fault, FaultPlan
 from kubetune_trainer.tiny_model import markov_sentences
 
 from ..conftest import CATALOG_DIR
@@ -143,6 +145,35 @@ def kubetune_run(
         check=False,
     )
     return LocalRun(returncode=done.returncode, output=done.stdout, workdir=workdir)
+
+
+def fsdp_oom_run(
+    tmp_path: Path,
+    *,
+    model_repo: str,
+    hf_home: Path,
+    environ: dict[str, str],
+    name: str,
+    auto_batch: bool,
+    fault: Fault,
+) -> tuple[LocalRun, float]:
+    """Two FSDP ranks of `kubetune run --local` (one epoch, batchSize 8) with `fault`: the run and its seconds."""
+    catalog = fsdp_catalog(tmp_path / "catalog")
+    data = write_chat_data(tmp_path / "data", train=16, validation=4)
+    spec = chat_spec(model_repo, data)
+    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8, "autoBatchOnOOM": auto_batch}
+    manifest = write_manifest(tmp_path / "job.yaml", name=name, spec=spec)
+    faults = FaultPlan(faults=(fault,)).to_env()
+    started = time.monotonic()
+    run = kubetune_run(
+        manifest,
+        workdir=tmp_path / "work",
+        hf_home=hf_home,
+        environ={**environ, **faults},
+        extra=("--nproc-per-node", "2", "--catalog", str(catalog)),
+        in_process=False,
+    )
+    return run, time.monotonic() - started
 
 
 def model_card_lineage(model_dir: Path) -> dict[str, Any]:

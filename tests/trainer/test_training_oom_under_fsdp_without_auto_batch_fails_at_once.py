@@ -10,15 +10,14 @@ autoBatchOnOOM on, test_training_oom_two_fsdp_ranks_halve_together shows both ra
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from kubetune_trainer.classify import EXIT_CODES
 from kubetune_trainer.contract import ErrorClass, Stage
-from kubetune_trainer.faults import Fault, FaultPlan
+from kubetune_trainer.faults import Fault
 from kubetune_trainer.tiny_model import TinyModel
 
-from .local_runs import chat_spec, fsdp_catalog, kubetune_run, write_chat_data, write_manifest
+from .local_runs import fsdp_oom_run
 
 PROMPT_SECONDS = 120
 """Well under the subprocess timeout (300 s) and any collective timeout: a mismatched collective waits longer."""
@@ -27,23 +26,15 @@ PROMPT_SECONDS = 120
 def test_one_rank_out_of_memory_under_fsdp_without_auto_batch_ends_the_run_as_cuda_oom(
     tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
-    catalog = fsdp_catalog(tmp_path / "catalog")
-    data = write_chat_data(tmp_path / "data", train=16, validation=4)
-    spec = chat_spec(tiny_llama.repo_id, data)
-    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8, "autoBatchOnOOM": False}
-    manifest = write_manifest(tmp_path / "job.yaml", name="oom-fsdp", spec=spec)
-    faults = FaultPlan(faults=(Fault(kind="oom", step=1, rank=1),)).to_env()
-
-    started = time.monotonic()
-    run = kubetune_run(
-        manifest,
-        workdir=tmp_path / "work",
+    run, elapsed = fsdp_oom_run(
+        tmp_path,
+        model_repo=tiny_llama.repo_id,
         hf_home=tiny_hf_home,
-        environ={**offline_env, **faults},
-        extra=("--nproc-per-node", "2", "--catalog", str(catalog)),
-        in_process=False,
+        environ=offline_env,
+        name="oom-fsdp",
+        auto_batch=False,
+        fault=Fault(kind="oom", step=1, rank=1),
     )
-    elapsed = time.monotonic() - started
 
     assert run.returncode != 0, run.output
     assert elapsed < PROMPT_SECONDS, run.output
