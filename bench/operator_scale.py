@@ -3,19 +3,24 @@
     .venv/bin/python bench/operator_scale.py [--sequential 200] [--burst 1000] [--idle-seconds 60]
     .venv/bin/python bench/operator_scale.py --against 985cf53 --rounds 2 [same options]
 
-With `--against REF` the code at git REF (checked out into a temporary worktree) and this tree are
-measured one after the other, each by its own copy of this script, the order swapped every round
-(REF first in odd rounds), so a load that rises or falls meets both sides alike; each round prints
-both figures and the after/before ratios. Not at the same time: one side's burst would land on
-the other's sequential jobs.
+With `--against REF` the operator at git REF (checked out into a temporary worktree, with its own
+CRDs and template catalog) and this tree's are measured one after the other, the order swapped
+every round (REF first in odd rounds), so a load that rises or falls meets both sides alike; each
+round prints both figures and the after/before ratios. Both sides run this script, so both meet
+the same emulator and the same harness: only the operator differs (`--operator-tree` is how the
+script measures REF's). Not at the same time: one side's burst would land on the other's
+sequential jobs.
 
-The emulator (kubetune_operator/sandbox/emulator.py) runs in this process; the operator runs as its own
-process (`python -m kubetune_operator`), so its RSS is its own. Measured:
+The emulator (sandbox/kubetune_sandbox/emulator.py) runs in this process; the operator runs as its own
+process (`python -m kubetune_operator`), so its RSS and CPU time are its own. Measured:
 - apply-to-Job latency over N sequential jobs: from the FineTuneJob's POST to the operator's POST
   of its trainer batch Job, both timestamped inside the emulator (preflight off, so the first Job
   is the GPU Job);
 - a burst of M jobs posted at once: time until every one has its Job and a status phase;
 - operator RSS (VmRSS) idle, and with every job above idle;
+- the operator process's CPU time (user + system, /proc/PID/stat) per job, over the sequential
+  jobs and over the burst: the operator's own work, apart from the emulator's (which validates
+  each write against the CRD schema in Python, in this process, on the same cores);
 - mutating API calls of one full lifecycle (create to Succeeded, the test playing the Job
   controller, the kubelet and the trainer), split into status patches, children and Events,
   with kopf's own writes counted apart; then writes per idle job per minute.
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -51,6 +57,12 @@ FTJ = kmock.resource("kubetune.dev/v1alpha1/finetunejobs")
 JOBS = kmock.resource("batch/v1/jobs")
 OPERATOR_AGENT = "kubetune-operator/"
 KOPF_AGENT = "kopf/"
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kib(pid: int) -> int:
@@ -163,34 +175,40 @@ async def lifecycle(cluster: ApiEmulator, actors: Actors) -> dict[str, int]:
     }
 
 
+async def install(cluster: ApiEmulator, tree: Path) -> None:
+    """`tree`'s CRDs and template catalog, as the Helm chart installs them."""
+    cluster.resources.load_bundled()
+    for path in sorted((tree / CRD_DIR.relative_to(REPO)).glob("*.yaml")):
+        cluster.register_crd(load_yaml(path))
+    for path in sorted((tree / CATALOG_DIR.relative_to(REPO)).glob("*.yaml")):
+        async with cluster.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=load_yaml(path)) as made:
+            assert made.status < 400
+
+
+def start_operator(tree: Path, server: kmock.Server) -> tuple[subprocess.Popen[bytes], str]:
+    """`tree`'s operator, cluster-wide, in a process of its own; its log's path."""
+    env = {
+        **os.environ,
+        "KUBETUNE_PREFLIGHT": "false",
+        "PYTHONPATH": str(tree / "operator") + os.pathsep + str(tree / "trainer_image"),
+    }
+    log = tempfile.NamedTemporaryFile("w+", prefix="operator-", suffix=".log", delete=False)  # noqa: SIM115
+    url = str(server.url).rstrip("/")
+    command = [sys.executable, "-m", "kubetune_operator", "--server", url, "--metrics-port", "0"]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), log.name
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     clock = Clock()
     async with ApiEmulator(keep_versions=1) as cluster, kmock.Server(cluster) as server:
-        cluster.resources.load_bundled()
-        for path in sorted(CRD_DIR.glob("*.yaml")):
-            cluster.register_crd(load_yaml(path))
-        for path in sorted(CATALOG_DIR.glob("*.yaml")):
-            async with cluster.post("/apis/kubetune.dev/v1alpha1/basemodeltemplates", json=load_yaml(path)) as made:
-                assert made.status < 400
+        await install(cluster, args.operator_tree.resolve())
         cluster.after_write.append(clock)
         actors = Actors(cluster, namespace=NAMESPACE)
-
-        env = {
-            **os.environ,
-            "KUBETUNE_PREFLIGHT": "false",
-            "PYTHONPATH": str(REPO / "operator") + os.pathsep + str(REPO / "trainer_image"),
-        }
-        log = tempfile.NamedTemporaryFile("w+", prefix="operator-", suffix=".log", delete=False)  # noqa: SIM115
-        command = [
-            sys.executable,
-            "-m",
-            "kubetune_operator",
-            "--server",
-            str(server.url).rstrip("/"),
-            "--metrics-port",
-            "0",
-        ]
-        operator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # The emulator shares this process with its setup (kmock, jsonschema, the CRDs): a full collection
+        # walking those objects stalled it for about 30 ms, a delay that showed in one job's apply-to-Job.
+        gc.collect()
+        gc.freeze()
+        operator, log_path = start_operator(args.operator_tree.resolve(), server)
         try:
             started = time.perf_counter()
             watched = {FTJ, JOBS, kmock.resource("v1/pods"), kmock.resource("kubetune.dev/v1alpha1/basemodeltemplates")}
@@ -204,11 +222,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             startup = time.perf_counter() - started
             await asyncio.sleep(2.0)
             idle_rss = rss_kib(operator.pid)
+            cpu_start = cpu_seconds(operator.pid)
 
             for i in range(args.sequential):
                 name = f"seq-{i}"
                 await post_job(cluster, name)
                 await wait_until(lambda n=name: n in clock.job_created, timeout=30, what=f"{name}'s Job")
+            cpu_sequential = cpu_seconds(operator.pid) - cpu_start
             latencies = [
                 1000 * (clock.job_created[f"seq-{i}"] - clock.applied[f"seq-{i}"]) for i in range(args.sequential)
             ]
@@ -226,6 +246,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             await wait_until(burst_done, timeout=600, what="the burst", every=0.25)
             burst_total = time.perf_counter() - burst_start
             burst_each = [clock.job_created[n] - clock.applied[n] for n in names]
+            cpu_burst = cpu_seconds(operator.pid) - cpu_start - cpu_sequential
 
             await asyncio.sleep(3.0)
             jobs = args.sequential + args.burst
@@ -250,6 +271,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "burst_all_reconciled_seconds": round(burst_total, 2),
             "burst_per_job_seconds_p50": round(statistics.median(burst_each), 2),
             "burst_per_job_seconds_p99": round(percentile(burst_each, 0.99), 2),
+            "operator_cpu_ms_per_sequential_job": round(1000 * cpu_sequential / max(args.sequential, 1), 2),
+            "operator_cpu_ms_per_burst_job": round(1000 * cpu_burst / max(args.burst, 1), 2),
             "rss_idle_mib": round(idle_rss / 1024, 1),
             "rss_loaded_mib": round(loaded_rss / 1024, 1),
             "rss_per_job_kib": round((loaded_rss - idle_rss) / jobs, 1),
@@ -257,7 +280,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             "idle_seconds": args.idle_seconds,
             "idle_jobs": jobs + 1,
             "idle_writes_per_job_per_minute": round(idle_writes / (jobs + 1) / (args.idle_seconds / 60), 4),
-            "operator_log": log.name,
+            "operator_log": log_path,
         }
 
 
@@ -266,24 +289,24 @@ COMPARED = (
     "apply_to_job_ms_p99",
     "burst_all_reconciled_seconds",
     "burst_per_job_seconds_p99",
+    "operator_cpu_ms_per_sequential_job",
+    "operator_cpu_ms_per_burst_job",
     "rss_idle_mib",
     "rss_per_job_kib",
 )
 
 
 def measure_tree(tree: Path, options: list[str]) -> subprocess.Popen[str]:
-    """This script as checked out in `tree`, measuring that tree's operator; its figures come on stdout."""
-    paths = [tree / "operator", tree / "trainer_image", tree / "sandbox", tree]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in paths if p.is_dir())}
-    script = tree / "bench" / "operator_scale.py"
-    return subprocess.Popen(
-        [sys.executable, str(script), *options], cwd=tree, env=env, stdout=subprocess.PIPE, text=True
-    )
+    """This script, in a process of its own, measuring the operator of `tree`; its figures come on stdout."""
+    paths = [REPO / "operator", REPO / "trainer_image", REPO / "sandbox", REPO]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
+    command = [sys.executable, str(Path(__file__).resolve()), *options, f"--operator-tree={tree}"]
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
 
 
 def compare(ref: str, *, rounds: int, options: list[str]) -> list[dict[str, Any]]:
     """Each round: the code at `ref` and this tree, one after the other; their figures and ratios."""
-    results = []
+    results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="operator-scale-") as scratch:
         before_tree = Path(scratch) / "before"
         add = ["git", "-C", str(REPO), "worktree", "add", "--detach", str(before_tree), ref]
@@ -321,6 +344,12 @@ def main() -> int:
     parser.add_argument("--sequential", type=int, default=200)
     parser.add_argument("--burst", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--operator-tree",
+        type=Path,
+        default=REPO,
+        help="the source tree whose operator, CRDs and template catalog are measured (default: this one)",
+    )
     parser.add_argument("--against", metavar="REF", help="also measure git REF, alternating; print ratios")
     parser.add_argument("--rounds", type=int, default=1, help="with --against: how many pairs to measure")
     args = parser.parse_args()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -55,6 +56,17 @@ def webhook_options(args: argparse.Namespace) -> WebhookOptions:
     )
 
 
+def settle_the_heap() -> None:
+    """Move every object made so far (the imported modules, about 80,000 objects) out of the collector's reach.
+
+    They live as long as the process, yet each full collection walked them all: about 25 ms, a stall
+    that landed on whichever job was being reconciled (the apply-to-Job p99 of bench/operator_scale.py).
+    Frozen, a full collection walks only what the running operator holds.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -75,6 +87,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
         metrics_port=args.metrics_port or None,
     )
     extend = partial(install, options=webhook_options(args), allowing=settings) if args.webhook else None
+    settle_the_heap()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_operator(settings=settings, connection=connection, options=options, extend=extend))
     return 0
