@@ -10,46 +10,23 @@ on the micro-batches or the ranks), to float tolerance.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-import torch
-
-from kubetune_trainer.contract import Outcome, TrainerConfig
-from kubetune_trainer.faults import Fault, FaultPlan
+from kubetune_trainer.contract import Strategy
+from kubetune_trainer.faults import Fault
 from kubetune_trainer.tiny_model import TinyModel
 
-from .preemption_runs import finish, output_weights, result_of, resumable_job, run_in_process, start_trainer
-
-
-def _job(model: TinyModel, *, hf_home: Path, work_dir: Path) -> TrainerConfig:
-    config = resumable_job(model, hf_home=hf_home, work_dir=work_dir, checkpoints=work_dir / "checkpoints")
-    hyperparameters = config.hyperparameters.model_copy(
-        update={"n_epochs": 1, "n_evals": 0, "n_checkpoints": 1, "auto_batch_on_oom": True}
-    )
-    return config.model_copy(update={"hyperparameters": hyperparameters})
+from .two_rank_oom_runs import assert_both_ranks_halve_and_train_exactly
 
 
 def test_rank_1_runs_out_and_both_ranks_halve_and_train_exactly(
     tiny_llama: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
-    reference_job = _job(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "reference")
-    reference, _ = run_in_process(reference_job, offline_env=offline_env)
-    assert reference.outcome is Outcome.SUCCEEDED, reference.error
-
-    faults = FaultPlan(faults=(Fault(kind="oom", rank=1, above_tokens=64),)).to_env()
-    environ = {**offline_env, **faults, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    job = _job(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "two")
-    output = finish(start_trainer(job, environ=environ, nproc=2), timeout=300)
-
-    assert Path(job.termination_log_path).is_file(), output[-3000:]
-    result = result_of(job)
-    assert result.outcome is Outcome.SUCCEEDED, output[-3000:]
-    reductions = [note.message for note in result.warnings if note.reason == "MicroBatchReduced"]
-    assert reductions, result.warnings
-    assert "Out of memory at step 1" in reductions[0]
-    got, expected = output_weights(job), output_weights(reference_job)
-    assert got.keys() == expected.keys()
-    for name, tensor in expected.items():
-        torch.testing.assert_close(got[name], tensor, rtol=1e-4, atol=2e-5, msg=name)
+    assert_both_ranks_halve_and_train_exactly(
+        tiny_llama,
+        hf_home=tiny_hf_home,
+        offline_env=offline_env,
+        tmp_path=tmp_path,
+        strategy=Strategy.DDP,
+        fault=Fault(kind="oom", rank=1, above_tokens=64),
+    )
