@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ from kubetune_trainer.tiny_model import ARCHES, TinyModel, write_tiny_adapter, w
 
 from .mock_hub import MockHub, serve_mock_hub
 from .refused_models import REFUSED, build_case
+from .s3_checkpoints import empty_checkpoint_bucket
 
 TINY_REPOS = {arch: f"tiny-org/tiny-{arch}" for arch in ARCHES}
 TINY_ADAPTER_REPO = "tiny-org/tiny-llama-lora"
@@ -108,6 +110,13 @@ def mock_hub() -> Iterator[MockHub]:
     """A loopback hub with no repos yet: `mock_hub.add(repo_id, folder, sha=...)`."""
     with serve_mock_hub() as hub:
         yield hub
+
+
+@pytest.fixture
+def s3_bucket() -> Iterator[tuple[dict[str, str], Any, str]]:
+    """A moto S3 server on loopback with an empty bucket: (AWS environ, boto3 client, bucket name)."""
+    with empty_checkpoint_bucket() as bucket:
+        yield bucket
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ gloo process each) play the two nodes, against a moto S3 server.
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from kubetune_trainer.contract import Outcome, TrainerConfig
 from kubetune_trainer.tiny_model import TinyModel
 
 from .preemption_runs import TORCHRUN, result_of, resumable_job
-from .test_checkpoint_s3_location_resumes import s3_bucket  # noqa: F401  (the moto fixture)
+from .s3_checkpoints import assert_checkpoints_complete_in_store, delete_kept_model, on_s3, stored_keys
 
 LOCATION = "s3://checkpoints/runs"
 
@@ -40,7 +39,7 @@ def _free_port() -> int:
 
 def _node_config(model: TinyModel, *, hf_home: Path, work_dir: Path, resume_from: str | None) -> TrainerConfig:
     config = resumable_job(model, hf_home=hf_home, work_dir=work_dir, checkpoints=work_dir, resume_from=resume_from)
-    return config.model_copy(update={"runtime": config.runtime.model_copy(update={"checkpoint_uri": LOCATION})})
+    return on_s3(config, LOCATION)
 
 
 def _run_two_nodes(configs: list[TrainerConfig], *, environ: dict[str, str]) -> list[subprocess.CompletedProcess[str]]:
@@ -63,7 +62,7 @@ def _run_two_nodes(configs: list[TrainerConfig], *, environ: dict[str, str]) -> 
 
 
 def test_two_nodes_checkpoint_every_rank_to_s3_and_resume_from_it(
-    s3_bucket: tuple[dict[str, str], Any, str],  # noqa: F811
+    s3_bucket: tuple[dict[str, str], Any, str],
     tiny_llama: TinyModel,
     tiny_hf_home: Path,
     offline_env: dict[str, str],
@@ -80,23 +79,14 @@ def test_two_nodes_checkpoint_every_rank_to_s3_and_resume_from_it(
 
     assert [e.returncode for e in ended] == [0, 0], ended[1].stderr[-3000:] + ended[0].stderr[-3000:]
     assert result_of(first[0]).outcome is Outcome.SUCCEEDED
-    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
-    for step in ("step-00000008", "step-00000016"):
-        files = {
-            k.removeprefix(f"runs/tiny/uid-1234/{step}/") for k in keys if k.startswith(f"runs/tiny/uid-1234/{step}/")
-        }
-        # Each node copied its own rank's shard file and RNG states; rank 0 the metadata and the marker.
-        shards = {"shards/.metadata", "shards/__0_0.distcp", "shards/__1_0.distcp"}
-        assert {"rng-0.pt", "rng-1.pt", "COMPLETE", *shards} <= files
-        marker = json.loads(client.get_object(Bucket=bucket, Key=f"runs/tiny/uid-1234/{step}/COMPLETE")["Body"].read())
-        assert set(marker["sha256"]) == files - {"COMPLETE"}
+    keys = stored_keys(client, bucket)
+    # Each node copied its own rank's shard file and RNG states; rank 0 the metadata and the marker.
+    shards = {"shards/.metadata", "shards/__0_0.distcp", "shards/__1_0.distcp"}
+    assert_checkpoints_complete_in_store(client, bucket, keys, expected={"rng-0.pt", "rng-1.pt", "COMPLETE", *shards})
 
     # The first run kept its saved model in the store too: a retry would upload it without training.
     # Removed here, so that the retry resumes from the checkpoint (the kept copy is checked below).
-    saved = [k for k in keys if k.startswith("runs/tiny/uid-1234/saved/")]
-    assert "runs/tiny/uid-1234/saved/.kubetune-complete.json" in saved
-    for key in saved:
-        client.delete_object(Bucket=bucket, Key=key)
+    delete_kept_model(client, bucket, keys)
     retry = [
         _node_config(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / f"retry-node{n}", resume_from="tiny:8")
         for n in range(2)

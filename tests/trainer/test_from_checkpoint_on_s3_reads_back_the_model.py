@@ -10,61 +10,38 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import boto3  # type: ignore[import-untyped]
-import pytest
 
 from kubetune_trainer.contract import ErrorClass, JobIdentity, Outcome, TrainerConfig
 from kubetune_trainer.tiny_model import TinyModel
 
-from .loopback import serve_s3_on_loopback
 from .preemption_runs import resumable_job, run_in_process
+from .s3_checkpoints import BUCKET, on_s3
 
-BUCKET = "checkpoints"
 LOCATION = f"s3://{BUCKET}/runs"
 SOURCE_RECORD = "runs/tiny/uid-1234/MODEL.json"
-
-
-@pytest.fixture
-def s3_store() -> Iterator[tuple[dict[str, str], Any]]:
-    with serve_s3_on_loopback() as endpoint:
-        environ = {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_REGION": "us-east-1",
-        }
-        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
-        client.create_bucket(Bucket=BUCKET)
-        yield environ, client
-
-
-def _on_s3(config: TrainerConfig, **runtime: Any) -> TrainerConfig:
-    return config.model_copy(
-        update={"runtime": config.runtime.model_copy(update={"checkpoint_uri": LOCATION, **runtime})}
-    )
 
 
 def _continuation(tiny_llama: TinyModel, *, hf_home: Path, work_dir: Path, uid: str) -> TrainerConfig:
     """A job `follow-up` starting from `tiny`'s newest checkpoint, as the operator renders fromCheckpoint."""
     config = resumable_job(tiny_llama, hf_home=hf_home, work_dir=work_dir, checkpoints=work_dir)
-    config = _on_s3(config, resume_from="tiny@uid-1234", from_checkpoint="tiny@uid-1234")
+    config = on_s3(config, LOCATION, resume_from="tiny@uid-1234", from_checkpoint="tiny@uid-1234")
     return config.model_copy(update={"job": JobIdentity(namespace="ml", name="follow-up", uid=uid)})
 
 
 def test_from_checkpoint_on_s3_reads_back_the_source_model_and_refuses_another(
-    s3_store: tuple[dict[str, str], Any],
+    s3_bucket: tuple[dict[str, str], Any, str],
     tiny_llama: TinyModel,
     tiny_hf_home: Path,
     offline_env: dict[str, str],
     tmp_path: Path,
 ) -> None:
-    aws, client = s3_store
+    aws, client, _ = s3_bucket
     environ = {**offline_env, **aws}
-    source = _on_s3(resumable_job(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "src", checkpoints=tmp_path))
+    source = on_s3(
+        resumable_job(tiny_llama, hf_home=tiny_hf_home, work_dir=tmp_path / "src", checkpoints=tmp_path), LOCATION
+    )
 
     trained, _ = run_in_process(source, offline_env=environ)
 

@@ -28,7 +28,7 @@ from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.checkpoint_location import CheckpointPlace
 
 from .preemption_runs import resumable_job
-from .test_checkpoint_s3_location_resumes import s3_bucket  # noqa: F401  (the moto fixture)
+from .s3_checkpoints import on_s3
 
 
 def _location(tmp_path: Path) -> str:
@@ -43,16 +43,25 @@ def _saved_prefix(tmp_path: Path) -> str:
 def _attempt(
     model: TinyModel, *, hf_home: Path, work_dir: Path, output: Path, environ: dict[str, str], location: str
 ) -> tuple[Outcome, str | None, RecordingReporter]:
-    config = resumable_job(model, hf_home=hf_home, work_dir=work_dir, checkpoints=work_dir)
-    config = config.model_copy(
-        update={
-            "runtime": config.runtime.model_copy(update={"checkpoint_uri": location}),
-            "output": config.output.model_copy(update={"uri": str(output)}),
-        }
-    )
+    config = on_s3(resumable_job(model, hf_home=hf_home, work_dir=work_dir, checkpoints=work_dir), location)
+    config = config.model_copy(update={"output": config.output.model_copy(update={"uri": str(output)})})
     reporter = RecordingReporter()
     result = run_pipeline(config, environ=environ, clock=lambda: datetime.now(UTC), reporter=reporter, dist=DistInfo())
     return result.outcome, result.error.reason if result.error else None, reporter
+
+
+def _retry_on_a_fresh_machine(
+    model: TinyModel, *, hf_home: Path, tmp_path: Path, environ: dict[str, str], output: Path
+) -> tuple[Outcome, str | None, RecordingReporter]:
+    """The second attempt: an empty work directory, the same checkpoint location, delivering to `output`."""
+    return _attempt(
+        model,
+        hf_home=hf_home,
+        work_dir=tmp_path / "retry",
+        output=output,
+        environ=environ,
+        location=_location(tmp_path),
+    )
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -76,7 +85,7 @@ def _saved_by_first_attempt(
 
 
 def test_a_retry_on_a_fresh_machine_uploads_the_kept_model_without_training(
-    s3_bucket: tuple[dict[str, str], Any, str],  # noqa: F811
+    s3_bucket: tuple[dict[str, str], Any, str],
     tiny_llama: TinyModel,
     tiny_hf_home: Path,
     offline_env: dict[str, str],
@@ -93,13 +102,8 @@ def test_a_retry_on_a_fresh_machine_uploads_the_kept_model_without_training(
     }
 
     delivered = tmp_path / "models" / "model"
-    outcome, reason, reporter = _attempt(
-        tiny_llama,
-        hf_home=tiny_hf_home,
-        work_dir=tmp_path / "retry",
-        output=delivered,
-        environ=environ,
-        location=_location(tmp_path),
+    outcome, reason, reporter = _retry_on_a_fresh_machine(
+        tiny_llama, hf_home=tiny_hf_home, tmp_path=tmp_path, environ=environ, output=delivered
     )
 
     assert (outcome, reason) == (Outcome.SUCCEEDED, None)
@@ -111,7 +115,7 @@ def test_a_retry_on_a_fresh_machine_uploads_the_kept_model_without_training(
 
 
 def test_a_retry_trains_when_the_kept_copy_lacks_its_manifest(
-    s3_bucket: tuple[dict[str, str], Any, str],  # noqa: F811
+    s3_bucket: tuple[dict[str, str], Any, str],
     tiny_llama: TinyModel,
     tiny_hf_home: Path,
     offline_env: dict[str, str],
@@ -124,13 +128,8 @@ def test_a_retry_trains_when_the_kept_copy_lacks_its_manifest(
     client.delete_object(Bucket=bucket, Key=_saved_prefix(tmp_path) + MANIFEST_NAME)
 
     delivered = tmp_path / "models" / "model"
-    outcome, reason, reporter = _attempt(
-        tiny_llama,
-        hf_home=tiny_hf_home,
-        work_dir=tmp_path / "retry",
-        output=delivered,
-        environ=environ,
-        location=_location(tmp_path),
+    outcome, reason, reporter = _retry_on_a_fresh_machine(
+        tiny_llama, hf_home=tiny_hf_home, tmp_path=tmp_path, environ=environ, output=delivered
     )
 
     assert (outcome, reason) == (Outcome.SUCCEEDED, None)
@@ -141,7 +140,7 @@ def test_a_retry_trains_when_the_kept_copy_lacks_its_manifest(
 
 @pytest.fixture
 def kept_in_store(
-    s3_bucket: tuple[dict[str, str], Any, str],  # noqa: F811
+    s3_bucket: tuple[dict[str, str], Any, str],
     tmp_path: Path,
 ) -> tuple[S3Settings, Any, str, CheckpointPlace]:
     aws, client, bucket = s3_bucket
