@@ -55,11 +55,27 @@ def _serving(cluster: ApiEmulator, name: str) -> dict[str, Any]:
     return serving
 
 
+async def _succeed_and_serve(cluster: ApiEmulator, actors: Actors, name: str, **spec: Any) -> dict[str, Any]:
+    """Run `name` to Succeeded; its status.serving once the operator has given it a state."""
+    await _succeed(cluster, actors, name, **spec)
+    serving: dict[str, Any] = await wait_for(lambda: _serving(cluster, name).get("state") and _serving(cluster, name))
+    return serving
+
+
+async def _assert_succeeded_with_one_serving_warning(cluster: ApiEmulator, name: str) -> dict[str, Any]:
+    """The job stays Succeeded with one ServingNotCreated warning, also posted as an Event; that warning."""
+    status = status_of(cluster, name)
+    assert status["phase"] == "Succeeded"
+    serving_warnings: list[dict[str, Any]] = [w for w in status["warnings"] if w["reason"] == "ServingNotCreated"]
+    (warning,) = serving_warnings
+    await wait_for(lambda: "ServingNotCreated" in event_reasons(cluster, name), what="the Warning Event")
+    return warning
+
+
 async def test_vllm_deployment_and_service_are_created_owned_and_named_in_status(
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
-    await _succeed(cluster, actors, "chat", serve={"kind": "vllm"}, lora={"merge": False})
-    serving = await wait_for(lambda: _serving(cluster, "chat").get("state") and _serving(cluster, "chat"))
+    serving = await _succeed_and_serve(cluster, actors, "chat", serve={"kind": "vllm"}, lora={"merge": False})
     assert serving["state"] == "Created"
     assert serving["objects"] == ["Deployment/chat", "Service/chat"]
     assert serving["url"] == f"http://chat.{NAMESPACE}.svc.cluster.local:8000/v1"
@@ -98,8 +114,9 @@ async def test_unowned_inference_service_outlives_the_job_and_its_url_reaches_st
 ) -> None:
     cluster.register_crd(KSERVE_CRD)
     await start_operator(serving_url_poll_seconds=0.2)
-    await _succeed(cluster, actors, "chat", serve={"kind": "kserve", "owned": False, "name": "chat-llm"})
-    serving = await wait_for(lambda: _serving(cluster, "chat").get("state") and _serving(cluster, "chat"))
+    serving = await _succeed_and_serve(
+        cluster, actors, "chat", serve={"kind": "kserve", "owned": False, "name": "chat-llm"}
+    )
     assert (serving["state"], serving["owned"], serving["objects"]) == ("Created", False, ["InferenceService/chat-llm"])
     assert serving.get("url") is None, "no URL before KServe reports one"
     isvc = cluster.live(ISVCS, NAMESPACE, "chat-llm")
@@ -138,16 +155,12 @@ async def test_without_kserve_the_job_stays_succeeded_with_a_warning_and_an_even
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
     cluster[ISVCS] << 404 << NOT_INSTALLED
-    await _succeed(cluster, actors, "chat", serve={"kind": "kserve"})
-    serving = await wait_for(lambda: _serving(cluster, "chat").get("state") and _serving(cluster, "chat"))
+    serving = await _succeed_and_serve(cluster, actors, "chat", serve={"kind": "kserve"})
     assert serving["state"] == "Failed"
     assert "serving.kserve.io/v1beta1 API is not installed" in serving["message"]
     assert "serve.kind: vllm" in serving["message"]
-    status = status_of(cluster, "chat")
-    assert status["phase"] == "Succeeded"
-    (warning,) = [w for w in status["warnings"] if w["reason"] == "ServingNotCreated"]
+    warning = await _assert_succeeded_with_one_serving_warning(cluster, "chat")
     assert "install KServe" in warning["message"]
-    await wait_for(lambda: "ServingNotCreated" in event_reasons(cluster, "chat"), what="the Warning Event")
     assert cluster.live(DEPLOYMENTS, NAMESPACE, "chat") is None
 
 
@@ -181,13 +194,9 @@ async def test_a_server_the_operator_may_not_create_is_a_warning_naming_the_righ
     cluster: ApiEmulator, actors: Actors, operator: RunningOperator
 ) -> None:
     cluster[DEPLOYMENTS] << 403 << FORBIDDEN
-    await _succeed(cluster, actors, "chat", serve={"kind": "vllm"})
-    serving = await wait_for(lambda: _serving(cluster, "chat").get("state") and _serving(cluster, "chat"))
+    serving = await _succeed_and_serve(cluster, actors, "chat", serve={"kind": "vllm"})
     assert serving["state"] == "Failed"
     assert "403 Forbidden" in serving["message"]
     assert "rbac.serving" in serving["message"]
     assert "kubetune jobs serve chat" in serving["message"]
-    status = status_of(cluster, "chat")
-    assert status["phase"] == "Succeeded"
-    assert [w["reason"] for w in status["warnings"]].count("ServingNotCreated") == 1
-    await wait_for(lambda: "ServingNotCreated" in event_reasons(cluster, "chat"), what="the Warning Event")
+    await _assert_succeeded_with_one_serving_warning(cluster, "chat")
