@@ -60,16 +60,7 @@ async def ensure_serving(
     url = plan.url if plan.kind == ServeKind.VLLM else _kserve_url(stored[0][0])
     before = status.serving
     made_at = before.time if before is not None and before.state == ServingState.CREATED else now
-    serving = ServingStatus(
-        kind=plan.kind,
-        name=plan.name,
-        state=ServingState.CREATED,
-        owned=serve.owned,
-        objects=plan.objects,
-        model=plan.model,
-        url=url,
-        time=made_at,
-    )
+    serving = _serving_status(plan, serve, state=ServingState.CREATED, time=made_at, url=url)
     events = []
     where = f"model {plan.model} at {url}" if url else f"model {plan.model}; its URL once KServe reports it"
     if before is None or before.state != ServingState.CREATED:
@@ -78,6 +69,29 @@ async def ensure_serving(
     elif url is not None and before.url is None:
         events.append(EventNote.normal(Reason.SERVING_READY, f"{', '.join(plan.objects)} serves {where}"))
     return ServingOutcome(status=_with(status, serving, warning=None), events=events)
+
+
+def _serving_status(
+    plan: ServingPlan,
+    serve: ServeSpec,
+    *,
+    state: ServingState,
+    time: datetime,
+    url: str | None = None,
+    message: str | None = None,
+) -> ServingStatus:
+    """status.serving for `plan`: what was asked for (kind, name, owner, objects, model) and how it went."""
+    return ServingStatus(
+        kind=plan.kind,
+        name=plan.name,
+        state=state,
+        owned=serve.owned,
+        objects=plan.objects,
+        model=plan.model,
+        url=url,
+        message=message,
+        time=time,
+    )
 
 
 def _kserve_url(isvc: dict[str, Any]) -> str | None:
@@ -107,16 +121,7 @@ def _refused(
     plan: ServingPlan, serve: ServeSpec, status: FineTuneJobStatus, why: str, *, now: datetime
 ) -> ServingOutcome:
     logger.warning("serving %s not created: %s", plan.name, why)
-    serving = ServingStatus(
-        kind=plan.kind,
-        name=plan.name,
-        state=ServingState.FAILED,
-        owned=serve.owned,
-        objects=plan.objects,
-        model=plan.model,
-        message=why,
-        time=now,
-    )
+    serving = _serving_status(plan, serve, state=ServingState.FAILED, time=now, message=why)
     message = f"spec.serve asked for {', '.join(plan.objects)}, which was not created: {why}"
     warning = WarningNote(reason=SERVING_NOT_CREATED, message=message)
     return ServingOutcome(
