@@ -2,7 +2,9 @@
 
 The throughput benches measure the trainer through this one function, so they measure the same
 thing: a TrainerConfig with one epoch, no evaluation and no checkpoints but the last, packing on, and
-a callback after every optimizer step (the bench's clock).
+a callback after every optimizer step (the bench's clock). DataDownload's hand-off is built by the
+tests' own helper (`tests/trainer/training_jobs.downloaded`), so the bench gives the stages what the
+tests give them.
 """
 
 # Imports sit inside the function on purpose: only a variant's own process loads the ML stack.
@@ -10,11 +12,16 @@ a callback after every optimizer step (the bench's clock).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))  # the `tests` package (bench/operator_scale.py imports from it likewise)
 
 
 @dataclass
@@ -59,9 +66,7 @@ def run_stages(
 
     LoRA, when asked, is the catalog's default (r 64, alpha 128, all-linear, not merged).
     """
-    import json
-
-    from transformers import AutoTokenizer
+    from tests.trainer.training_jobs import downloaded as download_handoff
 
     from kubetune_trainer.context import DistInfo, RunContext, WorkPaths
     from kubetune_trainer.contract import (
@@ -78,11 +83,10 @@ def run_stages(
         TrainerConfig,
         TrainingHyperparameters,
     )
-    from kubetune_trainer.handoffs import DownloadResult, FetchedFile, ModelSnapshot, SupervisedSplits
-    from kubetune_trainer.model_rules import evaluate
     from kubetune_trainer.report import RecordingReporter
     from kubetune_trainer.stages import initialize
     from kubetune_trainer.stages import train as train_stage
+    from kubetune_trainer.tiny_model import TinyModel
 
     config = TrainerConfig(
         job=JobIdentity(namespace="bench", name="bench", uid="bench"),
@@ -136,21 +140,9 @@ def run_stages(
         dist=DistInfo(),
         paths=WorkPaths(work_dir),
     )
-    # DataDownload's hand-off as the stage builds it: the model's facts from its config.json, its own tokenizer.
-    revision = "0" * 40  # a folder written by the bench: no commit
-    model_config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    files = [path.name for path in model_dir.iterdir()]
-    facts = evaluate(model_config, files, repo=config.model.repo, revision_sha=revision, template=None).facts_or_raise()
-    downloaded = DownloadResult(
-        model=ModelSnapshot(path=model_dir, revision_sha=revision, facts=facts),
-        training_file=FetchedFile(path=Path(config.data.training_file), sha256="0" * 64),
-        validation_file=None,
-        tokenizer=AutoTokenizer.from_pretrained(str(model_dir)),
-        default_chat_template=False,
-        max_seq_length=max_seq_length,
-        examples=SupervisedSplits(train=tuple(examples), validation=()),
-        training_tokens=sum(len(example) for example in examples),
-    )
+    # DataDownload's hand-off for the bench's folder: the model's facts from its config.json, its own tokenizer.
+    model = TinyModel(repo_id=config.model.repo, revision_sha="0" * 40, snapshot_path=model_dir)  # no commit
+    downloaded = download_handoff(config, model=model, train=examples)
     initialized = initialize.run(ctx, downloaded)
     train_stage.run(ctx, downloaded, initialized)
     losses = [float(p.loss) for p in reporter.progresses if p.loss is not None and p.eval_loss is None]
