@@ -246,7 +246,7 @@ def _cached_listing(repo: str, *, revision: str, settings: HubSettings, cache_di
 
 
 def read_text(listing: RepoListing, name: str, *, settings: HubSettings, cache_dir: Path) -> str:
-    """One small text file of the listed commit (chat_template.jinja)."""
+    """One small text file of the listed commit (chat_template.jinja; the JSON files read_json parses)."""
     with translated_errors(listing.repo, listing.revision, settings=settings, cache_dir=cache_dir):
         path = hf_hub_download(
             listing.repo,
@@ -262,18 +262,8 @@ def read_text(listing: RepoListing, name: str, *, settings: HubSettings, cache_d
 
 def read_json(listing: RepoListing, name: str, *, settings: HubSettings, cache_dir: Path) -> dict[str, Any]:
     """One small JSON file of the listed commit (config.json, adapter_config.json)."""
-    with translated_errors(listing.repo, listing.revision, settings=settings, cache_dir=cache_dir):
-        path = hf_hub_download(
-            listing.repo,
-            name,
-            revision=listing.sha,
-            cache_dir=cache_dir,
-            token=settings.token,
-            endpoint=settings.endpoint,
-            local_files_only=settings.offline or listing.cached_only,
-        )
     try:
-        loaded = json.loads(Path(str(path)).read_text(encoding="utf-8"))
+        loaded = json.loads(read_text(listing, name, settings=settings, cache_dir=cache_dir))
     except (UnicodeDecodeError, json.JSONDecodeError) as invalid:
         raise InvalidInput(
             f"{listing.repo}@{listing.sha[:12]} {name} is not valid JSON: {invalid}",
