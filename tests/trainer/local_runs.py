@@ -21,8 +21,11 @@ import yaml
 
 from kubetune_operator.cli import build_parser
 from kubetune_operator.cli.run import run_local
+from kubetune_trainer.classify import EXIT_CODES
 from kubetune_trainer.contract import (
     DataSource,
+    ErrorClass,
+    JobError,
     JobIdentity,
     LrScheduler,
     ModelSource,
@@ -30,6 +33,7 @@ from kubetune_trainer.contract import (
     ReportTarget,
     Result,
     RuntimeSettings,
+    Stage,
     TemplateExpectations,
     TrainerConfig,
     TrainingHyperparameters,
@@ -38,6 +42,10 @@ from kubetune_trainer.faults import Fault, FaultPlan
 from kubetune_trainer.tiny_model import markov_sentences
 
 from ..conftest import CATALOG_DIR
+
+PROMPT_SECONDS = 120
+"""How soon a rank out of memory must end an FSDP run: well under the subprocess timeout (300 s) and any
+collective timeout, since a mismatched collective waits longer."""
 
 STAGE_LINES = ["==> DataDownload", "==> Initialization", "==> Training", "==> Saving", "==> Upload"]
 
@@ -174,6 +182,17 @@ def fsdp_oom_run(
         in_process=False,
     )
     return run, time.monotonic() - started
+
+
+def assert_ended_at_once_as_cuda_oom(run: LocalRun, elapsed: float) -> JobError:
+    """An `fsdp_oom_run` that failed within PROMPT_SECONDS as CudaOOM in Training (no rank hung); its error."""
+    assert run.returncode != 0, run.output
+    assert elapsed < PROMPT_SECONDS, run.output
+    assert run.result.exit_code == EXIT_CODES[ErrorClass.CUDA_OOM], run.output
+    error = run.result.error
+    assert error is not None
+    assert (error.error_class, error.stage) == (ErrorClass.CUDA_OOM, Stage.TRAINING)
+    return error
 
 
 def model_card_lineage(model_dir: Path) -> dict[str, Any]:
