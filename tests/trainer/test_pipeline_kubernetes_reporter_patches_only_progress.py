@@ -141,14 +141,20 @@ def _reporter(environ: dict[str, str], account: Path, ticks: Ticks) -> Kubernete
     return KubernetesReporter(StatusPatcher(access=access, job=JOB), min_interval_seconds=5.0, monotonic=ticks)
 
 
-def test_reports_are_merge_patches_of_the_jobs_own_status_with_only_progress_fields(
-    api: tuple[FakeApi, dict[str, str], Path],
-) -> None:
+def _training_started(api: tuple[FakeApi, dict[str, str], Path]) -> tuple[FakeApi, Ticks, KubernetesReporter]:
+    """A reporter against the fake API server, on a clock the test moves, that has just reported Training running."""
     fake, environ, account = api
     ticks = Ticks()
     reporter = _reporter(environ, account, ticks)
-
     reporter.stage_changed(Stage.TRAINING, [_record(Stage.TRAINING, StageState.RUNNING)])
+    return fake, ticks, reporter
+
+
+def test_reports_are_merge_patches_of_the_jobs_own_status_with_only_progress_fields(
+    api: tuple[FakeApi, dict[str, str], Path],
+) -> None:
+    fake, ticks, reporter = _training_started(api)
+
     for step in range(1, 13):
         ticks.now = step * 1.0
         reporter.progress(Progress(step=step, total_steps=12, loss=3.0 / step))
@@ -174,10 +180,7 @@ def test_reports_are_merge_patches_of_the_jobs_own_status_with_only_progress_fie
 def test_progress_held_back_by_the_rate_limit_is_sent_when_the_run_ends(
     api: tuple[FakeApi, dict[str, str], Path],
 ) -> None:
-    fake, environ, account = api
-    ticks = Ticks()
-    reporter = _reporter(environ, account, ticks)
-    reporter.stage_changed(Stage.TRAINING, [_record(Stage.TRAINING, StageState.RUNNING)])
+    fake, ticks, reporter = _training_started(api)
     ticks.now = 1.0
     reporter.progress(Progress(step=3, total_steps=3, loss=0.5))
     assert len(fake.requests) == 1
@@ -190,10 +193,7 @@ def test_progress_held_back_by_the_rate_limit_is_sent_when_the_run_ends(
 def test_a_new_checkpoint_or_evaluation_is_sent_at_once_despite_the_rate_limit(
     api: tuple[FakeApi, dict[str, str], Path],
 ) -> None:
-    fake, environ, account = api
-    ticks = Ticks()
-    reporter = _reporter(environ, account, ticks)
-    reporter.stage_changed(Stage.TRAINING, [_record(Stage.TRAINING, StageState.RUNNING)])
+    fake, ticks, reporter = _training_started(api)
     saved = CheckpointReport(step=2, epoch=0.5, train_loss=1.0, time=T0)
     evaluated = EvalReport(step=3, eval_loss=1.5, time=T0)
     ticks.now = 1.0
