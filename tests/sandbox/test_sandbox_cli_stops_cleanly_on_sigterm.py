@@ -61,6 +61,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+async def _run_sleeper_pod(kubeconfig: Path, name: str) -> None:
+    """Apply a sleeper pod `name` (its process prints `hello from <name>`) and wait until it runs."""
+    code, output = await kubectl(
+        kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name=name)
+    )
+    assert code == 0, output
+
+    async def running() -> bool:
+        return await pod_phase(kubeconfig, name) == "Running"
+
+    await eventually(running, what=f"pod {name} to run")
+
+
 async def test_sigterm_stops_the_operator_and_every_pod_and_exits_zero(tmp_path: Path) -> None:
     workdir = tmp_path / "sandbox"
     log = (tmp_path / "sandbox.log").open("wb")
@@ -78,15 +91,7 @@ async def test_sigterm_stops_the_operator_and_every_pod_and_exits_zero(tmp_path:
         assert info.pid == process.pid
         assert info.kubeconfig == workdir.resolve() / "kubeconfig"
         assert info.url.startswith("https://127.0.0.1:")
-        code, output = await kubectl(
-            info.kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="sleeper")
-        )
-        assert code == 0, output
-
-        async def running() -> bool:
-            return await pod_phase(info.kubeconfig, "sleeper") == "Running"
-
-        await eventually(running, what="pod sleeper to run")
+        await _run_sleeper_pod(info.kubeconfig, "sleeper")
         started = _children(process.pid)
         commands = {pid: (Path("/proc") / str(pid) / "cmdline").read_bytes() for pid in started}
         assert any(b"kubetune_operator" in line for line in commands.values()), commands
@@ -110,13 +115,7 @@ async def test_a_killed_operator_is_restarted_and_the_api_and_pods_are_kept(tmp_
     workdir = tmp_path / "sandbox"
     process, operator = await _ready_sandbox(workdir, tmp_path / "sandbox.log")
     kubeconfig = workdir.resolve() / "kubeconfig"
-    code, output = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="k"))
-    assert code == 0, output
-
-    async def running() -> bool:
-        return await pod_phase(kubeconfig, "k") == "Running"
-
-    await eventually(running, what="pod k to run")
+    await _run_sleeper_pod(kubeconfig, "k")
     _, uid = await kubectl(kubeconfig, "get", "pod", "k", "-o", "jsonpath={.metadata.uid}")
     (sleeper,) = [pid for pid in _children(process.pid) if b"hello from k" in _cmdline(pid)]
     try:
@@ -206,13 +205,7 @@ async def test_a_killed_sandbox_takes_its_operator_and_pods_with_it(tmp_path: Pa
     workdir = tmp_path / "sandbox"
     process, operator = await _ready_sandbox(workdir, tmp_path / "sandbox.log")
     kubeconfig = workdir.resolve() / "kubeconfig"
-    code, output = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="z"))
-    assert code == 0, output
-
-    async def running() -> bool:
-        return await pod_phase(kubeconfig, "z") == "Running"
-
-    await eventually(running, what="pod z to run")
+    await _run_sleeper_pod(kubeconfig, "z")
     (sleeper,) = [pid for pid in _children(process.pid) if b"hello from z" in _cmdline(pid)]
     process.kill()  # no handler runs: only the kernel can end the operator and the pod now
     process.wait()
@@ -237,13 +230,7 @@ async def test_sigterm_ends_the_sandbox_and_its_open_watches(tmp_path: Path) -> 
     workdir = tmp_path / "sandbox"
     process, _ = await _ready_sandbox(workdir, tmp_path / "sandbox.log")
     kubeconfig = workdir.resolve() / "kubeconfig"
-    code, output = await kubectl(kubeconfig, "apply", "--validate=false", "-f", "-", stdin=SLEEPER_POD.format(name="w"))
-    assert code == 0, output
-
-    async def running() -> bool:
-        return await pod_phase(kubeconfig, "w") == "Running"
-
-    await eventually(running, what="pod w to run")
+    await _run_sleeper_pod(kubeconfig, "w")
     watch = asyncio.create_task(kubectl(kubeconfig, "get", "ftj", "-w", timeout=300))
     follow = asyncio.create_task(kubectl(kubeconfig, "logs", "-f", "w", timeout=300))
     await asyncio.sleep(2.0)
