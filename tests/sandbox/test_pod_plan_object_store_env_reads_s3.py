@@ -8,20 +8,17 @@ import base64
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
-import boto3
 import httpx
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kubetune_sandbox.layout import SandboxLayout
 
-from ..trainer.test_data_sources_fetch_every_uri import free_port
+from ..trainer.loopback import serve_on_loopback, serve_s3_on_loopback
 from .rendered_pods import plan, pod_of, rendered
 
 TRAIN = b'{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}\n'
@@ -83,23 +80,10 @@ class _Recorder(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def store() -> Iterator[str]:
     """An S3-style endpoint (moto behind a recording proxy) holding s3://datasets/chat/train.jsonl."""
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    upstream = f"http://127.0.0.1:{port}"
-    client = boto3.client(
-        "s3", endpoint_url=upstream, aws_access_key_id="setup", aws_secret_access_key="setup", region_name="us-east-1"
-    )
-    client.create_bucket(Bucket="datasets")
-    client.put_object(Bucket="datasets", Key="chat/train.jsonl", Body=TRAIN)
-    _Recorder.upstream = upstream
-    proxy = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{proxy.server_address[1]}"
-    proxy.shutdown()
-    proxy.server_close()
-    moto.stop()
+    with serve_s3_on_loopback({"s3://datasets/chat/train.jsonl": TRAIN}) as upstream:
+        _Recorder.upstream = upstream
+        with serve_on_loopback(_Recorder) as proxy:
+            yield proxy
 
 
 def _read_in_preflight_pod(storage: dict[str, Any], tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -18,9 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import boto3  # type: ignore[import-untyped]
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kubetune_trainer.data import validate_file
 from kubetune_trainer.data.sources import SourceSettings, fetch
@@ -28,6 +26,7 @@ from kubetune_trainer.errors import InfrastructureFailure, InvalidInput, Trainer
 from kubetune_trainer.hub import HubSettings
 
 from ..conftest import REPO
+from .loopback import serve_s3_on_loopback
 
 TRAIN = (REPO / "tests" / "data" / "good_data" / "messages.jsonl").read_bytes()
 FIELD = "spec.trainingFile"
@@ -115,17 +114,8 @@ def server() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    client = boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
-    )
-    client.create_bucket(Bucket="datasets")
-    client.put_object(Bucket="datasets", Key="chat/train.jsonl", Body=TRAIN)
-    yield endpoint
-    moto.stop()
+    with serve_s3_on_loopback({"s3://datasets/chat/train.jsonl": TRAIN}) as endpoint:
+        yield endpoint
 
 
 def s3_environ(endpoint: str) -> dict[str, str]:

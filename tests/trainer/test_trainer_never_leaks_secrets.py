@@ -35,7 +35,6 @@ from pathlib import Path
 
 import boto3  # type: ignore[import-untyped]
 import pytest
-from moto.server import ThreadedMotoServer
 
 from kubetune_trainer.contract import ErrorClass, Outcome, Result, TrainerConfig, WandbTarget
 from kubetune_trainer.pipeline import run_pipeline
@@ -43,6 +42,7 @@ from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.tiny_model import TinyModel
 
 from .local_runs import chat_spec, kubetune_run, write_chat_data, write_manifest
+from .loopback import serve_s3_on_loopback
 from .mock_hub import MockHub
 from .training_jobs import chat_lines, trainer_config, write_jsonl
 
@@ -227,17 +227,11 @@ def _assert_nothing_leaks(reporter: RecordingReporter, result: Result, caplog: p
 
 @pytest.fixture
 def s3_store() -> Iterator[tuple[str, object]]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="setup", aws_secret_access_key="setup")
-    client.create_bucket(Bucket="datasets")
-    client.create_bucket(Bucket="models")
-    try:
+    with serve_s3_on_loopback() as endpoint:
+        client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="setup", aws_secret_access_key="setup")
+        client.create_bucket(Bucket="datasets")
+        client.create_bucket(Bucket="models")
         yield endpoint, client
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("present", [True, False], ids=["succeeds", "missing-key"])
