@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoTokenizer
 
 from kubetune_trainer.classify import classify
 from kubetune_trainer.context import RunContext
@@ -30,7 +29,7 @@ from kubetune_trainer.report import RecordingReporter
 from kubetune_trainer.stages import initialize, save, train
 from kubetune_trainer.tiny_model import TinyModel
 
-from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
+from .training_jobs import chat_lines, chat_training_context
 
 METRIC = "output_verification_loss_difference"
 
@@ -61,24 +60,15 @@ def _card_metric(saved: SavedModel) -> float:
 
 def _trained(tiny_llama: TinyModel, tmp_path: Path, *, lora: LoraConfig | None = None) -> _Trained:
     tmp_path.mkdir(parents=True, exist_ok=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama.snapshot_path))
-    lines, valid = chat_lines(16, seed=3), chat_lines(4, seed=9)
-    config = trainer_config(
+    ctx, reporter, downloaded = chat_training_context(
         tiny_llama,
         work_dir=tmp_path,
-        training_file=write_jsonl(tmp_path / "train.jsonl", lines),
-        validation_file=write_jsonl(tmp_path / "valid.jsonl", valid),
+        lines=chat_lines(16, seed=3),
+        held_out=chat_lines(4, seed=9),
         lora=lora,
         batch_size=4,
         learning_rate=2e-2 if lora else 3e-3,
         n_evals=0,
-    )
-    ctx, reporter, downloaded = training_context(
-        config,
-        model=tiny_llama,
-        tokenizer=tokenizer,
-        train=tokenized(tokenizer, lines),
-        validation=tokenized(tokenizer, valid),
     )
     initialized = initialize.run(ctx, downloaded)
     trained = train.run(ctx, downloaded, initialized)

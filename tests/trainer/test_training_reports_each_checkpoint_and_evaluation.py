@@ -8,32 +8,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoTokenizer
-
 from kubetune_trainer.stages import initialize, train
 from kubetune_trainer.tiny_model import TinyModel
 
-from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
+from .training_jobs import chat_lines, chat_training_context
 
 
 def test_every_checkpoint_and_evaluation_reaches_the_progress_reports(tiny_llama: TinyModel, tmp_path: Path) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama.snapshot_path))
-    lines, held_out = chat_lines(16, seed=3), chat_lines(4, seed=9)
-    config = trainer_config(
+    ctx, reporter, downloaded = chat_training_context(
         tiny_llama,
         work_dir=tmp_path,
-        training_file=write_jsonl(tmp_path / "t.jsonl", lines),
-        validation_file=write_jsonl(tmp_path / "v.jsonl", held_out),
+        lines=chat_lines(16, seed=3),
+        held_out=chat_lines(4, seed=9),
         batch_size=4,
         n_checkpoints=2,
         n_evals=2,
-    )
-    ctx, reporter, downloaded = training_context(
-        config,
-        model=tiny_llama,
-        tokenizer=tokenizer,
-        train=tokenized(tokenizer, lines),
-        validation=tokenized(tokenizer, held_out),
     )
 
     trained = train.run(ctx, downloaded, initialize.run(ctx, downloaded))

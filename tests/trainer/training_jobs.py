@@ -143,6 +143,37 @@ def training_context(
     return ctx, reporter, downloaded(config, model=model, tokenizer=tokenizer, train=train, validation=validation)
 
 
+def chat_training_context(
+    model: TinyModel,
+    *,
+    work_dir: Path,
+    lines: list[dict[str, Any]],
+    held_out: list[dict[str, Any]],
+    lora: LoraConfig | None = None,
+    **hyperparameters: Any,
+) -> tuple[RunContext, RecordingReporter, DownloadResult]:
+    """`training_context` for a `trainer_config` job that trains on `lines` and evaluates on `held_out`.
+
+    Both are written as the job's files under `work_dir` and tokenized with the model's own tokenizer.
+    """
+    tokenizer = AutoTokenizer.from_pretrained(str(model.snapshot_path))
+    config = trainer_config(
+        model,
+        work_dir=work_dir,
+        training_file=write_jsonl(work_dir / "train.jsonl", lines),
+        validation_file=write_jsonl(work_dir / "validation.jsonl", held_out),
+        lora=lora,
+        **hyperparameters,
+    )
+    return training_context(
+        config,
+        model=model,
+        tokenizer=tokenizer,
+        train=tokenized(tokenizer, lines),
+        validation=tokenized(tokenizer, held_out),
+    )
+
+
 def downloaded(
     config: TrainerConfig,
     *,
