@@ -109,21 +109,28 @@ def _leaks(text: str | bytes, where: str) -> list[str]:
     return [f"{where} holds {sentinel[:12]}..." for sentinel in SENTINELS if sentinel.encode() in data]
 
 
-def test_a_real_run_writes_the_secrets_nowhere(
-    tiny_llama: TinyModel, private_repo: str, online_env: dict[str, str], tmp_path: Path
-) -> None:
-    cache_dir = Path(online_env["HF_HOME"]) / "hub"
-    config = _config(tiny_llama, tmp_path, repo=private_repo, cache_dir=cache_dir)
+def _run_trainer_process(
+    config: TrainerConfig, *, online_env: dict[str, str], tmp_path: Path
+) -> subprocess.CompletedProcess[bytes]:
+    """`python -m kubetune_trainer --config FILE` with the secrets in its environment, contained under `tmp_path`."""
     config_file = tmp_path / "trainer-config.json"
     config_file.write_text(config.to_json(), encoding="utf-8")
-
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "kubetune_trainer", "--config", str(config_file)],
         env=_contained(_environ(online_env), tmp_path / "process"),
         capture_output=True,
         timeout=300,
         check=False,
     )
+
+
+def test_a_real_run_writes_the_secrets_nowhere(
+    tiny_llama: TinyModel, private_repo: str, online_env: dict[str, str], tmp_path: Path
+) -> None:
+    cache_dir = Path(online_env["HF_HOME"]) / "hub"
+    config = _config(tiny_llama, tmp_path, repo=private_repo, cache_dir=cache_dir)
+
+    done = _run_trainer_process(config, online_env=online_env, tmp_path=tmp_path)
 
     assert done.returncode == 0, done.stderr.decode()
     # The search below is only worth something if the run wrote all it could.
@@ -143,16 +150,8 @@ def test_a_failing_subprocess_run_writes_the_secrets_nowhere(
     """The entry point's own streams on failure: its log lines, tracebacks and the printed error."""
     mock_hub, error_class = failing_hub
     config = _config(tiny_llama, tmp_path, repo="org/no-such-model", cache_dir=Path(online_env["HF_HOME"]) / "hub")
-    config_file = tmp_path / "trainer-config.json"
-    config_file.write_text(config.to_json(), encoding="utf-8")
 
-    done = subprocess.run(
-        [sys.executable, "-m", "kubetune_trainer", "--config", str(config_file)],
-        env=_contained(_environ(online_env), tmp_path / "process"),
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
+    done = _run_trainer_process(config, online_env=online_env, tmp_path=tmp_path)
 
     assert done.returncode != 0
     result = Result.from_termination_message((Path(config.runtime.work_dir) / "termination-log").read_text())
