@@ -104,6 +104,18 @@ def _handler(hub: MockHub) -> type[BaseHTTPRequestHandler]:
                 return None
             return repo
 
+        def _resolved(self, repo_id: str, revision: str) -> tuple[MockRepo, str] | None:
+            """The repo and the commit `revision` names; None once 401 RepoNotFound or 404 RevisionNotFound is sent."""
+            repo = self._repo(repo_id)
+            if repo is None:
+                self._error(401, "RepoNotFound")
+                return None
+            sha = repo.resolve(revision)
+            if sha is None:
+                self._error(404, "RevisionNotFound")
+                return None
+            return repo, sha
+
         def _serve(self) -> None:
             path = unquote(urlparse(self.path).path)
             hub.requests.append(f"{self.command} {path}")
@@ -131,12 +143,9 @@ def _handler(hub: MockHub) -> type[BaseHTTPRequestHandler]:
             return self._json(identity)
 
         def _info(self, repo_id: str, revision: str) -> None:
-            repo = self._repo(repo_id)
-            if repo is None:
-                return self._error(401, "RepoNotFound")
-            sha = repo.resolve(revision)
-            if sha is None:
-                return self._error(404, "RevisionNotFound")
+            if (found := self._resolved(repo_id, revision)) is None:
+                return None
+            repo, sha = found
             siblings = [{"rfilename": name} for name in repo.files()]
             gated = "manual" if repo.gated else False
             return self._json(
@@ -144,11 +153,9 @@ def _handler(hub: MockHub) -> type[BaseHTTPRequestHandler]:
             )
 
         def _tree(self, repo_id: str, revision: str) -> None:
-            repo = self._repo(repo_id)
-            if repo is None:
-                return self._error(401, "RepoNotFound")
-            if repo.resolve(revision) is None:
-                return self._error(404, "RevisionNotFound")
+            if (found := self._resolved(repo_id, revision)) is None:
+                return None
+            repo, _ = found
             entries = []
             for name in repo.files():
                 data = (repo.folder / name).read_bytes()
@@ -157,12 +164,9 @@ def _handler(hub: MockHub) -> type[BaseHTTPRequestHandler]:
             return self._json(entries)
 
         def _file(self, repo_id: str, revision: str, name: str) -> None:
-            repo = self._repo(repo_id)
-            if repo is None:
-                return self._error(401, "RepoNotFound")
-            sha = repo.resolve(revision)
-            if sha is None:
-                return self._error(404, "RevisionNotFound")
+            if (found := self._resolved(repo_id, revision)) is None:
+                return None
+            repo, sha = found
             if repo.gated and not self.headers.get("Authorization"):
                 return self._error(401, "GatedRepo")
             target = repo.folder / name
