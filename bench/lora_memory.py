@@ -8,7 +8,9 @@ once fully and once with LoRA at the template's defaults (r 64, alpha 128, all-l
 on save). Each run is its own `python -m kubetune_operator.cli run JOB.yaml --local` process,
 so its peak RSS (getrusage of that child) is its own; the parent imports no ML stack. The
 stage whose peak is the run's peak is found by sampling the child's RSS every 20 ms and the
-stage lines it prints. Prints a table and LoRA's peak as a ratio of full fine-tuning's.
+stage lines it prints. Prints a table (with each child's user and system CPU seconds: an allocator
+setting such as MALLOC_MMAP_THRESHOLD_, inherited by the children, shows its cost in the system
+column) and LoRA's peak as a ratio of full fine-tuning's.
 """
 
 # The parent imports no ML stack; the model is written by a child process (synthetic.publish_tiny_llama).
@@ -49,6 +51,8 @@ class Run:
     wall_seconds: float
     exit_code: int
     peak_stage: str
+    user_seconds: float
+    system_seconds: float
     stage_peaks_mb: dict[str, float] = field(default_factory=dict)
 
 
@@ -104,7 +108,9 @@ def run_job(job: Path, *, workdir: Path, env: dict[str, str], name: str) -> Run:
     if process.returncode != 0:
         print("".join(tail), file=sys.stderr)
     peak_stage = max(peaks, key=lambda s: peaks[s]) if peaks else "?"
-    return Run(name, usage.ru_maxrss / 1024, wall, process.returncode, peak_stage, peaks)
+    return Run(
+        name, usage.ru_maxrss / 1024, wall, process.returncode, peak_stage, usage.ru_utime, usage.ru_stime, peaks
+    )
 
 
 def main() -> int:
@@ -133,10 +139,16 @@ def main() -> int:
                     return 1
                 found.append(result)
         best = {name: min(found, key=lambda r: r.peak_rss_mb) for name, found in runs.items()}
-        print(f"{'run':<6} {'peak RSS MB':>12} {'wall s':>8}  peak stage  (sampled peak per stage, MB)")
+        print(
+            f"{'run':<6} {'peak RSS MB':>12} {'wall s':>8} {'user s':>7} {'sys s':>6}  "
+            "peak stage  (sampled peak per stage, MB)"
+        )
         for run in best.values():
             stages = ", ".join(f"{stage} {mb:.0f}" for stage, mb in run.stage_peaks_mb.items())
-            print(f"{run.name:<6} {run.peak_rss_mb:>12.0f} {run.wall_seconds:>8.1f}  {run.peak_stage:<10}  ({stages})")
+            print(
+                f"{run.name:<6} {run.peak_rss_mb:>12.0f} {run.wall_seconds:>8.1f} {run.user_seconds:>7.1f} "
+                f"{run.system_seconds:>6.1f}  {run.peak_stage:<10}  ({stages})"
+            )
         ratio = best["lora"].peak_rss_mb / best["full"].peak_rss_mb
         print(f"LoRA / full peak RSS: {ratio:.2f} (goal <= 0.80)")
         print(f"self RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
