@@ -41,11 +41,12 @@ async def running(tmp_path_factory: pytest.TempPathFactory, e2e_models: E2eModel
 
 
 def _adapter_generates(base: Path, adapter: Path) -> int:
-    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from kubetune_trainer.peft_models import load_adapter
+
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), adapter)
+    model = load_adapter(AutoModelForCausalLM.from_pretrained(base), adapter)
     prompt: Any = tokenizer("the quick", return_tensors="pt")
     generated: Any = model.generate(**prompt, max_new_tokens=3, do_sample=False)
     return int(generated.shape[1] - prompt["input_ids"].shape[1])

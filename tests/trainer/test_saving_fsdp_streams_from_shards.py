@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 import torch
-from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from kubetune_trainer.peft_models import load_adapter
 from kubetune_trainer.tiny_model import TinyModel, TinyShape, write_tiny_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ def test_fsdp_ranks_save_the_trained_adapter_and_its_exact_merge(
     folder = tmp_path / "work" / "output" / "tiny-out"
     adapter_dir = folder / "adapter" if lora == "merged" else folder
     base = AutoModelForCausalLM.from_pretrained(tiny_llama.snapshot_path)
-    adapted = PeftModel.from_pretrained(base, adapter_dir)
+    adapted = load_adapter(base, adapter_dir)
     trained = load_file(adapter_dir / "adapter_model.safetensors")
     assert any(name.endswith("lora_B.weight") and bool(tensor.abs().sum() > 0) for name, tensor in trained.items())
     if lora == "adapter":
