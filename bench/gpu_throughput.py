@@ -15,6 +15,8 @@ random, the same ids for every variant. Variants, each in a process of its own:
                     the template defaults: attention auto, no compile)
   kubetune-compile  the same with `compile: true`
   kubetune-lora     LoRA with the catalog's defaults (r 64, alpha 128, all-linear)
+  kubetune-lora-compile  the same with `compile: true`, LoRA's match for kubetune-compile (the
+                    1B template compiles by default, so this is what a LoRA job on it runs)
 
 Useful tokens/s counts real (non-pad) tokens over the steps after the first five, between step
 ends with the GPU synchronised; MFU is 6 x parameters x tok/s over the GPU's dense bf16 peak
@@ -50,7 +52,7 @@ from warm_up import WARM_STEPS, too_few_steps
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
 
-VARIANTS = ("hf-padded", "kubetune", "kubetune-compile", "kubetune-lora")
+VARIANTS = ("hf-padded", "kubetune", "kubetune-compile", "kubetune-lora", "kubetune-lora-compile")
 DEFAULT_VARIANTS = "hf-padded,kubetune,kubetune-lora"
 
 
@@ -265,8 +267,8 @@ def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batc
         warmup_ratio=0.05,
         seed=seed,
         on_step=clock.tick,
-        lora=name == "kubetune-lora",
-        compile_model=name == "kubetune-compile",
+        lora=name.startswith("kubetune-lora"),
+        compile_model=name.endswith("-compile"),
     )
     # Every optimizer step takes `batch_size` examples in the planner's order; count the same ones.
     plan = BatchingPlan(examples_per_step=batch_size, token_budget=10**9, packing=True, pad_token_id=0, seed=seed)
@@ -378,9 +380,10 @@ def table(results: dict[str, Figures]) -> list[str]:
     for name, f in results.items():
         if base is not None and name != "hf-padded":
             lines.append(f"{name} / hf-padded: {_ratios(f, base)}")
-    full, lora = results.get("kubetune"), results.get("kubetune-lora")
-    if full is not None and lora is not None:
-        lines.append(f"kubetune-lora / kubetune: {_ratios(lora, full)}")
+    for lora_name, full_name in (("kubetune-lora", "kubetune"), ("kubetune-lora-compile", "kubetune-compile")):
+        full, lora = results.get(full_name), results.get(lora_name)
+        if full is not None and lora is not None:
+            lines.append(f"{lora_name} / {full_name}: {_ratios(lora, full)}")
     devices = {f.device for f in results.values()}
     lines.append(f"device: {', '.join(sorted(devices))}; parameters: {next(iter(results.values())).parameters:,}")
     return lines
