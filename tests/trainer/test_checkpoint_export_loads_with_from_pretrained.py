@@ -4,6 +4,7 @@ LoRA adapter merged in, or the adapter alone over its named base."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -97,5 +98,8 @@ def test_an_exported_step_loads_and_generates(
         merged=False,
     )
     assert "adapter_config.json" in {p.name for p in adapter.iterdir()}
+    # The adapter names its base as a user loads it, by repo and commit, not by this machine's snapshot path.
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    assert (adapter_config["base_model_name_or_path"], adapter_config["revision"]) == (tiny_llama.repo_id, "abc123")
     prompt, generated = _generate(adapter, adapter_base=tiny_llama.snapshot_path)
     assert generated > prompt

@@ -15,7 +15,6 @@ uses: a change of the checkpoint format (sharded checkpoints) changes that one f
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ from transformers import AutoConfig, AutoTokenizer
 from .contract import LoraConfig
 from .errors import CheckpointInvalid
 from .training.checkpoint import checkpoint_dir
-from .training.lora import apply_lora
+from .training.lora import apply_lora, point_adapter_at
 from .training.resume import load_weights, read_state, verify
 from .training.setup import load_model
 
@@ -71,7 +70,7 @@ def export_checkpoint(
     model.save_pretrained(target)
     AutoTokenizer.from_pretrained(str(base_snapshot)).save_pretrained(target)
     if state.lora and not merged:
-        _point_adapter_at(target, repo=base_repo, revision=base_revision)
+        point_adapter_at(target, repo=base_repo, revision=base_revision)
 
 
 def _saved_dtype(snapshot: Path) -> torch.dtype:
@@ -81,12 +80,3 @@ def _saved_dtype(snapshot: Path) -> torch.dtype:
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
     return dtype if isinstance(dtype, torch.dtype) else torch.float32
-
-
-def _point_adapter_at(folder: Path, *, repo: str, revision: str | None) -> None:
-    """peft records the local snapshot path as the base; a user loading the adapter needs the repo and commit."""
-    path = folder / "adapter_config.json"
-    adapter_config = json.loads(path.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = repo
-    adapter_config["revision"] = revision
-    path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")

@@ -23,7 +23,6 @@ so nothing is uploaded.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from ..saving.shards import SHARD_BYTES
 from ..storage import S3Settings
 from ..training.checkpoint_location import CheckpointPlace
 from ..training.distributed import unwrap
+from ..training.lora import point_adapter_at
 from ..verify_output import OutputCheck, loss_tolerance, mean_loss, verification_examples, verify_saved_output
 from .train import kept_model_place
 
@@ -263,15 +263,7 @@ def _save_adapter(
     downloaded.tokenizer.save_pretrained(folder)
     if downloaded.model.adapter_lineage is None:
         # peft records the local snapshot path as the base; users need the repo and commit instead.
-        _point_adapter_at(folder, repo=ctx.config.model.repo, revision=downloaded.model.revision_sha)
-
-
-def _point_adapter_at(folder: Path, *, repo: str, revision: str | None) -> None:
-    path = folder / "adapter_config.json"
-    adapter_config = json.loads(path.read_text(encoding="utf-8"))
-    adapter_config["base_model_name_or_path"] = repo
-    adapter_config["revision"] = revision
-    path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
+        point_adapter_at(folder, repo=ctx.config.model.repo, revision=downloaded.model.revision_sha)
 
 
 def _refuse_pickles(folder: Path) -> None:

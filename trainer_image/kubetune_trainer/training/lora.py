@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -66,3 +68,15 @@ def _refuse_unmatched(model: nn.Module, targets: list[str]) -> None:
 
 def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
+
+
+def point_adapter_at(folder: Path, *, repo: str, revision: str | None) -> None:
+    """Name the base in `folder`'s adapter_config.json by repo and commit.
+
+    peft records the local snapshot path it trained on; a user loading the adapter needs the repo.
+    """
+    path = folder / "adapter_config.json"
+    adapter_config = json.loads(path.read_text(encoding="utf-8"))
+    adapter_config["base_model_name_or_path"] = repo
+    adapter_config["revision"] = revision
+    path.write_text(json.dumps(adapter_config, indent=2, sort_keys=True), encoding="utf-8")
