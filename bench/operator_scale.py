@@ -200,15 +200,16 @@ def start_operator(tree: Path, server: kmock.Server) -> tuple[subprocess.Popen[b
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     clock = Clock()
+    tree = args.operator_tree.resolve()
     async with ApiEmulator(keep_versions=1) as cluster, kmock.Server(cluster) as server:
-        await install(cluster, args.operator_tree.resolve())
+        await install(cluster, tree)
         cluster.after_write.append(clock)
         actors = Actors(cluster, namespace=NAMESPACE)
         # The emulator shares this process with its setup (kmock, jsonschema, the CRDs): a full collection
         # walking those objects stalled it for about 30 ms, a delay that showed in one job's apply-to-Job.
         gc.collect()
         gc.freeze()
-        operator, log_path = start_operator(args.operator_tree.resolve(), server)
+        operator, log_path = start_operator(tree, server)
         try:
             started = time.perf_counter()
             watched = {FTJ, JOBS, kmock.resource("v1/pods"), kmock.resource("kubetune.dev/v1alpha1/basemodeltemplates")}
