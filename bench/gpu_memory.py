@@ -34,6 +34,7 @@ from kubetune_trainer.contract import LoraConfig, MasterWeights  # noqa: E402
 from kubetune_trainer.data.packing import ModelBatch  # noqa: E402
 from kubetune_trainer.memory_model import GIB, ModelShape, TrainingSetup, estimate, plan_token_budget  # noqa: E402
 from kubetune_trainer.training.lora import apply_lora, keep_adapter_inputs_as_they_come  # noqa: E402
+from kubetune_trainer.training.lora_fused import fuse_lora_updates  # noqa: E402
 from kubetune_trainer.training.loss import summed_label_loss  # noqa: E402
 from kubetune_trainer.training.optim import build_optimizer  # noqa: E402
 
@@ -160,6 +161,7 @@ def training_step(*, layers: int, tokens: int, policy: str) -> None:
     lora = policy == "lora"
     if lora:
         model = apply_lora(model, LoraConfig(r=64, alpha=128, dropout=0.0, target_modules=["all-linear"], merge=False))
+        fuse_lora_updates(model)
         keep_adapter_inputs_as_they_come(model)
         setup = TrainingSetup.for_run(shape, lora_rank=64)
         master = MasterWeights.FP32

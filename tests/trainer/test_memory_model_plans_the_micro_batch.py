@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
+from kubetune_trainer.contract import LoraConfig
 from kubetune_trainer.memory_model import (
     BUDGET_CEILING_TOKENS,
     GIB,
@@ -18,6 +19,8 @@ from kubetune_trainer.memory_model import (
     estimate,
     plan_token_budget,
 )
+from kubetune_trainer.training.lora import apply_lora
+from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
 LLAMA_1B = {
     "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
@@ -34,13 +37,21 @@ def test_parameters_estimated_from_config_match_the_real_count() -> None:
     assert ModelShape.from_config(LLAMA_1B).parameters == 1_235_814_400  # Llama-3.2-1B
 
 
+@pytest.mark.parametrize("lora_rank", [None, 16], ids=["full", "lora"])
 @pytest.mark.parametrize(("hidden", "intermediate", "kv_heads"), [(64, 176, 2), (128, 256, 8), (96, 320, 4)])
-def test_activation_bytes_match_what_autograd_keeps(hidden: int, intermediate: int, kv_heads: int) -> None:
+def test_activation_bytes_match_what_autograd_keeps(
+    hidden: int, intermediate: int, kv_heads: int, lora_rank: int | None
+) -> None:
     config = LlamaConfig(
         hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=3, num_attention_heads=8,
         num_key_value_heads=kv_heads, vocab_size=300, use_cache=False,
     )  # fmt: skip
     model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    if lora_rank is not None:
+        # As Initialization adds it: peft on all-linear, the update fused into the base output.
+        adapters = LoraConfig(r=lora_rank, alpha=2 * lora_rank, dropout=0.0, target_modules=["all-linear"], merge=False)
+        model = apply_lora(model, adapters)
+        fuse_lora_updates(model)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     kept: dict[int, int] = {}
 
@@ -54,7 +65,7 @@ def test_activation_bytes_match_what_autograd_keeps(hidden: int, intermediate: i
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(input_ids=torch.randint(0, 300, (1, tokens)), logits_to_keep=torch.zeros(0, dtype=torch.long))
     shape = ModelShape.from_config(config.to_dict())
-    predicted = activation_bytes_per_token(shape, TrainingSetup.for_run(shape, device="cpu"))
+    predicted = activation_bytes_per_token(shape, TrainingSetup.for_run(shape, device="cpu", lora_rank=lora_rank))
     assert sum(kept.values()) / tokens == pytest.approx(predicted, rel=0.05)
 
 

@@ -45,12 +45,16 @@ BUDGET_STEP_TOKENS = 1024
 # transformers 5's Llama layer (sdpa) at three shapes: 8 x hidden + 2 x KV width + 4 x
 # intermediate, at the compute dtype, of which two hidden-sized ones (the RMSNorms' inputs,
 # upcast) are fp32 under bf16 compute; plus fp32 softmax statistics per head. LoRA adds each
-# adapter's rank-r intermediate (7 adapters on all-linear).
+# adapter's rank-r intermediate (7 adapters on all-linear) and, its norms being frozen, drops the
+# two normalised outputs each layer keeps for its norms' weight gradients, the final norm's, and
+# the first layer's norm input (nothing below it trains): counted the same way, with peft.
 _LAYER_D = 8
 _LAYER_KV = 2
 _LAYER_I = 4
 _NORM_FP32_D = 2
 _LORA_ADAPTERS = 7
+_NORM_OUTPUTS_D = 2
+"""Per layer: the normalised outputs kept for the two RMSNorms' weight gradients (none under LoRA)."""
 _OUTSIDE_LAYERS_D = 2
 """The embeddings' output and the final norm's input."""
 
@@ -177,9 +181,11 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     q = shape.num_heads * shape.head_dim
     compute, fp32 = setup.compute_bytes, 4
     elements = (_LAYER_D - _NORM_FP32_D) * d + 3 * (q - d) + _LAYER_KV * kv + _LAYER_I * i
-    elements += _LORA_ADAPTERS * setup.lora_rank
-    layer = elements * compute + _NORM_FP32_D * d * fp32 + shape.num_heads * fp32
     outside = _OUTSIDE_LAYERS_D * d * compute
+    if setup.lora_rank:
+        elements += _LORA_ADAPTERS * setup.lora_rank - _NORM_OUTPUTS_D * d
+        outside -= d * compute + d * fp32
+    layer = elements * compute + _NORM_FP32_D * d * fp32 + shape.num_heads * fp32
     if setup.gradient_checkpointing:
         # Each layer keeps its input; one layer at a time is recomputed whole in backward.
         return shape.num_layers * d * compute + layer + outside

@@ -17,6 +17,7 @@ from .attention import AttentionChoice, AttentionShape, choose_attention, use_at
 from .compile import CompileOutcome, compile_layers, probe_pass
 from .distributed import pick_device, wrap_model
 from .lora import apply_lora, keep_adapter_inputs_as_they_come
+from .lora_fused import fuse_lora_updates
 from .precision import PrecisionPlan, plan_precision
 from .weights import check_weight_shapes, weights_do_not_match
 
@@ -86,6 +87,8 @@ def prepare_model(
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if lora is not None:
         model = apply_lora(model, lora)
+        fused = fuse_lora_updates(model)
+        log.info("LoRA: %d adapted layers add their update into the base output in place (one addmm each)", fused)
         if precision.autocast_dtype is not None:
             # The fp32 adapters run under autocast on the input as it comes (bf16): no fp32 copy of it.
             keep_adapter_inputs_as_they_come(model)

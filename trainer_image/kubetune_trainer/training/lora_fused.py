@@ -1,0 +1,76 @@
+"""LoRA's update added into the base layer's output in place, with one matmul.
+
+peft's `Linear.forward` computes `result + lora_B(lora_A(x)) * scaling`: for every adapted layer
+that is three tensors as large as the layer's output (B's product, its scaled copy, the sum) on
+top of the base output, and three passes over them, forward and again backward. Here the base
+output takes the update in place, `out.addmm_(A(x), B.T, alpha=scaling)`: one matmul writing into
+the output, no output-sized copy, and the scaling folded into the matmul. Autograd keeps the same
+tensors as peft's (the input for A's gradient, the rank-r product for B's), so the step keeps no
+more; what goes is the transients and their traffic.
+
+The switch is a subclass of peft's own `Linear`, swapped onto each adapted layer: peft's merge,
+unload, save and `disable_adapter` see the class they made. Whatever this path does not cover
+(an adapter disabled or merged, several active adapters, DoRA and other variants, a bias on B,
+per-example adapter names, extra arguments) goes to peft's forward unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def fuse_lora_updates(model: nn.Module) -> int:
+    """Give every adapted peft `Linear` of `model` the fused forward; the number of layers changed."""
+    # peft is imported only by LoRA runs (seconds to import).
+    from peft.tuners.lora.layer import Linear as PeftLinear  # noqa: PLC0415
+
+    fused_class = _fused_class(PeftLinear)
+    changed = 0
+    for module in model.modules():
+        if type(module) is PeftLinear:
+            module.__class__ = fused_class
+            changed += 1
+    return changed
+
+
+_FUSED_CLASSES: dict[type, type] = {}
+
+
+def _fused_class(peft_linear: type) -> type:
+    if peft_linear not in _FUSED_CLASSES:
+        members = {"forward": _fused_forward, "__module__": __name__}
+        _FUSED_CLASSES[peft_linear] = type("FusedLoraLinear", (peft_linear,), members)
+    return _FUSED_CLASSES[peft_linear]
+
+
+def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    adapter = _the_plain_adapter(self)
+    if adapter is None or args or kwargs:
+        peft_output: torch.Tensor = super(type(self), self).forward(x, *args, **kwargs)
+        return peft_output
+    lora_a: nn.Linear = self.lora_A[adapter]
+    lora_b: nn.Linear = self.lora_B[adapter]
+    flat_input = x.reshape(-1, x.shape[-1])
+    # 2-D throughout: the in-place update then lands on the base layer's own fresh output, never on
+    # a view of it (a view would make autograd copy the gradient back through it).
+    out: torch.Tensor = self.base_layer(flat_input)
+    low_rank = lora_a(self.lora_dropout[adapter](self._cast_input_dtype(flat_input, lora_a.weight.dtype)))
+    # Under autocast A's product is already in the output's dtype; B's weight is cast as autocast would.
+    out.addmm_(low_rank.to(out.dtype), lora_b.weight.to(out.dtype).t(), alpha=self.scaling[adapter])
+    return out.view(*x.shape[:-1], out.shape[-1])
+
+
+def _the_plain_adapter(layer: Any) -> str | None:
+    """The one active vanilla adapter this layer adds, or None when peft's forward must run."""
+    if layer.disable_adapters or layer.merged:
+        return None
+    active = [name for name in layer.active_adapters if name in layer.lora_A]
+    if len(active) != 1:
+        return None
+    adapter: str = active[0]
+    if adapter in layer.lora_variant or layer.lora_B[adapter].bias is not None:
+        return None
+    return adapter
