@@ -37,10 +37,12 @@ def test_parameters_estimated_from_config_match_the_real_count() -> None:
     assert ModelShape.from_config(LLAMA_1B).parameters == 1_235_814_400  # Llama-3.2-1B
 
 
-@pytest.mark.parametrize("lora_rank", [None, 16], ids=["full", "lora"])
+@pytest.mark.parametrize(
+    ("lora_rank", "lora_dropout"), [(None, 0.0), (16, 0.0), (16, 0.1)], ids=["full", "lora", "lora-dropout"]
+)
 @pytest.mark.parametrize(("hidden", "intermediate", "kv_heads"), [(64, 176, 2), (128, 256, 8), (96, 320, 4)])
 def test_activation_bytes_match_what_autograd_keeps(
-    hidden: int, intermediate: int, kv_heads: int, lora_rank: int | None
+    hidden: int, intermediate: int, kv_heads: int, lora_rank: int | None, lora_dropout: float
 ) -> None:
     config = LlamaConfig(
         hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=3, num_attention_heads=8,
@@ -49,7 +51,9 @@ def test_activation_bytes_match_what_autograd_keeps(
     model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     if lora_rank is not None:
         # As Initialization adds it: peft on all-linear, the update fused into the base output.
-        adapters = LoraConfig(r=lora_rank, alpha=2 * lora_rank, dropout=0.0, target_modules=["all-linear"], merge=False)
+        adapters = LoraConfig(
+            r=lora_rank, alpha=2 * lora_rank, dropout=lora_dropout, target_modules=["all-linear"], merge=False
+        )
         model = apply_lora(model, adapters)
         fuse_lora_updates(model)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
@@ -65,7 +69,8 @@ def test_activation_bytes_match_what_autograd_keeps(
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         model(input_ids=torch.randint(0, 300, (1, tokens)), logits_to_keep=torch.zeros(0, dtype=torch.long))
     shape = ModelShape.from_config(config.to_dict())
-    predicted = activation_bytes_per_token(shape, TrainingSetup.for_run(shape, device="cpu", lora_rank=lora_rank))
+    setup = TrainingSetup.for_run(shape, device="cpu", lora_rank=lora_rank, lora_dropout=lora_dropout > 0)
+    predicted = activation_bytes_per_token(shape, setup)
     assert sum(kept.values()) / tokens == pytest.approx(predicted, rel=0.05)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 from torch.optim import Optimizer
@@ -46,6 +47,7 @@ def _one_step(
     examples = tokenized(tokenizer, lines)
     ctx, _, downloaded = training_context(config, model=tiny_llama, tokenizer=tokenizer, train=examples)
     model = initialize.run(ctx, downloaded).model
+    model.train()  # as the training loop sets it: dropout drops
     batch = collate_packed(examples)
     weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
     kept: dict[int, int] = {}
@@ -79,8 +81,13 @@ def test_the_frozen_base_gets_no_gradient_and_no_optimizer_state(tiny_llama: Tin
     assert moments == 2 * sum(p.numel() for p in trainable)
 
 
-def test_lora_keeps_no_more_for_backward_per_token_than_full_fine_tuning(tiny_llama: TinyModel, tmp_path: Path) -> None:
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_lora_keeps_no_more_for_backward_per_token_than_full_fine_tuning(
+    tiny_llama: TinyModel, tmp_path: Path, dropout: float
+) -> None:
+    """With dropout too: each adapter keeps its 1-byte mask, not a dropped-out copy of its input."""
     _, full_bytes, full_tokens, _ = _one_step(tiny_llama, tmp_path / "full", lora=None)
-    _, lora_bytes, lora_tokens, _ = _one_step(tiny_llama, tmp_path / "lora", lora=LORA)
+    lora = LORA.model_copy(update={"dropout": dropout})
+    _, lora_bytes, lora_tokens, _ = _one_step(tiny_llama, tmp_path / "lora", lora=lora)
     assert full_tokens == lora_tokens
     assert lora_bytes / lora_tokens <= full_bytes / full_tokens, (lora_bytes, full_bytes)

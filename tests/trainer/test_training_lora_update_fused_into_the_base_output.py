@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -73,7 +74,7 @@ def test_the_fused_layers_give_peft_s_loss_and_adapter_gradients() -> None:
     _assert_same(peft_grads, fused_grads)
 
 
-def test_dropout_draws_the_same_masks_as_peft() -> None:
+def test_dropout_draws_the_same_masks_as_peft_and_keeps_no_dropped_out_copy() -> None:
     peft_model, fused_model, _ = _peft_and_fused(dropout=0.2)
     peft_model.train()
     fused_model.train()
@@ -81,6 +82,30 @@ def test_dropout_draws_the_same_masks_as_peft() -> None:
     fused_loss, fused_grads = _loss_and_grads(fused_model, _ids(), seed=7)
     torch.testing.assert_close(fused_loss, peft_loss, rtol=1e-6, atol=0)
     _assert_same(peft_grads, fused_grads)
+    # What dropout adds to the kept bytes: one bool mask over each adapter's input, and nothing else.
+    _, without_dropout, _ = _peft_and_fused()
+    without_dropout.train()
+    tokens = _ids().numel()
+    masks_per_layer = 5 * SHAPE.hidden_size + SHAPE.hidden_size + SHAPE.intermediate_size  # q k v gate up, o, down
+    masks = SHAPE.num_hidden_layers * masks_per_layer * tokens
+    assert _kept_bytes(fused_model) == _kept_bytes(without_dropout) + masks
+    assert _kept_bytes(peft_model) > _kept_bytes(fused_model) + 4 * masks  # peft: an fp32 copy per adapter
+
+
+def _kept_bytes(model: Any) -> int:
+    """Bytes autograd keeps for backward in one forward, distinct storages, weights excluded."""
+    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    kept: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in weights:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(input_ids=_ids(), labels=_ids())
+    return sum(kept.values())
 
 
 def test_a_disabled_adapter_leaves_the_base_model_s_output() -> None:
@@ -112,15 +137,18 @@ def test_under_bf16_autocast_the_update_computes_in_bf16_like_peft_s() -> None:
     assert all(grad.dtype is torch.float32 for grad in fused_grads.values())  # the fp32 adapters' gradients
 
 
-def test_a_fused_decoder_layer_compiles_as_one_graph() -> None:
-    _, fused_model, _ = _peft_and_fused()
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_a_fused_decoder_layer_compiles_as_one_graph(dropout: float) -> None:
+    _, fused_model, _ = _peft_and_fused(dropout=dropout)
     layer = fused_model.get_base_model().model.layers[0]
     hidden = torch.randn(2, 24, SHAPE.hidden_size)
     position_embeddings = fused_model.get_base_model().model.rotary_emb(
         hidden, torch.arange(24).unsqueeze(0).expand(2, -1)
     )
+    torch.manual_seed(3)
     eager = layer(hidden, position_embeddings=position_embeddings)
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    torch.manual_seed(3)
     out = compiled(hidden, position_embeddings=position_embeddings)
     eager_out = eager[0] if isinstance(eager, tuple) else eager
     out = out[0] if isinstance(out, tuple) else out

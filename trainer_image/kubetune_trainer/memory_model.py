@@ -47,7 +47,8 @@ BUDGET_STEP_TOKENS = 1024
 # upcast) are fp32 under bf16 compute; plus fp32 softmax statistics per head. LoRA adds each
 # adapter's rank-r intermediate (7 adapters on all-linear) and, its norms being frozen, drops the
 # two normalised outputs each layer keeps for its norms' weight gradients, the final norm's, and
-# the first layer's norm input (nothing below it trains): counted the same way, with peft.
+# the first layer's norm input (nothing below it trains): counted the same way, with peft; with
+# dropout, a one-byte mask per adapter input.
 _LAYER_D = 8
 _LAYER_KV = 2
 _LAYER_I = 4
@@ -121,6 +122,8 @@ class TrainingSetup:
     gradient_checkpointing: bool = False
     lora_rank: int = 0
     """Rank of the LoRA adapters; 0 for full fine-tuning."""
+    lora_dropout: bool = False
+    """LoRA dropout above 0: each adapter keeps its input's dropout mask (one byte per element)."""
     shards: int = 1
     """FSDP's world size: weights, gradients and optimizer state are divided by it."""
     ddp_buckets: bool = False
@@ -134,6 +137,7 @@ class TrainingSetup:
         precision: str = "bf16",
         master_weights: str = "fp32",
         lora_rank: int | None = None,
+        lora_dropout: bool = False,
         gradient_checkpointing: bool = False,
         shards: int = 1,
         ddp_buckets: bool = False,
@@ -150,10 +154,14 @@ class TrainingSetup:
         weight = 2 if device == "cuda" and precision == "bf16" else 4
         if lora_rank is not None:
             trainable = shape.lora_parameters(lora_rank)
-            return cls(weight, compute, trainable, 4, 8, gradient_checkpointing, lora_rank, shards, ddp_buckets)
+            return cls(
+                weight, compute, trainable, 4, 8, gradient_checkpointing, lora_rank, lora_dropout, shards, ddp_buckets
+            )
         # m and v in fp32 plus a master copy (4) or a compensation buffer (2); pure bf16 keeps bf16 m and v.
         optimizer = 8 if weight == 4 else {"fp32": 12, "bf16-compensated": 10, "bf16": 4}.get(master_weights, 12)
-        return cls(weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, 0, shards, ddp_buckets)
+        return cls(
+            weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, 0, False, shards, ddp_buckets
+        )
 
 
 @dataclass(frozen=True)
@@ -186,6 +194,10 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
         elements += _LORA_ADAPTERS * setup.lora_rank - _NORM_OUTPUTS_D * d
         outside -= d * compute + d * fp32
     layer = elements * compute + _NORM_FP32_D * d * fp32 + shape.num_heads * fp32
+    if setup.lora_rank and setup.lora_dropout:
+        # One bool mask per adapter, over its input: q, k, v, gate and up take the hidden state,
+        # o the attention output, down the intermediate (`training.lora_fused` keeps no dropped-out copy).
+        layer += 5 * d + q + i
     if setup.gradient_checkpointing:
         # Each layer keeps its input; one layer at a time is recomputed whole in backward.
         return shape.num_layers * d * compute + layer + outside

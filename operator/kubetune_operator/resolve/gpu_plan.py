@@ -108,6 +108,7 @@ class Sizing:
     precision: Precision
     master_weights: MasterWeights
     lora_rank: int | None
+    lora_dropout: bool
     seq: int
     gpu_memory_bytes: int
     max_gpus: int
@@ -126,6 +127,7 @@ class Sizing:
             precision=self.precision.value,
             master_weights=self.master_weights.value,
             lora_rank=self.lora_rank,
+            lora_dropout=self.lora_dropout,
             gradient_checkpointing=checkpointing,
             shards=total if self.strategy is Strategy.FSDP else 1,
             ddp_buckets=self.strategy is Strategy.DDP and total > 1,
@@ -163,6 +165,7 @@ def plan_gpus(
     parameters: int | None = None,
     shape: ModelShape | None = None,
     lora_rank: int | None,
+    lora_dropout: bool = False,
     strategy: Strategy | None = None,
     precision: Precision | None = None,
     master_weights: MasterWeights | None = None,
@@ -172,7 +175,8 @@ def plan_gpus(
     """The fewest GPUs of `spec`'s maximum that fit the model, or `requested_gpus` when the job asks for more.
 
     `parameters` defaults to the template's, `shape` to a Llama-like one of that size; the other
-    settings default to the template's. `lora_rank` None is full fine-tuning. ValueError when
+    settings default to the template's. `lora_rank` None is full fine-tuning; `lora_dropout` is LoRA
+    dropout above 0 (its masks are activations). ValueError when
     `requested_gpus` is past the template's maximum or not a whole number of nodes.
     """
     training = spec.training
@@ -194,6 +198,7 @@ def plan_gpus(
         precision=precision,
         master_weights=master,
         lora_rank=lora_rank,
+        lora_dropout=lora_dropout,
         seq=seq,
         gpu_memory_bytes=memory,
         max_gpus=max_gpus,
@@ -211,6 +216,7 @@ def plan_gpus(
                     parameters=count,
                     shape=model,
                     lora_rank=lora_rank,
+                    lora_dropout=lora_dropout,
                     strategy=strategy,
                     precision=precision,
                     master_weights=master,

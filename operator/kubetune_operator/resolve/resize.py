@@ -43,6 +43,7 @@ def resized(record: ResolvedJob, gpus: int, *, parameters: int | None = None) ->
         precision=record.precision,
         master_weights=record.master_weights,
         lora_rank=record.lora.r if record.lora is not None else None,
+        lora_dropout=record.lora is not None and record.lora.dropout > 0,
         seq=record.hyperparameters.max_seq_length,
         gpu_memory_bytes=plan.gpu_memory_bytes,
         max_gpus=plan.max_gpus,

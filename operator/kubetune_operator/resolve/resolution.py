@@ -345,6 +345,7 @@ def _gpu_plan(
             template.spec,
             parameters=facts.parameters if facts is not None and facts.parameters else None,
             lora_rank=lora.r if lora is not None else None,
+            lora_dropout=lora is not None and lora.dropout > 0,
             max_seq_length=seq,
             requested_gpus=spec.gpus,
         )
@@ -354,6 +355,7 @@ def _gpu_plan(
             template.spec,
             parameters=facts.parameters if facts is not None and facts.parameters else None,
             lora_rank=lora.r if lora is not None else None,
+            lora_dropout=lora is not None and lora.dropout > 0,
             max_seq_length=seq,
         )
 

@@ -66,6 +66,7 @@ def run(ctx: RunContext, downloaded: DownloadResult, initialized: InitializedRun
         max_seq_length=downloaded.max_seq_length,
         device=setup.device,
         world_size=ctx.dist.world_size,
+        lora_dropout=ctx.config.lora is not None and ctx.config.lora.dropout > 0,
     )
     ctx.journal.memory_plan = report_of(memory)
     plan = BatchingPlan(

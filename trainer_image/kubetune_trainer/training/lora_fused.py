@@ -8,6 +8,11 @@ the output, no output-sized copy, and the scaling folded into the matmul. Autogr
 tensors as peft's (the input for A's gradient, the rank-r product for B's), so the step keeps no
 more; what goes is the transients and their traffic.
 
+With `lora.dropout` above 0, peft keeps for A's gradient a dropped-out copy of the input for every
+adapter (three of one input for q, k and v): here A's product is one autograd function that keeps
+the input (which autograd keeps anyway) and the 1-byte mask, and recomputes the dropped-out input
+in backward; the masks are drawn as peft draws them.
+
 The switch is a subclass of peft's own `Linear`, swapped onto each adapted layer: peft's merge,
 unload, save and `disable_adapter` see the class they made. Whatever this path does not cover
 (an adapter disabled or merged, several active adapters, DoRA and other variants, a bias on B,
@@ -57,10 +62,49 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     # 2-D throughout: the in-place update then lands on the base layer's own fresh output, never on
     # a view of it (a view would make autograd copy the gradient back through it).
     out: torch.Tensor = self.base_layer(flat_input)
-    low_rank = lora_a(self.lora_dropout[adapter](self._cast_input_dtype(flat_input, lora_a.weight.dtype)))
+    adapter_input = self._cast_input_dtype(flat_input, lora_a.weight.dtype)
+    dropout = self.lora_dropout[adapter]
+    if isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0:
+        low_rank = _DroppedOutLowRank.apply(adapter_input, lora_a.weight, dropout.p)  # type: ignore[no-untyped-call]
+    else:
+        low_rank = lora_a(dropout(adapter_input))
     # Under autocast A's product is already in the output's dtype; B's weight is cast as autocast would.
     out.addmm_(low_rank.to(out.dtype), lora_b.weight.to(out.dtype).t(), alpha=self.scaling[adapter])
     return out.view(*x.shape[:-1], out.shape[-1])
+
+
+class _DroppedOutLowRank(torch.autograd.Function):
+    """`dropout(x) @ A.T`, keeping `x` and the mask for backward instead of the dropped-out copy of `x`.
+
+    Computed in autocast's dtype when autocast is on (as `lora_A` would be), else in `x`'s.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, p: float) -> torch.Tensor:
+        compute = _compute_dtype(x)
+        dropped, mask = torch.native_dropout(x.to(compute), p, True)
+        ctx.save_for_backward(x, mask, weight)
+        ctx.scale, ctx.compute = 1.0 / (1.0 - p), compute
+        return dropped @ weight.to(compute).t()
+
+    @staticmethod
+    def backward(ctx: Any, grad_low_rank: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        x, mask, weight = ctx.saved_tensors
+        grad_low_rank = grad_low_rank.to(ctx.compute)
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            dropped = x.to(ctx.compute) * mask * ctx.scale
+            grad_weight = (grad_low_rank.t() @ dropped).to(weight.dtype)
+        if ctx.needs_input_grad[0]:
+            grad_x = ((grad_low_rank @ weight.to(ctx.compute)) * mask * ctx.scale).to(x.dtype)
+        return grad_x, grad_weight, None
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return torch.get_autocast_dtype(device)
+    return x.dtype
 
 
 def _the_plain_adapter(layer: Any) -> str | None:

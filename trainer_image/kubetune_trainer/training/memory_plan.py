@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def plan_memory(
     model: nn.Module, *, runtime: RuntimeSettings, lora_rank: int | None, max_seq_length: int, device: torch.device,
-    world_size: int,
+    world_size: int, lora_dropout: bool = False,
 ) -> MemoryPlan:  # fmt: skip
     """The plan for `model` as loaded on `device`; its `token_budget` is the one training uses."""
     causal_lm: Any = causal_lm_of(model) or unwrap(model)
@@ -40,6 +40,7 @@ def plan_memory(
         precision=runtime.precision.value,
         master_weights=runtime.master_weights.value,
         lora_rank=lora_rank,
+        lora_dropout=lora_dropout,
         gradient_checkpointing=runtime.gradient_checkpointing,
         shards=world_size if fsdp else 1,
         ddp_buckets=world_size > 1 and not fsdp,
