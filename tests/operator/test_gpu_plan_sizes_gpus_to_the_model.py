@@ -84,6 +84,18 @@ def test_lora_on_a_7b_model_fits_one_gpu_where_full_training_does_not() -> None:
     assert plans["full"].gpus > 1
 
 
+def test_lora_dropout_s_masks_are_planned_as_activations() -> None:
+    llama = _template("llama-2-7b-chat")
+    plain = plan_gpus(llama, lora_rank=64)
+    dropped = plan_gpus(llama, lora_rank=64, lora_dropout=True)
+    # One byte per adapter input element: 5 x 4096 + 4096 + 11008 bytes per layer and token, of the
+    # one layer recomputed at a time (the template checkpoints activations), or of all 32.
+    layers = 1 if plain.gradient_checkpointing else 32
+    masks = layers * (5 * 4096 + 4096 + 11008) * llama.max_seq_length
+    assert dropped.gradient_checkpointing == plain.gradient_checkpointing
+    assert dropped.activation_bytes - plain.activation_bytes == masks
+
+
 def test_past_one_node_only_whole_nodes_are_planned() -> None:
     mixtral = _template("mixtral-8x7b-instruct-v0.1")
     assert (mixtral.resources.nodes, mixtral.resources.gpus_per_node) == (2, 8)
