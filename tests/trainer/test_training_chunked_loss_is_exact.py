@@ -109,37 +109,89 @@ def test_lora_adapters_get_the_same_gradient(tiny_llama: TinyModel) -> None:
     _assert_same_loss_and_gradients(model, batch)
 
 
-def test_backward_keeps_no_more_than_one_chunk_of_logits() -> None:
+def _largest_logits_kept(model: Any, batch: ModelBatch, *, vocab: int, chunk_tokens: int) -> int:
+    """Rows of the largest vocabulary-wide tensor autograd keeps for backward (weights and their gradients left out)."""
+    weights = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
+    rows = [0]
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.untyped_storage().data_ptr() not in weights and tensor.dim() and tensor.shape[-1] == vocab:
+            rows.append(tensor.numel() // vocab)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = summed_label_loss(model, batch, chunk_tokens=chunk_tokens)
+    loss.backward()  # type: ignore[no-untyped-call]
+    return max(rows)
+
+
+def test_a_linear_head_keeps_no_logits_for_backward() -> None:
+    """Its gradients are taken in the forward pass, chunk by chunk: no logits kept, none recomputed."""
     vocab = 211
     config = LlamaConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
         vocab_size=vocab,
     )  # fmt: skip
-    model = _tiny(config)
-    batch = _random_batch(vocab, seed=3)
-    weights = {parameter.untyped_storage().data_ptr() for parameter in model.parameters()}
+    model, batch = _tiny(config), _random_batch(vocab, seed=3)
+    assert _largest_logits_kept(model, batch, vocab=vocab, chunk_tokens=10_000) == 0
+    assert _largest_logits_kept(model, batch, vocab=vocab, chunk_tokens=CHUNK) == 0
 
-    def largest_logits_kept(chunk_tokens: int) -> int:
-        """Rows of the largest vocabulary-wide tensor autograd keeps for backward (weights left out)."""
-        rows = [0]
 
-        def pack(tensor: torch.Tensor) -> torch.Tensor:
-            if tensor.untyped_storage().data_ptr() not in weights and tensor.dim() and tensor.shape[-1] == vocab:
-                rows.append(tensor.numel() // vocab)
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            loss = summed_label_loss(model, batch, chunk_tokens=chunk_tokens)
-        loss.backward()  # type: ignore[no-untyped-call]
-        return max(rows)
-
+def test_any_other_head_keeps_no_more_than_one_chunk_of_logits() -> None:
+    vocab = 101
+    config = Gemma2Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+        head_dim=8, vocab_size=vocab, final_logit_softcapping=5.0, attn_implementation="eager",
+    )  # fmt: skip
+    model, batch = _tiny(config), _random_batch(vocab, seed=3)
     # One chunk holding everything keeps every labelled position's logits, as a plain loss does.
-    assert largest_logits_kept(10_000) >= batch.label_tokens
+    assert _largest_logits_kept(model, batch, vocab=vocab, chunk_tokens=10_000) >= batch.label_tokens
     # In chunks nothing vocabulary-wide is kept: each chunk's logits are recomputed in backward.
-    assert largest_logits_kept(CHUNK) <= CHUNK
+    assert _largest_logits_kept(model, batch, vocab=vocab, chunk_tokens=CHUNK) <= CHUNK
 
 
 def test_chunk_size_holds_a_fixed_amount_of_fp32_logits() -> None:
     # 2,048 positions at Llama 3's 128,256 tokens (1 GiB of fp32 logits); a small vocabulary gets far more.
     assert loss_chunk_tokens(128256) == 2092
     assert loss_chunk_tokens(512) >= 65536
+
+
+def _llama_97() -> Any:
+    config = LlamaConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=97,
+    )  # fmt: skip
+    return _tiny(config)
+
+
+def test_gradients_follow_the_loss_s_own_scale() -> None:
+    """The step divides the summed loss by its label tokens (and fp16 multiplies it by a loss scale)."""
+    model, batch = _llama_97(), _random_batch(97, seed=4)
+    plain = _gradients(model, _plain_loss(model, batch) / 7.0)
+    chunked = _gradients(model, summed_label_loss(model, batch, chunk_tokens=CHUNK) / 7.0)
+    assert plain.keys() == chunked.keys()
+    for name, gradient in plain.items():
+        torch.testing.assert_close(chunked[name], gradient, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_without_autograd_the_loss_is_the_same_sum() -> None:
+    model, batch = _llama_97(), _random_batch(97, seed=5)
+    with torch.no_grad():
+        plain = _plain_loss(model, batch)
+        chunked = summed_label_loss(model, batch, chunk_tokens=CHUNK)
+    assert not chunked.requires_grad
+    torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_under_bf16_autocast_the_loss_and_gradients_stay_close_to_the_plain_ones() -> None:
+    model, batch = _llama_97(), _random_batch(97, seed=6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain_loss = _plain_loss(model, batch)
+        plain = _gradients(model, plain_loss)
+        chunked_loss = summed_label_loss(model, batch, chunk_tokens=CHUNK)
+        chunked = _gradients(model, chunked_loss)
+    assert chunked_loss.dtype is torch.float32
+    torch.testing.assert_close(chunked_loss, plain_loss, rtol=1e-2, atol=0)
+    assert all(chunked[name].dtype is gradient.dtype for name, gradient in plain.items())
+    head_plain, head_chunked = plain["lm_head.weight"], chunked["lm_head.weight"]
+    assert torch.nn.functional.cosine_similarity(head_chunked.flatten(), head_plain.flatten(), dim=0) > 0.999

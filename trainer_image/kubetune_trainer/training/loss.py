@@ -9,12 +9,14 @@ Two savings, both exact:
 - **In chunks.** The model runs with its output head applied to no position
   (`logits_to_keep` empty); the decoder's last hidden states are taken by a forward hook, and
   the head, the fp32 upcast and the cross-entropy run over chunks of `loss_chunk_tokens`
-  positions. Under autograd each chunk is checkpointed: its logits are freed as soon as its
-  loss is summed and recomputed, one chunk at a time, in the backward pass, so the peak is one
-  chunk's logits instead of `[tokens, vocab]` in fp32 (31.9 GiB at 16k tokens x 128k vocab).
-  The head is called as a module, so tied embeddings, a LoRA-adapted head, DDP's and FSDP's
-  hooks all see an ordinary call; a model whose logits are more than `head(hidden)` (Gemma's
-  final soft-capping) gets it applied per chunk too.
+  positions, so the peak is one chunk's logits instead of `[tokens, vocab]` in fp32 (31.9 GiB
+  at 16k tokens x 128k vocab). A plain linear head (no bias, no soft-capping: Llama, Qwen,
+  Mistral) goes through `training.linear_cross_entropy`: each chunk's gradients are taken in
+  the forward pass while its logits exist, so nothing is recomputed. Any other head (Gemma's
+  final soft-capping, a LoRA-adapted head) is called as a module per chunk, each chunk
+  checkpointed: its logits are freed as soon as its loss is summed and recomputed, one chunk at
+  a time, in the backward pass. Tied embeddings, DDP's and FSDP's hooks see the head's weight
+  as they do in an ordinary call (it is the root's, unsharded after the forward).
 
 The result is the same sum as `data.packing.summed_token_loss` over full logits, forward and
 gradients (tests: `test_training_chunked_loss_is_exact.py`); the loop divides it by the step's
@@ -33,8 +35,12 @@ from torch.utils.checkpoint import checkpoint
 from ..data.packing import ModelBatch
 from ..data.tokenization import IGNORE_INDEX
 from ..memory_model import loss_chunk_tokens
+from .linear_cross_entropy import linear_cross_entropy
 
-LOSS_PATH = "label positions only; head and fp32 cross-entropy in checkpointed chunks (memory_model.loss_chunk_tokens)"
+LOSS_PATH = (
+    "label positions only; head and fp32 cross-entropy in chunks (memory_model.loss_chunk_tokens), "
+    "their gradients taken in the forward pass"
+)
 """What benchmarks print as the loss path."""
 _SCALED_LOGITS = ("logit_scale", "logits_scaling", "output_multiplier_scale")
 """config.json fields of models that rescale logits after the head: these keep the plain path."""
@@ -57,6 +63,8 @@ def summed_label_loss(model: nn.Module, batch: ModelBatch, *, chunk_tokens: int 
     softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
     vocab = int(getattr(head, "out_features", 0) or causal_lm.config.vocab_size)
     size = chunk_tokens or loss_chunk_tokens(vocab)
+    if type(head) is nn.Linear and head.bias is None and not softcap:
+        return linear_cross_entropy(hidden, head.weight, targets, chunk_tokens=size)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], size):
         piece, wanted = hidden[start : start + size], targets[start : start + size]
