@@ -4,7 +4,7 @@
 exist (forward), their gradient is known in closed form, `softmax(logits) - onehot(target)`, so
 the chunk's gradients for the hidden states and the head's weight are taken right then and the
 logits freed: no chunk is recomputed in backward (checkpointed chunks run the head's matmul a
-second time: one more pass over vocabulary x hidden per token, about 7% of a 1B Llama's training
+second time: one more pass over vocabulary x hidden per token, about 6% of a 1B Llama's training
 FLOPs and more of LoRA's, where the head is frozen). Backward only scales the kept gradients by
 the loss's own gradient (the step's 1 / label tokens, a loss scale).
 
