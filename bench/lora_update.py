@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from process_memory import memory_mark, peak_memory
 from variant_process import spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,13 +50,6 @@ SHAPES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 VARIANTS = ("peft", "fused")
 MMAP_THRESHOLD = "131072"
-
-
-def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def run_variant(name: str, *, shape: str, tokens: int, steps: int) -> dict[str, float]:
@@ -94,12 +87,7 @@ def run_variant(name: str, *, shape: str, tokens: int, steps: int) -> dict[str, 
         optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
-    if cuda:
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        before = _rss_bytes()
+    before = memory_mark()
     step()  # warm-up: the optimizer state and the allocator's first pages
     if cuda:
         torch.cuda.synchronize()
@@ -108,7 +96,7 @@ def run_variant(name: str, *, shape: str, tokens: int, steps: int) -> dict[str, 
     if cuda:
         torch.cuda.synchronize()
     wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
-    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_memory()
     return {
         "device": 1.0 if cuda else 0.0,
         "ms_per_step": 1000 * wall / steps,

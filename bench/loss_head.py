@@ -24,26 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from process_memory import memory_mark, peak_memory
 from variant_process import spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
 
 PATHS = ("checkpointed", "forward-grad")
-
-
-def _rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def run_path(
@@ -82,12 +75,7 @@ def run_path(
         return float(loss.detach()), [g.float().cpu() for g in grads]
 
     step()  # warm-up
-    if cuda:
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-    else:
-        before = _rss_bytes()
+    before = memory_mark()
     best = float("inf")
     for _ in range(rounds):
         if cuda:
@@ -97,7 +85,7 @@ def run_path(
         if cuda:
             torch.cuda.synchronize()
         best = min(best, (time.perf_counter() - start_wall) if cuda else (time.process_time() - start_cpu))
-    peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = peak_memory()
     saved = Path(tempfile.gettempdir()) / f"loss_head_{name}_{head_trains}_{os.getppid()}.pt"
     torch.save({"loss": loss, "grads": grads}, saved)
     return {"seconds": best, "peak_over_inputs_mb": max(peak - before, 0) / 2**20, "cuda": cuda, "saved": str(saved)}

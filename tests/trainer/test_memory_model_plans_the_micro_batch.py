@@ -22,6 +22,8 @@ from kubetune_trainer.memory_model import (
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
+from .saved_for_backward import saved_for_backward
+
 LLAMA_1B = {
     "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
     "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "tie_word_embeddings": True,
@@ -56,17 +58,8 @@ def test_activation_bytes_match_what_autograd_keeps(
         )
         model = apply_lora(model, adapters)
         fuse_lora_updates(model)
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            kept[storage.data_ptr()] = max(kept.get(storage.data_ptr(), 0), storage.nbytes())
-        return tensor
-
     tokens = 256
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with saved_for_backward(model) as kept:
         model(input_ids=torch.randint(0, 300, (1, tokens)), logits_to_keep=torch.zeros(0, dtype=torch.long))
     shape = ModelShape.from_config(config.to_dict())
     setup = TrainingSetup.for_run(shape, device="cpu", lora_rank=lora_rank, lora_dropout=lora_dropout > 0)

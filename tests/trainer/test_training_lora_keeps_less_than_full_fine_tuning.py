@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 from torch.optim import Optimizer
 from transformers import AutoTokenizer
@@ -25,6 +24,7 @@ from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.loss import summed_label_loss
 from kubetune_trainer.training.optim import build_optimizer
 
+from .saved_for_backward import saved_for_backward
 from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
 
 LORA = LoraConfig(r=8, alpha=16, dropout=0.0, target_modules=["all-linear"], merge=False)
@@ -49,16 +49,7 @@ def _one_step(
     model = initialize.run(ctx, downloaded).model
     model.train()  # as the training loop sets it: dropout drops
     batch = collate_packed(examples)
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with saved_for_backward(model) as kept:
         loss = summed_label_loss(model, batch)
     loss.backward()  # type: ignore[no-untyped-call]
     optimizer = build_optimizer(model, learning_rate=1e-3, weight_decay=0.01)

@@ -18,6 +18,8 @@ from kubetune_trainer.contract import LoraConfig
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
+from .saved_for_backward import saved_for_backward
+
 SHAPE = LlamaConfig(
     hidden_size=64,
     intermediate_size=128,
@@ -94,16 +96,7 @@ def test_dropout_draws_the_same_masks_as_peft_and_keeps_no_dropped_out_copy() ->
 
 def _kept_bytes(model: Any) -> int:
     """Bytes autograd keeps for backward in one forward, distinct storages, weights excluded."""
-    weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    kept: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor) -> torch.Tensor:
-        storage = tensor.untyped_storage()
-        if storage.data_ptr() not in weights:
-            kept[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with saved_for_backward(model) as kept:
         model(input_ids=_ids(), labels=_ids())
     return sum(kept.values())
 
