@@ -7,7 +7,7 @@ Both paths compute the summed cross-entropy of `hidden @ head.T` over the same p
 and backward, for a head that trains (full fine-tuning) and a frozen one (LoRA):
 
   checkpointed   each chunk a torch.utils.checkpoint region, recomputed in backward (what a
-                 soft-capped or LoRA-adapted head still runs: training.loss)
+                 soft-capped or LoRA-adapted head still runs: training.loss.checkpointed_chunks_loss)
   forward-grad   training.linear_cross_entropy: each chunk's gradients taken while its logits exist
 
 Prints seconds per forward+backward (CPU seconds on a CPU, CUDA-synced wall seconds on a GPU; best
@@ -43,10 +43,9 @@ def run_path(
     name: str, *, tokens: int, hidden_size: int, vocab: int, chunk: int, head_trains: bool, rounds: int
 ) -> dict[str, Any]:
     import torch
-    from torch.utils.checkpoint import checkpoint
 
     from kubetune_trainer.training.linear_cross_entropy import linear_cross_entropy
-    from kubetune_trainer.training.loss import _head_loss
+    from kubetune_trainer.training.loss import OutputHead, checkpointed_chunks_loss
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -66,10 +65,8 @@ def run_path(
         if name == "forward-grad":
             loss = linear_cross_entropy(hidden, head.weight, targets, chunk_tokens=chunk)
         else:
-            loss = hidden.new_zeros((), dtype=torch.float32)
-            for start in range(0, tokens, chunk):
-                piece, wanted = hidden[start : start + chunk], targets[start : start + chunk]
-                loss = loss + checkpoint(_head_loss, head, piece, wanted, None, use_reentrant=False)
+            as_output = OutputHead(module=head, vocab=vocab, softcap=None)
+            loss = checkpointed_chunks_loss(as_output, hidden, targets, chunk_tokens=chunk)
         (loss / tokens).backward()
         grads = [hidden.grad] + ([head.weight.grad] if head_trains else [])
         return float(loss.detach()), [g.float().cpu() for g in grads]

@@ -26,6 +26,7 @@ from kubetune_trainer.training.preference_loss import (
     NoReference,
     PrecomputedReference,
     PreferenceLoss,
+    sequence_logps,
 )
 
 # Real (tiny, random) transformers models built in this process: integration, not unit.
@@ -218,3 +219,40 @@ def test_reward_metrics_are_the_means_over_pairs() -> None:
     assert math.isclose(metrics.reward_margin, float(margins.mean()), abs_tol=1e-6)
     assert metrics.reward_accuracy == float((margins > 0).double().mean())
     assert loss.step_metrics() is None  # taken: the next step starts from zero
+
+
+def test_sequence_logps_by_chunks_equal_the_whole_rows_and_keep_one_chunk_of_logits() -> None:
+    """A DPO micro-batch's log-probabilities through chunks of 2 positions (all rows) equal one
+    whole pass, forward and gradients, and backward keeps no vocabulary-wide tensor of more than a chunk."""
+    policy = tiny_llama()
+    batch = collate_pairs(random_pairs(4, seed=11), pad_token_id=0)
+    rows = batch.input_ids.shape[0]
+    weights = torch.linspace(-1.0, 2.0, rows, dtype=torch.float64)  # a pair loss weighs rows unequally
+
+    def run(chunk_tokens: int | None) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], int]:
+        logit_rows = [0]
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            # The model computes in float64; its logits are upcast to float32 (the MLP is also 64 wide).
+            if tensor.dtype is torch.float32 and tensor.dim() and tensor.shape[-1] == VOCAB:
+                logit_rows.append(tensor.numel() // VOCAB)
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            logps, lengths = sequence_logps(policy, batch, chunk_tokens=chunk_tokens)
+        return logps, lengths, gradients(policy, (logps * weights).sum()), max(logit_rows)
+
+    whole, whole_lengths, whole_grads, whole_kept = run(None)
+    chunk = 2 * rows
+    chunked, chunked_lengths, chunked_grads, chunked_kept = run(chunk)
+
+    assert torch.equal(chunked_lengths, whole_lengths)
+    assert int(whole_lengths.max()) > 2 * 2  # really several chunks of 2 positions
+    # The logits are float32 (as the trainer upcasts them): sums in another order differ at its precision.
+    torch.testing.assert_close(chunked, whole, rtol=1e-6, atol=0)
+    assert chunked_grads.keys() == whole_grads.keys()
+    for name, gradient in whole_grads.items():
+        torch.testing.assert_close(chunked_grads[name], gradient, rtol=1e-5, atol=1e-7)
+    # One pass keeps every scored position's logits for backward; chunks keep none (recomputed).
+    assert whole_kept >= int(whole_lengths.max())
+    assert chunked_kept <= chunk

@@ -25,6 +25,7 @@ label tokens for exact gradient accumulation (`training.accumulate`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -51,37 +52,72 @@ def summed_label_loss(model: nn.Module, batch: ModelBatch, *, chunk_tokens: int 
 
     `chunk_tokens` overrides the chunk size (default: `memory_model.loss_chunk_tokens` of the vocabulary).
     """
-    # Positions whose next token is a label in any row; rows share the sequence axis.
-    keep = (batch.labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    keep = label_positions(batch.labels)
     targets = batch.labels[:, keep + 1].flatten()
     causal_lm = causal_lm_of(model)
     if causal_lm is None:
         logits = model(**batch.model_inputs(), logits_to_keep=keep).logits
         return _cross_entropy(logits.flatten(0, 1), targets)
-    hidden = _last_hidden_states(model, causal_lm, batch)[:, keep].flatten(0, 1)
-    head = causal_lm.get_output_embeddings()
-    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    vocab = int(getattr(head, "out_features", 0) or causal_lm.config.vocab_size)
-    size = chunk_tokens or loss_chunk_tokens(vocab)
-    if type(head) is nn.Linear and head.bias is None and not softcap:
-        return linear_cross_entropy(hidden, head.weight, targets, chunk_tokens=size)
+    hidden = last_hidden_states(model, causal_lm, batch)[:, keep].flatten(0, 1)
+    head = OutputHead.of(causal_lm)
+    size = chunk_tokens or loss_chunk_tokens(head.vocab)
+    if isinstance(head.module, nn.Linear) and head.plain_linear:
+        return linear_cross_entropy(hidden, head.module.weight, targets, chunk_tokens=size)
+    return checkpointed_chunks_loss(head, hidden, targets, chunk_tokens=size)
+
+
+def checkpointed_chunks_loss(
+    head: OutputHead, hidden: torch.Tensor, targets: torch.Tensor, *, chunk_tokens: int
+) -> torch.Tensor:
+    """The summed cross-entropy of `head`'s logits by chunks of positions, each chunk recomputed in
+    backward when there is more than one (any head; a plain linear one has `linear_cross_entropy`)."""
     total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, hidden.shape[0], size):
-        piece, wanted = hidden[start : start + size], targets[start : start + size]
-        if torch.is_grad_enabled() and hidden.shape[0] > size:
+    for start in range(0, hidden.shape[0], chunk_tokens):
+        piece, wanted = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
+        if torch.is_grad_enabled() and hidden.shape[0] > chunk_tokens:
             # Recomputed in backward: only this chunk's logits ever exist at once.
-            chunk = checkpoint(_head_loss, head, piece, wanted, softcap, use_reentrant=False)
+            chunk = checkpoint(_head_loss, head, piece, wanted, use_reentrant=False)
         else:
-            chunk = _head_loss(head, piece, wanted, softcap)
+            chunk = _head_loss(head, piece, wanted)
         total = total + chunk
     return total
 
 
-def _head_loss(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor, softcap: float | None) -> torch.Tensor:
-    logits = head(hidden).float()
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return _cross_entropy(logits, targets)
+def label_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Positions whose next token is a label in any row (rows share the sequence axis)."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+
+
+@dataclass(frozen=True)
+class OutputHead:
+    """A causal LM's output head as the chunked losses call it."""
+
+    module: nn.Module
+    vocab: int
+    softcap: float | None
+    """Gemma's `final_logit_softcapping`: logits become tanh(logits / cap) * cap."""
+
+    @classmethod
+    def of(cls, causal_lm: Any) -> OutputHead:
+        module = causal_lm.get_output_embeddings()
+        vocab = int(getattr(module, "out_features", 0) or causal_lm.config.vocab_size)
+        return cls(module, vocab, getattr(causal_lm.config, "final_logit_softcapping", None))
+
+    @property
+    def plain_linear(self) -> bool:
+        """logits = hidden @ weight.T and nothing more (no bias, no cap, no adapter on the head)."""
+        return type(self.module) is nn.Linear and self.module.bias is None and not self.softcap
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """fp32 logits of `hidden`, the head called as a module (tied weights, adapters, FSDP's hooks)."""
+        logits: torch.Tensor = self.module(hidden).float()
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits
+
+
+def _head_loss(head: OutputHead, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return _cross_entropy(head.logits(hidden), targets)
 
 
 def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -116,7 +152,7 @@ def causal_lm_of(model: nn.Module) -> Any | None:
     return inner
 
 
-def _last_hidden_states(model: nn.Module, causal_lm: Any, batch: ModelBatch) -> torch.Tensor:
+def last_hidden_states(model: nn.Module, causal_lm: Any, batch: ModelBatch) -> torch.Tensor:
     """The decoder's output for `batch`, from a forward of the whole (wrapped) model that applies the head nowhere."""
     captured: list[torch.Tensor] = []
 

@@ -31,28 +31,60 @@ from typing import Protocol
 import torch
 from torch import nn
 from torch.nn import functional
+from torch.utils.checkpoint import checkpoint
 
 from ..contract import DpoSettings, PreferenceProgress
 from ..data.packing import ModelBatch
 from ..data.preference_pairs import PairBatch
 from ..data.tokenization import IGNORE_INDEX
+from ..memory_model import loss_chunk_tokens
 from .distributed import all_reduce_sum
+from .loss import OutputHead, causal_lm_of, label_positions, last_hidden_states
 
 
-def sequence_logps(model: nn.Module, batch: ModelBatch) -> tuple[torch.Tensor, torch.Tensor]:
+def sequence_logps(
+    model: nn.Module, batch: ModelBatch, *, chunk_tokens: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of `batch`: the summed log-probability of its label tokens (fp32), and how many there are.
 
-    As in `training.loss`, the output head runs only at positions followed by a label in some row
-    (`logits_to_keep`): a pair's input is masked, so most positions of a DPO row need no logits.
-    Each kept position t scores the label at t + 1: log softmax, without materialising it, as the
-    logit picked minus the log-sum-exp of the row.
+    As in `training.loss`, the output head runs only at positions followed by a label in some row:
+    a pair's input is masked, so most positions of a DPO row need no logits. Each kept position t
+    scores the label at t + 1: log softmax, without materialising it, as the logit picked minus the
+    log-sum-exp of the row. The head runs over chunks of positions (every row's at once, at most
+    `chunk_tokens` positions in all: `memory_model.loss_chunk_tokens` of the vocabulary), each
+    chunk recomputed in backward when there is more than one, so at most one chunk's fp32 logits
+    exist at a time.
     """
-    keep = (batch.labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
-    logits = model(**batch.model_inputs(), use_cache=False, logits_to_keep=keep).logits.float()
+    keep = label_positions(batch.labels)
     targets = batch.labels[:, keep + 1]
+    lengths = (targets != IGNORE_INDEX).sum(dim=-1)
+    causal_lm = causal_lm_of(model)
+    if causal_lm is None:
+        logits = model(**batch.model_inputs(), use_cache=False, logits_to_keep=keep).logits.float()
+        return _row_logps(logits, targets), lengths
+    hidden = last_hidden_states(model, causal_lm, batch)[:, keep]
+    head = OutputHead.of(causal_lm)
+    positions = max(1, (chunk_tokens or loss_chunk_tokens(head.vocab)) // max(hidden.shape[0], 1))
+    chunked = torch.is_grad_enabled() and hidden.shape[1] > positions
+    total = hidden.new_zeros(hidden.shape[0], dtype=torch.float32)
+    for start in range(0, hidden.shape[1], positions):
+        piece, wanted = hidden[:, start : start + positions], targets[:, start : start + positions]
+        if chunked:
+            total = total + checkpoint(_head_row_logps, head, piece, wanted, use_reentrant=False)
+        else:
+            total = total + _head_row_logps(head, piece, wanted)
+    return total, lengths
+
+
+def _head_row_logps(head: OutputHead, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return _row_logps(head.logits(hidden), targets)
+
+
+def _row_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per row, the summed log softmax of `logits` (fp32) at `targets`, IGNORE_INDEX scoring nothing."""
     mask = targets != IGNORE_INDEX
     picked = logits.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    return (picked * mask).sum(dim=-1), mask.sum(dim=-1)
+    return (picked * mask).sum(dim=-1)
 
 
 @dataclass(frozen=True)
