@@ -1,6 +1,6 @@
 """LoRA's update, peft's forward against the fused one (`training.lora_fused`), on the same model and rows.
 
-    .venv/bin/python bench/lora_update.py [--steps 6] [--rounds 2] [--tokens 2048] [--shape 14m|1b]
+    .venv/bin/python bench/lora_update.py [--steps 6] [--rounds 2] [--tokens 2048] [--shape 14m|1b] [--dropout 0.1]
 
 A random Llama (`--shape 14m`: hidden 512, intermediate 1024, 6 layers, 8 heads, 4 KV heads, vocab
 512, the model of bench/lora_memory.py; `1b`: Llama-3.2-1B's shape, for a GPU) gets LoRA at the
@@ -52,7 +52,7 @@ VARIANTS = ("peft", "fused")
 MMAP_THRESHOLD = "131072"
 
 
-def run_variant(name: str, *, shape: str, tokens: int, steps: int) -> dict[str, float]:
+def run_variant(name: str, *, shape: str, tokens: int, steps: int, dropout: float) -> dict[str, float]:
     import torch
     from synthetic import random_llama
 
@@ -67,8 +67,9 @@ def run_variant(name: str, *, shape: str, tokens: int, steps: int) -> dict[str, 
         seed=0, device=device.type, dtype=torch.bfloat16 if cuda else torch.float32, attn_implementation="sdpa",
         max_position_embeddings=max(tokens, 2048), use_cache=False, **SHAPES[shape],
     )  # fmt: skip
-    model = apply_lora(model, LoraConfig(r=64, alpha=128, dropout=0.0, target_modules=["all-linear"], merge=False))
+    model = apply_lora(model, LoraConfig(r=64, alpha=128, dropout=dropout, target_modules=["all-linear"], merge=False))
     model.to(device)
+    model.train()  # as the training loop sets it: dropout drops
     if cuda:
         keep_adapter_inputs_as_they_come(model)
     if name == "fused":
@@ -130,15 +131,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=2048, help="tokens in the row each step trains on")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="14m")
+    parser.add_argument("--dropout", type=float, default=0.0, help="lora.dropout (the template's default is 0)")
     parser.add_argument("--run-variant", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_variant:
-        figures = run_variant(args.run_variant, shape=args.shape, tokens=args.tokens, steps=args.steps)
+        figures = run_variant(
+            args.run_variant, shape=args.shape, tokens=args.tokens, steps=args.steps, dropout=args.dropout
+        )
         print("FIGURES " + json.dumps(figures))
         return
 
     flags = ["--shape", args.shape, "--tokens", str(args.tokens), "--steps", str(args.steps)]
+    flags += ["--dropout", str(args.dropout)]
     allocators = {"glibc default": False, f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}": True}
     results: dict[tuple[str, str], list[dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -152,7 +157,10 @@ def main() -> None:
     best = {key: _best(rounds) for key, rounds in results.items()}
     cuda = next(iter(best.values()))["device"] == 1.0
     load = os.getloadavg()
-    print(f"shape {args.shape}, {args.tokens} tokens per step, {args.steps} steps, best of {args.rounds} rounds")
+    print(
+        f"shape {args.shape}, lora.dropout {args.dropout}, {args.tokens} tokens per step, {args.steps} steps, "
+        f"best of {args.rounds} rounds"
+    )
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if cuda:
         print("| variant | ms per step | peak allocated MB | of which over the model | last loss |")

@@ -92,11 +92,13 @@ class _DroppedOutLowRank(torch.autograd.Function):
         x, mask, weight = ctx.saved_tensors
         grad_low_rank = grad_low_rank.to(ctx.compute)
         grad_x = grad_weight = None
+        # The 1-byte mask as scaled noise in the compute dtype, once: products with a bool tensor are slow on CPUs.
+        noise = mask.to(ctx.compute).mul_(ctx.scale)
         if ctx.needs_input_grad[1]:
-            dropped = x.to(ctx.compute) * mask * ctx.scale
+            dropped = x.to(ctx.compute) * noise
             grad_weight = (grad_low_rank.t() @ dropped).to(weight.dtype)
         if ctx.needs_input_grad[0]:
-            grad_x = ((grad_low_rank @ weight.to(ctx.compute)) * mask * ctx.scale).to(x.dtype)
+            grad_x = ((grad_low_rank @ weight.to(ctx.compute)) * noise).to(x.dtype)
         return grad_x, grad_weight, None
 
 
