@@ -25,6 +25,7 @@ label tokens for exact gradient accumulation (`training.accumulate`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,25 +62,44 @@ def summed_label_loss(model: nn.Module, batch: ModelBatch, *, chunk_tokens: int 
     hidden = last_hidden_states(model, causal_lm, batch)[:, keep].flatten(0, 1)
     head = OutputHead.of(causal_lm)
     size = chunk_tokens or loss_chunk_tokens(head.vocab)
-    if isinstance(head.module, nn.Linear) and head.plain_linear:
-        return linear_cross_entropy(hidden, head.module.weight, targets, chunk_tokens=size)
+    weight = head.linear_weight
+    if weight is not None:
+        return linear_cross_entropy(hidden, weight, targets, chunk_tokens=size)
     return checkpointed_chunks_loss(head, hidden, targets, chunk_tokens=size)
 
 
 def checkpointed_chunks_loss(
     head: OutputHead, hidden: torch.Tensor, targets: torch.Tensor, *, chunk_tokens: int
 ) -> torch.Tensor:
-    """The summed cross-entropy of `head`'s logits by chunks of positions, each chunk recomputed in
-    backward when there is more than one (any head; a plain linear one has `linear_cross_entropy`)."""
-    total = hidden.new_zeros((), dtype=torch.float32)
-    for start in range(0, hidden.shape[0], chunk_tokens):
-        piece, wanted = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
-        if torch.is_grad_enabled() and hidden.shape[0] > chunk_tokens:
-            # Recomputed in backward: only this chunk's logits ever exist at once.
-            chunk = checkpoint(_head_loss, head, piece, wanted, use_reentrant=False)
+    """The summed cross-entropy of `head`'s logits by chunks of positions (any head; a plain linear
+    one has `linear_cross_entropy`)."""
+    return sum_over_chunks(_head_loss, head, hidden, targets, size=chunk_tokens, dim=0)
+
+
+def sum_over_chunks(
+    score: Callable[[OutputHead, torch.Tensor, torch.Tensor], torch.Tensor],
+    head: OutputHead,
+    hidden: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    size: int,
+    dim: int,
+) -> torch.Tensor:
+    """The sum of `score(head, hidden chunk, targets chunk)` over chunks of `size` along `dim`, in fp32.
+
+    When autograd records and there is more than one chunk, each is checkpointed: its logits are
+    freed once scored and recomputed in backward, so only one chunk's logits ever exist at once.
+    """
+    length = hidden.shape[dim]
+    recompute = torch.is_grad_enabled() and length > size
+    total = hidden.new_zeros(hidden.shape[:dim], dtype=torch.float32)
+    for start in range(0, length, size):
+        width = min(size, length - start)
+        piece, wanted = hidden.narrow(dim, start, width), targets.narrow(dim, start, width)
+        if recompute:
+            total = total + checkpoint(score, head, piece, wanted, use_reentrant=False)
         else:
-            chunk = _head_loss(head, piece, wanted)
-        total = total + chunk
+            total = total + score(head, piece, wanted)
     return total
 
 
@@ -104,9 +124,13 @@ class OutputHead:
         return cls(module, vocab, getattr(causal_lm.config, "final_logit_softcapping", None))
 
     @property
-    def plain_linear(self) -> bool:
-        """logits = hidden @ weight.T and nothing more (no bias, no cap, no adapter on the head)."""
-        return type(self.module) is nn.Linear and self.module.bias is None and not self.softcap
+    def linear_weight(self) -> torch.Tensor | None:
+        """The weight when logits = hidden @ weight.T and nothing more (no bias, no cap, no adapter on
+        the head); else None."""
+        module = self.module
+        if type(module) is nn.Linear and module.bias is None and not self.softcap:
+            return module.weight
+        return None
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """fp32 logits of `hidden`, the head called as a module (tied weights, adapters, FSDP's hooks)."""

@@ -31,7 +31,6 @@ from typing import Protocol
 import torch
 from torch import nn
 from torch.nn import functional
-from torch.utils.checkpoint import checkpoint
 
 from ..contract import DpoSettings, PreferenceProgress
 from ..data.packing import ModelBatch
@@ -39,7 +38,7 @@ from ..data.preference_pairs import PairBatch
 from ..data.tokenization import IGNORE_INDEX
 from ..memory_model import loss_chunk_tokens
 from .distributed import all_reduce_sum
-from .loss import OutputHead, causal_lm_of, label_positions, last_hidden_states
+from .loss import OutputHead, causal_lm_of, label_positions, last_hidden_states, sum_over_chunks
 
 
 def sequence_logps(
@@ -65,15 +64,7 @@ def sequence_logps(
     hidden = last_hidden_states(model, causal_lm, batch)[:, keep]
     head = OutputHead.of(causal_lm)
     positions = max(1, (chunk_tokens or loss_chunk_tokens(head.vocab)) // max(hidden.shape[0], 1))
-    chunked = torch.is_grad_enabled() and hidden.shape[1] > positions
-    total = hidden.new_zeros(hidden.shape[0], dtype=torch.float32)
-    for start in range(0, hidden.shape[1], positions):
-        piece, wanted = hidden[:, start : start + positions], targets[:, start : start + positions]
-        if chunked:
-            total = total + checkpoint(_head_row_logps, head, piece, wanted, use_reentrant=False)
-        else:
-            total = total + _head_row_logps(head, piece, wanted)
-    return total, lengths
+    return sum_over_chunks(_head_row_logps, head, hidden, targets, size=positions, dim=1), lengths
 
 
 def _head_row_logps(head: OutputHead, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
