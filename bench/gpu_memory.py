@@ -33,6 +33,7 @@ from torch.nn import functional  # noqa: E402
 from kubetune_trainer.contract import LoraConfig, MasterWeights  # noqa: E402
 from kubetune_trainer.data.packing import ModelBatch  # noqa: E402
 from kubetune_trainer.memory_model import GIB, ModelShape, TrainingSetup, estimate, plan_token_budget  # noqa: E402
+from kubetune_trainer.training.lean_layers import make_layers_lean  # noqa: E402
 from kubetune_trainer.training.lora import apply_lora, keep_adapter_inputs_as_they_come  # noqa: E402
 from kubetune_trainer.training.lora_fused import fuse_lora_updates  # noqa: E402
 from kubetune_trainer.training.loss import summed_label_loss  # noqa: E402
@@ -158,6 +159,7 @@ def training_step(*, layers: int, tokens: int, policy: str) -> None:
         use_cache=False,
     )
     shape = ModelShape.from_config(model.config.to_dict(), parameters=sum(p.numel() for p in model.parameters()))
+    make_layers_lean(model)  # as Initialization does: the memory model counts the lean norms and MLPs
     lora = policy == "lora"
     if lora:
         model = apply_lora(model, LoraConfig(r=64, alpha=128, dropout=0.0, target_modules=["all-linear"], merge=False))

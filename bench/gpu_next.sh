@@ -9,9 +9,10 @@
 # each one's output to $OUT/<name>.txt (the table is its last lines), with $OUT/summary.txt listing
 # every step's exit status and seconds:
 #   1. lora-compile  bench/gpu_throughput.py --variants kubetune-compile,kubetune-lora-compile
-#   2. loss-head     bench/loss_head.py at Llama 3's head (16,384 positions, hidden 2048, vocab 128,256)
-#   3. lora-update   bench/lora_update.py --shape 1b (peft's LoRA forward against the fused one)
-#   4. gpu-memory    bench/gpu_memory.py (each masterWeights policy and LoRA against the memory model)
+#   2. gpu-memory    bench/gpu_memory.py (each masterWeights policy and LoRA against the memory model)
+#   3. lean-layers   bench/lean_layers.py --shape 1b (transformers' norms and MLPs against the lean ones, full and LoRA)
+#   4. loss-head     bench/loss_head.py at Llama 3's head (16,384 positions, hidden 2048, vocab 128,256)
+#   5. lora-update   bench/lora_update.py --shape 1b (peft's LoRA forward against the fused one)
 # The yardstick (../shared/gpu-bench/README.md) is a run of its own (about 400 s).
 # The project's pinned wheels, where the GPU machine's python lacks them: .whl/ as the yardstick's
 # README downloads them (KT_WHL_DIR), installed into KT_SITE (default /tmp/site) and put on the path
@@ -34,11 +35,13 @@ if [ "${KT_DRY:-0}" = "1" ]; then
   THROUGHPUT=(--tiny --steps 6 --batch-size 2)
   LOSS_HEAD=(--tokens 512 --hidden 64 --vocab 3000 --chunk 128 --rounds 1)
   LORA_UPDATE=(--tokens 128 --steps 1 --rounds 1)
+  LEAN=(--tokens 128 --steps 1 --rounds 1)
   MEMORY=(--layers 1 --tokens 256 --loss-tokens 3000 --vocab 3000)
 else
   THROUGHPUT=(--steps 14)  # 9 measured after the 5 warm-up steps: two compiled variants within 200 s
   LOSS_HEAD=(--tokens 16384 --hidden 2048 --vocab 128256 --chunk 2092 --rounds 3)
   LORA_UPDATE=(--shape 1b --rounds 2)
+  LEAN=(--shape 1b --tokens 16384 --steps 4 --rounds 1)
   MEMORY=()
 fi
 
@@ -59,6 +62,7 @@ step() {  # step NAME SECONDS COMMAND...
 : > "$OUT/summary.txt"
 { date -u; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || echo "no GPU"; git rev-parse --short HEAD; } >> "$OUT/summary.txt"
 step lora-compile 200 "$PYTHON" bench/gpu_throughput.py --variants kubetune-compile,kubetune-lora-compile "${THROUGHPUT[@]}"
+step gpu-memory 90 "$PYTHON" bench/gpu_memory.py "${MEMORY[@]}"
+step lean-layers 80 "$PYTHON" bench/lean_layers.py "${LEAN[@]}"
 step loss-head 45 "$PYTHON" bench/loss_head.py "${LOSS_HEAD[@]}"
 step lora-update 60 "$PYTHON" bench/lora_update.py "${LORA_UPDATE[@]}"
-step gpu-memory 90 "$PYTHON" bench/gpu_memory.py "${MEMORY[@]}"

@@ -110,17 +110,15 @@ def run_variant(name: str, *, shape: str, tokens: int, steps: int, dropout: floa
 
 def _spawn(name: str, workdir: Path, flags: list[str], *, mmap_threshold: bool) -> dict[str, float]:
     saved = os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
-    if mmap_threshold:
-        os.environ["MALLOC_MMAP_THRESHOLD_"] = MMAP_THRESHOLD
     try:
-        return spawn_variant(__file__, name, workdir=workdir, flags=flags)
+        environ = {"MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD} if mmap_threshold else {}
+        return spawn_variant(__file__, name, workdir=workdir, flags=flags, environ=environ)
     finally:
-        os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
         if saved is not None:
             os.environ["MALLOC_MMAP_THRESHOLD_"] = saved
 
 
-def _best(rounds: list[dict[str, float]]) -> dict[str, float]:
+def best_of(rounds: list[dict[str, float]]) -> dict[str, float]:
     """Each figure's best (lowest) over the rounds: the neighbours' load only ever adds."""
     return {key: min(r[key] for r in rounds) for key in rounds[0]}
 
@@ -154,7 +152,7 @@ def main() -> None:
                     results.setdefault((allocator, name), []).append(figures)
                 if figures["device"]:
                     break  # the CUDA allocator ignores glibc's switch: one row per variant is enough
-    best = {key: _best(rounds) for key, rounds in results.items()}
+    best = {key: best_of(rounds) for key, rounds in results.items()}
     cuda = next(iter(best.values()))["device"] == 1.0
     load = os.getloadavg()
     print(

@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 
-def spawn_variant(script: str, name: str, *, workdir: Path, flags: list[str]) -> dict[str, Any]:
-    """`script --run-variant name --workdir workdir *flags`, offline and quiet; its FIGURES as a dict."""
+def spawn_variant(
+    script: str, name: str, *, workdir: Path, flags: list[str], environ: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """`script --run-variant name --workdir workdir *flags`, offline and quiet, with `environ` added to this
+    process's environment; its FIGURES as a dict."""
     command = [sys.executable, script, "--run-variant", name, "--workdir", str(workdir), *flags]
-    environ = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run(command, capture_output=True, text=True, env=environ, check=False)
+    child = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_OFFLINE": "1", **(environ or {})}
+    done = subprocess.run(command, capture_output=True, text=True, env=child, check=False)
     line = next((x for x in done.stdout.splitlines() if x.startswith("FIGURES ")), None)
     if done.returncode != 0 or line is None:
         raise SystemExit(f"variant {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")

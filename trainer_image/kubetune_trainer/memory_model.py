@@ -15,8 +15,9 @@ What is counted:
   trainable parameters (m and v; an fp32 master copy or a bf16 compensation buffer where the
   precision policy keeps one), DDP's gradient buckets; divided by the shard count under FSDP.
 - **activations per token**: what autograd keeps for backward in one decoder layer, times the
-  layers, from hidden, intermediate, heads and KV heads (coefficients counted with saved-tensor
-  hooks on Llama in transformers 5, see docs/training.md); with gradient checkpointing one
+  layers, from hidden, intermediate, heads and KV heads (coefficients counted from the bytes a
+  forward leaves allocated on Llama in transformers 5 with the trainer's lean norms and MLPs, see
+  docs/training.md); with gradient checkpointing one
   layer's input per layer plus one whole layer being recomputed.
 - **the loss chunk**: the head's output for `loss_chunk_tokens` positions in the compute dtype,
   its fp32 upcast and the fp32 gradient of it (`training.loss` never holds more), and the head's
@@ -42,23 +43,25 @@ BUDGET_CEILING_TOKENS = 65536
 BUDGET_STEP_TOKENS = 1024
 """Budgets are whole multiples of this (above one sequence)."""
 
-# Elements autograd keeps per token in one decoder layer, counted with saved-tensor hooks on
-# transformers 5's Llama layer (sdpa) at three shapes: 8 x hidden + 2 x KV width + 4 x
-# intermediate, at the compute dtype, of which two hidden-sized ones (the RMSNorms' inputs,
-# upcast) are fp32 under bf16 compute; plus fp32 softmax statistics per head. LoRA adds each
-# adapter's rank-r intermediate (7 adapters on all-linear) and, its norms being frozen, drops the
-# two normalised outputs each layer keeps for its norms' weight gradients, the final norm's, and
-# the first layer's norm input (nothing below it trains): counted the same way, with peft; with
-# dropout, a one-byte mask per adapter input.
-_LAYER_D = 8
+# Elements autograd keeps per token in one decoder layer with the trainer's lean RMSNorms and SwiGLU
+# MLPs (`training.lean_layers`), counted from glibc's bytes in use after a forward on transformers 5's
+# Llama (sdpa) at four shapes, fp32 and bf16 (tests/trainer/test_memory_model_plans_the_micro_batch.py):
+# the two norms' inputs and outputs (4 x hidden), attention's query and output (2 x query width), its
+# key and value (2 x KV width), the gate and up outputs (2 x intermediate; the product is recomputed),
+# all at the compute dtype; in fp32 the norms' reciprocal roots (2) and softmax statistics per head.
+# LoRA adds each adapter's rank-r intermediate (7 adapters on all-linear) and keeps nothing below the
+# first layer's input norm (nothing there trains); with dropout, a one-byte mask per adapter input.
+_LAYER_D = 4
+_LAYER_Q = 2
 _LAYER_KV = 2
-_LAYER_I = 4
-_NORM_FP32_D = 2
+_LAYER_I = 2
+_LAYER_FP32 = 2
+"""Per layer, fp32 elements besides the attention's per-head statistics: the norms' reciprocal roots."""
 _LORA_ADAPTERS = 7
-_NORM_OUTPUTS_D = 2
-"""Per layer: the normalised outputs kept for the two RMSNorms' weight gradients (none under LoRA)."""
-_OUTSIDE_LAYERS_D = 2
-"""The embeddings' output and the final norm's input."""
+_OUTSIDE_LAYERS_D = 1
+"""The final norm's input (under LoRA the first norm's input is not kept, which cancels it)."""
+_ROTARY_HEAD_DIM = 2
+"""The rotary cosines and sines, head_dim each per token, shared by every layer."""
 
 
 def loss_chunk_tokens(vocab_size: int) -> int:
@@ -189,19 +192,20 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     d, kv, i = shape.hidden_size, shape.num_kv_heads * shape.head_dim, shape.intermediate_size
     q = shape.num_heads * shape.head_dim
     compute, fp32 = setup.compute_bytes, 4
-    elements = (_LAYER_D - _NORM_FP32_D) * d + 3 * (q - d) + _LAYER_KV * kv + _LAYER_I * i
-    outside = _OUTSIDE_LAYERS_D * d * compute
+    elements = _LAYER_D * d + _LAYER_Q * q + _LAYER_KV * kv + _LAYER_I * i
+    outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
     if setup.lora_rank:
-        elements += _LORA_ADAPTERS * setup.lora_rank - _NORM_OUTPUTS_D * d
-        outside -= d * compute + d * fp32
-    layer = elements * compute + _NORM_FP32_D * d * fp32 + shape.num_heads * fp32
+        elements += _LORA_ADAPTERS * setup.lora_rank
+        outside -= d * compute
+    layer = elements * compute + (_LAYER_FP32 + shape.num_heads) * fp32
     if setup.lora_rank and setup.lora_dropout:
         # One bool mask per adapter, over its input: q, k, v, gate and up take the hidden state,
         # o the attention output, down the intermediate (`training.lora_fused` keeps no dropped-out copy).
         layer += 5 * d + q + i
     if setup.gradient_checkpointing:
-        # Each layer keeps its input; one layer at a time is recomputed whole in backward.
-        return shape.num_layers * d * compute + layer + outside
+        # Each layer keeps its input; one layer at a time is recomputed whole in backward, keeping its
+        # MLP's product too (the lean MLP recomputes it only where no other saved-tensor hook is in force).
+        return shape.num_layers * d * compute + layer + i * compute + outside
     return shape.num_layers * layer + outside
 
 

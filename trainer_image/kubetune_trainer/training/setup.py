@@ -16,6 +16,7 @@ from ..contract import AttentionKernel, LoraConfig, RuntimeSettings
 from .attention import AttentionChoice, AttentionShape, choose_attention, use_attention
 from .compile import CompileOutcome, compile_layers, probe_pass
 from .distributed import pick_device, wrap_model
+from .lean_layers import make_layers_lean
 from .lora import apply_lora, keep_adapter_inputs_as_they_come
 from .lora_fused import fuse_lora_updates
 from .precision import PrecisionPlan, plan_precision
@@ -71,8 +72,8 @@ def load_model(snapshot: Path, *, dtype: torch.dtype) -> Any:
 def prepare_model(
     snapshot: Path, *, runtime: RuntimeSettings, lora: LoraConfig | None, dist_info: DistInfo
 ) -> tuple[nn.Module, TrainingSetup]:
-    """Load, choose the attention kernel, optionally checkpoint activations and add LoRA, move to the
-    device, optionally compile, wrap for DDP/FSDP."""
+    """Load, choose the attention kernel, make the norms and MLPs lean, optionally checkpoint activations
+    and add LoRA, move to the device, optionally compile, wrap for DDP/FSDP."""
     device = pick_device(dist_info)
     precision = plan_precision(runtime.precision, device=device)
     model = load_model(snapshot, dtype=precision.load_dtype)
@@ -83,6 +84,7 @@ def prepare_model(
         dtype=precision.autocast_dtype or precision.load_dtype,
     )
     use_attention(model, attention.kernel)
+    log.info("%s", make_layers_lean(model).message())
     if runtime.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     if lora is not None:

@@ -1,0 +1,228 @@
+"""The lean RMSNorms and SwiGLU MLPs: transformers' losses and gradients, fewer bytes kept for backward.
+
+`training.lean_layers` swaps each RMSNorm and SwiGLU MLP of a model onto a forward that keeps the
+norm's input (not an fp32 copy, not its normalised output) and the MLP's gate and up outputs (not
+silu's output, not the product). Each test compares a model with them against the same model with
+transformers' own forwards, as a user of the trainer would: the loss and every gradient, and the
+bytes a forward leaves allocated for backward.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+from kubetune_trainer.contract import LoraConfig
+from kubetune_trainer.stages import initialize
+from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.lean_layers import make_layers_lean
+from kubetune_trainer.training.lora import apply_lora
+from kubetune_trainer.training.lora_fused import fuse_lora_updates
+
+from .held_after_forward import held_after, in_a_fresh_process
+from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
+
+HIDDEN, INTERMEDIATE, LAYERS, TOKENS = 64, 176, 2, 512
+
+
+def _llama(*, dtype: torch.dtype = torch.float32, layers: int = LAYERS) -> Any:
+    """A tiny random Llama whose norm weights are not all ones (so their gradients and products matter)."""
+    config = LlamaConfig(
+        hidden_size=HIDDEN, intermediate_size=INTERMEDIATE, num_hidden_layers=layers, num_attention_heads=8,
+        num_key_value_heads=2, vocab_size=300, use_cache=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).to(dtype)  # type: ignore[no-untyped-call]
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name:
+                parameter.add_(0.1 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(2)))
+    return model
+
+
+def _with_lora(model: Any, *, dropout: float = 0.0) -> Any:
+    torch.manual_seed(5)
+    adapted = apply_lora(model, LoraConfig(r=8, alpha=16, dropout=dropout, target_modules=["all-linear"], merge=False))
+    fuse_lora_updates(adapted)
+    with torch.no_grad():  # B starts at zero; a trained one makes the adapters' gradients reach every input
+        for name, parameter in adapted.named_parameters():
+            if "lora_B" in name:
+                parameter.copy_(0.02 * torch.randn(parameter.shape, generator=torch.Generator().manual_seed(3)))
+    return adapted
+
+
+def _own_and_lean(*, lora: bool, dtype: torch.dtype = torch.float32, dropout: float = 0.0) -> tuple[Any, Any]:
+    own = _llama(dtype=dtype)
+    lean = copy.deepcopy(own)
+    outcome = make_layers_lean(lean)
+    assert (outcome.norms, outcome.mlps, outcome.kept_own) == (2 * LAYERS + 1, LAYERS, 0)
+    if lora:
+        own, lean = _with_lora(own, dropout=dropout), _with_lora(lean, dropout=dropout)
+    own.train()
+    lean.train()
+    return own, lean
+
+
+def _loss_and_gradients(
+    model: nn.Module, ids: torch.Tensor, *, seed: int = 0
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    torch.manual_seed(seed)  # the same dropout masks for both models
+    loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    gradients = {name: p.grad for name, p in model.named_parameters() if p.grad is not None}
+    return loss.detach(), gradients
+
+
+def _ids(tokens: int = TOKENS) -> torch.Tensor:
+    return torch.randint(0, 300, (2, tokens // 2), generator=torch.Generator().manual_seed(1))
+
+
+def _assert_same_gradients(own: dict[str, torch.Tensor], lean: dict[str, torch.Tensor], *, rel: float) -> None:
+    assert own.keys() == lean.keys()
+    assert own
+    for name, expected in own.items():
+        scale = expected.float().abs().max().item() + 1e-12
+        error = (lean[name].float() - expected.float()).abs().max().item() / scale
+        assert error < rel, (name, error)
+
+
+@pytest.mark.parametrize(
+    ("lora", "dropout"), [(False, 0.0), (True, 0.0), (True, 0.1)], ids=["full", "lora", "lora-dropout"]
+)
+def test_loss_and_gradients_equal_transformers_own(lora: bool, dropout: float) -> None:
+    own, lean = _own_and_lean(lora=lora, dropout=dropout)
+    own_loss, own_gradients = _loss_and_gradients(own, _ids())
+    lean_loss, lean_gradients = _loss_and_gradients(lean, _ids())
+    assert lean_loss.item() == pytest.approx(own_loss.item(), rel=1e-6)
+    _assert_same_gradients(own_gradients, lean_gradients, rel=1e-5)
+    if not lora:  # the norms' weights train and got their gradients
+        assert any("norm" in name for name in lean_gradients)
+
+
+def test_in_bf16_the_gradients_differ_by_rounding_only() -> None:
+    own, lean = _own_and_lean(lora=False, dtype=torch.bfloat16)
+    own_loss, own_gradients = _loss_and_gradients(own, _ids())
+    lean_loss, lean_gradients = _loss_and_gradients(lean, _ids())
+    assert lean_loss.item() == own_loss.item()  # the forwards run the same operations
+    _assert_same_gradients(own_gradients, lean_gradients, rel=2e-2)  # a bf16 step is 2**-7 relative
+
+
+def held_per_token_own_and_lean(*, lora: bool, checkpointing: bool) -> dict[str, float]:
+    """Run in a fresh process: the bytes one forward leaves allocated per token, own and lean."""
+    held = {}
+    for name, model in zip(("own", "lean"), _own_and_lean(lora=lora), strict=True):
+        if checkpointing:
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        ids = _ids(1024)
+        model(input_ids=ids, labels=ids).loss.backward()  # what a first pass allocates for good stays out
+        model.zero_grad(set_to_none=True)
+        with held_after() as measured:
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        held[name] = measured.bytes / ids.numel()
+    return held
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_a_forward_keeps_two_intermediate_sized_tensors_fewer_per_layer(lora: bool) -> None:
+    held = in_a_fresh_process(held_per_token_own_and_lean, lora=lora, checkpointing=False)
+    two_intermediates = LAYERS * 2 * INTERMEDIATE * 4  # silu's output and the product, fp32
+    # Full fine-tuning also stops keeping each norm's normalised output for its weight's gradient.
+    norm_outputs = 0 if lora else (2 * LAYERS + 1) * HIDDEN * 4
+    assert held["own"] - held["lean"] == pytest.approx(two_intermediates + norm_outputs, rel=0.1)
+
+
+def test_under_activation_checkpointing_the_hooks_step_aside() -> None:
+    """Checkpointing's own saved-tensor hooks stay in charge: same gradients, no more held than without lean."""
+    own, lean = _own_and_lean(lora=False)
+    for model in (own, lean):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    own_loss, own_gradients = _loss_and_gradients(own, _ids())
+    lean_loss, lean_gradients = _loss_and_gradients(lean, _ids())
+    assert lean_loss.item() == pytest.approx(own_loss.item(), rel=1e-6)
+    _assert_same_gradients(own_gradients, lean_gradients, rel=1e-5)
+    held = in_a_fresh_process(held_per_token_own_and_lean, lora=False, checkpointing=True)
+    assert held["lean"] <= held["own"] * 1.02
+
+
+class _OffsetRMSNorm(nn.Module):
+    """Gemma's formula: the weight is an offset from one. Shaped like an RMSNorm, computing another thing."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(width))
+        self.eps = 1e-6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        normalised = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normalised * (1.0 + self.weight)
+
+
+def test_a_norm_of_another_formula_keeps_its_own_forward() -> None:
+    model = nn.Sequential(_OffsetRMSNorm(16))
+    outcome = make_layers_lean(model)
+    assert (outcome.norms, outcome.kept_own) == (0, 1)
+    assert type(model[0]) is _OffsetRMSNorm
+    assert "1 kept their own forward" in outcome.message()
+
+
+def test_a_model_on_the_meta_device_is_left_as_it_is() -> None:
+    with torch.device("meta"):
+        model = _llama()
+    outcome = make_layers_lean(model)
+    assert (outcome.norms, outcome.mlps) == (0, 0)
+
+
+def test_lean_twice_changes_nothing_more() -> None:
+    model = _llama()
+    make_layers_lean(model)
+    classes = [type(module) for module in model.modules()]
+    again = make_layers_lean(model)
+    assert [type(module) for module in model.modules()] == classes
+    assert (again.norms, again.mlps) == (2 * LAYERS + 1, LAYERS)
+    assert not any(type(module).__name__.startswith("LeanLean") for module in model.modules())
+
+
+def test_a_decoder_layer_compiles_as_one_graph() -> None:
+    """Under torch.compile the functions trace into the graph (the product's hook is for eager autograd)."""
+    torch._dynamo.reset()
+    _, lean = _own_and_lean(lora=False)
+    layer = lean.model.layers[0]
+    hidden = torch.randn(1, 32, HIDDEN, requires_grad=True)
+    position_ids = torch.arange(32).unsqueeze(0)
+    embeddings = lean.model.rotary_emb(hidden, position_ids)
+
+    def run(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden.grad = None
+        out = module(hidden, position_embeddings=embeddings, attention_mask=None, position_ids=position_ids)
+        out = out[0] if isinstance(out, tuple) else out
+        out.square().sum().backward()
+        assert hidden.grad is not None
+        return out.detach(), hidden.grad.clone()
+
+    eager_out, eager_grad = run(layer)
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    compiled_out, compiled_grad = run(compiled)
+    torch.testing.assert_close(compiled_out, eager_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_initialization_makes_the_job_model_lean(tiny_llama: TinyModel, tmp_path: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama.snapshot_path))
+    lines = chat_lines(4, seed=3)
+    config = trainer_config(
+        tiny_llama, work_dir=tmp_path, training_file=write_jsonl(tmp_path / "t.jsonl", lines), n_evals=0
+    )
+    ctx, _, downloaded = training_context(
+        config, model=tiny_llama, tokenizer=tokenizer, train=tokenized(tokenizer, lines)
+    )
+    model = initialize.run(ctx, downloaded).model
+    names = {type(module).__name__ for module in model.modules()}
+    assert {"LeanLlamaRMSNorm", "LeanLlamaMLP"} <= names
+    assert not {"LlamaRMSNorm", "LlamaMLP"} & names

@@ -1,0 +1,248 @@
+"""The decoder layers' RMSNorms and SwiGLU MLPs, keeping fewer tensors for backward, same results.
+
+What autograd keeps for transformers' own forwards, per token of every layer:
+
+- **RMSNorm** (`weight * (x.float() * rsqrt(mean(x.float()**2) + eps)).to(dtype)`): the fp32 copy
+  of the input (under bf16 compute, twice the input's bytes) and, when the weight trains, the
+  normalised output besides what the next layer keeps of it. Here one autograd function keeps the
+  input as it came and the fp32 reciprocal root (one number per token), and recomputes the
+  normalised input in backward for both gradients.
+- **SwiGLU MLP** (`down(silu(gate(x)) * up(x))`): the gate's output for silu's gradient, silu's
+  output and the up output for the product's, and the product for the down projection's weight (or,
+  under LoRA, its adapter's): four intermediate-sized tensors. Here the product is one autograd
+  function that keeps the gate and up outputs only, and the down projection's copy of the product
+  is not kept either: inside the down projection a saved-tensor hook packs the product as "recompute
+  from gate and up" (one elementwise pass in backward). Two intermediate-sized tensors instead of four.
+
+The results equal transformers' to rounding (the forwards run the same operations; the gradients are
+the same formulas, tested to 1e-5 against autograd's). The product is not recomputed while another
+saved-tensor hook is in force (activation checkpointing's: the packed product's references to gate and
+up would keep what checkpointing frees) or inside torch.compile (inductor chooses what to recompute there).
+
+A module becomes lean only if its class has this shape (an RMSNorm's `weight` and epsilon; an MLP's
+`gate_proj`, `up_proj`, `down_proj` and a SiLU `act_fn`) and its own forward on a random probe gives
+exactly the lean forward's output: a norm of another formula (Gemma's `1 + weight`) or an MLP of
+another wiring keeps transformers' forward. Classes are swapped onto subclasses of their own, so
+`isinstance`, `state_dict` and saving see the model's classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional
+
+log = logging.getLogger(__name__)
+
+_SILU_CLASSES = frozenset({"SiLU", "SiLUActivation"})
+
+
+@dataclass(frozen=True)
+class LeanLayers:
+    """How many modules took the lean forwards, and how many candidates kept their own."""
+
+    norms: int
+    mlps: int
+    kept_own: int
+
+    def message(self) -> str:
+        kept = f"; {self.kept_own} kept their own forward (another formula)" if self.kept_own else ""
+        return f"lean layers: {self.norms} RMSNorms and {self.mlps} SwiGLU MLPs keep fewer tensors for backward{kept}"
+
+
+def make_layers_lean(model: nn.Module) -> LeanLayers:
+    """Give `model`'s RMSNorms and SwiGLU MLPs the lean forwards (before LoRA is added: the probe runs
+    the base layers, as loaded)."""
+    norms = mlps = kept_own = 0
+    for module in list(model.modules()):
+        if _is_rms_norm_shaped(module):
+            lean, weight = _lean_class(type(module), _norm_forward), module.get_parameter("weight")
+        elif _is_swiglu_shaped(module):
+            lean, weight = _lean_class(type(module), _mlp_forward), module.get_parameter("gate_proj.weight")
+        else:
+            continue
+        probe = _probe_input(weight)
+        if probe is None:
+            continue  # no weights yet (the meta device): nothing to compare against
+        if not _same_on_probe(module, lean, probe):
+            kept_own += 1
+            continue
+        norms += lean.forward is _norm_forward
+        mlps += lean.forward is _mlp_forward
+        module.__class__ = lean
+    return LeanLayers(norms=norms, mlps=mlps, kept_own=kept_own)
+
+
+# --------------------------------------------------------------------------- RMSNorm
+
+
+class _RMSNorm(torch.autograd.Function):
+    """transformers' RMSNorm forward; keeps the input and the fp32 reciprocal root, not an fp32 copy."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        upcast = x.to(torch.float32)
+        reciprocal_root = torch.rsqrt(upcast.pow(2).mean(-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, weight, reciprocal_root)
+        return weight * (upcast * reciprocal_root).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
+        x, weight, reciprocal_root = ctx.saved_tensors
+        normalised = x.to(torch.float32) * reciprocal_root
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[1]:
+            # As autograd takes it through `weight * normalised.to(x.dtype)`: the product in the output's dtype.
+            per_token = grad_out * normalised.to(x.dtype)
+            grad_weight = per_token.reshape(-1, per_token.shape[-1]).sum(0).to(weight.dtype)
+        if ctx.needs_input_grad[0]:
+            grad_normalised = (grad_out * weight).to(x.dtype).to(torch.float32)
+            mean_dot = (grad_normalised * normalised).mean(-1, keepdim=True)
+            grad_x = (reciprocal_root * (grad_normalised - normalised * mean_dot)).to(x.dtype)
+        return grad_x, grad_weight, None
+
+
+def _norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    result: torch.Tensor = _RMSNorm.apply(hidden_states, self.weight, _epsilon(self))  # type: ignore[no-untyped-call]
+    return result
+
+
+def _epsilon(module: nn.Module) -> float:
+    eps = getattr(module, "variance_epsilon", None)
+    return float(eps if eps is not None else getattr(module, "eps"))  # noqa: B009 - one of the two names
+
+
+def _is_rms_norm_shaped(module: nn.Module) -> bool:
+    weight = getattr(module, "weight", None)
+    has_epsilon = isinstance(getattr(module, "variance_epsilon", getattr(module, "eps", None)), float)
+    return (
+        type(module).__name__.endswith("RMSNorm")
+        and isinstance(weight, nn.Parameter)
+        and weight.dim() == 1
+        and has_epsilon
+        and getattr(module, "bias", None) is None
+    )
+
+
+# --------------------------------------------------------------------------- SwiGLU MLP
+
+
+class _SwiGLU(torch.autograd.Function):
+    """`silu(gate) * up`, keeping gate and up only (silu's output is recomputed in backward)."""
+
+    @staticmethod
+    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gate, up)
+        return functional.silu(gate) * up
+
+    @staticmethod
+    def backward(ctx: Any, grad_product: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        gate, up = ctx.saved_tensors
+        grad_gate = grad_up = None
+        if ctx.needs_input_grad[1]:
+            grad_up = grad_product * functional.silu(gate)
+        if ctx.needs_input_grad[0]:
+            # The same kernels autograd runs for `silu(gate) * up`: the product's gradient, then silu's.
+            grad_gate = torch.ops.aten.silu_backward(grad_product * up, gate)
+        return grad_gate, grad_up
+
+
+def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    gate = self.gate_proj(x)
+    up = self.up_proj(x)
+    product: torch.Tensor = _SwiGLU.apply(gate, up)  # type: ignore[no-untyped-call]
+    if not _may_hook(product):
+        return self.down_proj(product)  # type: ignore[no-any-return]
+    with _product_recomputed(product, gate, up):
+        return self.down_proj(product)  # type: ignore[no-any-return]
+
+
+def _may_hook(product: torch.Tensor) -> bool:
+    """Only in eager autograd, on a product laid out as its recomputation will be, and only where no other
+    saved-tensor hook is in force (activation checkpointing's would be shadowed: the packed product's
+    references to gate and up would keep what checkpointing frees)."""
+    if not product.requires_grad or torch.compiler.is_compiling():
+        return False
+    if not product.is_contiguous() or product.storage_offset() != 0:
+        return False
+    # torch has no public reader of the hooks in force; without this one, never hook.
+    top_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+    return top_hooks is not None and top_hooks(True) is None
+
+
+@dataclass(frozen=True)
+class _Recompute:
+    """A saved copy of the product, packed as the two tensors it is recomputed from and its view."""
+
+    gate: torch.Tensor
+    up: torch.Tensor
+    size: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int
+
+
+@contextmanager
+def _product_recomputed(product: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> Iterator[None]:
+    # The hooks live as long as what they packed: they hold the product's address, never the product.
+    storage, dtype = product.untyped_storage().data_ptr(), product.dtype
+
+    def pack(saved: torch.Tensor) -> torch.Tensor | _Recompute:
+        if saved.untyped_storage().data_ptr() != storage or saved.dtype != dtype:
+            return saved
+        return _Recompute(gate, up, tuple(saved.size()), tuple(saved.stride()), int(saved.storage_offset()))
+
+    def unpack(packed: torch.Tensor | _Recompute) -> torch.Tensor:
+        if isinstance(packed, torch.Tensor):
+            return packed
+        recomputed = functional.silu(packed.gate) * packed.up
+        return recomputed.as_strided(packed.size, packed.stride, packed.offset)
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+        yield
+
+
+def _is_swiglu_shaped(module: nn.Module) -> bool:
+    projections = (getattr(module, name, None) for name in ("gate_proj", "up_proj", "down_proj"))
+    return all(isinstance(p, nn.Linear) for p in projections) and (
+        type(getattr(module, "act_fn", None)).__name__ in _SILU_CLASSES
+    )
+
+
+# --------------------------------------------------------------------------- probe and swap
+
+_LEAN_CLASSES: dict[tuple[type, Any], type] = {}
+
+
+def _lean_class(own: type, forward: Any) -> Any:
+    if own.__name__.startswith("Lean"):
+        return own
+    key = (own, forward)
+    if key not in _LEAN_CLASSES:
+        _LEAN_CLASSES[key] = type(f"Lean{own.__name__}", (own,), {"forward": forward, "__module__": __name__})
+    return _LEAN_CLASSES[key]
+
+
+def _probe_input(weight: torch.Tensor) -> torch.Tensor | None:
+    if weight.is_meta:
+        return None
+    width = weight.shape[-1]
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(1, 3, width, generator=generator).to(device=weight.device, dtype=weight.dtype)
+
+
+def _same_on_probe(module: nn.Module, lean: Any, probe: torch.Tensor) -> bool:
+    """The module's own forward and the lean one give the same output on a random input."""
+    try:
+        with torch.no_grad():
+            own = module(probe)
+            lean_output = lean.forward(module, probe)
+    except Exception as failed:
+        log.debug("lean layers: %s keeps its forward (%s)", type(module).__name__, failed)
+        return False
+    return isinstance(own, torch.Tensor) and own.shape == lean_output.shape and torch.equal(own, lean_output)
