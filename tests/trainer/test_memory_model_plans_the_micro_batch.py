@@ -55,9 +55,12 @@ def _held() -> dict[str, float]:
     for dims_id, dims in DIMS.items():
         for lora_id, (rank, dropout) in LORA_CASES.items():
             for layers in (2, 4):
-                cases[f"{dims_id}/{lora_id}/{layers}/float32"] = (dims, layers, rank, dropout, "float32")
+                cases[f"{dims_id}/{lora_id}/{layers}/float32"] = (dims, layers, rank, dropout, "float32", True)
         if dims_id != "64":
-            cases[f"{dims_id}/full/4/bfloat16"] = (dims, 4, None, 0.0, "bfloat16")
+            cases[f"{dims_id}/full/4/bfloat16"] = (dims, 4, None, 0.0, "bfloat16", True)
+            cases[f"{dims_id}/full/4/bfloat16/own"] = (dims, 4, None, 0.0, "bfloat16", False)
+            for lora_id in ("full", "lora"):
+                cases[f"{dims_id}/{lora_id}/4/float32/own"] = (dims, 4, LORA_CASES[lora_id][0], 0.0, "float32", False)
     held: dict[str, float] = in_a_fresh_process(held_per_token_of_cases, cases=cases)
     return held
 
@@ -86,6 +89,27 @@ def test_activation_bytes_in_bf16_match_what_a_forward_leaves_allocated(dims_id:
     assert _held()[f"{dims_id}/full/4/bfloat16"] == pytest.approx(activation_bytes_per_token(shape, setup), rel=0.05)
 
 
+@pytest.mark.parametrize(
+    ("case", "lora_rank", "precision"),
+    [("full/4/float32", None, "fp32"), ("lora/4/float32", 16, "fp32"), ("full/4/bfloat16", None, "bf16")],
+    ids=["full-fp32", "lora-fp32", "full-bf16"],
+)
+@pytest.mark.parametrize("dims_id", ["128", "96-wide-query"])
+def test_a_model_that_keeps_transformers_own_norms_and_mlps_is_counted_as_such(
+    dims_id: str, case: str, lora_rank: int | None, precision: str
+) -> None:
+    """Gemma's norms, GELU MLPs: modules `training.lean_layers` leaves alone keep more, and the plan says so."""
+    shape = _shape(DIMS[dims_id], 4)
+    device = "cuda" if precision == "bf16" else "cpu"
+    own = TrainingSetup.for_run(
+        shape, device=device, precision=precision, lora_rank=lora_rank, lean_norms=False, lean_mlp=False
+    )
+    lean = TrainingSetup.for_run(shape, device=device, precision=precision, lora_rank=lora_rank)
+    held = _held()[f"{dims_id}/{case}/own"]
+    assert held == pytest.approx(activation_bytes_per_token(shape, own), rel=0.05)
+    assert activation_bytes_per_token(shape, own) > 1.2 * activation_bytes_per_token(shape, lean)
+
+
 def _config(dims: Dims, layers: int) -> LlamaConfig:
     hidden, intermediate, kv_heads, head_dim = dims
     return LlamaConfig(
@@ -99,13 +123,15 @@ def _shape(dims: Dims, layers: int) -> ModelShape:
 
 
 def held_per_token_of_cases(cases: dict[str, list[Any]]) -> dict[str, float]:
-    """Run in the fresh process: for each case (dims, layers, LoRA rank, dropout, dtype), the bytes one
-    forward leaves allocated per token, the model made as Initialization makes it."""
+    """Run in the fresh process: for each case (dims, layers, LoRA rank, dropout, dtype, lean), the bytes
+    one forward leaves allocated per token, the model made as Initialization makes it (or, lean False,
+    with transformers' own norms and MLPs)."""
     held = {}
-    for case_id, (dims, layers, rank, dropout, dtype) in cases.items():
+    for case_id, (dims, layers, rank, dropout, dtype, lean) in cases.items():
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(_config(tuple(dims), layers)).to(getattr(torch, dtype))  # type: ignore[no-untyped-call]
-        make_layers_lean(model)
+        if lean:
+            make_layers_lean(model)
         if rank is not None:
             # As Initialization adds it: peft on all-linear, the update fused into the base output.
             adapters = LoraConfig(r=rank, alpha=2 * rank, dropout=dropout, target_modules=["all-linear"], merge=False)

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-from kubetune_trainer.contract import LoraConfig
+from kubetune_trainer.contract import LoraConfig, RuntimeSettings
 from kubetune_trainer.stages import initialize
 from kubetune_trainer.tiny_model import TinyModel
-from kubetune_trainer.training.lean_layers import make_layers_lean
+from kubetune_trainer.training.lean_layers import lean_in, make_layers_lean
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.lora_fused import fuse_lora_updates
+from kubetune_trainer.training.memory_plan import plan_memory
 
 from .held_after_forward import held_after, in_a_fresh_process
 from .training_jobs import chat_lines, tokenized, trainer_config, training_context, write_jsonl
@@ -190,7 +191,8 @@ def test_lean_twice_changes_nothing_more() -> None:
 
 
 def test_a_decoder_layer_compiles_as_one_graph() -> None:
-    """Under torch.compile the functions trace into the graph (the product's hook is for eager autograd)."""
+    """Under torch.compile a lean layer runs its own class's forward (inductor's partitioner chooses what to
+    keep): one graph, the eager lean layer's output and gradients."""
     torch._dynamo.reset()
     _, lean = _own_and_lean(lora=False)
     layer = lean.model.layers[0]
@@ -226,3 +228,18 @@ def test_initialization_makes_the_job_model_lean(tiny_llama: TinyModel, tmp_path
     names = {type(module).__name__ for module in model.modules()}
     assert {"LeanLlamaRMSNorm", "LeanLlamaMLP"} <= names
     assert not {"LlamaRMSNorm", "LlamaMLP"} & names
+
+
+def test_the_memory_plan_counts_the_forwards_the_model_runs(tmp_path: Path) -> None:
+    """A model whose norms and MLPs kept their own forwards is planned with more bytes per token."""
+    runtime = RuntimeSettings(work_dir=str(tmp_path / "work"), cache_dir=str(tmp_path / "hf"))
+    own, lean = _own_and_lean(lora=False)
+    plans = [
+        plan_memory(
+            model, runtime=runtime, lora_rank=None, max_seq_length=512, device=torch.device("cpu"), world_size=1
+        )
+        for model in (own, lean)
+    ]
+    assert lean_in(own) == (False, False)
+    assert lean_in(lean) == (True, True)
+    assert plans[0].activation_bytes_per_token > plans[1].activation_bytes_per_token

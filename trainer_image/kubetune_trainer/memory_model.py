@@ -132,6 +132,11 @@ class TrainingSetup:
     """FSDP's world size: weights, gradients and optimizer state are divided by it."""
     ddp_buckets: bool = False
     """DDP keeps its own gradient-sized buckets."""
+    lean_norms: bool = True
+    """The RMSNorms run `training.lean_layers`' forward; False: transformers' own (an fp32 copy of the input
+    under bf16, and the normalised output while the weight trains)."""
+    lean_mlp: bool = True
+    """The MLPs run the lean SwiGLU forward; False: their own (gate, activation, up and product kept)."""
 
     @classmethod
     def for_run(
@@ -146,6 +151,8 @@ class TrainingSetup:
         shards: int = 1,
         ddp_buckets: bool = False,
         device: str = "cuda",
+        lean_norms: bool = True,
+        lean_mlp: bool = True,
     ) -> TrainingSetup:
         """The setup the trainer uses for this template precision and master-weights policy.
 
@@ -156,16 +163,19 @@ class TrainingSetup:
         low = device == "cuda" and precision in ("bf16", "fp16")
         compute = 2 if low else 4
         weight = 2 if device == "cuda" and precision == "bf16" else 4
+        layers = {"lean_norms": lean_norms, "lean_mlp": lean_mlp}
         if lora_rank is not None:
             trainable = shape.lora_parameters(lora_rank)
             return cls(
-                weight, compute, trainable, 4, 8, gradient_checkpointing, lora_rank, lora_dropout, shards, ddp_buckets
-            )
+                weight, compute, trainable, 4, 8, gradient_checkpointing, lora_rank, lora_dropout, shards, ddp_buckets,
+                **layers,
+            )  # fmt: skip
         # m and v in fp32 plus a master copy (4) or a compensation buffer (2); pure bf16 keeps bf16 m and v.
         optimizer = 8 if weight == 4 else {"fp32": 12, "bf16-compensated": 10, "bf16": 4}.get(master_weights, 12)
         return cls(
-            weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, 0, False, shards, ddp_buckets
-        )
+            weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, 0, False, shards, ddp_buckets,
+            **layers,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -198,6 +208,14 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
         elements += _LORA_ADAPTERS * setup.lora_rank
         outside -= d * compute
     layer = elements * compute + (_LAYER_FP32 + shape.num_heads) * fp32
+    if not setup.lean_norms:
+        # transformers' RMSNorm keeps its input's fp32 copy, and its normalised output while its weight trains.
+        per_norm = d * (fp32 - compute) + (0 if setup.lora_rank else d * compute)
+        layer += 2 * per_norm
+        # The final norm's; under LoRA the first layer's input norm keeps nothing, which cancels it.
+        outside += 0 if setup.lora_rank else per_norm
+    if not setup.lean_mlp:
+        layer += 2 * i * compute  # the activation's output and the product
     if setup.lora_rank and setup.lora_dropout:
         # One bool mask per adapter, over its input: q, k, v, gate and up take the hidden state,
         # o the attention output, down the intermediate (`training.lora_fused` keeps no dropped-out copy).
@@ -205,7 +223,7 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     if setup.gradient_checkpointing:
         # Each layer keeps its input; one layer at a time is recomputed whole in backward, keeping its
         # MLP's product too (the lean MLP recomputes it only where no other saved-tensor hook is in force).
-        return shape.num_layers * d * compute + layer + i * compute + outside
+        return shape.num_layers * d * compute + layer + (i * compute if setup.lean_mlp else 0) + outside
     return shape.num_layers * layer + outside
 
 

@@ -17,7 +17,9 @@ What autograd keeps for transformers' own forwards, per token of every layer:
 The results equal transformers' to rounding (the forwards run the same operations; the gradients are
 the same formulas, tested to 1e-5 against autograd's). The product is not recomputed while another
 saved-tensor hook is in force (activation checkpointing's: the packed product's references to gate and
-up would keep what checkpointing frees) or inside torch.compile (inductor chooses what to recompute there).
+up would keep what checkpointing frees). Under torch.compile the modules run their own forwards:
+inductor's partitioner sees every operation there and chooses what to keep and recompute itself,
+where these functions would be opaque to it.
 
 A module becomes lean only if its class has this shape (an RMSNorm's `weight` and epsilon; an MLP's
 `gate_proj`, `up_proj`, `down_proj` and a SiLU `act_fn`) and its own forward on a random probe gives
@@ -79,6 +81,12 @@ def make_layers_lean(model: nn.Module) -> LeanLayers:
     return LeanLayers(norms=norms, mlps=mlps, kept_own=kept_own)
 
 
+def lean_in(model: nn.Module) -> tuple[bool, bool]:
+    """Whether `model`'s norms and its MLPs run the lean forwards (the memory plan counts them so)."""
+    forwards = {getattr(type(module), "forward", None) for module in model.modules()}
+    return _norm_forward in forwards, _mlp_forward in forwards
+
+
 # --------------------------------------------------------------------------- RMSNorm
 
 
@@ -109,6 +117,8 @@ class _RMSNorm(torch.autograd.Function):
 
 
 def _norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        return _own_forward(self, hidden_states)
     result: torch.Tensor = _RMSNorm.apply(hidden_states, self.weight, _epsilon(self))  # type: ignore[no-untyped-call]
     return result
 
@@ -154,6 +164,8 @@ class _SwiGLU(torch.autograd.Function):
 
 
 def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
+    if torch.compiler.is_compiling():
+        return _own_forward(self, x)
     gate = self.gate_proj(x)
     up = self.up_proj(x)
     product: torch.Tensor = _SwiGLU.apply(gate, up)  # type: ignore[no-untyped-call]
@@ -163,11 +175,18 @@ def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(product)  # type: ignore[no-any-return]
 
 
+def _own_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """The module's own class's forward: what torch.compile traces, so that inductor's partitioner, which
+    sees every operation, chooses what to keep and what to recompute."""
+    result: torch.Tensor = super(type(module), module).forward(x)
+    return result
+
+
 def _may_hook(product: torch.Tensor) -> bool:
-    """Only in eager autograd, on a product laid out as its recomputation will be, and only where no other
-    saved-tensor hook is in force (activation checkpointing's would be shadowed: the packed product's
-    references to gate and up would keep what checkpointing frees)."""
-    if not product.requires_grad or torch.compiler.is_compiling():
+    """Only on a product laid out as its recomputation will be, and only where no other saved-tensor hook
+    is in force (activation checkpointing's would be shadowed: the packed product's references to gate
+    and up would keep what checkpointing frees)."""
+    if not product.requires_grad:
         return False
     if not product.is_contiguous() or product.storage_offset() != 0:
         return False

@@ -20,6 +20,7 @@ from torch import nn
 from ..contract import MemoryPlanReport, RuntimeSettings
 from ..memory_model import MemoryPlan, ModelShape, TrainingSetup, plan_token_budget
 from .distributed import unwrap
+from .lean_layers import lean_in
 from .loss import causal_lm_of
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def plan_memory(
     parameters = sum(p.numel() for p in causal_lm.parameters() if not _is_adapter(p, lora_rank))
     shape = ModelShape.from_config(config, parameters=parameters)
     fsdp = runtime.strategy.value == "fsdp" and world_size > 1
+    lean_norms, lean_mlp = lean_in(causal_lm)
     setup = TrainingSetup.for_run(
         shape,
         precision=runtime.precision.value,
@@ -45,6 +47,8 @@ def plan_memory(
         shards=world_size if fsdp else 1,
         ddp_buckets=world_size > 1 and not fsdp,
         device=device.type,
+        lean_norms=lean_norms,
+        lean_mlp=lean_mlp,
     )
     plan = plan_token_budget(shape, setup, free_bytes=_free_bytes(device), max_seq_length=max_seq_length)
     if device.type != "cuda":
