@@ -228,6 +228,7 @@ def test_initialization_makes_the_job_model_lean(tiny_llama: TinyModel, tmp_path
     names = {type(module).__name__ for module in model.modules()}
     assert {"LeanLlamaRMSNorm", "LeanLlamaMLP"} <= names
     assert not {"LlamaRMSNorm", "LlamaMLP"} & names
+    assert lean_in(model) == (True, True)
 
 
 def test_the_memory_plan_counts_the_forwards_the_model_runs(tmp_path: Path) -> None:
@@ -243,3 +244,13 @@ def test_the_memory_plan_counts_the_forwards_the_model_runs(tmp_path: Path) -> N
     assert lean_in(own) == (False, False)
     assert lean_in(lean) == (True, True)
     assert plans[0].activation_bytes_per_token > plans[1].activation_bytes_per_token
+
+
+def test_a_module_whose_instance_has_its_own_forward_is_left_alone() -> None:
+    """A wrapper set on the instance (as hook libraries do) would shadow the class's forward: no swap."""
+    model = _llama()
+    norm = model.model.norm
+    norm.forward = norm.forward  # an instance attribute, as accelerate's hooks set one
+    outcome = make_layers_lean(model)
+    assert type(norm).__name__ == "LlamaRMSNorm"
+    assert outcome.norms == 2 * LAYERS

@@ -23,8 +23,9 @@ where these functions would be opaque to it.
 
 A module becomes lean only if its class has this shape (an RMSNorm's `weight` and epsilon; an MLP's
 `gate_proj`, `up_proj`, `down_proj` and a SiLU `act_fn`) and its own forward on a random probe gives
-exactly the lean forward's output: a norm of another formula (Gemma's `1 + weight`) or an MLP of
-another wiring keeps transformers' forward. Classes are swapped onto subclasses of their own, so
+exactly the lean forward's output (one probe per class): a norm of another formula (Gemma's
+`1 + weight`) or an MLP of another wiring keeps transformers' forward, as does a module whose
+instance carries a forward of its own. Classes are swapped onto subclasses of their own, so
 `isinstance`, `state_dict` and saving see the model's classes.
 """
 
@@ -59,26 +60,30 @@ class LeanLayers:
 
 
 def make_layers_lean(model: nn.Module) -> LeanLayers:
-    """Give `model`'s RMSNorms and SwiGLU MLPs the lean forwards (before LoRA is added: the probe runs
-    the base layers, as loaded)."""
-    norms = mlps = kept_own = 0
+    """Give `model`'s RMSNorms and SwiGLU MLPs the lean forwards (before LoRA is added: the probe runs the
+    base layers, as loaded)."""
+    lean_norms = lean_mlps = kept_own = 0
+    verdicts: dict[type, bool] = {}  # one probe per class: the formula is the class's, not the weights'
     for module in list(model.modules()):
+        if "forward" in vars(module):
+            continue  # a forward set on the instance (a hook library's wrapper) would shadow the class's
         if _is_rms_norm_shaped(module):
             lean, weight = _lean_class(type(module), _norm_forward), module.get_parameter("weight")
         elif _is_swiglu_shaped(module):
             lean, weight = _lean_class(type(module), _mlp_forward), module.get_parameter("gate_proj.weight")
         else:
             continue
-        probe = _probe_input(weight)
-        if probe is None:
-            continue  # no weights yet (the meta device): nothing to compare against
-        if not _same_on_probe(module, lean, probe):
+        if weight.is_meta:
+            continue  # no weights yet: nothing to compare against
+        if type(module) not in verdicts:
+            verdicts[type(module)] = _same_on_probe(module, lean, _probe_input(weight))
+        if not verdicts[type(module)]:
             kept_own += 1
             continue
-        norms += lean.forward is _norm_forward
-        mlps += lean.forward is _mlp_forward
+        lean_norms += lean.forward is _norm_forward
+        lean_mlps += lean.forward is _mlp_forward
         module.__class__ = lean
-    return LeanLayers(norms=norms, mlps=mlps, kept_own=kept_own)
+    return LeanLayers(norms=lean_norms, mlps=lean_mlps, kept_own=kept_own)
 
 
 def lean_in(model: nn.Module) -> tuple[bool, bool]:
@@ -143,24 +148,38 @@ def _is_rms_norm_shaped(module: nn.Module) -> bool:
 # --------------------------------------------------------------------------- SwiGLU MLP
 
 
+@dataclass
+class _SiluSlot:
+    """silu(gate) as the product's recomputation made it in backward, for the product's own backward,
+    which runs next: one pass over the intermediate instead of two."""
+
+    tensor: torch.Tensor | None = None
+
+    def take(self, gate: torch.Tensor) -> torch.Tensor:
+        kept, self.tensor = self.tensor, None
+        return kept if kept is not None else functional.silu(gate)
+
+
 class _SwiGLU(torch.autograd.Function):
     """`silu(gate) * up`, keeping gate and up only (silu's output is recomputed in backward)."""
 
     @staticmethod
-    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, gate: torch.Tensor, up: torch.Tensor, slot: _SiluSlot) -> torch.Tensor:
         ctx.save_for_backward(gate, up)
+        ctx.slot = slot
         return functional.silu(gate) * up
 
     @staticmethod
-    def backward(ctx: Any, grad_product: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: Any, grad_product: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:
         gate, up = ctx.saved_tensors
         grad_gate = grad_up = None
         if ctx.needs_input_grad[1]:
-            grad_up = grad_product * functional.silu(gate)
+            grad_up = grad_product * ctx.slot.take(gate)
         if ctx.needs_input_grad[0]:
             # The same kernels autograd runs for `silu(gate) * up`: the product's gradient, then silu's.
             grad_gate = torch.ops.aten.silu_backward(grad_product * up, gate)
-        return grad_gate, grad_up
+        ctx.slot.tensor = None
+        return grad_gate, grad_up, None
 
 
 def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
@@ -168,10 +187,11 @@ def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
         return _own_forward(self, x)
     gate = self.gate_proj(x)
     up = self.up_proj(x)
-    product: torch.Tensor = _SwiGLU.apply(gate, up)  # type: ignore[no-untyped-call]
+    slot = _SiluSlot()
+    product: torch.Tensor = _SwiGLU.apply(gate, up, slot)  # type: ignore[no-untyped-call]
     if not _may_hook(product):
         return self.down_proj(product)  # type: ignore[no-any-return]
-    with _product_recomputed(product, gate, up):
+    with _product_recomputed(product, gate, up, slot):
         return self.down_proj(product)  # type: ignore[no-any-return]
 
 
@@ -201,25 +221,27 @@ class _Recompute:
 
     gate: torch.Tensor
     up: torch.Tensor
+    slot: _SiluSlot
     size: tuple[int, ...]
     stride: tuple[int, ...]
     offset: int
 
 
 @contextmanager
-def _product_recomputed(product: torch.Tensor, gate: torch.Tensor, up: torch.Tensor) -> Iterator[None]:
+def _product_recomputed(product: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, slot: _SiluSlot) -> Iterator[None]:
     # The hooks live as long as what they packed: they hold the product's address, never the product.
     storage, dtype = product.untyped_storage().data_ptr(), product.dtype
 
     def pack(saved: torch.Tensor) -> torch.Tensor | _Recompute:
         if saved.untyped_storage().data_ptr() != storage or saved.dtype != dtype:
             return saved
-        return _Recompute(gate, up, tuple(saved.size()), tuple(saved.stride()), int(saved.storage_offset()))
+        return _Recompute(gate, up, slot, tuple(saved.size()), tuple(saved.stride()), int(saved.storage_offset()))
 
     def unpack(packed: torch.Tensor | _Recompute) -> torch.Tensor:
         if isinstance(packed, torch.Tensor):
             return packed
-        recomputed = functional.silu(packed.gate) * packed.up
+        packed.slot.tensor = functional.silu(packed.gate)
+        recomputed = packed.slot.tensor * packed.up
         return recomputed.as_strided(packed.size, packed.stride, packed.offset)
 
     with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
@@ -247,9 +269,7 @@ def _lean_class(own: type, forward: Any) -> Any:
     return _LEAN_CLASSES[key]
 
 
-def _probe_input(weight: torch.Tensor) -> torch.Tensor | None:
-    if weight.is_meta:
-        return None
+def _probe_input(weight: torch.Tensor) -> torch.Tensor:
     width = weight.shape[-1]
     generator = torch.Generator().manual_seed(0)
     return torch.randn(1, 3, width, generator=generator).to(device=weight.device, dtype=weight.dtype)
