@@ -28,13 +28,12 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from lora_update import MMAP_THRESHOLD, SHAPES, best_of
-from process_memory import memory_mark, peak_memory
-from variant_process import spawn_variant
+from process_memory import train_on_one_row
+from variant_process import print_step_table, spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
@@ -68,40 +67,11 @@ def run_variant(name: str, *, shape: str, tokens: int, steps: int) -> dict[str, 
             keep_adapter_inputs_as_they_come(model)
     model.to(device)
     model.train()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-5)
     ids = torch.randint(0, int(model.config.vocab_size), (1, tokens), generator=torch.Generator().manual_seed(1))
-    ids = ids.to(device)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16, enabled=lora) if cuda else torch.autocast("cpu", enabled=False)
     )
-
-    def step() -> float:
-        with autocast:
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    before = memory_mark()
-    step()  # warm-up: the optimizer state and the allocator's first pages
-    if cuda:
-        torch.cuda.synchronize()
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
-    losses = [step() for _ in range(steps)]
-    if cuda:
-        torch.cuda.synchronize()
-    wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
-    peak = peak_memory()
-    return {
-        "device": 1.0 if cuda else 0.0,
-        "ms_per_step": 1000 * wall / steps,
-        "cpu_s_per_step": cpu / steps,
-        "peak_over_start_mb": (peak - before) / 2**20,
-        "peak_mb": peak / 2**20,
-        "last_loss": losses[-1],
-    }
+    return train_on_one_row(model, ids.to(device), steps=steps, autocast=autocast, learning_rate=1e-5)
 
 
 def main() -> None:
@@ -141,15 +111,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"shape {args.shape}, {args.tokens} tokens per step, {args.steps} steps, best of {args.rounds} rounds")
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    time_key, time_label = ("ms_per_step", "ms per step") if cuda else ("cpu_s_per_step", "CPU s per step")
-    memory_label = "peak allocated MB" if cuda else "peak RSS MB"
-    print(f"| allocator | variant | {time_label} | {memory_label} | of which over the model | last loss |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (allocator, name), f in best.items():
-        print(
-            f"| {'cuda' if cuda else allocator} | {name} | {f[time_key]:.2f} | {f['peak_mb']:.0f} "
-            f"| {f['peak_over_start_mb']:.0f} | {f['last_loss']:.4f} |"
-        )
+    time_key = print_step_table(best)
     for allocator in dict.fromkeys(a for a, _ in best):
         for mode in ("full", "lora"):
             own, lean = best.get((allocator, f"{mode}-own")), best.get((allocator, f"{mode}-lean"))

@@ -28,12 +28,11 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from process_memory import memory_mark, peak_memory
-from variant_process import spawn_variant
+from process_memory import train_on_one_row
+from variant_process import print_step_table, spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
@@ -74,38 +73,9 @@ def run_variant(name: str, *, shape: str, tokens: int, steps: int, dropout: floa
         keep_adapter_inputs_as_they_come(model)
     if name == "fused":
         fuse_lora_updates(model)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=1e-4)
     ids = torch.randint(0, int(model.config.vocab_size), (1, tokens), generator=torch.Generator().manual_seed(1))
-    ids = ids.to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else torch.autocast("cpu", enabled=False)
-
-    def step() -> float:
-        with autocast:
-            loss = model(input_ids=ids, labels=ids).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
-
-    before = memory_mark()
-    step()  # warm-up: the optimizer state and the allocator's first pages
-    if cuda:
-        torch.cuda.synchronize()
-    cpu_start, wall_start = time.process_time(), time.perf_counter()
-    losses = [step() for _ in range(steps)]
-    if cuda:
-        torch.cuda.synchronize()
-    wall, cpu = time.perf_counter() - wall_start, time.process_time() - cpu_start
-    peak = peak_memory()
-    return {
-        "device": 1.0 if cuda else 0.0,
-        "ms_per_step": 1000 * wall / steps,
-        "cpu_s_per_step": cpu / steps,
-        "peak_over_start_mb": (peak - before) / 2**20,
-        "peak_mb": peak / 2**20,
-        "last_loss": losses[-1],
-    }
+    return train_on_one_row(model, ids.to(device), steps=steps, autocast=autocast, learning_rate=1e-4)
 
 
 def _spawn(name: str, workdir: Path, flags: list[str], *, mmap_threshold: bool) -> dict[str, float]:
@@ -160,25 +130,9 @@ def main() -> None:
         f"best of {args.rounds} rounds"
     )
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    if cuda:
-        print("| variant | ms per step | peak allocated MB | of which over the model | last loss |")
-        print("| --- | --- | --- | --- | --- |")
-        for (_, name), f in best.items():
-            print(
-                f"| {name} | {f['ms_per_step']:.1f} | {f['peak_mb']:.0f} | {f['peak_over_start_mb']:.0f} "
-                f"| {f['last_loss']:.4f} |"
-            )
-    else:
-        print("| allocator | variant | CPU s per step | peak RSS MB | of which over the model | last loss |")
-        print("| --- | --- | --- | --- | --- | --- |")
-        for (allocator, name), f in best.items():
-            print(
-                f"| {allocator} | {name} | {f['cpu_s_per_step']:.2f} | {f['peak_mb']:.0f} "
-                f"| {f['peak_over_start_mb']:.0f} | {f['last_loss']:.4f} |"
-            )
+    time_key = print_step_table(best)
     for allocator in dict.fromkeys(a for a, _ in best):
         peft, fused = best[(allocator, "peft")], best[(allocator, "fused")]
-        time_key = "ms_per_step" if cuda else "cpu_s_per_step"
         print(
             f"fused / peft ({allocator if not cuda else 'cuda'}): time per step "
             f"{fused[time_key] / peft[time_key]:.2f}, peak over the model "

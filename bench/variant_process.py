@@ -27,3 +27,19 @@ def spawn_variant(
         raise SystemExit(f"variant {name} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     figures: dict[str, Any] = json.loads(line.removeprefix("FIGURES "))
     return figures
+
+
+def print_step_table(best: dict[tuple[str, str], dict[str, Any]]) -> str:
+    """The Markdown table of each (allocator, variant)'s training-step figures (`process_memory.train_on_one_row`);
+    returns the key of the time figure it showed (ms per step on CUDA, CPU seconds per step on a CPU)."""
+    cuda = next(iter(best.values()))["device"] == 1.0
+    time_key, time_label = ("ms_per_step", "ms per step") if cuda else ("cpu_s_per_step", "CPU s per step")
+    memory_label = "peak allocated MB" if cuda else "peak RSS MB"
+    print(f"| allocator | variant | {time_label} | {memory_label} | of which over the model | last loss |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for (allocator, name), figures in best.items():
+        print(
+            f"| {'cuda' if cuda else allocator} | {name} | {figures[time_key]:.2f} | {figures['peak_mb']:.0f} "
+            f"| {figures['peak_over_start_mb']:.0f} | {figures['last_loss']:.4f} |"
+        )
+    return time_key
