@@ -35,7 +35,7 @@ if [ "${KT_DRY:-0}" = "1" ]; then
   THROUGHPUT=(--tiny --steps 6 --batch-size 2)
   LOSS_HEAD=(--tokens 512 --hidden 64 --vocab 3000 --chunk 128 --rounds 1)
   LORA_UPDATE=(--tokens 128 --steps 1 --rounds 1)
-  LEAN=(--tokens 128 --steps 1 --rounds 1)
+  LEAN=(--tokens 128 --steps 1 --rounds 1 --variants full-own,full-lean)  # 2 variants x 2 allocators on a CPU
   MEMORY=(--layers 1 --tokens 256 --loss-tokens 3000 --vocab 3000)
 else
   THROUGHPUT=(--steps 14)  # 9 measured after the 5 warm-up steps: two compiled variants within 200 s
