@@ -41,6 +41,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from .forward_swap import with_forward
+
 log = logging.getLogger(__name__)
 
 _SILU_CLASSES = frozenset({"SiLU", "SiLUActivation"})
@@ -68,9 +70,9 @@ def make_layers_lean(model: nn.Module) -> LeanLayers:
         if "forward" in vars(module):
             continue  # a forward set on the instance (a hook library's wrapper) would shadow the class's
         if _is_rms_norm_shaped(module):
-            lean, weight = _lean_class(type(module), _norm_forward), module.get_parameter("weight")
+            lean, weight = _lean_class(module, _norm_forward), module.get_parameter("weight")
         elif _is_swiglu_shaped(module):
-            lean, weight = _lean_class(type(module), _mlp_forward), module.get_parameter("gate_proj.weight")
+            lean, weight = _lean_class(module, _mlp_forward), module.get_parameter("gate_proj.weight")
         else:
             continue
         if weight.is_meta:
@@ -257,16 +259,9 @@ def _is_swiglu_shaped(module: nn.Module) -> bool:
 
 # --------------------------------------------------------------------------- probe and swap
 
-_LEAN_CLASSES: dict[tuple[type, Any], type] = {}
 
-
-def _lean_class(own: type, forward: Any) -> Any:
-    if own.__name__.startswith("Lean"):
-        return own
-    key = (own, forward)
-    if key not in _LEAN_CLASSES:
-        _LEAN_CLASSES[key] = type(f"Lean{own.__name__}", (own,), {"forward": forward, "__module__": __name__})
-    return _LEAN_CLASSES[key]
+def _lean_class(module: nn.Module, forward: Any) -> Any:
+    return with_forward(type(module), forward, name=f"Lean{type(module).__name__}")
 
 
 def _probe_input(weight: torch.Tensor) -> torch.Tensor:

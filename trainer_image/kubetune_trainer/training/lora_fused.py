@@ -26,29 +26,21 @@ from typing import Any
 import torch
 from torch import nn
 
+from .forward_swap import with_forward
+
 
 def fuse_lora_updates(model: nn.Module) -> int:
     """Give every adapted peft `Linear` of `model` the fused forward; the number of layers changed."""
     # peft is imported only by LoRA runs (seconds to import).
     from peft.tuners.lora.layer import Linear as PeftLinear  # noqa: PLC0415
 
-    fused_class = _fused_class(PeftLinear)
+    fused_class = with_forward(PeftLinear, _fused_forward, name="FusedLoraLinear")
     changed = 0
     for module in model.modules():
         if type(module) is PeftLinear:
             module.__class__ = fused_class
             changed += 1
     return changed
-
-
-_FUSED_CLASSES: dict[type, type] = {}
-
-
-def _fused_class(peft_linear: type) -> type:
-    if peft_linear not in _FUSED_CLASSES:
-        members = {"forward": _fused_forward, "__module__": __name__}
-        _FUSED_CLASSES[peft_linear] = type("FusedLoraLinear", (peft_linear,), members)
-    return _FUSED_CLASSES[peft_linear]
 
 
 def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
