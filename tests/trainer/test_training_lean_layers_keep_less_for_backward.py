@@ -21,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 from kubetune_trainer.contract import LoraConfig, RuntimeSettings
 from kubetune_trainer.stages import initialize
 from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.compile import decoder_layers
 from kubetune_trainer.training.lean_layers import lean_in, make_layers_lean
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.lora_fused import fuse_lora_updates
@@ -190,15 +191,22 @@ def test_lean_twice_changes_nothing_more() -> None:
     assert not any(type(module).__name__.startswith("LeanLean") for module in model.modules())
 
 
-def test_a_decoder_layer_compiles_as_one_graph() -> None:
-    """Under torch.compile a lean layer runs its own class's forward (inductor's partitioner chooses what to
-    keep): one graph, the eager lean layer's output and gradients."""
+PARTITIONED = "aot_eager_decomp_partition"
+"""inductor's graphs cut by inductor's min-cut partitioner (what it keeps for backward), run by eager kernels:
+what a compiled run keeps, measured without a C++ compiler."""
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_a_decoder_layer_compiles_as_one_graph(lora: bool) -> None:
+    """Under torch.compile a lean layer runs its own class's operations (the MLP's product in a checkpoint
+    region): one graph, the eager lean layer's output and gradients."""
     torch._dynamo.reset()
-    _, lean = _own_and_lean(lora=False)
-    layer = lean.model.layers[0]
+    _, lean = _own_and_lean(lora=lora)
+    layers = lean.base_model.model.model.layers if lora else lean.model.layers
+    layer = layers[0]
     hidden = torch.randn(1, 32, HIDDEN, requires_grad=True)
     position_ids = torch.arange(32).unsqueeze(0)
-    embeddings = lean.model.rotary_emb(hidden, position_ids)
+    embeddings = _rotary(lean, hidden, position_ids)
 
     def run(module: Any) -> tuple[torch.Tensor, torch.Tensor]:
         hidden.grad = None
@@ -209,10 +217,67 @@ def test_a_decoder_layer_compiles_as_one_graph() -> None:
         return out.detach(), hidden.grad.clone()
 
     eager_out, eager_grad = run(layer)
-    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(layer, backend=PARTITIONED, fullgraph=True)
     compiled_out, compiled_grad = run(compiled)
     torch.testing.assert_close(compiled_out, eager_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(compiled_grad, eager_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_compiled_layers_under_activation_checkpointing_train_as_eager_ones() -> None:
+    """A checkpointed template that compiles: the product's region nests inside the layer's checkpoint."""
+    torch._dynamo.reset()
+    own, lean = _own_and_lean(lora=False)
+    for model in (own, lean):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    for layer in decoder_layers(lean):
+        layer.compile(backend=PARTITIONED)
+    own_loss, own_gradients = _loss_and_gradients(own, _ids())
+    lean_loss, lean_gradients = _loss_and_gradients(lean, _ids())
+    assert lean_loss.item() == pytest.approx(own_loss.item(), rel=1e-6)
+    _assert_same_gradients(own_gradients, lean_gradients, rel=1e-5)
+
+
+def _rotary(model: Any, hidden: torch.Tensor, position_ids: torch.Tensor) -> Any:
+    rotary = next(module for name, module in model.named_modules() if name.endswith("rotary_emb"))
+    return rotary(hidden, position_ids)
+
+
+def held_per_token_compiled(*, lora: bool, dtype: str) -> dict[str, float]:
+    """Run in a fresh process: the bytes one forward leaves per token, lean eager and compiled, and compiled
+    with transformers' own MLPs (the norms lean, so that the MLPs are the only difference)."""
+    torch._dynamo.reset()
+    _, lean = _own_and_lean(lora=lora, dtype=getattr(torch, dtype))
+    compiled_own, compiled_lean = copy.deepcopy(lean), copy.deepcopy(lean)
+    for module in compiled_own.modules():
+        if type(module).__name__ == "LeanLlamaMLP":
+            module.__class__ = type(module).__mro__[1]  # transformers' LlamaMLP
+    for model in (compiled_own, compiled_lean):
+        for layer in decoder_layers(model):
+            layer.compile(backend=PARTITIONED)
+    held = {}
+    for name, model in (("lean", lean), ("compiled-lean", compiled_lean), ("compiled-own", compiled_own)):
+        ids = _ids(1024)
+        model(input_ids=ids, labels=ids).loss.backward()  # the first pass compiles; its allocations stay out
+        model.zero_grad(set_to_none=True)
+        with held_after() as measured:
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        held[name] = measured.bytes / ids.numel()
+    return held
+
+
+@pytest.mark.parametrize(
+    ("lora", "dtype"), [(False, "float32"), (True, "float32"), (False, "bfloat16")], ids=["full", "lora", "full-bf16"]
+)
+def test_compiled_layers_keep_what_the_memory_plan_counts(lora: bool, dtype: str) -> None:
+    """The plan counts the lean layers' bytes for a compiled run too (the 1B template compiles): left to
+    itself, inductor's partitioner keeps the MLP's product besides gate and up, one intermediate-sized
+    tensor per layer more, which the checkpoint region around the product takes away."""
+    held = in_a_fresh_process(held_per_token_compiled, lora=lora, dtype=dtype)
+    assert held["compiled-lean"] == pytest.approx(held["lean"], rel=0.03)
+    element = 2 if dtype == "bfloat16" else 4
+    product = LAYERS * INTERMEDIATE * element
+    assert held["compiled-own"] - held["compiled-lean"] == pytest.approx(product, rel=0.15)
 
 
 def test_initialization_makes_the_job_model_lean(tiny_llama: TinyModel, tmp_path: Path) -> None:

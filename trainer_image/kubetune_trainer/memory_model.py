@@ -16,8 +16,8 @@ What is counted:
   precision policy keeps one), DDP's gradient buckets; divided by the shard count under FSDP.
 - **activations per token**: what autograd keeps for backward in one decoder layer, times the
   layers, from hidden, intermediate, heads and KV heads (coefficients counted from the bytes a
-  forward leaves allocated on Llama in transformers 5 with the trainer's lean norms and MLPs, see
-  docs/training.md); with gradient checkpointing one
+  forward leaves allocated on Llama in transformers 5 with the trainer's lean norms and MLPs, eager
+  or compiled, see docs/training.md); with gradient checkpointing one
   layer's input per layer plus one whole layer being recomputed.
 - **the loss chunk**: the head's output for `loss_chunk_tokens` positions in the compute dtype,
   its fp32 upcast and the fp32 gradient of it (`training.loss` never holds more), and the head's

@@ -17,9 +17,10 @@ What autograd keeps for transformers' own forwards, per token of every layer:
 The results equal transformers' to rounding (the forwards run the same operations; the gradients are
 the same formulas, tested to 1e-5 against autograd's). The product is not recomputed while another
 saved-tensor hook is in force (activation checkpointing's: the packed product's references to gate and
-up would keep what checkpointing frees). Under torch.compile the modules run their own forwards:
-inductor's partitioner sees every operation there and chooses what to keep and recompute itself,
-where these functions would be opaque to it.
+up would keep what checkpointing frees). Under torch.compile, where these functions would be opaque,
+the modules run their own operations and inductor's partitioner chooses what to keep: for the norm
+what the lean norm keeps; for the MLP it would also keep the product (a matmul reads it in backward),
+so there the product alone is a checkpoint region, recomputed in backward (`_compiled_mlp_forward`).
 
 A module becomes lean only if its class has this shape (an RMSNorm's `weight` and epsilon; an MLP's
 `gate_proj`, `up_proj`, `down_proj` and a SiLU `act_fn`) and its own forward on a random probe gives
@@ -40,6 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn import functional
+from torch.utils.checkpoint import checkpoint
 
 from .forward_swap import with_forward
 
@@ -186,7 +188,7 @@ class _SwiGLU(torch.autograd.Function):
 
 def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():
-        return _own_forward(self, x)
+        return _compiled_mlp_forward(self, x)
     gate = self.gate_proj(x)
     up = self.up_proj(x)
     slot = _SiluSlot()
@@ -202,6 +204,22 @@ def _own_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
     sees every operation, chooses what to keep and what to recompute."""
     result: torch.Tensor = super(type(module), module).forward(x)
     return result
+
+
+def _compiled_mlp_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
+    """The MLP's own operations, with the product in a checkpoint region: the one thing a compiled graph is
+    told. Left to itself inductor's partitioner keeps the product (the down projection's weight gradient
+    reads it, and it keeps what a matmul reads in backward), a third intermediate-sized tensor per layer
+    that the memory plan does not count; inside the region it is recomputed from gate and up, which the
+    gate's gradient keeps anyway, in the backward's own fused kernel."""
+    gate = module.gate_proj(x)
+    up = module.up_proj(x)
+    product: torch.Tensor = checkpoint(_silu_product, gate, up, use_reentrant=False)
+    return module.down_proj(product)  # type: ignore[no-any-return]
+
+
+def _silu_product(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    return functional.silu(gate) * up
 
 
 def _may_hook(product: torch.Tensor) -> bool:
