@@ -289,8 +289,20 @@ def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batc
         mfu=stats.mfu(useful / seconds),
         parameters=stats.parameters,
         device=stats.device_name,
-        paths=f"{setup.attention.message()}; {setup.compiled.message()}; loss: {loss_path}",
+        paths=f"{setup.attention.message()}; {setup.compiled.message()}; loss: {loss_path}; {_plan(done.ctx)}",
         final_loss=done.train_losses[-1] if done.train_losses else math.nan,
+    )
+
+
+def _plan(ctx: Any) -> str:
+    """The memory plan as the run made it: what to hold its peak against (compiled runs included)."""
+    plan = ctx.journal.memory_plan
+    if plan is None:
+        return "no memory plan"
+    return (
+        f"memory plan: budget {plan.token_budget:,} tokens ({plan.limited_by}), "
+        f"{plan.activation_bytes_per_token / 1024:,.0f} KiB/token of activations, "
+        f"{plan.static_bytes / 2**30:.1f} GiB of gradients and optimizer state"
     )
 
 

@@ -45,6 +45,9 @@ def test_the_tiny_run_prints_the_table_the_ratios_and_the_paths(tmp_path: Path) 
     # The attention kernel kubetune chose, and why not the GPU ones: this is a CPU.
     assert "kubetune: " in out
     assert "attention: sdpa (per example), template asked auto" in out
+    # The plan each kubetune run made, to hold its measured peak against (on a CPU: one sequence).
+    assert "memory plan: budget " in out
+    assert "(cpu)" in out
     # On a CPU there is no MFU and no GPU memory, never a made-up figure.
     assert "| n/a | n/a |" in out
     assert "device: cpu" in out
