@@ -8,6 +8,7 @@ layout and its fallback are checked here, its numbers by the probe on a GPU.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import pytest
@@ -154,6 +155,23 @@ def test_varlen_call_gets_cumulative_lengths_heads_and_causal_window(monkeypatch
     assert seen["max"] == (7, 7)
     assert seen["shapes"] == (torch.Size([12, 4, 8]), torch.Size([12, 4, 8]))  # KV heads repeated: no enable_gqa
     torch.testing.assert_close(out, per_example_attention(q, k, v, [5, 7], scale=0.3))
+
+
+def test_a_compiled_layer_looks_the_kernel_up_without_a_warning() -> None:
+    """The compiled decoder layers trace the varlen lookup: a compiled run's log stays free of dynamo's
+    warning about lru_cache-wrapped functions (which it gives for every one it meets)."""
+    torch._dynamo.reset()
+    eager = attention._varlen_api()  # as the kernel's probe does before anything compiles
+
+    def uses_the_api(x: torch.Tensor) -> torch.Tensor:
+        api = attention._varlen_api()
+        return x * 2 if api is not None and api.scale else x
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = torch.compile(uses_the_api, backend="eager", fullgraph=True)(torch.ones(3))
+    assert [str(w.message) for w in caught if "dynamo" in str(w.message).lower()] == []
+    torch.testing.assert_close(out, torch.ones(3) * (2 if eager is not None and eager.scale else 1))
 
 
 def test_per_example_path_soft_caps_and_slides_like_the_dense_reference() -> None:

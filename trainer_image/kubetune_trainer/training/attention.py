@@ -25,7 +25,6 @@ reason is kept for the log and the Result.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import inspect
 import itertools
@@ -91,8 +90,19 @@ class _VarlenApi:
     scale: bool
 
 
-@functools.cache
+_RESOLVED: dict[str, Any] = {}
+"""What is looked up once per process (the varlen API, the compiled flex_attention). Not functools.cache:
+the compiled decoder layers trace these lookups, and dynamo warns of every lru_cache it meets."""
+
+
 def _varlen_api() -> _VarlenApi | None:
+    if "varlen" not in _RESOLVED:
+        _RESOLVED["varlen"] = _find_varlen_api()
+    api: _VarlenApi | None = _RESOLVED["varlen"]
+    return api
+
+
+def _find_varlen_api() -> _VarlenApi | None:
     try:
         from torch.nn.attention.varlen import varlen_attn  # noqa: PLC0415 (absent before torch 2.10)
     except ImportError:
@@ -146,12 +156,13 @@ def varlen_attention(
     return out.unsqueeze(0)
 
 
-@functools.cache
 def _compiled_flex() -> Callable[..., Any]:
-    from torch.nn.attention.flex_attention import flex_attention  # noqa: PLC0415
+    if "flex" not in _RESOLVED:
+        from torch.nn.attention.flex_attention import flex_attention  # noqa: PLC0415
 
-    # Compiled once per process; shapes change with every micro-batch, so dynamic from the start.
-    compiled: Callable[..., Any] = torch.compile(flex_attention, dynamic=True)
+        # Compiled once per process; shapes change with every micro-batch, so dynamic from the start.
+        _RESOLVED["flex"] = torch.compile(flex_attention, dynamic=True)
+    compiled: Callable[..., Any] = _RESOLVED["flex"]
     return compiled
 
 
