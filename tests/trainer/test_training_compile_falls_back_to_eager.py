@@ -75,3 +75,68 @@ def probe_logits(model: nn.Module) -> torch.Tensor:
     with torch.no_grad():
         logits: torch.Tensor = model(input_ids=torch.arange(10)[None] % 64).logits
     return logits
+
+
+PARTITIONED = "aot_eager_decomp_partition"
+"""inductor's graphs and partitioner with eager kernels: the compiled path, without a C++ compiler."""
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_compiled_layers_train_as_eager_ones(lora: bool) -> None:
+    """The layers as a GPU run compiles them (lean norms and MLPs, LoRA's fused update, packed rows of
+    changing lengths, so dynamo recompiles for dynamic shapes): the same losses and weights as eager."""
+    torch._dynamo.reset()
+    models = [_trainer_model(lora=lora) for _ in range(2)]
+    outcome = compile_layers(models[1], requested=True, device=torch.device("cpu"), vocab_size=64, backend=PARTITIONED)
+    assert outcome.compiled, outcome.reason
+    assert outcome.message() == "torch.compile: 2 decoder layers compiled"
+    before = {name: p.detach().clone() for name, p in models[0].named_parameters() if p.requires_grad}
+    losses = [_train(model, steps=4) for model in models]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    trained = [{name: p.detach() for name, p in model.named_parameters() if p.requires_grad} for model in models]
+    assert trained[0].keys() == trained[1].keys() == before.keys()
+    for name, weight in trained[0].items():
+        # AdamW divides by each gradient's root mean square, so rounding differences in tiny gradients move
+        # the weights by a little of a step: measured against the steps the weights took.
+        moved = (weight - before[name]).abs().max()
+        assert (trained[1][name] - weight).abs().max() <= 2e-3 * moved, name
+
+
+def _trainer_model(*, lora: bool) -> nn.Module:
+    from kubetune_trainer.contract import LoraConfig
+    from kubetune_trainer.training.lean_layers import make_layers_lean
+    from kubetune_trainer.training.lora import apply_lora
+    from kubetune_trainer.training.lora_fused import fuse_lora_updates
+
+    model: nn.Module = _tiny()
+    make_layers_lean(model)
+    if lora:
+        torch.manual_seed(1)
+        model = apply_lora(model, LoraConfig(r=4, alpha=8, dropout=0.0, target_modules=["all-linear"], merge=False))
+        fuse_lora_updates(model)
+    model.train()
+    return model
+
+
+def _train(model: nn.Module, *, steps: int) -> torch.Tensor:
+    """AdamW steps on packed rows of 2-4 examples of 5-40 tokens, the same rows for every model."""
+    from kubetune_trainer.data.packing import collate_packed
+    from kubetune_trainer.data.tokenization import TokenizedExample
+    from kubetune_trainer.training.loss import summed_label_loss
+
+    generator = torch.Generator().manual_seed(2)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        lengths = torch.randint(5, 40, (int(torch.randint(2, 5, (1,), generator=generator)),), generator=generator)
+        examples = [
+            TokenizedExample(input_ids=ids, labels=ids)
+            for ids in (torch.randint(0, 64, (int(n),), generator=generator).tolist() for n in lengths)
+        ]
+        batch = collate_packed(examples)
+        loss = summed_label_loss(model, batch) / batch.label_tokens
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(loss.detach())
+    return torch.stack(losses)
