@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from kubetune_trainer.contract import AttentionKernel
+from kubetune_trainer.training import attention
 from kubetune_trainer.training.attention import use_attention
 from kubetune_trainer.training.compile import compile_layers, compiler_missing, decoder_layers, probe_pass
 
@@ -100,6 +103,37 @@ def test_compiled_layers_train_as_eager_ones(lora: bool) -> None:
         # the weights by a little of a step: measured against the steps the weights took.
         moved = (weight - before[name]).abs().max()
         assert (trained[1][name] - weight).abs().max() <= 2e-3 * moved, name
+
+
+def test_one_graph_serves_the_probe_and_every_micro_batch_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dynamic shapes from the first trace: the probe's compile is the only one, for every layer and every
+    micro-batch's length and document count. The varlen path as on a GPU, its CUDA kernel stood in for by
+    causal sdpa over the row (traceable on a CPU; what it computes does not matter here)."""
+
+    def stand_in(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: Any, max_k: Any, **options: Any) -> Any:  # noqa: PLR0917 (varlen_attn's own signature)
+        heads = [tensor.transpose(0, 1)[None] for tensor in (q, k, v)]
+        out = functional.scaled_dot_product_attention(
+            *heads, is_causal=True, scale=options["scale"], enable_gqa=options["enable_gqa"]
+        )
+        return out[0].transpose(0, 1)
+
+    monkeypatch.setitem(
+        attention._RESOLVED, "varlen", attention._VarlenApi(function=stand_in, window=True, gqa=True, scale=True)
+    )
+    torch._dynamo.reset()
+    graphs: list[int] = []
+
+    def counting(graph: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
+        graphs.append(len(graph.graph.nodes))
+        return graph.forward
+
+    model = _trainer_model(lora=False)
+    use_attention(model, AttentionKernel.VARLEN)
+    outcome = compile_layers(model, requested=True, device=torch.device("cpu"), vocab_size=64, backend=counting)
+    assert outcome.compiled, outcome.reason
+    assert len(graphs) == 1  # the probe's packed row of two examples, traced once for both layers
+    _train(model, steps=3)  # rows of other lengths and example counts
+    assert len(graphs) == 1
 
 
 def _trainer_model(*, lora: bool) -> nn.Module:

@@ -3,8 +3,10 @@
 Each decoder layer (transformers' `GradientCheckpointingLayer`) is compiled on its own, as
 torchtitan does: every layer runs the same code, so one compiled graph serves them all, and the
 wrappers around the layers (LoRA, DDP, FSDP2, activation checkpointing) stay as they are. The
-attention call itself is not traced: the document-masked kernels take the packing's boundaries,
-which change with every micro-batch (`training.attention`).
+attention call is in the graph: varlen's cumulative lengths and longest document are its inputs
+(`training.attention`), like the row's length they change with every packed micro-batch, so the
+layers compile with dynamic shapes from the first trace (one graph for every length; the CPU's
+per-example path, which reads the lengths on the host, breaks the graph there).
 
 Compilation is lazy (the first forward pass compiles), so a compiler that is missing or broken
 would only show at the first training step. `compile_layers` therefore runs one forward and
@@ -19,6 +21,7 @@ import logging
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -77,12 +80,12 @@ def compile_layers(
     device: torch.device,
     vocab_size: int,
     probe: Callable[[nn.Module], None] | None = None,
-    backend: str = "inductor",
+    backend: str | Callable[..., Any] = "inductor",
 ) -> CompileOutcome:
     """Compile `model`'s decoder layers in place if `requested`, and prove it with one pass; eager on failure.
 
     `backend` is inductor in every run; the tests name `aot_eager_decomp_partition` (inductor's graphs
-    and partitioner, eager kernels), which needs no C++ compiler."""
+    and partitioner, eager kernels), which needs no C++ compiler, or a backend of their own."""
     if not requested:
         return CompileOutcome(requested=False, compiled=False)
     missing = compiler_missing(device) if backend == "inductor" else None
@@ -92,7 +95,10 @@ def compile_layers(
     if not layers:
         return CompileOutcome(requested=True, compiled=False, reason="no transformers decoder layers found")
     for layer in layers:
-        layer.compile(backend=backend)
+        # Dynamic from the first trace: every packed micro-batch has its own length and document count,
+        # so the probe's shapes are never seen again, and a static first graph would be compiled for the
+        # probe alone before dynamo recompiled for the first real micro-batch (one whole compile more).
+        layer.compile(backend=backend, dynamic=True)
     try:
         (probe or (lambda m: probe_pass(m, device=device, vocab_size=vocab_size)))(model)
     except Exception as failed:  # any failure: the layers go back to eager
