@@ -17,7 +17,7 @@ from kubetune_trainer.training.attention import use_attention
 from kubetune_trainer.training.compile import compile_layers, compiler_missing, decoder_layers, probe_pass
 
 
-def _tiny() -> LlamaForCausalLM:
+def _tiny(*, head_dim: int | None = None) -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=64,
@@ -26,6 +26,7 @@ def _tiny() -> LlamaForCausalLM:
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
+        head_dim=head_dim,
         use_cache=False,
     )
     model = LlamaForCausalLM(config)
@@ -105,10 +106,14 @@ def test_compiled_layers_train_as_eager_ones(lora: bool) -> None:
         assert (trained[1][name] - weight).abs().max() <= 2e-3 * moved, name
 
 
-def test_one_graph_serves_the_probe_and_every_micro_batch_length(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("head_dim", [8, 128], ids=["head-8", "head-128"])
+def test_one_graph_serves_the_probe_and_every_micro_batch_length(
+    monkeypatch: pytest.MonkeyPatch, head_dim: int
+) -> None:
     """Dynamic shapes from the first trace: the probe's compile is the only one, for every layer and every
-    micro-batch's length and document count. The varlen path as on a GPU, its CUDA kernel stood in for by
-    causal sdpa over the row (traceable on a CPU; what it computes does not matter here)."""
+    micro-batch's length and document count, also where the heads are as wide as a probe row of 128 tokens
+    would be. The varlen path as on a GPU, its CUDA kernel stood in for by causal sdpa over the row
+    (traceable on a CPU; what it computes does not matter here)."""
 
     def stand_in(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: Any, max_k: Any, **options: Any) -> Any:  # noqa: PLR0917 (varlen_attn's own signature)
         heads = [tensor.transpose(0, 1)[None] for tensor in (q, k, v)]
@@ -127,7 +132,7 @@ def test_one_graph_serves_the_probe_and_every_micro_batch_length(monkeypatch: py
         graphs.append(len(graph.graph.nodes))
         return graph.forward
 
-    model = _trainer_model(lora=False)
+    model = _trainer_model(lora=False, head_dim=head_dim)
     use_attention(model, AttentionKernel.VARLEN)
     outcome = compile_layers(model, requested=True, device=torch.device("cpu"), vocab_size=64, backend=counting)
     assert outcome.compiled, outcome.reason
@@ -136,13 +141,13 @@ def test_one_graph_serves_the_probe_and_every_micro_batch_length(monkeypatch: py
     assert len(graphs) == 1
 
 
-def _trainer_model(*, lora: bool) -> nn.Module:
+def _trainer_model(*, lora: bool, head_dim: int | None = None) -> nn.Module:
     from kubetune_trainer.contract import LoraConfig
     from kubetune_trainer.training.lean_layers import make_layers_lean
     from kubetune_trainer.training.lora import apply_lora
     from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
-    model: nn.Module = _tiny()
+    model: nn.Module = _tiny(head_dim=head_dim)
     make_layers_lean(model)
     if lora:
         torch.manual_seed(1)

@@ -31,8 +31,11 @@ from ..data.tokenization import TokenizedExample
 
 log = logging.getLogger(__name__)
 
-PROBE_LENGTHS = (48, 80)
-"""Two examples in the probe row, so the document-masked attention path runs too."""
+PROBE_LENGTHS = (48, 83)
+"""Two examples in the probe row, so the document-masked attention path runs too. Their sum, the row's
+length, is a prime: dynamo gives dynamic sizes that are equal one symbol, so a row as long as a head
+(128 on Llama 3 8B, Mistral, Qwen) would tie the length to the head size, and the first real
+micro-batch would be compiled again."""
 
 
 @dataclass(frozen=True)
