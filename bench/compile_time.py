@@ -9,7 +9,8 @@ real micro-batch arrives (dynamo's automatic dynamic shapes), and again for the 
 changes; compiled with dynamic shapes from the first trace, the probe's graph serves them all. Each
 variant runs in a process of its own, on the model of bench/compiled_keeps.py (Llama-3.2-1B's
 proportions at 1/8 of its width, lean layers) with the varlen attention path a GPU runs, its CUDA
-kernel stood in for by causal sdpa over the row, fp32 on the CPU:
+kernel stood in for by causal sdpa over the row, fp32 on the CPU, each with a cold compiler cache
+(a fresh pod's):
 
   static-first  `layer.compile()` on each layer, then the probe pass (the trainer before 778a8e6)
   dynamic       `compile_layers` as the trainer runs it
@@ -117,7 +118,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as workdir:
         for variant in args.variants.split(","):
             flags = ["--steps", str(args.steps), "--backend", args.backend]
-            f = spawn_variant(__file__, variant, workdir=Path(workdir), flags=flags)
+            # A cold compiler cache, as on a fresh pod: inductor's and triton's caches would make the second
+            # compile of the same graph nearly free.
+            cache = Path(workdir) / variant
+            environ = {"TORCHINDUCTOR_CACHE_DIR": str(cache / "inductor"), "TRITON_CACHE_DIR": str(cache / "triton")}
+            f = spawn_variant(__file__, variant, workdir=Path(workdir), flags=flags, environ=environ)
             print(
                 f"| {variant} | {f['probe_s']:.1f} | {f['steps_s']:.1f} | {f['graphs']} | {f['last_steps_s']:.2f} |",
                 flush=True,
