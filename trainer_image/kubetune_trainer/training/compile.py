@@ -99,8 +99,8 @@ def compile_layers(
         return CompileOutcome(requested=True, compiled=False, reason="no transformers decoder layers found")
     for layer in layers:
         # Dynamic from the first trace: every packed micro-batch has its own length and document count,
-        # so the probe's shapes are never seen again, and a static first graph would be compiled for the
-        # probe alone before dynamo recompiled for the first real micro-batch (one whole compile more).
+        # so the probe's shapes are never seen again: a static first graph would serve the probe alone, and
+        # dynamo would recompile for the first real micro-batches (two whole compiles more in the tests).
         layer.compile(backend=backend, dynamic=True)
     try:
         (probe or (lambda m: probe_pass(m, device=device, vocab_size=vocab_size)))(model)

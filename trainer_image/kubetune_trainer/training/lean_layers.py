@@ -207,11 +207,11 @@ def _own_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def _compiled_mlp_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
-    """The MLP's own operations, with the product in a checkpoint region: the one thing a compiled graph is
-    told. Left to itself inductor's partitioner keeps the product (the down projection's weight gradient
-    reads it, and it keeps what a matmul reads in backward), a third intermediate-sized tensor per layer
-    that the memory plan does not count; inside the region it is recomputed from gate and up, which the
-    gate's gradient keeps anyway, in the backward's own fused kernel."""
+    """The MLP's own operations, the product in a checkpoint region (the compiled graph's only hint).
+    Left to itself inductor's partitioner keeps the product (the down projection's weight gradient reads
+    it, and it never recomputes what a matmul reads in backward): a third intermediate-sized tensor per
+    layer, which the memory plan does not count. Inside the region it is recomputed in backward from gate
+    and up, which silu's gradient keeps anyway."""
     gate = module.gate_proj(x)
     up = module.up_proj(x)
     product: torch.Tensor = checkpoint(_silu_product, gate, up, use_reentrant=False)
