@@ -3,21 +3,23 @@
     .venv/bin/python bench/compiled_keeps.py [--backend inductor] [--tokens 1024] [--dtypes float32,bfloat16]
 
 The memory plan (`kubetune_trainer.memory_model`) counts the bytes per token the trainer's lean
-RMSNorms and SwiGLU MLPs keep. Under torch.compile (the 1B template's default on GPUs) the layers run
-transformers' operations and inductor's min-cut partitioner chooses what to keep, except the MLP's
-product, which the compiled lean MLP puts in a checkpoint region (docs/training.md, "Lean norms and
-MLPs"). This prints, for a random Llama whose proportions are Llama-3.2-1B's (intermediate 4x hidden,
-4 query heads per KV head) at 1/8 of its width, the bytes one forward leaves allocated per token
+RMSNorms and SwiGLU MLPs keep, eager and compiled. Under torch.compile (the 1B template's default on
+GPUs) the layers run transformers' operations and inductor's min-cut partitioner chooses what to
+keep, told by checkpoint regions to recompute the norms' outputs and the MLP's product
+(docs/training.md, "Lean norms and MLPs"). This prints, for a random Llama whose proportions are
+Llama-3.2-1B's (intermediate 4x hidden, 4 query heads per KV head) at 1/8 of its width, the bytes
+one forward leaves allocated per token
 (glibc's count, `tests/trainer/held_after_forward.py`; no logits, as the plan's per-token figure has
 none), each variant in a process of its own:
 
   own            eager, transformers' forwards
-  lean           eager, the lean forwards (what the plan counts)
-  compiled-own   compiled, with transformers' MLP (the norms lean): the partitioner left to itself
-  compiled-lean  compiled, as the trainer runs (the product in its checkpoint region)
+  lean           eager, the lean forwards
+  compiled-own   compiled, with transformers' MLP (the norms lean): the product left to the partitioner
+  compiled-lean  compiled, as the trainer runs
 
-and each against the plan. `--backend aot_eager_decomp_partition` runs inductor's graphs and
-partitioner with eager kernels (no C++ compiler needed; what the tests use).
+and the plan's figures, each against the eager lean plan. `--backend aot_eager_decomp_partition`
+runs inductor's graphs and partitioner with eager kernels (no C++ compiler needed; what the tests
+use).
 """
 
 # ruff: noqa: PLC0415 - each variant's process imports the ML stack; the parent does not.
@@ -77,13 +79,14 @@ def held_per_token(*, variant: str, dtype: str, backend: str, tokens: int) -> di
     return {"bytes_per_token": held.bytes / tokens}
 
 
-def planned(dtype: str, *, lean: bool) -> float:
+def planned(dtype: str, *, lean: bool, compiled: bool = False) -> float:
     from kubetune_trainer.memory_model import ModelShape, TrainingSetup, activation_bytes_per_token
 
     shape = ModelShape.from_config(CONFIG)
     bf16 = dtype == "bfloat16"
+    device, precision = ("cuda", "bf16") if bf16 else ("cpu", "fp32")
     setup = TrainingSetup.for_run(
-        shape, device="cuda" if bf16 else "cpu", precision="bf16" if bf16 else "fp32", lean_norms=lean, lean_mlp=lean
+        shape, device=device, precision=precision, lean_norms=lean, lean_mlp=lean, compiled=compiled
     )
     return float(activation_bytes_per_token(shape, setup))
 
@@ -101,7 +104,7 @@ def main() -> int:
         print("FIGURES " + json.dumps(figures))
         return 0
     print(f"backend {args.backend}, {args.tokens} tokens, Llama {CONFIG}")
-    print("| dtype | variant | bytes kept per token | / the plan's lean figure |")
+    print("| dtype | variant | bytes kept per token | / the eager lean plan |")
     print("| --- | --- | --- | --- |")
     with tempfile.TemporaryDirectory() as workdir:
         for dtype in args.dtypes.split(","):
@@ -111,8 +114,10 @@ def main() -> int:
                 held = spawn_variant(__file__, variant, workdir=Path(workdir), flags=flags)["bytes_per_token"]
                 print(f"| {dtype} | {variant} | {held:,.0f} | {held / plan:.3f} |", flush=True)
             own = planned(dtype, lean=False)
-            print(f"| {dtype} | the plan (lean) | {plan:,.0f} | 1.000 |")
-            print(f"| {dtype} | the plan (transformers' own) | {own:,.0f} | {own / plan:.3f} |")
+            compiled = planned(dtype, lean=True, compiled=True)
+            print(f"| {dtype} | the plan: lean, eager | {plan:,.0f} | 1.000 |")
+            print(f"| {dtype} | the plan: lean, compiled | {compiled:,.0f} | {compiled / plan:.3f} |")
+            print(f"| {dtype} | the plan: transformers' own | {own:,.0f} | {own / plan:.3f} |")
     return 0
 
 

@@ -21,6 +21,7 @@ from kubetune_trainer.memory_model import (
     estimate,
     plan_token_budget,
 )
+from kubetune_trainer.training.compile import compile_layers
 from kubetune_trainer.training.lean_layers import make_layers_lean
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.lora_fused import fuse_lora_updates
@@ -59,8 +60,11 @@ def _held() -> dict[str, float]:
         if dims_id != "64":
             cases[f"{dims_id}/full/4/bfloat16"] = (dims, 4, None, 0.0, "bfloat16", True)
             cases[f"{dims_id}/full/4/bfloat16/own"] = (dims, 4, None, 0.0, "bfloat16", False)
+            cases[f"{dims_id}/full/4/bfloat16/compiled"] = (dims, 4, None, 0.0, "bfloat16", True, True)
             for lora_id in ("full", "lora"):
                 cases[f"{dims_id}/{lora_id}/4/float32/own"] = (dims, 4, LORA_CASES[lora_id][0], 0.0, "float32", False)
+                rank = LORA_CASES[lora_id][0]
+                cases[f"{dims_id}/{lora_id}/4/float32/compiled"] = (dims, 4, rank, 0.0, "float32", True, True)
     held: dict[str, float] = in_a_fresh_process(held_per_token_of_cases, cases=cases)
     return held
 
@@ -110,6 +114,26 @@ def test_a_model_that_keeps_transformers_own_norms_and_mlps_is_counted_as_such(
     assert activation_bytes_per_token(shape, own) > 1.2 * activation_bytes_per_token(shape, lean)
 
 
+@pytest.mark.parametrize(
+    ("case", "lora_rank", "precision"),
+    [("full/4/float32", None, "fp32"), ("lora/4/float32", 16, "fp32"), ("full/4/bfloat16", None, "bf16")],
+    ids=["full-fp32", "lora-fp32", "full-bf16"],
+)
+@pytest.mark.parametrize("dims_id", ["128", "96-wide-query"])
+def test_compiled_layers_are_counted_as_compiled(
+    dims_id: str, case: str, lora_rank: int | None, precision: str
+) -> None:
+    """Compiled decoder layers (the 1B template's default on GPUs) recompute the norms' outputs: the plan
+    counts two hidden-sized tensors per layer fewer, as inductor's partitioner keeps them."""
+    shape = _shape(DIMS[dims_id], 4)
+    device = "cuda" if precision == "bf16" else "cpu"
+    compiled = TrainingSetup.for_run(shape, device=device, precision=precision, lora_rank=lora_rank, compiled=True)
+    eager = TrainingSetup.for_run(shape, device=device, precision=precision, lora_rank=lora_rank)
+    assert _held()[f"{dims_id}/{case}/compiled"] == pytest.approx(activation_bytes_per_token(shape, compiled), rel=0.05)
+    fewer = activation_bytes_per_token(shape, eager) - activation_bytes_per_token(shape, compiled)
+    assert fewer == 2 * shape.num_layers * shape.hidden_size * compiled.compute_bytes
+
+
 def _config(dims: Dims, layers: int) -> LlamaConfig:
     hidden, intermediate, kv_heads, head_dim = dims
     return LlamaConfig(
@@ -123,11 +147,12 @@ def _shape(dims: Dims, layers: int) -> ModelShape:
 
 
 def held_per_token_of_cases(cases: dict[str, list[Any]]) -> dict[str, float]:
-    """Run in the fresh process: for each case (dims, layers, LoRA rank, dropout, dtype, lean), the bytes
-    one forward leaves allocated per token, the model made as Initialization makes it (or, lean False,
-    with transformers' own norms and MLPs)."""
+    """Run in the fresh process: for each case (dims, layers, LoRA rank, dropout, dtype, lean[, compiled]), the
+    bytes one forward leaves allocated per token, the model made as Initialization makes it (or, lean False,
+    with transformers' own norms and MLPs; compiled, its decoder layers compiled as `training.compile` does,
+    by inductor's graphs and partitioner with eager kernels)."""
     held = {}
-    for case_id, (dims, layers, rank, dropout, dtype, lean) in cases.items():
+    for case_id, (dims, layers, rank, dropout, dtype, lean, *compiled) in cases.items():
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(_config(tuple(dims), layers)).to(getattr(torch, dtype))  # type: ignore[no-untyped-call]
         if lean:
@@ -137,6 +162,14 @@ def held_per_token_of_cases(cases: dict[str, list[Any]]) -> dict[str, float]:
             adapters = LoraConfig(r=rank, alpha=2 * rank, dropout=dropout, target_modules=["all-linear"], merge=False)
             model = apply_lora(model, adapters)
             fuse_lora_updates(model)
+        if compiled and compiled[0]:
+            # A fresh dynamo per model: models of other shapes would fill the compiled code's cache, and past
+            # its limit dynamo runs the layers eagerly (one trainer process trains one model).
+            torch._dynamo.reset()
+            outcome = compile_layers(
+                model, requested=True, device=torch.device("cpu"), vocab_size=300, backend="aot_eager_decomp_partition"
+            )
+            assert outcome.compiled, outcome.reason
         model.train()
         tokens = 1024
         ids = torch.randint(0, 300, (1, tokens), generator=torch.Generator().manual_seed(1))

@@ -267,13 +267,16 @@ def held_per_token_compiled(*, lora: bool, dtype: str) -> dict[str, float]:
 @pytest.mark.parametrize(
     ("lora", "dtype"), [(False, "float32"), (True, "float32"), (False, "bfloat16")], ids=["full", "lora", "full-bf16"]
 )
-def test_compiled_layers_keep_what_the_memory_plan_counts(lora: bool, dtype: str) -> None:
-    """The plan counts the lean layers' bytes for a compiled run too (the 1B template compiles): left to
-    itself, inductor's partitioner keeps the MLP's product besides gate and up, one intermediate-sized
-    tensor per layer more, which the checkpoint region around the product takes away."""
+def test_compiled_layers_recompute_the_norms_outputs_and_the_product(lora: bool, dtype: str) -> None:
+    """Compiled (the 1B template's default), the layers run their own operations in checkpoint regions that
+    tell inductor's partitioner what to recompute: the norms' outputs, which the eager lean layers keep for
+    the projections after them, and the MLP's product, which the partitioner alone would keep (it never
+    recomputes what a matmul reads in backward). The memory plan counts compiled layers so."""
     held = in_a_fresh_process(held_per_token_compiled, lora=lora, dtype=dtype)
-    assert held["compiled-lean"] == pytest.approx(held["lean"], rel=0.03)
     element = 2 if dtype == "bfloat16" else 4
+    norm_outputs = 2 * LAYERS * HIDDEN * element
+    # A little more on this tiny shape (their fp32 reciprocal roots are recomputed too, among others).
+    assert held["lean"] - held["compiled-lean"] == pytest.approx(norm_outputs, rel=0.2)
     product = LAYERS * INTERMEDIATE * element
     assert held["compiled-own"] - held["compiled-lean"] == pytest.approx(product, rel=0.15)
 

@@ -17,7 +17,7 @@ What is counted:
 - **activations per token**: what autograd keeps for backward in one decoder layer, times the
   layers, from hidden, intermediate, heads and KV heads (coefficients counted from the bytes a
   forward leaves allocated on Llama in transformers 5 with the trainer's lean norms and MLPs, eager
-  or compiled, see docs/training.md); with gradient checkpointing one
+  and compiled, see docs/training.md); with gradient checkpointing one
   layer's input per layer plus one whole layer being recomputed.
 - **the loss chunk**: the head's output for `loss_chunk_tokens` positions in the compute dtype,
   its fp32 upcast and the fp32 gradient of it (`training.loss` never holds more), and the head's
@@ -46,9 +46,10 @@ BUDGET_STEP_TOKENS = 1024
 # Elements autograd keeps per token in one decoder layer with the trainer's lean RMSNorms and SwiGLU
 # MLPs (`training.lean_layers`), counted from glibc's bytes in use after a forward on transformers 5's
 # Llama (sdpa) at four shapes, fp32 and bf16 (tests/trainer/test_memory_model_plans_the_micro_batch.py):
-# the two norms' inputs and outputs (4 x hidden), attention's query and output (2 x query width), its
-# key and value (2 x KV width), the gate and up outputs (2 x intermediate; the product is recomputed),
-# all at the compute dtype; in fp32 the norms' reciprocal roots (2) and softmax statistics per head.
+# the two norms' inputs and outputs (4 x hidden; in compiled layers the outputs are recomputed, 2 x
+# hidden), attention's query and output (2 x query width), its key and value (2 x KV width), the gate
+# and up outputs (2 x intermediate; the product is recomputed), all at the compute dtype; in fp32 the
+# norms' reciprocal roots (2) and softmax statistics per head.
 # LoRA adds each adapter's rank-r intermediate (7 adapters on all-linear) and keeps nothing below the
 # first layer's input norm (nothing there trains); with dropout, a one-byte mask per adapter input.
 _LAYER_D = 4
@@ -137,6 +138,9 @@ class TrainingSetup:
     under bf16, and the normalised output while the weight trains)."""
     lean_mlp: bool = True
     """The MLPs run the lean SwiGLU forward; False: their own (gate, activation, up and product kept)."""
+    compiled: bool = False
+    """The decoder layers are compiled (`training.compile`): inductor recomputes the lean norms' outputs
+    in backward (`training.lean_layers`), two hidden-sized tensors per layer fewer than eager."""
 
     @classmethod
     def for_run(
@@ -153,6 +157,7 @@ class TrainingSetup:
         device: str = "cuda",
         lean_norms: bool = True,
         lean_mlp: bool = True,
+        compiled: bool = False,
     ) -> TrainingSetup:
         """The setup the trainer uses for this template precision and master-weights policy.
 
@@ -163,7 +168,7 @@ class TrainingSetup:
         low = device == "cuda" and precision in ("bf16", "fp16")
         compute = 2 if low else 4
         weight = 2 if device == "cuda" and precision == "bf16" else 4
-        layers = {"lean_norms": lean_norms, "lean_mlp": lean_mlp}
+        layers = {"lean_norms": lean_norms, "lean_mlp": lean_mlp, "compiled": compiled}
         if lora_rank is not None:
             trainable = shape.lora_parameters(lora_rank)
             return cls(
@@ -202,7 +207,9 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     d, kv, i = shape.hidden_size, shape.num_kv_heads * shape.head_dim, shape.intermediate_size
     q = shape.num_heads * shape.head_dim
     compute, fp32 = setup.compute_bytes, 4
-    elements = _LAYER_D * d + _LAYER_Q * q + _LAYER_KV * kv + _LAYER_I * i
+    # Compiled, the lean norms' outputs are recomputed in backward: each norm keeps its input only.
+    norm_outputs_recomputed = setup.compiled and setup.lean_norms
+    elements = (_LAYER_D - 2 * norm_outputs_recomputed) * d + _LAYER_Q * q + _LAYER_KV * kv + _LAYER_I * i
     outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
     if setup.lora_rank:
         elements += _LORA_ADAPTERS * setup.lora_rank
@@ -222,8 +229,10 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
         layer += 5 * d + q + i
     if setup.gradient_checkpointing:
         # Each layer keeps its input; one layer at a time is recomputed whole in backward, keeping its
-        # MLP's product too (the lean MLP recomputes it only where no other saved-tensor hook is in force).
-        return shape.num_layers * d * compute + layer + (i * compute if setup.lean_mlp else 0) + outside
+        # MLP's product too (the eager lean MLP recomputes it only where no other saved-tensor hook is in
+        # force; a compiled one always does).
+        product = i * compute if setup.lean_mlp and not setup.compiled else 0
+        return shape.num_layers * d * compute + layer + product + outside
     return shape.num_layers * layer + outside
 
 

@@ -114,6 +114,8 @@ class Sizing:
     max_gpus: int
     checkpointing_first: bool
     """Whether activation checkpointing is tried first (the template's setting); it is turned on when needed."""
+    compiled: bool = False
+    """The template compiles the decoder layers (`training.compile`), which then keep fewer activations."""
 
     @property
     def usable(self) -> int:
@@ -131,6 +133,7 @@ class Sizing:
             gradient_checkpointing=checkpointing,
             shards=total if self.strategy is Strategy.FSDP else 1,
             ddp_buckets=self.strategy is Strategy.DDP and total > 1,
+            compiled=self.compiled,
         )
         figures = estimate(self.shape, setup, micro_batch_tokens=self.seq * ACTIVATION_HEADROOM)
         return figures.total, figures.static, figures.activations + figures.loss_chunk
@@ -203,6 +206,7 @@ def plan_gpus(
         gpu_memory_bytes=memory,
         max_gpus=max_gpus,
         checkpointing_first=training.gradient_checkpointing,
+        compiled=training.compile,
     )
     at, plan = sizing.at, sizing.plan
 

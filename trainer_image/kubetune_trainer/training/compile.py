@@ -61,6 +61,11 @@ def decoder_layers(model: nn.Module) -> list[nn.Module]:
     return [module for module in model.modules() if isinstance(module, GradientCheckpointingLayer)]
 
 
+def compiled_in(model: nn.Module) -> bool:
+    """Whether `model`'s decoder layers run compiled (the memory plan counts what compiled layers keep)."""
+    return any(getattr(layer, "_compiled_call_impl", None) is not None for layer in decoder_layers(model))
+
+
 def compiler_missing(device: torch.device) -> str | None:
     """Why torch.compile cannot work here, known without trying; None when it may."""
     if not getattr(torch._dynamo, "is_dynamo_supported", lambda: True)():

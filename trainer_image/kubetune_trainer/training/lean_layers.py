@@ -18,9 +18,11 @@ The results equal transformers' to rounding (the forwards run the same operation
 the same formulas, tested to 1e-5 against autograd's). The product is not recomputed while another
 saved-tensor hook is in force (activation checkpointing's: the packed product's references to gate and
 up would keep what checkpointing frees). Under torch.compile, where these functions would be opaque,
-the modules run their own operations and inductor's partitioner chooses what to keep: for the norm
-what the lean norm keeps; for the MLP it would also keep the product (a matmul reads it in backward),
-so there the product alone is a checkpoint region, recomputed in backward (`_compiled_mlp_forward`).
+the modules run their own operations and inductor's partitioner chooses what to keep, told by
+checkpoint regions what to recompute: the MLP's product (which it would keep, a matmul reading it in
+backward) and the norm's output, which the next layer's projections read in backward (the eager lean
+norm cannot drop it: the projections keep it). Compiled layers thus keep two hidden-sized tensors per
+layer fewer than eager lean ones (`_compiled_norm_forward`, `_compiled_mlp_forward`).
 
 A module becomes lean only if its class has this shape (an RMSNorm's `weight` and epsilon; an MLP's
 `gate_proj`, `up_proj`, `down_proj` and a SiLU `act_fn`) and its own forward on a random probe gives
@@ -127,9 +129,18 @@ class _RMSNorm(torch.autograd.Function):
 
 def _norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():
-        return _own_forward(self, hidden_states)
+        return _compiled_norm_forward(self, hidden_states)
     result: torch.Tensor = _RMSNorm.apply(hidden_states, self.weight, _epsilon(self))  # type: ignore[no-untyped-call]
     return result
+
+
+def _compiled_norm_forward(module: Any, hidden_states: torch.Tensor) -> torch.Tensor:
+    """The norm's own operations in a checkpoint region: inductor then keeps its input and reciprocal
+    root, as the lean norm does, and recomputes the normalised output in backward where the projections
+    after it read it (for their weights' or adapters' gradients), instead of keeping it: one hidden-sized
+    tensor per norm fewer than eager, for one elementwise pass in backward."""
+    normed: torch.Tensor = checkpoint(_own_forward, module, hidden_states, use_reentrant=False)
+    return normed
 
 
 def _epsilon(module: nn.Module) -> float:

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..contract import MemoryPlanReport, RuntimeSettings
 from ..memory_model import MemoryPlan, ModelShape, TrainingSetup, plan_token_budget
+from .compile import compiled_in
 from .distributed import unwrap
 from .lean_layers import lean_in
 from .loss import causal_lm_of
@@ -49,6 +50,7 @@ def plan_memory(
         device=device.type,
         lean_norms=lean_norms,
         lean_mlp=lean_mlp,
+        compiled=compiled_in(causal_lm),
     )
     plan = plan_token_budget(shape, setup, free_bytes=_free_bytes(device), max_seq_length=max_seq_length)
     if device.type != "cuda":
