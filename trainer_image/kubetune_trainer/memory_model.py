@@ -46,13 +46,14 @@ BUDGET_STEP_TOKENS = 1024
 # Elements autograd keeps per token in one decoder layer with the trainer's lean RMSNorms and SwiGLU
 # MLPs (`training.lean_layers`), counted from glibc's bytes in use after a forward on transformers 5's
 # Llama (sdpa) at four shapes, fp32 and bf16 (tests/trainer/test_memory_model_plans_the_micro_batch.py):
-# the two norms' inputs and outputs (4 x hidden; in compiled layers the outputs are recomputed, 2 x
-# hidden), attention's query and output (2 x query width), its key and value (2 x KV width), the gate
+# the two norms' inputs (2 x hidden; their outputs, which the projections save, are recomputed),
+# attention's query and output (2 x query width), its key and value (2 x KV width), the gate
 # and up outputs (2 x intermediate; the product is recomputed), all at the compute dtype; in fp32 the
 # norms' reciprocal roots (2) and softmax statistics per head.
 # LoRA adds each adapter's rank-r intermediate (7 adapters on all-linear) and keeps nothing below the
 # first layer's input norm (nothing there trains); with dropout, a one-byte mask per adapter input.
 _LAYER_D = 4
+"""With the norms' outputs (transformers' norms, or eager lean layers under activation checkpointing)."""
 _LAYER_Q = 2
 _LAYER_KV = 2
 _LAYER_I = 2
@@ -139,8 +140,8 @@ class TrainingSetup:
     lean_mlp: bool = True
     """The MLPs run the lean SwiGLU forward; False: their own (gate, activation, up and product kept)."""
     compiled: bool = False
-    """The decoder layers are compiled (`training.compile`): inductor recomputes the lean norms' outputs
-    in backward (`training.lean_layers`), two hidden-sized tensors per layer fewer than eager."""
+    """The decoder layers are compiled (`training.compile`): inductor recomputes the lean norms' outputs and
+    the MLP's product under activation checkpointing too, where the eager lean layers step aside."""
 
     @classmethod
     def for_run(
@@ -207,8 +208,10 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     d, kv, i = shape.hidden_size, shape.num_kv_heads * shape.head_dim, shape.intermediate_size
     q = shape.num_heads * shape.head_dim
     compute, fp32 = setup.compute_bytes, 4
-    # Compiled, the lean norms' outputs are recomputed in backward: each norm keeps its input only.
-    norm_outputs_recomputed = setup.compiled and setup.lean_norms
+    # The lean norms' outputs are recomputed in backward (`training.lean_layers`: inside a lean decoder layer
+    # eagerly, in compiled ones by inductor), except by eager layers under activation checkpointing, whose
+    # own saved-tensor hooks the recomputation steps aside for.
+    norm_outputs_recomputed = setup.lean_norms and (setup.compiled or not setup.gradient_checkpointing)
     elements = (_LAYER_D - 2 * norm_outputs_recomputed) * d + _LAYER_Q * q + _LAYER_KV * kv + _LAYER_I * i
     outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
     if setup.lora_rank:

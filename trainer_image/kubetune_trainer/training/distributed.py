@@ -64,12 +64,17 @@ def _fully_shard(model: nn.Module, *, world_size: int, device: torch.device) -> 
     mesh = init_device_mesh(device.type, (world_size,))
     # Shard each transformer block on its own (the classes HF names as never to be split), so
     # only one block's full weights are gathered at a time; then the rest (embeddings, head).
-    block_names = set(_no_split_modules(model))
-    for module in model.modules():
-        if type(module).__name__ in block_names:
-            fully_shard(module, mesh=mesh)
+    for block in sharded_blocks(model):
+        fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model
+
+
+def sharded_blocks(model: nn.Module) -> list[nn.Module]:
+    """The modules FSDP2 shards one by one: those of the classes HF names as never to be split, or of their
+    subclasses (`training.lean_layers` swaps the decoder layers onto subclasses of their own)."""
+    block_names = set(_no_split_modules(model))
+    return [module for module in model.modules() if any(cls.__name__ in block_names for cls in type(module).__mro__)]
 
 
 def _no_split_modules(model: nn.Module) -> list[str]:

@@ -8,6 +8,7 @@ module (peft's merge and unload, transformers' loading) still see the class they
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -17,9 +18,15 @@ _SUBCLASSES: dict[tuple[type, Callable[..., Any]], type] = {}
 def with_forward(own: type, forward: Callable[..., Any], *, name: str) -> Any:
     """`own`'s subclass whose forward is `forward`, named `name`, made once; `own` itself when it already
     is that subclass (a module swapped before is not wrapped twice)."""
-    if own in _SUBCLASSES.values() and getattr(own, "forward", None) is forward:
+    if own in _SUBCLASSES.values() and forward_of(own) is forward:
         return own
     key = (own, forward)
     if key not in _SUBCLASSES:
         _SUBCLASSES[key] = type(name, (own,), {"forward": forward, "__module__": forward.__module__})
     return _SUBCLASSES[key]
+
+
+def forward_of(cls: type) -> Any:
+    """`cls`'s forward as it was written: transformers' decoder layers wrap every subclass's forward in
+    their checkpointing wrapper (`GradientCheckpointingLayer.__init_subclass__`, with functools.wraps)."""
+    return inspect.unwrap(getattr(cls, "forward", None) or (lambda: None))

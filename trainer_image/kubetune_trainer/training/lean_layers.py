@@ -11,18 +11,21 @@ What autograd keeps for transformers' own forwards, per token of every layer:
   output and the up output for the product's, and the product for the down projection's weight (or,
   under LoRA, its adapter's): four intermediate-sized tensors. Here the product is one autograd
   function that keeps the gate and up outputs only, and the down projection's copy of the product
-  is not kept either: inside the down projection a saved-tensor hook packs the product as "recompute
-  from gate and up" (one elementwise pass in backward). Two intermediate-sized tensors instead of four.
+  is recomputed from gate and up in backward (one elementwise pass). Two intermediate-sized tensors
+  instead of four.
+- **The norms' outputs**, which the projections after each norm save for their weights' (or
+  adapters') gradients. Each decoder layer runs inside one `recompute_saved.recomputing()` block,
+  where the norm registers its output and the MLP its product: whenever an operation saves one of
+  them, backward gets it recomputed from what the layer keeps anyway (the norm's input and weight;
+  gate and up) instead of keeping it.
 
 The results equal transformers' to rounding (the forwards run the same operations; the gradients are
-the same formulas, tested to 1e-5 against autograd's). The product is not recomputed while another
-saved-tensor hook is in force (activation checkpointing's: the packed product's references to gate and
-up would keep what checkpointing frees). Under torch.compile, where these functions would be opaque,
-the modules run their own operations and inductor's partitioner chooses what to keep, told by
-checkpoint regions what to recompute: the MLP's product (which it would keep, a matmul reading it in
-backward) and the norm's output, which the next layer's projections read in backward (the eager lean
-norm cannot drop it: the projections keep it). Compiled layers thus keep two hidden-sized tensors per
-layer fewer than eager lean ones (`_compiled_norm_forward`, `_compiled_mlp_forward`).
+the same formulas, tested to 1e-5 against autograd's). Nothing is recomputed while another
+saved-tensor hook is in force (activation checkpointing's: the packed tensors' references to what
+they are recomputed from would keep what checkpointing frees). Under torch.compile, where these
+functions and hooks would be opaque, the modules run their own operations and inductor's partitioner
+chooses what to keep, told by checkpoint regions to recompute the same two (`_compiled_norm_forward`,
+`_compiled_mlp_forward`): left to itself it would keep the product, which a matmul reads in backward.
 
 A module becomes lean only if its class has this shape (an RMSNorm's `weight` and epsilon; an MLP's
 `gate_proj`, `up_proj`, `down_proj` and a SiLU `act_fn`) and its own forward on a random probe gives
@@ -34,9 +37,8 @@ instance carries a forward of its own. Classes are swapped onto subclasses of th
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +47,8 @@ from torch import nn
 from torch.nn import functional
 from torch.utils.checkpoint import checkpoint
 
-from .forward_swap import with_forward
+from .forward_swap import forward_of, with_forward
+from .recompute_saved import recompute_later, recomputing
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +92,49 @@ def make_layers_lean(model: nn.Module) -> LeanLayers:
         lean_norms += lean.forward is _norm_forward
         lean_mlps += lean.forward is _mlp_forward
         module.__class__ = lean
+    _make_decoder_layers_lean(model)
     return LeanLayers(norms=lean_norms, mlps=lean_mlps, kept_own=kept_own)
 
 
 def lean_in(model: nn.Module) -> tuple[bool, bool]:
-    """Whether `model`'s norms and its MLPs run the lean forwards (the memory plan counts them so)."""
-    forwards = {getattr(type(module), "forward", None) for module in model.modules()}
-    return _norm_forward in forwards, _mlp_forward in forwards
+    """Whether `model`'s norms and its MLPs run the lean forwards (the memory plan counts them so). The norms
+    count as lean where their decoder layers recompute their outputs too; lean norms alone are counted
+    as transformers' own (more bytes than they keep: a plan on the safe side)."""
+    forwards = {forward_of(type(module)) for module in model.modules()}
+    return _norm_forward in forwards and _layer_forward in forwards, _mlp_forward in forwards
+
+
+# --------------------------------------------------------------------------- decoder layer
+
+
+def _make_decoder_layers_lean(model: nn.Module) -> None:
+    """Decoder layers holding a lean norm or MLP run their forward inside `recomputing()`."""
+    from transformers.modeling_layers import GradientCheckpointingLayer  # noqa: PLC0415
+
+    lean_forwards = (_norm_forward, _mlp_forward)
+    for layer in model.modules():
+        if not isinstance(layer, GradientCheckpointingLayer) or "forward" in vars(layer):
+            continue
+        if any(forward_of(type(inner)) in lean_forwards for inner in layer.modules()):
+            layer.__class__ = _lean_class(layer, _layer_forward)
+
+
+def _layer_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """The layer's own forward, inside one `recomputing()` block: the norms' outputs, which the projections
+    after them save, and the MLP's product are recomputed in backward from what the layer keeps anyway
+    (the norms' inputs, gate and up). Compiled, the checkpoint regions of the norms and the MLP do it."""
+    own = super(_lean_layer_class(type(self)), self).forward  # type: ignore[arg-type]
+    if torch.compiler.is_compiling():
+        return own(*args, **kwargs)
+    with recomputing():
+        return own(*args, **kwargs)
+
+
+def _lean_layer_class(cls: type) -> type:
+    """The class in `cls`'s hierarchy that took `_layer_forward`. FSDP2 subclasses the layers it shards (and
+    transformers wraps the subclass's inherited forward again), so the layer's own forward is the one after
+    the deepest class whose forward is ours, not after the instance's class."""
+    return [c for c in cls.__mro__ if "forward" in vars(c) and forward_of(c) is _layer_forward][-1]
 
 
 # --------------------------------------------------------------------------- RMSNorm
@@ -107,7 +146,7 @@ class _RMSNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         upcast = x.to(torch.float32)
-        reciprocal_root = torch.rsqrt(upcast.pow(2).mean(-1, keepdim=True) + eps)
+        reciprocal_root = _reciprocal_root(upcast, eps)
         ctx.save_for_backward(x, weight, reciprocal_root)
         return weight * (upcast * reciprocal_root).to(x.dtype)
 
@@ -127,18 +166,31 @@ class _RMSNorm(torch.autograd.Function):
         return grad_x, grad_weight, None
 
 
+def _reciprocal_root(upcast: torch.Tensor, eps: float) -> torch.Tensor:
+    return torch.rsqrt(upcast.pow(2).mean(-1, keepdim=True) + eps)
+
+
+def _norm_output(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """`_RMSNorm`'s output recomputed from its input, by the same operations (so to the bit)."""
+    upcast = x.to(torch.float32)
+    return weight * (upcast * _reciprocal_root(upcast, eps)).to(x.dtype)
+
+
 def _norm_forward(self: Any, hidden_states: torch.Tensor) -> torch.Tensor:
     if torch.compiler.is_compiling():
         return _compiled_norm_forward(self, hidden_states)
-    result: torch.Tensor = _RMSNorm.apply(hidden_states, self.weight, _epsilon(self))  # type: ignore[no-untyped-call]
+    eps = _epsilon(self)
+    result: torch.Tensor = _RMSNorm.apply(hidden_states, self.weight, eps)  # type: ignore[no-untyped-call]
+    # Inside a lean decoder layer the projections after the norm save its output: they get it recomputed
+    # from the input and weight the norm keeps anyway.
+    recompute_later(result, functools.partial(_norm_output, hidden_states, self.weight, eps))
     return result
 
 
 def _compiled_norm_forward(module: Any, hidden_states: torch.Tensor) -> torch.Tensor:
-    """The norm's own operations in a checkpoint region: inductor then keeps its input and reciprocal
-    root, as the lean norm does, and recomputes the normalised output in backward where the projections
-    after it read it (for their weights' or adapters' gradients), instead of keeping it: one hidden-sized
-    tensor per norm fewer than eager, for one elementwise pass in backward."""
+    """The norm's own operations in a checkpoint region: inductor then keeps its input, as the lean norm
+    does, and recomputes the normalised output in backward where the projections after it read it, as the
+    eager lean layer's hook does."""
     normed: torch.Tensor = checkpoint(_own_forward, module, hidden_states, use_reentrant=False)
     return normed
 
@@ -204,10 +256,17 @@ def _mlp_forward(self: Any, x: torch.Tensor) -> torch.Tensor:
     up = self.up_proj(x)
     slot = _SiluSlot()
     product: torch.Tensor = _SwiGLU.apply(gate, up, slot)  # type: ignore[no-untyped-call]
-    if not _may_hook(product):
+    with recomputing() as recomputed:
+        if recomputed is not None:
+            recomputed.add(product, functools.partial(_recomputed_product, gate, up, slot))
         return self.down_proj(product)  # type: ignore[no-any-return]
-    with _product_recomputed(product, gate, up, slot):
-        return self.down_proj(product)  # type: ignore[no-any-return]
+
+
+def _recomputed_product(gate: torch.Tensor, up: torch.Tensor, slot: _SiluSlot) -> torch.Tensor:
+    """The product for the down projection's backward; silu's output is left for the product's own backward,
+    which runs next."""
+    slot.tensor = functional.silu(gate)
+    return slot.tensor * up
 
 
 def _own_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
@@ -231,52 +290,6 @@ def _compiled_mlp_forward(module: Any, x: torch.Tensor) -> torch.Tensor:
 
 def _silu_product(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     return functional.silu(gate) * up
-
-
-def _may_hook(product: torch.Tensor) -> bool:
-    """Only on a product laid out as its recomputation will be, and only where no other saved-tensor hook
-    is in force (activation checkpointing's would be shadowed: the packed product's references to gate
-    and up would keep what checkpointing frees)."""
-    if not product.requires_grad:
-        return False
-    if not product.is_contiguous() or product.storage_offset() != 0:
-        return False
-    # torch has no public reader of the hooks in force; without this one, never hook.
-    top_hooks = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
-    return top_hooks is not None and top_hooks(True) is None
-
-
-@dataclass(frozen=True)
-class _Recompute:
-    """A saved copy of the product, packed as the two tensors it is recomputed from and its view."""
-
-    gate: torch.Tensor
-    up: torch.Tensor
-    slot: _SiluSlot
-    size: tuple[int, ...]
-    stride: tuple[int, ...]
-    offset: int
-
-
-@contextmanager
-def _product_recomputed(product: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, slot: _SiluSlot) -> Iterator[None]:
-    # The hooks live as long as what they packed: they hold the product's address, never the product.
-    storage, dtype = product.untyped_storage().data_ptr(), product.dtype
-
-    def pack(saved: torch.Tensor) -> torch.Tensor | _Recompute:
-        if saved.untyped_storage().data_ptr() != storage or saved.dtype != dtype:
-            return saved
-        return _Recompute(gate, up, slot, tuple(saved.size()), tuple(saved.stride()), int(saved.storage_offset()))
-
-    def unpack(packed: torch.Tensor | _Recompute) -> torch.Tensor:
-        if isinstance(packed, torch.Tensor):
-            return packed
-        packed.slot.tensor = functional.silu(packed.gate)
-        recomputed = packed.slot.tensor * packed.up
-        return recomputed.as_strided(packed.size, packed.stride, packed.offset)
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
-        yield
 
 
 def _is_swiglu_shaped(module: nn.Module) -> bool:
