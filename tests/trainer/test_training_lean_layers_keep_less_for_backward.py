@@ -19,10 +19,10 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
 from kubetune_trainer.contract import LoraConfig, RuntimeSettings
+from kubetune_trainer.model_blocks import no_split_blocks
 from kubetune_trainer.stages import initialize
 from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.compile import decoder_layers
-from kubetune_trainer.training.distributed import sharded_blocks
 from kubetune_trainer.training.lean_layers import lean_in, make_layers_lean
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.lora_fused import fuse_lora_updates
@@ -328,5 +328,5 @@ def test_fsdp_still_shards_each_lean_decoder_layer() -> None:
     """FSDP2 shards the classes HF names as never to be split: the lean layers' subclasses too."""
     model = _llama()
     make_layers_lean(model)
-    blocks = sharded_blocks(model)
+    blocks = no_split_blocks(model)
     assert [type(block).__name__ for block in blocks] == ["LeanLlamaDecoderLayer"] * LAYERS

@@ -37,6 +37,7 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from .errors import InvalidInput
+from .model_blocks import no_split_blocks
 
 FAULT_INJECTION_ENV = "KUBETUNE_FAULT_INJECTION"
 
@@ -133,7 +134,7 @@ class FaultInjector:
             model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
             embeddings.register_forward_hook(self._after_forward),
         ]
-        layers = decoder_layers(model)
+        layers = no_split_blocks(model)
         for number in sorted({fault.layer for fault in self.plan.faults if fault.layer is not None}):
             if number >= len(layers):
                 raise InvalidInput(
@@ -197,14 +198,6 @@ class FaultInjector:
                 return output * torch.nan
             output.logits = output.logits * torch.nan
         return output
-
-
-def decoder_layers(model: nn.Module) -> list[nn.Module]:
-    """The model's decoder layers in order: the modules of the classes it names as never to be split
-    (FSDP2 subclasses a sharded layer's class, so its base classes are searched too)."""
-    declared = (getattr(module, "_no_split_modules", None) for module in model.modules())
-    names: set[str] = next((set(found) for found in declared if found), set())
-    return [module for module in model.modules() if any(cls.__name__ in names for cls in type(module).__mro__)]
 
 
 def install_faults(model: nn.Module, *, environ: Mapping[str, str], rank: int) -> FaultInjector | None:

@@ -19,6 +19,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..context import DistInfo
 from ..contract import Strategy
+from ..model_blocks import no_split_blocks
 
 
 def pick_device(info: DistInfo) -> torch.device:
@@ -64,25 +65,10 @@ def _fully_shard(model: nn.Module, *, world_size: int, device: torch.device) -> 
     mesh = init_device_mesh(device.type, (world_size,))
     # Shard each transformer block on its own (the classes HF names as never to be split), so
     # only one block's full weights are gathered at a time; then the rest (embeddings, head).
-    for block in sharded_blocks(model):
+    for block in no_split_blocks(model):
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
     return model
-
-
-def sharded_blocks(model: nn.Module) -> list[nn.Module]:
-    """The modules FSDP2 shards one by one: those of the classes HF names as never to be split, or of their
-    subclasses (`training.lean_layers` swaps the decoder layers onto subclasses of their own)."""
-    block_names = set(_no_split_modules(model))
-    return [module for module in model.modules() if any(cls.__name__ in block_names for cls in type(module).__mro__)]
-
-
-def _no_split_modules(model: nn.Module) -> list[str]:
-    for module in model.modules():
-        names = getattr(module, "_no_split_modules", None)
-        if names:
-            return list(names)
-    return []
 
 
 def unwrap(model: nn.Module) -> nn.Module:
