@@ -47,6 +47,7 @@ from torch import nn
 from torch.nn import functional
 from torch.utils.checkpoint import checkpoint
 
+from .compile import decoder_layers
 from .forward_swap import forward_of, with_forward
 from .recompute_saved import recompute_later, recomputing
 
@@ -109,11 +110,9 @@ def lean_in(model: nn.Module) -> tuple[bool, bool]:
 
 def _make_decoder_layers_lean(model: nn.Module) -> None:
     """Decoder layers holding a lean norm or MLP run their forward inside `recomputing()`."""
-    from transformers.modeling_layers import GradientCheckpointingLayer  # noqa: PLC0415
-
     lean_forwards = (_norm_forward, _mlp_forward)
-    for layer in model.modules():
-        if not isinstance(layer, GradientCheckpointingLayer) or "forward" in vars(layer):
+    for layer in decoder_layers(model):
+        if "forward" in vars(layer):
             continue
         if any(forward_of(type(inner)) in lean_forwards for inner in layer.modules()):
             layer.__class__ = _lean_class(layer, _layer_forward)
@@ -130,11 +129,19 @@ def _layer_forward(self: Any, *args: Any, **kwargs: Any) -> Any:
         return own(*args, **kwargs)
 
 
+_LEAN_LAYER_CLASSES: dict[type, type] = {}
+"""A layer's class -> the class in its hierarchy that took `_layer_forward`, found once per class (every
+layer's every forward asks). A dict, not functools.cache: compiled layers trace the lookup."""
+
+
 def _lean_layer_class(cls: type) -> type:
     """The class in `cls`'s hierarchy that took `_layer_forward`. FSDP2 subclasses the layers it shards (and
     transformers wraps the subclass's inherited forward again), so the layer's own forward is the one after
     the deepest class whose forward is ours, not after the instance's class."""
-    return [c for c in cls.__mro__ if "forward" in vars(c) and forward_of(c) is _layer_forward][-1]
+    if cls not in _LEAN_LAYER_CLASSES:
+        ours = [c for c in cls.__mro__ if "forward" in vars(c) and forward_of(c) is _layer_forward]
+        _LEAN_LAYER_CLASSES[cls] = ours[-1]
+    return _LEAN_LAYER_CLASSES[cls]
 
 
 # --------------------------------------------------------------------------- RMSNorm
