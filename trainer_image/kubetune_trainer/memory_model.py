@@ -52,8 +52,10 @@ BUDGET_STEP_TOKENS = 1024
 # norms' reciprocal roots (2) and softmax statistics per head.
 # LoRA adds each adapter's rank-r intermediate (7 adapters on all-linear) and keeps nothing below the
 # first layer's input norm (nothing there trains); with dropout, a one-byte mask per adapter input.
-_LAYER_D = 4
-"""With the norms' outputs (transformers' norms, or eager lean layers under activation checkpointing)."""
+_LAYER_D = 2
+_NORM_OUTPUTS_D = 2
+"""Kept where the norms' outputs are not recomputed (transformers' norms; eager lean layers under
+activation checkpointing)."""
 _LAYER_Q = 2
 _LAYER_KV = 2
 _LAYER_I = 2
@@ -212,7 +214,9 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     # eagerly, in compiled ones by inductor), except by eager layers under activation checkpointing, whose
     # own saved-tensor hooks the recomputation steps aside for.
     norm_outputs_recomputed = setup.lean_norms and (setup.compiled or not setup.gradient_checkpointing)
-    elements = (_LAYER_D - 2 * norm_outputs_recomputed) * d + _LAYER_Q * q + _LAYER_KV * kv + _LAYER_I * i
+    elements = _LAYER_D * d + _LAYER_Q * q + _LAYER_KV * kv + _LAYER_I * i
+    if not norm_outputs_recomputed:
+        elements += _NORM_OUTPUTS_D * d
     outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
     if setup.lora_rank:
         elements += _LORA_ADAPTERS * setup.lora_rank
