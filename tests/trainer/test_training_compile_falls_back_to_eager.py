@@ -16,6 +16,8 @@ from kubetune_trainer.training import attention
 from kubetune_trainer.training.attention import use_attention
 from kubetune_trainer.training.compile import compile_layers, compiler_missing, decoder_layers, probe_pass
 
+from .held_after_forward import in_a_fresh_process
+
 
 def _tiny(*, head_dim: int | None = None) -> LlamaForCausalLM:
     torch.manual_seed(0)
@@ -107,25 +109,19 @@ def test_compiled_layers_train_as_eager_ones(lora: bool) -> None:
 
 
 @pytest.mark.parametrize("head_dim", [8, 128], ids=["head-8", "head-128"])
-def test_one_graph_serves_the_probe_and_every_micro_batch_length(
-    monkeypatch: pytest.MonkeyPatch, head_dim: int
-) -> None:
+def test_one_graph_serves_the_probe_and_every_micro_batch_length(head_dim: int) -> None:
     """Dynamic shapes from the first trace: the probe's compile is the only one, for every layer and every
     micro-batch's length and document count, also where the heads are as wide as a probe row of 128 tokens
-    would be. The varlen path as on a GPU, its CUDA kernel stood in for by causal sdpa over the row
-    (traceable on a CPU; what it computes does not matter here)."""
+    would be. In a fresh process, as a run compiles: what an earlier test left in the process (dynamo's
+    caches, anything the layers look up once) would hide a recompile."""
+    assert in_a_fresh_process(graphs_compiled, head_dim=head_dim) == {"after_probe": 1, "after_training": 1}
 
-    def stand_in(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: Any, max_k: Any, **options: Any) -> Any:  # noqa: PLR0917 (varlen_attn's own signature)
-        heads = [tensor.transpose(0, 1)[None] for tensor in (q, k, v)]
-        out = functional.scaled_dot_product_attention(
-            *heads, is_causal=True, scale=options["scale"], enable_gqa=options["enable_gqa"]
-        )
-        return out[0].transpose(0, 1)
 
-    monkeypatch.setitem(
-        attention._RESOLVED, "varlen", attention._VarlenApi(function=stand_in, window=True, gqa=True, scale=True)
-    )
-    torch._dynamo.reset()
+def graphs_compiled(*, head_dim: int) -> dict[str, int]:
+    """Run in the fresh process: the graphs dynamo compiles for the probe, then for three training steps.
+    The varlen path as on a GPU, its CUDA kernel stood in for by causal sdpa over the row (traceable on a
+    CPU; what it computes does not matter here)."""
+    attention._RESOLVED["varlen"] = attention._VarlenApi(function=_varlen_stand_in, window=True, gqa=True, scale=True)
     graphs: list[int] = []
 
     def counting(graph: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
@@ -136,9 +132,17 @@ def test_one_graph_serves_the_probe_and_every_micro_batch_length(
     use_attention(model, AttentionKernel.VARLEN)
     outcome = compile_layers(model, requested=True, device=torch.device("cpu"), vocab_size=64, backend=counting)
     assert outcome.compiled, outcome.reason
-    assert len(graphs) == 1  # the probe's packed row of two examples, traced once for both layers
+    after_probe = len(graphs)  # the probe's packed row of two examples, traced once for both layers
     _train(model, steps=3)  # rows of other lengths and example counts
-    assert len(graphs) == 1
+    return {"after_probe": after_probe, "after_training": len(graphs)}
+
+
+def _varlen_stand_in(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: Any, max_k: Any, **options: Any) -> Any:  # noqa: PLR0917 (varlen_attn's own signature)
+    heads = [tensor.transpose(0, 1)[None] for tensor in (q, k, v)]
+    out = functional.scaled_dot_product_attention(
+        *heads, is_causal=True, scale=options["scale"], enable_gqa=options["enable_gqa"]
+    )
+    return out[0].transpose(0, 1)
 
 
 def _trainer_model(*, lora: bool, head_dim: int | None = None) -> nn.Module:
