@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from compiled_keeps import CONFIG
-from variant_process import spawn_variant
+from variant_process import add_variant_options, spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
@@ -106,8 +106,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (inductor needs a C++ compiler)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--run-variant", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    add_variant_options(parser, variants=VARIANTS)
     args = parser.parse_args()
     if args.run_variant:
         print("FIGURES " + json.dumps(run(args.run_variant, steps=args.steps, backend=args.backend)))

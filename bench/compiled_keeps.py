@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from variant_process import spawn_variant
+from variant_process import add_variant_options, spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
@@ -96,8 +96,7 @@ def main() -> int:
     parser.add_argument("--backend", default="inductor", help="torch.compile backend (inductor needs a C++ compiler)")
     parser.add_argument("--tokens", type=int, default=1024)
     parser.add_argument("--dtypes", default="float32,bfloat16")
-    parser.add_argument("--run-variant", choices=VARIANTS, help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    add_variant_options(parser, variants=VARIANTS)
     args = parser.parse_args()
     if args.run_variant:
         figures = held_per_token(variant=args.run_variant, dtype=args.dtypes, backend=args.backend, tokens=args.tokens)

@@ -33,7 +33,7 @@ from typing import Any
 
 from lora_update import MMAP_THRESHOLD, SHAPES, best_of
 from process_memory import train_on_one_row
-from variant_process import print_step_table, spawn_variant
+from variant_process import add_variant_options, print_step_table, spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
@@ -81,8 +81,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=2048, help="tokens in the row each step trains on")
     parser.add_argument("--shape", choices=sorted(SHAPES), default="14m")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated, of: " + ", ".join(VARIANTS))
-    parser.add_argument("--run-variant", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_variant_options(parser)
     args = parser.parse_args()
     if args.run_variant:
         figures = run_variant(args.run_variant, shape=args.shape, tokens=args.tokens, steps=args.steps)

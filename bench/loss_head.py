@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from process_memory import memory_mark, peak_memory
-from variant_process import spawn_variant
+from variant_process import add_variant_options, spawn_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "trainer_image"))
@@ -95,8 +95,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=32000)
     parser.add_argument("--chunk", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--run-variant", help=argparse.SUPPRESS)
-    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    add_variant_options(parser)
     parser.add_argument("--head-trains", choices=("yes", "no"), default="yes", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = {"tokens": args.tokens, "hidden_size": args.hidden, "vocab": args.vocab, "chunk": args.chunk}

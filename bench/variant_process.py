@@ -6,12 +6,21 @@ with its output, so a broken variant is never reported as a figure.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+
+def add_variant_options(parser: argparse.ArgumentParser, *, variants: Sequence[str] | None = None) -> None:
+    """The hidden options `spawn_variant` gives a child: the variant to run (one of `variants`, when given)
+    and the parent's work folder."""
+    parser.add_argument("--run-variant", choices=variants, help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
 
 
 def spawn_variant(
