@@ -93,12 +93,17 @@ def test_activation_bytes_in_bf16_match_what_a_forward_leaves_allocated(dims_id:
     assert _held()[f"{dims_id}/full/4/bfloat16"] == pytest.approx(activation_bytes_per_token(shape, setup), rel=0.05)
 
 
-@pytest.mark.parametrize(
+MEASURED_CASES = pytest.mark.parametrize(
     ("case", "lora_rank", "precision"),
     [("full/4/float32", None, "fp32"), ("lora/4/float32", 16, "fp32"), ("full/4/bfloat16", None, "bf16")],
     ids=["full-fp32", "lora-fp32", "full-bf16"],
 )
-@pytest.mark.parametrize("dims_id", ["128", "96-wide-query"])
+"""The cases `_held` measures besides the lean eager ones (own forwards, compiled layers), at two shapes."""
+MEASURED_SHAPES = pytest.mark.parametrize("dims_id", ["128", "96-wide-query"])
+
+
+@MEASURED_CASES
+@MEASURED_SHAPES
 def test_a_model_that_keeps_transformers_own_norms_and_mlps_is_counted_as_such(
     dims_id: str, case: str, lora_rank: int | None, precision: str
 ) -> None:
@@ -114,12 +119,8 @@ def test_a_model_that_keeps_transformers_own_norms_and_mlps_is_counted_as_such(
     assert activation_bytes_per_token(shape, own) > 1.2 * activation_bytes_per_token(shape, lean)
 
 
-@pytest.mark.parametrize(
-    ("case", "lora_rank", "precision"),
-    [("full/4/float32", None, "fp32"), ("lora/4/float32", 16, "fp32"), ("full/4/bfloat16", None, "bf16")],
-    ids=["full-fp32", "lora-fp32", "full-bf16"],
-)
-@pytest.mark.parametrize("dims_id", ["128", "96-wide-query"])
+@MEASURED_CASES
+@MEASURED_SHAPES
 def test_compiled_layers_are_counted_as_compiled(
     dims_id: str, case: str, lora_rank: int | None, precision: str
 ) -> None:
