@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 import torch
+from torch.nn import functional
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma2Config, LlamaConfig
 
 from kubetune_trainer.contract import LoraConfig
 from kubetune_trainer.data.packing import ModelBatch, collate_packed, collate_padded, summed_token_loss
 from kubetune_trainer.memory_model import loss_chunk_tokens
 from kubetune_trainer.tiny_model import TinyModel
+from kubetune_trainer.training.linear_cross_entropy import linear_cross_entropy
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.loss import summed_label_loss
 from kubetune_trainer.training.setup import load_model
 
+from .held_after_forward import bytes_in_use
 from .training_jobs import chat_lines, tokenized
 
 CHUNK = 7
@@ -148,6 +153,45 @@ def test_any_other_head_keeps_no_more_than_one_chunk_of_logits() -> None:
     assert _largest_logits_kept(model, batch, vocab=vocab, chunk_tokens=10_000) >= batch.label_tokens
     # In chunks nothing vocabulary-wide is kept: each chunk's logits are recomputed in backward.
     assert _largest_logits_kept(model, batch, vocab=vocab, chunk_tokens=CHUNK) <= CHUNK
+
+
+class _PeakBetweenOperations(TorchDispatchMode):
+    """The most bytes glibc held allocated after any operation run inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peak = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        self.peak = max(self.peak, bytes_in_use())
+        return out
+
+
+@pytest.mark.parametrize("head_trains", [True, False], ids=["full", "frozen-head"])
+def test_a_chunk_holds_one_fp32_copy_of_its_logits(head_trains: bool) -> None:
+    """In bf16 a chunk's transients are its fp32 logits, which become their gradient in place, and one bf16
+    copy: 6 bytes per logit, as memory_model plans (cross_entropy then softmax held two fp32 tensors, and
+    the last chunk's bf16 gradient lived on into the next chunk: 10)."""
+    tokens, width, vocab, chunk = 1024, 64, 4096, 256
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(tokens, width, generator=generator).to(torch.bfloat16).requires_grad_()
+    weight = (torch.randn(vocab, width, generator=generator) * 0.02).to(torch.bfloat16).requires_grad_(head_trains)
+    targets = torch.randint(0, vocab, (tokens,), generator=generator)
+    targets[::5] = -100
+    for _ in range(2):  # the first pass under a dispatch mode allocates for the mode itself
+        hidden.grad = weight.grad = None
+        gc.collect()
+        before = bytes_in_use()
+        with _PeakBetweenOperations() as sampled:
+            loss = linear_cross_entropy(hidden, weight, targets, chunk_tokens=chunk)
+        loss.backward()  # type: ignore[no-untyped-call]
+    # The gradients of the hidden states (and of a head that trains), taken in the forward, are kept for backward.
+    kept = hidden.nbytes + (weight.nbytes if head_trains else 0)
+    logits = chunk * vocab
+    assert kept + 6 * logits <= sampled.peak - before <= kept + 6 * logits + logits // 4
+    expected = functional.cross_entropy((hidden @ weight.t()).float(), targets, ignore_index=-100, reduction="sum")
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-3)
 
 
 def test_chunk_size_holds_a_fixed_amount_of_fp32_logits() -> None:

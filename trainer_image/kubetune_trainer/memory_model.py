@@ -19,9 +19,9 @@ What is counted:
   forward leaves allocated on Llama in transformers 5 with the trainer's lean norms and MLPs, eager
   and compiled, see docs/training.md); with gradient checkpointing one
   layer's input per layer plus one whole layer being recomputed.
-- **the loss chunk**: the head's output for `loss_chunk_tokens` positions in the compute dtype,
-  its fp32 upcast and the fp32 gradient of it (`training.loss` never holds more), and the head's
-  weight gradient, which the loss takes in its forward pass when the head trains.
+- **the loss chunk**: the head's output for `loss_chunk_tokens` positions in fp32 (turned into its
+  own gradient in place) beside one copy in the compute dtype (`training.loss` never holds more),
+  and the head's weight gradient, which the loss takes in its forward pass when the head trains.
 """
 
 from __future__ import annotations
@@ -244,12 +244,14 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
 
 
 def loss_chunk_bytes(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int) -> int:
-    """The loss's largest transient: one chunk's logits (compute dtype), their fp32 upcast and its gradient;
-    and, when the head trains, its weight's gradient, taken in the forward and kept until backward
+    """The loss's largest transient: one chunk's fp32 logits, which become their gradient in place, beside
+    one copy in a narrower compute dtype (the logits before the upcast, the gradient after); and, when the
+    head trains, its weight's gradient, taken in the forward and kept until backward
     (`training.linear_cross_entropy`)."""
     tokens = min(micro_batch_tokens, loss_chunk_tokens(shape.vocab_size))
     head_gradient = 0 if setup.lora_rank else shape.vocab_size * shape.hidden_size * setup.gradient_bytes
-    return tokens * shape.vocab_size * (setup.compute_bytes + 4 + 4) + head_gradient
+    narrow_copy = setup.compute_bytes if setup.compute_bytes < 4 else 0  # in fp32 the logits are the fp32 buffer
+    return tokens * shape.vocab_size * (4 + narrow_copy) + head_gradient
 
 
 def estimate(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int) -> MemoryEstimate:

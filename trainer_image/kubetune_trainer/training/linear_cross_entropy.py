@@ -8,6 +8,12 @@ second time: one more pass over vocabulary x hidden per token, about 6% of a 1B 
 FLOPs and more of LoRA's, where the head is frozen). Backward only scales the kept gradients by
 the loss's own gradient (the step's 1 / label tokens, a loss scale).
 
+A chunk holds one fp32 buffer: its logits upcast, which give the targets' logits, then become
+exp(logits - row max) in place (the row sums give the log-normaliser, so the loss) and, divided by
+the sums, the softmax: the gradient. Beside it there is at most one
+copy in the compute dtype (the logits while upcasting, the gradient as the matmuls read it): 6 bytes
+per logit in bf16, where `cross_entropy` followed by `softmax` held two fp32 tensors at once (8).
+
 What is kept from forward to backward: the hidden states' gradient (as large as the hidden states
 a checkpointed chunk keeps) and, when the head trains, its weight's gradient (the size of the
 head). The sum equals the plain loss, forward and gradients (`test_training_chunked_loss_is_exact.py`).
@@ -18,7 +24,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.nn import functional
 
 from ..data.tokenization import IGNORE_INDEX
 
@@ -44,15 +49,24 @@ def _chunked(
     for start in range(0, hidden.shape[0], chunk_tokens):
         piece, wanted = hidden[start : start + chunk_tokens], targets[start : start + chunk_tokens]
         logits = piece @ weight.t()  # the compute dtype (autocast's, as the head's own call)
-        upcast = logits.float()
+        # One fp32 buffer per chunk, worked on in place (`logsumexp` and `cross_entropy` would each
+        # allocate another as large): exp(logits - row max), whose row sums give the log-normaliser
+        # and which, divided by them, is the softmax.
+        chunk = logits.float()
         del logits
-        total += functional.cross_entropy(upcast, wanted, ignore_index=IGNORE_INDEX, reduction="sum")
+        scored = wanted != IGNORE_INDEX
+        target_logits = chunk.gather(1, wanted.clamp(min=0).unsqueeze(1)).squeeze(1)
+        maxima = chunk.amax(dim=-1, keepdim=True)
+        exps = chunk.sub_(maxima).exp_()
+        del chunk
+        sums = exps.sum(dim=-1, keepdim=True)
+        log_normaliser = (maxima + sums.log()).squeeze(1)
+        total += torch.where(scored, log_normaliser - target_logits, 0.0).sum()
         if not (wants_hidden or wants_weight):
             continue
         # d(sum of losses)/d(logits): softmax less the target's one-hot, zero where nothing is scored.
-        grad_logits = torch.softmax(upcast, dim=-1)
-        del upcast
-        scored = wanted != IGNORE_INDEX
+        grad_logits = exps.div_(sums)
+        del exps
         grad_logits[scored, wanted[scored]] -= 1.0
         grad_logits[~scored] = 0.0
         grad_logits = grad_logits.to(piece.dtype)
@@ -60,6 +74,7 @@ def _chunked(
             grad_hidden[start : start + chunk_tokens] = grad_logits @ weight.to(piece.dtype)
         if grad_weight is not None:
             grad_weight += (grad_logits.t() @ piece).to(grad_weight.dtype)
+        del grad_logits  # before the next chunk's logits exist
     return total, grad_hidden, grad_weight
 
 
