@@ -96,6 +96,22 @@ def test_lora_dropout_s_masks_are_planned_as_activations() -> None:
     assert dropped.activation_bytes - plain.activation_bytes == masks
 
 
+def test_a_gemma_template_is_sized_with_the_activations_transformers_own_layers_keep() -> None:
+    """The trainer's lean norms and MLPs do not serve Gemma (`1 + weight` norms, GELU MLPs): its micro-batch keeps
+    more per token than a Llama-typed template of the same size, and only the activations differ."""
+    gemma = _template("gemma-2-9b-it")
+    typed_llama = gemma.model_copy(
+        update={"architecture": gemma.architecture.model_copy(update={"model_types": ["llama"]})}
+    )
+    for lora_rank in (None, 64):
+        for seq in (1024, gemma.max_seq_length):
+            own = plan_gpus(gemma, lora_rank=lora_rank, max_seq_length=seq)
+            lean = plan_gpus(typed_llama, lora_rank=lora_rank, max_seq_length=seq)
+            assert own.gradient_checkpointing == lean.gradient_checkpointing
+            assert own.static_bytes == lean.static_bytes
+            assert own.activation_bytes > lean.activation_bytes
+
+
 def test_past_one_node_only_whole_nodes_are_planned() -> None:
     mixtral = _template("mixtral-8x7b-instruct-v0.1")
     assert (mixtral.resources.nodes, mixtral.resources.gpus_per_node) == (2, 8)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
 
 from kubetune_trainer.contract import LoraConfig
 from kubetune_trainer.memory_model import (
@@ -19,10 +19,11 @@ from kubetune_trainer.memory_model import (
     TrainingSetup,
     activation_bytes_per_token,
     estimate,
+    lean_layers_of,
     plan_token_budget,
 )
 from kubetune_trainer.training.compile import compile_layers
-from kubetune_trainer.training.lean_layers import make_layers_lean
+from kubetune_trainer.training.lean_layers import lean_in, make_layers_lean
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
@@ -228,3 +229,32 @@ def test_master_weights_policy_sets_the_optimizer_bytes() -> None:
         for policy in ("fp32", "bf16-compensated", "bf16")
     }
     assert per_param == {"fp32": 12, "bf16-compensated": 10, "bf16": 4}
+
+
+@pytest.mark.parametrize(
+    ("model_type", "extra"),
+    [
+        ("llama", {}),
+        ("mistral", {}),
+        ("qwen2", {}),
+        ("qwen3", {"head_dim": 8}),
+        ("mixtral", {"num_local_experts": 4, "num_experts_per_tok": 2}),
+        ("phi3", {"pad_token_id": 0}),
+        ("gemma2", {"head_dim": 8}),
+        ("gemma3_text", {"head_dim": 8}),
+        ("starcoder2", {}),
+    ],
+)
+def test_the_planner_s_table_of_lean_layers_is_what_the_trainer_makes_of_each_model_type(
+    model_type: str, extra: dict[str, Any]
+) -> None:
+    """The operator sizes GPUs without a model to probe: its table must say what the probe says (every model type
+    the shipped templates name, and one it does not list)."""
+    config = AutoConfig.for_model(
+        model_type, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=101, **extra,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    make_layers_lean(model)
+    assert lean_in(model) == lean_layers_of([model_type])

@@ -26,8 +26,9 @@ What is counted:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 GIB = 1024**3
@@ -66,6 +67,27 @@ _OUTSIDE_LAYERS_D = 1
 """The final norm's input (under LoRA the first norm's input is not kept, which cancels it)."""
 _ROTARY_HEAD_DIM = 2
 """The rotary cosines and sines, head_dim each per token, shared by every layer."""
+
+
+LEAN_LAYERS_OF_MODEL_TYPE: Mapping[str, tuple[bool, bool]] = MappingProxyType({
+    "llama": (True, True),
+    "mistral": (True, True),
+    "qwen2": (True, True),
+    "qwen3": (True, True),
+    "mixtral": (True, False),
+    "phi3": (True, False),
+})  # fmt: skip
+"""(lean norms, lean MLPs): what `training.lean_layers` makes of each config.json `model_type`, for a planner
+that has no model to probe (the operator's GPU plan). Mixtral's experts and Phi-3's fused gate_up_proj keep
+their own MLP forwards; Gemma's norms (`1 + weight`) and GELU MLPs keep theirs, as does any model type not
+listed. tests/trainer/test_memory_model_plans_the_micro_batch.py checks the table against the probe."""
+
+
+def lean_layers_of(model_types: Iterable[str]) -> tuple[bool, bool]:
+    """(lean norms, lean MLPs) for a model of any of `model_types`: lean only where every one of them is."""
+    found = [LEAN_LAYERS_OF_MODEL_TYPE.get(model_type, (False, False)) for model_type in model_types]
+    found = found or [(False, False)]
+    return all(norms for norms, _ in found), all(mlps for _, mlps in found)
 
 
 def loss_chunk_tokens(vocab_size: int) -> int:

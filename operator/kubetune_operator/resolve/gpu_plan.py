@@ -12,7 +12,9 @@ past one node only whole nodes are.
 
 A template knows the parameter count, not the layer shapes: the shape is a Llama-like decoder of
 that size (`shape_for_parameters`), which sets the activations only; the static memory (weights,
-gradients, AdamW state) uses the exact count. A job can ask for more GPUs than planned
+gradients, AdamW state) uses the exact count. The template's model types say whether the trainer's
+lean norms and MLPs serve it (`memory_model.lean_layers_of`): Gemma's layers, for one, keep
+transformers' own activations, about twice as many bytes per token. A job can ask for more GPUs than planned
 (`spec.gpus`), never for more than the template's maximum.
 """
 
@@ -29,6 +31,7 @@ from kubetune_trainer.memory_model import (
     ModelShape,
     TrainingSetup,
     estimate,
+    lean_layers_of,
 )
 
 from ..api.gpu_plan import GpuPlan
@@ -116,6 +119,9 @@ class Sizing:
     """Whether activation checkpointing is tried first (the template's setting); it is turned on when needed."""
     compiled: bool = False
     """The template compiles the decoder layers (`training.compile`), which then keep fewer activations."""
+    lean_norms: bool = True
+    lean_mlp: bool = True
+    """Whether the trainer's lean norms and MLPs serve this architecture (`memory_model.lean_layers_of`)."""
 
     @property
     def usable(self) -> int:
@@ -134,6 +140,8 @@ class Sizing:
             shards=total if self.strategy is Strategy.FSDP else 1,
             ddp_buckets=self.strategy is Strategy.DDP and total > 1,
             compiled=self.compiled,
+            lean_norms=self.lean_norms,
+            lean_mlp=self.lean_mlp,
         )
         figures = estimate(self.shape, setup, micro_batch_tokens=self.seq * ACTIVATION_HEADROOM)
         return figures.total, figures.static, figures.activations + figures.loss_chunk
@@ -179,7 +187,8 @@ def plan_gpus(
 
     `parameters` defaults to the template's, `shape` to a Llama-like one of that size; the other
     settings default to the template's. `lora_rank` None is full fine-tuning; `lora_dropout` is LoRA
-    dropout above 0 (its masks are activations). ValueError when
+    dropout above 0 (its masks are activations). The template's model types say whether the trainer's
+    lean layers serve the model, which sets the activations per token. ValueError when
     `requested_gpus` is past the template's maximum or not a whole number of nodes.
     """
     training = spec.training
@@ -194,6 +203,7 @@ def plan_gpus(
     per_node = max(1, spec.resources.gpus_per_node)
     counts = _counts(spec.resources.nodes, per_node)
     max_gpus = counts[-1][0] * counts[-1][1]
+    lean_norms, lean_mlp = lean_layers_of(spec.architecture.model_types)
 
     sizing = Sizing(
         shape=model,
@@ -207,6 +217,8 @@ def plan_gpus(
         max_gpus=max_gpus,
         checkpointing_first=training.gradient_checkpointing,
         compiled=training.compile,
+        lean_norms=lean_norms,
+        lean_mlp=lean_mlp,
     )
     at, plan = sizing.at, sizing.plan
 
