@@ -9,11 +9,14 @@ FSDP2), optionally the real Training, measures one forward pass of the sharded m
 the real Saving stage while a thread samples its VmRSS every 2 ms, and writes `rank-<N>.json`
 into the work directory: its RSS after imports, before Saving and at its highest during Saving,
 the forward pass's growth, the bytes of its own shard and of the whole model, the stage's
-seconds, and `refused` (the verification's reason and message, when it failed the output).
+seconds, `refused` (the verification's reason and message, when it failed the output) and `error`
+(the stage's failure as this rank's Result would name it). `fail_write` makes rank 0's writes of its
+output files (`model_file`) or of the tokenizer (`tokenizer`) fail as a full disk does.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -27,10 +30,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoTokenizer
 
+from kubetune_trainer.classify import classify
 from kubetune_trainer.context import DistInfo
-from kubetune_trainer.contract import LoraConfig, Strategy
+from kubetune_trainer.contract import LoraConfig, Stage, Strategy
 from kubetune_trainer.errors import CheckpointInvalid
 from kubetune_trainer.handoffs import TrainingOutcome
+from kubetune_trainer.saving import stream
 from kubetune_trainer.stages import initialize, save, train
 from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.distributed import barrier, teardown
@@ -90,6 +95,21 @@ def _damage(settings: dict[str, Any]) -> Callable[[Path], None] | None:
     return damage
 
 
+def _fail_rank_zero_writes(settings: dict[str, Any], *, rank: int, tokenizer: Any) -> None:
+    """What a test breaks on rank 0: its output files (`save_file`) or the tokenizer's files, as a full disk does."""
+    where = settings.get("fail_write")
+    if where is None or rank != 0:
+        return
+
+    def no_space(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if where == "model_file":
+        stream.save_file = no_space  # type: ignore[assignment]
+    else:
+        tokenizer.save_pretrained = no_space
+
+
 def main(settings_path: Path) -> None:
     settings: dict[str, Any] = json.loads(settings_path.read_text(encoding="utf-8"))
     after_imports = rss_bytes()
@@ -141,6 +161,8 @@ def main(settings_path: Path) -> None:
     before = rss_bytes()
     started = time.monotonic()
     refused: str | None = None
+    failed: dict[str, Any] | None = None
+    _fail_rank_zero_writes(settings, rank=info.rank, tokenizer=downloaded.tokenizer)
     with PeakRss() as sampled:
         try:
             save.run(
@@ -153,6 +175,9 @@ def main(settings_path: Path) -> None:
             )
         except CheckpointInvalid as error:
             refused = f"{error.reason}: {error.message}"
+            failed = classify(error, stage=Stage.SAVING, job_uid=config.job.uid).model_dump(mode="json", by_alias=True)
+        except Exception as error:  # what the pipeline would put in this rank's Result
+            failed = classify(error, stage=Stage.SAVING, job_uid=config.job.uid).model_dump(mode="json", by_alias=True)
     seconds = time.monotonic() - started
     figures = {
         "rank": info.rank,
@@ -164,6 +189,7 @@ def main(settings_path: Path) -> None:
         "model_bytes": whole,
         "saving_seconds": seconds,
         "refused": refused,
+        "error": failed,
     }
     (work / f"rank-{info.rank}.json").write_text(json.dumps(figures), encoding="utf-8")
     barrier()

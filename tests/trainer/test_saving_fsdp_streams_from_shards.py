@@ -43,7 +43,14 @@ BIG = TinyShape(
 
 
 def _run_ranks(
-    model: TinyModel, work: Path, *, lora: str, train: bool, environ: dict[str, str], damage: str | None = None
+    model: TinyModel,
+    work: Path,
+    *,
+    lora: str,
+    train: bool,
+    environ: dict[str, str],
+    damage: str | None = None,
+    fail_write: str | None = None,
 ) -> list[dict[str, Any]]:
     work.mkdir(parents=True)
     settings = {
@@ -55,6 +62,7 @@ def _run_ranks(
         "train": train,
         "max_shard_bytes": OUTPUT_FILE_BYTES,
         "damage": damage,
+        "fail_write": fail_write,
     }
     (work / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
     env = {
@@ -186,3 +194,25 @@ def test_a_damaged_output_fails_the_verification(  # noqa: PLR0917 (pytest fixtu
         assert other["refused"].startswith(told), other["refused"]
     else:
         assert other["refused"] is None
+
+
+@pytest.mark.parametrize("fail_write", ["model_file", "tokenizer"])
+def test_when_rank_0_cannot_write_every_rank_fails_at_once_with_its_error(
+    fail_write: str, tiny_llama: TinyModel, offline_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A full disk on rank 0: the other rank stops at the same write with the same error (class, reason, hint),
+    instead of waiting in its next gather for the process group's 30-minute timeout."""
+    ranks = _run_ranks(
+        tiny_llama, tmp_path / "work", lora="none", train=False, environ=offline_env, fail_write=fail_write
+    )
+
+    main, other = (figures["error"] for figures in ranks)
+    assert main is not None, "rank 0's write did not fail"
+    assert (main["class"], main["reason"], main["stage"]) == ("Internal", "NoSpaceLeft", "Saving")
+    assert "No space left on device" in main["message"]
+    assert other is not None, "the other rank finished the stage as if rank 0 had written"
+    assert {key: other[key] for key in ("class", "reason", "hint", "stage", "retryable")} == {
+        key: main[key] for key in ("class", "reason", "hint", "stage", "retryable")
+    }
+    assert other["message"].startswith("rank 0 failed while writing the output: OSError: ")
+    assert "No space left on device" in other["message"]

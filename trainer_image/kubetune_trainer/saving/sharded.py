@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from ..data.tokenization import TokenizedExample
 from ..errors import CheckpointInvalid
 from ..verify_output import OutputCheck, check_tokenizer, compare_losses, mean_loss, output_invalid
+from .fail_together import ALONE, FailTogether
 from .reload import ReloadTarget, agreed, file_problem, load_into_shards
 from .shards import SHARD_BYTES, files_of
 from .sources import (
@@ -42,13 +43,23 @@ class OutputKind(enum.Enum):
     MERGED = "merged"
 
 
-def write_model(folder: Path, model: Any, *, merged: bool, writes: bool, max_shard_bytes: int = SHARD_BYTES) -> None:
-    """The full model (or, `merged`, the peft model's base with its adapter folded in) as safetensors and config."""
+def write_model(
+    folder: Path,
+    model: Any,
+    *,
+    merged: bool,
+    writes: bool,
+    max_shard_bytes: int = SHARD_BYTES,
+    together: FailTogether = ALONE,
+) -> None:
+    """The full model (or, `merged`, the peft model's base with its adapter folded in) as safetensors and config;
+    every rank learns of a failed write at once (`together`)."""
     reshard(model)
     tensors = merged_lora_tensors(model) if merged else full_model_tensors(model)
-    write_streamed(folder, tensors, writes=writes, max_shard_bytes=max_shard_bytes)
-    if writes:
-        write_config(folder, model.get_base_model() if merged else model)
+    write_streamed(folder, tensors, writes=writes, max_shard_bytes=max_shard_bytes, together=together)
+    with together.around():
+        if writes:
+            write_config(folder, model.get_base_model() if merged else model)
 
 
 def gathered_adapter(model: Any, *, keeps: bool) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 from torch.distributed.fsdp import FSDPModule
 
+from .fail_together import ALONE, FailTogether
 from .shards import SHARD_BYTES, OutputShard, TensorSize, plan_shards, write_index
 from .sources import OutputTensor
 
@@ -24,11 +25,17 @@ SAFETENSORS_METADATA = {"format": "pt"}
 
 
 def write_streamed(
-    folder: Path, tensors: Sequence[OutputTensor], *, writes: bool, max_shard_bytes: int = SHARD_BYTES
+    folder: Path,
+    tensors: Sequence[OutputTensor],
+    *,
+    writes: bool,
+    max_shard_bytes: int = SHARD_BYTES,
+    together: FailTogether = ALONE,
 ) -> list[OutputShard]:
     """Write `tensors` as `model.safetensors` (or shards and their index) under `folder` where `writes`.
 
-    A collective: every rank calls it with the same `tensors`; `writes` is true on one rank only.
+    A collective: every rank calls it with the same `tensors`; `writes` is true on one rank only. After
+    each file every rank learns whether its write failed (`together`), and all stop there if it did.
     """
     by_name = {tensor.name: tensor for tensor in tensors}
     plan = plan_shards([TensorSize(t.name, t.numel, t.nbytes) for t in tensors], max_bytes=max_shard_bytes)
@@ -38,11 +45,13 @@ def write_streamed(
             whole = by_name[name].gather(writes)
             if whole is not None:
                 gathered[name] = whole.contiguous()
-        if writes:
-            save_file(gathered, str(folder / shard.filename), metadata=SAFETENSORS_METADATA)
+        with together.around():
+            if writes:
+                save_file(gathered, str(folder / shard.filename), metadata=SAFETENSORS_METADATA)
         del gathered
-    if writes:
-        write_index(folder, plan, total_parameters=sum(t.numel for t in tensors))
+    with together.around():
+        if writes:
+            write_index(folder, plan, total_parameters=sum(t.numel for t in tensors))
     return plan
 
 

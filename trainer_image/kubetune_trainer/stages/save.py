@@ -40,6 +40,7 @@ from ..errors import ComputationFailed
 from ..handoffs import DownloadResult, InitializedRun, SavedModel, TrainingOutcome
 from ..model_card import render_model_card
 from ..model_rules import PICKLE_SUFFIXES
+from ..saving.fail_together import FailTogether
 from ..saving.sharded import OutputKind, gathered_adapter, verify_in_shards, write_model
 from ..saving.shards import SHARD_BYTES
 from ..storage import S3Settings
@@ -78,23 +79,30 @@ def run(
     name = config.output.model_name
     folder = ctx.paths.output / name
     writes = ctx.dist.is_main
-    if writes:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+    # Under FSDP the other ranks stay in the stage, in collectives with rank 0: each of its writes ends with
+    # every rank learning whether it failed, so none waits on a rank that has left.
+    together = FailTogether(job_uid=config.job.uid, collective=sharded)
+    with together.around():
+        if writes:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
     # Training switched the KV cache off (packing needs it off); whoever loads the model wants it.
     _base_config(model).use_cache = True
 
     lora = config.lora
     kind = OutputKind.FULL if lora is None else OutputKind.MERGED if lora.merge else OutputKind.ADAPTER
     if sharded:
-        _write_from_shards(ctx, downloaded, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
+        _write_from_shards(
+            ctx, downloaded, model, folder, kind=kind, max_shard_bytes=max_shard_bytes, together=together
+        )
     else:
         _write_whole(ctx, downloaded, model, folder, kind=kind, max_shard_bytes=max_shard_bytes)
-    if writes:
-        downloaded.tokenizer.save_pretrained(folder)
-        _refuse_pickles(folder)
-        if before_verify is not None:
-            before_verify(folder)
+    with together.around():
+        if writes:
+            downloaded.tokenizer.save_pretrained(folder)
+            _refuse_pickles(folder)
+            if before_verify is not None:
+                before_verify(folder)
     check = _verify(ctx, downloaded, initialized, model, folder, reference=reference, kind=kind, sharded=sharded)
     if check is None:  # a rank other than 0 under FSDP: its part is done
         return None
@@ -158,23 +166,32 @@ def _write_whole(
 
 
 def _write_from_shards(
-    ctx: RunContext, downloaded: DownloadResult, model: Any, folder: Path, *, kind: OutputKind, max_shard_bytes: int
+    ctx: RunContext,
+    downloaded: DownloadResult,
+    model: Any,
+    folder: Path,
+    *,
+    kind: OutputKind,
+    max_shard_bytes: int,
+    together: FailTogether,
 ) -> None:
     """FSDP2: every rank takes part in each tensor's gather, rank 0 writes file by file (`saving`)."""
     writes = ctx.dist.is_main
     if kind is not OutputKind.FULL:
         adapter_state = gathered_adapter(model, keeps=writes)
-        if writes:
-            _save_adapter(
-                ctx,
-                downloaded,
-                model,
-                folder if kind is OutputKind.ADAPTER else folder / ADAPTER_DIR,
-                state_dict=adapter_state,
-            )
+        with together.around():
+            if writes:
+                _save_adapter(
+                    ctx,
+                    downloaded,
+                    model,
+                    folder if kind is OutputKind.ADAPTER else folder / ADAPTER_DIR,
+                    state_dict=adapter_state,
+                )
         del adapter_state
     if kind is not OutputKind.ADAPTER:
-        write_model(folder, model, merged=kind is OutputKind.MERGED, writes=writes, max_shard_bytes=max_shard_bytes)
+        merged = kind is OutputKind.MERGED
+        write_model(folder, model, merged=merged, writes=writes, max_shard_bytes=max_shard_bytes, together=together)
 
 
 @dataclass(frozen=True)
