@@ -49,6 +49,10 @@ class ModelBatch:
     """Packed: where each example starts and the row ends ([0, l0, l0 + l1, ...], int32)."""
     max_length: int = 0
     """Packed: the longest example's tokens."""
+    before_labels: torch.Tensor | None = None
+    """The positions followed by a label in some row (`label_positions`), found on the host when the batch
+    moved to its device (`to`): the loss then selects them without waiting for the device (a `nonzero` there
+    copies its count back, a sync in every micro-batch's forward)."""
 
     def model_inputs(self) -> dict[str, Any]:
         """Keyword arguments for `model(**inputs)`, labels left out: compute the loss with `summed_token_loss`.
@@ -71,6 +75,10 @@ class ModelBatch:
             )
         return inputs
 
+    def positions_before_labels(self) -> torch.Tensor:
+        """The positions whose next token is a label in some row, on the batch's device."""
+        return self.before_labels if self.before_labels is not None else label_positions(self.labels)
+
     def to(self, device: torch.device | str) -> ModelBatch:
         def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
             return None if tensor is None else tensor.to(device)
@@ -85,7 +93,13 @@ class ModelBatch:
             label_tokens=self.label_tokens,
             cu_seq_lens=move(self.cu_seq_lens),
             max_length=self.max_length,
+            before_labels=self.positions_before_labels().to(device),
         )
+
+
+def label_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Positions whose next token is a label in any row (rows share the sequence axis)."""
+    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
 
 
 def collate_packed(examples: Sequence[TokenizedExample]) -> ModelBatch:

@@ -39,7 +39,8 @@ def accumulate_step(
     oom: OomPolicy | None = None,
     micro_batch_loss: MicroBatchLoss = summed_label_loss,
 ) -> torch.Tensor:
-    """Backpropagate every micro-batch of `step`; returns this rank's share of the step loss (float64, CPU).
+    """Backpropagate every micro-batch of `step`; returns this rank's share of the step loss (float64, on `device`:
+    summed there, so the micro-batches run without waiting for the device; the caller reads it once per step).
 
     DDP averages gradients over ranks; scaling each rank's share by the world size makes the
     result the step's summed token loss over its label tokens. Out of memory, the step starts
@@ -81,7 +82,7 @@ def _backward(
     micro_batch_loss: MicroBatchLoss = summed_label_loss,
 ) -> torch.Tensor:
     divisor = max(step.label_tokens, 1) / world_size
-    step_loss = torch.zeros((), dtype=torch.float64)
+    step_loss = torch.zeros((), dtype=torch.float64, device=device)
 
     def forward(micro_batch: ModelBatch) -> torch.Tensor:
         # Labels are -100 on masked prompts, padding and the first token of each example.
@@ -93,7 +94,9 @@ def _backward(
 
     agreement = fsdp_oom_agreement_for(model) if world_size > 1 else None
     if agreement is not None:
-        return _fsdp_backward(model, step, agreement, world_size=world_size, forward=forward, backward=backward)
+        return _fsdp_backward(
+            model, step, agreement, world_size=world_size, device=device, forward=forward, backward=backward
+        )
 
     *local, synced = step.micro_batches
     # FSDP without the agreement (autoBatchOnOOM off): a rank that stops mid-forward leaves its peers
@@ -109,7 +112,7 @@ def _backward(
             with gradient_sync(model, enabled=False):
                 loss = forward(micro_batch)
                 backward(loss)
-            step_loss += loss.detach().double().cpu()
+            step_loss += loss.detach().double()
     except torch.OutOfMemoryError as error:
         if not agree:
             raise
@@ -133,7 +136,7 @@ def _backward(
     if isinstance(model, DistributedDataParallel):
         _arm_gradient_reduction(model)
     backward(loss)
-    return step_loss + loss.detach().double().cpu()
+    return step_loss + loss.detach().double()
 
 
 def _fsdp_backward(
@@ -142,12 +145,13 @@ def _fsdp_backward(
     agreement: FsdpOomAgreement,
     *,
     world_size: int,
+    device: torch.device,
     forward: Callable[[ModelBatch], torch.Tensor],
     backward: Callable[[torch.Tensor], None],
 ) -> torch.Tensor:
     """`_backward` under FSDP2 with the OOM agreement (`training.fsdp_oom`): every micro-batch's forward
     ends in a check all ranks join, so an OOM in a forward is known to all before any backward starts."""
-    step_loss = torch.zeros((), dtype=torch.float64)
+    step_loss = torch.zeros((), dtype=torch.float64, device=device)
     last = len(step.micro_batches) - 1
     for index, micro_batch in enumerate(step.micro_batches):
         with gradient_sync(model, enabled=index == last):
@@ -156,7 +160,7 @@ def _fsdp_backward(
                 backward(loss)
             except torch.OutOfMemoryError as error:
                 raise unrecoverable("in a backward pass", world_size=world_size, error=error) from None
-        step_loss += loss.detach().double().cpu()
+        step_loss += loss.detach().double()
     return step_loss
 
 

@@ -364,7 +364,8 @@ def _evaluate(
 def _agree(step_loss: torch.Tensor, *, world_size: int, preemption: Preemption | None) -> tuple[float, bool]:
     """The step's loss over all ranks, and whether any rank was sent SIGTERM: one all-reduce for both."""
     signalled = 1.0 if preemption is not None and preemption.requested else 0.0
-    tallies = all_reduce_sum(torch.stack([step_loss.reshape(()).double(), torch.tensor(signalled).double()]))
+    flag = torch.tensor(signalled, dtype=torch.float64, device=step_loss.device)
+    tallies = all_reduce_sum(torch.stack([step_loss.reshape(()).double(), flag]))
     return float(tallies[0]) / world_size, float(tallies[1]) > 0
 
 

@@ -53,7 +53,7 @@ def summed_label_loss(model: nn.Module, batch: ModelBatch, *, chunk_tokens: int 
 
     `chunk_tokens` overrides the chunk size (default: `memory_model.loss_chunk_tokens` of the vocabulary).
     """
-    keep = label_positions(batch.labels)
+    keep = batch.positions_before_labels()
     targets = batch.labels[:, keep + 1].flatten()
     causal_lm = causal_lm_of(model)
     if causal_lm is None:
@@ -101,11 +101,6 @@ def sum_over_chunks(
         else:
             total = total + score(head, piece, wanted)
     return total
-
-
-def label_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Positions whose next token is a label in any row (rows share the sequence axis)."""
-    return (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from ..data.preference_pairs import PairBatch
 from ..data.tokenization import IGNORE_INDEX
 from ..memory_model import loss_chunk_tokens
 from .distributed import all_reduce_sum
-from .loss import OutputHead, causal_lm_of, label_positions, last_hidden_states, sum_over_chunks
+from .loss import OutputHead, causal_lm_of, last_hidden_states, sum_over_chunks
 
 
 def sequence_logps(
@@ -54,7 +54,7 @@ def sequence_logps(
     chunk recomputed in backward when there is more than one, so at most one chunk's fp32 logits
     exist at a time.
     """
-    keep = label_positions(batch.labels)
+    keep = batch.positions_before_labels()
     targets = batch.labels[:, keep + 1]
     lengths = (targets != IGNORE_INDEX).sum(dim=-1)
     causal_lm = causal_lm_of(model)
