@@ -80,12 +80,21 @@ class ModelBatch:
         return self.before_labels if self.before_labels is not None else label_positions(self.labels)
 
     def to(self, device: torch.device | str) -> ModelBatch:
+        """The batch on `device`. Host tensors go to a GPU through pinned memory without blocking: a plain copy
+        from pageable memory synchronizes the stream, so every micro-batch would wait for the last one's backward."""
+        to_gpu = torch.device(device).type == "cuda"
+
+        def to(tensor: torch.Tensor) -> torch.Tensor:
+            if to_gpu and tensor.device.type == "cpu":
+                return tensor.pin_memory().to(device, non_blocking=True)
+            return tensor.to(device)
+
         def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else tensor.to(device)
+            return None if tensor is None else to(tensor)
 
         return ModelBatch(
-            input_ids=self.input_ids.to(device),
-            labels=self.labels.to(device),
+            input_ids=to(self.input_ids),
+            labels=to(self.labels),
             position_ids=move(self.position_ids),
             attention_mask=move(self.attention_mask),
             examples=self.examples,
@@ -93,7 +102,7 @@ class ModelBatch:
             label_tokens=self.label_tokens,
             cu_seq_lens=move(self.cu_seq_lens),
             max_length=self.max_length,
-            before_labels=self.positions_before_labels().to(device),
+            before_labels=to(self.positions_before_labels()),
         )
 
 
