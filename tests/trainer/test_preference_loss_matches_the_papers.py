@@ -130,7 +130,7 @@ def trainer_loss(model: nn.Module, loss: PreferenceLoss, pairs: list[TokenizedPa
     """As a training step computes it: summed pair losses per micro-batch over the step's pairs."""
     total = torch.zeros((), dtype=torch.float64)
     for start in range(0, len(pairs), micro):
-        batch = collate_pairs(pairs[start : start + micro], pad_token_id=0)
+        batch = collate_pairs(pairs[start : start + micro], pad_token_id=0).to("cpu")  # moved, as the loop does
         total = total + loss(model, batch) / len(pairs)
     return total
 
@@ -256,3 +256,14 @@ def test_sequence_logps_by_chunks_equal_the_whole_rows_and_keep_one_chunk_of_log
     # One pass keeps every scored position's logits for backward; chunks keep none (recomputed).
     assert whole_kept >= int(whole_lengths.max())
     assert chunked_kept <= chunk
+
+
+def test_a_moved_pair_batch_keeps_its_pairs_and_the_positions_found_on_the_host() -> None:
+    batch = collate_pairs(random_pairs(3, seed=5), pad_token_id=0)
+    moved = batch.to("cpu")
+    assert type(moved) is type(batch)
+    assert moved.pair_indices == batch.pair_indices
+    assert moved.before_labels is not None
+    assert torch.equal(moved.before_labels, batch.positions_before_labels())
+    assert torch.equal(moved.input_ids, batch.input_ids)
+    assert torch.equal(moved.attention_mask, batch.attention_mask)

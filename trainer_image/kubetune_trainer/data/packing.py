@@ -21,10 +21,11 @@ gradients over ranks, so each rank multiplies its share by the world size:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import torch
 from torch.nn import functional
@@ -79,31 +80,30 @@ class ModelBatch:
         """The positions whose next token is a label in some row, on the batch's device."""
         return self.before_labels if self.before_labels is not None else label_positions(self.labels)
 
-    def to(self, device: torch.device | str) -> ModelBatch:
-        """The batch on `device`. Host tensors go to a GPU through pinned memory without blocking: a plain copy
-        from pageable memory synchronizes the stream, so every micro-batch would wait for the last one's backward."""
-        to_gpu = torch.device(device).type == "cuda"
-
-        def to(tensor: torch.Tensor) -> torch.Tensor:
-            if to_gpu and tensor.device.type == "cpu":
-                return tensor.pin_memory().to(device, non_blocking=True)
-            return tensor.to(device)
+    def to(self, device: torch.device | str) -> Self:
+        """The batch (of this class, its other fields kept) with its tensors on `device` (`to_device`)."""
 
         def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
-            return None if tensor is None else to(tensor)
+            return None if tensor is None else to_device(tensor, device)
 
-        return ModelBatch(
-            input_ids=to(self.input_ids),
-            labels=to(self.labels),
+        return dataclasses.replace(
+            self,
+            input_ids=to_device(self.input_ids, device),
+            labels=to_device(self.labels, device),
             position_ids=move(self.position_ids),
             attention_mask=move(self.attention_mask),
-            examples=self.examples,
-            tokens=self.tokens,
-            label_tokens=self.label_tokens,
             cu_seq_lens=move(self.cu_seq_lens),
-            max_length=self.max_length,
-            before_labels=to(self.positions_before_labels()),
+            before_labels=to_device(self.positions_before_labels(), device),
         )
+
+
+def to_device(tensor: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """`tensor` on `device`. A host tensor goes to a GPU through pinned memory without blocking: torch follows a
+    blocking copy from pageable memory with a stream synchronize, so each micro-batch would wait for the last
+    one's backward."""
+    if tensor.device.type == "cpu" and torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def label_positions(labels: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import torch
-
 from .packing import ModelBatch, collate_padded
 from .records import PreferenceRecord
 from .tokenization import IGNORE_INDEX, TokenizedExample, tokenize_conversation
@@ -99,19 +97,6 @@ class PairBatch(ModelBatch):
     """Padded rows chosen_0, rejected_0, chosen_1, ...; `pair_indices` says which pairs."""
 
     pair_indices: tuple[int, ...] = ()
-
-    def to(self, device: torch.device | str) -> PairBatch:
-        moved = super().to(device)
-        return PairBatch(
-            input_ids=moved.input_ids,
-            labels=moved.labels,
-            position_ids=moved.position_ids,
-            attention_mask=moved.attention_mask,
-            examples=moved.examples,
-            tokens=moved.tokens,
-            label_tokens=moved.label_tokens,
-            pair_indices=self.pair_indices,
-        )
 
 
 def collate_pairs(pairs: Sequence[TokenizedPair], *, pad_token_id: int) -> PairBatch:

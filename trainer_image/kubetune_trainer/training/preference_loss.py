@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional
 
 from ..contract import DpoSettings, PreferenceProgress
-from ..data.packing import ModelBatch
+from ..data.packing import ModelBatch, to_device
 from ..data.preference_pairs import PairBatch
 from ..data.tokenization import IGNORE_INDEX
 from ..memory_model import loss_chunk_tokens
@@ -147,7 +147,7 @@ class PrecomputedReference:
 
     def logps(self, model: nn.Module, batch: PairBatch) -> torch.Tensor:
         rows = torch.tensor(batch.pair_indices, dtype=torch.long)
-        return self.table[rows].to(device=batch.input_ids.device, dtype=torch.float32)
+        return to_device(self.table[rows].float(), batch.input_ids.device)
 
 
 @contextlib.contextmanager
