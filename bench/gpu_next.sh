@@ -13,6 +13,7 @@
 #   3. lean-layers   bench/lean_layers.py --shape 1b (transformers' norms and MLPs against the lean ones, full and LoRA)
 #   4. loss-head     bench/loss_head.py at Llama 3's head (16,384 positions, hidden 2048, vocab 128,256)
 #   5. lora-update   bench/lora_update.py --shape 1b (peft's LoRA forward against the fused one)
+#   6. host-syncs    bench/gpu_throughput.py --variants kubetune --count-syncs (the host's waits for the GPU per step)
 # The yardstick (../shared/gpu-bench/README.md) is a run of its own (about 400 s).
 # The project's pinned wheels, where the GPU machine's python lacks them: .whl/ as the yardstick's
 # README downloads them (KT_WHL_DIR), installed into KT_SITE (default /tmp/site) and put on the path
@@ -36,6 +37,7 @@ if [ "${KT_DRY:-0}" = "1" ]; then
   LOSS_HEAD=(--tokens 512 --hidden 64 --vocab 3000 --chunk 128 --rounds 1)
   LORA_UPDATE=(--tokens 128 --steps 1 --rounds 1)
   LEAN=(--tokens 128 --steps 1 --rounds 1 --variants full-own,full-lean)  # 2 variants x 2 allocators on a CPU
+  SYNCS=(--tiny --steps 6 --batch-size 2)
   MEMORY=(--layers 1 --tokens 256 --loss-tokens 3000 --vocab 3000)
 else
   THROUGHPUT=(--steps 14)  # 9 measured after the 5 warm-up steps: two compiled variants within 200 s
@@ -43,6 +45,7 @@ else
   LORA_UPDATE=(--shape 1b --rounds 2)
   LEAN=(--shape 1b --tokens 16384 --steps 4 --rounds 1)
   MEMORY=()
+  SYNCS=(--steps 8)  # 3 steps watched after the 5 warm-up steps
 fi
 
 BUDGET=${KT_BUDGET:-400}  # seconds for the whole script: a step whose limit would pass it is skipped
@@ -66,3 +69,4 @@ step gpu-memory 90 "$PYTHON" bench/gpu_memory.py "${MEMORY[@]}"
 step lean-layers 80 "$PYTHON" bench/lean_layers.py "${LEAN[@]}"
 step loss-head 45 "$PYTHON" bench/loss_head.py "${LOSS_HEAD[@]}"
 step lora-update 60 "$PYTHON" bench/lora_update.py "${LORA_UPDATE[@]}"
+step host-syncs 60 "$PYTHON" bench/gpu_throughput.py --variants kubetune --count-syncs "${SYNCS[@]}"

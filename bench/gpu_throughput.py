@@ -18,6 +18,10 @@ random, the same ids for every variant. Variants, each in a process of its own:
   kubetune-lora-compile  the same with `compile: true`, LoRA's match for kubetune-compile (the
                     1B template compiles by default, so this is what a LoRA job on it runs)
 
+--count-syncs (a GPU run of its own: it slows the steps it watches) counts, in each kubetune variant's
+steps after the warm-up, the calls that made the host wait for the GPU (torch.cuda's sync debug mode),
+by the Python line that made them; the bench's own synchronize at each step end is among them.
+
 Useful tokens/s counts real (non-pad) tokens over the steps after the first five, between step
 ends with the GPU synchronised; MFU is 6 x parameters x tok/s over the GPU's dense bf16 peak
 (`kubetune_trainer.training.gpu_stats`); peak memory is torch.cuda.max_memory_allocated. The
@@ -39,6 +43,8 @@ import resource
 import sys
 import tempfile
 import time
+import warnings
+from collections import Counter
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +102,8 @@ class Figures:
     device: str
     paths: str
     final_loss: float
+    host_syncs: str = ""
+    """With --count-syncs: the syncs per step after the warm-up and where they came from."""
 
     @property
     def tokens_per_second(self) -> float:
@@ -145,7 +153,45 @@ class _StepClock:
         return self.marks[-1] - self.marks[WARM_STEPS - 1]
 
 
-def run_variant(name: str, workdir: Path, *, steps: int, batch_size: int, micro_batch: int, seed: int) -> Figures:
+class _SyncCount:
+    """The host's waits for the GPU in each step after the warm-up, by the Python line that asked for them."""
+
+    def __init__(self) -> None:
+        self.per_step: list[int] = []
+        self.where: Counter[str] = Counter()
+        self._catcher: Any = None
+        self._records: list[Any] | None = None
+
+    def step_ended(self, step: int) -> None:
+        import torch
+
+        if not torch.cuda.is_available():
+            return
+        if self._records is not None:
+            syncs = [r for r in self._records if "synchronizing CUDA operation" in str(r.message)]
+            self.per_step.append(len(syncs))
+            self.where.update(f"{Path(r.filename).name}:{r.lineno}" for r in syncs)
+            self._records.clear()
+        elif step == WARM_STEPS:
+            self._catcher = warnings.catch_warnings(record=True)
+            self._records = self._catcher.__enter__()
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+
+    def summary(self) -> str:
+        import torch
+
+        if self._catcher is None:
+            return "n/a (no GPU)" if not torch.cuda.is_available() else "n/a (no step after the warm-up)"
+        torch.cuda.set_sync_debug_mode("default")
+        self._catcher.__exit__(None, None, None)
+        where = ", ".join(f"{line} x{count}" for line, count in self.where.most_common(8))
+        return f"{self.per_step} per step after the warm-up; from {where or 'nowhere'}"
+
+
+def run_variant(
+    name: str, workdir: Path, *, steps: int, batch_size: int, micro_batch: int, seed: int, count_syncs: bool = False
+) -> Figures:
     import torch
 
     from kubetune_trainer.data.tokenization import TokenizedExample
@@ -156,7 +202,9 @@ def run_variant(name: str, workdir: Path, *, steps: int, batch_size: int, micro_
     if name == "hf-padded":
         figures = _hf_padded(workdir, examples, steps=steps, batch_size=batch_size, micro_batch=micro_batch, seed=seed)
     else:
-        figures = _kubetune(name, workdir, examples, steps=steps, batch_size=batch_size, seed=seed)
+        figures = _kubetune(
+            name, workdir, examples, steps=steps, batch_size=batch_size, seed=seed, count_syncs=count_syncs
+        )
     if torch.cuda.is_available():
         figures.peak_memory_bytes = int(torch.cuda.max_memory_allocated())
     figures.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -252,11 +300,20 @@ def _hf_padded(
     )
 
 
-def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batch_size: int, seed: int) -> Figures:
+def _kubetune(
+    name: str, workdir: Path, examples: list[Any], *, steps: int, batch_size: int, seed: int, count_syncs: bool
+) -> Figures:
     from kubetune_trainer.training import loss as loss_module
     from kubetune_trainer.training.steps import BatchingPlan, EpochSteps
 
     clock = _StepClock()
+    syncs = _SyncCount() if count_syncs else None
+
+    def step_ended() -> None:
+        clock.tick()
+        if syncs is not None:
+            syncs.step_ended(len(clock.marks))
+
     done = run_stages(
         model_dir=workdir / "model",
         work_dir=workdir / f"work-{name}",
@@ -266,7 +323,7 @@ def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batc
         learning_rate=1e-5,
         warmup_ratio=0.05,
         seed=seed,
-        on_step=clock.tick,
+        on_step=step_ended,
         lora=name.startswith("kubetune-lora"),
         compile_model=name.endswith("-compile"),
     )
@@ -291,6 +348,7 @@ def _kubetune(name: str, workdir: Path, examples: list[Any], *, steps: int, batc
         device=stats.device_name,
         paths=f"{setup.attention.message()}; {setup.compiled.message()}; loss: {loss_path}; {_plan(done.ctx)}",
         final_loss=done.train_losses[-1] if done.train_losses else math.nan,
+        host_syncs=syncs.summary() if syncs is not None else "",
     )
 
 
@@ -319,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, help="keep the job here (default: a temp dir)")
     parser.add_argument("--json", type=Path, help="also write every variant's figures here")
+    parser.add_argument(
+        "--count-syncs", action="store_true", help="count the host's waits for the GPU in kubetune's steps (a GPU only)"
+    )
     parser.add_argument("--run-variant", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     refusal = too_few_steps(__file__, args.steps)
@@ -337,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             micro_batch=args.micro_batch,
             seed=args.seed,
+            count_syncs=args.count_syncs,
         )
         print("FIGURES " + json.dumps(asdict(figures)))
         return 0
@@ -357,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.variants.split(","):
             results[name] = _spawn(name, workdir, args)
             print(f"  {name}: {results[name].tokens_per_second:,.0f} tok/s; {results[name].paths}", flush=True)
+            if results[name].host_syncs:
+                print(f"  {name} host syncs: {results[name].host_syncs}", flush=True)
         print()
         for line in table(results):
             print(line)
@@ -368,7 +432,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _spawn(name: str, workdir: Path, args: argparse.Namespace) -> Figures:
     flags = ["--steps", str(args.steps), "--batch-size", str(args.batch_size), "--micro-batch", str(args.micro_batch)]
-    return Figures(**spawn_variant(__file__, name, workdir=workdir, flags=[*flags, "--seed", str(args.seed)]))
+    flags += ["--seed", str(args.seed), *(["--count-syncs"] if args.count_syncs else [])]
+    return Figures(**spawn_variant(__file__, name, workdir=workdir, flags=flags))
 
 
 def table(results: dict[str, Figures]) -> list[str]:
