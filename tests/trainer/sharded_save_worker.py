@@ -173,11 +173,10 @@ def main(settings_path: Path) -> None:
                 max_shard_bytes=int(settings["max_shard_bytes"]),
                 before_verify=_damage(settings),
             )
-        except CheckpointInvalid as error:
-            refused = f"{error.reason}: {error.message}"
-            failed = classify(error, stage=Stage.SAVING, job_uid=config.job.uid).model_dump(mode="json", by_alias=True)
         except Exception as error:  # what the pipeline would put in this rank's Result
             failed = classify(error, stage=Stage.SAVING, job_uid=config.job.uid).model_dump(mode="json", by_alias=True)
+            if isinstance(error, CheckpointInvalid):
+                refused = f"{error.reason}: {error.message}"
     seconds = time.monotonic() - started
     figures = {
         "rank": info.rank,

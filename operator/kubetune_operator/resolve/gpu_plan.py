@@ -117,11 +117,11 @@ class Sizing:
     max_gpus: int
     checkpointing_first: bool
     """Whether activation checkpointing is tried first (the template's setting); it is turned on when needed."""
+    model_types: tuple[str, ...]
+    """The template's config.json model types: whether the trainer's lean norms and MLPs serve them
+    (`memory_model.lean_layers_of`) sets the activations per token."""
     compiled: bool = False
     """The template compiles the decoder layers (`training.compile`), which then keep fewer activations."""
-    lean_norms: bool = True
-    lean_mlp: bool = True
-    """Whether the trainer's lean norms and MLPs serve this architecture (`memory_model.lean_layers_of`)."""
 
     @property
     def usable(self) -> int:
@@ -130,6 +130,7 @@ class Sizing:
     def at(self, nodes: int, gpus: int, checkpointing: bool) -> tuple[int, int, int]:
         """(peak bytes on one GPU, static bytes, activation bytes) at `nodes` x `gpus`."""
         total = nodes * gpus
+        lean_norms, lean_mlp = lean_layers_of(self.model_types)
         setup = TrainingSetup.for_run(
             self.shape,
             precision=self.precision.value,
@@ -140,8 +141,8 @@ class Sizing:
             shards=total if self.strategy is Strategy.FSDP else 1,
             ddp_buckets=self.strategy is Strategy.DDP and total > 1,
             compiled=self.compiled,
-            lean_norms=self.lean_norms,
-            lean_mlp=self.lean_mlp,
+            lean_norms=lean_norms,
+            lean_mlp=lean_mlp,
         )
         figures = estimate(self.shape, setup, micro_batch_tokens=self.seq * ACTIVATION_HEADROOM)
         return figures.total, figures.static, figures.activations + figures.loss_chunk
@@ -203,7 +204,6 @@ def plan_gpus(
     per_node = max(1, spec.resources.gpus_per_node)
     counts = _counts(spec.resources.nodes, per_node)
     max_gpus = counts[-1][0] * counts[-1][1]
-    lean_norms, lean_mlp = lean_layers_of(spec.architecture.model_types)
 
     sizing = Sizing(
         shape=model,
@@ -216,9 +216,8 @@ def plan_gpus(
         gpu_memory_bytes=memory,
         max_gpus=max_gpus,
         checkpointing_first=training.gradient_checkpointing,
+        model_types=tuple(spec.architecture.model_types),
         compiled=training.compile,
-        lean_norms=lean_norms,
-        lean_mlp=lean_mlp,
     )
     at, plan = sizing.at, sizing.plan
 

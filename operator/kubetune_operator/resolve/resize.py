@@ -16,8 +16,6 @@ batch unchanged.
 
 from __future__ import annotations
 
-from kubetune_trainer.memory_model import lean_layers_of
-
 from ..api.gpu_plan import GpuPlan
 from ..api.record import ResolvedJob
 from .gpu_plan import Sizing, shape_for_parameters
@@ -39,7 +37,6 @@ def resized(record: ResolvedJob, gpus: int, *, parameters: int | None = None) ->
     if plan is None:
         raise ValueError(f"spec.gpus {gpus}: template {record.template.name} runs on CPUs only; unset spec.gpus")
     nodes, per_node = _layout(record, plan, gpus)
-    lean_norms, lean_mlp = lean_layers_of(record.template.model_types)
     sizing = Sizing(
         shape=shape_for_parameters(parameters or record.template.parameters),
         strategy=record.strategy,
@@ -51,9 +48,8 @@ def resized(record: ResolvedJob, gpus: int, *, parameters: int | None = None) ->
         gpu_memory_bytes=plan.gpu_memory_bytes,
         max_gpus=plan.max_gpus,
         checkpointing_first=record.gradient_checkpointing,
+        model_types=tuple(record.template.model_types),
         compiled=record.compile,
-        lean_norms=lean_norms,
-        lean_mlp=lean_mlp,
     )
     new_plan = sizing.plan(nodes, per_node, requested=True)
     assert new_plan is not None  # a requested count is always planned
