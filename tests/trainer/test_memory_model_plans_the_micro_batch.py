@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig
+from transformers import AutoConfig, AutoModelForCausalLM, LlamaConfig, MixtralConfig, PretrainedConfig
 
 from kubetune_trainer.contract import LoraConfig
 from kubetune_trainer.memory_model import (
@@ -20,6 +20,7 @@ from kubetune_trainer.memory_model import (
     activation_bytes_per_token,
     estimate,
     lean_layers_of,
+    merged_expert_bytes,
     plan_token_budget,
 )
 from kubetune_trainer.training.compile import compile_layers
@@ -29,8 +30,8 @@ from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
 from .held_after_forward import held_after, in_a_fresh_process
 
-Dims = tuple[int, int, int, int | None]
-"""hidden, intermediate, KV heads, head_dim (None: hidden / heads)"""
+Dims = tuple[int, ...]
+"""hidden, intermediate, KV heads, head_dim (0: hidden / heads)[, experts, experts per token: a Mixtral]"""
 LLAMA_1B = {
     "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16, "num_attention_heads": 32,
     "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 128256, "tie_word_embeddings": True,
@@ -46,7 +47,9 @@ def test_parameters_estimated_from_config_match_the_real_count() -> None:
     assert ModelShape.from_config(LLAMA_1B).parameters == 1_235_814_400  # Llama-3.2-1B
 
 
-DIMS: dict[str, Dims] = {"64": (64, 176, 2, None), "128": (128, 256, 8, None), "96-wide-query": (96, 320, 4, 16)}
+DIMS: dict[str, Dims] = {"64": (64, 176, 2, 0), "128": (128, 256, 8, 0), "96-wide-query": (96, 320, 4, 16)}
+MOE_DIMS: dict[str, Dims] = {"moe-8x2": (128, 512, 4, 0, 8, 2), "moe-4x1": (96, 384, 2, 0, 4, 1)}
+"""Mixtrals: 8 experts, 2 per token; 4 experts, 1 per token."""
 LORA_CASES = {"full": (None, 0.0), "lora": (16, 0.0), "lora-dropout": (16, 0.1)}
 
 
@@ -66,6 +69,11 @@ def _held() -> dict[str, float]:
                 cases[f"{dims_id}/{lora_id}/4/float32/own"] = (dims, 4, LORA_CASES[lora_id][0], 0.0, "float32", False)
                 rank = LORA_CASES[lora_id][0]
                 cases[f"{dims_id}/{lora_id}/4/float32/compiled"] = (dims, 4, rank, 0.0, "float32", True, True)
+    for dims_id, dims in MOE_DIMS.items():
+        for layers in (2, 4):
+            cases[f"{dims_id}/full/{layers}/float32"] = (dims, layers, None, 0.0, "float32", True)
+            cases[f"{dims_id}/lora/{layers}/float32"] = (dims, layers, 16, 0.0, "float32", True)
+        cases[f"{dims_id}/full/4/bfloat16"] = (dims, 4, None, 0.0, "bfloat16", True)
     held: dict[str, float] = in_a_fresh_process(held_per_token_of_cases, cases=cases)
     return held
 
@@ -149,12 +157,16 @@ def test_compiled_layers_are_counted_as_compiled(
     assert per_token[False, True] - per_token[True, True] == recomputed
 
 
-def _config(dims: Dims, layers: int) -> LlamaConfig:
-    hidden, intermediate, kv_heads, head_dim = dims
-    return LlamaConfig(
-        hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers, num_attention_heads=8,
-        num_key_value_heads=kv_heads, head_dim=head_dim, vocab_size=300, use_cache=False,
-    )  # fmt: skip
+def _config(dims: Dims, layers: int) -> PretrainedConfig:
+    hidden, intermediate, kv_heads, head_dim, *experts = dims
+    common: dict[str, Any] = {
+        "hidden_size": hidden, "intermediate_size": intermediate, "num_hidden_layers": layers,
+        "num_attention_heads": 8, "num_key_value_heads": kv_heads, "head_dim": head_dim or None, "vocab_size": 300,
+        "use_cache": False,
+    }  # fmt: skip
+    if experts:
+        return MixtralConfig(**common, num_local_experts=experts[0], num_experts_per_tok=experts[1])
+    return LlamaConfig(**common)
 
 
 def _shape(dims: Dims, layers: int) -> ModelShape:
@@ -258,3 +270,60 @@ def test_the_planner_s_table_of_lean_layers_is_what_the_trainer_makes_of_each_mo
     model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     make_layers_lean(model)
     assert lean_in(model) == lean_layers_of([model_type])
+
+
+MOE_CASES = pytest.mark.parametrize(
+    ("case", "lora_rank", "precision"),
+    [("full/4/float32", None, "fp32"), ("lora/4/float32", 16, "fp32"), ("full/4/bfloat16", None, "bf16")],
+    ids=["full-fp32", "lora-fp32", "full-bf16"],
+)
+
+
+@MOE_CASES
+@pytest.mark.parametrize("dims_id", list(MOE_DIMS))
+def test_a_mixture_of_experts_is_planned_for_the_experts_each_token_is_routed_to(
+    dims_id: str, case: str, lora_rank: int | None, precision: str
+) -> None:
+    """Mixtral: every routed token keeps an expert's activations, and LoRA (all-linear adapts the stacked experts)
+    keeps a merged copy of each layer's expert weights; a dense MLP's plan counts less."""
+    shape = _shape(MOE_DIMS[dims_id], 4)
+    assert shape.moe
+    device = "cuda" if precision == "bf16" else "cpu"
+    setup = TrainingSetup.for_run(shape, device=device, precision=precision, lora_rank=lora_rank, lean_mlp=False)
+    tokens = 1024
+    predicted = activation_bytes_per_token(shape, setup) + merged_expert_bytes(shape, setup) / tokens
+    assert _held()[f"{dims_id}/{case}"] == pytest.approx(predicted, rel=0.05)
+    if lora_rank is None:
+        dense = ModelShape(**{**vars(shape), "num_experts": 0, "experts_per_token": 0})
+        # Two experts a token: a dense plan would count little more than half; one: still less.
+        assert activation_bytes_per_token(dense, setup) < (0.6 if shape.experts_per_token == 2 else 1.0) * predicted
+    else:
+        assert merged_expert_bytes(shape, setup) == 4 * 4 * shape.num_experts * 3 * shape.hidden_size * (
+            shape.intermediate_size
+        )
+        checkpointed = TrainingSetup.for_run(shape, device=device, lora_rank=lora_rank, gradient_checkpointing=True)
+        assert merged_expert_bytes(shape, checkpointed) == merged_expert_bytes(shape, setup) // 4
+
+
+@pytest.mark.parametrize("dims_id", list(MOE_DIMS))
+def test_a_mixture_of_experts_per_layer_bytes_follow_the_layers(dims_id: str) -> None:
+    """From two depths, so what the model holds outside the layers cancels."""
+    for case, rank in (("full", None), ("lora", 16)):
+        per_layer = {}
+        for layers in (2, 4):
+            shape = _shape(MOE_DIMS[dims_id], layers)
+            setup = TrainingSetup.for_run(shape, device="cpu", lora_rank=rank, lean_mlp=False)
+            per_layer[layers] = activation_bytes_per_token(shape, setup) + merged_expert_bytes(shape, setup) / 1024
+        measured = {layers: _held()[f"{dims_id}/{case}/{layers}/float32"] for layers in (2, 4)}
+        assert (measured[4] - measured[2]) / 2 == pytest.approx((per_layer[4] - per_layer[2]) / 2, rel=0.04)
+
+
+def test_a_mixture_of_experts_counts_its_parameters_and_adapters_as_the_model_and_peft_do() -> None:
+    config = _config(MOE_DIMS["moe-8x2"], 2)
+    shape = ModelShape.from_config(config.to_dict())
+    assert (shape.num_experts, shape.experts_per_token) == (8, 2)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    assert shape.parameters == sum(p.numel() for p in model.parameters())
+    adapted = apply_lora(model, LoraConfig(r=16, alpha=32, dropout=0.0, target_modules=["all-linear"], merge=False))
+    assert shape.lora_parameters(16) == sum(p.numel() for p in adapted.parameters() if p.requires_grad)

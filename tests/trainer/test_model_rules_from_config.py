@@ -40,6 +40,9 @@ def test_catalog_models_pass_with_the_catalogs_figures(config_file: Path, catalo
     assert check.facts is not None
     assert check.facts.parameters == template.spec.parameters
     assert check.facts.max_positions == template.spec.max_seq_length
+    # The shape the GPU planner sizes with: the preflight's reading of config.json is the template's.
+    assert check.facts.shape is not None
+    assert check.facts.shape == template.spec.architecture.shape
     assert check.warnings == [], "a model on its own template differs in nothing"
 
 

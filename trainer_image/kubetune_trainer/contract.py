@@ -200,6 +200,25 @@ class LoraConfig(WireModel):
     merge: bool = Field(description="Also save a full model with the adapter merged in.")
 
 
+class ModelShapeFacts(WireModel):
+    """The config.json numbers device memory depends on (`memory_model.ModelShape`, less the parameter count).
+
+    The GPU planner sizes a job with them: the activations per token follow the layers' widths, the
+    experts a token is routed to and the vocabulary, which a parameter count alone does not say.
+    """
+
+    hidden_size: int = Field(ge=1, description="config.json `hidden_size`.")
+    num_layers: int = Field(ge=1, description="Decoder layers (`num_hidden_layers`).")
+    intermediate_size: int = Field(ge=1, description="The MLP's width; in a mixture of experts one expert's.")
+    num_heads: int = Field(ge=1, description="Attention heads.")
+    num_kv_heads: int = Field(ge=1, description="Key and value heads (grouped-query attention).")
+    vocab_size: int = Field(ge=1, description="Vocabulary size.")
+    head_dim: int = Field(ge=1, description="Width of one attention head.")
+    tied_embeddings: bool = Field(description="Whether the output head shares the input embeddings.")
+    num_experts: int = Field(0, ge=0, description="Experts in each mixture-of-experts MLP; 0 for a dense MLP.")
+    experts_per_token: int = Field(0, ge=0, description="Experts each token is routed to.")
+
+
 class TemplateExpectations(WireModel):
     """What the chosen template expects of the model, for the trainer's mismatch warnings."""
 
@@ -212,6 +231,7 @@ class TemplateExpectations(WireModel):
     transformers_ceiling: str = Field(
         description="Newest `transformers_version` a checkpoint may declare for this template."
     )
+    shape: ModelShapeFacts | None = Field(None, description="The template model's shape, when the template names it.")
 
 
 class ModelSource(WireModel):
@@ -505,6 +525,7 @@ class ModelFacts(WireModel):
     architectures: list[str] = Field(default_factory=list, description="config.json `architectures`.")
     parameters: int = Field(ge=0, description="Parameter count, counted on the meta device.")
     max_positions: int | None = Field(None, ge=1, description="Longest sequence the model supports.")
+    shape: ModelShapeFacts | None = Field(None, description="The numbers the GPU planner sizes the job with.")
     transformers_version: str | None = Field(None, description="config.json `transformers_version`.")
     revision_sha: str | None = Field(None, description="Resolved commit sha of the model repo.")
     adapter_of: str | None = Field(

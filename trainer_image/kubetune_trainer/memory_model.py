@@ -18,7 +18,9 @@ What is counted:
   layers, from hidden, intermediate, heads and KV heads (coefficients counted from the bytes a
   forward leaves allocated on Llama in transformers 5 with the trainer's lean norms and MLPs, eager
   and compiled, see docs/training.md); with gradient checkpointing one
-  layer's input per layer plus one whole layer being recomputed.
+  layer's input per layer plus one whole layer being recomputed. A mixture of experts' MLP keeps its
+  bytes per routed token (`experts_per_token` of them) and its routing (measured on Mixtral); LoRA
+  there also keeps a merged copy of each layer's stacked expert weights (`merged_expert_bytes`).
 - **the loss chunk**: the head's output for `loss_chunk_tokens` positions in fp32 (turned into its
   own gradient in place) beside one copy in the compute dtype (`training.loss` never holds more),
   and the head's weight gradient, which the loss takes in its forward pass when the head trains.
@@ -27,9 +29,11 @@ What is counted:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from types import MappingProxyType
 from typing import Any
+
+from .contract import ModelShapeFacts
 
 GIB = 1024**3
 LOSS_CHUNK_LOGIT_BYTES = GIB
@@ -63,6 +67,16 @@ _LAYER_I = 2
 _LAYER_FP32 = 2
 """Per layer, fp32 elements besides the attention's per-head statistics: the norms' reciprocal roots."""
 _LORA_ADAPTERS = 7
+_MOE_LORA_ADAPTERS = 4
+"""In a mixture of experts: q, k, v and o. The router and the stacked experts are adapted as parameters (peft
+merges the update into the weight in the forward), which keeps nothing per token: `merged_expert_bytes`."""
+_EXPERT_I = 4
+_EXPERT_D = 2
+_ROUTED_TOKEN_BYTES = 40
+"""A mixture of experts (transformers 5's Mixtral), per routed token: gate_up's output (2 x intermediate), the
+activation's output and the product (intermediate each), the expert's input and the down projection's output
+(hidden each), at the compute dtype; its int64 positions and fp32 routing weight (bytes). Measured in
+tests/trainer/test_memory_model_plans_the_micro_batch.py at two shapes."""
 _OUTSIDE_LAYERS_D = 1
 """The final norm's input (under LoRA the first norm's input is not kept, which cancels it)."""
 _ROTARY_HEAD_DIM = 2
@@ -109,6 +123,15 @@ class ModelShape:
     tied_embeddings: bool
     parameters: int
     """Parameter count: given (counted on the meta device) or estimated from the shape."""
+    num_experts: int = 0
+    """Experts in each mixture-of-experts MLP (config.json `num_local_experts` or `num_experts`); 0: a dense MLP.
+    `intermediate_size` is then one expert's (`moe_intermediate_size` where the config has one)."""
+    experts_per_token: int = 0
+    """Experts each token is routed to (`num_experts_per_tok`)."""
+
+    @property
+    def moe(self) -> bool:
+        return self.num_experts > 0
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, parameters: int | None = None) -> ModelShape:
@@ -123,17 +146,43 @@ class ModelShape:
         intermediate = int(text.get("intermediate_size") or 4 * hidden)
         vocab = int(text["vocab_size"])
         tied = bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)))
+        experts = int(text.get("num_local_experts") or text.get("num_experts") or 0)
+        routed = int(text.get("num_experts_per_tok") or 0) if experts else 0
+        if experts:
+            intermediate = int(text.get("moe_intermediate_size") or intermediate)
         if parameters is None:
-            per_layer = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2 + 3 * hidden * intermediate
-            parameters = layers * (per_layer + 2 * hidden) + vocab * hidden * (1 if tied else 2) + hidden
-        return cls(hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters)
+            attention = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
+            mlp = experts * (3 * hidden * intermediate + hidden) if experts else 3 * hidden * intermediate
+            parameters = layers * (attention + mlp + 2 * hidden) + vocab * hidden * (1 if tied else 2) + hidden
+        return cls(hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters, experts, routed)
+
+    @classmethod
+    def from_facts(cls, facts: ModelShapeFacts, *, parameters: int) -> ModelShape:
+        """The shape the preflight found (`ModelFacts.shape`), with the model's counted parameters."""
+        return cls(**facts.model_dump(), parameters=parameters)
+
+    def facts(self) -> ModelShapeFacts:
+        """The shape as it crosses to the operator: every field but the parameter count."""
+        numbers = asdict(self)
+        del numbers["parameters"]
+        return ModelShapeFacts(**numbers)
 
     def lora_parameters(self, rank: int) -> int:
-        """Adapter parameters of rank `rank` on every linear of every layer (all-linear), the head left out."""
+        """Adapter parameters of rank `rank` on every linear of every layer (all-linear), the head left out.
+
+        In a mixture of experts, all-linear also adapts the router and, through peft's parameter adapters,
+        the stacked expert weights: rank x experts wide, the fused gate_up stack at twice that (as peft 0.21
+        makes them; tests/trainer/test_memory_model_plans_the_micro_batch.py counts them on a Mixtral).
+        """
+        d, i = self.hidden_size, self.intermediate_size
         q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
-        pairs = [(self.hidden_size, q), (self.hidden_size, kv), (self.hidden_size, kv), (q, self.hidden_size)]
-        pairs += [(self.hidden_size, self.intermediate_size)] * 2 + [(self.intermediate_size, self.hidden_size)]
-        return self.num_layers * rank * sum(a + b for a, b in pairs)
+        attention = rank * sum(a + b for a, b in [(d, q), (d, kv), (d, kv), (q, d)])
+        if self.moe:
+            wide = rank * self.num_experts
+            mlp = rank * (d + self.num_experts) + 2 * wide * (d + 2 * i) + wide * (i + d)
+        else:
+            mlp = rank * (3 * (d + i))
+        return self.num_layers * (attention + mlp)
 
 
 @dataclass(frozen=True)
@@ -236,26 +285,33 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     # eagerly, in compiled ones by inductor), except by eager layers under activation checkpointing, whose
     # own saved-tensor hooks the recomputation steps aside for.
     norm_outputs_recomputed = setup.lean_norms and (setup.compiled or not setup.gradient_checkpointing)
-    elements = _LAYER_D * d + _LAYER_Q * q + _LAYER_KV * kv + _LAYER_I * i
+    elements = _LAYER_D * d + _LAYER_Q * q + _LAYER_KV * kv
+    if shape.moe:
+        # Each routed token: the expert's input, gate_up's output, the activation's output, the product,
+        # the down projection's output (kept for the routing weight's gradient); the routing itself in fp32.
+        elements += shape.experts_per_token * (_EXPERT_I * i + _EXPERT_D * d)
+    else:
+        elements += _LAYER_I * i
     if not norm_outputs_recomputed:
         elements += _NORM_OUTPUTS_D * d
     outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
     if setup.lora_rank:
-        elements += _LORA_ADAPTERS * setup.lora_rank
+        elements += (_MOE_LORA_ADAPTERS if shape.moe else _LORA_ADAPTERS) * setup.lora_rank
         outside -= d * compute
-    layer = elements * compute + (_LAYER_FP32 + shape.num_heads) * fp32
+    layer = elements * compute + (_LAYER_FP32 + shape.num_heads) * fp32 + _routing_bytes(shape)
     if not setup.lean_norms:
         # transformers' RMSNorm keeps its input's fp32 copy, and its normalised output while its weight trains.
         per_norm = d * (fp32 - compute) + (0 if setup.lora_rank else d * compute)
         layer += 2 * per_norm
         # The final norm's; under LoRA the first layer's input norm keeps nothing, which cancels it.
         outside += 0 if setup.lora_rank else per_norm
-    if not setup.lean_mlp:
+    if not setup.lean_mlp and not shape.moe:
         layer += 2 * i * compute  # the activation's output and the product
     if setup.lora_rank and setup.lora_dropout:
         # One bool mask per adapter, over its input: q, k, v, gate and up take the hidden state,
         # o the attention output, down the intermediate (`training.lora_fused` keeps no dropped-out copy).
-        layer += 5 * d + q + i
+        # In a mixture of experts only q, k, v and o can take dropout (peft refuses it on the stacked experts).
+        layer += 3 * d + q if shape.moe else 5 * d + q + i
     if setup.gradient_checkpointing:
         # Each layer keeps its input; one layer at a time is recomputed whole in backward, keeping its
         # MLP's product too (the eager lean MLP recomputes it only where no other saved-tensor hook is in
@@ -263,6 +319,23 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
         product = i * compute if setup.lean_mlp and not setup.compiled else 0
         return shape.num_layers * d * compute + layer + product + outside
     return shape.num_layers * layer + outside
+
+
+def _routing_bytes(shape: ModelShape) -> int:
+    """A mixture of experts' routing, per token: the fp32 routing probabilities (one per expert) and, per routed
+    token, its int64 positions and fp32 weight (40 bytes, measured on transformers 5's Mixtral)."""
+    return 4 * shape.num_experts + _ROUTED_TOKEN_BYTES * shape.experts_per_token + 4 if shape.moe else 0
+
+
+def merged_expert_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """What LoRA on a mixture of experts keeps besides the activations: peft adapts each layer's stacked expert
+    weights by adding the low-rank product to them in the forward (`torch.nn.utils.parametrize`), and autograd
+    keeps that merged copy (the whole layer's, at the weight dtype, under FSDP too) until the layer's backward:
+    every layer's, or under activation checkpointing the one layer being recomputed."""
+    if not (setup.lora_rank and shape.moe):
+        return 0
+    layers = 1 if setup.gradient_checkpointing else shape.num_layers
+    return layers * shape.num_experts * 3 * shape.hidden_size * shape.intermediate_size * setup.weight_bytes
 
 
 def loss_chunk_bytes(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int) -> int:
@@ -284,7 +357,7 @@ def estimate(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int
         weights=shape.parameters * setup.weight_bytes // setup.shards,
         gradients=gradients // setup.shards,
         optimizer=trainable * setup.optimizer_bytes // setup.shards,
-        activations=activation_bytes_per_token(shape, setup) * micro_batch_tokens,
+        activations=activation_bytes_per_token(shape, setup) * micro_batch_tokens + merged_expert_bytes(shape, setup),
         loss_chunk=loss_chunk_bytes(shape, setup, micro_batch_tokens=micro_batch_tokens),
     )
 
@@ -305,7 +378,7 @@ class MemoryPlan:
     def describe(self) -> str:
         return (
             f"micro-batch budget {self.token_budget} tokens ({self.limited_by}): {self.free_bytes / GIB:.1f} GiB free, "
-            f"{self.static_bytes / GIB:.1f} GiB gradients and optimizer state, "
+            f"{self.static_bytes / GIB:.1f} GiB set aside (gradients, optimizer state), "
             f"{self.activation_bytes_per_token / 1024:.0f} KiB activations per token, "
             f"{self.loss_chunk_bytes / GIB:.2f} GiB loss chunk"
         )
@@ -323,12 +396,15 @@ def plan_token_budget(
     """The largest micro-batch (tokens) whose activations fit `free_bytes` beside what training adds.
 
     `free_bytes` is measured with the weights already on the device (`weights_resident`), so
-    only gradients and optimizer state are taken off it; otherwise the weights are too. Never
+    only gradients and optimizer state (and LoRA's merged experts) are taken off it; otherwise the weights
+    are too. Never
     below one `max_seq_length` (the longest example must fit a micro-batch; out-of-memory
     remediation is the safety net) nor above `ceiling`.
     """
     full = estimate(shape, setup, micro_batch_tokens=1)
-    static = full.gradients + full.optimizer + (0 if weights_resident else full.weights)
+    static = (
+        full.gradients + full.optimizer + (0 if weights_resident else full.weights) + merged_expert_bytes(shape, setup)
+    )
     per_token = activation_bytes_per_token(shape, setup)
     chunk = loss_chunk_bytes(shape, setup, micro_batch_tokens=ceiling)
     room = int(free_bytes * USABLE_FRACTION) - RESERVE_BYTES - static - chunk

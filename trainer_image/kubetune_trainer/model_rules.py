@@ -22,13 +22,14 @@ from typing import Any
 
 import transformers
 from packaging.version import InvalidVersion, Version
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from transformers import CONFIG_MAPPING, AutoConfig, PretrainedConfig
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from . import compat, params
-from .contract import ModelFacts, TemplateExpectations, WarningNote
+from .contract import ModelFacts, ModelShapeFacts, TemplateExpectations, WarningNote
 from .errors import InvalidInput
+from .memory_model import ModelShape
 
 MAX_PARAMETERS = 100_000_000_000
 """The largest model kubetune fine-tunes."""
@@ -140,12 +141,23 @@ def evaluate(
             architectures=list(parsed.architectures or []),
             parameters=parameters,
             max_positions=params.max_positions(parsed),
+            shape=_shape(parsed.to_dict(), parameters),
             transformers_version=_declared_version(config or {}),
             revision_sha=revision_sha,
         )
         if template is not None:
             warnings += compat.mismatch_warnings(facts, template)
     return ModelCheck(repo=repo, revision_sha=revision_sha, outcomes=outcomes, facts=facts, warnings=warnings)
+
+
+def _shape(config: Mapping[str, Any], parameters: int) -> ModelShapeFacts | None:
+    """The numbers the GPU planner sizes with, from the parsed config (transformers' defaults filled in where
+    config.json leaves them out); None for a config that lacks them (the planner then uses the template's shape,
+    or a Llama-like one of the model's size)."""
+    try:
+        return ModelShape.from_config(config, parameters=parameters).facts()
+    except (KeyError, TypeError, ValueError, ZeroDivisionError, ValidationError):
+        return None
 
 
 def _skip(rule: str, why: str) -> RuleOutcome:

@@ -32,6 +32,15 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
     try:
         return wrap_with_adapter(model, peft_config)
     except ValueError as exc:
+        if "lora_dropout" in str(exc):
+            # peft adapts a mixture of experts' stacked expert weights as parameters, which takes no dropout.
+            raise InvalidInput(
+                f"LoRA dropout {lora.dropout} cannot apply to this model's adapted layers {lora.target_modules}: {exc}",
+                reason="LoraDropoutUnsupported",
+                field="lora.dropout",
+                hint="Set lora.dropout to 0, or lora.targetModules to the attention projections (q_proj, k_proj, "
+                "v_proj, o_proj): a mixture of experts' stacked experts (all-linear adapts them) take no dropout.",
+            ) from exc
         # peft's NoMatchingPeftModuleError is a ValueError naming the modules it could not find.
         raise InvalidInput(
             f"LoRA target modules {lora.target_modules} do not match this model: {exc}",
