@@ -21,7 +21,7 @@ from pathlib import Path
 from kubetune_operator.api.status import GpuPlan
 from kubetune_operator.api.template import BaseModelTemplateSpec
 from kubetune_operator.resolve.catalog import load_catalog
-from kubetune_operator.resolve.gpu_plan import GB, shape_for_parameters, template_plans
+from kubetune_operator.resolve.gpu_plan import GB, model_shape, template_plans
 from kubetune_trainer.memory_model import TrainingSetup
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "scaling.md"
@@ -45,7 +45,7 @@ def checkpoint_bytes(spec: BaseModelTemplateSpec, plan_name: str) -> int:
     Full: the weights at their dtype plus AdamW's state (m, v and the master copy or compensation).
     LoRA: the adapters (fp32) and their m and v; the frozen base is not in the checkpoint.
     """
-    shape = shape_for_parameters(spec.parameters)
+    shape = model_shape(spec.parameters, template=spec.architecture.shape, template_parameters=spec.parameters)
     lora_rank = int(plan_name.split("=")[1]) if plan_name.startswith("LoRA") else None
     setup = TrainingSetup.for_run(
         shape,

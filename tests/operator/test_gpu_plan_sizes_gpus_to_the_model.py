@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pytest
 
+from kubetune_operator.api.resources import BaseModelTemplate
 from kubetune_operator.api.template import BaseModelTemplateSpec
 from kubetune_operator.resolve.catalog import load_catalog
 from kubetune_operator.resolve.gpu_plan import (
@@ -24,9 +25,10 @@ from kubetune_operator.resolve.gpu_plan import (
     shape_for_parameters,
     template_plans,
 )
+from kubetune_operator.resolve.resize import resized
 from kubetune_operator.resolve.resolution import resolve_job, status_resolved
 from kubetune_trainer.contract import ModelFacts, Strategy
-from kubetune_trainer.memory_model import TrainingSetup, estimate
+from kubetune_trainer.memory_model import ModelShape, TrainingSetup, estimate
 
 from .core_builders import CATALOG, JOB, SETTINGS, spec
 
@@ -181,3 +183,81 @@ def test_the_plan_is_recorded_in_status_resolved_and_a_bad_gpus_names_the_field(
     )
     assert refused.job is None
     assert any(error.startswith("spec.gpus") for error in refused.field_errors)
+
+
+# What the catalog's shapes leave out of the parameter count: Qwen2.5's q, k and v biases, Qwen3's q and k norms,
+# Gemma 2's two extra norms per layer, Gemma 3's vision tower (its template trains the whole multimodal model).
+SHAPE_LEAVES_OUT = {"qwen2.5-7b-instruct": 129_024, "qwen3-4b": 9_216, "gemma-2-9b-it": 301_056}
+
+
+@pytest.mark.parametrize("template", load_catalog().templates, ids=lambda template: template.name)
+def test_each_catalog_template_s_shape_is_its_model_s(template: BaseModelTemplate) -> None:
+    """The shape in the template is config.json's: it gives back the parameter count counted from the weights."""
+    shape = template.spec.architecture.shape
+    assert shape is not None
+    widths = ModelShape.from_facts(shape, parameters=0)
+    config = {
+        "hidden_size": widths.hidden_size, "num_hidden_layers": widths.num_layers,
+        "intermediate_size": widths.intermediate_size, "num_attention_heads": widths.num_heads,
+        "num_key_value_heads": widths.num_kv_heads, "head_dim": widths.head_dim, "vocab_size": widths.vocab_size,
+        "tie_word_embeddings": widths.tied_embeddings, "num_local_experts": widths.num_experts,
+        "num_experts_per_tok": widths.experts_per_token,
+    }  # fmt: skip
+    assert ModelShape.from_config(config).facts() == shape
+    estimated = ModelShape.from_config(config).parameters
+    if template.name == "gemma-3-4b-it":
+        assert 0.89 < estimated / template.spec.parameters < 0.91  # the text model; the vision tower is 0.42B
+    else:
+        assert template.spec.parameters - estimated == SHAPE_LEAVES_OUT.get(template.name, 0)
+
+
+def test_a_mixture_of_experts_is_planned_with_its_experts_not_as_a_dense_model_of_its_size() -> None:
+    """Mixtral's 46.7B parameters are 32 layers of 4,096 with two of eight experts a token, not the dense decoder
+    of 46.7B (62 layers of 7,936) the planner assumed from the count: its full fine-tune fits 16 GPUs, and its
+    LoRA (which keeps each layer's merged experts besides) takes 3 where the dense guess took 4."""
+    mixtral = _template("mixtral-8x7b-instruct-v0.1")
+    guessed = mixtral.model_copy(update={"architecture": mixtral.architecture.model_copy(update={"shape": None})})
+    full = plan_gpus(mixtral, lora_rank=None)
+    assert (full.gpus, full.fits) == (16, True)
+    assert (plan_gpus(guessed, lora_rank=None).gpus, plan_gpus(guessed, lora_rank=None).fits) == (16, False)
+    lora, lora_guessed = plan_gpus(mixtral, lora_rank=64), plan_gpus(guessed, lora_rank=64)
+    assert (lora.gpus, lora_guessed.gpus) == (3, 4)
+    assert full.activation_bytes < plan_gpus(guessed, lora_rank=None).activation_bytes
+
+
+def test_the_preflight_s_shape_of_the_model_plans_the_job_and_its_resize() -> None:
+    """The model trained is sized by its own config.json numbers (the preflight's), recorded in status.resolved,
+    and a resize sizes with them again; without them, the template's shape (or, for a model of another size, a
+    Llama-like guess) stands in."""
+    smol_shape = ModelShape.from_config(SMOL_CONFIG)
+    facts = ModelFacts(
+        model_type="llama", architectures=["LlamaForCausalLM"], parameters=smol_shape.parameters,
+        shape=smol_shape.facts(),
+    )  # fmt: skip
+    job_spec = spec(model="llama-2-7b-chat", fromHfModel="HuggingFaceTB/SmolLM2-135M-Instruct", lora={"enabled": False})
+    outcome = resolve_job(
+        job_spec, job_name=JOB.name, namespace=JOB.namespace, templates=CATALOG, settings=SETTINGS, facts=facts
+    )
+    assert outcome.job is not None
+    assert outcome.job.gpu_plan is not None
+    resolved = status_resolved(outcome.job, facts, record=True)
+    assert resolved.model_shape == smol_shape.facts()
+    assert resolved.to_wire()["modelShape"]["hiddenSize"] == 576
+    guessed = shape_for_parameters(smol_shape.parameters)
+    assert (guessed.hidden_size, guessed.num_layers) != (smol_shape.hidden_size, smol_shape.num_layers)
+    plan = outcome.job.gpu_plan
+    activations = plan.activation_bytes
+    assert resolved.record is not None
+    again = resized(resolved.record, 1, parameters=resolved.parameters, shape=resolved.model_shape)
+    assert again.gpu_plan is not None
+    assert again.gpu_plan.activation_bytes == activations  # the same model, the same activations
+    unknown = resized(resolved.record, 1, parameters=resolved.parameters)
+    assert unknown.gpu_plan is not None
+    assert unknown.gpu_plan.activation_bytes != activations  # a Llama-like guess of 135M
+
+
+SMOL_CONFIG = {
+    "hidden_size": 576, "num_hidden_layers": 30, "intermediate_size": 1536, "num_attention_heads": 9,
+    "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True,
+}  # fmt: skip
+"""HuggingFaceTB/SmolLM2-135M-Instruct's config.json numbers (134,515,008 parameters)."""

@@ -14,6 +14,7 @@ from kubetune_trainer.contract import (
     JobError,
     KubeTime,
     LoraConfig,
+    ModelShapeFacts,
     Progress,
     Stage,
     StageRecord,
@@ -85,6 +86,9 @@ class Resolved(WireModel):
     architecture: str | None = Field(None, description="Model architecture, e.g. LlamaForCausalLM.")
     parameters: int | None = Field(None, ge=0, description="Parameter count of the model trained.")
     max_positions: int | None = Field(None, ge=1, description="The model's own maximum sequence length.")
+    model_shape: ModelShapeFacts | None = Field(
+        None, description="The model's config.json numbers the GPU plan sized with (a resize sizes with them again)."
+    )
     from_checkpoint: str | None = Field(
         None,
         description="The lineage of a fromCheckpoint job: the checkpoint it continues, `<job>@<uid>[:<step>]` "

@@ -11,7 +11,7 @@ from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
-from kubetune_trainer.contract import AttentionKernel, MasterWeights, Precision, Strategy, WireModel
+from kubetune_trainer.contract import AttentionKernel, MasterWeights, ModelShapeFacts, Precision, Strategy, WireModel
 
 from .crossfield import Violation, raise_violations
 from .fields import HfRepoId, LabelValue, Quantity, Version
@@ -33,6 +33,12 @@ class Architecture(WireModel):
     )
     architectures: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         min_length=1, max_length=16, description="config.json `architectures` entries, e.g. [LlamaForCausalLM]."
+    )
+    shape: ModelShapeFacts | None = Field(
+        None,
+        description="The template model's config.json numbers (widths, layers, heads, vocabulary, experts): the GPU "
+        "planner sizes activations with them until the preflight reads the trained model's own; absent, it "
+        "assumes a Llama-like decoder of the template's parameter count.",
     )
 
 

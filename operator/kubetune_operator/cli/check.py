@@ -137,7 +137,10 @@ def _print_template(inspection: ModelInspection, *, catalog: Catalog, named: Bas
             print(f"  because {reason}")
         warnings = [*advice.warnings, *warnings]
     if template is not None and template.spec.resources.gpus_per_node > 0:
-        for how, plan in template_plans(template.spec, parameters=facts.parameters, max_positions=facts.max_positions):
+        plans = template_plans(
+            template.spec, parameters=facts.parameters, max_positions=facts.max_positions, shape=facts.shape
+        )
+        for how, plan in plans:
             print(f"gpus ({how}): {plan.describe()}")
     seen: set[str] = set()
     for warning in warnings:

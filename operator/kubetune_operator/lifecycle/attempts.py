@@ -116,7 +116,7 @@ def apply_resize(draft: StatusDraft, situation: Situation, attempt: int) -> None
     if record is None or resolved is None or record.gpu_plan is None or wanted is None:
         return
     try:
-        new = resized(record, wanted, parameters=resolved.parameters)
+        new = resized(record, wanted, parameters=resolved.parameters, shape=resolved.model_shape)
     except ValueError as error:
         draft.events.append(EventNote.warning(Reason.RESIZE_REFUSED, f"attempt {attempt}: {error}"))
         return

@@ -10,9 +10,11 @@ GPUs never make it fit: the plan is one GPU or none. Under FSDP the weights, gra
 optimizer state divide by the GPU count. Within one node any count up to gpusPerNode is planned;
 past one node only whole nodes are.
 
-A template knows the parameter count, not the layer shapes: the shape is a Llama-like decoder of
-that size (`shape_for_parameters`), which sets the activations only; the static memory (weights,
-gradients, AdamW state) uses the exact count. The template's model types say whether the trainer's
+The activations per token follow the model's shape (`model_shape`): the trained model's own, which the
+preflight reads from its config.json (`ModelFacts.shape`); before that the template's
+(`architecture.shape`); a template that names none is planned as a Llama-like decoder of its size
+(`shape_for_parameters`), which is far off for a mixture of experts. The static memory (weights,
+gradients, AdamW state) uses the exact parameter count. The template's model types say whether the trainer's
 lean norms and MLPs serve it (`memory_model.lean_layers_of`): Gemma's layers, for one, keep
 transformers' own activations, about twice as many bytes per token. A job can ask for more GPUs than planned
 (`spec.gpus`), never for more than the template's maximum.
@@ -24,7 +26,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from kubetune_trainer.contract import MasterWeights, Precision, Strategy
+from kubetune_trainer.contract import MasterWeights, ModelShapeFacts, Precision, Strategy
 from kubetune_trainer.memory_model import (
     RESERVE_BYTES,
     USABLE_FRACTION,
@@ -39,7 +41,7 @@ from ..api.template import BaseModelTemplateSpec
 
 GB = 1000**3
 GIB = 1024**3
-__all__ = ["GpuPlan", "gpu_memory_bytes", "plan_gpus", "quantity_bytes", "shape_for_parameters"]
+__all__ = ["GpuPlan", "gpu_memory_bytes", "model_shape", "plan_gpus", "quantity_bytes", "shape_for_parameters"]
 DEFAULT_GPU_MEMORY_BYTES = 80 * GB
 """Memory per GPU when neither resources.gpuMemory nor the gpuProduct name says it: an 80 GB H100/A100."""
 GPU_MEMORY_OF_PRODUCT: dict[str, int] = {
@@ -94,6 +96,22 @@ def shape_for_parameters(parameters: int) -> ModelShape:
     heads = hidden // HEAD_DIM
     intermediate = math.ceil(8 * hidden / 3 / 256) * 256
     return ModelShape(hidden, layers, intermediate, heads, heads, ASSUMED_VOCAB, HEAD_DIM, False, parameters)
+
+
+def model_shape(
+    parameters: int,
+    *,
+    found: ModelShapeFacts | None = None,
+    template: ModelShapeFacts | None = None,
+    template_parameters: int | None = None,
+) -> ModelShape:
+    """The shape a plan sizes with: the one the preflight `found` in the model's config.json; else the
+    `template`'s, for a model of the template's size; else a Llama-like decoder of `parameters`."""
+    if found is not None:
+        return ModelShape.from_facts(found, parameters=parameters)
+    if template is not None and parameters == template_parameters:
+        return ModelShape.from_facts(template, parameters=parameters)
+    return shape_for_parameters(parameters)
 
 
 def _counts(max_nodes: int, gpus_per_node: int) -> list[tuple[int, int]]:
@@ -175,7 +193,7 @@ def plan_gpus(
     spec: BaseModelTemplateSpec,
     *,
     parameters: int | None = None,
-    shape: ModelShape | None = None,
+    shape: ModelShapeFacts | None = None,
     lora_rank: int | None,
     lora_dropout: bool = False,
     strategy: Strategy | None = None,
@@ -186,7 +204,8 @@ def plan_gpus(
 ) -> GpuPlan:
     """The fewest GPUs of `spec`'s maximum that fit the model, or `requested_gpus` when the job asks for more.
 
-    `parameters` defaults to the template's, `shape` to a Llama-like one of that size; the other
+    `parameters` defaults to the template's; `shape` is the model's (the preflight's), else the template's
+    (`model_shape`); the other
     settings default to the template's. `lora_rank` None is full fine-tuning; `lora_dropout` is LoRA
     dropout above 0 (its masks are activations). The template's model types say whether the trainer's
     lean layers serve the model, which sets the activations per token. ValueError when
@@ -194,7 +213,7 @@ def plan_gpus(
     """
     training = spec.training
     count = parameters if parameters is not None else spec.parameters
-    model = shape if shape is not None else shape_for_parameters(count)
+    model = model_shape(count, found=shape, template=spec.architecture.shape, template_parameters=spec.parameters)
     strategy = strategy or training.strategy
     precision = precision or training.precision
     master = master_weights or training.master_weights
@@ -229,7 +248,7 @@ def plan_gpus(
                 planned = plan_gpus(
                     spec,
                     parameters=count,
-                    shape=model,
+                    shape=shape,
                     lora_rank=lora_rank,
                     lora_dropout=lora_dropout,
                     strategy=strategy,
@@ -277,14 +296,22 @@ def default_lora_rank(spec: BaseModelTemplateSpec) -> int | None:
 
 
 def template_plans(
-    spec: BaseModelTemplateSpec, *, parameters: int | None = None, max_positions: int | None = None
+    spec: BaseModelTemplateSpec,
+    *,
+    parameters: int | None = None,
+    max_positions: int | None = None,
+    shape: ModelShapeFacts | None = None,
 ) -> list[tuple[str, GpuPlan]]:
-    """The plan for each way `spec` trains at its defaults: (`LoRA r=N` or `full`, plan)."""
+    """The plan for each way `spec` trains at its defaults: (`LoRA r=N` or `full`, plan); `parameters`,
+    `max_positions` and `shape` are the model's, when known."""
     seq = min(spec.max_seq_length, max_positions) if max_positions else spec.max_seq_length
     plans: list[tuple[str, GpuPlan]] = []
     rank = default_lora_rank(spec)
-    if rank is not None:
-        plans.append((f"LoRA r={rank}", plan_gpus(spec, parameters=parameters, lora_rank=rank, max_seq_length=seq)))
-    if spec.limits.full_training is not None:
-        plans.append(("full", plan_gpus(spec, parameters=parameters, lora_rank=None, max_seq_length=seq)))
+    ranks = ([(f"LoRA r={rank}", rank)] if rank is not None else []) + (
+        [("full", None)] if spec.limits.full_training is not None else []
+    )
+    for how, lora_rank in ranks:
+        plans.append(
+            (how, plan_gpus(spec, parameters=parameters, shape=shape, lora_rank=lora_rank, max_seq_length=seq))
+        )
     return plans

@@ -16,9 +16,11 @@ batch unchanged.
 
 from __future__ import annotations
 
+from kubetune_trainer.contract import ModelShapeFacts
+
 from ..api.gpu_plan import GpuPlan
 from ..api.record import ResolvedJob
-from .gpu_plan import Sizing, shape_for_parameters
+from .gpu_plan import Sizing, model_shape
 
 
 def resize_request(record: ResolvedJob, gpus: int | None) -> int | None:
@@ -28,17 +30,25 @@ def resize_request(record: ResolvedJob, gpus: int | None) -> int | None:
     return gpus
 
 
-def resized(record: ResolvedJob, gpus: int, *, parameters: int | None = None) -> ResolvedJob:
+def resized(
+    record: ResolvedJob, gpus: int, *, parameters: int | None = None, shape: ModelShapeFacts | None = None
+) -> ResolvedJob:
     """`record` on `gpus` GPUs; ValueError naming spec.gpus and the counts it may take.
 
-    `parameters` is the model's counted parameters (status.resolved.parameters); absent, the template's.
+    `parameters` and `shape` are the model's (status.resolved.parameters and modelShape, from the
+    preflight); absent, the template's as recorded.
     """
     plan = record.gpu_plan
     if plan is None:
         raise ValueError(f"spec.gpus {gpus}: template {record.template.name} runs on CPUs only; unset spec.gpus")
     nodes, per_node = _layout(record, plan, gpus)
     sizing = Sizing(
-        shape=shape_for_parameters(parameters or record.template.parameters),
+        shape=model_shape(
+            parameters or record.template.parameters,
+            found=shape,
+            template=record.template.shape,
+            template_parameters=record.template.parameters,
+        ),
         strategy=record.strategy,
         precision=record.precision,
         master_weights=record.master_weights,

@@ -344,6 +344,7 @@ def _gpu_plan(
         return plan_gpus(
             template.spec,
             parameters=facts.parameters if facts is not None and facts.parameters else None,
+            shape=facts.shape if facts is not None else None,
             lora_rank=lora.r if lora is not None else None,
             lora_dropout=lora is not None and lora.dropout > 0,
             max_seq_length=seq,
@@ -354,6 +355,7 @@ def _gpu_plan(
         return plan_gpus(
             template.spec,
             parameters=facts.parameters if facts is not None and facts.parameters else None,
+            shape=facts.shape if facts is not None else None,
             lora_rank=lora.r if lora is not None else None,
             lora_dropout=lora is not None and lora.dropout > 0,
             max_seq_length=seq,
@@ -397,6 +399,7 @@ def status_resolved(job: ResolvedJob, facts: ModelFacts | None = None, *, record
         architecture=(facts.architectures[0] if facts.architectures else facts.model_type) if facts else None,
         parameters=facts.parameters if facts else None,
         max_positions=facts.max_positions if facts else None,
+        model_shape=facts.shape if facts else None,
         from_checkpoint=job.from_checkpoint,
         nodes=job.nodes,
         gpus_per_node=job.gpus_per_node,

@@ -125,6 +125,7 @@ def expectations_of(template: BaseModelTemplate) -> TemplateExpectations:
         parameters=spec.parameters,
         max_seq_length=spec.max_seq_length,
         transformers_ceiling=spec.transformers_ceiling,
+        shape=spec.architecture.shape,
     )
 
 
