@@ -66,9 +66,11 @@ def mfu(spec: BaseModelTemplateSpec, plan_name: str) -> float:
 
 
 def tokens_per_second(spec: BaseModelTemplateSpec, plan: GpuPlan, plan_name: str) -> float:
-    """MFU x peak x GPUs / (6 x N): the job's trained tokens per second at the measured single-GPU MFU."""
+    """MFU x peak x GPUs / (6 x N): the job's trained tokens per second at the measured single-GPU MFU, N the
+    parameters a token computes with (a mixture of experts' active ones), as the trainer's MFU counts them."""
     peak = PEAK_FLOPS_OF_PRODUCT.get(spec.resources.gpu_product or "", DEFAULT_PEAK_FLOPS)
-    return mfu(spec, plan_name) * peak * plan.gpus / (FLOPS_PER_PARAMETER_TOKEN * spec.parameters)
+    shape = model_shape(spec.parameters, template=spec.architecture.shape, template_parameters=spec.parameters)
+    return mfu(spec, plan_name) * peak * plan.gpus / (FLOPS_PER_PARAMETER_TOKEN * shape.active_parameters)
 
 
 def table() -> str:

@@ -201,7 +201,7 @@ def test_each_catalog_template_s_shape_is_its_model_s(template: BaseModelTemplat
         "intermediate_size": widths.intermediate_size, "num_attention_heads": widths.num_heads,
         "num_key_value_heads": widths.num_kv_heads, "head_dim": widths.head_dim, "vocab_size": widths.vocab_size,
         "tie_word_embeddings": widths.tied_embeddings, "num_local_experts": widths.num_experts,
-        "num_experts_per_tok": widths.experts_per_token,
+        "num_experts_per_tok": widths.active_experts,
     }  # fmt: skip
     assert ModelShape.from_config(config).facts() == shape
     estimated = ModelShape.from_config(config).parameters

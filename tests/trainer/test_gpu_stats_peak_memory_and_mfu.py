@@ -8,8 +8,10 @@ import pytest
 import torch
 from prometheus_client import CollectorRegistry, generate_latest
 from torch import nn
+from transformers import AutoModelForCausalLM, LlamaConfig, MixtralConfig
 
 from kubetune_trainer.contract import Progress
+from kubetune_trainer.memory_model import ModelShape
 from kubetune_trainer.metrics import TrainerMetrics
 from kubetune_trainer.training.gpu_stats import GpuStats, bf16_peak_flops, parameter_count
 
@@ -74,3 +76,29 @@ def test_metrics_show_peak_memory_and_mfu_only_once_reported() -> None:
     after = _scrape(metrics)
     assert after["kubetune_trainer_peak_gpu_memory_bytes"] == 3 * 2**30
     assert after["kubetune_trainer_mfu"] == 0.41
+
+
+MIXTRAL_8X7B = {
+    "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "vocab_size": 32000, "tie_word_embeddings": False, "num_local_experts": 8,
+    "num_experts_per_tok": 2,
+}  # fmt: skip
+
+
+def test_a_mixture_of_experts_mfu_counts_the_parameters_a_token_computes_with() -> None:
+    """Mixtral 8x7B: 46.7B parameters, 12.9B of them a token (two of eight experts), the N of its 6N; counting all
+    would report 3.6 times its MFU. A dense model's N is every parameter."""
+    shape = ModelShape.from_config(MIXTRAL_8X7B)
+    assert shape.parameters == 46_702_792_704
+    assert round(shape.active_parameters / 1e9, 1) == 12.9
+    small = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4}
+    config = MixtralConfig(**{**MIXTRAL_8X7B, **small, "num_key_value_heads": 2, "vocab_size": 101})
+    torch.manual_seed(0)
+    mixtral = AutoModelForCausalLM.from_config(config)
+    stats = GpuStats.for_run(mixtral, device=torch.device("cpu"), world_size=1)
+    idle_experts = 2 * (8 - 2) * 3 * 32 * 64  # layers x experts not routed to x an expert's weights
+    assert stats.parameters == parameter_count(mixtral) - idle_experts
+    llama = AutoModelForCausalLM.from_config(
+        LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=101)
+    )
+    assert GpuStats.for_run(llama, device=torch.device("cpu"), world_size=1).parameters == parameter_count(llama)

@@ -294,9 +294,9 @@ def test_a_mixture_of_experts_is_planned_for_the_experts_each_token_is_routed_to
     predicted = activation_bytes_per_token(shape, setup) + merged_expert_bytes(shape, setup) / tokens
     assert _held()[f"{dims_id}/{case}"] == pytest.approx(predicted, rel=0.05)
     if lora_rank is None:
-        dense = ModelShape(**{**vars(shape), "num_experts": 0, "experts_per_token": 0})
+        dense = ModelShape(**{**vars(shape), "num_experts": 0, "active_experts": 0})
         # Two experts a token: a dense plan would count little more than half; one: still less.
-        assert activation_bytes_per_token(dense, setup) < (0.6 if shape.experts_per_token == 2 else 1.0) * predicted
+        assert activation_bytes_per_token(dense, setup) < (0.6 if shape.active_experts == 2 else 1.0) * predicted
     else:
         assert merged_expert_bytes(shape, setup) == 4 * 4 * shape.num_experts * 3 * shape.hidden_size * (
             shape.intermediate_size
@@ -321,7 +321,7 @@ def test_a_mixture_of_experts_per_layer_bytes_follow_the_layers(dims_id: str) ->
 def test_a_mixture_of_experts_counts_its_parameters_and_adapters_as_the_model_and_peft_do() -> None:
     config = _config(MOE_DIMS["moe-8x2"], 2)
     shape = ModelShape.from_config(config.to_dict())
-    assert (shape.num_experts, shape.experts_per_token) == (8, 2)
+    assert (shape.num_experts, shape.active_experts) == (8, 2)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     assert shape.parameters == sum(p.numel() for p in model.parameters())

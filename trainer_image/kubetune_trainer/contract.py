@@ -216,7 +216,7 @@ class ModelShapeFacts(WireModel):
     head_dim: int = Field(ge=1, description="Width of one attention head.")
     tied_embeddings: bool = Field(description="Whether the output head shares the input embeddings.")
     num_experts: int = Field(0, ge=0, description="Experts in each mixture-of-experts MLP; 0 for a dense MLP.")
-    experts_per_token: int = Field(0, ge=0, description="Experts each token is routed to.")
+    active_experts: int = Field(0, ge=0, description="Experts each token is routed to.")
 
 
 class TemplateExpectations(WireModel):

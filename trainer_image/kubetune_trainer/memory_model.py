@@ -19,7 +19,7 @@ What is counted:
   forward leaves allocated on Llama in transformers 5 with the trainer's lean norms and MLPs, eager
   and compiled, see docs/training.md); with gradient checkpointing one
   layer's input per layer plus one whole layer being recomputed. A mixture of experts' MLP keeps its
-  bytes per routed token (`experts_per_token` of them) and its routing (measured on Mixtral); LoRA
+  bytes per routed token (`active_experts` of them) and its routing (measured on Mixtral); LoRA
   there also keeps a merged copy of each layer's stacked expert weights (`merged_expert_bytes`).
 - **the loss chunk**: the head's output for `loss_chunk_tokens` positions in fp32 (turned into its
   own gradient in place) beside one copy in the compute dtype (`training.loss` never holds more),
@@ -126,12 +126,19 @@ class ModelShape:
     num_experts: int = 0
     """Experts in each mixture-of-experts MLP (config.json `num_local_experts` or `num_experts`); 0: a dense MLP.
     `intermediate_size` is then one expert's (`moe_intermediate_size` where the config has one)."""
-    experts_per_token: int = 0
+    active_experts: int = 0
     """Experts each token is routed to (`num_experts_per_tok`)."""
 
     @property
     def moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def active_parameters(self) -> int:
+        """The parameters one token computes with: all of them but, in a mixture of experts, the experts it is not
+        routed to (the N of MFU's 6N for such a model: Mixtral 8x7B's 46.7B are 12.9B a token)."""
+        idle = self.num_experts - self.active_experts if self.moe else 0
+        return self.parameters - self.num_layers * idle * 3 * self.hidden_size * self.intermediate_size
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, parameters: int | None = None) -> ModelShape:
@@ -289,7 +296,7 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     if shape.moe:
         # Each routed token: the expert's input, gate_up's output, the activation's output, the product,
         # the down projection's output (kept for the routing weight's gradient); the routing itself in fp32.
-        elements += shape.experts_per_token * (_EXPERT_I * i + _EXPERT_D * d)
+        elements += shape.active_experts * (_EXPERT_I * i + _EXPERT_D * d)
     else:
         elements += _LAYER_I * i
     if not norm_outputs_recomputed:
@@ -324,7 +331,7 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
 def _routing_bytes(shape: ModelShape) -> int:
     """A mixture of experts' routing, per token: the fp32 routing probabilities (one per expert) and, per routed
     token, its int64 positions and fp32 weight (40 bytes, measured on transformers 5's Mixtral)."""
-    return 4 * shape.num_experts + _ROUTED_TOKEN_BYTES * shape.experts_per_token + 4 if shape.moe else 0
+    return 4 * shape.num_experts + _ROUTED_TOKEN_BYTES * shape.active_experts + 4 if shape.moe else 0
 
 
 def merged_expert_bytes(shape: ModelShape, setup: TrainingSetup) -> int:

@@ -29,6 +29,7 @@ from transformers import (
     GenerationConfig,
     LlamaConfig,
     MistralConfig,
+    MixtralConfig,
     PretrainedConfig,
     PreTrainedTokenizerFast,
     Qwen2Config,
@@ -37,8 +38,11 @@ from transformers import (
 from .hf_cache import check_repo_id, publish_folder
 from .peft_models import wrap_with_adapter
 
-Arch = Literal["llama", "qwen2", "mistral"]
+Arch = Literal["llama", "qwen2", "mistral", "mixtral"]
 ARCHES: tuple[Arch, ...] = ("llama", "qwen2", "mistral")
+"""The dense architectures every tiny-model test runs on."""
+EXTRA_ARCHES: tuple[Arch, ...] = ("mixtral",)
+"""Built on request: Mixtral, a mixture of experts (4 experts, 2 a token)."""
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>")
 CHAT_TEMPLATE = (
@@ -134,8 +138,8 @@ def write_tiny_model(
 ) -> TinyModel:
     """Build a tiny random `arch` model with tokenizer and chat template and publish it as `repo_id`."""
     check_repo_id(repo_id)
-    if arch not in ARCHES:
-        raise ValueError(f"arch {arch!r} is not one of {', '.join(ARCHES)}")
+    if arch not in ARCHES + EXTRA_ARCHES:
+        raise ValueError(f"arch {arch!r} is not one of {', '.join(ARCHES + EXTRA_ARCHES)}")
     shape = shape or TinyShape()
     with tempfile.TemporaryDirectory(prefix="kubetune-tiny-") as scratch:
         folder = Path(scratch)
@@ -212,6 +216,8 @@ def _config(arch: Arch, *, shape: TinyShape, vocab_size: int, ids: dict[str, int
         return LlamaConfig(**common)
     if arch == "qwen2":
         return Qwen2Config(**common, use_sliding_window=False)
+    if arch == "mixtral":
+        return MixtralConfig(**common, sliding_window=None, num_local_experts=4, num_experts_per_tok=2)
     return MistralConfig(**common, sliding_window=None)
 
 

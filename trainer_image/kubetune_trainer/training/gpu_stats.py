@@ -3,8 +3,10 @@
 MFU = 6 x N x tokens/s / (GPUs x the GPU's dense bf16 peak), with N every parameter of the model
 (embeddings included, as the GPU yardstick counts them) and tokens the real (non-pad) tokens
 trained per second over all ranks: PaLM's definition, the one torchtitan and the issue's
-figures use. For LoRA the 6N numerator is "6N-equivalent": frozen weights need no weight
-gradients, so LoRA's real FLOPs are nearer 4N per token.
+figures use. In a mixture of experts N is the parameters a token computes with: the experts it is
+not routed to are left out (`memory_model.ModelShape.active_parameters`; Mixtral 8x7B's 46.7B are
+12.9B a token, so counting them all would report 3.6 times its MFU). For LoRA the 6N numerator is
+"6N-equivalent": frozen weights need no weight gradients, so LoRA's real FLOPs are nearer 4N per token.
 
 The peak is the datasheet's dense (no 2:4 sparsity) bf16 tensor-core figure, looked up by the
 name CUDA reports; a GPU not in the table gets no MFU rather than a guess, and a CPU never has one.
@@ -16,6 +18,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..memory_model import ModelShape
+from .loss import causal_lm_of
 
 BF16_DENSE_PEAK_FLOPS: tuple[tuple[str, float], ...] = (
     # (a lower-case fragment of torch.cuda.get_device_name(), FLOP/s); the first match wins.
@@ -56,6 +61,20 @@ def parameter_count(model: nn.Module) -> int:
     return total
 
 
+def computed_per_token(model: nn.Module) -> int:
+    """N of 6N: `parameter_count`, less the experts a token is not routed to when the model is a mixture of experts."""
+    total = parameter_count(model)
+    causal_lm = causal_lm_of(model)
+    config = getattr(causal_lm, "config", None)
+    if config is None:
+        return total
+    try:
+        shape = ModelShape.from_config(config.to_dict(), parameters=total)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return total
+    return shape.active_parameters
+
+
 @dataclass(frozen=True)
 class GpuStats:
     """How one run's throughput and memory are read on its device."""
@@ -63,7 +82,7 @@ class GpuStats:
     device: torch.device
     device_name: str
     parameters: int
-    """N of 6N: on FSDP, the whole model's count (every rank's shard together)."""
+    """N of 6N: on FSDP, the whole model's count (every rank's shard together); a mixture of experts' active ones."""
     gpus: int
     peak_flops: float | None
 
@@ -75,7 +94,7 @@ class GpuStats:
         return cls(
             device=device,
             device_name=name,
-            parameters=parameters if parameters is not None else parameter_count(model),
+            parameters=parameters if parameters is not None else computed_per_token(model),
             gpus=world_size,
             peak_flops=bf16_peak_flops(name) if device.type == "cuda" else None,
         )

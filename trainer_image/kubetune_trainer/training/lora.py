@@ -35,7 +35,7 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
         if "lora_dropout" in str(exc):
             # peft adapts a mixture of experts' stacked expert weights as parameters, which takes no dropout.
             raise InvalidInput(
-                f"LoRA dropout {lora.dropout} cannot apply to this model's adapted layers {lora.target_modules}: {exc}",
+                f"lora.dropout {lora.dropout} cannot apply to this model's adapted layers {lora.target_modules}: {exc}",
                 reason="LoraDropoutUnsupported",
                 field="lora.dropout",
                 hint="Set lora.dropout to 0, or lora.targetModules to the attention projections (q_proj, k_proj, "
