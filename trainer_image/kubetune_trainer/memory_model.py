@@ -73,10 +73,11 @@ merges the update into the weight in the forward), which keeps nothing per token
 _EXPERT_I = 4
 _EXPERT_D = 2
 _ROUTED_TOKEN_BYTES = 40
-"""A mixture of experts (transformers 5's Mixtral), per routed token: gate_up's output (2 x intermediate), the
-activation's output and the product (intermediate each), the expert's input and the down projection's output
-(hidden each), at the compute dtype; its int64 positions and fp32 routing weight (bytes). Measured in
-tests/trainer/test_memory_model_plans_the_micro_batch.py at two shapes."""
+"""A mixture of experts (transformers 5's Mixtral, its default `grouped_mm` experts on CPUs as on GPUs), per
+routed token: gate_up's output (2 x intermediate), the activation's output and the product (intermediate each),
+the expert's input and the down projection's output (hidden each), at the compute dtype; its int64 positions
+and fp32 routing weight (bytes). Measured in tests/trainer/test_memory_model_plans_the_micro_batch.py at two
+shapes."""
 _OUTSIDE_LAYERS_D = 1
 """The final norm's input (under LoRA the first norm's input is not kept, which cancels it)."""
 _ROTARY_HEAD_DIM = 2
