@@ -34,6 +34,8 @@ def evaluate(
     was_training = model.training
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64)  # summed token loss, label tokens
+    # Summed on the device and read once: a copy to the host per batch would make the host wait for each.
+    summed_on_device = torch.zeros((), dtype=torch.float64, device=device)
     with torch.no_grad():
         for index in range(passes):
             if not batches:
@@ -42,8 +44,9 @@ def evaluate(
             with precision.autocast():
                 summed = loss(model, batch)
             if index < len(batches):
-                totals[0] += summed.double().cpu()
+                summed_on_device += summed.double()
                 totals[1] += batch.label_tokens
+    totals[0] = summed_on_device.cpu()
     model.train(was_training)
     all_reduce_sum(totals)
     return float(totals[0] / totals[1]) if totals[1] > 0 else float("nan")

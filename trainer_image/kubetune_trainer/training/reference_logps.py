@@ -49,6 +49,8 @@ def compute_reference_logps(
     passes = int(all_reduce_max(torch.tensor([len(chunks)], dtype=torch.float64))[0])
     was_training = model.training
     model.eval()
+    # Kept on the device and copied to the host once: a copy per pass would make the host wait for each.
+    found: list[tuple[list[int], torch.Tensor]] = []
     with torch.no_grad():
         for index in range(passes):
             if not chunks:
@@ -58,7 +60,10 @@ def compute_reference_logps(
             with precision.autocast():
                 summed, _ = sequence_logps(model, batch)
             if index < len(chunks):
-                table[list(batch.pair_indices)] = summed.view(-1, 2).double().cpu()
+                found.append((list(batch.pair_indices), summed.view(-1, 2).double()))
+    if found:
+        rows = torch.cat([values for _, values in found]).cpu()
+        table[[i for indices, _ in found for i in indices]] = rows
     model.train(was_training)
     return all_reduce_sum(table)
 
