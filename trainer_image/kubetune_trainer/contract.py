@@ -217,6 +217,12 @@ class ModelShapeFacts(WireModel):
     tied_embeddings: bool = Field(description="Whether the output head shares the input embeddings.")
     num_experts: int = Field(0, ge=0, description="Experts in each mixture-of-experts MLP; 0 for a dense MLP.")
     active_experts: int = Field(0, ge=0, description="Experts each token is routed to.")
+    qk_norm: bool = Field(False, description="Whether each attention head's query and key are RMS-normalised.")
+    sandwich_norms: bool = Field(False, description="Whether each layer has four norms (Gemma 2 and 3), not two.")
+    gemma_norms: bool = Field(False, description="Whether the norms compute in fp32 and scale by (1 + weight).")
+    softcapped_attention: bool = Field(
+        False, description="Whether attention logits are soft-capped (Gemma 2): attention keeps its scores then."
+    )
 
 
 class TemplateExpectations(WireModel):

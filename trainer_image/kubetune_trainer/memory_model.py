@@ -29,7 +29,7 @@ What is counted:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -51,21 +51,18 @@ BUDGET_STEP_TOKENS = 1024
 # Elements autograd keeps per token in one decoder layer with the trainer's lean RMSNorms and SwiGLU
 # MLPs (`training.lean_layers`), counted from glibc's bytes in use after a forward on transformers 5's
 # Llama (sdpa) at four shapes, fp32 and bf16 (tests/trainer/test_memory_model_plans_the_micro_batch.py):
-# the two norms' inputs (2 x hidden; their outputs, which the projections save, are recomputed),
-# attention's query and output (2 x query width), its key and value (2 x KV width), the gate
+# the norms' inputs (hidden each, `ModelShape.norms_per_layer`; their outputs, which the projections save,
+# are recomputed), attention's query and output (2 x query width), its key and value (2 x KV width), the gate
 # and up outputs (2 x intermediate; the product is recomputed), all at the compute dtype; in fp32 the
-# norms' reciprocal roots (2) and softmax statistics per head.
+# norms' reciprocal roots (one per norm) and softmax statistics per head.
 # LoRA adds each adapter's rank-r intermediate (7 adapters on all-linear) and keeps nothing below the
 # first layer's input norm (nothing there trains); with dropout, a one-byte mask per adapter input.
-_LAYER_D = 2
 _NORM_OUTPUTS_D = 2
 """Kept where the norms' outputs are not recomputed (transformers' norms; eager lean layers under
 activation checkpointing)."""
 _LAYER_Q = 2
 _LAYER_KV = 2
 _LAYER_I = 2
-_LAYER_FP32 = 2
-"""Per layer, fp32 elements besides the attention's per-head statistics: the norms' reciprocal roots."""
 _LORA_ADAPTERS = 7
 _MOE_LORA_ADAPTERS = 4
 """In a mixture of experts: q, k, v and o. The router and the stacked experts are adapted as parameters (peft
@@ -96,6 +93,16 @@ LEAN_LAYERS_OF_MODEL_TYPE: Mapping[str, tuple[bool, bool]] = MappingProxyType({
 that has no model to probe (the operator's GPU plan). Mixtral's experts and Phi-3's fused gate_up_proj keep
 their own MLP forwards; Gemma's norms (`1 + weight`) and GELU MLPs keep theirs, as does any model type not
 listed. tests/trainer/test_memory_model_plans_the_micro_batch.py checks the table against the probe."""
+
+
+SANDWICH_NORM_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text"})
+"""config.json `model_type`s whose decoder layers normalise before and after attention and the MLP (four norms)."""
+GEMMA_NORM_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
+"""config.json `model_type`s whose RMSNorms compute in fp32 and scale by (1 + weight)."""
+QK_NORM_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
+"""config.json `model_type`s whose attention RMS-normalises each head's query and key (`q_norm`, `k_norm` over
+head_dim): the norms keep their inputs for backward. tests/trainer/test_memory_model_plans_the_micro_batch.py
+builds them and checks the modules are there."""
 
 
 def lean_layers_of(model_types: Iterable[str]) -> tuple[bool, bool]:
@@ -129,6 +136,17 @@ class ModelShape:
     `intermediate_size` is then one expert's (`moe_intermediate_size` where the config has one)."""
     active_experts: int = 0
     """Experts each token is routed to (`num_experts_per_tok`)."""
+    qk_norm: bool = False
+    """Each attention head's query and key are RMS-normalised (Qwen3, Gemma 3: `QK_NORM_MODEL_TYPES`)."""
+    sandwich_norms: bool = False
+    """Each decoder layer also normalises its attention's and its MLP's outputs: four norms, not two (Gemma 2
+    and 3: `SANDWICH_NORM_MODEL_TYPES`)."""
+    gemma_norms: bool = False
+    """The RMSNorms scale by (1 + weight) in fp32 and keep their normalised output in fp32 for the weight's
+    gradient (Gemma: `GEMMA_NORM_MODEL_TYPES`); the trainer's lean norms never serve them."""
+    softcapped_attention: bool = False
+    """Attention logits are soft-capped (Gemma 2's `attn_logit_softcapping`): no fused kernel computes that, so
+    attention runs in plain operations that keep each example's scores, which grow with its length."""
 
     @property
     def moe(self) -> bool:
@@ -154,15 +172,34 @@ class ModelShape:
         intermediate = int(text.get("intermediate_size") or 4 * hidden)
         vocab = int(text["vocab_size"])
         tied = bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", True)))
+        model_type = text.get("model_type", config.get("model_type"))
+        qk_norm, sandwich = model_type in QK_NORM_MODEL_TYPES, model_type in SANDWICH_NORM_MODEL_TYPES
+        gemma_norms = model_type in GEMMA_NORM_MODEL_TYPES
+        softcapped = text.get("attn_logit_softcapping") is not None
         experts = int(text.get("num_local_experts") or text.get("num_experts") or 0)
         routed = int(text.get("num_experts_per_tok") or 0) if experts else 0
         if experts:
             intermediate = int(text.get("moe_intermediate_size") or intermediate)
-        if parameters is None:
-            attention = hidden * heads * head_dim * 2 + hidden * kv_heads * head_dim * 2
-            mlp = experts * (3 * hidden * intermediate + hidden) if experts else 3 * hidden * intermediate
-            parameters = layers * (attention + mlp + 2 * hidden) + vocab * hidden * (1 if tied else 2) + hidden
-        return cls(hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters, experts, routed)
+        shape = cls(
+            hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters or 0, experts, routed,
+            qk_norm, sandwich, gemma_norms, softcapped,
+        )  # fmt: skip
+        return shape if parameters is not None else replace(shape, parameters=shape.estimated_parameters())
+
+    def estimated_parameters(self) -> int:
+        """The parameter count this shape gives: attention, MLP (every expert, the router), norms, embeddings
+        (what it leaves out: biases, a vision tower)."""
+        d, i, head_dim = self.hidden_size, self.intermediate_size, self.head_dim
+        attention = d * self.num_heads * head_dim * 2 + d * self.num_kv_heads * head_dim * 2
+        mlp = self.num_experts * (3 * d * i + d) if self.moe else 3 * d * i
+        norms = self.norms_per_layer * d + (2 * head_dim if self.qk_norm else 0)
+        return (
+            self.num_layers * (attention + mlp + norms) + self.vocab_size * d * (1 if self.tied_embeddings else 2) + d
+        )
+
+    @property
+    def norms_per_layer(self) -> int:
+        return 4 if self.sandwich_norms else 2
 
     @classmethod
     def from_facts(cls, facts: ModelShapeFacts, *, parameters: int) -> ModelShape:
@@ -223,6 +260,8 @@ class TrainingSetup:
     compiled: bool = False
     """The decoder layers are compiled (`training.compile`): inductor recomputes the lean norms' outputs and
     the MLP's product under activation checkpointing too, where the eager lean layers step aside."""
+    attention_length: int = 0
+    """The longest example (maxSeqLength): a soft-capped attention keeps scores over it for each of its tokens."""
 
     @classmethod
     def for_run(
@@ -240,6 +279,7 @@ class TrainingSetup:
         lean_norms: bool = True,
         lean_mlp: bool = True,
         compiled: bool = False,
+        attention_length: int = 0,
     ) -> TrainingSetup:
         """The setup the trainer uses for this template precision and master-weights policy.
 
@@ -255,13 +295,13 @@ class TrainingSetup:
             trainable = shape.lora_parameters(lora_rank)
             return cls(
                 weight, compute, trainable, 4, 8, gradient_checkpointing, lora_rank, lora_dropout, shards, ddp_buckets,
-                **layers,
+                **layers, attention_length=attention_length,
             )  # fmt: skip
         # m and v in fp32 plus a master copy (4) or a compensation buffer (2); pure bf16 keeps bf16 m and v.
         optimizer = 8 if weight == 4 else {"fp32": 12, "bf16-compensated": 10, "bf16": 4}.get(master_weights, 12)
         return cls(
             weight, compute, shape.parameters, weight, optimizer, gradient_checkpointing, 0, False, shards, ddp_buckets,
-            **layers,
+            **layers, attention_length=attention_length,
         )  # fmt: skip
 
 
@@ -293,7 +333,8 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     # eagerly, in compiled ones by inductor), except by eager layers under activation checkpointing, whose
     # own saved-tensor hooks the recomputation steps aside for.
     norm_outputs_recomputed = setup.lean_norms and (setup.compiled or not setup.gradient_checkpointing)
-    elements = _LAYER_D * d + _LAYER_Q * q + _LAYER_KV * kv
+    norms = shape.norms_per_layer
+    elements = norms * d + _LAYER_Q * q + _LAYER_KV * kv
     if shape.moe:
         # Each routed token: the expert's input, gate_up's output, the activation's output, the product,
         # the down projection's output (kept for the routing weight's gradient); the routing itself in fp32.
@@ -306,13 +347,22 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     if setup.lora_rank:
         elements += (_MOE_LORA_ADAPTERS if shape.moe else _LORA_ADAPTERS) * setup.lora_rank
         outside -= d * compute
-    layer = elements * compute + (_LAYER_FP32 + shape.num_heads) * fp32 + _routing_bytes(shape)
+    layer = elements * compute + (norms + shape.num_heads) * fp32 + _routing_bytes(shape)
+    if shape.qk_norm:
+        # Each head's query and key norm keeps its input, and its reciprocal root in fp32 (as the layer norms do).
+        layer += (q + kv) * compute + (shape.num_heads + shape.num_kv_heads) * fp32
+    if shape.softcapped_attention:
+        # Per head, the scores over the token's example: the soft-cap's tanh output, the fp32 softmax and, below
+        # fp32, the weights cast back for the product with the values.
+        layer += shape.num_heads * setup.attention_length * (fp32 + compute + (compute if compute < fp32 else 0))
     if not setup.lean_norms:
-        # transformers' RMSNorm keeps its input's fp32 copy, and its normalised output while its weight trains.
-        per_norm = d * (fp32 - compute) + (0 if setup.lora_rank else d * compute)
-        layer += 2 * per_norm
+        # transformers' RMSNorm keeps its input's fp32 copy, and its normalised output while its weight trains
+        # (Gemma's in fp32, Llama's at the compute dtype).
+        output = fp32 if shape.gemma_norms else compute
+        normed = d * norms + (q + kv if shape.qk_norm else 0)
+        layer += normed * (fp32 - compute) + (0 if setup.lora_rank else normed * output)
         # The final norm's; under LoRA the first layer's input norm keeps nothing, which cancels it.
-        outside += 0 if setup.lora_rank else per_norm
+        outside += 0 if setup.lora_rank else d * (fp32 - compute) + d * output
     if not setup.lean_mlp and not shape.moe:
         layer += 2 * i * compute  # the activation's output and the product
     if setup.lora_rank and setup.lora_dropout:

@@ -161,6 +161,7 @@ class Sizing:
             compiled=self.compiled,
             lean_norms=lean_norms,
             lean_mlp=lean_mlp,
+            attention_length=self.seq,
         )
         figures = estimate(self.shape, setup, micro_batch_tokens=self.seq * ACTIVATION_HEADROOM)
         return figures.total, figures.static, figures.activations + figures.loss_chunk

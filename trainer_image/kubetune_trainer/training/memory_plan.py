@@ -51,6 +51,7 @@ def plan_memory(
         lean_norms=lean_norms,
         lean_mlp=lean_mlp,
         compiled=compiled_in(causal_lm),
+        attention_length=max_seq_length,
     )
     plan = plan_token_budget(shape, setup, free_bytes=_free_bytes(device), max_seq_length=max_seq_length)
     if device.type != "cuda":
