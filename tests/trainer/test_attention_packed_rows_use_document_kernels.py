@@ -57,7 +57,7 @@ def test_per_example_sdpa_trains_packed_rows_exactly(
     reference = _trained_gradients(model, [collate_padded([e], pad_token_id=0) for e in examples], label_tokens)
 
     use_attention(model, AttentionKernel.SDPA)
-    assert model.config._attn_implementation == "kubetune_sdpa"
+    assert model.config._attn_implementation == "kubetune_per_example"
     assert packed_losses(model, examples) == pytest.approx(alone, abs=TOLERANCE, rel=0)
     packed = _trained_gradients(model, [collate_packed(examples)], label_tokens)
     assert packed.keys() == reference.keys()

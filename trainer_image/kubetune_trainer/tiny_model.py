@@ -26,6 +26,7 @@ from peft import LoraConfig
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
+    Gemma2Config,
     GenerationConfig,
     LlamaConfig,
     MistralConfig,
@@ -38,11 +39,12 @@ from transformers import (
 from .hf_cache import check_repo_id, publish_folder
 from .peft_models import wrap_with_adapter
 
-Arch = Literal["llama", "qwen2", "mistral", "mixtral"]
+Arch = Literal["llama", "qwen2", "mistral", "mixtral", "gemma2"]
 ARCHES: tuple[Arch, ...] = ("llama", "qwen2", "mistral")
 """The dense architectures every tiny-model test runs on."""
-EXTRA_ARCHES: tuple[Arch, ...] = ("mixtral",)
-"""Built on request: Mixtral, a mixture of experts (4 experts, 2 a token)."""
+EXTRA_ARCHES: tuple[Arch, ...] = ("mixtral", "gemma2")
+"""Built on request: Mixtral, a mixture of experts (4 experts, 2 a token); Gemma 2 (soft-capped attention
+logits, sliding-window layers)."""
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>")
 CHAT_TEMPLATE = (
@@ -218,6 +220,8 @@ def _config(arch: Arch, *, shape: TinyShape, vocab_size: int, ids: dict[str, int
         return Qwen2Config(**common, use_sliding_window=False)
     if arch == "mixtral":
         return MixtralConfig(**common, sliding_window=None, num_local_experts=4, num_experts_per_tok=2)
+    if arch == "gemma2":
+        return Gemma2Config(**common, head_dim=shape.hidden_size // shape.num_attention_heads, sliding_window=16)
     return MistralConfig(**common, sliding_window=None)
 
 

@@ -48,9 +48,20 @@ PROBE_LENGTHS = (37, 91)
 """The example lengths of the probe row: two documents, neither a multiple of a kernel's block."""
 
 
+_IMPLEMENTATION_NAMES = {
+    AttentionKernel.VARLEN: "kubetune_varlen",
+    AttentionKernel.FLEX: "kubetune_flex",
+    AttentionKernel.SDPA: "kubetune_per_example",
+}
+
+
 def implementation_name(kernel: AttentionKernel) -> str:
-    """The name under which `kernel` is registered with transformers' AttentionInterface."""
-    return f"kubetune_{kernel.value}"
+    """The name under which `kernel` is registered with transformers' AttentionInterface.
+
+    No name holds `sdpa`, `flex_attention` or `flash_attention`: transformers checks a model's support for those
+    by substring, and Gemma 2 (no sdpa, for its soft-capped logits) refused `kubetune_sdpa` at Initialization.
+    """
+    return _IMPLEMENTATION_NAMES[kernel]
 
 
 # --------------------------------------------------------------------------- document boundaries
@@ -244,17 +255,63 @@ def _eager_causal(
     window: int | None,
 ) -> torch.Tensor:
     """One example's causal attention in plain operations: logit soft-capping and sliding windows (Gemma 2/3)."""
-    k, v = _repeat_heads(k, groups, dim=1), _repeat_heads(v, groups, dim=1)
-    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
-    if softcap is not None:
-        scores = torch.tanh(scores / softcap) * softcap
     index = torch.arange(q.shape[2], device=q.device)
     allowed = index[:, None] >= index[None, :]
     if window is not None:
         allowed &= (index[:, None] - index[None, :]) < window
-    scores = scores.masked_fill(~allowed, float("-inf"))
+    return _eager(q, k, v, allowed, groups=groups, scale=scale, softcap=softcap)
+
+
+def _eager(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    allowed: torch.Tensor,
+    *,
+    groups: int,
+    scale: float,
+    softcap: float | None,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """softmax(softcap(q k^T scale) where `allowed`) v, [batch, heads, T, dim]; a row allowed nothing (a padding
+    query) gets equal weights, not NaN."""
+    k, v = _repeat_heads(k, groups, dim=1), _repeat_heads(v, groups, dim=1)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * scale
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
     weights = torch.softmax(scores.float(), dim=-1).to(q.dtype)
+    if dropout > 0.0:
+        weights = functional.dropout(weights, p=dropout)
     return torch.matmul(weights, v)
+
+
+def padded_softcapped_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    *,
+    scale: float,
+    softcap: float,
+    window: int | None,
+    dropout: float = 0.0,
+) -> torch.Tensor:
+    """[batch, heads, T, dim] in, [batch, T, heads, dim] out: rows of one sequence each (padded or not) with
+    soft-capped logits, which sdpa cannot compute. `attention_mask` is transformers' boolean one (True: may
+    attend; padding and, on sliding layers, the window in it); None: causal, within `window`."""
+    groups = query.shape[1] // key.shape[1]
+    if attention_mask is None:
+        index = torch.arange(query.shape[2], device=query.device)
+        allowed = index[:, None] >= index[None, :]
+        if window is not None:
+            allowed &= (index[:, None] - index[None, :]) < window
+    elif attention_mask.dtype == torch.bool:
+        allowed = attention_mask
+    else:
+        allowed = attention_mask == 0  # an additive mask: 0 where allowed
+    output = _eager(query, key, value, allowed, groups=groups, scale=scale, softcap=softcap, dropout=dropout)
+    return output.transpose(1, 2).contiguous()
 
 
 # --------------------------------------------------------------------------- the transformers implementation
@@ -277,15 +334,22 @@ def document_attention(kernel: AttentionKernel) -> Callable[..., tuple[torch.Ten
         cu_seq_lens = kwargs.get("cu_seq_lens_q")
         if cu_seq_lens is None and attention_mask is None and kwargs.get("position_ids") is not None:
             cu_seq_lens = documents_from_positions(kwargs["position_ids"])
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        window = getattr(module, "sliding_window", None)
+        softcap = kwargs.get("softcap")
         if attention_mask is not None or cu_seq_lens is None or query.shape[0] != 1:
-            # Padded rows (their mask) or rows of one sequence each: transformers' own sdpa.
+            # Padded rows (their mask) or rows of one sequence each: transformers' own sdpa, but for soft-capped
+            # logits (Gemma 2), which sdpa would leave uncapped.
+            if softcap is not None:
+                output = padded_softcapped_attention(
+                    query, key, value, attention_mask, scale=scale, softcap=softcap, window=window,
+                    dropout=dropout if module.training else 0.0,
+                )  # fmt: skip
+                return output, None
             output, _ = sdpa_attention_forward(
                 module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs
             )
             return output, None
-        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        window = getattr(module, "sliding_window", None)
-        softcap = kwargs.get("softcap")
         exotic = softcap is not None or dropout > 0.0
         if kernel is AttentionKernel.VARLEN and not exotic:
             max_length = kwargs.get("max_length_q")
