@@ -27,24 +27,28 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import (
     AutoModelForCausalLM,
     Gemma2Config,
+    Gemma3TextConfig,
     GenerationConfig,
     LlamaConfig,
     MistralConfig,
     MixtralConfig,
+    Phi3Config,
     PretrainedConfig,
     PreTrainedTokenizerFast,
     Qwen2Config,
+    Qwen3Config,
 )
 
 from .hf_cache import check_repo_id, publish_folder
 from .peft_models import wrap_with_adapter
 
-Arch = Literal["llama", "qwen2", "mistral", "mixtral", "gemma2"]
+Arch = Literal["llama", "qwen2", "mistral", "mixtral", "gemma2", "gemma3_text", "phi3", "qwen3"]
 ARCHES: tuple[Arch, ...] = ("llama", "qwen2", "mistral")
 """The dense architectures every tiny-model test runs on."""
-EXTRA_ARCHES: tuple[Arch, ...] = ("mixtral", "gemma2")
-"""Built on request: Mixtral, a mixture of experts (4 experts, 2 a token); Gemma 2 (soft-capped attention
-logits, sliding-window layers)."""
+EXTRA_ARCHES: tuple[Arch, ...] = ("mixtral", "gemma2", "gemma3_text", "phi3", "qwen3")
+"""Built on request, the catalog's other families: Mixtral, a mixture of experts (4 experts, 2 a token); Gemma 2
+(soft-capped attention logits, sliding-window layers); Gemma 3's text model (query and key norms, sliding
+layers); Phi-3 (fused qkv and gate_up projections); Qwen3 (query and key norms)."""
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>")
 CHAT_TEMPLATE = (
@@ -220,8 +224,15 @@ def _config(arch: Arch, *, shape: TinyShape, vocab_size: int, ids: dict[str, int
         return Qwen2Config(**common, use_sliding_window=False)
     if arch == "mixtral":
         return MixtralConfig(**common, sliding_window=None, num_local_experts=4, num_experts_per_tok=2)
+    head_dim = shape.hidden_size // shape.num_attention_heads
     if arch == "gemma2":
-        return Gemma2Config(**common, head_dim=shape.hidden_size // shape.num_attention_heads, sliding_window=16)
+        return Gemma2Config(**common, head_dim=head_dim, sliding_window=16)
+    if arch == "gemma3_text":
+        return Gemma3TextConfig(**common, head_dim=head_dim, sliding_window=16)
+    if arch == "phi3":
+        return Phi3Config(**common)
+    if arch == "qwen3":
+        return Qwen3Config(**common, head_dim=head_dim)
     return MistralConfig(**common, sliding_window=None)
 
 
