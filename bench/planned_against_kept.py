@@ -5,14 +5,15 @@
 The memory plan (`kubetune_trainer.memory_model`) sizes the trainer's micro-batch and the operator's GPUs
 from config.json numbers. Besides widths and depth, some architectures keep more: Qwen3's and Gemma 3's query
 and key norms, Gemma 2's and 3's four fp32 norms a layer, Gemma 2's soft-capped attention (its scores over
-each example), Mixtral's two experts a token. For a small random model of each (hidden 128, 8 heads of 24 or
-16, 4 and 2 layers), this prints the bytes one forward leaves allocated per token and layer (glibc's count,
-`tests/trainer/held_after_forward.py`: the 4-layer figure less the 2-layer one, halved, so what sits outside
-the layers cancels; no logits), each model in a process of its own, against:
+each example), Mixtral's two experts a token, Phi-3's fused query-key-value projection. For a small random
+model of each (hidden 128, 8 heads of 24 or 16, 4 and 2 layers), this prints the bytes one forward leaves
+allocated per token and layer (glibc's count, `tests/trainer/held_after_forward.py`: the 4-layer figure less
+the 2-layer one, halved, so what sits outside the layers cancels; no logits), each model in a process of its
+own, against:
 
-  plan    the memory plan as the trainer and the operator now make it
+  plan      the memory plan as the trainer and the operator now make it
   as-llama  the plan without the architecture's own features (what it planned before 2026-12-05: query and
-          key norms, sandwich and Gemma norms, soft-capped attention and experts all off)
+            key norms, sandwich and Gemma norms, soft-capped attention, experts, fused projections all off)
 
 Full fine-tuning; the models made as Initialization makes them (lean norms and MLPs where they serve).
 """
@@ -43,6 +44,7 @@ MODELS: dict[str, dict[str, Any]] = {
     "gemma3_text": {"intermediate_size": 256, "head_dim": 24},
     "gemma2": {"intermediate_size": 256, "head_dim": 24},
     "mixtral": {"intermediate_size": 512, "num_local_experts": 8, "num_experts_per_tok": 2},
+    "phi3": {"intermediate_size": 256, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0},
 }
 """config.json model types and what each adds to COMMON."""
 
@@ -88,7 +90,7 @@ def planned_per_layer(model_type: str, dtype: str, tokens: int, *, lean: tuple[b
         if not own:
             shape = dataclasses.replace(
                 shape, num_experts=0, active_experts=0, qk_norm=False, sandwich_norms=False, gemma_norms=False,
-                softcapped_attention=False,
+                softcapped_attention=False, fused_qkv=False,
             )  # fmt: skip
         bf16 = dtype == "bfloat16"
         setup = TrainingSetup.for_run(

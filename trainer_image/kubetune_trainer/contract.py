@@ -223,6 +223,7 @@ class ModelShapeFacts(WireModel):
     softcapped_attention: bool = Field(
         False, description="Whether attention logits are soft-capped (Gemma 2): attention keeps its scores then."
     )
+    fused_qkv: bool = Field(False, description="Whether query, key and value come from one fused projection (Phi-3).")
 
 
 class TemplateExpectations(WireModel):

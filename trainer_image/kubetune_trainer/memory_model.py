@@ -99,6 +99,8 @@ SANDWICH_NORM_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose decoder layers normalise before and after attention and the MLP (four norms)."""
 GEMMA_NORM_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose RMSNorms compute in fp32 and scale by (1 + weight)."""
+FUSED_QKV_MODEL_TYPES = frozenset({"phi3"})
+"""config.json `model_type`s whose attention projects query, key and value with one linear (`qkv_proj`)."""
 QK_NORM_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose attention RMS-normalises each head's query and key (`q_norm`, `k_norm` over
 head_dim): the norms keep their inputs for backward. tests/trainer/test_memory_model_plans_the_micro_batch.py
@@ -147,6 +149,9 @@ class ModelShape:
     softcapped_attention: bool = False
     """Attention logits are soft-capped (Gemma 2's `attn_logit_softcapping`): no fused kernel computes that, so
     attention runs in plain operations that keep each example's scores, which grow with its length."""
+    fused_qkv: bool = False
+    """Query, key and value come from one fused projection (Phi-3: `FUSED_QKV_MODEL_TYPES`), whose whole output the
+    values' view keeps alive."""
 
     @property
     def moe(self) -> bool:
@@ -176,13 +181,14 @@ class ModelShape:
         qk_norm, sandwich = model_type in QK_NORM_MODEL_TYPES, model_type in SANDWICH_NORM_MODEL_TYPES
         gemma_norms = model_type in GEMMA_NORM_MODEL_TYPES
         softcapped = text.get("attn_logit_softcapping") is not None
+        fused_qkv = model_type in FUSED_QKV_MODEL_TYPES
         experts = int(text.get("num_local_experts") or text.get("num_experts") or 0)
         routed = int(text.get("num_experts_per_tok") or 0) if experts else 0
         if experts:
             intermediate = int(text.get("moe_intermediate_size") or intermediate)
         shape = cls(
             hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters or 0, experts, routed,
-            qk_norm, sandwich, gemma_norms, softcapped,
+            qk_norm, sandwich, gemma_norms, softcapped, fused_qkv,
         )  # fmt: skip
         return shape if parameters is not None else replace(shape, parameters=shape.estimated_parameters())
 
@@ -351,6 +357,11 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     if shape.qk_norm:
         # Each head's query and key norm keeps its input, and its reciprocal root in fp32 (as the layer norms do).
         layer += (q + kv) * compute + (shape.num_heads + shape.num_kv_heads) * fp32
+    if shape.fused_qkv:
+        # The fused projection's output stays whole while attention keeps the values' view of it: query and key
+        # widths more; and one hidden-width tensor more (measured on transformers 5's Phi-3, whose query width
+        # is its hidden size: bench/planned_against_kept.py).
+        layer += (q + kv + d) * compute
     if shape.softcapped_attention:
         # Per head, the scores over the token's example: the soft-cap's tanh output, the fp32 softmax and, below
         # fp32, the weights cast back for the product with the values.
