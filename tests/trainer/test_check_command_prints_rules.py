@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from kubetune_operator.cli import main
+from kubetune_trainer.compat import human_count
+from kubetune_trainer.tiny_model import write_tiny_model
 
 from .conftest import RefusedRepos
 from .refused_models import REFUSED, RefusedCase
@@ -46,6 +48,7 @@ def test_a_tiny_model_passes_every_rule_and_gets_a_template(
     assert "FAIL" not in out
     assert f"parameters: {parameters}" in out
     assert "max positions: 1024" in out
+    assert "shape: 2 layers of 64 (MLP 128), 4 heads of 16 (2 key/value), vocabulary 768" in out
     assert f"recommended template: {template}" in out
     assert f"template(s) accept model_type {arch}" in out
     assert "warning SequenceLengthCapped" in out
@@ -125,3 +128,19 @@ def test_the_cli_starts_without_the_ml_stack() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_mixture_of_experts_shows_its_experts_and_active_parameters_and_gets_the_mixtral_template(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    home = tmp_path / "hf"
+    write_tiny_model(arch="mixtral", repo_id="tiny-org/tiny-mixtral", hf_home=home)
+    code, out = _check(capsys, "tiny-org/tiny-mixtral", "--hf-home", str(home))
+    assert code == 0, out
+    shape = next(line for line in out.splitlines() if line.startswith("shape: "))
+    # 4 experts of 3 x 64 x 128 a layer, 2 of them idle a token, over 2 layers: 98,304 of the parameters idle.
+    parameters = int(
+        next(line for line in out.splitlines() if line.startswith("parameters: ")).split("(")[1][:-1].replace(",", "")
+    )
+    assert shape.endswith(f"4 experts, 2 a token ({human_count(parameters - 2 * 2 * 3 * 64 * 128)} active)")
+    assert "recommended template: mixtral-8x7b-instruct-v0.1" in out

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubetune_trainer.compat import human_count
+from kubetune_trainer.memory_model import ModelShape
 
 from ..api.errors import InvalidResourceError
 from ..api.manifest_yaml import ManifestYamlError
@@ -26,7 +27,7 @@ from ..resolve.gpu_plan import template_plans
 from ..resolve.selection import expectations_of, recommend
 
 if TYPE_CHECKING:
-    from kubetune_trainer.contract import TemplateExpectations
+    from kubetune_trainer.contract import ModelShapeFacts, TemplateExpectations
     from kubetune_trainer.model_source import ModelInspection
 
 TOKEN_ENV = "HF_TOKEN"
@@ -118,6 +119,21 @@ def _print_inspection(inspection: ModelInspection) -> None:
     if facts is not None:
         print(f"parameters: {human_count(facts.parameters)} ({facts.parameters:,})")
         print(f"max positions: {facts.max_positions if facts.max_positions is not None else 'unknown'}")
+        if facts.shape is not None:
+            print(f"shape: {_shape_line(facts.shape, facts.parameters)}")
+
+
+def _shape_line(shape: ModelShapeFacts, parameters: int) -> str:
+    """What the GPU plan sizes with, as a line: layers, widths, heads, vocabulary and, for a mixture of experts, the
+    experts and the parameters a token computes with."""
+    line = (
+        f"{shape.num_layers} layers of {shape.hidden_size} (MLP {shape.intermediate_size}), {shape.num_heads} heads "
+        f"of {shape.head_dim} ({shape.num_kv_heads} key/value), vocabulary {shape.vocab_size:,}"
+    )
+    if shape.num_experts:
+        active = ModelShape.from_facts(shape, parameters=parameters).active_parameters
+        line += f", {shape.num_experts} experts, {shape.active_experts} a token ({human_count(active)} active)"
+    return line
 
 
 def _print_template(inspection: ModelInspection, *, catalog: Catalog, named: BaseModelTemplate | None) -> None:
