@@ -333,10 +333,12 @@ FAMILY_DIMS = {
     "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 8, "num_key_value_heads": 4, "head_dim": 24,
     "vocab_size": 300, "use_cache": False,
 }  # fmt: skip
-FAMILIES = ("qwen3", "gemma3_text", "gemma2", "phi3")
+FAMILIES = ("qwen3", "gemma3_text", "gemma2", "phi3", "qwen2_moe", "qwen3_moe")
 """Qwen3: query and key norms. Gemma 3: those, four norms a layer, fp32 norms. Gemma 2: four fp32 norms a layer
 and soft-capped attention, which keeps each example's scores (measured at two lengths). Phi-3: a fused query,
-key and value projection (its head width is its hidden size over its heads)."""
+key and value projection (its head width is its hidden size over its heads). Qwen2-MoE: experts and a shared
+expert, which LoRA's all-linear adapts instead of the experts; Qwen3-MoE: experts, which it adapts."""
+MOE_FAMILY_DIMS = {"moe_intermediate_size": 128, "num_experts": 8, "num_experts_per_tok": 2}
 
 
 def _family_config(model_type: str, layers: int) -> PretrainedConfig:
@@ -344,6 +346,8 @@ def _family_config(model_type: str, layers: int) -> PretrainedConfig:
     if model_type == "phi3":
         del dims["head_dim"]
         dims |= {"pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
+    if model_type.endswith("_moe"):
+        dims |= MOE_FAMILY_DIMS | ({"shared_expert_intermediate_size": 256} if model_type == "qwen2_moe" else {})
     return AutoConfig.for_model(model_type, num_hidden_layers=layers, **dims)
 
 
@@ -410,7 +414,7 @@ def test_each_architecture_s_own_layers_are_planned_as_they_keep(
                 shape, device="cpu" if dtype == "float32" else "cuda", lora_rank=rank, lean_norms=lean_norms,
                 lean_mlp=lean_mlp, attention_length=tokens,
             )  # fmt: skip
-            predicted[layers] = activation_bytes_per_token(shape, setup)
+            predicted[layers] = activation_bytes_per_token(shape, setup) + merged_expert_bytes(shape, setup) / tokens
         measured = {layers: _held_by_family()[f"{model_type}/{case}/{dtype}/{tokens}/{layers}"] for layers in (2, 4)}
         assert (measured[4] - measured[2]) / 2 == pytest.approx((predicted[4] - predicted[2]) / 2, rel=0.04)
         assert measured[4] == pytest.approx(predicted[4], rel=0.05)
@@ -424,7 +428,7 @@ def make_lean_probe(model_type: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize(
-    "model_type", ["llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "gemma2", "gemma3_text", "phi3"]
+    "model_type", ["llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "qwen2_moe", "gemma2", "gemma3_text", "phi3"]
 )
 def test_the_norm_tables_say_what_each_model_type_has(model_type: str) -> None:
     """The planner reads query and key norms, sandwich norms and Gemma's norms from config.json's model_type: each
@@ -441,3 +445,20 @@ def test_the_norm_tables_say_what_each_model_type_has(model_type: str) -> None:
     assert shape.gemma_norms == all(type(norm).__name__.startswith("Gemma") for norm in norms)
     biases = sum(p.numel() for name, p in model.named_parameters() if name.endswith(".bias"))  # Qwen2's q, k, v
     assert shape.estimated_parameters() == sum(p.numel() for p in model.parameters()) - biases
+
+
+@pytest.mark.parametrize("model_type", ["mixtral", "qwen3_moe", "qwen2_moe"])
+def test_which_experts_lora_adapts_and_how_many_adapter_parameters_is_what_peft_makes(model_type: str) -> None:
+    """peft 0.21's all-linear adapts Mixtral's and Qwen3-MoE's stacked experts and router as parameters, and
+    Qwen2-MoE's shared expert and its gate as linears instead of its experts: the plan's table and adapter count
+    say the same."""
+    config = _family_config(model_type, 1) if model_type != "mixtral" else _config(MOE_DIMS["moe-8x2"], 1)
+    shape = ModelShape.from_config(config.to_dict())
+    torch.manual_seed(0)
+    adapted = apply_lora(
+        AutoModelForCausalLM.from_config(config),  # type: ignore[no-untyped-call]
+        LoraConfig(r=4, alpha=8, dropout=0.0, target_modules=["all-linear"], merge=False),
+    )
+    trainable = {name: p.numel() for name, p in adapted.named_parameters() if p.requires_grad}
+    assert shape.lora_adapts_experts == any(".mlp.experts." in name for name in trainable)
+    assert shape.lora_parameters(4) == sum(trainable.values())

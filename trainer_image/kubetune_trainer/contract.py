@@ -224,6 +224,12 @@ class ModelShapeFacts(WireModel):
         False, description="Whether attention logits are soft-capped (Gemma 2): attention keeps its scores then."
     )
     fused_qkv: bool = Field(False, description="Whether query, key and value come from one fused projection (Phi-3).")
+    shared_expert_intermediate_size: int = Field(
+        0, ge=0, description="A mixture of experts' shared expert's width (Qwen2-MoE); 0: none."
+    )
+    lora_adapts_experts: bool = Field(
+        False, description="Whether LoRA's all-linear adapts the stacked experts and the router (Mixtral, Qwen3-MoE)."
+    )
 
 
 class TemplateExpectations(WireModel):

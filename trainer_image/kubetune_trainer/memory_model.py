@@ -99,6 +99,8 @@ SANDWICH_NORM_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose decoder layers normalise before and after attention and the MLP (four norms)."""
 GEMMA_NORM_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose RMSNorms compute in fp32 and scale by (1 + weight)."""
+LORA_STACKED_EXPERTS_MODEL_TYPES = frozenset({"mixtral", "qwen3_moe"})
+"""config.json `model_type`s whose stacked experts and router peft's all-linear adapts (checked against peft)."""
 FUSED_QKV_MODEL_TYPES = frozenset({"phi3"})
 """config.json `model_type`s whose attention projects query, key and value with one linear (`qkv_proj`)."""
 QK_NORM_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
@@ -152,6 +154,12 @@ class ModelShape:
     fused_qkv: bool = False
     """Query, key and value come from one fused projection (Phi-3: `FUSED_QKV_MODEL_TYPES`), whose whole output the
     values' view keeps alive."""
+    shared_expert_intermediate_size: int = 0
+    """A mixture of experts' shared expert, which every token goes through besides its routed ones, gated
+    (Qwen2-MoE's `shared_expert_intermediate_size`); 0: none."""
+    lora_adapts_experts: bool = False
+    """LoRA's all-linear adapts the router and the stacked experts as parameters (peft 0.21 does on Mixtral and
+    Qwen3-MoE, not on Qwen2-MoE, whose shared expert's linears it takes instead: `LORA_STACKED_EXPERTS_MODEL_TYPES`)."""
 
     @property
     def moe(self) -> bool:
@@ -184,11 +192,13 @@ class ModelShape:
         fused_qkv = model_type in FUSED_QKV_MODEL_TYPES
         experts = int(text.get("num_local_experts") or text.get("num_experts") or 0)
         routed = int(text.get("num_experts_per_tok") or 0) if experts else 0
+        shared = int(text.get("shared_expert_intermediate_size") or 0) if experts else 0
+        adapts_experts = bool(experts) and model_type in LORA_STACKED_EXPERTS_MODEL_TYPES
         if experts:
             intermediate = int(text.get("moe_intermediate_size") or intermediate)
         shape = cls(
             hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters or 0, experts, routed,
-            qk_norm, sandwich, gemma_norms, softcapped, fused_qkv,
+            qk_norm, sandwich, gemma_norms, softcapped, fused_qkv, shared, adapts_experts,
         )  # fmt: skip
         return shape if parameters is not None else replace(shape, parameters=shape.estimated_parameters())
 
@@ -198,6 +208,8 @@ class ModelShape:
         d, i, head_dim = self.hidden_size, self.intermediate_size, self.head_dim
         attention = d * self.num_heads * head_dim * 2 + d * self.num_kv_heads * head_dim * 2
         mlp = self.num_experts * (3 * d * i + d) if self.moe else 3 * d * i
+        if self.shared_expert_intermediate_size:
+            mlp += 3 * d * self.shared_expert_intermediate_size + d  # the shared expert and its gate
         norms = self.norms_per_layer * d + (2 * head_dim if self.qk_norm else 0)
         return (
             self.num_layers * (attention + mlp + norms) + self.vocab_size * d * (1 if self.tied_embeddings else 2) + d
@@ -221,18 +233,23 @@ class ModelShape:
     def lora_parameters(self, rank: int) -> int:
         """Adapter parameters of rank `rank` on every linear of every layer (all-linear), the head left out.
 
-        In a mixture of experts, all-linear also adapts the router and, through peft's parameter adapters,
-        the stacked expert weights: rank x experts wide, the fused gate_up stack at twice that (as peft 0.21
-        makes them; tests/trainer/test_memory_model_plans_the_micro_batch.py counts them on a Mixtral).
+        In a mixture of experts where peft adapts them (`lora_adapts_experts`), all-linear also adapts the router
+        and, through peft's parameter adapters, the stacked expert weights: rank x experts wide, the fused gate_up
+        stack at twice that; a shared expert's linears and its gate are adapted as linears (as peft 0.21 makes
+        them; tests/trainer/test_memory_model_plans_the_micro_batch.py counts them against peft's).
         """
         d, i = self.hidden_size, self.intermediate_size
         q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         attention = rank * sum(a + b for a, b in [(d, q), (d, kv), (d, kv), (q, d)])
-        if self.moe:
-            wide = rank * self.num_experts
-            mlp = rank * (d + self.num_experts) + 2 * wide * (d + 2 * i) + wide * (i + d)
-        else:
+        if not self.moe:
             mlp = rank * (3 * (d + i))
+        else:
+            mlp = 0
+            if self.lora_adapts_experts:
+                wide = rank * self.num_experts
+                mlp += rank * (d + self.num_experts) + 2 * wide * (d + 2 * i) + wide * (i + d)
+            if self.shared_expert_intermediate_size:
+                mlp += rank * (3 * (d + self.shared_expert_intermediate_size) + d + 1)
         return self.num_layers * (attention + mlp)
 
 
@@ -340,32 +357,19 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     # own saved-tensor hooks the recomputation steps aside for.
     norm_outputs_recomputed = setup.lean_norms and (setup.compiled or not setup.gradient_checkpointing)
     norms = shape.norms_per_layer
-    elements = norms * d + _LAYER_Q * q + _LAYER_KV * kv
-    if shape.moe:
-        # Each routed token: the expert's input, gate_up's output, the activation's output, the product,
-        # the down projection's output (kept for the routing weight's gradient); the routing itself in fp32.
-        elements += shape.active_experts * (_EXPERT_I * i + _EXPERT_D * d)
-    else:
-        elements += _LAYER_I * i
+    elements = norms * d + _LAYER_Q * q + _LAYER_KV * kv + _mlp_elements(shape, setup)
     if not norm_outputs_recomputed:
         elements += _NORM_OUTPUTS_D * d
     outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
     if setup.lora_rank:
-        elements += (_MOE_LORA_ADAPTERS if shape.moe else _LORA_ADAPTERS) * setup.lora_rank
         outside -= d * compute
-    layer = elements * compute + (norms + shape.num_heads) * fp32 + _routing_bytes(shape)
-    if shape.qk_norm:
-        # Each head's query and key norm keeps its input, and its reciprocal root in fp32 (as the layer norms do).
-        layer += (q + kv) * compute + (shape.num_heads + shape.num_kv_heads) * fp32
-    if shape.fused_qkv:
-        # The fused projection's output stays whole while attention keeps the values' view of it: query and key
-        # widths more; and one hidden-width tensor more (measured on transformers 5's Phi-3, whose query width
-        # is its hidden size: bench/planned_against_kept.py).
-        layer += (q + kv + d) * compute
-    if shape.softcapped_attention:
-        # Per head, the scores over the token's example: the soft-cap's tanh output, the fp32 softmax and, below
-        # fp32, the weights cast back for the product with the values.
-        layer += shape.num_heads * setup.attention_length * (fp32 + compute + (compute if compute < fp32 else 0))
+    layer = (
+        elements * compute
+        + (norms + shape.num_heads) * fp32
+        + _routing_bytes(shape)
+        + _attention_extra_bytes(shape, setup)
+        + _lora_bytes(shape, setup)
+    )
     if not setup.lean_norms:
         # transformers' RMSNorm keeps its input's fp32 copy, and its normalised output while its weight trains
         # (Gemma's in fp32, Llama's at the compute dtype).
@@ -374,20 +378,78 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
         layer += normed * (fp32 - compute) + (0 if setup.lora_rank else normed * output)
         # The final norm's; under LoRA the first layer's input norm keeps nothing, which cancels it.
         outside += 0 if setup.lora_rank else d * (fp32 - compute) + d * output
-    if not setup.lean_mlp and not shape.moe:
-        layer += 2 * i * compute  # the activation's output and the product
-    if setup.lora_rank and setup.lora_dropout:
-        # One bool mask per adapter, over its input: q, k, v, gate and up take the hidden state,
-        # o the attention output, down the intermediate (`training.lora_fused` keeps no dropped-out copy).
-        # In a mixture of experts only q, k, v and o can take dropout (peft refuses it on the stacked experts).
-        layer += 3 * d + q if shape.moe else 5 * d + q + i
     if setup.gradient_checkpointing:
         # Each layer keeps its input; one layer at a time is recomputed whole in backward, keeping its
         # MLP's product too (the eager lean MLP recomputes it only where no other saved-tensor hook is in
         # force; a compiled one always does).
-        product = i * compute if setup.lean_mlp and not setup.compiled else 0
+        width = shape.shared_expert_intermediate_size if shape.moe else i  # a lean MLP's (a shared expert's)
+        product = width * compute if setup.lean_mlp and not setup.compiled else 0
         return shape.num_layers * d * compute + layer + product + outside
     return shape.num_layers * layer + outside
+
+
+def _mlp_elements(shape: ModelShape, setup: TrainingSetup) -> int:
+    """What one layer's MLP keeps per token, in elements of the compute dtype."""
+    d, i = shape.hidden_size, shape.intermediate_size
+    if not shape.moe:
+        # The gate and up outputs; transformers' own MLP also the activation's output and the product.
+        return _LAYER_I * i if setup.lean_mlp else 2 * _LAYER_I * i
+    # Each routed token: the expert's input, gate_up's output, the activation's output, the product,
+    # the down projection's output (kept for the routing weight's gradient); the routing itself in fp32.
+    # Frozen experts (LoRA that does not adapt them) keep neither the input nor the product.
+    frozen = bool(setup.lora_rank) and not shape.lora_adapts_experts
+    kept_i, kept_d = (_EXPERT_I - 1, _EXPERT_D - 1) if frozen else (_EXPERT_I, _EXPERT_D)
+    elements = shape.active_experts * (kept_i * i + kept_d * d)
+    if shape.shared_expert_intermediate_size:
+        # The shared expert is a dense MLP (lean where the trainer makes it so), and its gated output is kept.
+        width = shape.shared_expert_intermediate_size
+        elements += (_LAYER_I if setup.lean_mlp else 2 * _LAYER_I) * width + d
+    return elements
+
+
+def _attention_extra_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """What one layer's attention keeps per token beyond a Llama's: query and key norms, a fused projection's
+    whole output, a soft-capped attention's scores."""
+    d, q, kv = shape.hidden_size, shape.num_heads * shape.head_dim, shape.num_kv_heads * shape.head_dim
+    compute, fp32 = setup.compute_bytes, 4
+    extra = 0
+    if shape.qk_norm:
+        # Each head's query and key norm keeps its input, and its reciprocal root in fp32 (as the layer norms do).
+        extra += (q + kv) * compute + (shape.num_heads + shape.num_kv_heads) * fp32
+    if shape.fused_qkv:
+        # The fused projection's output stays whole while attention keeps the values' view of it: query and key
+        # widths more; and one hidden-width tensor more (measured on transformers 5's Phi-3, whose query width
+        # is its hidden size: bench/planned_against_kept.py).
+        extra += (q + kv + d) * compute
+    if shape.softcapped_attention:
+        # Per head, the scores over the token's example: the soft-cap's tanh output, the fp32 softmax and, below
+        # fp32, the weights cast back for the product with the values.
+        extra += shape.num_heads * setup.attention_length * (fp32 + compute + (compute if compute < fp32 else 0))
+    return extra
+
+
+def _lora_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """What one layer's adapters keep per token: each one's rank-r intermediate and, with dropout, a one-byte mask
+    over its input."""
+    if not setup.lora_rank:
+        return 0
+    d, i = shape.hidden_size, shape.intermediate_size
+    q = shape.num_heads * shape.head_dim
+    shared = shape.shared_expert_intermediate_size
+    adapters = _LORA_ADAPTERS
+    if shape.moe:
+        # q, k, v, o; a shared expert's three linears and its gate are adapted as linears too.
+        adapters = _MOE_LORA_ADAPTERS + (4 if shared else 0)
+    kept = adapters * setup.lora_rank * setup.compute_bytes
+    if setup.lora_dropout:
+        # q, k, v, gate and up take the hidden state, o the attention output, down the intermediate
+        # (`training.lora_fused` keeps no dropped-out copy). In a mixture of experts only q, k, v and o (and a
+        # shared expert's linears and gate) take dropout: peft refuses it on the stacked experts.
+        if shape.moe:
+            kept += 3 * d + q + (3 * d + shared if shared else 0)
+        else:
+            kept += 5 * d + q + i
+    return kept
 
 
 def _routing_bytes(shape: ModelShape) -> int:
@@ -397,11 +459,12 @@ def _routing_bytes(shape: ModelShape) -> int:
 
 
 def merged_expert_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
-    """What LoRA on a mixture of experts keeps besides the activations: peft adapts each layer's stacked expert
-    weights by adding the low-rank product to them in the forward (`torch.nn.utils.parametrize`), and autograd
+    """What LoRA on a mixture of experts keeps besides the activations, where peft adapts the stacked experts
+    (`ModelShape.lora_adapts_experts`): it adds the low-rank product to each layer's stacked expert weights in the
+    forward (`torch.nn.utils.parametrize`), and autograd
     keeps that merged copy (the whole layer's, at the weight dtype, under FSDP too) until the layer's backward:
     every layer's, or under activation checkpointing the one layer being recomputed."""
-    if not (setup.lora_rank and shape.moe):
+    if not (setup.lora_rank and shape.moe and shape.lora_adapts_experts):
         return 0
     layers = 1 if setup.gradient_checkpointing else shape.num_layers
     return layers * shape.num_experts * 3 * shape.hidden_size * shape.intermediate_size * setup.weight_bytes
