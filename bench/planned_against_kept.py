@@ -5,7 +5,8 @@
 The memory plan (`kubetune_trainer.memory_model`) sizes the trainer's micro-batch and the operator's GPUs
 from config.json numbers. Besides widths and depth, some architectures keep more: Qwen3's and Gemma 3's query
 and key norms, Gemma 2's and 3's four fp32 norms a layer, Gemma 2's soft-capped attention (its scores over
-each example), Mixtral's two experts a token, Phi-3's fused query-key-value projection. For a small random
+each example), Mixtral's and the Qwen MoEs' two experts a token (and Qwen2-MoE's shared expert), Phi-3's
+fused query-key-value projection. For a small random
 model of each (hidden 128, 8 heads of 24 or 16, 4 and 2 layers), this prints the bytes one forward leaves
 allocated per token and layer (glibc's count, `tests/trainer/held_after_forward.py`: the 4-layer figure less
 the 2-layer one, halved, so what sits outside the layers cancels; no logits), each model in a process of its
@@ -45,7 +46,15 @@ MODELS: dict[str, dict[str, Any]] = {
     "gemma2": {"intermediate_size": 256, "head_dim": 24},
     "mixtral": {"intermediate_size": 512, "num_local_experts": 8, "num_experts_per_tok": 2},
     "phi3": {"intermediate_size": 256, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0},
-}
+    "qwen2_moe": {
+        "intermediate_size": 256, "moe_intermediate_size": 128, "shared_expert_intermediate_size": 256,
+        "num_experts": 8, "num_experts_per_tok": 2, "head_dim": 24,
+    },
+    "qwen3_moe": {
+        "intermediate_size": 256, "moe_intermediate_size": 128, "num_experts": 8, "num_experts_per_tok": 2,
+        "head_dim": 24,
+    },
+}  # fmt: skip
 """config.json model types and what each adds to COMMON."""
 
 
@@ -88,9 +97,11 @@ def planned_per_layer(model_type: str, dtype: str, tokens: int, *, lean: tuple[b
     for layers in (2, 4):
         shape = ModelShape.from_config(_config(model_type, layers).to_dict())
         if not own:
+            # As the plan read config.json before: no experts (config's `intermediate_size` as one dense MLP's).
             shape = dataclasses.replace(
                 shape, num_experts=0, active_experts=0, qk_norm=False, sandwich_norms=False, gemma_norms=False,
-                softcapped_attention=False, fused_qkv=False,
+                softcapped_attention=False, fused_qkv=False, shared_expert_intermediate_size=0,
+                lora_adapts_experts=False, intermediate_size=MODELS[model_type]["intermediate_size"],
             )  # fmt: skip
         bf16 = dtype == "bfloat16"
         setup = TrainingSetup.for_run(
