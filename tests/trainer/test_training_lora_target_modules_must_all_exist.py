@@ -9,10 +9,18 @@ import warnings
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, MixtralConfig
+from transformers import (
+    AutoModelForCausalLM,
+    Gemma3Config,
+    Gemma3ForConditionalGeneration,
+    Gemma3TextConfig,
+    MixtralConfig,
+    SiglipVisionConfig,
+)
 
 from kubetune_trainer.contract import LoraConfig
 from kubetune_trainer.errors import InvalidInput
+from kubetune_trainer.memory_model import ModelShape
 from kubetune_trainer.tiny_model import TinyModel
 from kubetune_trainer.training.lora import apply_lora
 from kubetune_trainer.training.setup import load_model
@@ -75,3 +83,34 @@ def test_all_linear_on_a_mixture_of_experts_adapts_the_experts_and_warns_nothing
         if getattr(module, "parameter_name", None) in ("gate_up_proj", "down_proj")
     }
     assert stacks == {"gate_up_proj": (8, 2.0), "down_proj": (4, 2.0)}
+
+
+def test_a_multimodal_model_s_image_side_gets_no_adapters() -> None:
+    """Text training never runs Gemma 3's vision tower or projector: all-linear (or a list naming q_proj, which the
+    vision tower has too) adapts the language model alone, as many parameters as the plan counts from its text
+    config."""
+    text = Gemma3TextConfig(
+        vocab_size=101, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8,
+    )  # fmt: skip
+    vision = SiglipVisionConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=28, patch_size=14
+    )
+    config = Gemma3Config(
+        text_config=text.to_dict(), vision_config=vision.to_dict(), mm_tokens_per_image=4, image_token_index=100,
+        boi_token_index=99, eoi_token_index=98,
+    )  # fmt: skip
+    for targets in (["all-linear"], ["q_proj", "v_proj"]):
+        torch.manual_seed(0)
+        adapted = apply_lora(
+            Gemma3ForConditionalGeneration(config),
+            LoraConfig(r=4, alpha=8, dropout=0.0, target_modules=targets, merge=False),
+        )
+        trainable = [name for name, p in adapted.named_parameters() if p.requires_grad]
+        assert trainable
+        assert all(".language_model." in name for name in trainable), trainable
+    assert sum(p.numel() for p in adapted.parameters() if p.requires_grad) == 2 * 4 * ((32 + 32) + (32 + 16))
+    torch.manual_seed(0)
+    everything = apply_lora(Gemma3ForConditionalGeneration(config), _lora("all-linear"))
+    shape = ModelShape.from_config(config.to_dict())
+    assert sum(p.numel() for p in everything.parameters() if p.requires_grad) == shape.lora_parameters(4)

@@ -12,9 +12,13 @@ from ..contract import LoraConfig
 from ..errors import InvalidInput
 from ..peft_models import wrap_with_adapter
 
+VISION_MODULES = ("vision_tower", "multi_modal_projector", "vision_model", "visual")
+"""The image side of a multimodal causal LM (Gemma 3, Llama 3.2 Vision, Qwen2-VL): text training never runs it."""
+
 
 def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
-    """Wrap `model` in a peft model with adapters on `lora.target_modules` (`all-linear`: every linear but lm_head)."""
+    """Wrap `model` in a peft model with adapters on `lora.target_modules` (`all-linear`: every linear of the language
+    model but lm_head; a multimodal model's image side, which text never reaches, gets none)."""
     # peft takes seconds to import; full fine-tuning never needs it.
     from peft import LoraConfig as PeftLoraConfig  # noqa: PLC0415
 
@@ -26,6 +30,7 @@ def apply_lora(model: nn.Module, lora: LoraConfig) -> Any:
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=targets,
+        exclude_modules=_image_side(model),
         task_type="CAUSAL_LM",
         bias="none",
     )
@@ -73,6 +78,12 @@ def _refuse_unmatched(model: nn.Module, targets: list[str]) -> None:
             field="lora.targetModules",
             hint="Set lora.targetModules to module names of this architecture (e.g. q_proj, v_proj) or to all-linear.",
         )
+
+
+def _image_side(model: nn.Module) -> str | None:
+    """A regular expression over the module names of `model`'s image side (`VISION_MODULES`); None when it has none."""
+    present = sorted({part for name, _ in model.named_modules() for part in name.split(".") if part in VISION_MODULES})
+    return rf"(.*\.)?({'|'.join(present)})(\..*)?" if present else None
 
 
 def _is_linear(module: nn.Module) -> bool:
