@@ -166,11 +166,16 @@ class ModelShape:
         return self.num_experts > 0
 
     @property
+    def expert_parameters(self) -> int:
+        """One expert's (or a dense MLP's) gate, up and down weights."""
+        return 3 * self.hidden_size * self.intermediate_size
+
+    @property
     def active_parameters(self) -> int:
         """The parameters one token computes with: all of them but, in a mixture of experts, the experts it is not
         routed to (the N of MFU's 6N for such a model: Mixtral 8x7B's 46.7B are 12.9B a token)."""
         idle = self.num_experts - self.active_experts if self.moe else 0
-        return self.parameters - self.num_layers * idle * 3 * self.hidden_size * self.intermediate_size
+        return self.parameters - self.num_layers * idle * self.expert_parameters
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, parameters: int | None = None) -> ModelShape:
@@ -205,9 +210,9 @@ class ModelShape:
     def estimated_parameters(self) -> int:
         """The parameter count this shape gives: attention, MLP (every expert, the router), norms, embeddings
         (what it leaves out: biases, a vision tower)."""
-        d, i, head_dim = self.hidden_size, self.intermediate_size, self.head_dim
+        d, head_dim = self.hidden_size, self.head_dim
         attention = d * self.num_heads * head_dim * 2 + d * self.num_kv_heads * head_dim * 2
-        mlp = self.num_experts * (3 * d * i + d) if self.moe else 3 * d * i
+        mlp = self.num_experts * (self.expert_parameters + d) if self.moe else self.expert_parameters
         if self.shared_expert_intermediate_size:
             mlp += 3 * d * self.shared_expert_intermediate_size + d  # the shared expert and its gate
         norms = self.norms_per_layer * d + (2 * head_dim if self.qk_norm else 0)
@@ -467,7 +472,7 @@ def merged_expert_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     if not (setup.lora_rank and shape.moe and shape.lora_adapts_experts):
         return 0
     layers = 1 if setup.gradient_checkpointing else shape.num_layers
-    return layers * shape.num_experts * 3 * shape.hidden_size * shape.intermediate_size * setup.weight_bytes
+    return layers * shape.num_experts * shape.expert_parameters * setup.weight_bytes
 
 
 def loss_chunk_bytes(shape: ModelShape, setup: TrainingSetup, *, micro_batch_tokens: int) -> int:

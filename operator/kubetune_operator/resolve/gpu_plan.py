@@ -308,11 +308,10 @@ def template_plans(
     seq = min(spec.max_seq_length, max_positions) if max_positions else spec.max_seq_length
     plans: list[tuple[str, GpuPlan]] = []
     rank = default_lora_rank(spec)
-    ranks = ([(f"LoRA r={rank}", rank)] if rank is not None else []) + (
-        [("full", None)] if spec.limits.full_training is not None else []
-    )
-    for how, lora_rank in ranks:
+    if rank is not None:
         plans.append(
-            (how, plan_gpus(spec, parameters=parameters, shape=shape, lora_rank=lora_rank, max_seq_length=seq))
+            (f"LoRA r={rank}", plan_gpus(spec, parameters=parameters, shape=shape, lora_rank=rank, max_seq_length=seq))
         )
+    if spec.limits.full_training is not None:
+        plans.append(("full", plan_gpus(spec, parameters=parameters, shape=shape, lora_rank=None, max_seq_length=seq)))
     return plans

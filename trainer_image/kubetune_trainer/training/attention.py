@@ -255,11 +255,16 @@ def _eager_causal(
     window: int | None,
 ) -> torch.Tensor:
     """One example's causal attention in plain operations: logit soft-capping and sliding windows (Gemma 2/3)."""
+    return _eager(q, k, v, _causal(q, window), groups=groups, scale=scale, softcap=softcap)
+
+
+def _causal(q: torch.Tensor, window: int | None) -> torch.Tensor:
+    """[T, T] bool: position i may attend to j <= i, within `window` positions when there is one."""
     index = torch.arange(q.shape[2], device=q.device)
     allowed = index[:, None] >= index[None, :]
     if window is not None:
         allowed &= (index[:, None] - index[None, :]) < window
-    return _eager(q, k, v, allowed, groups=groups, scale=scale, softcap=softcap)
+    return allowed
 
 
 def _eager(
@@ -302,10 +307,7 @@ def padded_softcapped_attention(
     attend; padding and, on sliding layers, the window in it); None: causal, within `window`."""
     groups = query.shape[1] // key.shape[1]
     if attention_mask is None:
-        index = torch.arange(query.shape[2], device=query.device)
-        allowed = index[:, None] >= index[None, :]
-        if window is not None:
-            allowed &= (index[:, None] - index[None, :]) < window
+        allowed = _causal(query, window)
     elif attention_mask.dtype == torch.bool:
         allowed = attention_mask
     else:
