@@ -8,12 +8,13 @@ import pytest
 import torch
 from prometheus_client import CollectorRegistry, generate_latest
 from torch import nn
-from transformers import AutoModelForCausalLM, LlamaConfig, MixtralConfig
+from transformers import AutoModelForCausalLM, GraniteMoeConfig, LlamaConfig, MixtralConfig
 
 from kubetune_trainer.contract import Progress
 from kubetune_trainer.memory_model import ModelShape
 from kubetune_trainer.metrics import TrainerMetrics
 from kubetune_trainer.training.gpu_stats import GpuStats, bf16_peak_flops, parameter_count
+from kubetune_trainer.training.loss import causal_lm_of
 
 
 @pytest.mark.parametrize(
@@ -102,3 +103,12 @@ def test_a_mixture_of_experts_mfu_counts_the_parameters_a_token_computes_with() 
         LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, vocab_size=101)
     )
     assert GpuStats.for_run(llama, device=torch.device("cpu"), world_size=1).parameters == parameter_count(llama)
+    # Granite's MoE rescales its logits after the head (so the loss takes the plain path): still counted as a MoE.
+    granite_config = GraniteMoeConfig(
+        **small, num_key_value_heads=2, vocab_size=101, num_local_experts=8, num_experts_per_tok=2, logits_scaling=8.0
+    )
+    granite = AutoModelForCausalLM.from_config(granite_config)
+    assert causal_lm_of(granite) is None
+    assert GpuStats.for_run(granite, device=torch.device("cpu"), world_size=1).parameters == (
+        parameter_count(granite) - idle_experts
+    )

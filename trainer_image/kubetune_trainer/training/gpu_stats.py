@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..memory_model import ModelShape
-from .loss import causal_lm_of
+from .loss import transformers_model_of
 
 BF16_DENSE_PEAK_FLOPS: tuple[tuple[str, float], ...] = (
     # (a lower-case fragment of torch.cuda.get_device_name(), FLOP/s); the first match wins.
@@ -64,8 +64,7 @@ def parameter_count(model: nn.Module) -> int:
 def computed_per_token(model: nn.Module) -> int:
     """N of 6N: `parameter_count`, less the experts a token is not routed to when the model is a mixture of experts."""
     total = parameter_count(model)
-    causal_lm = causal_lm_of(model)
-    config = getattr(causal_lm, "config", None)
+    config = getattr(transformers_model_of(model), "config", None)
     if config is None:
         return total
     try:

@@ -143,12 +143,8 @@ def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return functional.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def causal_lm_of(model: nn.Module) -> Any | None:
-    """The transformers causal LM inside DDP, peft and torch.compile wrappers; None when the head cannot be split off.
-
-    The chunked path needs `get_output_embeddings()` (the head) and `get_decoder()` (whose
-    output the head reads). Models that rescale their logits after the head keep the plain path.
-    """
+def transformers_model_of(model: nn.Module) -> Any:
+    """The transformers model inside DDP, peft and torch.compile wrappers (whatever its head does)."""
     inner: Any = model
     for _ in range(4):
         if isinstance(inner, nn.parallel.DistributedDataParallel):
@@ -159,6 +155,16 @@ def causal_lm_of(model: nn.Module) -> Any | None:
             inner = inner.get_base_model()
         else:
             break
+    return inner
+
+
+def causal_lm_of(model: nn.Module) -> Any | None:
+    """The transformers causal LM inside DDP, peft and torch.compile wrappers; None when the head cannot be split off.
+
+    The chunked path needs `get_output_embeddings()` (the head) and `get_decoder()` (whose
+    output the head reads). Models that rescale their logits after the head keep the plain path.
+    """
+    inner = transformers_model_of(model)
     if not (hasattr(inner, "get_output_embeddings") and hasattr(inner, "get_decoder")):
         return None
     config = getattr(inner, "config", None)

@@ -20,9 +20,8 @@ from torch import nn
 from ..contract import MemoryPlanReport, RuntimeSettings
 from ..memory_model import MemoryPlan, ModelShape, TrainingSetup, plan_token_budget
 from .compile import compiled_in
-from .distributed import unwrap
 from .lean_layers import lean_in
-from .loss import causal_lm_of
+from .loss import transformers_model_of
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +31,7 @@ def plan_memory(
     world_size: int, lora_dropout: bool = False,
 ) -> MemoryPlan:  # fmt: skip
     """The plan for `model` as loaded on `device`; its `token_budget` is the one training uses."""
-    causal_lm: Any = causal_lm_of(model) or unwrap(model)
+    causal_lm: Any = transformers_model_of(model)
     config = causal_lm.config.to_dict()
     parameters = sum(p.numel() for p in causal_lm.parameters() if not _is_adapter(p, lora_rank))
     shape = ModelShape.from_config(config, parameters=parameters)
