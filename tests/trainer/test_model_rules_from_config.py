@@ -102,3 +102,25 @@ def test_a_transformers_version_at_the_ceiling_passes(llama_template: TemplateEx
     config = {**_config("llama-2-7b-chat"), "transformers_version": llama_template.transformers_ceiling}
     check = evaluate(config, WEIGHTS, repo="meta-llama/Llama-2-7b-chat-hf", revision_sha=None, template=llama_template)
     assert check.passed
+
+
+def test_an_architecture_the_memory_plan_was_never_checked_against_is_a_warning() -> None:
+    """DeepSeek V3 (native in transformers, its attention compressed) passes; the plan sizes it from its widths, and
+    the job is told that figure is unchecked and what catches it being wrong. A measured architecture is not."""
+    config = {
+        "model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"], "hidden_size": 2048,
+        "intermediate_size": 11264, "moe_intermediate_size": 1408, "num_hidden_layers": 27, "num_attention_heads": 16,
+        "num_key_value_heads": 16, "n_routed_experts": 64, "n_shared_experts": 2, "num_experts_per_tok": 6,
+        "first_k_dense_replace": 1, "vocab_size": 163840, "q_lora_rank": None, "kv_lora_rank": 512,
+        "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "tie_word_embeddings": False,
+    }  # fmt: skip
+    check = evaluate(config, WEIGHTS, repo="moonshotai/Moonlight-16B-A3B", revision_sha=None, template=None)
+    assert check.passed, [o for o in check.outcomes if o.failed]
+    assert [w.reason for w in check.warnings] == ["MemoryPlanUnmeasured"]
+    assert "model_type deepseek_v3" in check.warnings[0].message
+    assert "hyperparameters.autoBatchOnOOM" in check.warnings[0].message
+    assert check.facts is not None and check.facts.shape is not None
+    assert (check.facts.shape.num_experts, check.facts.shape.dense_layers) == (64, 1)
+    llama = evaluate(_config("llama-2-7b-chat"), WEIGHTS, repo="meta-llama/Llama-2-7b-chat-hf", revision_sha=None,
+                     template=None)  # fmt: skip
+    assert llama.warnings == []

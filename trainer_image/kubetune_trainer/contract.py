@@ -230,6 +230,10 @@ class ModelShapeFacts(WireModel):
     lora_adapts_experts: bool = Field(
         False, description="Whether LoRA's all-linear adapts the stacked experts and the router (Mixtral, Qwen3-MoE)."
     )
+    dense_layers: int = Field(
+        0, ge=0, description="In a mixture of experts, the layers whose MLP is dense (DeepSeek, some Qwen MoEs)."
+    )
+    dense_intermediate_size: int = Field(0, ge=0, description="Those dense layers' MLP width.")
 
 
 class TemplateExpectations(WireModel):

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
-from .contract import ModelShapeFacts
+from .contract import ModelShapeFacts, WarningNote
 
 GIB = 1024**3
 LOSS_CHUNK_LOGIT_BYTES = GIB
@@ -99,7 +99,7 @@ SANDWICH_NORM_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose decoder layers normalise before and after attention and the MLP (four norms)."""
 GEMMA_NORM_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose RMSNorms compute in fp32 and scale by (1 + weight)."""
-LORA_STACKED_EXPERTS_MODEL_TYPES = frozenset({"mixtral", "qwen3_moe"})
+LORA_STACKED_EXPERTS_MODEL_TYPES = frozenset({"mixtral", "qwen3_moe", "deepseek_v3"})
 """config.json `model_type`s whose stacked experts and router peft's all-linear adapts (checked against peft)."""
 FUSED_QKV_MODEL_TYPES = frozenset({"phi3"})
 """config.json `model_type`s whose attention projects query, key and value with one linear (`qkv_proj`)."""
@@ -107,6 +107,28 @@ QK_NORM_MODEL_TYPES = frozenset({"qwen3", "qwen3_moe", "gemma3", "gemma3_text"})
 """config.json `model_type`s whose attention RMS-normalises each head's query and key (`q_norm`, `k_norm` over
 head_dim): the norms keep their inputs for backward. tests/trainer/test_memory_model_plans_the_micro_batch.py
 builds them and checks the modules are there."""
+
+
+MEASURED_MODEL_TYPES = frozenset({
+    "llama", "mistral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "mixtral", "phi3", "gemma2", "gemma3",
+    "gemma3_text",
+})  # fmt: skip
+"""config.json `model_type`s whose layers' activations the plan is checked against, in
+tests/trainer/test_memory_model_plans_the_micro_batch.py and bench/planned_against_kept.py (the Gemma 3
+multimodal model by its text model). Others are planned from their widths as the nearest of these, unchecked."""
+UNMEASURED_PLAN = "MemoryPlanUnmeasured"
+
+
+def unmeasured_plan_warning(model_type: str) -> WarningNote | None:
+    """The warning a model whose architecture the memory plan was never checked against gets; None for the others."""
+    if model_type in MEASURED_MODEL_TYPES:
+        return None
+    return WarningNote(
+        reason=UNMEASURED_PLAN,
+        message=f"the memory plan has not been checked against model_type {model_type}: its micro-batch and GPU "
+        f"count come from config.json's widths as for {', '.join(sorted(MEASURED_MODEL_TYPES))}, and may be off; "
+        "hyperparameters.autoBatchOnOOM (on by default) halves a micro-batch that runs out of memory",
+    )
 
 
 def lean_layers_of(model_types: Iterable[str]) -> tuple[bool, bool]:
@@ -160,10 +182,29 @@ class ModelShape:
     lora_adapts_experts: bool = False
     """LoRA's all-linear adapts the router and the stacked experts as parameters (peft 0.21 does on Mixtral and
     Qwen3-MoE, not on Qwen2-MoE, whose shared expert's linears it takes instead: `LORA_STACKED_EXPERTS_MODEL_TYPES`)."""
+    dense_layers: int = 0
+    """In a mixture of experts, the layers whose MLP is dense instead (DeepSeek's first `first_k_dense_replace`,
+    the Qwen MoEs' `mlp_only_layers` and the layers `decoder_sparse_step` skips), `dense_intermediate_size` wide."""
+    dense_intermediate_size: int = 0
 
     @property
     def moe(self) -> bool:
         return self.num_experts > 0
+
+    @property
+    def sparse_layers(self) -> int:
+        """The layers whose MLP is a mixture of experts (all of them unless some are dense); 0 in a dense model."""
+        return self.num_layers - self.dense_layers if self.moe else 0
+
+    def dense_layer(self) -> ModelShape:
+        """The shape of one of a mixture of experts' dense layers (a dense model is its own)."""
+        if not self.moe:
+            return self
+        return replace(
+            self, intermediate_size=self.dense_intermediate_size or self.intermediate_size, num_experts=0,
+            active_experts=0, shared_expert_intermediate_size=0, lora_adapts_experts=False, dense_layers=0,
+            dense_intermediate_size=0,
+        )  # fmt: skip
 
     @property
     def expert_parameters(self) -> int:
@@ -175,7 +216,7 @@ class ModelShape:
         """The parameters one token computes with: all of them but, in a mixture of experts, the experts it is not
         routed to (the N of MFU's 6N for such a model: Mixtral 8x7B's 46.7B are 12.9B a token)."""
         idle = self.num_experts - self.active_experts if self.moe else 0
-        return self.parameters - self.num_layers * idle * self.expert_parameters
+        return self.parameters - self.sparse_layers * idle * self.expert_parameters
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, parameters: int | None = None) -> ModelShape:
@@ -195,15 +236,21 @@ class ModelShape:
         gemma_norms = model_type in GEMMA_NORM_MODEL_TYPES
         softcapped = text.get("attn_logit_softcapping") is not None
         fused_qkv = model_type in FUSED_QKV_MODEL_TYPES
-        experts = int(text.get("num_local_experts") or text.get("num_experts") or 0)
+        experts = int(text.get("num_local_experts") or text.get("num_experts") or text.get("n_routed_experts") or 0)
         routed = int(text.get("num_experts_per_tok") or 0) if experts else 0
-        shared = int(text.get("shared_expert_intermediate_size") or 0) if experts else 0
         adapts_experts = bool(experts) and model_type in LORA_STACKED_EXPERTS_MODEL_TYPES
+        shared = dense_layers = dense_intermediate = 0
         if experts:
+            dense_layers = _dense_layers_of(text, layers)
+            dense_intermediate = intermediate if dense_layers else 0
             intermediate = int(text.get("moe_intermediate_size") or intermediate)
+            # Qwen2-MoE names its shared expert's width; DeepSeek counts shared experts of the routed ones' width.
+            shared = int(text.get("shared_expert_intermediate_size") or 0)
+            shared = shared or int(text.get("n_shared_experts") or 0) * intermediate
         shape = cls(
             hidden, layers, intermediate, heads, kv_heads, vocab, head_dim, tied, parameters or 0, experts, routed,
-            qk_norm, sandwich, gemma_norms, softcapped, fused_qkv, shared, adapts_experts,
+            qk_norm, sandwich, gemma_norms, softcapped, fused_qkv, shared, adapts_experts, dense_layers,
+            dense_intermediate,
         )  # fmt: skip
         return shape if parameters is not None else replace(shape, parameters=shape.estimated_parameters())
 
@@ -216,8 +263,9 @@ class ModelShape:
         if self.shared_expert_intermediate_size:
             mlp += 3 * d * self.shared_expert_intermediate_size + d  # the shared expert and its gate
         norms = self.norms_per_layer * d + (2 * head_dim if self.qk_norm else 0)
+        mlps = (self.num_layers - self.dense_layers) * mlp + self.dense_layers * self.dense_layer().expert_parameters
         return (
-            self.num_layers * (attention + mlp + norms) + self.vocab_size * d * (1 if self.tied_embeddings else 2) + d
+            self.num_layers * (attention + norms) + mlps + self.vocab_size * d * (1 if self.tied_embeddings else 2) + d
         )
 
     @property
@@ -247,15 +295,16 @@ class ModelShape:
         q, kv = self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
         attention = rank * sum(a + b for a, b in [(d, q), (d, kv), (d, kv), (q, d)])
         if not self.moe:
-            mlp = rank * (3 * (d + i))
-        else:
-            mlp = 0
-            if self.lora_adapts_experts:
-                wide = rank * self.num_experts
-                mlp += rank * (d + self.num_experts) + 2 * wide * (d + 2 * i) + wide * (i + d)
-            if self.shared_expert_intermediate_size:
-                mlp += rank * (3 * (d + self.shared_expert_intermediate_size) + d + 1)
-        return self.num_layers * (attention + mlp)
+            return self.num_layers * (attention + rank * (3 * (d + i)))
+        mlp = 0
+        if self.lora_adapts_experts:
+            wide = rank * self.num_experts
+            mlp += rank * (d + self.num_experts) + 2 * wide * (d + 2 * i) + wide * (i + d)
+        if self.shared_expert_intermediate_size:
+            mlp += rank * (3 * (d + self.shared_expert_intermediate_size) + d + 1)
+        # peft's all-linear leaves a dense layer's MLP alone where it adapts the stacked experts (`_layer_kinds`).
+        dense_mlp = 0 if self.lora_adapts_experts else rank * (3 * (d + self.dense_layer().intermediate_size))
+        return self.num_layers * attention + self.sparse_layers * mlp + self.dense_layers * dense_mlp
 
 
 @dataclass(frozen=True)
@@ -354,7 +403,47 @@ class MemoryEstimate:
 
 def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     """What backward keeps per token of a micro-batch, every layer together."""
-    d, kv, i = shape.hidden_size, shape.num_kv_heads * shape.head_dim, shape.intermediate_size
+    d, compute, fp32 = shape.hidden_size, setup.compute_bytes, 4
+    outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
+    if setup.lora_rank:
+        outside -= d * compute
+    if not setup.lean_norms:
+        # transformers' final RMSNorm keeps its input's fp32 copy, and its normalised output while its weight trains;
+        # under LoRA the first layer's input norm keeps nothing, which cancels it.
+        output = fp32 if shape.gemma_norms else compute
+        outside += 0 if setup.lora_rank else d * (fp32 - compute) + d * output
+    kinds = [
+        (count, _layer_bytes(kind, setup, mlp_adapted=adapted), kind) for count, kind, adapted in _layer_kinds(shape)
+    ]
+    if setup.gradient_checkpointing:
+        # Each layer keeps its input; one layer at a time is recomputed whole in backward, keeping its
+        # MLP's product too (the eager lean MLP recomputes it only where no other saved-tensor hook is in
+        # force; a compiled one always does): the largest layer's.
+        recomputed = max(layer + _product_bytes(kind, setup) for count, layer, kind in kinds if count)
+        return shape.num_layers * d * compute + recomputed + outside
+    return sum(count * layer for count, layer, _ in kinds) + outside
+
+
+def _layer_kinds(shape: ModelShape) -> list[tuple[int, ModelShape, bool]]:
+    """(how many, the shape of one, whether LoRA's all-linear adapts its MLP's linears) for each kind of decoder
+    layer: a mixture of experts' sparse ones, and its dense ones, whose MLP peft's all-linear leaves alone where it
+    adapts the stacked experts (it then targets the attention's linears and the experts' parameters by name)."""
+    return [
+        (shape.num_layers - shape.dense_layers, shape, True),
+        (shape.dense_layers, shape.dense_layer(), not shape.lora_adapts_experts),
+    ]
+
+
+def _product_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+    """A lean MLP's product (a shared expert's in a mixture of experts), kept while its layer is recomputed."""
+    width = shape.shared_expert_intermediate_size if shape.moe else shape.intermediate_size
+    return width * setup.compute_bytes if setup.lean_mlp and not setup.compiled else 0
+
+
+def _layer_bytes(shape: ModelShape, setup: TrainingSetup, *, mlp_adapted: bool = True) -> int:
+    """What backward keeps per token of one decoder layer of `shape` (a mixture of experts' sparse layer, or a
+    dense one)."""
+    d, kv = shape.hidden_size, shape.num_kv_heads * shape.head_dim
     q = shape.num_heads * shape.head_dim
     compute, fp32 = setup.compute_bytes, 4
     # The lean norms' outputs are recomputed in backward (`training.lean_layers`: inside a lean decoder layer
@@ -365,15 +454,12 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
     elements = norms * d + _LAYER_Q * q + _LAYER_KV * kv + _mlp_elements(shape, setup)
     if not norm_outputs_recomputed:
         elements += _NORM_OUTPUTS_D * d
-    outside = (_OUTSIDE_LAYERS_D * d + _ROTARY_HEAD_DIM * shape.head_dim) * compute
-    if setup.lora_rank:
-        outside -= d * compute
     layer = (
         elements * compute
         + (norms + shape.num_heads) * fp32
         + _routing_bytes(shape)
         + _attention_extra_bytes(shape, setup)
-        + _lora_bytes(shape, setup)
+        + _lora_bytes(shape, setup, mlp_adapted=mlp_adapted)
     )
     if not setup.lean_norms:
         # transformers' RMSNorm keeps its input's fp32 copy, and its normalised output while its weight trains
@@ -381,16 +467,7 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
         output = fp32 if shape.gemma_norms else compute
         normed = d * norms + (q + kv if shape.qk_norm else 0)
         layer += normed * (fp32 - compute) + (0 if setup.lora_rank else normed * output)
-        # The final norm's; under LoRA the first layer's input norm keeps nothing, which cancels it.
-        outside += 0 if setup.lora_rank else d * (fp32 - compute) + d * output
-    if setup.gradient_checkpointing:
-        # Each layer keeps its input; one layer at a time is recomputed whole in backward, keeping its
-        # MLP's product too (the eager lean MLP recomputes it only where no other saved-tensor hook is in
-        # force; a compiled one always does).
-        width = shape.shared_expert_intermediate_size if shape.moe else i  # a lean MLP's (a shared expert's)
-        product = width * compute if setup.lean_mlp and not setup.compiled else 0
-        return shape.num_layers * d * compute + layer + product + outside
-    return shape.num_layers * layer + outside
+    return layer
 
 
 def _mlp_elements(shape: ModelShape, setup: TrainingSetup) -> int:
@@ -433,15 +510,15 @@ def _attention_extra_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     return extra
 
 
-def _lora_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
+def _lora_bytes(shape: ModelShape, setup: TrainingSetup, *, mlp_adapted: bool = True) -> int:
     """What one layer's adapters keep per token: each one's rank-r intermediate and, with dropout, a one-byte mask
-    over its input."""
+    over its input. `mlp_adapted` False: a dense MLP that all-linear leaves alone (`_layer_kinds`)."""
     if not setup.lora_rank:
         return 0
     d, i = shape.hidden_size, shape.intermediate_size
     q = shape.num_heads * shape.head_dim
     shared = shape.shared_expert_intermediate_size
-    adapters = _LORA_ADAPTERS
+    adapters = _LORA_ADAPTERS if mlp_adapted else _MOE_LORA_ADAPTERS
     if shape.moe:
         # q, k, v, o; a shared expert's three linears and its gate are adapted as linears too.
         adapters = _MOE_LORA_ADAPTERS + (4 if shared else 0)
@@ -453,8 +530,18 @@ def _lora_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
         if shape.moe:
             kept += 3 * d + q + (3 * d + shared if shared else 0)
         else:
-            kept += 5 * d + q + i
+            kept += 3 * d + q + (2 * d + i if mlp_adapted else 0)
     return kept
+
+
+def _dense_layers_of(text: Mapping[str, Any], layers: int) -> int:
+    """How many of a mixture of experts' `layers` have a dense MLP, as transformers builds them: DeepSeek's first
+    `first_k_dense_replace`; in the Qwen MoEs those in `mlp_only_layers` and those `decoder_sparse_step` skips (a
+    layer is sparse when its number plus one is a multiple of the step)."""
+    first_dense = int(text.get("first_k_dense_replace") or 0)
+    mlp_only = set(text.get("mlp_only_layers") or [])
+    step = int(text.get("decoder_sparse_step") or 1)
+    return sum(1 for layer in range(layers) if layer < first_dense or layer in mlp_only or (layer + 1) % step)
 
 
 def _routing_bytes(shape: ModelShape) -> int:
@@ -471,7 +558,7 @@ def merged_expert_bytes(shape: ModelShape, setup: TrainingSetup) -> int:
     every layer's, or under activation checkpointing the one layer being recomputed."""
     if not (setup.lora_rank and shape.moe and shape.lora_adapts_experts):
         return 0
-    layers = 1 if setup.gradient_checkpointing else shape.num_layers
+    layers = 1 if setup.gradient_checkpointing else shape.sparse_layers
     return layers * shape.num_experts * shape.expert_parameters * setup.weight_bytes
 
 

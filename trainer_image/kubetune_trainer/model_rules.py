@@ -29,7 +29,7 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from . import compat, params
 from .contract import ModelFacts, ModelShapeFacts, TemplateExpectations, WarningNote
 from .errors import InvalidInput
-from .memory_model import ModelShape
+from .memory_model import ModelShape, unmeasured_plan_warning
 
 MAX_PARAMETERS = 100_000_000_000
 """The largest model kubetune fine-tunes."""
@@ -147,6 +147,8 @@ def evaluate(
         )
         if template is not None:
             warnings += compat.mismatch_warnings(facts, template)
+        unmeasured = unmeasured_plan_warning(facts.model_type)
+        warnings += [unmeasured] if unmeasured is not None else []
     return ModelCheck(repo=repo, revision_sha=revision_sha, outcomes=outcomes, facts=facts, warnings=warnings)
 
 
