@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import torch
 from torch.nn import functional
-from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import DeepseekV3Config, DeepseekV3ForCausalLM, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.masking_utils import create_causal_mask
 
 from kubetune_trainer.contract import AttentionKernel
@@ -155,6 +155,53 @@ def test_varlen_call_gets_cumulative_lengths_heads_and_causal_window(monkeypatch
     assert seen["max"] == (7, 7)
     assert seen["shapes"] == (torch.Size([12, 4, 8]), torch.Size([12, 4, 8]))  # KV heads repeated: no enable_gqa
     torch.testing.assert_close(out, per_example_attention(q, k, v, [5, 7], scale=0.3))
+
+
+def _flash_like(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: int, max_k: int, **options: Any) -> Any:  # noqa: PLR0917 (varlen_attn's own signature)
+    """A stand-in for the flash kernel that, like it, takes one head size for query, key and value."""
+    assert q.shape[-1] == k.shape[-1] == v.shape[-1], "the flash kernel takes one head size"
+    qh, kh, vh = (t.transpose(0, 1)[None] for t in (q, k, v))
+    return per_example_attention(qh, kh, vh, cu_q.diff().tolist(), scale=options["scale"])[0]
+
+
+def test_values_narrower_than_queries_go_through_varlen_exactly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DeepSeek's compressed attention: query and key heads of 192, values of 128 (here 24 and 16). The values
+    are padded for the kernel and the output cut back: output and gradients as the examples alone give them."""
+    flash = attention._VarlenApi(function=_flash_like, window=True, gqa=True, scale=True)
+    monkeypatch.setattr(attention, "_varlen_api", lambda: flash)
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 4, 12, 24), torch.randn(1, 4, 12, 24), torch.randn(1, 4, 12, 16)
+    inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+    reference_inputs = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = varlen_attention(*inputs, cumulative_lengths([5, 7]), 7, scale=0.2, window=None)
+    reference = per_example_attention(*reference_inputs, [5, 7], scale=0.2)
+    assert out.shape == reference.shape == (1, 12, 4, 16)
+    torch.testing.assert_close(out, reference, atol=TOLERANCE, rtol=0)
+    weights = torch.randn_like(out)
+    (out * weights).sum().backward()  # type: ignore[no-untyped-call]
+    (reference * weights).sum().backward()  # type: ignore[no-untyped-call]
+    for got, want in zip(inputs, reference_inputs, strict=True):
+        assert got.grad is not None
+        assert want.grad is not None
+        torch.testing.assert_close(got.grad, want.grad, atol=TOLERANCE, rtol=0)
+
+
+def test_the_kernel_probe_uses_the_model_s_own_head_sizes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tiny DeepSeek V3: its config's `head_dim` is the rotary part alone; the probe runs the sizes its layers
+    attend with (query and key 16 + 8, values 16), through the padded path, and agrees."""
+    config = DeepseekV3Config(
+        vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=16, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=4, num_experts_per_tok=2, kv_lora_rank=16,
+        q_lora_rank=None, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=16, n_group=1, topk_group=1,
+    )  # fmt: skip
+    shape = AttentionShape.of(DeepseekV3ForCausalLM(config))
+    assert (shape.head_dim, shape.value_head_dim) == (24, 16)
+    flash = attention._VarlenApi(function=_flash_like, window=True, gqa=True, scale=True)
+    monkeypatch.setattr(attention, "_varlen_api", lambda: flash)
+    cpu = torch.device("cpu")
+    assert attention.probe_kernel(AttentionKernel.VARLEN, shape=shape, device=cpu, dtype=torch.float32) is None
+    llama = AttentionShape.of(tiny_llama(64, attention="sdpa"))
+    assert (llama.head_dim, llama.value_head_dim) == (16, None)
 
 
 def test_a_compiled_layer_looks_the_kernel_up_without_a_warning() -> None:

@@ -141,10 +141,18 @@ def varlen_attention(
     scale: float,
     window: int | None,
 ) -> torch.Tensor:
-    """[1, heads, T, dim] in, [1, T, heads, dim] out: causal attention within each document."""
+    """[1, heads, T, dim] in, [1, T, heads, dim] out: causal attention within each document.
+
+    The flash kernel takes one head size for query, key and value: values narrower than the query's heads
+    (DeepSeek's compressed attention: 192 for query and key, 128 for values) are padded with zeros and the
+    output's padding is dropped, which leaves both the output and every gradient exact.
+    """
     api = _varlen_api()
     if api is None:
         raise RuntimeError("this torch has no torch.nn.attention.varlen")
+    value_dim = value.shape[-1]
+    if value_dim < query.shape[-1]:
+        value = functional.pad(value, (0, query.shape[-1] - value_dim))
     q, k, v = (tensor[0].transpose(0, 1) for tensor in (query, key, value))  # [T, heads, dim]
     groups = q.shape[1] // k.shape[1]
     options: dict[str, Any] = {}
@@ -164,7 +172,7 @@ def varlen_attention(
         options["is_causal"] = True
     cu = cu_seq_lens.to(device=q.device, dtype=torch.int32)
     out: torch.Tensor = api.function(q, k, v, cu, cu, max_length, max_length, **options)
-    return out.unsqueeze(0)
+    return out[..., :value_dim].unsqueeze(0)
 
 
 def _compiled_flex() -> Callable[..., Any]:
@@ -428,8 +436,11 @@ class AttentionShape:
     heads: int
     kv_heads: int
     head_dim: int
+    """The query's and key's head size."""
     sliding_window: bool = False
     softcap: bool = False
+    value_head_dim: int | None = None
+    """The values' head size where it is not `head_dim` (DeepSeek's compressed attention)."""
 
     @classmethod
     def of(cls, model: nn.Module) -> AttentionShape:
@@ -437,12 +448,18 @@ class AttentionShape:
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = int(text.num_attention_heads)
         head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        # DeepSeek's config.json `head_dim` is the rotary part alone; its queries and keys are wider.
+        split = [getattr(text, name, None) for name in ("qk_nope_head_dim", "qk_rope_head_dim")]
+        if all(isinstance(part, int) and part > 0 for part in split):
+            head_dim = sum(split)
+        value_head_dim = getattr(text, "v_head_dim", None)
         return cls(
             heads=heads,
             kv_heads=int(getattr(text, "num_key_value_heads", None) or heads),
             head_dim=int(head_dim),
             sliding_window=any(getattr(module, "sliding_window", None) for module in model.modules()),
             softcap=getattr(text, "attn_logit_softcapping", None) is not None,
+            value_head_dim=int(value_head_dim) if value_head_dim and value_head_dim != head_dim else None,
         )
 
 
@@ -503,11 +520,15 @@ def probe_kernel(
     generator = torch.Generator(device="cpu").manual_seed(0)
     total = sum(PROBE_LENGTHS)
 
-    def tensor(heads: int) -> torch.Tensor:
-        data = torch.randn(1, heads, total, shape.head_dim, generator=generator)
+    def tensor(heads: int, size: int = shape.head_dim) -> torch.Tensor:
+        data = torch.randn(1, heads, total, size, generator=generator)
         return data.to(device=device, dtype=dtype).requires_grad_()
 
-    inputs = (tensor(shape.heads), tensor(shape.kv_heads), tensor(shape.kv_heads))
+    inputs = (
+        tensor(shape.heads),
+        tensor(shape.kv_heads),
+        tensor(shape.kv_heads, shape.value_head_dim or shape.head_dim),
+    )
     cu = cumulative_lengths(list(PROBE_LENGTHS)).to(device)
     scale = shape.head_dim**-0.5
     try:
