@@ -1,6 +1,8 @@
 """One attention layer on a packed row, forward and backward: the dense block mask against kubetune's kernels.
 
     python bench/attention_kernels.py [--tokens 512,2048] [--heads 4 --kv-heads 2 --head-dim 64] [--threads 1]
+    python bench/attention_kernels.py --tokens 8192 --heads 16 --kv-heads 16 --head-dim 192 --value-head-dim 128
+        # DeepSeek's compressed attention: query and key heads wider than the values (varlen pads the values)
 
 A row of `--tokens` tokens packs examples of 30-300 tokens (on a GPU: 42-2,013, the issue's data),
 with random q, k and v. Timed, each after two warm-up calls:
@@ -36,6 +38,7 @@ def main() -> int:
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--kv-heads", type=int, default=2)
     parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--value-head-dim", type=int, default=None, help="default: --head-dim")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
@@ -46,7 +49,9 @@ def main() -> int:
     cuda = torch.cuda.is_available()
     name = torch.cuda.get_device_name() if cuda else "cpu"
     clock = "wall" if cuda else "CPU"
+    value_dim = args.value_head_dim or args.head_dim
     print(f"device {name}, {args.threads} thread(s), torch {torch.__version__}; {clock} time per call")
+    print(f"{args.heads} heads of {args.head_dim} (values {value_dim}), {args.kv_heads} KV heads")
     print("| tokens | examples | kernel | ms per layer (fwd+bwd) | speed-up over dense |")
     print("|---|---|---|---|---|")
     rng = random.Random(0)
@@ -88,10 +93,10 @@ def _kernels(total: int, lengths: list[int], args: argparse.Namespace) -> dict[s
     dtype = torch.bfloat16 if cuda else torch.float32
     cu = cumulative_lengths(lengths).to(device)
 
-    def tensor(heads: int) -> torch.Tensor:
-        return torch.randn(1, heads, total, args.head_dim, device=device, dtype=dtype, requires_grad=True)
+    def tensor(heads: int, size: int = args.head_dim) -> torch.Tensor:
+        return torch.randn(1, heads, total, size, device=device, dtype=dtype, requires_grad=True)
 
-    q, k, v = tensor(args.heads), tensor(args.kv_heads), tensor(args.kv_heads)
+    q, k, v = tensor(args.heads), tensor(args.kv_heads), tensor(args.kv_heads, args.value_head_dim or args.head_dim)
     scale = args.head_dim**-0.5
     document = torch.repeat_interleave(torch.arange(len(lengths), device=device), cu.diff().long())
     index = torch.arange(total, device=device)

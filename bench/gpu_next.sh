@@ -14,6 +14,8 @@
 #   4. loss-head     bench/loss_head.py at Llama 3's head (16,384 positions, hidden 2048, vocab 128,256)
 #   5. lora-update   bench/lora_update.py --shape 1b (peft's LoRA forward against the fused one)
 #   6. host-syncs    bench/gpu_throughput.py --variants kubetune --count-syncs (the host's waits for the GPU per step)
+#   7. mla-attention bench/attention_kernels.py at DeepSeek's head sizes (query and key 192, values 128: varlen pads
+#                    the values; does the flash kernel take them, and how fast against flex and the dense mask)
 # The yardstick (../shared/gpu-bench/README.md) is a run of its own (about 400 s).
 # The project's pinned wheels, where the GPU machine's python lacks them: .whl/ as the yardstick's
 # README downloads them (KT_WHL_DIR), installed into KT_SITE (default /tmp/site) and put on the path
@@ -39,6 +41,7 @@ if [ "${KT_DRY:-0}" = "1" ]; then
   LEAN=(--tokens 128 --steps 1 --rounds 1 --variants full-own,full-lean)  # 2 variants x 2 allocators on a CPU
   SYNCS=(--tiny --steps 6 --batch-size 2)
   MEMORY=(--layers 1 --tokens 256 --loss-tokens 3000 --vocab 3000)
+  MLA=(--tokens 256 --heads 2 --kv-heads 2 --head-dim 24 --value-head-dim 16 --repeats 1)
 else
   THROUGHPUT=(--steps 14)  # 9 measured after the 5 warm-up steps: two compiled variants within 200 s
   LOSS_HEAD=(--tokens 16384 --hidden 2048 --vocab 128256 --chunk 2092 --rounds 3)
@@ -46,6 +49,7 @@ else
   LEAN=(--shape 1b --tokens 16384 --steps 4 --rounds 1)
   MEMORY=()
   SYNCS=(--steps 8)  # 3 steps watched after the 5 warm-up steps
+  MLA=(--tokens 8192 --heads 16 --kv-heads 16 --head-dim 192 --value-head-dim 128 --repeats 5)
 fi
 
 BUDGET=${KT_BUDGET:-400}  # seconds for the whole script: a step whose limit would pass it is skipped
@@ -70,3 +74,4 @@ step lean-layers 80 "$PYTHON" bench/lean_layers.py "${LEAN[@]}"
 step loss-head 45 "$PYTHON" bench/loss_head.py "${LOSS_HEAD[@]}"
 step lora-update 60 "$PYTHON" bench/lora_update.py "${LORA_UPDATE[@]}"
 step host-syncs 60 "$PYTHON" bench/gpu_throughput.py --variants kubetune --count-syncs "${SYNCS[@]}"
+step mla-attention 40 "$PYTHON" bench/attention_kernels.py "${MLA[@]}"
