@@ -75,3 +75,36 @@ def in_a_fresh_process(function: Callable[..., Any], /, **kwargs: Any) -> Any:
     assert done.returncode == 0, done.stderr[-3000:]
     assert line is not None, done.stdout[-3000:]
     return json.loads(line.removeprefix("RESULT "))
+
+
+def as_initialization_makes_it(model: Any, *, lean: bool = True, rank: int | None = None, dropout: float = 0.0) -> Any:
+    """`model` as Initialization makes it: lean norms and MLPs where they serve (`lean`), and with a LoRA `rank`
+    peft on all-linear with the update fused into the base output."""
+    from kubetune_trainer.contract import LoraConfig
+    from kubetune_trainer.training.lean_layers import make_layers_lean
+    from kubetune_trainer.training.lora import apply_lora
+    from kubetune_trainer.training.lora_fused import fuse_lora_updates
+
+    if lean:
+        make_layers_lean(model)
+    if rank is not None:
+        adapters = LoraConfig(r=rank, alpha=2 * rank, dropout=dropout, target_modules=["all-linear"], merge=False)
+        model = apply_lora(model, adapters)
+        fuse_lora_updates(model)
+    return model
+
+
+def held_per_token(model: Any, *, tokens: int, vocab_size: int = 300) -> float:
+    """The bytes one training-mode forward of `model` over a random row of `tokens` leaves allocated, per token, no
+    logits computed. A first forward and backward (its gradients dropped) allocates what stays: kernels' caches,
+    the rotary table."""
+    import torch
+
+    model.train()
+    ids = torch.randint(0, vocab_size, (1, tokens), generator=torch.Generator().manual_seed(1))
+    model(input_ids=ids, labels=ids).loss.backward()
+    model.zero_grad(set_to_none=True)
+    with held_after() as measured:
+        output = model(input_ids=ids, logits_to_keep=torch.zeros(0, dtype=torch.long))
+    del output
+    return measured.bytes / tokens

@@ -21,9 +21,8 @@ from kubetune_trainer.memory_model import (
 from kubetune_trainer.training.gpu_stats import GpuStats
 from kubetune_trainer.training.lean_layers import lean_in, make_layers_lean
 from kubetune_trainer.training.lora import apply_lora
-from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
-from .held_after_forward import held_after, in_a_fresh_process
+from .held_after_forward import as_initialization_makes_it, held_per_token, in_a_fresh_process
 
 pytestmark = pytest.mark.integration  # the bytes kept are measured in a process of their own
 
@@ -68,31 +67,18 @@ def test_dense_layers_are_counted_as_transformers_builds_them(case: str) -> None
 @functools.cache
 def _held() -> dict[str, float]:
     cases = {f"{case}/{kind}": [case, rank] for case in CASES for kind, rank in (("full", None), ("lora", 16))}
-    held: dict[str, float] = in_a_fresh_process(held_per_token, cases=cases)
+    held: dict[str, float] = in_a_fresh_process(held_per_token_of_cases, cases=cases)
     return held
 
 
-def held_per_token(cases: dict[str, list[Any]]) -> dict[str, float]:
+def held_per_token_of_cases(cases: dict[str, list[Any]]) -> dict[str, float]:
     """Run in the fresh process: the bytes one fp32 forward leaves allocated per token, for each (case, LoRA rank),
     the model made as Initialization makes it."""
     held = {}
     for case_id, (case, rank) in cases.items():
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(_config(case))  # type: ignore[no-untyped-call]
-        make_layers_lean(model)
-        if rank is not None:
-            model = apply_lora(
-                model, LoraConfig(r=rank, alpha=2 * rank, dropout=0.0, target_modules=["all-linear"], merge=False)
-            )
-            fuse_lora_updates(model)
-        model.train()
-        ids = torch.randint(0, 300, (1, TOKENS), generator=torch.Generator().manual_seed(1))
-        model(input_ids=ids, labels=ids).loss.backward()
-        model.zero_grad(set_to_none=True)
-        with held_after() as measured:
-            output = model(input_ids=ids, logits_to_keep=torch.zeros(0, dtype=torch.long))
-        del output
-        held[case_id] = measured.bytes / TOKENS
+        held[case_id] = held_per_token(as_initialization_makes_it(model, rank=rank), tokens=TOKENS)
     return held
 
 

@@ -26,9 +26,8 @@ from kubetune_trainer.memory_model import (
 from kubetune_trainer.training.compile import compile_layers
 from kubetune_trainer.training.lean_layers import lean_in, make_layers_lean
 from kubetune_trainer.training.lora import apply_lora
-from kubetune_trainer.training.lora_fused import fuse_lora_updates
 
-from .held_after_forward import held_after, in_a_fresh_process
+from .held_after_forward import as_initialization_makes_it, held_per_token, in_a_fresh_process
 
 Dims = tuple[int, ...]
 """hidden, intermediate, KV heads, head_dim (0: hidden / heads)[, experts, experts per token: a Mixtral]"""
@@ -182,13 +181,7 @@ def held_per_token_of_cases(cases: dict[str, list[Any]]) -> dict[str, float]:
     for case_id, (dims, layers, rank, dropout, dtype, lean, *compiled) in cases.items():
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(_config(tuple(dims), layers)).to(getattr(torch, dtype))  # type: ignore[no-untyped-call]
-        if lean:
-            make_layers_lean(model)
-        if rank is not None:
-            # As Initialization adds it: peft on all-linear, the update fused into the base output.
-            adapters = LoraConfig(r=rank, alpha=2 * rank, dropout=dropout, target_modules=["all-linear"], merge=False)
-            model = apply_lora(model, adapters)
-            fuse_lora_updates(model)
+        model = as_initialization_makes_it(model, lean=lean, rank=rank, dropout=dropout)
         if compiled and compiled[0]:
             # A fresh dynamo per model: models of other shapes would fill the compiled code's cache, and past
             # its limit dynamo runs the layers eagerly (one trainer process trains one model).
@@ -197,17 +190,7 @@ def held_per_token_of_cases(cases: dict[str, list[Any]]) -> dict[str, float]:
                 model, requested=True, device=torch.device("cpu"), vocab_size=300, backend="aot_eager_decomp_partition"
             )
             assert outcome.compiled, outcome.reason
-        model.train()
-        tokens = 1024
-        ids = torch.randint(0, 300, (1, tokens), generator=torch.Generator().manual_seed(1))
-        no_logits = torch.zeros(0, dtype=torch.long)
-        # A first pass allocates what stays (kernels' caches, the rotary table); its gradients are dropped.
-        model(input_ids=ids, labels=ids).loss.backward()
-        model.zero_grad(set_to_none=True)
-        with held_after() as measured:
-            output = model(input_ids=ids, logits_to_keep=no_logits)
-        del output
-        held[case_id] = measured.bytes / tokens
+        held[case_id] = held_per_token(model, tokens=1024)
     return held
 
 
@@ -375,20 +358,7 @@ def held_per_token_of_families(cases: dict[str, list[Any]]) -> dict[str, float]:
     for case_id, (model_type, layers, rank, dtype, tokens) in cases.items():
         torch.manual_seed(0)
         model = AutoModelForCausalLM.from_config(_family_config(model_type, layers)).to(getattr(torch, dtype))  # type: ignore[no-untyped-call]
-        make_layers_lean(model)
-        if rank is not None:
-            model = apply_lora(
-                model, LoraConfig(r=rank, alpha=2 * rank, dropout=0.0, target_modules=["all-linear"], merge=False)
-            )
-            fuse_lora_updates(model)
-        model.train()
-        ids = torch.randint(0, 300, (1, tokens), generator=torch.Generator().manual_seed(1))
-        model(input_ids=ids, labels=ids).loss.backward()
-        model.zero_grad(set_to_none=True)
-        with held_after() as measured:
-            output = model(input_ids=ids, logits_to_keep=torch.zeros(0, dtype=torch.long))
-        del output
-        held[case_id] = measured.bytes / tokens
+        held[case_id] = held_per_token(as_initialization_makes_it(model, rank=rank), tokens=tokens)
     return held
 
 

@@ -119,7 +119,8 @@ def test_an_architecture_the_memory_plan_was_never_checked_against_is_a_warning(
     assert [w.reason for w in check.warnings] == ["MemoryPlanUnmeasured"]
     assert "model_type deepseek_v3" in check.warnings[0].message
     assert "hyperparameters.autoBatchOnOOM" in check.warnings[0].message
-    assert check.facts is not None and check.facts.shape is not None
+    assert check.facts is not None
+    assert check.facts.shape is not None
     assert (check.facts.shape.num_experts, check.facts.shape.dense_layers) == (64, 1)
     llama = evaluate(_config("llama-2-7b-chat"), WEIGHTS, repo="meta-llama/Llama-2-7b-chat-hf", revision_sha=None,
                      template=None)  # fmt: skip
