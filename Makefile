@@ -12,7 +12,7 @@ test: lint typecheck imports pytest
 
 # The inner loop: unit and integration tests, not the slow ones (e2e, torchrun, full local runs); tests/tiers.py.
 test-fast: install system-tools
-	$(BIN)/python -m pytest -m "(unit or integration) and not slow" --durations=10
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) -m "(unit or integration) and not slow" --durations=10
 
 # The tests drive real tools: promtool and prometheus (alert rules, a real scrape of the operator) and
 # kubectl (against the API emulator). Debian's prometheus and kubernetes-client packages, installed
@@ -60,8 +60,12 @@ imports: install
 	$(BIN)/lint-imports
 
 # --durations: the 25 slowest tests, to keep an eye on the suite's time (docs/testing.md).
+# PYTEST_WORKERS processes (pytest-xdist), each test module whole on one of them (--dist loadfile): its
+# module-scoped fixtures (tiny models, a module's measurements) are built once. 2 by default, as CI's 2 cores.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 pytest: install system-tools
-	$(BIN)/python -m pytest --durations=25
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) --durations=25
 
 # The quick start on this machine: a tiny stand-in model, `kubetune sandbox`, examples/quickstart.yaml applied.
 DEMO_WORKDIR ?= .kubetune-demo
