@@ -51,3 +51,18 @@ def test_auto_on_a_cpu_is_no_warning(tiny_llama: TinyModel, tmp_path: Path) -> N
     announce_kernels(ctx, setup)
     assert ctx.journal.warnings == []
     assert reporter.notes == ["attention: sdpa (per example), template asked auto", "torch.compile: off"]
+
+
+def test_lora_layers_all_linear_left_out_are_a_warning_naming_them(tiny_llama: TinyModel, tmp_path: Path) -> None:
+    config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "t.jsonl")
+    ctx, _, _ = training_context(config, model=tiny_llama, tokenizer=None, train=[])
+    cpu = torch.device("cpu")
+    left_out = tuple(f"base_model.model.model.layers.0.mlp.{name}" for name in ("gate_proj", "up_proj", "down_proj"))
+    setup = TrainingSetup(
+        device=cpu, precision=plan_precision(config.runtime.precision, device=cpu), lora=True, lora_left_out=left_out
+    )
+    announce_kernels(ctx, setup)
+    (warning,) = ctx.journal.warnings
+    assert warning.reason == "LoraLayersLeftOut"
+    assert "all-linear left 3 linear layer(s)" in warning.message
+    assert "model.layers.0.mlp.down_proj" in warning.message

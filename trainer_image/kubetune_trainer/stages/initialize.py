@@ -12,6 +12,7 @@ from ..faults import install_faults
 from ..handoffs import DownloadResult, InitializedRun
 from ..training.distributed import init_process_group, max_over_ranks, pick_device, unwrap
 from ..training.fsdp_oom import install_fsdp_oom_agreement
+from ..training.lora import left_out_message
 from ..training.oom import MicroBatchReduction, OomPolicy, attach_oom_policy
 from ..training.seeding import seed_everything
 from ..training.setup import TrainingSetup, prepare_model
@@ -56,7 +57,8 @@ def run(ctx: RunContext, downloaded: DownloadResult) -> InitializedRun:
 
 
 def announce_kernels(ctx: RunContext, setup: TrainingSetup) -> TrainingPerformance:
-    """Log which attention kernel and compilation the run got; warn where the template's choice fell back."""
+    """Log which attention kernel and compilation the run got; warn where the template's choice fell back, and
+    where LoRA's all-linear left linear layers without an adapter."""
     attention, compiled = setup.attention, setup.compiled
     for line in (attention.message(), compiled.message()):
         log.info("%s", line)
@@ -69,6 +71,10 @@ def announce_kernels(ctx: RunContext, setup: TrainingSetup) -> TrainingPerforman
     if compiled.requested and not compiled.compiled:
         log.warning("%s", compiled.message())
         ctx.warn("CompileFallback", compiled.message())
+    if setup.lora_left_out:
+        left_out = left_out_message(setup.lora_left_out)
+        log.warning("%s", left_out)
+        ctx.warn("LoraLayersLeftOut", left_out)
     kernels = TrainingPerformance(
         attention=attention.kernel,
         compiled=compiled.compiled,

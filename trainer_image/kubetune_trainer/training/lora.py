@@ -90,6 +90,42 @@ def _is_linear(module: nn.Module) -> bool:
     return isinstance(module, nn.Linear)
 
 
+def unadapted_linears(model: nn.Module) -> list[str]:
+    """The linear layers of a peft-wrapped `model`'s language model that have no adapter: the head and the image
+    side (which all-linear leaves out on purpose) not counted.
+
+    All-linear should leave none. peft 0.21 does on a mixture of experts whose stacked experts it adapts under
+    their transformers 4 names (Qwen3-MoE, DeepSeek V3): it takes `gate_proj`, `up_proj` and `down_proj` for the
+    experts, so a dense layer's MLP and a shared expert of those names stay frozen.
+    """
+    # peft is imported only by LoRA runs (seconds to import).
+    from peft.tuners.tuners_utils import BaseTunerLayer  # noqa: PLC0415
+
+    inside_adapters = {
+        id(sub) for module in model.modules() if isinstance(module, BaseTunerLayer) for sub in module.modules()
+    }
+    output_embeddings = getattr(model, "get_output_embeddings", None)
+    head = output_embeddings() if callable(output_embeddings) else None
+    return [
+        name
+        for name, module in model.named_modules()
+        if _is_linear(module)
+        and id(module) not in inside_adapters
+        and module is not head
+        and not any(part in VISION_MODULES for part in name.split("."))
+    ]
+
+
+def left_out_message(names: list[str] | tuple[str, ...]) -> str:
+    """What a job is told when all-linear left linear layers frozen (`unadapted_linears`)."""
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return (
+        f"lora.targetModules all-linear left {len(names)} linear layer(s) of the model without an adapter: {shown}. "
+        "They train frozen (the known cause: peft adapts a mixture of experts' stacked experts under the names "
+        "gate_proj, up_proj and down_proj, and so skips the dense MLPs and shared experts that bear them)"
+    )
+
+
 def point_adapter_at(folder: Path, *, repo: str, revision: str | None) -> None:
     """Name the base in `folder`'s adapter_config.json by repo and commit.
 

@@ -17,7 +17,7 @@ from .attention import AttentionChoice, AttentionShape, choose_attention, use_at
 from .compile import CompileOutcome, compile_layers, probe_pass
 from .distributed import pick_device, wrap_model
 from .lean_layers import make_layers_lean
-from .lora import apply_lora, keep_adapter_inputs_as_they_come
+from .lora import apply_lora, keep_adapter_inputs_as_they_come, unadapted_linears
 from .lora_fused import fuse_lora_updates
 from .precision import PrecisionPlan, plan_precision
 from .weights import check_weight_shapes, weights_do_not_match
@@ -36,6 +36,8 @@ class TrainingSetup:
         default_factory=lambda: AttentionChoice(requested=AttentionKernel.AUTO, kernel=AttentionKernel.SDPA)
     )
     compiled: CompileOutcome = field(default_factory=lambda: CompileOutcome(requested=False, compiled=False))
+    lora_left_out: tuple[str, ...] = ()
+    """Linear layers LoRA's all-linear left without an adapter (`training.lora.unadapted_linears`)."""
 
 
 def load_model(snapshot: Path, *, dtype: torch.dtype) -> Any:
@@ -87,8 +89,11 @@ def prepare_model(
     log.info("%s", make_layers_lean(model).message())
     if runtime.gradient_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    left_out: tuple[str, ...] = ()
     if lora is not None:
         model = apply_lora(model, lora)
+        if lora.target_modules == ["all-linear"]:
+            left_out = tuple(unadapted_linears(model))
         fused = fuse_lora_updates(model)
         log.info("LoRA: %d adapted layers add their update into the base output in place (one addmm each)", fused)
         if precision.autocast_dtype is not None:
@@ -111,5 +116,6 @@ def prepare_model(
     )
     wrapped = wrap_model(model, info=dist_info, strategy=runtime.strategy, device=device)
     return wrapped, TrainingSetup(
-        device=device, precision=precision, lora=lora is not None, attention=attention, compiled=compiled
-    )
+        device=device, precision=precision, lora=lora is not None, attention=attention, compiled=compiled,
+        lora_left_out=left_out,
+    )  # fmt: skip
