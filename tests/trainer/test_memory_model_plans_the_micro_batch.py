@@ -237,6 +237,22 @@ def test_master_weights_policy_sets_the_optimizer_bytes() -> None:
         ("phi3", {"pad_token_id": 0}),
         ("gemma2", {"head_dim": 8}),
         ("gemma3_text", {"head_dim": 8}),
+        ("qwen2_moe", {"num_experts": 4, "num_experts_per_tok": 2, "shared_expert_intermediate_size": 32}),
+        ("qwen3_moe", {"num_experts": 4, "num_experts_per_tok": 2, "mlp_only_layers": [0]}),
+        (
+            "deepseek_v3",
+            {
+                "n_routed_experts": 4,
+                "num_experts_per_tok": 2,
+                "kv_lora_rank": 16,
+                "q_lora_rank": None,
+                "qk_nope_head_dim": 16,
+                "qk_rope_head_dim": 8,
+                "v_head_dim": 16,
+                "n_group": 1,
+                "topk_group": 1,
+            },
+        ),
         ("starcoder2", {}),
     ],
 )

@@ -88,11 +88,15 @@ LEAN_LAYERS_OF_MODEL_TYPE: Mapping[str, tuple[bool, bool]] = MappingProxyType({
     "qwen3": (True, True),
     "mixtral": (True, False),
     "phi3": (True, False),
+    "qwen2_moe": (True, True),
+    "qwen3_moe": (True, True),
+    "deepseek_v3": (True, True),
 })  # fmt: skip
 """(lean norms, lean MLPs): what `training.lean_layers` makes of each config.json `model_type`, for a planner
 that has no model to probe (the operator's GPU plan). Mixtral's experts and Phi-3's fused gate_up_proj keep
-their own MLP forwards; Gemma's norms (`1 + weight`) and GELU MLPs keep theirs, as does any model type not
-listed. tests/trainer/test_memory_model_plans_the_micro_batch.py checks the table against the probe."""
+their own MLP forwards (a lean MLP in a mixture of experts is its shared expert's or a dense layer's); Gemma's
+norms (`1 + weight`) and GELU MLPs keep theirs, as does any model type not listed.
+tests/trainer/test_memory_model_plans_the_micro_batch.py checks the table against the probe."""
 
 
 SANDWICH_NORM_MODEL_TYPES = frozenset({"gemma2", "gemma3", "gemma3_text"})
