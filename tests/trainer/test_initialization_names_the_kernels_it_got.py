@@ -57,7 +57,7 @@ def test_lora_layers_all_linear_left_out_are_a_warning_naming_them(tiny_llama: T
     config = trainer_config(tiny_llama, work_dir=tmp_path, training_file=tmp_path / "t.jsonl")
     ctx, _, _ = training_context(config, model=tiny_llama, tokenizer=None, train=[])
     cpu = torch.device("cpu")
-    left_out = tuple(f"base_model.model.model.layers.0.mlp.{name}" for name in ("gate_proj", "up_proj", "down_proj"))
+    left_out = tuple(f"model.layers.0.mlp.{name}" for name in ("gate_proj", "up_proj", "down_proj"))
     setup = TrainingSetup(
         device=cpu, precision=plan_precision(config.runtime.precision, device=cpu), lora=True, lora_left_out=left_out
     )

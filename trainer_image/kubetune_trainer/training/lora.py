@@ -107,7 +107,7 @@ def unadapted_linears(model: nn.Module) -> list[str]:
     output_embeddings = getattr(model, "get_output_embeddings", None)
     head = output_embeddings() if callable(output_embeddings) else None
     return [
-        name
+        name.removeprefix("base_model.model.")  # as the model names it, not peft's wrapper
         for name, module in model.named_modules()
         if _is_linear(module)
         and id(module) not in inside_adapters
