@@ -26,6 +26,7 @@ from peft import LoraConfig
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModelForCausalLM,
+    DeepseekV3Config,
     Gemma2Config,
     Gemma3TextConfig,
     GenerationConfig,
@@ -42,13 +43,15 @@ from transformers import (
 from .hf_cache import check_repo_id, publish_folder
 from .peft_models import wrap_with_adapter
 
-Arch = Literal["llama", "qwen2", "mistral", "mixtral", "gemma2", "gemma3_text", "phi3", "qwen3"]
+Arch = Literal["llama", "qwen2", "mistral", "mixtral", "gemma2", "gemma3_text", "phi3", "qwen3", "deepseek_v3"]
 ARCHES: tuple[Arch, ...] = ("llama", "qwen2", "mistral")
 """The dense architectures every tiny-model test runs on."""
-EXTRA_ARCHES: tuple[Arch, ...] = ("mixtral", "gemma2", "gemma3_text", "phi3", "qwen3")
+EXTRA_ARCHES: tuple[Arch, ...] = ("mixtral", "gemma2", "gemma3_text", "phi3", "qwen3", "deepseek_v3")
 """Built on request, the catalog's other families: Mixtral, a mixture of experts (4 experts, 2 a token); Gemma 2
 (soft-capped attention logits, sliding-window layers); Gemma 3's text model (query and key norms, sliding
-layers); Phi-3 (fused qkv and gate_up projections); Qwen3 (query and key norms)."""
+layers); Phi-3 (fused qkv and gate_up projections); Qwen3 (query and key norms). And one no template names:
+DeepSeek V3 (compressed attention with query and key heads wider than the values, a dense first layer, then
+4 routed experts, 2 a token, and a shared one)."""
 
 SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>")
 CHAT_TEMPLATE = (
@@ -233,6 +236,15 @@ def _config(arch: Arch, *, shape: TinyShape, vocab_size: int, ids: dict[str, int
         return Phi3Config(**common)
     if arch == "qwen3":
         return Qwen3Config(**common, head_dim=head_dim)
+    if arch == "deepseek_v3":
+        # As in DeepSeek's own configs, every head has its keys and values (expanded from the compressed latent).
+        common["num_key_value_heads"] = shape.num_attention_heads
+        return DeepseekV3Config(
+            **common, moe_intermediate_size=shape.intermediate_size // 2, n_routed_experts=4, num_experts_per_tok=2,
+            n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1, q_lora_rank=None,
+            kv_lora_rank=shape.hidden_size // 2, qk_nope_head_dim=head_dim, qk_rope_head_dim=head_dim // 2,
+            v_head_dim=head_dim,
+        )  # fmt: skip
     return MistralConfig(**common, sliding_window=None)
 
 
