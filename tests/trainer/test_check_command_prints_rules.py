@@ -144,3 +144,16 @@ def test_a_mixture_of_experts_shows_its_experts_and_active_parameters_and_gets_t
     )
     assert shape.endswith(f"4 experts, 2 a token ({human_count(parameters - 2 * 2 * 3 * 64 * 128)} active)")
     assert "recommended template: mixtral-8x7b-instruct-v0.1" in out
+
+
+def test_a_deepseek_v3_shows_its_dense_layer_and_the_unchecked_memory_plan(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    home = tmp_path / "hf"
+    write_tiny_model(arch="deepseek_v3", repo_id="tiny-org/tiny-deepseek-v3", hf_home=home)
+    code, out = _check(capsys, "tiny-org/tiny-deepseek-v3", "--hf-home", str(home))
+    assert code == 0, out
+    shape = next(line for line in out.splitlines() if line.startswith("shape: "))
+    assert "4 experts, 2 a token" in shape
+    assert shape.endswith("; 1 of the layers dense (MLP 128)")
+    assert "MemoryPlanUnmeasured" in out

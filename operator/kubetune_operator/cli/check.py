@@ -125,7 +125,7 @@ def _print_inspection(inspection: ModelInspection) -> None:
 
 def _shape_line(shape: ModelShapeFacts, parameters: int) -> str:
     """What the GPU plan sizes with, as a line: layers, widths, heads, vocabulary and, for a mixture of experts, the
-    experts and the parameters a token computes with."""
+    experts, the parameters a token computes with and the layers whose MLP is dense."""
     line = (
         f"{shape.num_layers} layers of {shape.hidden_size} (MLP {shape.intermediate_size}), {shape.num_heads} heads "
         f"of {shape.head_dim} ({shape.num_kv_heads} key/value), vocabulary {shape.vocab_size:,}"
@@ -133,6 +133,8 @@ def _shape_line(shape: ModelShapeFacts, parameters: int) -> str:
     if shape.num_experts:
         active = ModelShape.from_facts(shape, parameters=parameters).active_parameters
         line += f", {shape.num_experts} experts, {shape.active_experts} a token ({human_count(active)} active)"
+        if shape.dense_layers:
+            line += f"; {shape.dense_layers} of the layers dense (MLP {shape.dense_intermediate_size})"
     return line
 
 
