@@ -129,3 +129,14 @@ def test_deepseek_s_dense_first_layers_and_shared_experts_are_read_and_mfu_count
     assert shape.lora_adapts_experts
     assert any(".layers.1.mlp.experts." in name for name in trainable)
     assert not any(".layers.0.mlp." in name for name in trainable)
+
+
+def test_deepseek_s_query_and_key_heads_are_planned_at_their_full_width() -> None:
+    """config.json's `head_dim` is DeepSeek's rotary part alone (64 of Moonlight's 192); the plan takes the
+    query and key heads whole (and the values, 128, at that width too: more than they are, never less)."""
+    config = {
+        "model_type": "deepseek_v3", "hidden_size": 2048, "intermediate_size": 11264, "num_hidden_layers": 27,
+        "num_attention_heads": 16, "num_key_value_heads": 16, "head_dim": 64, "qk_nope_head_dim": 128,
+        "qk_rope_head_dim": 64, "v_head_dim": 128, "vocab_size": 163840,
+    }  # fmt: skip
+    assert ModelShape.from_config(config).head_dim == 192

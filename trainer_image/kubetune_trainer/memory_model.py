@@ -231,6 +231,10 @@ class ModelShape:
         heads = int(text.get("num_attention_heads") or 1)
         kv_heads = int(text.get("num_key_value_heads") or heads)
         head_dim = int(text.get("head_dim") or hidden // heads)
+        if text.get("qk_nope_head_dim") and text.get("qk_rope_head_dim"):
+            # DeepSeek's compressed attention: config.json's `head_dim` is the rotary part of its query and key
+            # heads alone (planned at the full width, values included: more than they are, never less).
+            head_dim = int(text["qk_nope_head_dim"]) + int(text["qk_rope_head_dim"])
         layers = int(text["num_hidden_layers"])
         intermediate = int(text.get("intermediate_size") or 4 * hidden)
         vocab = int(text["vocab_size"])
