@@ -50,10 +50,13 @@ def test_a_local_run_uploads_to_s3_complete_and_uploads_again_idempotently(
     s3_endpoint: str, tiny_qwen2: TinyModel, tiny_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
     client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="testing", aws_secret_access_key="testing")
-    client.create_bucket(Bucket="models")
+    # A bucket of its own: moto keeps one store per process, and under pytest-xdist another module's run may have
+    # written into a bucket named `models` on this worker first (test_trainer_never_leaks_secrets.py does).
+    bucket = "upload-idempotence"
+    client.create_bucket(Bucket=bucket)
     environ = {**offline_env, **CREDENTIALS, "AWS_ENDPOINT_URL": s3_endpoint}
     data = write_chat_data(tmp_path / "data")
-    uri = "s3://models/team/qwen-chat"
+    uri = f"s3://{bucket}/team/qwen-chat"
     spec = chat_spec(tiny_qwen2.repo_id, data, output={"uri": uri})
     manifest = write_manifest(tmp_path / "job.yaml", name="tiny-s3", spec=spec)
 
@@ -64,7 +67,7 @@ def test_a_local_run_uploads_to_s3_complete_and_uploads_again_idempotently(
     assert first.result.outcome is Outcome.SUCCEEDED
     assert first.result.output is not None
     assert first.result.output.uri == uri
-    after_first = _objects(client, "models")
+    after_first = _objects(client, bucket)
     _assert_complete(after_first, "team/qwen-chat")
     assert {"config.json", "model.safetensors", "README.md", "tokenizer.json"} <= {
         key.rsplit("/", 1)[-1] for key in after_first
@@ -75,7 +78,7 @@ def test_a_local_run_uploads_to_s3_complete_and_uploads_again_idempotently(
     saved = tmp_path / "first" / "output" / "tiny-qwen2-chat"
     again = upload(saved, S3Destination(uri), uri=uri, name="tiny-qwen2-chat", s3=S3Settings.from_env(environ))
     assert again == first.result.output
-    assert _objects(client, "models") == after_first
+    assert _objects(client, bucket) == after_first
 
 
 def test_without_upload_an_s3_output_is_written_under_the_workdir_and_says_so(
