@@ -135,6 +135,16 @@ def unmeasured_plan_warning(model_type: str) -> WarningNote | None:
     )
 
 
+def query_head_dim(text: Mapping[str, Any]) -> int:
+    """The width of one query (and key) head, from a (text) config.json: `head_dim`, or hidden size over heads; for
+    DeepSeek's compressed attention, whose `head_dim` is the rotary part alone, `qk_nope_head_dim +
+    qk_rope_head_dim`."""
+    if text.get("qk_nope_head_dim") and text.get("qk_rope_head_dim"):
+        return int(text["qk_nope_head_dim"]) + int(text["qk_rope_head_dim"])
+    heads = int(text.get("num_attention_heads") or 1)
+    return int(text.get("head_dim") or int(text["hidden_size"]) // heads)
+
+
 def lean_layers_of(model_types: Iterable[str]) -> tuple[bool, bool]:
     """(lean norms, lean MLPs) for a model of any of `model_types`: lean only where every one of them is."""
     found = [LEAN_LAYERS_OF_MODEL_TYPE.get(model_type, (False, False)) for model_type in model_types]
@@ -200,6 +210,12 @@ class ModelShape:
         """The layers whose MLP is a mixture of experts (all of them unless some are dense); 0 in a dense model."""
         return self.num_layers - self.dense_layers if self.moe else 0
 
+    @property
+    def dense_mlp_adapted(self) -> bool:
+        """Whether LoRA's all-linear adapts a dense layer's MLP: not where peft adapts the stacked experts, whose
+        transformers 4 names (gate_proj, up_proj, down_proj) it then gives the experts alone."""
+        return not self.lora_adapts_experts
+
     def dense_layer(self) -> ModelShape:
         """The shape of one of a mixture of experts' dense layers (a dense model is its own)."""
         if not self.moe:
@@ -230,11 +246,9 @@ class ModelShape:
         hidden = int(text["hidden_size"])
         heads = int(text.get("num_attention_heads") or 1)
         kv_heads = int(text.get("num_key_value_heads") or heads)
-        head_dim = int(text.get("head_dim") or hidden // heads)
-        if text.get("qk_nope_head_dim") and text.get("qk_rope_head_dim"):
-            # DeepSeek's compressed attention: config.json's `head_dim` is the rotary part of its query and key
-            # heads alone (planned at the full width, values included: more than they are, never less).
-            head_dim = int(text["qk_nope_head_dim"]) + int(text["qk_rope_head_dim"])
+        # DeepSeek's values are narrower than its query and key heads: planned at their width too (more than
+        # they are, never less).
+        head_dim = query_head_dim(text)
         layers = int(text["num_hidden_layers"])
         intermediate = int(text.get("intermediate_size") or 4 * hidden)
         vocab = int(text["vocab_size"])
@@ -310,8 +324,7 @@ class ModelShape:
             mlp += rank * (d + self.num_experts) + 2 * wide * (d + 2 * i) + wide * (i + d)
         if self.shared_expert_intermediate_size:
             mlp += rank * (3 * (d + self.shared_expert_intermediate_size) + d + 1)
-        # peft's all-linear leaves a dense layer's MLP alone where it adapts the stacked experts (`_layer_kinds`).
-        dense_mlp = 0 if self.lora_adapts_experts else rank * (3 * (d + self.dense_layer().intermediate_size))
+        dense_mlp = rank * (3 * (d + self.dense_layer().intermediate_size)) if self.dense_mlp_adapted else 0
         return self.num_layers * attention + self.sparse_layers * mlp + self.dense_layers * dense_mlp
 
 
@@ -434,11 +447,10 @@ def activation_bytes_per_token(shape: ModelShape, setup: TrainingSetup) -> int:
 
 def _layer_kinds(shape: ModelShape) -> list[tuple[int, ModelShape, bool]]:
     """(how many, the shape of one, whether LoRA's all-linear adapts its MLP's linears) for each kind of decoder
-    layer: a mixture of experts' sparse ones, and its dense ones, whose MLP peft's all-linear leaves alone where it
-    adapts the stacked experts (it then targets the attention's linears and the experts' parameters by name)."""
+    layer: a mixture of experts' sparse ones, and its dense ones (`ModelShape.dense_mlp_adapted`)."""
     return [
         (shape.num_layers - shape.dense_layers, shape, True),
-        (shape.dense_layers, shape.dense_layer(), not shape.lora_adapts_experts),
+        (shape.dense_layers, shape.dense_layer(), shape.dense_mlp_adapted),
     ]
 
 

@@ -39,6 +39,7 @@ from torch import nn
 from torch.nn import functional
 
 from ..contract import AttentionKernel
+from ..memory_model import query_head_dim
 
 log = logging.getLogger(__name__)
 
@@ -447,11 +448,7 @@ class AttentionShape:
         config: Any = model.config
         text = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = int(text.num_attention_heads)
-        head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
-        # DeepSeek's config.json `head_dim` is the rotary part alone; its queries and keys are wider.
-        split = [getattr(text, name, None) for name in ("qk_nope_head_dim", "qk_rope_head_dim")]
-        if all(isinstance(part, int) and part > 0 for part in split):
-            head_dim = sum(split)
+        head_dim = query_head_dim(text.to_dict())  # DeepSeek's wider than its config.json `head_dim`
         value_head_dim = getattr(text, "v_head_dim", None)
         return cls(
             heads=heads,
