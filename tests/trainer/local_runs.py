@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from transformers import AutoModelForCausalLM
 
 from kubetune_operator.cli import build_parser
 from kubetune_operator.cli.run import run_local
@@ -153,6 +155,27 @@ def kubetune_run(
         check=False,
     )
     return LocalRun(returncode=done.returncode, output=done.stdout, workdir=workdir)
+
+
+def train_tiny_chat(
+    repo: str, tmp_path: Path, *, hf_home: Path, environ: dict[str, str], lora: bool, name: str
+) -> LocalRun:
+    """`kubetune run --local` of one epoch of 16 conversations in steps of 8 on `repo`, full fine-tuning or LoRA
+    r 8 (merged): a model family's run from manifest to saved model. The saved model is under tmp_path/work/output."""
+    data = write_chat_data(tmp_path / "data", train=16, validation=4)
+    spec = chat_spec(repo, data, lora={"enabled": True, "r": 8} if lora else {"enabled": False})
+    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8}
+    manifest = write_manifest(tmp_path / "job.yaml", name=name, spec=spec)
+    return kubetune_run(manifest, workdir=tmp_path / "work", hf_home=hf_home, environ=environ)
+
+
+def assert_saved_model_loads(run: LocalRun, model_type: str) -> None:
+    """The run's one saved model loads with transformers as `model_type` and gives finite logits."""
+    saved = next((run.workdir / "output").iterdir())
+    model = AutoModelForCausalLM.from_pretrained(saved)
+    assert model.config.model_type == model_type
+    with torch.no_grad():
+        assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
 
 
 def fsdp_oom_run(

@@ -139,9 +139,7 @@ def test_varlen_call_gets_cumulative_lengths_heads_and_causal_window(monkeypatch
     def fake_varlen(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: int, max_k: int, **options: Any) -> Any:  # noqa: PLR0917 (varlen_attn's own signature)
         seen.update(cu=cu_q.tolist(), max=(max_q, max_k), shapes=(q.shape, k.shape), options=options)
         assert options["window_size"] == (-1, 0)
-        lengths = cu_q.diff().tolist()
-        qh, kh, vh = (t.transpose(0, 1)[None] for t in (q, k, v))
-        return per_example_attention(qh, kh, vh, lengths, scale=options["scale"])[0]
+        return _flash_like(q, k, v, cu_q, cu_k, max_q, max_k, **options)
 
     monkeypatch.setattr(
         attention,

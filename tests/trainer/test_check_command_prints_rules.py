@@ -10,7 +10,7 @@ import pytest
 
 from kubetune_operator.cli import main
 from kubetune_trainer.compat import human_count
-from kubetune_trainer.tiny_model import write_tiny_model
+from kubetune_trainer.tiny_model import Arch, write_tiny_model
 
 from .conftest import RefusedRepos
 from .refused_models import REFUSED, RefusedCase
@@ -28,6 +28,15 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def _check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     code = main(["check", *args])
     return code, capsys.readouterr().out
+
+
+def _check_tiny(capsys: pytest.CaptureFixture[str], tmp_path: Path, arch: Arch) -> tuple[str, str]:
+    """`kubetune check` on a tiny model of `arch` in a cache of its own: everything printed, and the shape line."""
+    home, repo = tmp_path / "hf", f"tiny-org/tiny-{arch.replace('_', '-')}"
+    write_tiny_model(arch=arch, repo_id=repo, hf_home=home)
+    code, out = _check(capsys, repo, "--hf-home", str(home))
+    assert code == 0, out
+    return out, next(line for line in out.splitlines() if line.startswith("shape: "))
 
 
 @pytest.mark.parametrize(
@@ -133,11 +142,7 @@ def test_the_cli_starts_without_the_ml_stack() -> None:
 def test_a_mixture_of_experts_shows_its_experts_and_active_parameters_and_gets_the_mixtral_template(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    home = tmp_path / "hf"
-    write_tiny_model(arch="mixtral", repo_id="tiny-org/tiny-mixtral", hf_home=home)
-    code, out = _check(capsys, "tiny-org/tiny-mixtral", "--hf-home", str(home))
-    assert code == 0, out
-    shape = next(line for line in out.splitlines() if line.startswith("shape: "))
+    out, shape = _check_tiny(capsys, tmp_path, "mixtral")
     # 4 experts of 3 x 64 x 128 a layer, 2 of them idle a token, over 2 layers: 98,304 of the parameters idle.
     parameters = int(
         next(line for line in out.splitlines() if line.startswith("parameters: ")).split("(")[1][:-1].replace(",", "")
@@ -149,11 +154,7 @@ def test_a_mixture_of_experts_shows_its_experts_and_active_parameters_and_gets_t
 def test_a_deepseek_v3_shows_its_dense_layer_and_the_unchecked_memory_plan(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    home = tmp_path / "hf"
-    write_tiny_model(arch="deepseek_v3", repo_id="tiny-org/tiny-deepseek-v3", hf_home=home)
-    code, out = _check(capsys, "tiny-org/tiny-deepseek-v3", "--hf-home", str(home))
-    assert code == 0, out
-    shape = next(line for line in out.splitlines() if line.startswith("shape: "))
+    out, shape = _check_tiny(capsys, tmp_path, "deepseek_v3")
     assert "4 experts, 2 a token" in shape
     assert shape.endswith("; 1 of the layers dense (MLP 128)")
     assert "MemoryPlanUnmeasured" in out

@@ -9,13 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM
 
 from kubetune_trainer.contract import Outcome
 from kubetune_trainer.tiny_model import write_tiny_model
 
-from .local_runs import chat_spec, kubetune_run, write_chat_data, write_manifest
+from .local_runs import assert_saved_model_loads, train_tiny_chat
 
 REPO = "tiny-org/tiny-deepseek-v3"
 
@@ -31,11 +29,9 @@ def deepseek_hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_tiny_deepseek_v3_trains_saves_and_is_warned_about_what_is_unchecked(
     lora: bool, deepseek_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
-    data = write_chat_data(tmp_path / "data", train=16, validation=4)
-    spec = chat_spec(REPO, data, lora={"enabled": True, "r": 8} if lora else {"enabled": False})
-    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8}
-    manifest = write_manifest(tmp_path / "job.yaml", name="tiny-deepseek", spec=spec)
-    run = kubetune_run(manifest, workdir=tmp_path / "work", hf_home=deepseek_hf_home, environ=offline_env)
+    run = train_tiny_chat(
+        REPO, tmp_path, hf_home=deepseek_hf_home, environ=offline_env, lora=lora, name="tiny-deepseek"
+    )
     assert run.returncode == 0, run.output
     result = run.result
     assert result.outcome is Outcome.SUCCEEDED
@@ -49,8 +45,4 @@ def test_a_tiny_deepseek_v3_trains_saves_and_is_warned_about_what_is_unchecked(
         assert "model.layers.1.mlp.shared_experts.down_proj" in warnings["LoraLayersLeftOut"]
     else:
         assert "LoraLayersLeftOut" not in warnings
-    saved = next((tmp_path / "work" / "output").iterdir())
-    model = AutoModelForCausalLM.from_pretrained(saved)
-    assert model.config.model_type == "deepseek_v3"
-    with torch.no_grad():
-        assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
+    assert_saved_model_loads(run, "deepseek_v3")

@@ -7,13 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM
 
 from kubetune_trainer.contract import Outcome
 from kubetune_trainer.tiny_model import write_tiny_model
 
-from .local_runs import chat_spec, kubetune_run, write_chat_data, write_manifest
+from .local_runs import assert_saved_model_loads, train_tiny_chat
 
 FAMILIES = ("gemma3_text", "phi3", "qwen3")
 
@@ -32,17 +30,11 @@ def test_a_tiny_model_of_the_family_trains_and_saves_a_model_that_loads(
     arch: str, lora: bool, families_hf_home: Path, offline_env: dict[str, str], tmp_path: Path
 ) -> None:
     repo = f"tiny-org/tiny-{arch.replace('_', '-')}"
-    data = write_chat_data(tmp_path / "data", train=16, validation=4)
-    spec = chat_spec(repo, data, lora={"enabled": True, "r": 8} if lora else {"enabled": False})
-    spec["hyperparameters"] |= {"nEpochs": 1, "batchSize": 8}
-    manifest = write_manifest(tmp_path / "job.yaml", name=f"tiny-{arch.replace('_', '-')}", spec=spec)
-    run = kubetune_run(manifest, workdir=tmp_path / "work", hf_home=families_hf_home, environ=offline_env)
+    run = train_tiny_chat(
+        repo, tmp_path, hf_home=families_hf_home, environ=offline_env, lora=lora, name=f"tiny-{arch.replace('_', '-')}"
+    )
     assert run.returncode == 0, run.output
     assert run.result.outcome is Outcome.SUCCEEDED
     assert run.result.model is not None
     assert run.result.model.model_type == arch
-    saved = next((tmp_path / "work" / "output").iterdir())
-    model = AutoModelForCausalLM.from_pretrained(saved)
-    assert model.config.model_type == arch
-    with torch.no_grad():
-        assert torch.isfinite(model(input_ids=torch.tensor([[1, 2, 3]])).logits).all()
+    assert_saved_model_loads(run, arch)
