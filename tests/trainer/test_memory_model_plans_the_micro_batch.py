@@ -55,7 +55,7 @@ LORA_CASES = {"full": (None, 0.0), "lora": (16, 0.0), "lora-dropout": (16, 0.1)}
 @functools.cache
 def _held() -> dict[str, float]:
     """Every case's bytes per token, measured once for the module in one fresh process."""
-    cases = {}
+    cases: dict[str, tuple[object, ...]] = {}
     for dims_id, dims in DIMS.items():
         for lora_id, (rank, dropout) in LORA_CASES.items():
             for layers in (2, 4):
@@ -408,7 +408,7 @@ def test_each_architecture_s_own_layers_are_planned_as_they_keep(
 
 def make_lean_probe(model_type: str) -> torch.nn.Module:
     """A one-layer model of `model_type` as Initialization makes it: what the lean layers serve there."""
-    model = AutoModelForCausalLM.from_config(_family_config(model_type, 1))  # type: ignore[no-untyped-call]
+    model: torch.nn.Module = AutoModelForCausalLM.from_config(_family_config(model_type, 1))  # type: ignore[no-untyped-call]
     make_layers_lean(model)
     return model
 
