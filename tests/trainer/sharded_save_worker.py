@@ -10,7 +10,8 @@ the real Saving stage while a thread samples its VmRSS every 2 ms, and writes `r
 into the work directory: its RSS after imports, before Saving and at its highest during Saving,
 the forward pass's growth, the bytes of its own shard and of the whole model, the stage's
 seconds, `refused` (the verification's reason and message, when it failed the output) and `error`
-(the stage's failure as this rank's Result would name it). `fail_write` makes rank 0's writes of its
+(the stage's failure as this rank's Result would name it) and `threads_after_teardown` (its threads' names once
+`teardown` has ended the process group). `fail_write` makes rank 0's writes of its
 output files (`model_file`) or of the tokenizer (`tokenizer`) fail as a full disk does.
 """
 
@@ -110,11 +111,27 @@ def _fail_rank_zero_writes(settings: dict[str, Any], *, rank: int, tokenizer: An
         tokenizer.save_pretrained = no_space
 
 
+def thread_names() -> list[str]:
+    """The names of this process's threads as the kernel knows them (C++ threads included: gloo's are
+    `pt_gloo_runloop` and `gloo_tcp_loop`)."""
+    return sorted((task / "comm").read_text().strip() for task in Path("/proc/self/task").iterdir())
+
+
 def main(settings_path: Path) -> None:
     settings: dict[str, Any] = json.loads(settings_path.read_text(encoding="utf-8"))
     after_imports = rss_bytes()
     torch.set_num_threads(1)
     info = DistInfo.from_env(os.environ)
+    # Everything the stages made is unreferenced once this returns, as when the trainer's pipeline returns.
+    figures = _initialize_train_and_save(settings, info=info, after_imports=after_imports)
+    barrier()
+    teardown()
+    figures["threads_after_teardown"] = thread_names()
+    work = Path(settings["work_dir"])
+    (work / f"rank-{info.rank}.json").write_text(json.dumps(figures), encoding="utf-8")
+
+
+def _initialize_train_and_save(settings: dict[str, Any], *, info: DistInfo, after_imports: int) -> dict[str, Any]:
     work = Path(settings["work_dir"])
     model = TinyModel(settings["repo_id"], settings["revision_sha"], Path(settings["snapshot"]))
     tokenizer = AutoTokenizer.from_pretrained(str(model.snapshot_path))
@@ -178,7 +195,7 @@ def main(settings_path: Path) -> None:
             if isinstance(error, CheckpointInvalid):
                 refused = f"{error.reason}: {error.message}"
     seconds = time.monotonic() - started
-    figures = {
+    return {
         "rank": info.rank,
         "after_imports": after_imports,
         "before_saving": before,
@@ -190,9 +207,6 @@ def main(settings_path: Path) -> None:
         "refused": refused,
         "error": failed,
     }
-    (work / f"rank-{info.rank}.json").write_text(json.dumps(figures), encoding="utf-8")
-    barrier()
-    teardown()
 
 
 if __name__ == "__main__":

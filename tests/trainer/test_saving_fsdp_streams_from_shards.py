@@ -83,7 +83,12 @@ def _run_ranks(
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    return [json.loads((work / f"rank-{rank}.json").read_text(encoding="utf-8")) for rank in range(2)]
+    ranks = [json.loads((work / f"rank-{rank}.json").read_text(encoding="utf-8")) for rank in range(2)]
+    for figures in ranks:
+        # The process group's threads end in `teardown`, never at the interpreter's exit (docs/testing.md).
+        left = [name for name in figures["threads_after_teardown"] if "gloo" in name]
+        assert not left, f"rank {figures['rank']}'s process group outlived teardown: {left}"
+    return ranks
 
 
 def _tensors(folder: Path) -> dict[str, torch.Tensor]:

@@ -3,6 +3,7 @@ only rank 0 reports and writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from kubetune_trainer.tiny_model import TinyModel
 from .training_jobs import chat_lines, trainer_config, write_jsonl
 
 TORCHRUN = Path(sys.executable).parent / "torchrun"
+EXIT_THREADS = Path(__file__).parent / "exit_threads"
+"""A `sitecustomize` that records each rank's threads as it exits."""
 
 
 def _job(tiny_llama: TinyModel, hf_home: Path, work_dir: Path, data_dir: Path, strategy: Strategy) -> Path:
@@ -97,6 +100,11 @@ def test_two_ranks_train_like_one_and_only_rank_0_writes(  # noqa: PLR0917 (pyte
 ) -> None:
     double = tmp_path / "double"
     logs = tmp_path / "logs"
+    exits = tmp_path / "exit-threads.jsonl"
+    environ = _environ(offline_env)
+    environ.update(
+        PYTHONPATH=os.pathsep.join([str(EXIT_THREADS), environ["PYTHONPATH"]]), KUBETUNE_TEST_EXIT_THREADS=str(exits)
+    )
     two = subprocess.run(
         [
             str(TORCHRUN),
@@ -112,7 +120,7 @@ def test_two_ranks_train_like_one_and_only_rank_0_writes(  # noqa: PLR0917 (pyte
             "--config",
             str(_job(tiny_llama, tiny_hf_home, double, job_data, strategy)),
         ],
-        env=_environ(offline_env),
+        env=environ,
         capture_output=True,
         text=True,
         timeout=120,
@@ -140,3 +148,10 @@ def test_two_ranks_train_like_one_and_only_rank_0_writes(  # noqa: PLR0917 (pyte
     (checkpoint,) = (double / "checkpoints" / "tiny" / "uid-1234").iterdir()
     assert sorted(p.name for p in checkpoint.glob("rng-*.pt")) == ["rng-0.pt", "rng-1.pt"]
     assert (double / "termination-log").read_text().startswith('{"outcome":"Succeeded"')
+
+    # Each rank ended its process group before exiting: no gloo thread was left to the interpreter's shutdown,
+    # where a rank once aborted with SIGABRT (docs/testing.md).
+    exited = [json.loads(line) for line in exits.read_text(encoding="utf-8").splitlines()]
+    assert sorted(each["rank"] for each in exited) == ["0", "1"]
+    for each in exited:
+        assert not [name for name in each["threads"] if "gloo" in name], each

@@ -10,7 +10,6 @@ reports (terminal, Kubernetes status, W&B, Prometheus); the other ranks train an
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import os
 import sys
@@ -126,9 +125,7 @@ def _train(config: TrainerConfig, *, environ: Mapping[str, str], dist: DistInfo,
     finally:
         restore_signals()
         stop()
-        # The DDP and FSDP wrappers sit in reference cycles (their hooks hold them): collected now, they
-        # go before the process group they use, never after it at some later collection or at exit.
-        gc.collect()
+        # The run's model is unreferenced now: its process group's threads end here, not at exit.
         teardown()
     # A deadline (SIGTERM's budget, the step watchdog) may have written its Result first: the
     # exit code must be that Result's, or the operator reads a success that exited non-zero.

@@ -7,6 +7,8 @@ every collective here is then a no-op, so the loop reads the same either way.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +17,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
+from torch.distributed.tensor import DTensor, _redistribute
+from torch.distributed.tensor import debug as dtensor_debug
+from torch.distributed.tensor._collective_utils import MeshTopoInfo
 from torch.nn.parallel import DistributedDataParallel
 
 from ..context import DistInfo
@@ -40,8 +45,37 @@ def init_process_group(info: DistInfo, *, device: torch.device, timeout_seconds:
 
 
 def teardown() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    """End the process group so that its threads stop here, before the interpreter's shutdown.
+
+    `destroy_process_group` forgets the groups, but a group's threads (gloo's two workers and its TCP
+    loop; NCCL's watchdog) stop only when the group's last reference goes. The DDP and FSDP wrappers hold
+    theirs in reference cycles (their hooks), collected here; FSDP2's device mesh holds its groups, and
+    torch's DTensor caches hold the mesh (through every DTensor spec they planned for), so they are
+    emptied first. Without this every FSDP2 rank exited with its gloo threads running, and each rank
+    abort the test suite has seen ("terminate called without an active exception": SIGABRT, which
+    torchrun reports as the job's failure) was in a process that exited so (docs/testing.md).
+    Call it once the run's model and optimizer are no longer referenced.
+    """
+    if not dist.is_initialized():
+        return
+    for clear in _dtensor_caches():
+        clear()
+    gc.collect()
+    dist.destroy_process_group()
+
+
+def _dtensor_caches() -> list[Callable[[], object]]:
+    """The `cache_clear`s of torch's DTensor caches that keep device meshes (torch 2.13's names; one that
+    a later torch renames is skipped, and the tests of `teardown` find the threads it leaves)."""
+    propagator = getattr(getattr(DTensor, "_op_dispatcher", None), "sharding_propagator", None)
+    found = [
+        getattr(_redistribute, "clear_redistribute_planner_cache", None),
+        getattr(getattr(_redistribute, "_gen_transform_infos", None), "cache_clear", None),
+        getattr(dtensor_debug, "_clear_sharding_prop_cache", None),
+        getattr(getattr(propagator, "_propagate_tensor_meta_cached", None), "cache_clear", None),
+        getattr(getattr(MeshTopoInfo, "build_from_mesh", None), "cache_clear", None),
+    ]
+    return [clear for clear in found if clear is not None]
 
 
 def wrap_model(model: nn.Module, *, info: DistInfo, strategy: Strategy, device: torch.device) -> nn.Module:
