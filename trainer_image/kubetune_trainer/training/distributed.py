@@ -47,13 +47,13 @@ def init_process_group(info: DistInfo, *, device: torch.device, timeout_seconds:
 def teardown() -> None:
     """End the process group so that its threads stop here, before the interpreter's shutdown.
 
-    `destroy_process_group` forgets the groups, but a group's threads (gloo's two workers and its TCP
-    loop; NCCL's watchdog) stop only when the group's last reference goes. The DDP and FSDP wrappers hold
-    theirs in reference cycles (their hooks), collected here; FSDP2's device mesh holds its groups, and
-    torch's DTensor caches hold the mesh (through every DTensor spec they planned for), so they are
-    emptied first. Without this every FSDP2 rank exited with its gloo threads running, and each rank
-    abort the test suite has seen ("terminate called without an active exception": SIGABRT, which
-    torchrun reports as the job's failure) was in a process that exited so (docs/testing.md).
+    `destroy_process_group` forgets the groups, but a gloo group's threads (two workers and a TCP loop)
+    stop only when the group's last reference goes. The DDP and FSDP wrappers hold theirs in reference
+    cycles (their hooks), collected here; FSDP2's device mesh holds its groups, and torch's DTensor caches
+    hold the mesh (through every DTensor spec they cached), so they are emptied first. Without this every
+    FSDP2 rank exited with its gloo threads running, as did the ranks the test suite saw abort at exit
+    ("terminate called without an active exception": SIGABRT, a non-zero exit the operator reads as a
+    crash even after a success; docs/testing.md).
     Call it once the run's model and optimizer are no longer referenced.
     """
     if not dist.is_initialized():
